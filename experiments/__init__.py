@@ -1,0 +1,1 @@
+"""Hydra configs (conf/) and thin entry scripts behind the wow-gym command."""

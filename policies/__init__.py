@@ -1,0 +1,1 @@
+"""SB3 training helpers, export and deployment (later issues)."""

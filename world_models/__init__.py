@@ -1,0 +1,1 @@
+"""Learned models: autoencoder, DiT world model, FM-IDM, critic networks (later issues)."""
