@@ -8,8 +8,10 @@ for truncation, robosuite's RNGs reseeded from the Gymnasium RNG on every reset,
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +22,19 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-from wow_gym.registry import task_info  # noqa: E402
+from wow_gym.registry import CONTROL_FREQ, task_info  # noqa: E402
 
 AGENT_POS_DIM = 9  # end-effector position (3), orientation quaternion xyzw (4), gripper finger joints (2)
 _STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 _GRIPPER_STATE = 2  # the Panda gripper's integrated finger command
+_LIVE_RENDERERS: "weakref.WeakSet[mujoco.Renderer]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_renderers() -> None:
+    """Free GL contexts before EGL shuts down; left to the garbage collector they raise at exit."""
+    for renderer in list(_LIVE_RENDERERS):
+        renderer.close()
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class RenderConfig:
 class RobosuiteEnv(gym.Env):
     """A robosuite task as a Gymnasium env with the observation/action spaces every wow_gym env shares."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
 
     def __init__(
         self,
@@ -53,7 +63,7 @@ class RobosuiteEnv(gym.Env):
         shadows: bool = False,
         reflections: bool = False,
         skybox: bool = False,
-        control_freq: int = 20,
+        control_freq: int = CONTROL_FREQ,
         terminate_on_success: bool = False,
         render_mode: str | None = None,
     ) -> None:
@@ -83,6 +93,9 @@ class RobosuiteEnv(gym.Env):
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
         self._physics_state_size = mujoco.mj_stateSize(self.model, _STATE_SPEC)
+        # Bodies fixed to the world that robosuite may move at reset by editing the model (Door's door).
+        self._fixture_bodies = np.array([b for b in range(1, self.model.nbody)
+                                         if self.model.body_parentid[b] == 0 and self.model.body_jntnum[b] == 0])
         self.sim_state_size = self.get_sim_state().size
 
     # -- Gymnasium API -----------------------------------------------------------------------------------
@@ -93,10 +106,11 @@ class RobosuiteEnv(gym.Env):
         """Start an episode: a fresh seeded layout, or the exact state in options['sim_state']."""
         super().reset(seed=seed)
         self._reseed_robosuite(int(self.np_random.integers(2**63 - 1)))
-        raw = self.robosuite.reset()
-        options = options or {}
-        if options.get("sim_state") is not None:
-            raw = self._restore(options["sim_state"])
+        self.robosuite.reset()
+        sim_state = (options or {}).get("sim_state")
+        # A fresh episode goes through the same restore path as a stored state, so that stepping from
+        # either is bit-identical (robosuite's controller initialisation would otherwise differ slightly).
+        raw = self._restore(self.get_sim_state() if sim_state is None else sim_state)
         observation = self._observation(raw)
         return observation, self._info()
 
@@ -132,16 +146,20 @@ class RobosuiteEnv(gym.Env):
     # -- state restore -----------------------------------------------------------------------------------
 
     def get_sim_state(self) -> np.ndarray:
-        """Everything that determines what happens next: MuJoCo's integration state (time, qpos, qvel,
-        actuator state, warm start, controls), then what robosuite keeps outside MuJoCo: the grippers'
-        integrated commands and the arm controllers' nullspace posture targets."""
+        """Everything that determines what happens next, as one float64 vector.
+
+        MuJoCo's integration state (time, qpos, qvel, actuator state, warm start, controls), then what
+        robosuite keeps outside it: poses of fixed bodies it places at reset (the door), the grippers'
+        integrated commands and the arm controllers' nullspace posture targets.
+        """
         physics = np.empty(self._physics_state_size, dtype=np.float64)
         mujoco.mj_getState(self.model, self.data, physics, _STATE_SPEC)
+        fixtures = [self.model.body_pos[self._fixture_bodies].ravel(), self.model.body_quat[self._fixture_bodies].ravel()]
         # The Panda gripper's command starts as shape (1,) and becomes (2,) after the first step, with
         # the same meaning; store the (2,) form so every state of a task has one size.
         grippers = [np.broadcast_to(g.current_action, (_GRIPPER_STATE,)) for g in self._grippers()]
         postures = [np.asarray(c.initial_joint, dtype=np.float64) for c in self._arm_controllers()]
-        return np.concatenate([physics, *grippers, *postures])
+        return np.concatenate([physics, *fixtures, *grippers, *postures])
 
     def _grippers(self) -> list[Any]:
         return [g for robot in self.robosuite.robots for g in robot.gripper.values()]
@@ -158,6 +176,10 @@ class RobosuiteEnv(gym.Env):
                              f"{state.shape}; was it stored by a different task or mujoco version?")
         mujoco.mj_setState(self.model, self.data, state[: self._physics_state_size], _STATE_SPEC)
         offset = self._physics_state_size
+        for field, width in ((self.model.body_pos, 3), (self.model.body_quat, 4)):
+            size = len(self._fixture_bodies) * width
+            field[self._fixture_bodies] = state[offset : offset + size].reshape(-1, width)
+            offset += size
         for gripper in self._grippers():
             gripper.current_action = state[offset : offset + _GRIPPER_STATE].copy()
             offset += _GRIPPER_STATE
@@ -208,6 +230,7 @@ class RobosuiteEnv(gym.Env):
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = cfg.shadows
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = cfg.reflections
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = cfg.skybox
+        _LIVE_RENDERERS.add(renderer)
         return renderer
 
     def render_frame(self) -> np.ndarray:

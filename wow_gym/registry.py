@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 
 SIM_VERSION = 0
+CONTROL_FREQ = 20  # Hz; one dataset frame per control step
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,198 @@
+"""Collect episodes from scripted policies into a LeRobot v3.0 dataset, in parallel and resumable.
+
+Episode i always uses seed `config.seed + i`, so an interrupted collection resumes where it stopped and
+produces the same dataset as an uninterrupted one. Worker processes simulate; the parent writes each
+finished episode atomically, so Ctrl-C loses nothing but the episodes in flight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from wow_gym.data import DatasetWriter
+from wow_gym.envs.experts import ExpertNoiseConfig, make_expert
+from wow_gym.envs.exploration import RandomPolicy, RandomWalkPolicy, ScriptedPolicy
+from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
+from wow_gym.provenance import write_run_metadata
+from wow_gym.registry import CONTROL_FREQ, task_info
+from wow_gym.rollout import Rollout
+
+POLICIES = ("expert", "random", "walk")
+
+
+@dataclass
+class CollectConfig:
+    """What to collect and where; see experiments/conf/collect.yaml for the meaning of each key."""
+
+    task: str = "lift"
+    episodes: int = 200
+    policy: str = "expert"
+    noise: ExpertNoiseConfig = field(default_factory=ExpertNoiseConfig)
+    root: str = "outputs/datasets/lift-expert"
+    seed: int = 0
+    workers: int = 2
+    image_size: int = 64
+    max_steps: int | None = None
+    domain_randomization: DomainRandomizationConfig | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        task_info(self.task)  # raises with the list of tasks
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.episodes < 1 or self.workers < 1:
+            raise ValueError(f"episodes and workers must be >= 1, got {self.episodes} and {self.workers}")
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    """What a collect call did."""
+
+    root: Path
+    written: int
+    skipped: int
+    successes: int
+    seconds: float
+    interrupted: bool
+
+
+def make_env(config: CollectConfig) -> gym.Env:
+    """The sim env a collection runs in (domain randomization when configured)."""
+    info = task_info(config.task)
+    kwargs: dict[str, Any] = {"image_size": config.image_size}
+    if config.max_steps is not None:
+        kwargs["max_episode_steps"] = config.max_steps
+    env = gym.make(info.env_id, **kwargs)
+    if config.domain_randomization is not None:
+        env = RandomizeDomain(env, config.domain_randomization)
+    return env
+
+
+def make_policy(config: CollectConfig, rng: np.random.Generator) -> ScriptedPolicy:
+    """The policy named by config.policy."""
+    if config.policy == "expert":
+        return make_expert(config.task, config.noise, rng)
+    return RandomPolicy(rng) if config.policy == "random" else RandomWalkPolicy(rng)
+
+
+def record_episode(env: gym.Env, policy: ScriptedPolicy, seed: int, pair_id: str = "") -> Rollout:
+    """Run one episode from reset(seed) to termination or truncation and return it as a Rollout."""
+    observation, info = env.reset(seed=seed)
+    policy.reset(env)
+    sim = env.unwrapped
+    observations, sim_states = [observation], [sim.get_sim_state()]
+    actions, rewards, terminated, truncated, successes, subtasks = [], [], [], [], [], []
+    done = False
+    while not done:
+        action, subtask = policy.act(observation)
+        observation, reward, term, trunc, info = env.step(action)
+        observations.append(observation)
+        sim_states.append(sim.get_sim_state())
+        actions.append(np.asarray(action, np.float32))
+        rewards.append(reward)
+        terminated.append(term)
+        truncated.append(trunc)
+        successes.append(info["is_success"])
+        subtasks.append(subtask)
+        done = term or trunc
+    return Rollout(
+        pixels=np.stack([o["pixels"] for o in observations]),
+        agent_pos=np.stack([o["agent_pos"] for o in observations]),
+        environment_state=np.stack([o["environment_state"] for o in observations]),
+        sim_state=np.stack(sim_states),
+        action=np.stack(actions),
+        reward=np.asarray(rewards, np.float32),
+        terminated=np.asarray(terminated, bool),
+        truncated=np.asarray(truncated, bool),
+        is_success=np.asarray(successes, bool),
+        subtask=subtasks,
+        source="sim",
+        env_id=env.spec.id if env.spec else "",
+        task=sim.task,
+        instruction=info["instruction"],
+        seed=seed,
+        pair_id=pair_id,
+    )
+
+
+# -- worker processes -----------------------------------------------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(config: CollectConfig) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    _worker["config"] = config
+    _worker["env"] = make_env(config)
+
+
+def _collect_one(episode_index: int) -> tuple[int, Rollout]:
+    config: CollectConfig = _worker["config"]
+    seed = config.seed + episode_index
+    policy = make_policy(config, np.random.default_rng(seed))
+    pair_id = f"{config.task.lower()}-{config.policy}-seed{seed}"
+    return episode_index, record_episode(_worker["env"], policy, seed, pair_id)
+
+
+def collect(config: CollectConfig) -> CollectResult:
+    """Collect config.episodes episodes into config.root, skipping those already there."""
+    from torch.utils.tensorboard import SummaryWriter  # tensorboard is heavy; import only when collecting
+
+    root = Path(config.root)
+    writer = DatasetWriter(root, fps=CONTROL_FREQ, camera=task_info(config.task).camera)
+    todo = [i for i in range(config.episodes) if i not in writer.completed_episodes]
+    skipped = config.episodes - len(todo)
+    run_dir = root / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    write_run_metadata(run_dir, dataclasses.asdict(config))
+    board = SummaryWriter(str(run_dir))
+    start, written, successes, interrupted = time.time(), 0, 0, False
+    bar = tqdm(total=config.episodes, initial=skipped, desc=f"collect {config.task}/{config.policy}",
+               unit="ep", disable=not config.progress)
+    try:
+        for index, rollout in _run(config, todo):
+            writer.write(rollout, episode_index=index)
+            written += 1
+            successes += rollout.success
+            board.add_scalar("collect/return", float(rollout.reward.sum()), index)
+            board.add_scalar("collect/success", float(rollout.success), index)
+            bar.set_postfix(success=f"{successes}/{written}")
+            bar.update()
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\ninterrupted: {written} new episodes are safe in {root}; run the same command to resume")
+    finally:
+        bar.close()
+        board.close()
+    return CollectResult(root, written, skipped, successes, time.time() - start, interrupted)
+
+
+def _run(config: CollectConfig, todo: list[int]):
+    """Yield (episode_index, Rollout) in order, from worker processes or in-process for workers=1."""
+    if not todo:
+        return
+    if config.workers == 1:
+        _init_worker(config)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for index in todo:
+            yield _collect_one(index)
+        _worker["env"].close()
+        return
+    # spawn, not fork: EGL contexts and torch threads do not survive a fork cleanly.
+    context = mp.get_context("spawn")
+    pool = context.Pool(min(config.workers, len(todo)), initializer=_init_worker, initargs=(config,))
+    try:
+        yield from pool.imap(_collect_one, todo)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()

@@ -1,0 +1,59 @@
+"""Exploration policies for data collection: uniform random and smooth random walk.
+
+They speak the scripted experts' interface (reset(env), act(observation) -> (action, subtask)) so the
+collector treats every data source alike. Uniform random OSC actions barely move the arm; the random walk
+keeps a slowly drifting velocity so the data carries visible, action-driven motion.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+
+class ScriptedPolicy(Protocol):
+    """What the collector runs: an expert or an exploration policy."""
+
+    def reset(self, env: gym.Env) -> None: ...
+
+    def act(self, observation: dict[str, np.ndarray]) -> tuple[np.ndarray, str]: ...
+
+
+class RandomPolicy:
+    """Uniform random actions in [-1, 1]^7."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def reset(self, env: gym.Env) -> None:
+        """Nothing to reset."""
+
+    def act(self, observation: dict[str, Any]) -> tuple[np.ndarray, str]:
+        """A fresh uniform action."""
+        return self.rng.uniform(-1.0, 1.0, 7).astype(np.float32), "move randomly"
+
+
+class RandomWalkPolicy:
+    """An Ornstein-Uhlenbeck walk in action space: smooth, persistent arm motion with gripper toggles."""
+
+    def __init__(self, rng: np.random.Generator, theta: float = 0.15, sigma: float = 0.3,
+                 gripper_switch_prob: float = 0.05) -> None:
+        self.rng = rng
+        self.theta, self.sigma, self.gripper_switch_prob = theta, sigma, gripper_switch_prob
+        self._action = np.zeros(7)
+
+    def reset(self, env: gym.Env) -> None:
+        """Start from a random velocity and a random gripper command."""
+        self._action = self.rng.uniform(-0.5, 0.5, 7)
+        self._action[6] = self.rng.choice([-1.0, 1.0])
+
+    def act(self, observation: dict[str, Any]) -> tuple[np.ndarray, str]:
+        """Drift the previous action toward zero with Gaussian kicks; flip the gripper now and then."""
+        arm = self._action[:6]
+        arm += -self.theta * arm + self.sigma * self.rng.standard_normal(6)
+        self._action[:6] = np.clip(arm, -1.0, 1.0)
+        if self.rng.random() < self.gripper_switch_prob:
+            self._action[6] = -self._action[6]
+        return self._action.astype(np.float32), "move randomly"

@@ -1,0 +1,54 @@
+"""The `wow-gym` command: one subcommand per pipeline stage, each configured by a Hydra config."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module under wow_gym.experiments, one-line help). Modules are imported only when run, so
+# `wow-gym --help` is instant and the core package never imports Hydra.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "collect": ("collect", "collect episodes (expert, random, random walk) into a LeRobot v3.0 dataset"),
+    "eval-experts": ("eval_experts", "success rate of the scripted experts over many seeds"),
+    "bench": ("bench", "throughput benchmarks: `wow-gym bench sim` (env steps/s per task)"),
+    "demo": ("demo", "the main job on the shipped defaults (what `make demo` runs)"),
+}
+
+USAGE = """usage: wow-gym <command> [key=value ...] [--help]
+
+Train robot policies in a learned video world model, checked against its MuJoCo twin.
+Each command takes Hydra overrides (key=value); `wow-gym <command> --help` shows its config.
+
+commands:
+{commands}
+
+examples:
+  wow-gym collect task=lift episodes=200 policy=expert noise.action_std=0.1
+  wow-gym bench sim
+  wow-gym demo
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch `wow-gym <command> ...` to its entry script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"wow-gym: unknown command {name!r}\n", file=sys.stderr)
+        print(_usage(), file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"wow_gym.experiments.{SUBCOMMANDS[name][0]}")
+    return int(module.main(rest) or 0)
+
+
+def _usage() -> str:
+    width = max(len(n) for n in SUBCOMMANDS)
+    lines = [f"  {n:<{width}}  {help_}" for n, (_, help_) in SUBCOMMANDS.items()]
+    return USAGE.format(commands="\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
