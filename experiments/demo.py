@@ -29,7 +29,8 @@ def main(argv: list[str]) -> int:
     for task in cfg.tasks:
         result = collect(CollectConfig(task=task, episodes=cfg.episodes_per_task, policy="expert",
                                        root=str(out / "datasets" / task), seed=cfg.seed,
-                                       workers=cfg.workers, image_size=cfg.image_size))
+                                       workers=cfg.workers, image_size=cfg.image_size,
+                                       max_steps=cfg.max_steps, progress=cfg.progress))
         reader = DatasetReader(result.root)
         rollouts = [reader[i] for i in range(len(reader))]
         all_rollouts += rollouts

@@ -10,7 +10,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("collect", "collect episodes (expert, random, random walk) into a LeRobot v3.0 dataset"),
     "eval-experts": ("eval_experts", "success rate of the scripted experts over many seeds"),
-    "bench": ("bench", "throughput benchmarks: `wow-gym bench sim` (env steps/s per task)"),
+    "bench": ("bench", "benchmarks: `bench sim` (env steps/s), `bench data` (dataset round trip, loader)"),
     "demo": ("demo", "the main job on the shipped defaults (what `make demo` runs)"),
 }
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from wow_gym.data.atomic import atomic_write_bytes
 
 
 def git_commit(cwd: str | Path | None = None) -> dict[str, Any]:
@@ -29,18 +29,7 @@ def git_commit(cwd: str | Path | None = None) -> dict[str, Any]:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write text to path through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(Path(path), text.encode())
 
 
 def write_run_metadata(out_dir: str | Path, config: dict[str, Any]) -> Path:
