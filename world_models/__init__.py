@@ -1,1 +1,12 @@
-"""Learned models: autoencoder, DiT world model, FM-IDM, critic networks (later issues)."""
+"""Learned models: the video world model (autoencoder + DiT + pose dynamics + heads) and its training."""
+
+from wow_gym.world_models.world_model import (
+    CheckpointError,
+    ImaginationState,
+    StepOutput,
+    WorldModel,
+    WorldModelConfig,
+    default_checkpoint,
+)
+
+__all__ = ["CheckpointError", "ImaginationState", "StepOutput", "WorldModel", "WorldModelConfig", "default_checkpoint"]

@@ -1,0 +1,462 @@
+"""The world model as one object: autoencoder + DiT + pose dynamics + object probe + reward head.
+
+`WorldModel.start(...)` turns context frames into an `ImaginationState`; `step(state, actions)` advances a
+whole batch by one control step (pose dynamics, then the DiT conditioned on the new pose, then the heads);
+`generate(...)` rolls out an instruction-conditioned plan with no actions. Everything runs on torch
+tensors in one batch, which is what makes batched imagination fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wow_gym.world_models.autoencoder import AutoencoderConfig, build_autoencoder, pixels_to_tensor, tensor_to_pixels
+from wow_gym.world_models.dit import DiTConfig, VideoDiT
+from wow_gym.world_models.flow import euler_sample, guided
+from wow_gym.world_models.heads import LatentHead, PoseDynamics
+from wow_gym.world_models.text import TEXT_DIM, embed_instructions
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+QUAT = slice(3, 7)  # agent_pos[3:7] is the end-effector quaternion
+
+
+class CheckpointError(ValueError):
+    """A world-model checkpoint that cannot be used here; the message says what to do."""
+
+
+@dataclass
+class WorldModelConfig:
+    """Everything needed to rebuild the model; saved as config.json beside the weights."""
+
+    task: str = "Lift"
+    instruction: str = "lift the red cube"
+    image_size: int = 64
+    action_dim: int = 7
+    agent_pos_dim: int = 9
+    env_state_dim: int = 10
+    context_frames: int = 2
+    sampling_steps: int = 2
+    ctx_noise: float = 0.0  # context-noise level used when imagining (training draws it at random)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if isinstance(self.autoencoder, dict):
+            self.autoencoder = AutoencoderConfig(**self.autoencoder)
+        if isinstance(self.dit, dict):
+            self.dit = DiTConfig(**self.dit)
+        if self.autoencoder.image_size != self.image_size:
+            raise ValueError(f"autoencoder.image_size {self.autoencoder.image_size} != image_size {self.image_size}")
+        self.dit.latent_channels = self.autoencoder.latent_channels
+        self.dit.latent_size = self.autoencoder.latent_size
+        self.dit.context_frames = self.context_frames
+        self.dit.action_dim = self.action_dim
+        self.dit.pose_dim = self.agent_pos_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_stats(config: WorldModelConfig) -> dict[str, list[float]]:
+    """Identity statistics (for a model not yet fitted to data)."""
+    c, p, e = config.autoencoder.latent_channels, config.agent_pos_dim, config.env_state_dim
+    return {
+        "latent_mean": [0.0] * c, "latent_std": [1.0] * c, "delta_std": [1.0] * c,
+        "pose_mean": [0.0] * p, "pose_std": [1.0] * p, "dpose_std": [1.0] * p,
+        "env_state_mean": [0.0] * e, "env_state_std": [1.0] * e,
+        "reward_mean": [0.0], "reward_std": [1.0],
+    }
+
+
+@dataclass
+class ImaginationState:
+    """A batch of imagined episodes in flight (torch tensors on the model's device).
+
+    latents [B,K,C,h,w] normalised latents of the last K frames, oldest first; poses [B,2,P] raw agent_pos
+    of the last two steps; actions [B,H-1,A] the previous actions of the chunk; text [B,384]; keep_text [B].
+    """
+
+    latents: torch.Tensor
+    poses: torch.Tensor
+    actions: torch.Tensor
+    text: torch.Tensor
+    keep_text: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.latents.shape[0]
+
+    def replace(self, rows: np.ndarray | torch.Tensor | list[int], other: ImaginationState) -> None:
+        """Overwrite rows (indices or a boolean mask) with `other`'s rows, in order."""
+        index = torch.as_tensor(np.flatnonzero(rows) if np.asarray(rows).dtype == bool else rows,
+                                dtype=torch.long, device=self.latents.device)
+        if index.numel() != other.batch_size:
+            raise ValueError(f"replacing {index.numel()} rows needs a state of that batch size, "
+                             f"got {other.batch_size}")
+        for f in fields(self):
+            getattr(self, f.name)[index] = getattr(other, f.name).to(getattr(self, f.name).dtype)
+
+    def select(self, rows: np.ndarray | list[int]) -> ImaginationState:
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.latents.device)
+        return ImaginationState(*(getattr(self, f.name)[index].clone() for f in fields(self)))
+
+
+@dataclass
+class StepOutput:
+    """What one imagined step returns, as numpy arrays."""
+
+    pixels: np.ndarray  # [B,H,W,3] uint8
+    agent_pos: np.ndarray  # [B,P] float32
+    environment_state: np.ndarray  # [B,E] float32
+    reward: np.ndarray  # [B] float32
+    success: np.ndarray  # [B] bool
+    latents: torch.Tensor = field(repr=False, default=None)  # [B,C,h,w] normalised
+
+
+class WorldModel(nn.Module):
+    """Autoencoder, DiT, pose dynamics, object probe and reward head, with their data statistics."""
+
+    def __init__(self, config: WorldModelConfig, stats: dict[str, list[float]] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        ae, p = config.autoencoder, config.agent_pos_dim
+        self.autoencoder = build_autoencoder(ae)
+        self.dit = VideoDiT(config.dit)
+        self.pose = PoseDynamics(p, config.action_dim)
+        self.probe = LatentHead(ae.latent_channels, ae.latent_size, config.env_state_dim)
+        self.reward = LatentHead(ae.latent_channels, ae.latent_size, 2, pose_dim=p)
+        self.stats: dict[str, list[float]] = {}
+        self.set_stats(stats or default_stats(config))
+        self.autocast = False  # bf16 autocast on CPU: faster on CPUs with bf16 units
+
+    # -- construction ------------------------------------------------------------------------------------
+
+    @classmethod
+    def random(cls, preset: str = "dit-test", seed: int = 0, **overrides: Any) -> WorldModel:
+        """An untrained model (for tests and as the start of training)."""
+        if preset == "dit-test":
+            overrides.setdefault("autoencoder", AutoencoderConfig(block_out_channels=(8, 16, 16, 16),
+                                                                  norm_num_groups=8, latent_channels=4))
+        overrides.setdefault("dit", DiTConfig(preset=preset))
+        torch.manual_seed(seed)
+        return cls(WorldModelConfig(**overrides)).eval()
+
+    def set_stats(self, stats: dict[str, list[float]]) -> None:
+        missing = set(default_stats(self.config)) - set(stats)
+        if missing:
+            raise CheckpointError(f"world-model statistics lack {sorted(missing)}; retrain the model")
+        self.stats = {k: [float(x) for x in v] for k, v in stats.items()}
+        for key, value in self.stats.items():
+            self.register_buffer(f"_{key}", torch.tensor(value, dtype=torch.float32), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.dit.spatial_pos.device
+
+    # -- persistence -------------------------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        """Write model.safetensors + config.json (config, statistics, version) atomically."""
+        from safetensors.torch import save_file
+
+        from wow_gym.data.atomic import atomic_write_bytes
+        from wow_gym.provenance import atomic_write_text
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tmp = directory / f".{WEIGHTS_FILE}.tmp"
+        save_file(tensors, str(tmp))
+        atomic_write_bytes(directory / WEIGHTS_FILE, tmp.read_bytes())
+        tmp.unlink()
+        meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict(), "stats": self.stats}
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> WorldModel:
+        """Load a checkpoint directory; every problem raises CheckpointError saying what to do."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise CheckpointError(f"world-model checkpoint {directory} has no {path.name}; expected a "
+                                      f"directory written by `wow-gym train-world-model` "
+                                      f"({WEIGHTS_FILE} + {CONFIG_FILE})")
+        try:
+            meta = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{config_path} is not valid JSON ({exc}); the checkpoint is corrupt, "
+                                  "retrain or restore it") from None
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        if version != FORMAT_VERSION:
+            raise CheckpointError(f"{directory} has checkpoint format version {version!r}, this wow_gym reads "
+                                  f"version {FORMAT_VERSION}; retrain with `wow-gym train-world-model` or "
+                                  "install the wow_gym version that wrote it")
+        try:
+            config = WorldModelConfig(**meta["config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{config_path} does not describe a world model ({exc}); retrain it") from None
+        try:
+            tensors = load_file(str(weights_path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{weights_path} is corrupt or truncated ({exc}); restore it from git or "
+                                  "retrain with `wow-gym train-world-model`") from None
+        model = cls(config, meta.get("stats"))
+        expected = model.state_dict()
+        bad = [k for k, v in expected.items() if k not in tensors or tuple(tensors[k].shape) != tuple(v.shape)]
+        extra = sorted(set(tensors) - set(expected))
+        if bad or extra:
+            raise CheckpointError(f"{weights_path} does not match its {CONFIG_FILE}: {len(bad)} missing or "
+                                  f"mis-shaped tensors (e.g. {bad[:3]}), {len(extra)} unexpected; the files "
+                                  "come from different runs, retrain or restore both")
+        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        return model.to(device).eval()
+
+    def check_compatible(self, *, image_size: int | None = None, action_dim: int | None = None,
+                         source: str = "") -> None:
+        """Raise CheckpointError when this model cannot serve an env of this image or action size."""
+        where = f" ({source})" if source else ""
+        if image_size is not None and image_size != self.config.image_size:
+            raise CheckpointError(f"world model{where} was trained on {self.config.image_size}x"
+                                  f"{self.config.image_size} frames but the env asks for {image_size}x"
+                                  f"{image_size}; make the env with image_size={self.config.image_size} or "
+                                  f"train a model at {image_size} px")
+        if action_dim is not None and action_dim != self.config.action_dim:
+            raise CheckpointError(f"world model{where} takes {self.config.action_dim}-D actions but the env "
+                                  f"has {action_dim}-D actions; train a model on data from this env")
+
+    # -- normalisation -----------------------------------------------------------------------------------
+
+    def _norm(self, x: torch.Tensor, key: str, std_key: str | None = None) -> torch.Tensor:
+        std = getattr(self, f"_{std_key or key + '_std'}")
+        return (x - getattr(self, f"_{key}_mean")) / std
+
+    def normalize_latents(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self._latent_mean.view(-1, 1, 1)) / self._latent_std.view(-1, 1, 1)
+
+    def denormalize_latents(self, zn: torch.Tensor) -> torch.Tensor:
+        return zn * self._latent_std.view(-1, 1, 1) + self._latent_mean.view(-1, 1, 1)
+
+    # -- pixels <-> latents ------------------------------------------------------------------------------
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
+
+    @torch.inference_mode()
+    def encode(self, pixels: np.ndarray | torch.Tensor, batch: int = 256) -> torch.Tensor:
+        """uint8 [..., H, W, 3] -> normalised latents [..., C, h, w] (encoder mean)."""
+        pixels = torch.as_tensor(pixels)
+        self._check_pixels(pixels)
+        lead = pixels.shape[:-3]
+        flat = pixels.reshape(-1, *pixels.shape[-3:]).to(self.device)
+        out = []
+        with self._autocast():
+            for i in range(0, flat.shape[0], batch):
+                images = pixels_to_tensor(flat[i:i + batch])
+                out.append(self.autoencoder.encode(images).latent_dist.mode().float())
+        z = self.normalize_latents(torch.cat(out))
+        return z.reshape(*lead, *z.shape[1:])
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        """Normalised latents [..., C, h, w] -> uint8 pixels [..., H, W, 3]."""
+        lead = latents.shape[:-3]
+        flat = self.denormalize_latents(latents.reshape(-1, *latents.shape[-3:]).float())
+        out = []
+        with self._autocast():
+            for i in range(0, flat.shape[0], batch):
+                out.append(tensor_to_pixels(self.autoencoder.decode(flat[i:i + batch]).sample))
+        pixels = torch.cat(out)
+        return pixels.reshape(*lead, *pixels.shape[1:])
+
+    def _check_pixels(self, pixels: torch.Tensor) -> None:
+        size = self.config.image_size
+        if pixels.dtype != torch.uint8 or tuple(pixels.shape[-3:]) != (size, size, 3):
+            raise ValueError(f"expected uint8 frames of shape (..., {size}, {size}, 3), got "
+                             f"{tuple(pixels.shape)} {pixels.dtype}")
+
+    # -- imagination -------------------------------------------------------------------------------------
+
+    def instruction_embedding(self, instructions: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B,384] embeddings and keep mask (None -> no instruction: the unconditional embedding)."""
+        texts = [t if t else self.config.instruction for t in instructions]
+        emb = torch.as_tensor(embed_instructions(texts), device=self.device)
+        keep = torch.tensor([bool(t) for t in instructions], device=self.device)
+        return emb, keep
+
+    @torch.inference_mode()
+    def start(self, pixels: np.ndarray, agent_pos: np.ndarray, actions: np.ndarray | None = None,
+              instruction: str | list[str | None] | None = None) -> ImaginationState:
+        """A batch of episodes from context: pixels [B,k,H,W,3], agent_pos [B,k,P], actions [B,k-1,A].
+
+        k may be 1..K; missing older frames repeat the oldest (as at an episode start in training).
+        `instruction` defaults to the task's; pass a list for one per episode.
+        """
+        pixels = np.asarray(pixels)
+        agent_pos = np.asarray(agent_pos, dtype=np.float32)
+        if pixels.ndim != 5 or agent_pos.ndim != 3 or agent_pos.shape[:2] != pixels.shape[:2]:
+            raise ValueError(f"expected pixels [B,k,H,W,3] and agent_pos [B,k,{self.config.agent_pos_dim}] "
+                             f"with the same B and k, got {pixels.shape} and {agent_pos.shape}")
+        if agent_pos.shape[-1] != self.config.agent_pos_dim:
+            raise ValueError(f"agent_pos must have {self.config.agent_pos_dim} values, got {agent_pos.shape[-1]}")
+        b, k = pixels.shape[:2]
+        K, A, H = self.config.context_frames, self.config.action_dim, self.config.dit.action_history
+        if actions is None:
+            actions = np.zeros((b, max(k - 1, 0), A), np.float32)
+        actions = np.asarray(actions, dtype=np.float32)
+        if actions.shape != (b, max(k - 1, 0), A):
+            raise ValueError(f"actions between {k} context frames must have shape {(b, max(k - 1, 0), A)}, "
+                             f"got {actions.shape}")
+        latents = self.encode(pixels)
+        if k < K:
+            latents = torch.cat([latents[:, :1].expand(-1, K - k, -1, -1, -1), latents], dim=1)
+        latents = latents[:, -K:]
+        poses = torch.as_tensor(agent_pos, device=self.device)
+        poses = torch.cat([poses[:, :1], poses], dim=1)[:, -2:]
+        acts = torch.zeros(b, H - 1, A, device=self.device)
+        if k > 1 and H > 1:
+            tail = torch.as_tensor(actions[:, -(H - 1):], device=self.device)
+            acts[:, -tail.shape[1]:] = tail
+        if instruction is None or isinstance(instruction, str):
+            instruction = [instruction or self.config.instruction] * b
+        if len(instruction) != b:
+            raise ValueError(f"got {len(instruction)} instructions for a batch of {b}")
+        text, keep = self.instruction_embedding(list(instruction))
+        return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep)
+
+    def _pose_step(self, poses: torch.Tensor, action: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        now = poses[:, -1]
+        velocity = (now - poses[:, -2]) / self._dpose_std
+        delta = self.pose(self._norm(now, "pose"), velocity, action, prev)
+        nxt = now + delta * self._dpose_std
+        quat = nxt[:, QUAT]
+        return torch.cat([nxt[:, :3], quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-6), nxt[:, 7:]], dim=1)
+
+    def _velocity_fn(self, state: ImaginationState, chunk: torch.Tensor, pose_cond: torch.Tensor,
+                     keep_action: bool, guidance_action: float, guidance_text: float):
+        b = state.batch_size
+        ctx = state.latents
+        noise_level = torch.full((b,), self.config.ctx_noise, device=self.device)
+        ones = torch.ones(b, dtype=torch.bool, device=self.device)
+        zeros = torch.zeros_like(ones)
+        keep_a = ones if keep_action else zeros
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            v = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, state.keep_text)
+            if keep_action and guidance_action != 1.0:
+                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, zeros, state.keep_text)
+                v = guided(v, v_u, guidance_action)
+            if guidance_text != 1.0:
+                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, zeros)
+                v = guided(v, v_u, guidance_text)
+            return v
+
+        return velocity
+
+    def _advance(self, state: ImaginationState, velocity, steps: int, generator: torch.Generator | None
+                 ) -> torch.Tensor:
+        shape = state.latents[:, -1].shape
+        delta = euler_sample(velocity, tuple(shape), steps, generator=generator, device=self.device)
+        return state.latents[:, -1] + delta.float() * self._delta_std.view(-1, 1, 1)
+
+    @torch.inference_mode()
+    def step(self, state: ImaginationState, action: np.ndarray | torch.Tensor,
+             generator: torch.Generator | None = None, sampling_steps: int | None = None,
+             guidance: float = 1.0) -> StepOutput:
+        """Advance every episode of the batch by one control step; `state` is updated in place."""
+        action = torch.as_tensor(np.asarray(action, dtype=np.float32), device=self.device)
+        if action.shape != (state.batch_size, self.config.action_dim):
+            raise ValueError(f"expected actions of shape ({state.batch_size}, {self.config.action_dim}), "
+                             f"got {tuple(action.shape)}")
+        action = action.clamp(-1, 1)
+        steps = sampling_steps or self.config.sampling_steps
+        prev = state.actions[:, -1] if state.actions.shape[1] else torch.zeros_like(action)
+        with self._autocast():
+            next_pose = self._pose_step(state.poses, action, prev).float()
+            chunk = torch.cat([state.actions, action[:, None]], dim=1)
+            pose_cond = self._norm(torch.stack([state.poses[:, -1], next_pose], dim=1), "pose")
+            velocity = self._velocity_fn(state, chunk, pose_cond, True, guidance, 1.0)
+            latent = self._advance(state, velocity, steps, generator)
+        state.latents = torch.cat([state.latents[:, 1:], latent[:, None]], dim=1)
+        state.poses = torch.stack([state.poses[:, -1], next_pose], dim=1)
+        state.actions = torch.cat([state.actions, action[:, None]], dim=1)[:, 1:]
+        return self._observe(latent, next_pose)
+
+    @torch.inference_mode()
+    def _observe(self, latent: torch.Tensor, pose: torch.Tensor) -> StepOutput:
+        with self._autocast():
+            pixels = self.decode(latent)
+            env_state = self.probe(latent).float() * self._env_state_std + self._env_state_mean
+            out = self.reward(latent, self._norm(pose, "pose")).float()
+        reward = out[:, 0] * self._reward_std + self._reward_mean
+        return StepOutput(pixels.cpu().numpy(), pose.cpu().numpy().astype(np.float32),
+                          env_state.cpu().numpy().astype(np.float32), reward.cpu().numpy().astype(np.float32),
+                          (out[:, 1] > 0).cpu().numpy(), latent)
+
+    @torch.inference_mode()
+    def observe_context(self, state: ImaginationState) -> StepOutput:
+        """The heads' reading of the newest context frame (what reset returns)."""
+        return self._observe(state.latents[:, -1], state.poses[:, -1])
+
+    @torch.inference_mode()
+    def generate(self, pixels: np.ndarray, agent_pos: np.ndarray, instruction: str | list[str] | None,
+                 horizon: int, generator: torch.Generator | None = None, sampling_steps: int | None = None,
+                 guidance: float = 1.0) -> np.ndarray:
+        """An instruction-conditioned plan (no actions): uint8 frames [B, horizon, H, W, 3]."""
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        state = self.start(pixels, agent_pos, None, instruction)
+        steps = sampling_steps or self.config.sampling_steps
+        b, A = state.batch_size, self.config.action_dim
+        chunk = torch.zeros(b, self.config.dit.action_history, A, device=self.device)
+        pose_cond = torch.zeros(b, 2, self.config.agent_pos_dim, device=self.device)
+        frames = []
+        with self._autocast():
+            for _ in range(horizon):
+                velocity = self._velocity_fn(state, chunk, pose_cond, False, 1.0, guidance)
+                latent = self._advance(state, velocity, steps, generator)
+                state.latents = torch.cat([state.latents[:, 1:], latent[:, None]], dim=1)
+                frames.append(latent)
+        return self.decode(torch.stack(frames, dim=1)).cpu().numpy()
+
+    def num_parameters(self) -> dict[str, int]:
+        return {name: sum(p.numel() for p in module.parameters())
+                for name, module in self.named_children()}
+
+
+def finite_or_raise(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise FloatingPointError(f"{what} became {value}; lower the learning rate or check the data")
+    return value
+
+
+CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"
+
+
+def default_checkpoint(task: str) -> Path:
+    """The shipped world-model checkpoint directory of a task; CheckpointError when none is shipped."""
+    from wow_gym.registry import task_info
+
+    info = task_info(task)
+    path = CHECKPOINT_ROOT / info.name.lower()
+    if not (path / CONFIG_FILE).is_file():
+        shipped = sorted(p.name for p in CHECKPOINT_ROOT.glob("*") if (p / CONFIG_FILE).is_file())
+        raise CheckpointError(f"no world model is shipped for {info.name} (shipped: {shipped or 'none'}); "
+                              f"train one with `wow-gym train-world-model task={info.name.lower()}` and pass "
+                              "checkpoint=<its directory>")
+    return path
