@@ -85,8 +85,12 @@ def make_policy(config: CollectConfig, rng: np.random.Generator) -> ScriptedPoli
     return RandomPolicy(rng) if config.policy == "random" else RandomWalkPolicy(rng)
 
 
-def record_episode(env: gym.Env, policy: ScriptedPolicy, seed: int, pair_id: str = "") -> Rollout:
-    """Run one episode from reset(seed) to termination or truncation and return it as a Rollout."""
+def record_episode(env: gym.Env, policy: ScriptedPolicy, seed: int, pair_id: str = "",
+                   interrupt: _DeferredInterrupt | None = None) -> Rollout:
+    """Run one episode from reset(seed) to termination or truncation and return it as a Rollout.
+
+    With `interrupt`, a Ctrl-C received during the episode raises KeyboardInterrupt between two steps.
+    """
     observation, info = env.reset(seed=seed)
     policy.reset(env)
     sim = env.unwrapped
@@ -94,6 +98,8 @@ def record_episode(env: gym.Env, policy: ScriptedPolicy, seed: int, pair_id: str
     actions, rewards, terminated, truncated, successes, subtasks = [], [], [], [], [], []
     done = False
     while not done:
+        if interrupt is not None:
+            interrupt.check()
         action, subtask = policy.act(observation)
         observation, reward, term, trunc, info = env.step(action)
         observations.append(observation)
@@ -127,6 +133,26 @@ def record_episode(env: gym.Env, policy: ScriptedPolicy, seed: int, pair_id: str
 
 # -- worker processes -----------------------------------------------------------------------------------
 
+
+class _DeferredInterrupt:
+    """A SIGINT handler that only records Ctrl-C; `check()` raises KeyboardInterrupt at a safe point.
+
+    A KeyboardInterrupt raised asynchronously inside robosuite's numba-compiled controller surfaces as a
+    SystemError ("returned a result with an exception set") instead, so in-process collection never lets
+    the signal interrupt simulator code.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def check(self) -> None:
+        if self.received:
+            raise KeyboardInterrupt
+
+
 _worker: dict[str, Any] = {}
 
 
@@ -136,12 +162,12 @@ def _init_worker(config: CollectConfig) -> None:
     _worker["env"] = make_env(config)
 
 
-def _collect_one(episode_index: int) -> tuple[int, Rollout]:
+def _collect_one(episode_index: int, interrupt: _DeferredInterrupt | None = None) -> tuple[int, Rollout]:
     config: CollectConfig = _worker["config"]
     seed = config.seed + episode_index
     policy = make_policy(config, np.random.default_rng(seed))
     pair_id = f"{config.task.lower()}-{config.policy}-seed{seed}"
-    return episode_index, record_episode(_worker["env"], policy, seed, pair_id)
+    return episode_index, record_episode(_worker["env"], policy, seed, pair_id, interrupt)
 
 
 def collect(config: CollectConfig) -> CollectResult:
@@ -182,10 +208,14 @@ def _run(config: CollectConfig, todo: list[int]):
         return
     if config.workers == 1:
         _init_worker(config)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for index in todo:
-            yield _collect_one(index)
-        _worker["env"].close()
+        interrupt = _DeferredInterrupt()
+        signal.signal(signal.SIGINT, interrupt)
+        try:
+            for index in todo:
+                yield _collect_one(index, interrupt)
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _worker["env"].close()
         return
     # spawn, not fork: EGL contexts and torch threads do not survive a fork cleanly.
     context = mp.get_context("spawn")
