@@ -1,7 +1,9 @@
-"""wow-gym bench {sim,data}: throughput and fidelity figures, printed and written with the config and commit.
+"""wow-gym bench {sim,data,imagine}: throughput and fidelity figures, written with the config and commit.
 
-  sim   env steps/s per task, with and without a camera, at 64 and 128 px, one process and vectorized
-  data  dataset round trip on real sim episodes (exactness, codec error) and window-loader samples/s
+  sim      env steps/s per task, with and without a camera, at 64 and 128 px, one process and vectorized
+  data     dataset round trip on real sim episodes (exactness, codec error) and window-loader samples/s
+  imagine  imagined steps/s of the world model (batch sizes x sampling steps, directly and through
+           ImaginedVectorEnv) against the simulator with a camera at the model's resolution
 """
 
 from __future__ import annotations
@@ -9,11 +11,21 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from wow_gym.envs.benchmark import DataBenchConfig, SimBenchConfig, bench_data, bench_sim, format_table
+import gymnasium as gym
+
+from wow_gym.envs.benchmark import (
+    CAMERA_SETTINGS,
+    DataBenchConfig,
+    SimBenchConfig,
+    bench_data,
+    bench_sim,
+    format_table,
+)
 from wow_gym.experiments.config_loading import load_config, run_dir, to_dataclass
 from wow_gym.provenance import atomic_write_text, write_run_metadata
+from wow_gym.registry import task_info
 
-TARGETS = ("sim", "data")
+TARGETS = ("sim", "data", "imagine")
 
 
 def main(argv: list[str]) -> int:
@@ -29,6 +41,8 @@ def main(argv: list[str]) -> int:
     out = run_dir(f"bench-{target}")
     if target == "data":
         return _bench_data(to_dataclass(DataBenchConfig, cfg), out)
+    if target == "imagine":
+        return _bench_imagine(cfg, out)
     config = to_dataclass(SimBenchConfig, cfg)
     write_run_metadata(out, dataclasses.asdict(config))
     rows = bench_sim(config)
@@ -57,3 +71,49 @@ def _bench_data(config: DataBenchConfig, out) -> int:
     print(report)
     print(f"\nwritten to {out}")
     return 0 if all(result.exact_fields.values()) else 1
+
+
+def _bench_imagine(cfg, out) -> int:
+    # imported here: torch and the world model are not needed by `bench sim` and `bench data`
+    from wow_gym.world_models import CheckpointError
+    from wow_gym.world_models.benchmark import (
+        ImagineBenchConfig,
+        ImagineBenchResult,
+        bench_imagination,
+        format_imagine_table,
+        max_rss_mb,
+    )
+    from wow_gym.world_models.evaluation import load_world_model
+
+    config = to_dataclass(ImagineBenchConfig, cfg)
+    write_run_metadata(out, dataclasses.asdict(config))
+    try:
+        wm, _ = load_world_model(config.checkpoint, config.task, config.device, config.autocast)
+    except CheckpointError as error:
+        raise SystemExit(f"wow-gym bench imagine: {error}") from None
+    setting = f"{wm.config.image_size}px-fast"  # the default look, at the model's resolution
+    if setting not in CAMERA_SETTINGS:
+        raise SystemExit(f"wow-gym bench imagine: envs/benchmark.py has no camera setting {setting!r} for "
+                         f"this {wm.config.image_size}px model (settings: {list(CAMERA_SETTINGS)}); add one")
+    vector = [setting] if config.sim_num_envs > 1 else []
+    sim_rows = bench_sim(SimBenchConfig(
+        tasks=[wm.config.task], settings=[setting], vector_settings=vector,
+        num_envs=max(config.sim_num_envs, 2), steps=config.sim_steps, warmup_steps=config.sim_warmup_steps,
+        seed=config.seed, progress=config.progress))
+    env_id = task_info(wm.config.task).imagined_env_id
+
+    def make_vector_env(batch: int, steps: int) -> gym.vector.VectorEnv:
+        return gym.make_vec(env_id, num_envs=batch, vectorization_mode="vector_entry_point", model=wm,
+                            sampling_steps=steps, device=str(wm.device))
+
+    rows = bench_imagination(wm, config, make_vector_env if config.vector_env else None)
+    result = ImagineBenchResult(wm.config.task, wm.config.image_size, str(wm.device),
+                                sum(p.numel() for p in wm.parameters()),
+                                {f"{r.setting}, {r.processes} proc": r.steps_per_second for r in sim_rows},
+                                rows, max_rss_mb())
+    table = format_imagine_table(result)
+    atomic_write_text(out / "bench_imagine.md", table + "\n")
+    atomic_write_text(out / "bench_imagine.json", json.dumps(dataclasses.asdict(result), indent=2))
+    print(table)
+    print(f"\nwritten to {out}")
+    return 0

@@ -1,8 +1,9 @@
-"""Frames to compact latents and back: diffusers' AutoencoderKL at a small width.
+"""Frames to compact latents and back: a lean convolutional autoencoder.
 
-64×64×3 frames become 8×8×C latents (three halvings), so the DiT works on 64 tokens per frame. The
-encoder's mean is used as the latent (no sampling at inference); a small KL term keeps the latent space
-smooth for the diffusion model.
+64×64×3 frames become 8×8×C latents. Hand-written rather than diffusers' AutoencoderKL/AutoencoderTiny
+because those run their last stages at full resolution, which on a CPU cost more per imagined step than
+the DiT itself (measured: 32 frames decoded in 0.5–2 s against 0.13 s here). This one works at 16×16
+and 8×8 and moves to and from pixels with pixel (un)shuffle, the sub-pixel convolution of ESPCN.
 """
 
 from __future__ import annotations
@@ -10,51 +11,72 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from diffusers import AutoencoderKL
+from torch import nn
 
 
 @dataclass
 class AutoencoderConfig:
-    """Shape of the autoencoder; `downsample` = 2 ** (len(block_out_channels) - 1)."""
+    """Shape of the autoencoder: pixels -(unshuffle 4)-> 16×16×mid -(stride 2)-> 8×8×wide -> 8×8×C."""
 
     image_size: int = 64
-    latent_channels: int = 8
-    block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
-    layers_per_block: int = 1
-    norm_num_groups: int = 16
+    latent_channels: int = 16
+    mid_channels: int = 48
+    wide_channels: int = 128
+    blocks: int = 1
 
     def __post_init__(self) -> None:
-        self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
-        if self.image_size % self.downsample:
-            raise ValueError(f"image_size {self.image_size} must be divisible by {self.downsample}")
+        if self.image_size % 8:
+            raise ValueError(f"image_size must be divisible by 8, got {self.image_size}")
 
     @property
     def downsample(self) -> int:
-        return 2 ** (len(self.block_out_channels) - 1)
+        return 8
 
     @property
     def latent_size(self) -> int:
-        return self.image_size // self.downsample
+        return self.image_size // 8
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def build_autoencoder(config: AutoencoderConfig) -> AutoencoderKL:
-    """A freshly initialised AutoencoderKL of this shape."""
-    n = len(config.block_out_channels)
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * n,
-        up_block_types=("UpDecoderBlock2D",) * n,
-        block_out_channels=config.block_out_channels,
-        layers_per_block=config.layers_per_block,
-        latent_channels=config.latent_channels,
-        norm_num_groups=config.norm_num_groups,
-        sample_size=config.image_size,
-        mid_block_add_attention=False,
-    )
+class ResBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1), nn.SiLU(),
+                                  nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Autoencoder(nn.Module):
+    """encode: images [B,3,H,W] in [-1,1] -> latents [B,C,H/8,W/8]; decode: the reverse."""
+
+    def __init__(self, config: AutoencoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        m, w, c, n = config.mid_channels, config.wide_channels, config.latent_channels, config.blocks
+        self.encoder = nn.Sequential(
+            nn.PixelUnshuffle(4), nn.Conv2d(48, m, 3, padding=1), *(ResBlock(m) for _ in range(n)),
+            nn.Conv2d(m, w, 3, padding=1, stride=2), *(ResBlock(w) for _ in range(n)),
+            nn.SiLU(), nn.Conv2d(w, c, 1),
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv2d(c, w, 3, padding=1), *(ResBlock(w) for _ in range(n)),
+            nn.SiLU(), nn.Conv2d(w, 4 * m, 1), nn.PixelShuffle(2), *(ResBlock(m) for _ in range(n)),
+            nn.SiLU(), nn.Conv2d(m, 48, 3, padding=1), nn.PixelShuffle(4),
+        )
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latents)
+
+
+def build_autoencoder(config: AutoencoderConfig) -> Autoencoder:
+    return Autoencoder(config)
 
 
 def pixels_to_tensor(pixels: torch.Tensor) -> torch.Tensor:
@@ -67,13 +89,13 @@ def tensor_to_pixels(images: torch.Tensor) -> torch.Tensor:
     return images.float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).movedim(-3, -1)
 
 
-def autoencoder_loss(model: AutoencoderKL, images: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict]:
-    """Reconstruction (MSE + L1) plus a small KL; images in [-1, 1]."""
-    posterior = model.encode(images).latent_dist
-    recon = model.decode(posterior.mode()).sample
-    mse = torch.mean((recon.float() - images) ** 2)
-    l1 = torch.mean(torch.abs(recon.float() - images))
-    kl = posterior.kl().mean() / images[0].numel()
-    loss = mse + l1 + kl_weight * kl
+def autoencoder_loss(model: Autoencoder, images: torch.Tensor, latent_weight: float = 1e-4
+                     ) -> tuple[torch.Tensor, dict[str, float]]:
+    """MSE + L1 reconstruction, plus a small penalty on latent magnitude to keep the latent space tame."""
+    z = model.encode(images)
+    recon = model.decode(z)
+    mse = torch.mean((recon - images) ** 2)
+    l1 = torch.mean(torch.abs(recon - images))
+    loss = mse + 0.5 * l1 + latent_weight * torch.mean(z ** 2)
     psnr = 10 * torch.log10(4.0 / mse.detach().clamp_min(1e-10))
-    return loss, {"mse": mse.item(), "l1": l1.item(), "kl": kl.item(), "psnr": psnr.item()}
+    return loss, {"mse": mse.item(), "l1": l1.item(), "psnr": psnr.item()}

@@ -44,6 +44,7 @@ class DiTConfig:
     action_history: int = 2  # the chunk: a_{t-history+1} .. a_t
     pose_dim: int = 9
     text_dim: int = 384
+    patch: int = 2  # latent pixels per token side: 8x8 latents, patch 2 -> 16 tokens per frame
     mlp_ratio: int = 4
     width: int = 0
     depth: int = 0
@@ -55,6 +56,8 @@ class DiTConfig:
         for key, value in PRESETS[self.preset].items():
             if not getattr(self, key):
                 setattr(self, key, value)
+        if self.latent_size % self.patch:
+            raise ValueError(f"latent_size {self.latent_size} must be divisible by patch {self.patch}")
         if self.context_frames < 1:
             raise ValueError(f"context_frames must be >= 1, got {self.context_frames}")
 
@@ -98,7 +101,9 @@ class VideoDiT(nn.Module):
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
         self.config = config
-        c, s, w = config.latent_channels, config.latent_size, config.width
+        w, p = config.width, config.patch
+        c = config.latent_channels * p * p  # values per token
+        s = config.latent_size // p  # tokens per side
         self.tokens_per_frame = s * s
         self.context_in = nn.Linear(c, w)
         self.target_in = nn.Linear(2 * c, w)  # noisy change ++ last context latent
@@ -152,9 +157,8 @@ class VideoDiT(nn.Module):
             + keep_a * pose_vec + (1 - keep_a) * self.null_pose
             + keep_t * self.text_embed(text) + (1 - keep_t) * self.null_text
         )
-        ctx_tokens = self.context_in(context.flatten(3).transpose(2, 3))  # [B,K,N,W]
-        last = context[:, -1]
-        tgt = self.target_in(torch.cat([noisy, last], dim=1).flatten(2).transpose(1, 2))  # [B,N,W]
+        ctx_tokens = self.context_in(self._patchify(context))  # [B,K,N,W]
+        tgt = self.target_in(self._patchify(torch.cat([noisy, context[:, -1]], dim=1)))  # [B,N,W]
         pos = self.spatial_pos.expand(b, -1, -1)
         pose_tok = self.pose_tokens(torch.cat([pos, pose_vec[:, None].expand_as(pos)], dim=-1))
         tgt = tgt + keep_a[:, :, None] * pose_tok
@@ -165,7 +169,23 @@ class VideoDiT(nn.Module):
         x = x[:, -self.tokens_per_frame:]
         shift, scale = self.final_mod(F.silu(cond)).chunk(2, dim=1)
         x = self.final_norm(x) * (1 + scale[:, None]) + shift[:, None]
-        return self.out(x).transpose(1, 2).reshape(b, c, s, s)
+        return self._unpatchify(self.out(x), c, s)
+
+    def _patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., C, S, S] -> [..., (S/p)^2, C*p*p]"""
+        p = self.config.patch
+        *lead, c, s, _ = x.shape
+        n = len(lead)
+        x = x.reshape(*lead, c, s // p, p, s // p, p)
+        x = x.permute(*range(n), n + 1, n + 3, n, n + 2, n + 4)  # [..., S/p, S/p, C, p, p]
+        return x.reshape(*lead, (s // p) ** 2, c * p * p)
+
+    def _unpatchify(self, tokens: torch.Tensor, c: int, s: int) -> torch.Tensor:
+        """[B, (S/p)^2, C*p*p] -> [B, C, S, S]"""
+        p = self.config.patch
+        b = tokens.shape[0]
+        x = tokens.reshape(b, s // p, s // p, c, p, p).permute(0, 3, 1, 4, 2, 5)
+        return x.reshape(b, c, s, s)
 
 
 def _mlp(inp: int, width: int) -> nn.Sequential:

@@ -104,8 +104,9 @@ class ImaginationState:
         if index.numel() != other.batch_size:
             raise ValueError(f"replacing {index.numel()} rows needs a state of that batch size, "
                              f"got {other.batch_size}")
-        for f in fields(self):
-            getattr(self, f.name)[index] = getattr(other, f.name).to(getattr(self, f.name).dtype)
+        with torch.no_grad():
+            for f in fields(self):
+                getattr(self, f.name)[index] = getattr(other, f.name).to(getattr(self, f.name).dtype)
 
     def select(self, rows: np.ndarray | list[int]) -> ImaginationState:
         index = torch.as_tensor(rows, dtype=torch.long, device=self.latents.device)
@@ -146,8 +147,8 @@ class WorldModel(nn.Module):
     def random(cls, preset: str = "dit-test", seed: int = 0, **overrides: Any) -> WorldModel:
         """An untrained model (for tests and as the start of training)."""
         if preset == "dit-test":
-            overrides.setdefault("autoencoder", AutoencoderConfig(block_out_channels=(8, 16, 16, 16),
-                                                                  norm_num_groups=8, latent_channels=4))
+            overrides.setdefault("autoencoder", AutoencoderConfig(latent_channels=4, mid_channels=8,
+                                                                  wide_channels=16, blocks=1))
         overrides.setdefault("dit", DiTConfig(preset=preset))
         torch.manual_seed(seed)
         return cls(WorldModelConfig(**overrides)).eval()
@@ -166,8 +167,11 @@ class WorldModel(nn.Module):
 
     # -- persistence -------------------------------------------------------------------------------------
 
-    def save(self, directory: str | Path) -> Path:
-        """Write model.safetensors + config.json (config, statistics, version) atomically."""
+    def save(self, directory: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+        """Write model.safetensors + config.json (config, statistics, version) atomically.
+
+        Weights are stored in float16 by default (half the size in git; loading casts back to float32).
+        """
         from safetensors.torch import save_file
 
         from wow_gym.data.atomic import atomic_write_bytes
@@ -175,7 +179,8 @@ class WorldModel(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tensors = {k: v.detach().cpu().to(dtype if v.is_floating_point() else v.dtype).contiguous()
+                   for k, v in self.state_dict().items()}
         tmp = directory / f".{WEIGHTS_FILE}.tmp"
         save_file(tensors, str(tmp))
         atomic_write_bytes(directory / WEIGHTS_FILE, tmp.read_bytes())
@@ -257,9 +262,9 @@ class WorldModel(nn.Module):
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode(self, pixels: np.ndarray | torch.Tensor, batch: int = 256) -> torch.Tensor:
-        """uint8 [..., H, W, 3] -> normalised latents [..., C, h, w] (encoder mean)."""
+        """uint8 [..., H, W, 3] -> normalised latents [..., C, h, w] ."""
         pixels = torch.as_tensor(pixels)
         self._check_pixels(pixels)
         lead = pixels.shape[:-3]
@@ -268,11 +273,11 @@ class WorldModel(nn.Module):
         with self._autocast():
             for i in range(0, flat.shape[0], batch):
                 images = pixels_to_tensor(flat[i:i + batch])
-                out.append(self.autoencoder.encode(images).latent_dist.mode().float())
+                out.append(self.autoencoder.encode(images).float())
         z = self.normalize_latents(torch.cat(out))
         return z.reshape(*lead, *z.shape[1:])
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor, batch: int = 256) -> torch.Tensor:
         """Normalised latents [..., C, h, w] -> uint8 pixels [..., H, W, 3]."""
         lead = latents.shape[:-3]
@@ -280,7 +285,7 @@ class WorldModel(nn.Module):
         out = []
         with self._autocast():
             for i in range(0, flat.shape[0], batch):
-                out.append(tensor_to_pixels(self.autoencoder.decode(flat[i:i + batch]).sample))
+                out.append(tensor_to_pixels(self.autoencoder.decode(flat[i:i + batch])))
         pixels = torch.cat(out)
         return pixels.reshape(*lead, *pixels.shape[1:])
 
@@ -299,7 +304,7 @@ class WorldModel(nn.Module):
         keep = torch.tensor([bool(t) for t in instructions], device=self.device)
         return emb, keep
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def start(self, pixels: np.ndarray, agent_pos: np.ndarray, actions: np.ndarray | None = None,
               instruction: str | list[str | None] | None = None) -> ImaginationState:
         """A batch of episodes from context: pixels [B,k,H,W,3], agent_pos [B,k,P], actions [B,k-1,A].
@@ -308,7 +313,7 @@ class WorldModel(nn.Module):
         `instruction` defaults to the task's; pass a list for one per episode.
         """
         pixels = np.asarray(pixels)
-        agent_pos = np.asarray(agent_pos, dtype=np.float32)
+        agent_pos = np.array(agent_pos, dtype=np.float32)  # a writable copy for torch
         if pixels.ndim != 5 or agent_pos.ndim != 3 or agent_pos.shape[:2] != pixels.shape[:2]:
             raise ValueError(f"expected pixels [B,k,H,W,3] and agent_pos [B,k,{self.config.agent_pos_dim}] "
                              f"with the same B and k, got {pixels.shape} and {agent_pos.shape}")
@@ -318,7 +323,7 @@ class WorldModel(nn.Module):
         K, A, H = self.config.context_frames, self.config.action_dim, self.config.dit.action_history
         if actions is None:
             actions = np.zeros((b, max(k - 1, 0), A), np.float32)
-        actions = np.asarray(actions, dtype=np.float32)
+        actions = np.array(actions, dtype=np.float32)  # a writable copy for torch
         if actions.shape != (b, max(k - 1, 0), A):
             raise ValueError(f"actions between {k} context frames must have shape {(b, max(k - 1, 0), A)}, "
                              f"got {actions.shape}")
@@ -374,12 +379,12 @@ class WorldModel(nn.Module):
         delta = euler_sample(velocity, tuple(shape), steps, generator=generator, device=self.device)
         return state.latents[:, -1] + delta.float() * self._delta_std.view(-1, 1, 1)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def step(self, state: ImaginationState, action: np.ndarray | torch.Tensor,
              generator: torch.Generator | None = None, sampling_steps: int | None = None,
              guidance: float = 1.0) -> StepOutput:
         """Advance every episode of the batch by one control step; `state` is updated in place."""
-        action = torch.as_tensor(np.asarray(action, dtype=np.float32), device=self.device)
+        action = torch.as_tensor(np.array(action, dtype=np.float32), device=self.device)
         if action.shape != (state.batch_size, self.config.action_dim):
             raise ValueError(f"expected actions of shape ({state.batch_size}, {self.config.action_dim}), "
                              f"got {tuple(action.shape)}")
@@ -397,7 +402,7 @@ class WorldModel(nn.Module):
         state.actions = torch.cat([state.actions, action[:, None]], dim=1)[:, 1:]
         return self._observe(latent, next_pose)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def _observe(self, latent: torch.Tensor, pose: torch.Tensor) -> StepOutput:
         with self._autocast():
             pixels = self.decode(latent)
@@ -408,12 +413,12 @@ class WorldModel(nn.Module):
                           env_state.cpu().numpy().astype(np.float32), reward.cpu().numpy().astype(np.float32),
                           (out[:, 1] > 0).cpu().numpy(), latent)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def observe_context(self, state: ImaginationState) -> StepOutput:
         """The heads' reading of the newest context frame (what reset returns)."""
         return self._observe(state.latents[:, -1], state.poses[:, -1])
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def generate(self, pixels: np.ndarray, agent_pos: np.ndarray, instruction: str | list[str] | None,
                  horizon: int, generator: torch.Generator | None = None, sampling_steps: int | None = None,
                  guidance: float = 1.0) -> np.ndarray:

@@ -10,7 +10,10 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("collect", "collect episodes (expert, random, random walk) into a LeRobot v3.0 dataset"),
     "eval-experts": ("eval_experts", "success rate of the scripted experts over many seeds"),
-    "bench": ("bench", "benchmarks: `bench sim` (env steps/s), `bench data` (dataset round trip, loader)"),
+    "bench": ("bench", ("benchmarks: `bench sim` (env steps/s), `bench data` (dataset I/O, loader), "
+                        "`bench imagine` (imagined vs sim steps/s)")),
+    "train-world-model": ("train_world_model", "train the video world model (autoencoder, pose dynamics, heads, DiT)"),
+    "eval-world-model": ("eval_world_model", "a world model vs the simulator, open loop, with baselines"),
     "demo": ("demo", "the main job on the shipped defaults (what `make demo` runs)"),
 }
 

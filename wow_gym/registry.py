@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 
 SIM_VERSION = 0
+IMAGINED_VERSION = 0
 CONTROL_FREQ = 20  # Hz; one dataset frame per control step
 
 
@@ -23,6 +24,10 @@ class TaskInfo:
     @property
     def env_id(self) -> str:
         return f"WoW/{self.name}-v{SIM_VERSION}"
+
+    @property
+    def imagined_env_id(self) -> str:
+        return f"WoW/{self.name}-Imagined-v{IMAGINED_VERSION}"
 
 
 TASKS: dict[str, TaskInfo] = {
@@ -50,14 +55,26 @@ def sim_env_ids() -> list[str]:
     return [t.env_id for t in TASKS.values()]
 
 
+def imagined_env_ids() -> list[str]:
+    """Every registered learned (world-model) env id."""
+    return [t.imagined_env_id for t in TASKS.values()]
+
+
 def register_envs() -> None:
-    """Register WoW/<Task>-v0 for every task; safe to call twice."""
+    """Register WoW/<Task>-v0 and WoW/<Task>-Imagined-v0 for every task; safe to call twice."""
     for info in TASKS.values():
-        if info.env_id in gym.registry:
-            continue
-        gym.register(
-            id=info.env_id,
-            entry_point="wow_gym.envs.robosuite_env:RobosuiteEnv",
-            max_episode_steps=info.max_episode_steps,
-            kwargs={"task": info.name, "instruction": info.instruction},
-        )
+        if info.env_id not in gym.registry:
+            gym.register(
+                id=info.env_id,
+                entry_point="wow_gym.envs.robosuite_env:RobosuiteEnv",
+                max_episode_steps=info.max_episode_steps,
+                kwargs={"task": info.name, "instruction": info.instruction},
+            )
+        if info.imagined_env_id not in gym.registry:
+            gym.register(
+                id=info.imagined_env_id,
+                entry_point="wow_gym.envs.imagined_env:ImaginedEnv",
+                vector_entry_point="wow_gym.envs.imagined_env:ImaginedVectorEnv",
+                max_episode_steps=info.max_episode_steps,
+                kwargs={"task": info.name},
+            )

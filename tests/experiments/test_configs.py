@@ -64,3 +64,70 @@ def test_bench_data_tiny_budget(tmp_path):
     out = _wow_gym(["bench", "data", "episodes=2", "steps=6", "seconds=0.5", "batch_size=4"], tmp_path)
     assert "action exact" in out and "sim_state exact" in out and "DIFFERS" not in out
     assert "samples/s" in out
+
+
+def _tiny_world_model_and_heldout(tmp_path):
+    """A random dit-test checkpoint and two tiny held-out datasets (expert, walk) of 64x64 random frames."""
+    import torch
+
+    from wow_gym.data import DatasetWriter
+    from wow_gym.data.fakes import random_rollout
+    from wow_gym.world_models import WorldModel
+
+    checkpoint = WorldModel.random("dit-test", env_state_dim=10).save(tmp_path / "wm", dtype=torch.float32)
+    roots = []
+    for source in ("expert", "walk"):
+        writer = DatasetWriter(tmp_path / f"heldout-{source}")
+        writer.write(random_rollout(seed=len(roots), steps=4, image_size=(64, 64)))
+        roots.append(str(tmp_path / f"heldout-{source}"))
+    return checkpoint, roots
+
+
+def test_eval_world_model_tiny_budget(tmp_path):
+    checkpoint, roots = _tiny_world_model_and_heldout(tmp_path)
+    args = ["eval-world-model", f"checkpoint={checkpoint}", "horizons=[1,2]", "reference_horizon=2",
+            "starts_per_episode=1", "steps_sweep=[1]", "plan_horizon=2", "examples=1", "progress=false"]
+    out = _wow_gym([*args, f"datasets=[{','.join(roots)}]", f"out={tmp_path / 'eval'}"], tmp_path)
+    assert "| eef error h=2, true vs shuffled actions (mm) |" in out and "| plan PSNR" in out
+    for name in ("report.md", "results.json", "psnr_vs_horizon.png", "example_0.gif", "config.yaml",
+                 "run.json"):
+        assert (tmp_path / "eval" / name).exists(), name
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["open_loop"]["starts"]["all"] == 2
+    assert list((tmp_path / "eval" / "tensorboard").glob("events.out.tfevents.*"))
+    missing = subprocess.run([sys.executable, "-m", "wow_gym.cli", *args,
+                              f"datasets=[{tmp_path / 'nowhere'}]"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "nowhere'] not found" in missing.stderr and "wow-gym collect" in missing.stderr
+
+
+def test_bench_imagine_tiny_budget(tmp_path):
+    checkpoint, _ = _tiny_world_model_and_heldout(tmp_path)
+    out = _wow_gym(["bench", "imagine", f"checkpoint={checkpoint}", "batch_sizes=[1,2]", "sampling_steps=[1]",
+                    "steps=2", "warmup_steps=1", "sim_steps=3", "sim_warmup_steps=1", "sim_num_envs=1",
+                    "progress=false"], tmp_path)
+    assert "| 64px-fast, 1 proc |" in out
+    assert "| WorldModel.step | 2 | 1 |" in out and "| ImaginedVectorEnv | 2 | 1 |" in out
+    written = next(Path(tmp_path, "outputs", "bench-imagine").glob("*/bench_imagine.json"))
+    result = json.loads(written.read_text())
+    assert [r["batch_size"] for r in result["imagined"]] == [1, 1, 2, 2] and result["max_rss_mb"] > 0
+
+
+def test_train_world_model_tiny_budget_then_eval(tmp_path):
+    """Train every stage on a tiny real dataset from the CLI, then evaluate the result."""
+    data = tmp_path / "heldout-expert"
+    _wow_gym(["collect", "task=lift", "policy=expert", "episodes=1", "max_steps=10", "workers=1",
+              "progress=false", f"root={data}"], tmp_path)
+    stages = ["autoencoder={steps: 4, batch_size: 4}", "pose={steps: 3, batch_size: 4}",
+              "heads={steps: 3, batch_size: 4}", "dit={steps: 4, batch_size: 4}"]
+    out = _wow_gym(["train-world-model", f"datasets=[{{root: {data}}}]", f"out={tmp_path / 'wm'}",
+                    "preset=dit-test", "latent_channels=4", *stages, "checkpoint_every=2", "progress=false"],
+                   tmp_path)
+    assert "world model written to" in out
+    for name in ("checkpoint/model.safetensors", "checkpoint/config.json", "config.yaml", "run.json"):
+        assert (tmp_path / "wm" / name).exists(), name
+    assert list((tmp_path / "wm" / "tensorboard").glob("events.out.tfevents.*"))
+    out = _wow_gym(["eval-world-model", f"checkpoint={tmp_path / 'wm' / 'checkpoint'}", f"datasets=[{data}]",
+                    "horizons=[1,2]", "reference_horizon=2", "starts_per_episode=1", "steps_sweep=[1]",
+                    "plan_horizon=2", "examples=1", "progress=false", f"out={tmp_path / 'eval'}"], tmp_path)
+    assert "| plan PSNR" in out

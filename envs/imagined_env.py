@@ -1,0 +1,359 @@
+"""The learned twin: a world model behind the Gymnasium API, as one env or as N envs in one model batch.
+
+`WoW/<Task>-Imagined-v0` has exactly the observation and action spaces of its simulator twin
+`WoW/<Task>-v0`. An episode starts from real frames (see imagined_starts: a simulator state or a fresh
+seeded layout, a stored episode, or given frames); from then on every step is imagined by the world model
+and the simulator is never touched again. Reward and success come from a pluggable `RewardModel`
+(default: the world model's own heads, trained on the simulator's reward).
+
+`ImaginedEnv` (one episode) and `ImaginedVectorEnv` (N episodes, one model call per step) share one
+engine, `ImaginedBatch`, so there is a single copy of the imagination plumbing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from wow_gym.envs.imagined_starts import Context, ContextSource, split_options, stack_contexts
+from wow_gym.envs.robosuite_env import AGENT_POS_DIM
+from wow_gym.registry import CONTROL_FREQ, task_info
+from wow_gym.rollout import ACTION_DIM
+from wow_gym.world_models import CheckpointError, ImaginationState, StepOutput, WorldModel, default_checkpoint
+
+SOURCE = "imagined"
+ACTION_HELP = "(dx, dy, dz, droll, dpitch, dyaw, gripper)"
+
+
+# -- reward -------------------------------------------------------------------------------------------------
+
+
+class RewardModel(Protocol):
+    """Scores a batch of imagined steps: (reward [B] float32, success [B] bool)."""
+
+    def __call__(self, output: StepOutput, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class HeadRewardModel:
+    """The world model's own reward and success heads (trained on the simulator's shaped reward)."""
+
+    def __call__(self, output: StepOutput, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(output.reward, dtype=np.float32), np.asarray(output.success, dtype=bool)
+
+
+# -- model and spaces ---------------------------------------------------------------------------------------
+
+
+def load_world_model(task: str, checkpoint: str | Path | None = None, model: WorldModel | None = None,
+                     image_size: int | None = None, device: str | torch.device = "cpu") -> WorldModel:
+    """The world model for a task: `model` as given, else `checkpoint`, else the shipped checkpoint."""
+    info = task_info(task)
+    if model is None:
+        source = str(checkpoint if checkpoint is not None else default_checkpoint(info.name))
+        model = WorldModel.load(source, device=device)
+    else:
+        source = "the model passed to the env"
+    if model.config.task.lower() != info.name.lower():
+        raise CheckpointError(f"world model ({source}) was trained on task {model.config.task!r}, the env is "
+                              f"{info.name!r}; pass a {info.name} checkpoint")
+    if model.config.agent_pos_dim != AGENT_POS_DIM:
+        raise CheckpointError(f"world model ({source}) predicts {model.config.agent_pos_dim}-D agent_pos, "
+                              f"the env has {AGENT_POS_DIM}-D agent_pos; train a model on data from this env")
+    model.check_compatible(image_size=image_size, action_dim=ACTION_DIM, source=source)
+    return model
+
+
+def imagined_spaces(model: WorldModel) -> tuple[spaces.Dict, spaces.Box]:
+    """The sim twin's observation and action spaces, built from the model's config (no simulator)."""
+    size, env_state_dim = model.config.image_size, model.config.env_state_dim
+    observation_space = spaces.Dict({
+        "pixels": spaces.Box(0, 255, (size, size, 3), np.uint8),
+        "agent_pos": spaces.Box(-np.inf, np.inf, (AGENT_POS_DIM,), np.float32),
+        "environment_state": spaces.Box(-np.inf, np.inf, (env_state_dim,), np.float32),
+    })
+    return observation_space, spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+
+
+# -- the engine ---------------------------------------------------------------------------------------------
+
+
+class ImaginedBatch:
+    """B imagined episodes in one model batch: start rows from contexts, step all rows, score them."""
+
+    def __init__(self, model: WorldModel, reward_model: RewardModel, instruction: str,
+                 sampling_steps: int | None = None) -> None:
+        self.model, self.reward_model = model, reward_model
+        self.instruction, self.sampling_steps = instruction, sampling_steps
+        self.state: ImaginationState | None = None
+        self.generator = torch.Generator(device=model.device)
+
+    def seed(self, rng: np.random.Generator) -> None:
+        """Seed the sampler's noise from the env's RNG (same seed, same actions: same frames)."""
+        self.generator.manual_seed(int(rng.integers(2**63 - 1)))
+
+    def start(self, rows: np.ndarray, contexts: Sequence[Context], batch_size: int
+              ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(Re)start `rows` from their contexts: their observations [n, ...] and success [n]."""
+        pixels, agent_pos, actions = stack_contexts(contexts, self.model.config.context_frames)
+        new = self.model.start(pixels, agent_pos, actions, [self.instruction] * len(rows))
+        output = self.model.observe_context(new)
+        _, success = self._judge(output)
+        if len(rows) == batch_size:  # every row, in order
+            self.state = new
+        else:
+            self.state.replace(rows, new)
+        observation = {"pixels": pixels[:, -1], "agent_pos": agent_pos[:, -1],
+                       "environment_state": output.environment_state}
+        return observation, success
+
+    def step(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """One imagined step of every row: observations [B, ...], reward [B], success [B]."""
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        output = self.model.step(self.state, actions, generator=self.generator,
+                                 sampling_steps=self.sampling_steps)
+        reward, success = self._judge(output)
+        observation = {"pixels": output.pixels, "agent_pos": output.agent_pos,
+                       "environment_state": output.environment_state}
+        return observation, reward, success
+
+    def _judge(self, output: StepOutput) -> tuple[np.ndarray, np.ndarray]:
+        b = len(output.pixels)
+        reward, success = self.reward_model(output, [self.instruction] * b)
+        reward, success = np.asarray(reward, dtype=np.float32), np.asarray(success, dtype=bool)
+        if reward.shape != (b,) or success.shape != (b,):
+            raise ValueError(f"{type(self.reward_model).__name__} must return reward and success of shape "
+                             f"({b},), got {reward.shape} and {success.shape}")
+        return reward, success
+
+
+def _check_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(actions, dtype=np.float32)
+    if array.shape != shape:
+        raise ValueError(f"action must have shape {shape} {ACTION_HELP}, got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"action must be finite, got {array}")
+    return array
+
+
+def _check_render_mode(render_mode: str | None) -> str | None:
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+    return render_mode
+
+
+# -- the envs -----------------------------------------------------------------------------------------------
+
+
+class ImaginedEnv(gym.Env):
+    """One imagined episode at a time, with the sim twin's spaces; truncation comes from the TimeLimit."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
+
+    def __init__(self, task: str = "Lift", checkpoint: str | Path | None = None,
+                 model: WorldModel | None = None, image_size: int | None = None,
+                 sampling_steps: int | None = None, device: str = "cpu",
+                 terminate_on_success: bool = False, reward_model: RewardModel | None = None,
+                 instruction: str | None = None, render_mode: str | None = None) -> None:
+        info = task_info(task)
+        self.render_mode = _check_render_mode(render_mode)
+        self.task, self.instruction = info.name, instruction or info.instruction
+        self.terminate_on_success = terminate_on_success
+        self.model = load_world_model(info.name, checkpoint, model, image_size, device)
+        self.observation_space, self.action_space = imagined_spaces(self.model)
+        k = self.model.config.context_frames
+        self.source = ContextSource(self.task, self.instruction, self.observation_space, k)
+        self.batch = ImaginedBatch(self.model, reward_model or HeadRewardModel(), self.instruction,
+                                   sampling_steps)
+        self._history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=k)  # for generate()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start an episode from real frames; by default the first frame of a seeded simulator layout.
+
+        options: exactly one of 'sim_state' (a simulator state), 'episode' (a Rollout, + 'start' step) or
+        'pixels' [k,H,W,3] uint8 + 'agent_pos' [k,9] (+ 'actions' [k-1,7]).
+        """
+        super().reset(seed=seed)
+        options = dict(options or {})
+        if "reset_mask" in options:
+            raise ValueError("reset_mask is a vector-env option; ImaginedEnv runs one episode")
+        context = self.source.context(options, self.np_random)
+        self.batch.seed(self.np_random)
+        observation, success = self.batch.start(np.array([0]), [context], 1)
+        self._history.clear()
+        self._history.extend(zip(context.pixels, context.agent_pos))
+        return self._single(observation), self._info(success[0])
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """One imagined control step; the simulator is not touched."""
+        action = _check_actions(action, (ACTION_DIM,))
+        observation, reward, success = self.batch.step(action[None])
+        observation = self._single(observation)
+        self._history.append((observation["pixels"], observation["agent_pos"]))
+        terminated = bool(self.terminate_on_success and success[0])
+        return observation, float(reward[0]), terminated, False, self._info(success[0])
+
+    def render(self) -> np.ndarray | None:
+        """The last frame (rgb_array), or None when render_mode is None or before reset."""
+        if self.render_mode is None or not self._history:
+            return None
+        return self._history[-1][0].copy()
+
+    def generate(self, horizon: int, instruction: str | None = None) -> np.ndarray:
+        """An instruction-conditioned plan from the current context (no actions): frames [horizon,H,W,3]."""
+        if not self._history:
+            raise RuntimeError("call reset() before generate()")
+        pixels, agent_pos = (np.stack(x)[None] for x in zip(*self._history))
+        plan = self.model.generate(pixels, agent_pos, instruction or self.instruction, horizon,
+                                   generator=self.batch.generator, sampling_steps=self.batch.sampling_steps)
+        return plan[0]
+
+    def close(self) -> None:
+        self.source.close()
+
+    def _single(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {key: np.array(value[0]) for key, value in observation.items()}
+
+    def _info(self, success: bool) -> dict[str, Any]:
+        return {"is_success": bool(success), "instruction": self.instruction, "source": SOURCE}
+
+
+class ImaginedVectorEnv(VectorEnv):
+    """N imagined episodes stepped in one model batch, with same-step autoreset and per-env truncation.
+
+    An env that terminates or reaches max_episode_steps is reset in the same step (from a fresh seeded
+    simulator layout); its last observation and info are in info['final_obs'] / info['final_info'].
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ,
+                                          "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int = 1, task: str = "Lift", checkpoint: str | Path | None = None,
+                 model: WorldModel | None = None, image_size: int | None = None,
+                 sampling_steps: int | None = None, device: str = "cpu", terminate_on_success: bool = False,
+                 reward_model: RewardModel | None = None, instruction: str | None = None,
+                 render_mode: str | None = None, max_episode_steps: int | None = None) -> None:
+        info = task_info(task)
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = num_envs
+        self.render_mode = _check_render_mode(render_mode)
+        self.task, self.instruction = info.name, instruction or info.instruction
+        self.terminate_on_success = terminate_on_success
+        # gym.make_vec passes the registered horizon; built directly, the task's horizon applies too.
+        self.max_episode_steps = info.max_episode_steps if max_episode_steps is None else max_episode_steps
+        if self.max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+        self.model = load_world_model(info.name, checkpoint, model, image_size, device)
+        self.single_observation_space, self.single_action_space = imagined_spaces(self.model)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.source = ContextSource(self.task, self.instruction, self.single_observation_space,
+                                    self.model.config.context_frames)
+        self.batch = ImaginedBatch(self.model, reward_model or HeadRewardModel(), self.instruction,
+                                   sampling_steps)
+        self.episode_steps = np.zeros(num_envs, dtype=np.int64)
+        self._observation: dict[str, np.ndarray] | None = None
+
+    def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Reset every env, or only those in options['reset_mask'] (a bool array [N]).
+
+        Other options as in ImaginedEnv.reset, with one entry per env being reset (sim_state [n,S], pixels
+        [n,k,H,W,3], a list of n Rollouts or one for all ...). A list of seeds seeds with its first.
+        """
+        if isinstance(seed, Sequence):
+            seed = seed[0]
+        super().reset(seed=seed)
+        options = dict(options or {})
+        rows = self._rows_to_reset(options.pop("reset_mask", None))
+        if len(rows) == self.num_envs:
+            self.batch.seed(self.np_random)
+        contexts = [self.source.context(row, self.np_random) for row in split_options(options, len(rows))]
+        return self._start(rows, contexts, {})
+
+    def step(self, actions: np.ndarray
+             ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """One imagined step of every env (one model call); finished envs are reset in the same step."""
+        actions = _check_actions(actions, (self.num_envs, ACTION_DIM))
+        observation, reward, success = self.batch.step(actions)
+        self._observation = observation
+        self.episode_steps += 1
+        terminated = success & self.terminate_on_success
+        truncated = self.episode_steps >= self.max_episode_steps
+        info = self._info(np.arange(self.num_envs), success)
+        done = terminated | truncated
+        if done.any():
+            final_obs = np.full(self.num_envs, None, dtype=object)
+            for i in np.flatnonzero(done):
+                final_obs[i] = {key: value[i].copy() for key, value in observation.items()}
+            final_info = {key: value.copy() for key, value in info.items()}
+            for key in (k for k in final_info if k.startswith("_")):
+                final_info[key] = done.copy()
+            rows = np.flatnonzero(done)
+            contexts = [self.source.context({}, self.np_random) for _ in rows]
+            info = dict(info, final_obs=final_obs, _final_obs=done, final_info=final_info)
+            observation, info = self._start(rows, contexts, info)
+        return observation, reward.astype(np.float64), terminated, truncated, info
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """The last frame of every env (rgb_array), or None."""
+        if self.render_mode is None or self._observation is None:
+            return None
+        return tuple(frame.copy() for frame in self._observation["pixels"])
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.source.close()
+
+    def _rows_to_reset(self, mask: np.ndarray | None) -> np.ndarray:
+        if mask is None:
+            return np.arange(self.num_envs)
+        mask = np.asarray(mask)
+        if mask.dtype != np.bool_ or mask.shape != (self.num_envs,) or not mask.any():
+            raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},) with "
+                             f"at least one True, got {mask.dtype} {mask.shape}")
+        if self._observation is None:
+            raise RuntimeError("reset every env (no reset_mask) before resetting some of them")
+        return np.flatnonzero(mask)
+
+    def _start(self, rows: np.ndarray, contexts: list[Context], info: dict[str, Any]
+               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        observation, success = self.batch.start(rows, contexts, self.num_envs)
+        if self._observation is None:
+            self._observation = {key: np.zeros(s.shape, s.dtype) for key, s in self.observation_space.items()}
+        self._observation = {key: value.copy() for key, value in self._observation.items()}
+        for key, value in observation.items():
+            self._observation[key][rows] = value
+        self.episode_steps[rows] = 0
+        reset_info = self._info(rows, success)
+        for key, value in reset_info.items():  # a reset env's info is its reset info, as in gymnasium
+            if key.startswith("_"):
+                info[key] = value | info[key] if key in info else value
+            else:
+                merged = info[key].copy() if key in info else value
+                merged[rows] = value[rows]
+                info[key] = merged
+        return {key: value.copy() for key, value in self._observation.items()}, info
+
+    def _info(self, rows: np.ndarray, success: np.ndarray) -> dict[str, Any]:
+        """Batched info in gymnasium's layout: a value array and a '_key' mask per key."""
+        mask = np.zeros(self.num_envs, dtype=bool)
+        mask[rows] = True
+        is_success = np.zeros(self.num_envs, dtype=bool)
+        is_success[rows] = success
+        instruction = np.full(self.num_envs, None, dtype=object)
+        instruction[rows] = self.instruction
+        source = np.full(self.num_envs, None, dtype=object)
+        source[rows] = SOURCE
+        return {"is_success": is_success, "_is_success": mask.copy(), "instruction": instruction,
+                "_instruction": mask.copy(), "source": source, "_source": mask.copy()}

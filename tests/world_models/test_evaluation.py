@@ -1,0 +1,210 @@
+"""Open-loop evaluation of a tiny random world model on tiny held-out data: metrics, baselines, report."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import wow_gym  # noqa: F401  (registers the env ids)
+from wow_gym.data import DatasetReader, DatasetWriter
+from wow_gym.data.fakes import random_rollout
+from wow_gym.envs.benchmark import SimBenchConfig, bench_sim
+from wow_gym.world_models import WorldModel
+from wow_gym.world_models.benchmark import (
+    ImagineBenchConfig,
+    ImagineBenchResult,
+    bench_imagination,
+    format_imagine_table,
+    max_rss_mb,
+)
+from wow_gym.world_models.evaluation import (
+    PSNR_CAP_DB,
+    EvalWorldModelConfig,
+    EvaluationError,
+    evaluate_world_model,
+    load_heldout,
+    make_windows,
+    probe_object_state,
+    psnr,
+    shuffle_in_time,
+    ssim,
+    start_steps,
+)
+from wow_gym.world_models.report import write_report, write_tensorboard
+
+HORIZONS = [1, 4]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    wm = WorldModel.random("dit-test", env_state_dim=10)
+    torch.manual_seed(1)  # adaLN-Zero starts as the identity; perturb so that frames depend on the actions
+    for p in wm.dit.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    return wm.save(tmp_path_factory.mktemp("wm"), dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    for source, seed in (("expert", 0), ("walk", 10)):
+        writer = DatasetWriter(root / f"heldout-{source}")
+        for i in range(2):
+            writer.write(random_rollout(seed=seed + i, steps=6, image_size=(64, 64)))
+    return [root / "heldout-expert", root / "heldout-walk"]
+
+
+@pytest.fixture(scope="module")
+def results(checkpoint, heldout):
+    return evaluate_world_model(EvalWorldModelConfig(
+        checkpoint=str(checkpoint), datasets=[str(p) for p in heldout], horizons=HORIZONS,
+        reference_horizon=4, starts_per_episode=2, steps_sweep=[1, 2], plan_horizon=2, examples=2,
+        progress=False))
+
+
+def test_psnr_on_known_inputs():
+    rng = np.random.default_rng(0)
+    a = rng.integers(40, 200, (2, 3, 16, 16, 3)).astype(np.uint8)
+    assert psnr(a, a).shape == (2, 3)
+    assert np.all(psnr(a, a) == PSNR_CAP_DB)  # identical frames: the cap, not inf
+    np.testing.assert_allclose(psnr(a, a + 5), 20 * np.log10(255 / 5))  # MSE 25 exactly
+    noisy = np.clip(a + rng.normal(0, 8, a.shape).round(), 0, 255)
+    np.testing.assert_allclose(psnr(a, noisy), 20 * np.log10(255 / 8), atol=0.3)
+    assert psnr(a, a + 1).min() < PSNR_CAP_DB  # one level off everywhere is not "identical"
+
+
+def test_ssim_on_known_inputs():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (3, 32, 32, 3)).astype(np.uint8)
+    np.testing.assert_allclose(ssim(a, a), 1.0, atol=1e-9)
+    # flat images: only the luminance term is left, (2xy + C1) / (x^2 + y^2 + C1)
+    c1 = (0.01 * 255) ** 2
+    flat = ssim(np.full((32, 32, 3), 100, np.uint8), np.full((32, 32, 3), 150, np.uint8))
+    np.testing.assert_allclose(flat, (2 * 100 * 150 + c1) / (100**2 + 150**2 + c1))
+    scores = [float(ssim(a[0], np.clip(a[0] + rng.normal(0, s, a[0].shape), 0, 255))) for s in (5, 20, 60)]
+    assert 1 > scores[0] > scores[1] > scores[2] > 0
+    with pytest.raises(ValueError, match="11x11"):
+        ssim(a[:, :8, :8], a[:, :8, :8])
+
+
+def test_start_steps_keep_the_context_and_horizon_inside_the_episode():
+    assert start_steps(10, 4, 3, context_frames=2) == [1, 4, 6]
+    assert start_steps(5, 3, 10) == [1, 2]  # no more starts than there are
+    assert start_steps(4, 4, 3) == []  # no room for 1 context step + 4
+    episodes = {"walk": [random_rollout(steps=3, image_size=(16, 16))]}
+    with pytest.raises(EvaluationError, match="long enough"):
+        make_windows(episodes, horizon=8, per_episode=2, context_frames=2)
+
+
+def test_probe_object_state_reads_the_probe_on_encoded_frames(checkpoint):
+    wm = WorldModel.load(checkpoint)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 3, 64, 64, 3), dtype=np.uint8)
+    state = probe_object_state(wm, pixels, batch=4)
+    assert state.shape == (2, 3, 10)
+    with torch.no_grad():
+        direct = wm.probe(wm.encode(pixels[1, 2:3])) * wm._env_state_std + wm._env_state_mean
+    np.testing.assert_allclose(state[1, 2], direct[0].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_copy_last_baseline_and_groups(results, heldout):
+    ol = results.open_loop
+    assert ol.horizons == HORIZONS and ol.starts == {"all": 8, "expert": 4, "walk": 4}
+    episodes = {p.name.removeprefix("heldout-"): [DatasetReader(p)[i] for i in range(2)] for p in heldout}
+    for source in ("expert", "walk"):
+        windows = [w for w in ol.windows if w.source == source]
+        assert all(w.start >= 1 and w.start + max(HORIZONS) <= 6 for w in windows)
+        for i, h in enumerate(HORIZONS):
+            frames = [(episodes[source][w.episode], w.start) for w in windows]
+            expected_psnr = np.mean([psnr(e.pixels[t], e.pixels[t + h]) for e, t in frames])
+            expected_eef = np.mean([np.linalg.norm(e.agent_pos[t, :3] - e.agent_pos[t + h, :3])
+                                    for e, t in frames])
+            metrics = ol.metrics[source]
+            assert metrics["psnr"]["copy_last"][i] == pytest.approx(expected_psnr)
+            assert metrics["eef_error"]["copy_last"][i] == pytest.approx(expected_eef, rel=1e-5)
+    for metric in ("psnr", "ssim", "eef_error", "object_error"):
+        for predictor in ("model", "copy_last", "shuffled"):
+            per_source = [ol.metrics[s][metric][predictor] for s in ("expert", "walk")]
+            np.testing.assert_allclose(ol.metrics["all"][metric][predictor], np.mean(per_source, axis=0))
+    assert all(np.isfinite(ol.metrics["all"]["probe_error"]["sim_probe"]))
+
+
+def test_shuffled_actions_are_a_permutation_and_change_the_imagination(results):
+    actions = np.random.default_rng(0).uniform(-1, 1, (5, 8, 7)).astype(np.float32)
+    shuffled = shuffle_in_time(actions, seed=3)
+    np.testing.assert_array_equal(np.sort(shuffled, axis=1), np.sort(actions, axis=1))
+    assert not np.array_equal(shuffled, actions)
+    np.testing.assert_array_equal(shuffle_in_time(actions, seed=3), shuffled)  # fixed RNG
+    m = results.open_loop.metrics["all"]
+    assert m["eef_error"]["model"][-1] != m["eef_error"]["shuffled"][-1]  # pose dynamics follows actions
+    assert m["psnr"]["model"][-1] != m["psnr"]["shuffled"][-1]  # and so do the frames
+
+
+def test_plan_and_sweep(results, heldout):
+    plan = results.plan
+    assert plan.episodes == 2 and len(plan.psnr["plan"]) == 2  # expert episodes only
+    expert = [DatasetReader(heldout[0])[i] for i in range(2)]
+    copy = np.mean([psnr(e.pixels[1], e.pixels[2:4]) for e in expert], axis=0)
+    np.testing.assert_allclose(plan.psnr["copy_first"], copy)
+    assert [r.sampling_steps for r in results.sweep] == [1, 2]
+    assert all(r.horizon == 4 and r.batch_size == 8 and r.ms_per_batched_step > 0 and np.isfinite(r.psnr)
+               for r in results.sweep)
+
+
+def test_report_files_and_acceptance_keys(results, tmp_path):
+    report = write_report(results, tmp_path)
+    write_tensorboard(results, tmp_path / "tb")
+    for name in ("report.md", "results.json", "psnr_vs_horizon.png", "eef_error_vs_horizon.png",
+                 "plan_psnr.png", "example_0.gif", "example_1.gif", "example_2.gif"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    gif = Image.open(tmp_path / "example_0.gif")
+    assert gif.size == (3 * 64 * 3, 64 * 3) and gif.n_frames == max(HORIZONS) + 1  # sim | imagined | diff
+    saved = json.loads((tmp_path / "results.json").read_text())
+    keys = {"psnr_h4_model", "psnr_h4_copy_last", "eef_error_h4_true", "eef_error_h4_shuffled",
+            "eef_error_h4_lower_pct", "psnr_h4_true", "psnr_h4_shuffled", "psnr_h4_action_gain_db",
+            "plan_psnr", "plan_psnr_copy_first"}
+    assert set(saved["acceptance"]) == keys
+    assert saved["acceptance"]["psnr_h4_copy_last"] == pytest.approx(
+        results.open_loop.metrics["all"]["psnr"]["copy_last"][1])
+    assert saved["open_loop"]["starts"]["all"] == 8 and "examples" not in saved["open_loop"]
+    text = report.read_text()
+    assert "| PSNR h=4 vs copy-last (dB) |" in text and "### Source: walk" in text
+    assert "first 3 values of environment_state" in text and "(example_0.gif)" in text
+
+
+def test_unusable_heldout_data_fails_with_clear_messages(tmp_path, checkpoint, heldout):
+    with pytest.raises(EvaluationError, match="nowhere.*not found.*wow-gym collect"):
+        load_heldout([str(heldout[0]), str(tmp_path / "nowhere")], image_size=64)
+    DatasetWriter(tmp_path / "heldout-small").write(random_rollout(steps=6, image_size=(32, 32)))
+    with pytest.raises(EvaluationError, match="32x32 frames but the world model was trained on 64x64"):
+        load_heldout([str(tmp_path / "heldout-small")], image_size=64)
+    with pytest.raises(EvaluationError, match="reference_horizon 8 must be one of"):
+        evaluate_world_model(EvalWorldModelConfig(checkpoint=str(checkpoint), datasets=[str(heldout[0])],
+                                                  horizons=[1, 2], reference_horizon=8))
+
+
+def test_bench_imagine_directly_and_through_the_vector_env(checkpoint):
+    wm = WorldModel.load(checkpoint)
+    sim = bench_sim(SimBenchConfig(tasks=["Lift"], settings=["64px-fast"], vector_settings=[], steps=3,
+                                   warmup_steps=1, progress=False))
+    config = ImagineBenchConfig(batch_sizes=[2], sampling_steps=[1], steps=2, warmup_steps=1, progress=False)
+
+    def make_env(batch, steps):
+        return gym.make_vec("WoW/Lift-Imagined-v0", num_envs=batch, vectorization_mode="vector_entry_point",
+                            model=wm, sampling_steps=steps)
+
+    rows = bench_imagination(wm, config, make_env)
+    assert [(r.path, r.batch_size, r.sampling_steps) for r in rows] == [
+        ("WorldModel.step", 2, 1), ("ImaginedVectorEnv", 2, 1)]
+    assert all(r.steps_per_second > 0 and r.peak_rss_mb > 0 and r.peak_cuda_mb is None for r in rows)
+    for r in rows:
+        assert r.steps_per_second == pytest.approx(2 * 1000 / r.ms_per_batched_step)
+    result = ImagineBenchResult("Lift", 64, "cpu", 1, {"64px-fast, 1 proc": sim[0].steps_per_second}, rows,
+                                max_rss_mb())
+    table = format_imagine_table(result)
+    ratio = rows[0].steps_per_second / sim[0].steps_per_second
+    assert f"| WorldModel.step | 2 | 1 | {rows[0].steps_per_second:.1f} |" in table
+    assert f"| {ratio:.1f} |" in table

@@ -1,0 +1,174 @@
+"""The world model's pieces on real data: checkpoints, clear errors, batched imagination, plans, training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from wow_gym.data import DatasetReader
+from wow_gym.envs.collection import CollectConfig, collect
+from wow_gym.world_models import CheckpointError, WorldModel
+from wow_gym.world_models.dit import DiTConfig, VideoDiT
+from wow_gym.world_models.text import embed_instructions
+from wow_gym.world_models.training import StageConfig, Trainer, TrainWorldModelConfig
+
+
+@pytest.fixture(scope="module")
+def lift_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lift") / "expert"
+    collect(CollectConfig(task="lift", episodes=2, policy="expert", root=str(root), seed=5, workers=1,
+                          max_steps=12, progress=False))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return WorldModel.random("dit-test", env_state_dim=10)
+
+
+def test_instruction_embeddings_are_unit_vectors_and_meaningful():
+    e = embed_instructions(["lift the red cube", "pick up the red block", "open the door"])
+    assert e.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    assert e[0] @ e[1] > e[0] @ e[2]  # paraphrases are closer than different tasks
+    with pytest.raises(ValueError, match="non-empty"):
+        embed_instructions([""])
+
+
+def test_dit_attention_is_causal_over_frames():
+    torch.manual_seed(0)
+    dit = VideoDiT(DiTConfig(preset="dit-test", latent_channels=4, latent_size=8))
+    # adaLN-Zero starts as the identity; perturb so that the blocks do something
+    for p in dit.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    b = 2
+    args = dict(noisy=torch.randn(b, 4, 8, 8), context=torch.randn(b, 2, 4, 8, 8), time=torch.rand(b),
+                ctx_noise=torch.zeros(b), actions=torch.randn(b, 2, 7), text=torch.randn(b, 384),
+                pose=torch.randn(b, 2, 9), keep_action=torch.ones(b, dtype=torch.bool),
+                keep_text=torch.ones(b, dtype=torch.bool))
+    out = dit(**args)
+    assert out.shape == (b, 4, 8, 8)
+    # the output depends on the oldest context frame (target attends to all earlier frames) ...
+    changed = dict(args, context=args["context"].clone())
+    changed["context"][:, 0] += 1.0
+    assert not torch.allclose(dit(**changed), out)
+    # ... and on the actions, unless the action condition is dropped
+    other = dict(args, actions=-args["actions"])
+    assert not torch.allclose(dit(**other), out)
+    drop = torch.zeros(b, dtype=torch.bool)
+    torch.testing.assert_close(dit(**dict(args, keep_action=drop)), dit(**dict(other, keep_action=drop)))
+    # the mask: no token of an earlier frame attends to a later one
+    assert not dit.mask[0, -1] and dit.mask[-1, 0]
+
+
+def test_checkpoint_round_trip(tmp_path, tiny_model):
+    tiny_model.save(tmp_path / "exact", dtype=torch.float32)
+    loaded = WorldModel.load(tmp_path / "exact")
+    for (k, a), (_, b) in zip(tiny_model.state_dict().items(), loaded.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    half = WorldModel.load(tiny_model.save(tmp_path / "half"))  # the shipped default: float16 on disk
+    for (k, a), (_, b) in zip(tiny_model.state_dict().items(), half.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=k)
+    assert (tmp_path / "half" / "model.safetensors").stat().st_size < 0.6 * (
+        tmp_path / "exact" / "model.safetensors").stat().st_size
+    assert loaded.config == tiny_model.config and loaded.stats == tiny_model.stats
+
+
+def test_bad_checkpoints_fail_with_clear_messages(tmp_path, tiny_model):
+    with pytest.raises(CheckpointError, match="has no config.json"):
+        WorldModel.load(tmp_path / "nowhere")
+    ckpt = tiny_model.save(tmp_path / "ckpt")
+    weights = (ckpt / "model.safetensors").read_bytes()
+    (ckpt / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        WorldModel.load(ckpt)
+    (ckpt / "model.safetensors").write_bytes(weights)
+    meta = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps(dict(meta, format_version=99)))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        WorldModel.load(ckpt)
+    meta["config"]["agent_pos_dim"] = 12  # weights no longer match the config
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="does not match"):
+        WorldModel.load(ckpt)
+    with pytest.raises(CheckpointError, match="trained on 64x64 frames but the env asks for 96x96"):
+        tiny_model.check_compatible(image_size=96)
+    with pytest.raises(CheckpointError, match="7-D actions but the env has 4-D"):
+        tiny_model.check_compatible(action_dim=4)
+
+
+def test_batched_imagination_is_seeded_and_shaped(tiny_model, lift_data):
+    ep = DatasetReader(lift_data)[0]
+    pixels = np.stack([ep.pixels[:2], ep.pixels[3:5], ep.pixels[6:8]])
+    poses = np.stack([ep.agent_pos[:2], ep.agent_pos[3:5], ep.agent_pos[6:8]])
+    actions = np.stack([ep.action[:1], ep.action[3:4], ep.action[6:7]])
+
+    def roll(seed):
+        state = tiny_model.start(pixels, poses, actions)
+        g = torch.Generator().manual_seed(seed)
+        return [tiny_model.step(state, ep.action[5:8], g) for _ in range(3)], state
+
+    (outs, state), (again, _) = roll(0), roll(0)
+    assert state.batch_size == 3 and state.latents.shape[1] == 2
+    out = outs[-1]
+    assert out.pixels.shape == (3, 64, 64, 3) and out.pixels.dtype == np.uint8
+    assert out.agent_pos.shape == (3, 9) and out.environment_state.shape == (3, 10)
+    assert out.reward.shape == (3,) and out.success.dtype == bool
+    np.testing.assert_array_equal(out.pixels, again[-1].pixels)
+    assert not np.array_equal(roll(1)[0][-1].pixels, out.pixels)
+    np.testing.assert_allclose(np.linalg.norm(out.agent_pos[:, 3:7], axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match=r"expected actions of shape \(3, 7\)"):
+        tiny_model.step(state, np.zeros((3, 6), np.float32))
+    with pytest.raises(ValueError, match="expected uint8 frames"):
+        tiny_model.start(pixels[:, :, :32], poses)
+
+
+def test_state_rows_can_be_replaced_for_per_env_resets(tiny_model, lift_data):
+    ep = DatasetReader(lift_data)[0]
+    state = tiny_model.start(np.stack([ep.pixels[:1]] * 3), np.stack([ep.agent_pos[:1]] * 3))
+    fresh = tiny_model.start(ep.pixels[None, 9:11], ep.agent_pos[None, 9:11], ep.action[None, 9:10])
+    state.replace(np.array([False, True, False]), fresh)
+    torch.testing.assert_close(state.latents[1], fresh.latents[0])
+    assert not torch.allclose(state.latents[0], fresh.latents[0])
+
+
+def test_plan_generation_from_an_instruction(tiny_model, lift_data):
+    ep = DatasetReader(lift_data)[0]
+    frames = tiny_model.generate(ep.pixels[None, :1], ep.agent_pos[None, :1], "lift the red cube", horizon=4,
+                                 generator=torch.Generator().manual_seed(0))
+    assert frames.shape == (1, 4, 64, 64, 3) and frames.dtype == np.uint8
+    with pytest.raises(ValueError, match="horizon must be >= 1"):
+        tiny_model.generate(ep.pixels[None, :1], ep.agent_pos[None, :1], None, horizon=0)
+
+
+def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift_data, monkeypatch):
+    config = TrainWorldModelConfig(
+        datasets=[{"root": str(lift_data)}], out=str(tmp_path / "run"), preset="dit-test", latent_channels=4,
+        autoencoder=StageConfig(6, 4), pose=StageConfig(4, 8), heads=StageConfig(4, 8), dit=StageConfig(6, 4),
+        checkpoint_every=2, log_every=2, progress=False,
+    )
+    trainer = Trainer(config)
+    calls = {"n": 0}
+    real = Trainer.dit_batch
+
+    def interrupted(self, batch, g):  # the job is killed in the middle of the DiT stage
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self, batch, g)
+
+    monkeypatch.setattr(Trainer, "dit_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    saved = torch.load(tmp_path / "run" / "stages" / "dit.pt", weights_only=False)
+    assert saved["step"] == 2 and not saved["done"]
+    assert torch.load(tmp_path / "run" / "stages" / "autoencoder.pt", weights_only=False)["done"]
+    monkeypatch.setattr(Trainer, "dit_batch", real)
+    final = Trainer(config).run()
+    assert torch.load(tmp_path / "run" / "stages" / "dit.pt", weights_only=False)["step"] == 6
+    model = WorldModel.load(final)
+    assert model.config.env_state_dim == 10 and model.stats["latent_std"] != [1.0] * 4
+    assert (tmp_path / "run" / "tensorboard").is_dir()
+    with pytest.raises(FileNotFoundError, match="collect it first"):
+        Trainer(TrainWorldModelConfig(datasets=[{"root": str(tmp_path / "missing")}], out=str(tmp_path / "x")))

@@ -1,0 +1,168 @@
+"""Imagined steps per second: the batched world model at several batch sizes and sampling-step counts.
+
+`wow-gym bench imagine` (experiments/bench.py) sets these beside the simulator's own steps/s, timed by
+envs/benchmark.py with a camera at the model's resolution (world_models does not import envs).
+
+Memory: resident set size (RSS, from /proc/self/statm) sampled after every timed step, the most seen in
+each row; on a GPU also torch.cuda.max_memory_allocated. ru_maxrss (the process's lifetime peak) is
+reported once for the whole run. tracemalloc is not used: it sees Python objects, not torch's tensors.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from wow_gym.world_models.world_model import WorldModel
+
+
+@dataclass
+class ImagineBenchConfig:
+    """See experiments/conf/bench_imagine.yaml for the meaning of each key."""
+
+    checkpoint: str | None = None
+    task: str = "lift"
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128])
+    sampling_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
+    steps: int = 20
+    warmup_steps: int = 2
+    vector_env: bool = True
+    sim_steps: int = 100
+    sim_warmup_steps: int = 10
+    sim_num_envs: int = 2
+    device: str = "auto"
+    autocast: bool = False
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ImagineRow:
+    """One imagined measurement: steps/s summed over the batch, and the memory seen meanwhile."""
+
+    path: str  # "WorldModel.step" (the batched model) or "ImaginedVectorEnv" (through the Gymnasium env)
+    batch_size: int
+    sampling_steps: int
+    steps_per_second: float
+    ms_per_batched_step: float
+    peak_rss_mb: float
+    peak_cuda_mb: float | None
+
+
+@dataclass
+class ImagineBenchResult:
+    """Simulator rates (label -> env steps/s), imagined rows, and what they ran on."""
+
+    task: str
+    image_size: int
+    device: str
+    parameters: int
+    sim: dict[str, float]
+    imagined: list[ImagineRow]
+    max_rss_mb: float  # ru_maxrss: the peak over the whole process
+
+
+def rss_mb() -> float:
+    """The current resident set size in MiB (Linux /proc; elsewhere the lifetime peak ru_maxrss)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return max_rss_mb()
+
+
+def max_rss_mb() -> float:
+    """The process's peak resident set size in MiB (ru_maxrss, KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(step: Callable[[np.ndarray], object], batch_size: int, steps: int, warmup: int,
+           rng: np.random.Generator, device: torch.device) -> tuple[float, float, float | None]:
+    """(seconds, peak RSS MiB, peak CUDA MiB) of `steps` calls of step(random actions [B, 7])."""
+    for _ in range(warmup):
+        step(rng.uniform(-1, 1, (batch_size, 7)).astype(np.float32))
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    peak, elapsed = rss_mb(), 0.0
+    for _ in range(steps):
+        action = rng.uniform(-1, 1, (batch_size, 7)).astype(np.float32)
+        begin = time.perf_counter()
+        step(action)  # returns numpy arrays: the device is synchronised
+        elapsed += time.perf_counter() - begin
+        peak = max(peak, rss_mb())
+    return elapsed, peak, torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+
+
+def time_imagination(wm: WorldModel, batch_size: int, sampling_steps: int, steps: int, warmup: int,
+                     seed: int = 0) -> ImagineRow:
+    """Imagined steps/s of WorldModel.step at one batch size and sampling-step count (random actions).
+
+    The context is random frames and the mean pose: the model's speed does not depend on content.
+    """
+    rng = np.random.default_rng(seed)
+    k, size, p = wm.config.context_frames, wm.config.image_size, wm.config.agent_pos_dim
+    pixels = rng.integers(0, 256, (batch_size, k, size, size, 3), dtype=np.uint8)
+    pose = np.broadcast_to(np.asarray(wm.stats["pose_mean"], np.float32), (batch_size, k, p))
+    state = wm.start(pixels, pose, np.zeros((batch_size, k - 1, wm.config.action_dim), np.float32))
+    generator = torch.Generator(device=wm.device).manual_seed(seed)
+    elapsed, peak, cuda = _timed(lambda a: wm.step(state, a, generator, sampling_steps), batch_size, steps,
+                                 warmup, rng, wm.device)
+    return ImagineRow("WorldModel.step", batch_size, sampling_steps, batch_size * steps / elapsed,
+                      1000 * elapsed / steps, peak, cuda)
+
+
+def time_vector_env(env: gym.vector.VectorEnv, sampling_steps: int, steps: int, warmup: int, seed: int = 0,
+                    device: torch.device | None = None) -> ImagineRow:
+    """Imagined steps/s through a Gymnasium vector env (reset from its default start, random actions)."""
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    elapsed, peak, cuda = _timed(env.step, env.num_envs, steps, warmup, rng, device or torch.device("cpu"))
+    return ImagineRow(type(env.unwrapped).__name__, env.num_envs, sampling_steps,
+                      env.num_envs * steps / elapsed, 1000 * elapsed / steps, peak, cuda)
+
+
+def bench_imagination(wm: WorldModel, config: ImagineBenchConfig,
+                      make_vector_env: Callable[[int, int], gym.vector.VectorEnv] | None = None
+                      ) -> list[ImagineRow]:
+    """Every (batch size, sampling steps) row of the model; also through make_vector_env(batch, steps)."""
+    plan = [(b, s) for s in config.sampling_steps for b in config.batch_sizes]
+    rows = []
+    for b, s in tqdm(plan, desc="bench imagine", disable=not config.progress):
+        rows.append(time_imagination(wm, b, s, config.steps, config.warmup_steps, config.seed))
+        if make_vector_env is not None:
+            env = make_vector_env(b, s)
+            try:
+                rows.append(time_vector_env(env, s, config.steps, config.warmup_steps, config.seed,
+                                            wm.device))
+            finally:
+                env.close()
+    return rows
+
+
+def format_imagine_table(result: ImagineBenchResult) -> str:
+    """Markdown: the simulator rates, then imagined rows with their ratio to each simulator rate."""
+    lines = [(f"{result.task}, {result.image_size}x{result.image_size} frames, world model of "
+              f"{result.parameters / 1e6:.2f}M parameters on {result.device}"), "",
+             "| simulator | env steps/s |", "|---|---:|"]
+    lines += [f"| {label} | {rate:.1f} |" for label, rate in result.sim.items()]
+    ratios = "".join(f" x sim ({label}) |" for label in result.sim)
+    lines += ["", (f"| imagined via | batch | sampling steps | steps/s | ms per batched step |{ratios} "
+                   "peak RSS MiB | peak CUDA MiB |"),
+              "|---|" + "---:|" * (6 + len(result.sim))]
+    for r in result.imagined:
+        cells = "".join(f" {r.steps_per_second / rate:.1f} |" for rate in result.sim.values())
+        cuda = f"{r.peak_cuda_mb:.0f}" if r.peak_cuda_mb is not None else "-"
+        lines.append(f"| {r.path} | {r.batch_size} | {r.sampling_steps} | {r.steps_per_second:.1f} | "
+                     f"{r.ms_per_batched_step:.1f} |{cells} {r.peak_rss_mb:.0f} | {cuda} |")
+    lines += ["", (f"peak RSS per row: sampled after every timed step (/proc/self/statm); process peak "
+                   f"(ru_maxrss) {result.max_rss_mb:.0f} MiB")]
+    return "\n".join(lines)

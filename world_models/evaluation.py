@@ -1,0 +1,482 @@
+"""Open-loop evaluation of a world model against the simulator it imitates, beside two baselines.
+
+From a held-out episode's recorded context frames, the model imagines the next steps under the recorded
+actions; imagined frame t+h is compared with the simulator's frame t+h. Baselines in the same run:
+copy-last-frame (the world stands still) and the same model fed time-shuffled actions (how much the
+actions matter). Also: instruction-conditioned plans against expert episodes, and quality and time per
+sampling-step count.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from wow_gym.data import DatasetReader
+from wow_gym.rollout import Rollout
+from wow_gym.world_models.world_model import WorldModel, default_checkpoint
+
+# Identical uint8 frames have infinite PSNR; capping keeps means finite. 100 dB is above the PSNR of any
+# two different uint8 frames up to 256x256 (one level off in one value), so the cap only marks "identical".
+PSNR_CAP_DB = 100.0
+OBJECT_POSITION = slice(0, 3)  # environment_state[:3] is the object's (Lift: the cube's) position
+PREDICTORS = ("model", "copy_last", "shuffled")
+METRICS = ("psnr", "ssim", "eef_error", "object_error", "probe_error")
+
+
+class EvaluationError(ValueError):
+    """Held-out data that cannot be evaluated as asked; the message says what to do."""
+
+
+# -- frame metrics -----------------------------------------------------------------------------------------
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, cap_db: float = PSNR_CAP_DB) -> np.ndarray:
+    """PSNR in dB of each pair of frames [..., H, W, C]; identical frames give cap_db instead of inf."""
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=(-3, -2, -1))
+    with np.errstate(divide="ignore"):
+        return np.minimum(10.0 * np.log10(data_range**2 / mse), cap_db)
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, chunk: int = 512) -> np.ndarray:
+    """Mean SSIM of each pair of frames [..., H, W, C] (Wang et al. 2004), averaged over channels.
+
+    Hand-written (11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03, valid region only, as in the paper)
+    so that one metric does not add scikit-image or torchmetrics to the dependencies.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or min(a.shape[-3:-1]) < 11:
+        raise ValueError(f"ssim needs two stacks of the same shape with frames of at least 11x11, "
+                         f"got {a.shape} and {b.shape}")
+    lead, (h, w, c) = a.shape[:-3], a.shape[-3:]
+    x_all, y_all = a.reshape(-1, h, w, c), b.reshape(-1, h, w, c)
+    window = _gaussian_window().expand(c, 1, 11, 11)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    out = []
+    for i in range(0, x_all.shape[0], chunk):
+        x = torch.as_tensor(x_all[i:i + chunk], dtype=torch.float64).permute(0, 3, 1, 2)
+        y = torch.as_tensor(y_all[i:i + chunk], dtype=torch.float64).permute(0, 3, 1, 2)
+        mx, my = F.conv2d(x, window, groups=c), F.conv2d(y, window, groups=c)
+        sxx = F.conv2d(x * x, window, groups=c) - mx**2
+        syy = F.conv2d(y * y, window, groups=c) - my**2
+        sxy = F.conv2d(x * y, window, groups=c) - mx * my
+        s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+        out.append(s.mean(dim=(1, 2, 3)))
+    return torch.cat(out).numpy().reshape(lead)
+
+
+def probe_object_state(wm: WorldModel, pixels: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The object-state probe's reading of frames [..., H, W, 3] uint8 -> environment_state [..., E].
+
+    The probe was trained on encoded simulator frames only; applied to imagined and simulated frames
+    alike, so that its own error cancels out of the comparison (and is reported as `probe_error`).
+    """
+    pixels = np.asarray(pixels)
+    flat = pixels.reshape(-1, *pixels.shape[-3:])
+    out = []
+    with torch.no_grad():
+        for i in range(0, flat.shape[0], batch):
+            latents = wm.encode(flat[i:i + batch])
+            with wm._autocast():
+                state = wm.probe(latents).float()
+            out.append((state * wm._env_state_std + wm._env_state_mean).cpu().numpy())
+    return np.concatenate(out).reshape(*pixels.shape[:-3], -1)
+
+
+# -- windows and batched imagination -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """One open-loop start: episode `episode` of `source`, context ending at step `start`."""
+
+    source: str
+    episode: int
+    start: int
+
+
+def start_steps(num_steps: int, horizon: int, count: int, context_frames: int = 2) -> list[int]:
+    """Up to `count` evenly spaced starts t with a full context (t >= context_frames-1) and t+horizon <= T."""
+    first, last = context_frames - 1, num_steps - horizon
+    if last < first or count < 1:
+        return []
+    return sorted(set(np.linspace(first, last, count).round().astype(int).tolist()))
+
+
+def make_windows(rollouts: dict[str, list[Rollout]], horizon: int, per_episode: int,
+                 context_frames: int) -> list[Window]:
+    """The open-loop starts of every episode; EvaluationError when no episode is long enough."""
+    windows = [Window(source, i, t) for source, episodes in rollouts.items()
+               for i, episode in enumerate(episodes)
+               for t in start_steps(episode.num_steps, horizon, per_episode, context_frames)]
+    if not windows:
+        longest = max((e.num_steps for eps in rollouts.values() for e in eps), default=0)
+        raise EvaluationError(f"no held-out episode is long enough for {context_frames} context frames and "
+                              f"horizon {horizon} (longest has {longest} steps); lower the horizons or "
+                              "collect longer episodes")
+    return windows
+
+
+@dataclass
+class Imagined:
+    """Imagined frames and poses of a batch of windows, and the seconds spent in `WorldModel.step`."""
+
+    pixels: np.ndarray  # [N, H, h, w, 3] uint8: frames t+1 .. t+H
+    agent_pos: np.ndarray  # [N, H, P]
+    seconds: float
+
+
+def imagine(wm: WorldModel, rollouts: dict[str, list[Rollout]], windows: list[Window], actions: np.ndarray,
+            sampling_steps: int | None = None, generator: torch.Generator | None = None,
+            batch_size: int = 256, progress: bool = False, desc: str = "imagine") -> Imagined:
+    """Start each window from its recorded context and imagine actions [N, H, 7], batch_size at a time."""
+    k, (n, horizon) = wm.config.context_frames, actions.shape[:2]
+    pixels, poses, seconds = [], [], 0.0
+    bar = tqdm(total=n * horizon, desc=desc, disable=not progress, unit="step")
+    for lo in range(0, n, batch_size):
+        part = windows[lo:lo + batch_size]
+        episodes = [rollouts[w.source][w.episode] for w in part]
+        state = wm.start(np.stack([e.pixels[w.start - k + 1:w.start + 1] for e, w in zip(episodes, part)]),
+                         np.stack([e.agent_pos[w.start - k + 1:w.start + 1] for e, w in zip(episodes, part)]),
+                         np.stack([e.action[w.start - k + 1:w.start] for e, w in zip(episodes, part)]),
+                         [e.instruction or wm.config.instruction for e in episodes])
+        frames, pose = [], []
+        for j in range(horizon):
+            begin = time.perf_counter()
+            action = actions[lo:lo + len(part), j]
+            out = wm.step(state, action, generator=generator, sampling_steps=sampling_steps)
+            seconds += time.perf_counter() - begin
+            frames.append(out.pixels)
+            pose.append(out.agent_pos)
+            bar.update(len(part))
+        pixels.append(np.stack(frames, 1))
+        poses.append(np.stack(pose, 1))
+    bar.close()
+    return Imagined(np.concatenate(pixels), np.concatenate(poses), seconds)
+
+
+def recorded_actions(rollouts: dict[str, list[Rollout]], windows: list[Window], horizon: int) -> np.ndarray:
+    """The recorded actions a_t .. a_{t+horizon-1} of each window: [N, horizon, 7]."""
+    return np.stack([rollouts[w.source][w.episode].action[w.start:w.start + horizon] for w in windows])
+
+
+def shuffle_in_time(actions: np.ndarray, seed: int) -> np.ndarray:
+    """Each window's action sequence in a random order (a fixed-seed permutation per window)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([a[rng.permutation(a.shape[0])] for a in actions])
+
+
+# -- open-loop evaluation ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    """Frames of one window for pictures: the context frame t, then frames t+1 .. t+H."""
+
+    name: str
+    simulated: np.ndarray  # [H+1, h, w, 3] uint8
+    imagined: np.ndarray  # [H+1, h, w, 3] uint8
+
+
+@dataclass
+class OpenLoopResult:
+    """Means over starts per group ("all" and each policy source): metrics[group][metric][predictor][i]
+    is the mean at horizons[i]. Errors are in metres; probe_error has the one predictor "sim_probe"."""
+
+    horizons: list[int]
+    sampling_steps: int
+    starts: dict[str, int]
+    metrics: dict[str, dict[str, dict[str, list[float]]]]
+    windows: list[Window]
+    examples: list[Example] = field(default_factory=list, repr=False, metadata={"json": False})
+
+
+def evaluate_open_loop(wm: WorldModel, rollouts: dict[str, list[Rollout]],
+                       horizons: tuple[int, ...] = (1, 4, 8, 16), sampling_steps: int | None = None,
+                       starts_per_episode: int = 4, seed: int = 0, batch_size: int = 256, examples: int = 0,
+                       progress: bool = False) -> OpenLoopResult:
+    """Imagine every window under the recorded and the time-shuffled actions; score against the simulator.
+
+    `rollouts` maps a policy source (expert, noisy, walk, random ...) to its held-out episodes.
+    """
+    horizons = sorted({int(h) for h in horizons})
+    if not horizons or horizons[0] < 1:
+        raise EvaluationError(f"horizons must be positive step counts, got {horizons}")
+    horizon = horizons[-1]
+    windows = make_windows(rollouts, horizon, starts_per_episode, wm.config.context_frames)
+    true = recorded_actions(rollouts, windows, horizon)
+    generator = torch.Generator(device=wm.device).manual_seed(seed)
+    both = imagine(wm, rollouts, windows + windows, np.concatenate([true, shuffle_in_time(true, seed)]),
+                   sampling_steps, generator, batch_size, progress, desc="open loop")
+    n, index = len(windows), np.asarray(horizons)
+    at = index - 1  # imagined step j is frame t+j+1
+    per_start = _errors(wm, rollouts, windows, index, both.pixels[:n, at], both.agent_pos[:n, at],
+                        both.pixels[n:, at], both.agent_pos[n:, at])
+    sources = np.array([w.source for w in windows])
+    groups = {"all": np.ones(n, bool), **{s: sources == s for s in rollouts if np.any(sources == s)}}
+    metrics = {g: {m: {p: _nanmean(v[mask]) for p, v in preds.items()} for m, preds in per_start.items()}
+               for g, mask in groups.items()}
+    chosen = _example_windows(windows, examples)
+    shown = [_example(rollouts, windows[i], both.pixels[i]) for i in chosen]
+    return OpenLoopResult(horizons, sampling_steps or wm.config.sampling_steps,
+                          {g: int(mask.sum()) for g, mask in groups.items()}, metrics, windows, shown)
+
+
+def _errors(wm: WorldModel, rollouts: dict[str, list[Rollout]], windows: list[Window], index: np.ndarray,
+            model_pixels: np.ndarray, model_pos: np.ndarray, shuffled_pixels: np.ndarray,
+            shuffled_pos: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Per-start errors [N, len(horizons)] of each metric and predictor against the simulator."""
+    episodes = [rollouts[w.source][w.episode] for w in windows]
+    sim = np.stack([e.pixels[w.start + index] for e, w in zip(episodes, windows)])
+    last = np.stack([np.broadcast_to(e.pixels[w.start], sim.shape[1:]) for e, w in zip(episodes, windows)])
+    sim_pos = np.stack([e.agent_pos[w.start + index, :3] for e, w in zip(episodes, windows)])
+    last_pos = np.stack([e.agent_pos[w.start, :3] for e, w in zip(episodes, windows)])[:, None]
+    truth = np.stack([e.environment_state[w.start + index, OBJECT_POSITION] if e.environment_state is not None
+                      else np.full((len(index), 3), np.nan, np.float32) for e, w in zip(episodes, windows)])
+    obj = {name: probe_object_state(wm, frames)[..., OBJECT_POSITION]
+           for name, frames in (("sim", sim), ("model", model_pixels), ("copy_last", last),
+                                ("shuffled", shuffled_pixels))}
+    frames = {"model": model_pixels, "copy_last": last, "shuffled": shuffled_pixels}
+    poses = {"model": model_pos[..., :3], "copy_last": last_pos, "shuffled": shuffled_pos[..., :3]}
+
+    def distance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(np.asarray(x, np.float64) - y, axis=-1)
+
+    return {
+        "psnr": {p: psnr(f, sim) for p, f in frames.items()},
+        "ssim": {p: ssim(f, sim) for p, f in frames.items()},
+        "eef_error": {p: distance(np.broadcast_to(x, sim_pos.shape), sim_pos) for p, x in poses.items()},
+        "object_error": {p: distance(obj[p], obj["sim"]) for p in PREDICTORS},
+        "probe_error": {"sim_probe": distance(obj["sim"], truth)},
+    }
+
+
+def _nanmean(values: np.ndarray) -> list[float]:
+    finite = np.isfinite(values)
+    sums, counts = np.where(finite, values, 0.0).sum(0), finite.sum(0)
+    return [float(s / c) if c else float("nan") for s, c in zip(sums, counts)]
+
+
+def _example_windows(windows: list[Window], count: int) -> list[int]:
+    """The first window of each source in turn, then the next ones, up to `count`."""
+    rank = [sum(w.source == window.source for w in windows[:i]) for i, window in enumerate(windows)]
+    return sorted(range(len(windows)), key=lambda i: (rank[i], i))[:count]
+
+
+def _example(rollouts: dict[str, list[Rollout]], window: Window, imagined: np.ndarray) -> Example:
+    episode = rollouts[window.source][window.episode]
+    t, horizon = window.start, imagined.shape[0]
+    name = f"{window.source} episode {window.episode} (seed {episode.seed}), steps {t}-{t + horizon}"
+    imagined = np.concatenate([episode.pixels[t:t + 1], imagined])
+    return Example(name, episode.pixels[t:t + horizon + 1], imagined)
+
+
+# -- plans and sampling steps ------------------------------------------------------------------------------
+
+
+@dataclass
+class PlanResult:
+    """Mean PSNR at plan steps 1..horizon over `episodes` expert episodes, and of copy-first-frame."""
+
+    horizon: int
+    episodes: int
+    psnr: dict[str, list[float]]  # "plan" and "copy_first" -> per step
+    examples: list[Example] = field(default_factory=list, repr=False, metadata={"json": False})
+
+
+def evaluate_plan(wm: WorldModel, rollouts: list[Rollout], horizon: int, sampling_steps: int | None = None,
+                  seed: int = 0, examples: int = 1) -> PlanResult:
+    """Instruction-conditioned plans (no actions) from the first frames of expert episodes vs the expert.
+
+    The copy-first-frame baseline holds the newest context frame (the frame the plan starts from).
+    """
+    k = wm.config.context_frames
+    episodes = [e for e in rollouts if e.num_steps >= k - 1 + horizon]
+    if not episodes:
+        raise EvaluationError(f"no expert episode has {k - 1 + horizon} steps for a plan of {horizon}; lower "
+                              "plan_horizon or collect longer held-out expert episodes")
+    generator = torch.Generator(device=wm.device).manual_seed(seed)
+    plans = wm.generate(np.stack([e.pixels[:k] for e in episodes]),
+                        np.stack([e.agent_pos[:k] for e in episodes]),
+                        [e.instruction or wm.config.instruction for e in episodes], horizon, generator,
+                        sampling_steps)
+    sim = np.stack([e.pixels[k:k + horizon] for e in episodes])
+    first = np.stack([np.broadcast_to(e.pixels[k - 1], sim.shape[1:]) for e in episodes])
+    shown = [Example(f"plan \"{e.instruction}\" (seed {e.seed}), steps {k - 1}-{k - 1 + horizon}",
+                     e.pixels[k - 1:k + horizon], np.concatenate([e.pixels[k - 1:k], p]))
+             for e, p in zip(episodes[:examples], plans)]
+    return PlanResult(horizon, len(episodes), {"plan": psnr(plans, sim).mean(0).tolist(),
+                                               "copy_first": psnr(first, sim).mean(0).tolist()}, shown)
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """Quality and time of imagination at one sampling-step count (recorded actions, batch of all starts)."""
+
+    sampling_steps: int
+    batch_size: int
+    horizon: int
+    psnr: float
+    ms_per_batched_step: float
+    imagined_steps_per_second: float
+
+
+def sweep_sampling_steps(wm: WorldModel, rollouts: dict[str, list[Rollout]], steps: list[int], horizon: int,
+                         starts_per_episode: int = 4, seed: int = 0, batch_size: int = 256,
+                         progress: bool = False) -> list[SweepRow]:
+    """PSNR at `horizon` and time per step for each sampling-step count."""
+    windows = make_windows(rollouts, horizon, starts_per_episode, wm.config.context_frames)
+    actions = recorded_actions(rollouts, windows, horizon)
+    sim = np.stack([rollouts[w.source][w.episode].pixels[w.start + horizon] for w in windows])
+    imagine(wm, rollouts, windows[:batch_size], actions[:batch_size, :1], 1)  # warm-up: first-call costs
+    rows = []
+    for n in steps:
+        generator = torch.Generator(device=wm.device).manual_seed(seed)
+        out = imagine(wm, rollouts, windows, actions, n, generator, batch_size, progress,
+                      desc=f"{n} sampling steps")
+        batched_steps = horizon * -(-len(windows) // batch_size)
+        quality = float(psnr(out.pixels[:, -1], sim).mean())
+        rows.append(SweepRow(n, min(len(windows), batch_size), horizon, quality,
+                             1000 * out.seconds / batched_steps, len(windows) * horizon / out.seconds))
+    return rows
+
+
+# -- the whole evaluation ----------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalWorldModelConfig:
+    """See experiments/conf/eval_world_model.yaml for the meaning of each key."""
+
+    checkpoint: str | None = None
+    task: str = "lift"
+    datasets: list[str] = field(default_factory=lambda: [f"data/lift/heldout-{s}"
+                                                         for s in ("expert", "noisy", "walk", "random")])
+    max_episodes: int | None = None
+    horizons: list[int] = field(default_factory=lambda: [1, 4, 8, 16])
+    reference_horizon: int = 8
+    starts_per_episode: int = 4
+    sampling_steps: int | None = None
+    steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    plan_horizon: int = 16
+    examples: int = 4
+    batch_size: int = 256
+    device: str = "auto"
+    autocast: bool = False
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class EvalResults:
+    """Everything one evaluation measured; `acceptance` holds the headline figures."""
+
+    checkpoint: str
+    task: str
+    datasets: dict[str, list[str]]
+    episodes: dict[str, int]
+    open_loop: OpenLoopResult
+    plan: PlanResult | None
+    sweep: list[SweepRow]
+    acceptance: dict[str, float]
+    seconds: float
+
+
+def load_world_model(checkpoint: str | Path | None, task: str, device: str = "auto",
+                     autocast: bool = False) -> tuple[WorldModel, Path]:
+    """The checkpoint's model (None: the shipped default of `task`) on `device` (auto: a GPU if present)."""
+    path = Path(checkpoint) if checkpoint else default_checkpoint(task)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    wm = WorldModel.load(path, device=device)
+    wm.autocast = autocast
+    return wm, path
+
+
+def policy_source(root: str | Path) -> str:
+    """The policy source named by a held-out dataset folder: data/lift/heldout-walk -> walk."""
+    name = Path(root).resolve().name
+    return name.removeprefix("heldout-") or name
+
+
+def load_heldout(roots: list[str], image_size: int, max_episodes: int | None = None
+                 ) -> dict[str, list[Rollout]]:
+    """The episodes of each held-out dataset, grouped by policy source; clear errors for unusable roots."""
+    missing = [r for r in roots if not (Path(r) / "meta" / "info.json").is_file()]
+    if missing:
+        raise EvaluationError(f"held-out dataset(s) {missing} not found (no meta/info.json); collect them "
+                              "with `wow-gym collect task=lift policy=... seed=<unused seeds> root=<dir>` "
+                              "or pass datasets=[...] with existing roots")
+    grouped: dict[str, list[Rollout]] = {}
+    for root in roots:
+        reader = DatasetReader(root)
+        shape = reader.info["features"][reader.video_key]["shape"]
+        if tuple(shape[:2]) != (image_size, image_size):
+            raise EvaluationError(f"dataset {root} holds {shape[0]}x{shape[1]} frames but the world model "
+                                  f"was trained on {image_size}x{image_size}; collect held-out data with "
+                                  f"image_size={image_size} or evaluate a model trained at {shape[0]} px")
+        count = len(reader) if max_episodes is None else min(len(reader), max_episodes)
+        grouped.setdefault(policy_source(root), []).extend(reader[i] for i in range(count))
+    return grouped
+
+
+def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
+    """Open loop with baselines, plans and the sampling-step sweep of one checkpoint on held-out data."""
+    begin = time.perf_counter()
+    if config.reference_horizon not in config.horizons:
+        raise EvaluationError(f"reference_horizon {config.reference_horizon} must be one of the horizons "
+                              f"{list(config.horizons)}")
+    wm, path = load_world_model(config.checkpoint, config.task, config.device, config.autocast)
+    rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes)
+    common = {"seed": config.seed, "batch_size": config.batch_size, "progress": config.progress}
+    open_loop = evaluate_open_loop(wm, rollouts, tuple(config.horizons), config.sampling_steps,
+                                   config.starts_per_episode, examples=config.examples, **common)
+    plan = None
+    if "expert" in rollouts and config.plan_horizon > 0:
+        plan = evaluate_plan(wm, rollouts["expert"], config.plan_horizon, config.sampling_steps, config.seed)
+    sweep = sweep_sampling_steps(wm, rollouts, list(config.steps_sweep), config.reference_horizon,
+                                 config.starts_per_episode, **common)
+    sources: dict[str, list[str]] = {}
+    for root in config.datasets:
+        sources.setdefault(policy_source(root), []).append(str(root))
+    episodes = {s: len(e) for s, e in rollouts.items()}
+    acceptance = acceptance_figures(open_loop, plan, config.reference_horizon)
+    return EvalResults(str(path), wm.config.task, sources, episodes, open_loop, plan, sweep, acceptance,
+                       time.perf_counter() - begin)
+
+
+def acceptance_figures(open_loop: OpenLoopResult, plan: PlanResult | None, reference_horizon: int = 8
+                       ) -> dict[str, float]:
+    """The headline figures over all sources: PSNR vs copy-last at h=4/8/16, true vs shuffled actions at
+    the reference horizon (eef error, % lower; PSNR, dB gained), and plan PSNR vs copy-first-frame."""
+    m, hs = open_loop.metrics["all"], open_loop.horizons
+    figures: dict[str, float] = {}
+    for h in (4, 8, 16):
+        if h in hs:
+            figures[f"psnr_h{h}_model"] = m["psnr"]["model"][hs.index(h)]
+            figures[f"psnr_h{h}_copy_last"] = m["psnr"]["copy_last"][hs.index(h)]
+    i, h = hs.index(reference_horizon), reference_horizon
+    true, shuffled = m["eef_error"]["model"][i], m["eef_error"]["shuffled"][i]
+    figures[f"eef_error_h{h}_true"] = true
+    figures[f"eef_error_h{h}_shuffled"] = shuffled
+    figures[f"eef_error_h{h}_lower_pct"] = 100.0 * (1.0 - true / shuffled) if shuffled > 0 else float("nan")
+    figures[f"psnr_h{h}_true"] = m["psnr"]["model"][i]
+    figures[f"psnr_h{h}_shuffled"] = m["psnr"]["shuffled"][i]
+    figures[f"psnr_h{h}_action_gain_db"] = m["psnr"]["model"][i] - m["psnr"]["shuffled"][i]
+    if plan is not None:
+        figures["plan_psnr"] = float(np.mean(plan.psnr["plan"]))
+        figures["plan_psnr_copy_first"] = float(np.mean(plan.psnr["copy_first"]))
+    return figures

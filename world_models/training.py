@@ -1,0 +1,404 @@
+"""Training the world model in stages, each resumable: autoencoder -> latents -> pose dynamics -> heads -> DiT.
+
+Every stage saves its training state (weights, optimiser, EMA, step, RNG) atomically every
+`checkpoint_every` steps into <out>/stages/<stage>.pt and marks itself done at the end, so an interrupted
+run started again with the same `out` picks up at the last checkpoint. The finished model (EMA weights of
+the DiT) is written to <out>/checkpoint as safetensors + config.json with the data statistics.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from wow_gym.data import DatasetReader
+from wow_gym.data.atomic import atomic_write_bytes
+from wow_gym.registry import task_info
+from wow_gym.world_models.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
+from wow_gym.world_models.dit import DiTConfig
+from wow_gym.world_models.flow import flow_pair, sample_time
+from wow_gym.world_models.text import embed_instructions
+from wow_gym.world_models.world_model import WorldModel, WorldModelConfig, default_stats
+
+STAGES = ("autoencoder", "pose", "heads", "dit")
+
+
+@dataclass
+class DatasetSpec:
+    """A LeRobot dataset to train on; `instruction` overrides the episodes' own (e.g. for exploration data)."""
+
+    root: str
+    instruction: str | None = None
+
+
+@dataclass
+class StageConfig:
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+
+
+@dataclass
+class TrainWorldModelConfig:
+    """See experiments/conf/train_world_model.yaml for the meaning of each key."""
+
+    task: str = "lift"
+    datasets: list[DatasetSpec] = field(default_factory=list)
+    out: str = "outputs/world-models/lift"
+    preset: str = "dit-tiny"
+    image_size: int = 64
+    latent_channels: int = 16
+    context_frames: int = 2
+    patch: int = 2
+    sampling_steps: int = 2
+    autoencoder: StageConfig = field(default_factory=lambda: StageConfig(3000, 32, 1e-3))
+    pose: StageConfig = field(default_factory=lambda: StageConfig(3000, 256, 1e-3))
+    heads: StageConfig = field(default_factory=lambda: StageConfig(1500, 128, 1e-3))
+    dit: StageConfig = field(default_factory=lambda: StageConfig(4000, 64, 4e-4))
+    pose_unroll: int = 8  # pose dynamics is trained on rollouts of this many steps
+    ema_decay: float = 0.999
+    drop_action: float = 0.15  # chance to drop the action (and pose) condition
+    drop_text: float = 0.15
+    ctx_noise_max: float = 0.3  # context latents are noised at a random level up to this
+    pose_noise: float = 0.05  # noise on the (normalised) pose condition, as the pose dynamics errs
+    checkpoint_every: int = 250
+    log_every: int = 25
+    device: str = "auto"
+    threads: int = 0  # torch threads; 0 leaves torch's default
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        task_info(self.task)
+        if not self.datasets:
+            raise ValueError("datasets is empty; give at least one LeRobot dataset root to train on")
+        self.datasets = [d if isinstance(d, DatasetSpec) else DatasetSpec(**d) for d in self.datasets]
+        for name in STAGES:
+            stage = getattr(self, name)
+            if isinstance(stage, dict):
+                setattr(self, name, StageConfig(**stage))
+
+
+class TrainingData:
+    """All episodes in memory, flattened frame-major with per-episode offsets."""
+
+    def __init__(self, specs: list[DatasetSpec], image_size: int, progress: bool = True) -> None:
+        pixels, poses, actions, env_states, rewards, success, texts, lengths = [], [], [], [], [], [], [], []
+        readers = []
+        for spec in specs:
+            if not Path(spec.root).is_dir():
+                raise FileNotFoundError(f"training dataset {spec.root} does not exist; collect it first "
+                                        f"with `wow-gym collect root={spec.root} ...`")
+            readers.append((spec, DatasetReader(spec.root)))
+        total = sum(len(r) for _, r in readers)
+        bar = tqdm(total=total, desc="reading episodes", disable=not progress)
+        for spec, reader in readers:
+            for i in range(len(reader)):
+                ep = reader[i]
+                if ep.pixels.shape[1:] != (image_size, image_size, 3):
+                    raise ValueError(f"{spec.root} episode {i} has frames {ep.pixels.shape[1:]}, the model is "
+                                     f"configured for {image_size}x{image_size}; set image_size or recollect")
+                if ep.environment_state is None:
+                    raise ValueError(f"{spec.root} lacks environment_state, needed for the object probe")
+                t = ep.num_steps
+                pixels.append(ep.pixels)
+                poses.append(ep.agent_pos)
+                actions.append(np.concatenate([ep.action, np.zeros((1, ep.action.shape[1]), np.float32)]))
+                env_states.append(ep.environment_state)
+                rewards.append(np.concatenate([[0.0], ep.reward]).astype(np.float32))
+                succ = ep.is_success if ep.is_success is not None else np.zeros(t, bool)
+                success.append(np.concatenate([[False], succ]))
+                texts.append(spec.instruction or ep.instruction)
+                lengths.append(t + 1)
+                bar.update()
+        bar.close()
+        self.pixels = torch.from_numpy(np.concatenate(pixels))
+        self.poses = torch.from_numpy(np.concatenate(poses).astype(np.float32))
+        self.actions = torch.from_numpy(np.concatenate(actions).astype(np.float32))  # action taken at frame i
+        self.env_states = torch.from_numpy(np.concatenate(env_states).astype(np.float32))
+        self.rewards = torch.from_numpy(np.concatenate(rewards))  # reward received on arriving at frame i
+        self.success = torch.from_numpy(np.concatenate(success))
+        self.lengths = torch.tensor(lengths)
+        self.starts = torch.cumsum(self.lengths, 0) - self.lengths
+        self.episode_of = torch.repeat_interleave(torch.arange(len(lengths)), self.lengths)
+        unique = sorted(set(texts))
+        self.instructions = unique
+        self.text_table = torch.from_numpy(embed_instructions(unique))
+        self.text_index = torch.tensor([unique.index(t) for t in texts])
+        self.latents: torch.Tensor | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return self.pixels.shape[0]
+
+    def frame_offset(self, index: torch.Tensor) -> torch.Tensor:
+        """Step of each global frame index within its episode."""
+        return index - self.starts[self.episode_of[index]]
+
+    def transitions(self, n: int, g: torch.Generator, horizon: int = 1) -> torch.Tensor:
+        """n random global frame indices t with successors up to t+horizon in the same episode."""
+        ep = torch.randint(len(self.lengths), (n,), generator=g)
+        span = (self.lengths[ep] - horizon).clamp_min(1)
+        step = (torch.rand(n, generator=g) * span).long()
+        return self.starts[ep] + step
+
+    def back(self, index: torch.Tensor, k: int) -> torch.Tensor:
+        """index - k, clamped to the episode's first frame."""
+        return torch.maximum(index - k, self.starts[self.episode_of[index]])
+
+
+def compute_stats(data: TrainingData, latents: torch.Tensor | None = None) -> dict[str, list[float]]:
+    """Normalisation statistics of the data (poses, pose changes, object state, reward, latents)."""
+    nxt = torch.arange(data.num_frames)
+    has_next = data.frame_offset(nxt) < data.lengths[data.episode_of] - 1
+    idx = nxt[has_next]
+    dpose = data.poses[idx + 1] - data.poses[idx]
+    stats = {
+        "pose_mean": data.poses.mean(0), "pose_std": data.poses.std(0).clamp_min(1e-3),
+        "dpose_std": dpose.std(0).clamp_min(1e-4),
+        "env_state_mean": data.env_states.mean(0), "env_state_std": data.env_states.std(0).clamp_min(1e-3),
+        "reward_mean": data.rewards.mean().reshape(1), "reward_std": data.rewards.std().clamp_min(1e-3).reshape(1),
+    }
+    if latents is not None:
+        z = latents.float()
+        stats["latent_mean"] = z.mean((0, 2, 3))
+        stats["latent_std"] = z.std((0, 2, 3)).clamp_min(1e-3)
+        zn = (z - stats["latent_mean"].view(1, -1, 1, 1)) / stats["latent_std"].view(1, -1, 1, 1)
+        stats["delta_std"] = (zn[idx + 1] - zn[idx]).std((0, 2, 3)).clamp_min(1e-3)
+    return {k: [float(x) for x in v] for k, v in stats.items()}
+
+
+class Trainer:
+    """Runs the stages; `run()` resumes from whatever <out>/stages holds."""
+
+    def __init__(self, config: TrainWorldModelConfig) -> None:
+        self.config = config
+        self.out = Path(config.out)
+        self.stage_dir = self.out / "stages"
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
+                                   else ("cpu" if config.device == "auto" else config.device))
+        info = task_info(config.task)
+        self.data = TrainingData(config.datasets, config.image_size, config.progress)
+        wm_config = WorldModelConfig(
+            task=info.name, instruction=info.instruction, image_size=config.image_size,
+            agent_pos_dim=self.data.poses.shape[1], env_state_dim=self.data.env_states.shape[1],
+            context_frames=config.context_frames, sampling_steps=config.sampling_steps,
+            autoencoder=AutoencoderConfig(image_size=config.image_size, latent_channels=config.latent_channels),
+            dit=DiTConfig(preset=config.preset, patch=config.patch),
+        )
+        torch.manual_seed(config.seed)
+        self.model = WorldModel(wm_config, {**default_stats(wm_config), **compute_stats(self.data)}).to(self.device)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(self.out / "tensorboard"))
+
+    # -- stage bookkeeping -------------------------------------------------------------------------------
+
+    def _state_path(self, stage: str) -> Path:
+        return self.stage_dir / f"{stage}.pt"
+
+    def _save_stage(self, stage: str, step: int, modules: dict[str, Any], done: bool, g: torch.Generator) -> None:
+        buffer = io.BytesIO()
+        torch.save({"step": step, "done": done, "rng": g.get_state(), "stats": self.model.stats,
+                    **{k: v.state_dict() for k, v in modules.items()}}, buffer)
+        atomic_write_bytes(self._state_path(stage), buffer.getvalue())
+
+    def _load_stage(self, stage: str) -> dict[str, Any] | None:
+        path = self._state_path(stage)
+        return torch.load(path, map_location=self.device, weights_only=False) if path.is_file() else None
+
+    def run(self) -> Path:
+        for stage in STAGES:
+            getattr(self, f"_train_{stage}")()
+            if stage == "autoencoder":
+                self._encode_latents()
+        final = self.out / "checkpoint"
+        self.model.cpu().save(final)
+        self.model.to(self.device)
+        self.tb.close()
+        return final
+
+    def _loop(self, stage: str, modules: dict[str, Any], params: list[torch.nn.Parameter], cfg: StageConfig,
+              loss_fn, ema: AveragedModel | None = None) -> None:
+        """Shared optimisation loop: AdamW + warm-up/cosine LR, resume, progress, TensorBoard, checkpoints."""
+        g = torch.Generator().manual_seed(self.config.seed + STAGES.index(stage))
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01 if stage == "dit" else 0.0)
+        warmup = min(200, cfg.steps // 10 + 1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
+            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))))
+        bundle = {**modules, "optimizer": optimizer, "schedule": schedule}
+        if ema is not None:
+            bundle["ema"] = ema
+        saved = self._load_stage(stage)
+        start = 0
+        if saved is not None:
+            for key, obj in bundle.items():
+                obj.load_state_dict(saved[key])
+            g.set_state(saved["rng"])
+            start = saved["step"]
+            if saved["done"]:
+                return
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {stage}", disable=not self.config.progress)
+        for module in modules.values():
+            module.train()
+        t0, running = time.time(), {}
+        for step in range(start, cfg.steps):
+            loss, logs = loss_fn(cfg.batch_size, g)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            if ema is not None:
+                ema.update_parameters(modules["model"])
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"{stage} loss became {loss.item()} at step {step}; lower the "
+                                         "learning rate or check the data")
+            for k, v in logs.items():
+                running[k] = running.get(k, 0.0) + v
+            if (step + 1) % self.config.log_every == 0:
+                for k, v in running.items():
+                    self.tb.add_scalar(f"{stage}/{k}", v / self.config.log_every, step + 1)
+                self.tb.add_scalar(f"{stage}/lr", schedule.get_last_lr()[0], step + 1)
+                self.tb.add_scalar(f"{stage}/steps_per_s", (step + 1 - start) / (time.time() - t0), step + 1)
+                bar.set_postfix({k: f"{v / self.config.log_every:.4g}" for k, v in running.items()})
+                running = {}
+            bar.update()
+            if (step + 1) % self.config.checkpoint_every == 0 and step + 1 < cfg.steps:
+                self._save_stage(stage, step + 1, bundle, False, g)
+        bar.close()
+        for module in modules.values():
+            module.eval()
+        self._save_stage(stage, cfg.steps, bundle, True, g)
+
+    # -- stages ------------------------------------------------------------------------------------------
+
+    def _train_autoencoder(self) -> None:
+        ae, data = self.model.autoencoder, self.data
+
+        def loss_fn(batch: int, g: torch.Generator):
+            idx = torch.randint(data.num_frames, (batch,), generator=g)
+            images = pixels_to_tensor(data.pixels[idx].to(self.device))
+            return autoencoder_loss(ae, images)
+
+        self._loop("autoencoder", {"model": ae}, list(ae.parameters()), self.config.autoencoder, loss_fn)
+
+    def _encode_latents(self) -> None:
+        """Encode every frame once with the trained autoencoder; set the latent statistics."""
+        path = self.stage_dir / "latents.pt"
+        if path.is_file():
+            raw = torch.load(path, map_location="cpu")
+        else:
+            ae = self.model.autoencoder.eval()
+            chunks = []
+            with torch.inference_mode():
+                for i in tqdm(range(0, self.data.num_frames, 512), desc="encoding frames",
+                              disable=not self.config.progress):
+                    images = pixels_to_tensor(self.data.pixels[i:i + 512].to(self.device))
+                    chunks.append(ae.encode(images).float().cpu())
+            raw = torch.cat(chunks)
+            buffer = io.BytesIO()
+            torch.save(raw, buffer)
+            atomic_write_bytes(path, buffer.getvalue())
+        self.model.set_stats(compute_stats(self.data, raw))
+        self.model.to(self.device)
+        mean = torch.tensor(self.model.stats["latent_mean"]).view(1, -1, 1, 1)
+        std = torch.tensor(self.model.stats["latent_std"]).view(1, -1, 1, 1)
+        self.data.latents = ((raw - mean) / std).to(self.device)
+
+    def _train_pose(self) -> None:
+        m, data, unroll = self.model, self.data, self.config.pose_unroll
+
+        def loss_fn(batch: int, g: torch.Generator):
+            idx = data.transitions(batch, g, unroll)
+            remaining = data.lengths[data.episode_of[idx]] - 1 - data.frame_offset(idx)
+            steps = int(min(unroll, remaining.min().item()))
+            poses = torch.stack([data.poses[data.back(idx, 1)], data.poses[idx]], 1).to(self.device)
+            prev = torch.where((data.frame_offset(idx) > 0)[:, None], data.actions[data.back(idx, 1)], 0.0)
+            prev = prev.to(self.device)
+            loss = 0.0
+            for k in range(steps):
+                action = data.actions[idx + k].to(self.device)
+                nxt = m._pose_step(poses, action, prev)
+                target = data.poses[idx + k + 1].to(self.device)
+                loss = loss + F.mse_loss(nxt / m._dpose_std, target / m._dpose_std)
+                poses, prev = torch.stack([poses[:, -1], nxt], 1), action
+            loss = loss / steps
+            eef = (nxt[:, :3] - target[:, :3]).norm(dim=-1).mean()
+            return loss, {"loss": loss.item(), f"eef_err_h{steps}_mm": 1000 * eef.item()}
+
+        self._loop("pose", {"model": m.pose}, list(m.pose.parameters()), self.config.pose, loss_fn)
+
+    def _train_heads(self) -> None:
+        m, data = self.model, self.data
+
+        def loss_fn(batch: int, g: torch.Generator):
+            idx = torch.randint(data.num_frames, (batch,), generator=g)
+            z = data.latents[idx]
+            z = z + 0.1 * torch.randn(z.shape, generator=g).to(self.device)  # imagined latents are not exact
+            state = m._norm(data.env_states[idx].to(self.device), "env_state")
+            probe = F.mse_loss(m.probe(z), state)
+            out = m.reward(z, m._norm(data.poses[idx].to(self.device), "pose"))
+            has = data.frame_offset(idx) > 0  # frame 0 received no reward
+            reward = m._norm(data.rewards[idx].to(self.device), "reward").view(-1)
+            r_loss = F.mse_loss(out[has, 0], reward[has])
+            s_loss = F.binary_cross_entropy_with_logits(out[has, 1], data.success[idx][has].float().to(self.device))
+            loss = probe + r_loss + s_loss
+            return loss, {"probe": probe.item(), "reward": r_loss.item(), "success_bce": s_loss.item()}
+
+        params = list(m.probe.parameters()) + list(m.reward.parameters())
+        self._loop("heads", {"probe": m.probe, "reward": m.reward}, params, self.config.heads, loss_fn)
+
+    def dit_batch(self, batch: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """One training batch for the DiT (normalised tensors on the device)."""
+        m, data, cfg = self.model, self.data, self.config
+        K, H = cfg.context_frames, m.config.dit.action_history
+        idx = data.transitions(batch, g)
+        ctx = torch.stack([data.latents[data.back(idx, K - 1 - k)] for k in range(K)], 1)
+        offset = data.frame_offset(idx)
+        chunk = torch.stack([torch.where((offset >= H - 1 - k)[:, None], data.actions[data.back(idx, H - 1 - k)], 0.0)
+                             for k in range(H)], 1)
+        poses = torch.stack([data.poses[idx], data.poses[idx + 1]], 1).to(self.device)
+        pose_cond = m._norm(poses, "pose") + cfg.pose_noise * torch.randn(poses.shape, generator=g).to(self.device)
+        noise_level = torch.rand(batch, generator=g) * cfg.ctx_noise_max
+        noise_level = torch.where(torch.rand(batch, generator=g) < 0.3, 0.0, noise_level).to(self.device)
+        ctx = ctx + noise_level.view(-1, 1, 1, 1, 1) * torch.randn(ctx.shape, generator=g).to(self.device)
+        delta = (data.latents[idx + 1] - data.latents[idx]) / m._delta_std.view(1, -1, 1, 1)
+        return {
+            "delta": delta, "context": ctx, "ctx_noise": noise_level, "actions": chunk.to(self.device),
+            "text": data.text_table[data.text_index[data.episode_of[idx]]].to(self.device),
+            "pose": pose_cond,
+            "keep_action": (torch.rand(batch, generator=g) >= cfg.drop_action).to(self.device),
+            "keep_text": (torch.rand(batch, generator=g) >= cfg.drop_text).to(self.device),
+        }
+
+    def _train_dit(self) -> None:
+        m = self.model
+        ema = AveragedModel(m.dit, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay))
+
+        def loss_fn(batch: int, g: torch.Generator):
+            b = self.dit_batch(batch, g)
+            time_ = sample_time(batch, g).to(self.device)
+            noise = torch.randn(b["delta"].shape, generator=g).to(self.device)
+            noisy, target = flow_pair(b["delta"], time_, noise)
+            pred = m.dit(noisy, b["context"], time_, b["ctx_noise"], b["actions"], b["text"], b["pose"],
+                         b["keep_action"], b["keep_text"])
+            loss = F.mse_loss(pred, target)
+            return loss, {"loss": loss.item()}
+
+        self._loop("dit", {"model": m.dit}, list(m.dit.parameters()), self.config.dit, loss_fn, ema=ema)
+        m.dit.load_state_dict(ema.module.state_dict())
+
