@@ -1,7 +1,10 @@
 """wow-gym demo: the main job on the shipped defaults (what `make demo` runs).
 
 At this stage of the project: collect a few scripted-expert episodes of each task into LeRobot v3.0
-datasets, read them back, and write a contact sheet, an animated GIF per task and report.md.
+datasets, read them back, and write a contact sheet, an animated GIF per task and report.md; then, for
+each task with a shipped world model, imagine those episodes open loop from their first frames under the
+recorded actions and set them beside the simulator (sim | imagined | difference), with PSNR per horizon
+against copy-last-frame and the same model fed shuffled actions.
 """
 
 from __future__ import annotations
@@ -39,12 +42,42 @@ def main(argv: list[str]) -> int:
         rows.append(f"| {rollouts[0].task} | \"{rollouts[0].instruction}\" | {len(rollouts)} | {successes} | "
                     f"{sum(r.num_steps for r in rollouts)} | ![{task}]({task}.gif) |")
     contact_sheet(all_rollouts).save(out / "contact_sheet.png")
+    imagination = [line for task in cfg.tasks
+                   for line in _imagine_section(task, [r for r in all_rollouts if r.task.lower() == task.lower()],
+                                                out, cfg.horizons)]
     report = "\n".join([
         "# wow_gym demo", "",
         f"commit `{git_commit()['commit']}`, {time.time() - start:.0f} s on this machine", "",
         "| task | instruction | episodes | successes | steps | video |", "|---|---|---:|---:|---:|---|",
-        *rows, "", "![contact sheet](contact_sheet.png)", "",
+        *rows, "", "![contact sheet](contact_sheet.png)", "", *imagination,
     ])
     atomic_write_text(out / "report.md", report)
     print(f"\ndemo finished in {time.time() - start:.0f} s; report: {out / 'report.md'}")
     return 0
+
+
+def _imagine_section(task: str, rollouts: list, out: Path, horizons: list[int]) -> list[str]:
+    """Report lines: the shipped world model of `task` imagining the demo's episodes (none shipped: a note)."""
+    from wow_gym.world_models import CheckpointError, WorldModel, default_checkpoint
+    from wow_gym.world_models.evaluation import EvaluationError, evaluate_open_loop
+    from wow_gym.world_models.report import horizon_table, write_gifs
+
+    try:
+        path = default_checkpoint(task)
+    except CheckpointError:
+        return []
+    wm = WorldModel.load(path)
+    try:
+        result = evaluate_open_loop(wm, {"expert": rollouts}, tuple(horizons), starts_per_episode=1,
+                                    examples=len(rollouts))
+    except EvaluationError as error:  # episodes shorter than the horizons (a tiny max_steps)
+        return [f"## Imagined {wm.config.task}", "", f"skipped: {error}", ""]
+    pictures = []
+    for i, (name, caption) in enumerate(write_gifs(result.examples, out)):
+        (out / name).rename(out / f"imagined_{task}_{i}.gif")
+        pictures.append(f"![{caption}](imagined_{task}_{i}.gif) {caption}")
+    return [f"## Imagined {wm.config.task}: the shipped world model beside the simulator", "",
+            f"`{path}`: from each episode's first frames, {result.horizons[-1]} steps open loop under the "
+            "recorded actions (model), holding the last frame (copy), and under time-shuffled actions (shuf).",
+            "", *horizon_table(result.metrics["all"], result.horizons), "",
+            "simulator | imagined | difference:", "", *pictures, ""]

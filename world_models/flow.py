@@ -12,10 +12,16 @@ from collections.abc import Callable
 import torch
 
 
-def sample_time(batch: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
-                ) -> torch.Tensor:
-    """Training times from a logit-normal(0, 1): most weight mid-way, as in SD3's rectified flow."""
-    return torch.sigmoid(torch.randn(batch, generator=generator, device=device))
+def sample_time(batch: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu",
+                uniform: float = 0.0) -> torch.Tensor:
+    """Training times from a logit-normal(0, 1) (most weight mid-way, as in SD3's rectified flow), a share
+    `uniform` of them from U(0, 1) instead: few-step sampling leans on the ends, which logit-normal starves."""
+    logit_normal = torch.sigmoid(torch.randn(batch, generator=generator, device=device))
+    if uniform <= 0:
+        return logit_normal
+    flat = torch.rand(batch, generator=generator, device=device)
+    pick = torch.rand(batch, generator=generator, device=device) < uniform
+    return torch.where(pick, flat, logit_normal)
 
 
 def flow_pair(x1: torch.Tensor, time: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -61,10 +61,12 @@ class TrainWorldModelConfig:
     context_frames: int = 2
     patch: int = 2
     sampling_steps: int = 2
-    autoencoder: StageConfig = field(default_factory=lambda: StageConfig(3000, 32, 1e-3))
+    autoencoder: StageConfig = field(default_factory=lambda: StageConfig(6000, 32, 1e-3))
     pose: StageConfig = field(default_factory=lambda: StageConfig(3000, 256, 1e-3))
     heads: StageConfig = field(default_factory=lambda: StageConfig(1500, 128, 1e-3))
-    dit: StageConfig = field(default_factory=lambda: StageConfig(4000, 64, 4e-4))
+    dit: StageConfig = field(default_factory=lambda: StageConfig(3500, 64, 4e-4))
+    latent_noise: float = 0.2  # autoencoder decodes noised latents (relative std): a smooth latent space
+    uniform_time: float = 0.25  # share of DiT training times drawn uniformly (the rest logit-normal)
     pose_unroll: int = 8  # pose dynamics is trained on rollouts of this many steps
     ema_decay: float = 0.999
     drop_action: float = 0.15  # chance to drop the action (and pose) condition
@@ -292,7 +294,7 @@ class Trainer:
         def loss_fn(batch: int, g: torch.Generator):
             idx = torch.randint(data.num_frames, (batch,), generator=g)
             images = pixels_to_tensor(data.pixels[idx].to(self.device))
-            return autoencoder_loss(ae, images)
+            return autoencoder_loss(ae, images, latent_noise=self.config.latent_noise, generator=g)
 
         self._loop("autoencoder", {"model": ae}, list(ae.parameters()), self.config.autoencoder, loss_fn)
 
@@ -391,7 +393,7 @@ class Trainer:
 
         def loss_fn(batch: int, g: torch.Generator):
             b = self.dit_batch(batch, g)
-            time_ = sample_time(batch, g).to(self.device)
+            time_ = sample_time(batch, g, uniform=self.config.uniform_time).to(self.device)
             noise = torch.randn(b["delta"].shape, generator=g).to(self.device)
             noisy, target = flow_pair(b["delta"], time_, noise)
             pred = m.dit(noisy, b["context"], time_, b["ctx_noise"], b["actions"], b["text"], b["pose"],

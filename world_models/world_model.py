@@ -9,7 +9,6 @@ tensors in one batch, which is what makes batched imagination fast.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from wow_gym.world_models.autoencoder import AutoencoderConfig, build_autoencode
 from wow_gym.world_models.dit import DiTConfig, VideoDiT
 from wow_gym.world_models.flow import euler_sample, guided
 from wow_gym.world_models.heads import LatentHead, PoseDynamics
-from wow_gym.world_models.text import TEXT_DIM, embed_instructions
+from wow_gym.world_models.text import embed_instructions
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -47,6 +46,9 @@ class WorldModelConfig:
     context_frames: int = 2
     sampling_steps: int = 2
     ctx_noise: float = 0.0  # context-noise level used when imagining (training draws it at random)
+    # Imagined frame = newest real context frame + decode(imagined latent) - decode(that frame's latent):
+    # what the model leaves unchanged keeps the real frame's pixels instead of the autoencoder's blur.
+    residual_decoding: bool = True
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
     version: int = FORMAT_VERSION
@@ -84,7 +86,9 @@ class ImaginationState:
     """A batch of imagined episodes in flight (torch tensors on the model's device).
 
     latents [B,K,C,h,w] normalised latents of the last K frames, oldest first; poses [B,2,P] raw agent_pos
-    of the last two steps; actions [B,H-1,A] the previous actions of the chunk; text [B,384]; keep_text [B].
+    of the last two steps; actions [B,H-1,A] the previous actions of the chunk; text [B,384]; keep_text [B];
+    anchor [B,H,W,3] the newest real context frame minus its own decoding (float), added to every decoded
+    imagined frame when the model decodes residually (zeros otherwise).
     """
 
     latents: torch.Tensor
@@ -92,6 +96,7 @@ class ImaginationState:
     actions: torch.Tensor
     text: torch.Tensor
     keep_text: torch.Tensor
+    anchor: torch.Tensor
 
     @property
     def batch_size(self) -> int:
@@ -342,7 +347,10 @@ class WorldModel(nn.Module):
         if len(instruction) != b:
             raise ValueError(f"got {len(instruction)} instructions for a batch of {b}")
         text, keep = self.instruction_embedding(list(instruction))
-        return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep)
+        newest = torch.as_tensor(pixels[:, -1], device=self.device).float()
+        anchor = (newest - self.decode(latents[:, -1]).float() if self.config.residual_decoding
+                  else torch.zeros_like(newest))
+        return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, anchor)
 
     def _pose_step(self, poses: torch.Tensor, action: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         now = poses[:, -1]
@@ -400,12 +408,18 @@ class WorldModel(nn.Module):
         state.latents = torch.cat([state.latents[:, 1:], latent[:, None]], dim=1)
         state.poses = torch.stack([state.poses[:, -1], next_pose], dim=1)
         state.actions = torch.cat([state.actions, action[:, None]], dim=1)[:, 1:]
-        return self._observe(latent, next_pose)
+        return self._observe(latent, next_pose, state.anchor)
+
+    def _pixels(self, latents: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        """uint8 frames of latents [B,...,C,h,w], plus each row's residual anchor [B,H,W,3]."""
+        decoded = self.decode(latents).float()
+        anchor = anchor.view(anchor.shape[0], *([1] * (decoded.dim() - 4)), *anchor.shape[1:])
+        return (decoded + anchor).round().clamp(0, 255).to(torch.uint8)
 
     @torch.no_grad()
-    def _observe(self, latent: torch.Tensor, pose: torch.Tensor) -> StepOutput:
+    def _observe(self, latent: torch.Tensor, pose: torch.Tensor, anchor: torch.Tensor) -> StepOutput:
         with self._autocast():
-            pixels = self.decode(latent)
+            pixels = self._pixels(latent, anchor)
             env_state = self.probe(latent).float() * self._env_state_std + self._env_state_mean
             out = self.reward(latent, self._norm(pose, "pose")).float()
         reward = out[:, 0] * self._reward_std + self._reward_mean
@@ -416,7 +430,7 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def observe_context(self, state: ImaginationState) -> StepOutput:
         """The heads' reading of the newest context frame (what reset returns)."""
-        return self._observe(state.latents[:, -1], state.poses[:, -1])
+        return self._observe(state.latents[:, -1], state.poses[:, -1], state.anchor)
 
     @torch.no_grad()
     def generate(self, pixels: np.ndarray, agent_pos: np.ndarray, instruction: str | list[str] | None,
@@ -437,17 +451,11 @@ class WorldModel(nn.Module):
                 latent = self._advance(state, velocity, steps, generator)
                 state.latents = torch.cat([state.latents[:, 1:], latent[:, None]], dim=1)
                 frames.append(latent)
-        return self.decode(torch.stack(frames, dim=1)).cpu().numpy()
+        return self._pixels(torch.stack(frames, dim=1), state.anchor).cpu().numpy()
 
     def num_parameters(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in module.parameters())
                 for name, module in self.named_children()}
-
-
-def finite_or_raise(value: float, what: str) -> float:
-    if not math.isfinite(value):
-        raise FloatingPointError(f"{what} became {value}; lower the learning rate or check the data")
-    return value
 
 
 CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"

@@ -37,7 +37,7 @@ def test_ctrl_c_keeps_finished_episodes_and_rerun_resumes(tmp_path):
     assert 2 <= kept < 200
     done = subprocess.run([*args, f"episodes={kept + 1}"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"1 episodes written" in done.stdout and f"{kept} already there" in done.stdout
+    assert "1 episodes written" in done.stdout and f"{kept} already there" in done.stdout
     reader = DatasetReader(root)
     assert [reader[i].seed for i in range(len(reader))] == list(range(kept + 1))
 

@@ -331,3 +331,30 @@ def test_vector_reset_mask_restarts_only_the_masked_envs_from_given_frames(lift_
     with pytest.raises(ValueError, match=r"shape \(3, 7\)"):
         venv.step(np.zeros((2, 7), np.float32))
     venv.close()
+
+
+# -- the shipped Lift model ------------------------------------------------------------------------------
+
+
+def test_the_shipped_lift_model_loads_with_no_arguments_and_follows_actions():
+    path = default_checkpoint("Lift")
+    assert sum(f.stat().st_size for f in path.iterdir()) < 40 * 2**20
+    env = gym.make("WoW/Lift-Imagined-v0")
+    try:
+        assert env.unwrapped.model.config.task == "Lift"
+        start, _ = env.reset(seed=3)
+        assert start in env.observation_space
+        ends = {}
+        for axis, sign in ((0, 1.0), (0, -1.0), (2, 1.0)):  # +x, -x, up: 5 steps of the full delta
+            env.reset(seed=3)
+            action = np.zeros(7, np.float32)
+            action[axis] = sign
+            for _ in range(5):
+                observation, reward, terminated, truncated, info = env.step(action)
+            assert observation in env.observation_space and np.isfinite(reward) and not truncated
+            ends[(axis, sign)] = observation["agent_pos"][:3] - start["agent_pos"][:3]
+        assert ends[(0, 1.0)][0] > 0.03 and ends[(0, -1.0)][0] < -0.03 and ends[(2, 1.0)][2] > 0.03, ends
+        # the picture moves with the pose: different actions from one start give different frames
+        assert not np.array_equal(observation["pixels"], start["pixels"])
+    finally:
+        env.close()
