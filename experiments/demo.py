@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
 
 
 def _imagine_section(task: str, rollouts: list, out: Path, horizons: list[int]) -> list[str]:
-    """Report lines: the shipped world model of `task` imagining the demo's episodes (none shipped: a note)."""
+    """Report lines: the shipped world model of `task` imagining the demo's episodes (none shipped: no lines)."""
     from wow_gym.world_models import CheckpointError, WorldModel, default_checkpoint
     from wow_gym.world_models.evaluation import EvaluationError, evaluate_open_loop
     from wow_gym.world_models.report import horizon_table, write_gifs

@@ -124,6 +124,17 @@ def test_batched_imagination_is_seeded_and_shaped(tiny_model, lift_data):
         tiny_model.start(pixels[:, :, :32], poses)
 
 
+def test_residual_decoding_keeps_the_real_context_frame_and_adds_only_the_imagined_change(tiny_model, lift_data):
+    ep = DatasetReader(lift_data)[0]
+    state = tiny_model.start(ep.pixels[None, :2], ep.agent_pos[None, :2], ep.action[None, :1])
+    np.testing.assert_array_equal(tiny_model.observe_context(state).pixels[0], ep.pixels[1])
+    out = tiny_model.step(state, ep.action[None, 1], torch.Generator().manual_seed(0))
+    change = tiny_model.decode(out.latents).numpy().astype(np.int16) - tiny_model.decode(
+        tiny_model.encode(ep.pixels[None, 1])).numpy().astype(np.int16)
+    expected = np.clip(ep.pixels[None, 1].astype(np.int16) + change, 0, 255)
+    np.testing.assert_array_equal(out.pixels, expected)
+
+
 def test_state_rows_can_be_replaced_for_per_env_resets(tiny_model, lift_data):
     ep = DatasetReader(lift_data)[0]
     state = tiny_model.start(np.stack([ep.pixels[:1]] * 3), np.stack([ep.agent_pos[:1]] * 3))
