@@ -21,3 +21,23 @@ def lift_env():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module: two threads fighting a background job on 2 cores run ~50x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def lift_model(lift_env):
+    """An untrained dit-test world model with the Lift env's spaces."""
+    from wow_gym.world_models import WorldModel
+
+    dim = lift_env.observation_space["environment_state"].shape[0]
+    return WorldModel.random("dit-test", env_state_dim=dim)

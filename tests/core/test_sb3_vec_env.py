@@ -3,27 +3,13 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecMonitor
-from wow_gym.world_models import WorldModel
 
 from wow_gym.sb3_vec_env import SB3VecEnv
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Two torch threads fighting a background job on 2 cores run ~50x slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def lift_model(lift_env):
-    dim = lift_env.observation_space["environment_state"].shape[0]
-    return WorldModel.random("dit-test", env_state_dim=dim)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 class GripperOpen:

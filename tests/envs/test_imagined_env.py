@@ -14,19 +14,7 @@ from wow_gym import TASKS, Rollout
 from wow_gym.registry import imagined_env_ids
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Two torch threads fighting a background job on 2 cores run ~50x slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def lift_model(lift_env):
-    dim = lift_env.observation_space["environment_state"].shape[0]
-    return WorldModel.random("dit-test", env_state_dim=dim)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
