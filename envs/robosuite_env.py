@@ -30,11 +30,22 @@ _GRIPPER_STATE = 2  # the Panda gripper's integrated finger command
 _LIVE_RENDERERS: "weakref.WeakSet[mujoco.Renderer]" = weakref.WeakSet()
 
 
-@atexit.register
 def _close_renderers() -> None:
-    """Free GL contexts before EGL shuts down; left to the garbage collector they raise at exit."""
+    """Free GL contexts before EGL shuts down; left to the garbage collector they raise at exit.
+
+    Registered with atexit when the first renderer exists, after mujoco's EGL module has registered its
+    own shutdown, so that this runs first (atexit runs last-registered first).
+    """
     for renderer in list(_LIVE_RENDERERS):
         renderer.close()
+
+
+def _track_renderer(renderer: mujoco.Renderer) -> mujoco.Renderer:
+    if not _LIVE_RENDERERS and not getattr(_track_renderer, "registered", False):
+        atexit.register(_close_renderers)
+        _track_renderer.registered = True
+    _LIVE_RENDERERS.add(renderer)
+    return renderer
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,7 @@ class RobosuiteEnv(gym.Env):
         self.model: mujoco.MjModel = self.robosuite.sim.model._model
         self.data: mujoco.MjData = self.robosuite.sim.data._data
         self._renderer = self._make_renderer() if use_camera else None
+        self._segmenter: mujoco.Renderer | None = None
         self._last_observation: dict[str, np.ndarray] | None = None
 
         raw = self.robosuite.reset()
@@ -138,9 +150,10 @@ class RobosuiteEnv(gym.Env):
         return self.render_frame()
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        for name in ("_renderer", "_segmenter"):
+            if getattr(self, name) is not None:
+                getattr(self, name).close()
+                setattr(self, name, None)
         self.robosuite.close()
 
     # -- state restore -----------------------------------------------------------------------------------
@@ -230,8 +243,7 @@ class RobosuiteEnv(gym.Env):
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = cfg.shadows
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = cfg.reflections
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = cfg.skybox
-        _LIVE_RENDERERS.add(renderer)
-        return renderer
+        return _track_renderer(renderer)
 
     def render_frame(self) -> np.ndarray:
         """Render the task camera now, as uint8 HxWx3."""
@@ -239,6 +251,53 @@ class RobosuiteEnv(gym.Env):
             raise RuntimeError("this env was made with use_camera=False; make it with use_camera=True to render")
         self._renderer.update_scene(self.data, camera=self.render_config.camera)
         return self._renderer.render()
+
+    def render_arm_mask(self) -> np.ndarray:
+        """bool HxW: the task camera's pixels that show the robot arm or its gripper, from MuJoCo's
+        segmentation rendering (exact, so FM-IDM's mask head can learn from it)."""
+        if self._segmenter is None:
+            size = self.render_config.image_size
+            self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, size)
+            self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, size)
+            self._segmenter = _track_renderer(mujoco.Renderer(self.model, size, size))
+            self._segmenter.enable_segmentation_rendering()
+            bodies = [self.model.body(self.model.geom_bodyid[g]).name for g in range(self.model.ngeom)]
+            self._arm_geoms = np.array([b.startswith(("robot0_", "gripper0_")) for b in bodies] + [False])
+        self._segmenter.update_scene(self.data, camera=self.render_config.camera)
+        seg = self._segmenter.render()
+        geom = np.where(seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM, seg[..., 0], -1)
+        return self._arm_geoms[geom]  # index -1 (not a geom) reads the trailing False
+
+    def arm_masks(self, sim_states: np.ndarray) -> np.ndarray:
+        """bool [T, H, W] arm masks of stored states [T, S] (an episode's `sim_state`), rendered by setting
+        each state's poses only; the env's own state is put back afterwards."""
+        states = np.asarray(sim_states, dtype=np.float64)
+        if states.ndim != 2 or states.shape[1] != self.sim_state_size:
+            raise ValueError(f"sim_states for {self.task} must have shape (T, {self.sim_state_size}), got "
+                             f"{states.shape}")
+        saved = np.empty(self._physics_state_size, dtype=np.float64)
+        mujoco.mj_getState(self.model, self.data, saved, _STATE_SPEC)
+        masks = []
+        for state in states:
+            mujoco.mj_setState(self.model, self.data, state[: self._physics_state_size], _STATE_SPEC)
+            mujoco.mj_kinematics(self.model, self.data)
+            masks.append(self.render_arm_mask())
+        mujoco.mj_setState(self.model, self.data, saved, _STATE_SPEC)
+        mujoco.mj_forward(self.model, self.data)
+        return np.stack(masks)
+
+    def camera_matrix(self) -> np.ndarray:
+        """The 3x4 projection of the task camera: [u*w, v*w, w] = P @ [x, y, z, 1] maps a world point to
+        pixel column u and row v of this env's frames (row 0 at the top, as rendered)."""
+        cam = self.model.camera(self.render_config.camera).id
+        rotation = self.data.cam_xmat[cam].reshape(3, 3)  # columns: the camera's x, y, z axes in the world
+        position = self.data.cam_xpos[cam]
+        size = self.render_config.image_size
+        focal = 0.5 * size / np.tan(np.deg2rad(self.model.cam_fovy[cam]) / 2)
+        # MuJoCo cameras look down their -z axis with +y up; image rows grow downwards.
+        intrinsics = np.array([[focal, 0.0, size / 2], [0.0, -focal, size / 2], [0.0, 0.0, 1.0]])
+        extrinsics = np.diag([1.0, 1.0, -1.0]) @ rotation.T
+        return intrinsics @ np.hstack([extrinsics, -(extrinsics @ position)[:, None]])
 
     def _observation(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         agent_pos = np.concatenate([raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]])

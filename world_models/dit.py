@@ -23,6 +23,8 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.normalization import AdaLayerNormZero
 from torch import nn
 
+from wow_gym.world_models.pose_map import FEATURES as POSE_MAP_FEATURES
+
 # Named sizes; one code path. dit-test is for unit tests only.
 PRESETS: dict[str, dict[str, int]] = {
     "dit-test": {"width": 32, "depth": 2, "heads": 2},
@@ -46,6 +48,7 @@ class DiTConfig:
     text_dim: int = 384
     patch: int = 2  # latent pixels per token side: 8x8 latents, patch 2 -> 16 tokens per frame
     mlp_ratio: int = 4
+    pose_map: bool = False  # target tokens also get the projected gripper map (world_models/pose_map.py)
     width: int = 0
     depth: int = 0
     heads: int = 0
@@ -95,7 +98,8 @@ class VideoDiT(nn.Module):
     Inputs (normalised): `noisy` [B,C,h,w] (the noised target), `context` [B,K,C,h,w] (clean or lightly
     noised latents of the K last frames, oldest first), `time` [B] in [0,1], `ctx_noise` [B],
     `actions` [B,history,A], `text` [B,T], `pose` [B,2,P] (now, next) and the keep masks
-    `keep_action` / `keep_text` [B] (0 drops that condition, for classifier-free guidance).
+    `keep_action` / `keep_text` [B] (0 drops that condition, for classifier-free guidance), and with
+    `config.pose_map` the gripper map [B, tokens, 6] of world_models/pose_map.py (dropped with the action).
     """
 
     def __init__(self, config: DiTConfig) -> None:
@@ -116,6 +120,9 @@ class VideoDiT(nn.Module):
         self.text_embed = _mlp(config.text_dim, w)
         self.pose_embed = _mlp(2 * config.pose_dim, w)
         self.pose_tokens = nn.Sequential(nn.Linear(2 * w, w), nn.GELU(approximate="tanh"), nn.Linear(w, w))
+        if config.pose_map:
+            self.pose_map_in = nn.Sequential(nn.Linear(POSE_MAP_FEATURES, w), nn.GELU(approximate="tanh"),
+                                             nn.Linear(w, w))
         self.null_action = nn.Parameter(torch.zeros(w))
         self.null_text = nn.Parameter(torch.zeros(w))
         self.null_pose = nn.Parameter(torch.zeros(w))
@@ -141,6 +148,7 @@ class VideoDiT(nn.Module):
         pose: torch.Tensor,
         keep_action: torch.Tensor,
         keep_text: torch.Tensor,
+        pose_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, k, c, s, _ = context.shape
         if k != self.config.context_frames:
@@ -161,6 +169,10 @@ class VideoDiT(nn.Module):
         tgt = self.target_in(self._patchify(torch.cat([noisy, context[:, -1]], dim=1)))  # [B,N,W]
         pos = self.spatial_pos.expand(b, -1, -1)
         pose_tok = self.pose_tokens(torch.cat([pos, pose_vec[:, None].expand_as(pos)], dim=-1))
+        if self.config.pose_map:
+            if pose_map is None:
+                raise ValueError("this DiT was built with pose_map=True; pass the pose map [B, tokens, 6]")
+            pose_tok = pose_tok + self.pose_map_in(pose_map.to(dtype))
         tgt = tgt + keep_a[:, :, None] * pose_tok
         x = torch.cat([ctx_tokens, tgt[:, None]], dim=1) + self.spatial_pos[:, None] + self.frame_pos
         x = x.flatten(1, 2)

@@ -1,16 +1,13 @@
 """Training the world model in stages, each resumable: autoencoder -> latents -> pose dynamics -> heads -> DiT.
 
-Every stage saves its training state (weights, optimiser, EMA, step, RNG) atomically every
-`checkpoint_every` steps into <out>/stages/<stage>.pt and marks itself done at the end, so an interrupted
-run started again with the same `out` picks up at the last checkpoint. The finished model (EMA weights of
+Every stage checkpoints into <out>/stages/<stage>.pt (world_models/staged.py), so an interrupted run
+started again with the same `out` picks up at the last checkpoint. The finished model (EMA weights of
 the DiT) is written to <out>/checkpoint as safetensors + config.json with the data statistics.
 """
 
 from __future__ import annotations
 
 import io
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from wow_gym.registry import task_info
 from wow_gym.world_models.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
 from wow_gym.world_models.dit import DiTConfig
 from wow_gym.world_models.flow import flow_pair, sample_time
+from wow_gym.world_models.staged import StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.world_model import WorldModel, WorldModelConfig, default_stats
 
@@ -39,13 +37,6 @@ class DatasetSpec:
 
     root: str
     instruction: str | None = None
-
-
-@dataclass
-class StageConfig:
-    steps: int = 1000
-    batch_size: int = 64
-    lr: float = 1e-3
 
 
 @dataclass
@@ -73,6 +64,7 @@ class TrainWorldModelConfig:
     drop_text: float = 0.15
     ctx_noise_max: float = 0.3  # context latents are noised at a random level up to this
     pose_noise: float = 0.05  # noise on the (normalised) pose condition, as the pose dynamics errs
+    pose_map: bool = True  # tell the DiT where the gripper is in the picture (the task camera's projection)
     checkpoint_every: int = 250
     log_every: int = 25
     device: str = "auto"
@@ -89,6 +81,17 @@ class TrainWorldModelConfig:
             stage = getattr(self, name)
             if isinstance(stage, dict):
                 setattr(self, name, StageConfig(**stage))
+
+
+def task_camera(task: str, image_size: int) -> list[list[float]]:
+    """The 3x4 projection of the task camera at this image size, read off the simulator's scene."""
+    from wow_gym.envs.robosuite_env import RobosuiteEnv
+
+    env = RobosuiteEnv(task, image_size=image_size, use_camera=False)
+    try:
+        return env.camera_matrix().tolist()
+    finally:
+        env.close()
 
 
 class TrainingData:
@@ -180,14 +183,14 @@ def compute_stats(data: TrainingData, latents: torch.Tensor | None = None) -> di
     return {k: [float(x) for x in v] for k, v in stats.items()}
 
 
-class Trainer:
+class Trainer(StagedTrainer):
     """Runs the stages; `run()` resumes from whatever <out>/stages holds."""
 
+    stages = STAGES
+
     def __init__(self, config: TrainWorldModelConfig) -> None:
+        super().__init__(config.out, config.seed, config.progress, config.log_every, config.checkpoint_every)
         self.config = config
-        self.out = Path(config.out)
-        self.stage_dir = self.out / "stages"
-        self.stage_dir.mkdir(parents=True, exist_ok=True)
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
@@ -200,27 +203,18 @@ class Trainer:
             context_frames=config.context_frames, sampling_steps=config.sampling_steps,
             autoencoder=AutoencoderConfig(image_size=config.image_size, latent_channels=config.latent_channels),
             dit=DiTConfig(preset=config.preset, patch=config.patch),
+            camera=task_camera(info.name, config.image_size) if config.pose_map else None,
         )
         torch.manual_seed(config.seed)
         self.model = WorldModel(wm_config, {**default_stats(wm_config), **compute_stats(self.data)}).to(self.device)
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.tb = SummaryWriter(str(self.out / "tensorboard"))
 
     # -- stage bookkeeping -------------------------------------------------------------------------------
 
-    def _state_path(self, stage: str) -> Path:
-        return self.stage_dir / f"{stage}.pt"
+    def extra_state(self) -> dict[str, Any]:
+        return {"stats": self.model.stats}
 
-    def _save_stage(self, stage: str, step: int, modules: dict[str, Any], done: bool, g: torch.Generator) -> None:
-        buffer = io.BytesIO()
-        torch.save({"step": step, "done": done, "rng": g.get_state(), "stats": self.model.stats,
-                    **{k: v.state_dict() for k, v in modules.items()}}, buffer)
-        atomic_write_bytes(self._state_path(stage), buffer.getvalue())
-
-    def _load_stage(self, stage: str) -> dict[str, Any] | None:
-        path = self._state_path(stage)
-        return torch.load(path, map_location=self.device, weights_only=False) if path.is_file() else None
+    def weight_decay(self, stage: str) -> float:
+        return 0.01 if stage == "dit" else 0.0
 
     def run(self) -> Path:
         for stage in STAGES:
@@ -232,59 +226,6 @@ class Trainer:
         self.model.to(self.device)
         self.tb.close()
         return final
-
-    def _loop(self, stage: str, modules: dict[str, Any], params: list[torch.nn.Parameter], cfg: StageConfig,
-              loss_fn, ema: AveragedModel | None = None) -> None:
-        """Shared optimisation loop: AdamW + warm-up/cosine LR, resume, progress, TensorBoard, checkpoints."""
-        g = torch.Generator().manual_seed(self.config.seed + STAGES.index(stage))
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01 if stage == "dit" else 0.0)
-        warmup = min(200, cfg.steps // 10 + 1)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
-            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))))
-        bundle = {**modules, "optimizer": optimizer, "schedule": schedule}
-        if ema is not None:
-            bundle["ema"] = ema
-        saved = self._load_stage(stage)
-        start = 0
-        if saved is not None:
-            for key, obj in bundle.items():
-                obj.load_state_dict(saved[key])
-            g.set_state(saved["rng"])
-            start = saved["step"]
-            if saved["done"]:
-                return
-        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {stage}", disable=not self.config.progress)
-        for module in modules.values():
-            module.train()
-        t0, running = time.time(), {}
-        for step in range(start, cfg.steps):
-            loss, logs = loss_fn(cfg.batch_size, g)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            if ema is not None:
-                ema.update_parameters(modules["model"])
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{stage} loss became {loss.item()} at step {step}; lower the "
-                                         "learning rate or check the data")
-            for k, v in logs.items():
-                running[k] = running.get(k, 0.0) + v
-            if (step + 1) % self.config.log_every == 0:
-                for k, v in running.items():
-                    self.tb.add_scalar(f"{stage}/{k}", v / self.config.log_every, step + 1)
-                self.tb.add_scalar(f"{stage}/lr", schedule.get_last_lr()[0], step + 1)
-                self.tb.add_scalar(f"{stage}/steps_per_s", (step + 1 - start) / (time.time() - t0), step + 1)
-                bar.set_postfix({k: f"{v / self.config.log_every:.4g}" for k, v in running.items()})
-                running = {}
-            bar.update()
-            if (step + 1) % self.config.checkpoint_every == 0 and step + 1 < cfg.steps:
-                self._save_stage(stage, step + 1, bundle, False, g)
-        bar.close()
-        for module in modules.values():
-            module.eval()
-        self._save_stage(stage, cfg.steps, bundle, True, g)
 
     # -- stages ------------------------------------------------------------------------------------------
 
@@ -374,7 +315,8 @@ class Trainer:
         chunk = torch.stack([torch.where((offset >= H - 1 - k)[:, None], data.actions[data.back(idx, H - 1 - k)], 0.0)
                              for k in range(H)], 1)
         poses = torch.stack([data.poses[idx], data.poses[idx + 1]], 1).to(self.device)
-        pose_cond = m._norm(poses, "pose") + cfg.pose_noise * torch.randn(poses.shape, generator=g).to(self.device)
+        poses = poses + cfg.pose_noise * m._pose_std * torch.randn(poses.shape, generator=g).to(self.device)
+        pose_cond = m._norm(poses, "pose")
         noise_level = torch.rand(batch, generator=g) * cfg.ctx_noise_max
         noise_level = torch.where(torch.rand(batch, generator=g) < 0.3, 0.0, noise_level).to(self.device)
         ctx = ctx + noise_level.view(-1, 1, 1, 1, 1) * torch.randn(ctx.shape, generator=g).to(self.device)
@@ -382,7 +324,7 @@ class Trainer:
         return {
             "delta": delta, "context": ctx, "ctx_noise": noise_level, "actions": chunk.to(self.device),
             "text": data.text_table[data.text_index[data.episode_of[idx]]].to(self.device),
-            "pose": pose_cond,
+            "pose": pose_cond, "pose_map": m.pose_map(poses),
             "keep_action": (torch.rand(batch, generator=g) >= cfg.drop_action).to(self.device),
             "keep_text": (torch.rand(batch, generator=g) >= cfg.drop_text).to(self.device),
         }
@@ -397,7 +339,7 @@ class Trainer:
             noise = torch.randn(b["delta"].shape, generator=g).to(self.device)
             noisy, target = flow_pair(b["delta"], time_, noise)
             pred = m.dit(noisy, b["context"], time_, b["ctx_noise"], b["actions"], b["text"], b["pose"],
-                         b["keep_action"], b["keep_text"])
+                         b["keep_action"], b["keep_text"], b["pose_map"])
             loss = F.mse_loss(pred, target)
             return loss, {"loss": loss.item()}
 

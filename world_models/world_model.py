@@ -8,7 +8,6 @@ tensors in one batch, which is what makes batched imagination fast.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,19 +17,23 @@ import torch
 from torch import nn
 
 from wow_gym.world_models.autoencoder import AutoencoderConfig, build_autoencoder, pixels_to_tensor, tensor_to_pixels
+from wow_gym.world_models.checkpoint import (
+    CONFIG_FILE,
+    CheckpointError,
+    load_weights,
+    read_meta,
+    save_checkpoint,
+)
 from wow_gym.world_models.dit import DiTConfig, VideoDiT
 from wow_gym.world_models.flow import euler_sample, guided
 from wow_gym.world_models.heads import LatentHead, PoseDynamics
+from wow_gym.world_models.pose_map import FEATURES as POSE_MAP_FEATURES
+from wow_gym.world_models.pose_map import pose_map
 from wow_gym.world_models.text import embed_instructions
 
 FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+TRAIN_COMMAND = "wow-gym train-world-model"
 QUAT = slice(3, 7)  # agent_pos[3:7] is the end-effector quaternion
-
-
-class CheckpointError(ValueError):
-    """A world-model checkpoint that cannot be used here; the message says what to do."""
 
 
 @dataclass
@@ -49,6 +52,9 @@ class WorldModelConfig:
     # Imagined frame = newest real context frame + decode(imagined latent) - decode(that frame's latent):
     # what the model leaves unchanged keeps the real frame's pixels instead of the autoencoder's blur.
     residual_decoding: bool = True
+    # The task camera's 3x4 projection (world -> pixel column, row); when set, the DiT is told where the
+    # gripper is in the picture (world_models/pose_map.py). None: the pose is a global condition only.
+    camera: list[list[float]] | None = None
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
     version: int = FORMAT_VERSION
@@ -65,6 +71,9 @@ class WorldModelConfig:
         self.dit.context_frames = self.context_frames
         self.dit.action_dim = self.action_dim
         self.dit.pose_dim = self.agent_pos_dim
+        self.dit.pose_map = self.camera is not None
+        if self.camera is not None and np.asarray(self.camera).shape != (3, 4):
+            raise ValueError(f"camera must be a 3x4 projection matrix, got shape {np.asarray(self.camera).shape}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,6 +154,8 @@ class WorldModel(nn.Module):
         self.stats: dict[str, list[float]] = {}
         self.set_stats(stats or default_stats(config))
         self.autocast = False  # bf16 autocast on CPU: faster on CPUs with bf16 units
+        if config.camera is not None:
+            self.register_buffer("_camera", torch.tensor(config.camera, dtype=torch.float32), persistent=False)
 
     # -- construction ------------------------------------------------------------------------------------
 
@@ -177,64 +188,20 @@ class WorldModel(nn.Module):
 
         Weights are stored in float16 by default (half the size in git; loading casts back to float32).
         """
-        from safetensors.torch import save_file
-
-        from wow_gym.data.atomic import atomic_write_bytes
-        from wow_gym.provenance import atomic_write_text
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().to(dtype if v.is_floating_point() else v.dtype).contiguous()
-                   for k, v in self.state_dict().items()}
-        tmp = directory / f".{WEIGHTS_FILE}.tmp"
-        save_file(tensors, str(tmp))
-        atomic_write_bytes(directory / WEIGHTS_FILE, tmp.read_bytes())
-        tmp.unlink()
         meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict(), "stats": self.stats}
-        atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=1))
-        return directory
+        return save_checkpoint(directory, self, meta, dtype)
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> WorldModel:
         """Load a checkpoint directory; every problem raises CheckpointError saying what to do."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise CheckpointError(f"world-model checkpoint {directory} has no {path.name}; expected a "
-                                      f"directory written by `wow-gym train-world-model` "
-                                      f"({WEIGHTS_FILE} + {CONFIG_FILE})")
-        try:
-            meta = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{config_path} is not valid JSON ({exc}); the checkpoint is corrupt, "
-                                  "retrain or restore it") from None
-        version = meta.get("format_version") if isinstance(meta, dict) else None
-        if version != FORMAT_VERSION:
-            raise CheckpointError(f"{directory} has checkpoint format version {version!r}, this wow_gym reads "
-                                  f"version {FORMAT_VERSION}; retrain with `wow-gym train-world-model` or "
-                                  "install the wow_gym version that wrote it")
+        meta = read_meta(directory, "world-model", TRAIN_COMMAND, FORMAT_VERSION)
         try:
             config = WorldModelConfig(**meta["config"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{config_path} does not describe a world model ({exc}); retrain it") from None
-        try:
-            tensors = load_file(str(weights_path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{weights_path} is corrupt or truncated ({exc}); restore it from git or "
-                                  "retrain with `wow-gym train-world-model`") from None
+            raise CheckpointError(f"{Path(directory) / CONFIG_FILE} does not describe a world model ({exc}); "
+                                  "retrain it") from None
         model = cls(config, meta.get("stats"))
-        expected = model.state_dict()
-        bad = [k for k, v in expected.items() if k not in tensors or tuple(tensors[k].shape) != tuple(v.shape)]
-        extra = sorted(set(tensors) - set(expected))
-        if bad or extra:
-            raise CheckpointError(f"{weights_path} does not match its {CONFIG_FILE}: {len(bad)} missing or "
-                                  f"mis-shaped tensors (e.g. {bad[:3]}), {len(extra)} unexpected; the files "
-                                  "come from different runs, retrain or restore both")
-        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        load_weights(directory, model, TRAIN_COMMAND)
         return model.to(device).eval()
 
     def check_compatible(self, *, image_size: int | None = None, action_dim: int | None = None,
@@ -300,6 +267,13 @@ class WorldModel(nn.Module):
             raise ValueError(f"expected uint8 frames of shape (..., {size}, {size}, 3), got "
                              f"{tuple(pixels.shape)} {pixels.dtype}")
 
+    def pose_map(self, poses: torch.Tensor) -> torch.Tensor | None:
+        """The DiT's gripper map of raw agent_pos [B, 2, P] (now, next); None for a model without a camera."""
+        if self.config.camera is None:
+            return None
+        grid = self.config.dit.latent_size // self.config.dit.patch
+        return pose_map(self._camera, poses[..., :3].float(), self.config.image_size, grid)
+
     # -- imagination -------------------------------------------------------------------------------------
 
     def instruction_embedding(self, instructions: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -361,21 +335,26 @@ class WorldModel(nn.Module):
         return torch.cat([nxt[:, :3], quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-6), nxt[:, 7:]], dim=1)
 
     def _velocity_fn(self, state: ImaginationState, chunk: torch.Tensor, pose_cond: torch.Tensor,
-                     keep_action: bool, guidance_action: float, guidance_text: float):
+                     keep_action: bool, guidance_action: float, guidance_text: float,
+                     gripper_map: torch.Tensor | None = None):
         b = state.batch_size
         ctx = state.latents
         noise_level = torch.full((b,), self.config.ctx_noise, device=self.device)
         ones = torch.ones(b, dtype=torch.bool, device=self.device)
         zeros = torch.zeros_like(ones)
         keep_a = ones if keep_action else zeros
+        gmap = gripper_map
+        if gmap is None and self.config.camera is not None:  # no pose to draw (plans): dropped with the action
+            tokens = (self.config.dit.latent_size // self.config.dit.patch) ** 2
+            gmap = torch.zeros(b, tokens, POSE_MAP_FEATURES, device=self.device)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            v = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, state.keep_text)
+            v = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, state.keep_text, gmap)
             if keep_action and guidance_action != 1.0:
-                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, zeros, state.keep_text)
+                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, zeros, state.keep_text, gmap)
                 v = guided(v, v_u, guidance_action)
             if guidance_text != 1.0:
-                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, zeros)
+                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, zeros, gmap)
                 v = guided(v, v_u, guidance_text)
             return v
 
@@ -403,7 +382,8 @@ class WorldModel(nn.Module):
             next_pose = self._pose_step(state.poses, action, prev).float()
             chunk = torch.cat([state.actions, action[:, None]], dim=1)
             pose_cond = self._norm(torch.stack([state.poses[:, -1], next_pose], dim=1), "pose")
-            velocity = self._velocity_fn(state, chunk, pose_cond, True, guidance, 1.0)
+            gripper_map = self.pose_map(torch.stack([state.poses[:, -1], next_pose], dim=1))
+            velocity = self._velocity_fn(state, chunk, pose_cond, True, guidance, 1.0, gripper_map)
             latent = self._advance(state, velocity, steps, generator)
         state.latents = torch.cat([state.latents[:, 1:], latent[:, None]], dim=1)
         state.poses = torch.stack([state.poses[:, -1], next_pose], dim=1)

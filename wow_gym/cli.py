@@ -14,6 +14,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                         "`bench imagine` (imagined vs sim steps/s)")),
     "train-world-model": ("train_world_model", "train the video world model (autoencoder, pose dynamics, heads, DiT)"),
     "eval-world-model": ("eval_world_model", "a world model vs the simulator, open loop, with baselines"),
+    "train-idm": ("train_idm", "train FM-IDM (video -> actions) and its ablation variants"),
+    "eval-idm": ("eval_idm", "FM-IDM: action error per variant, replay success in MuJoCo, physics check"),
     "demo": ("demo", "the main job on the shipped defaults (what `make demo` runs)"),
 }
 

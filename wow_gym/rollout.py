@@ -36,6 +36,7 @@ class Rollout:
     reward_terms: dict[str, np.ndarray] = field(default_factory=dict)  # named [T] float32 terms
     idm_action: np.ndarray | None = None  # [T, 7] float32, actions decoded by FM-IDM
     critic_reward: np.ndarray | None = None  # [T] float32
+    physics: dict[str, float] = field(default_factory=dict)  # physics-check figures (wow_gym/physics_check.py)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -89,6 +90,7 @@ class Rollout:
         changes["reward_terms"] = {k: v[start:stop] for k, v in self.reward_terms.items()}
         if self.subtask is not None:
             changes["subtask"] = self.subtask[start:stop]
+        changes["physics"] = {}  # figures of the whole rollout do not describe a slice
         return dataclasses.replace(self, **changes)
 
 

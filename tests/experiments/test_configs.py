@@ -131,3 +131,30 @@ def test_train_world_model_tiny_budget_then_eval(tmp_path):
                     "horizons=[1,2]", "reference_horizon=2", "starts_per_episode=1", "steps_sweep=[1]",
                     "plan_horizon=2", "examples=1", "progress=false", f"out={tmp_path / 'eval'}"], tmp_path)
     assert "| plan PSNR" in out
+
+
+def test_train_idm_then_eval_idm_tiny_budget(tmp_path):
+    """FM-IDM from the CLI: train every variant on a tiny real dataset, then the whole evaluation with a
+    random world model; loose thresholds make every imagined rollout verified, so the dataset is written."""
+    from wow_gym.world_models import WorldModel
+
+    data = tmp_path / "heldout-expert"
+    _wow_gym(["collect", "task=lift", "policy=expert", "episodes=1", "max_steps=10", "workers=1",
+              "progress=false", f"root={data}"], tmp_path)
+    out = _wow_gym(["train-idm", f"datasets=[{data}]", f"out={tmp_path / 'idm'}", "width=8",
+                    "mask_head={steps: 2, batch_size: 2}", "idm={steps: 2, batch_size: 2}", "progress=false"],
+                   tmp_path)
+    assert "checkpoint:" in out and (tmp_path / "idm" / "run.json").exists()
+    world_model = WorldModel.random("dit-test", env_state_dim=10).save(tmp_path / "wm")
+    out = _wow_gym(["eval-idm", f"checkpoint={tmp_path / 'idm' / 'checkpoint'}", f"variants_dir={tmp_path / 'idm'}",
+                    f"world_model={world_model}", f"datasets=[{data}]", f"replay_datasets=[{data}]",
+                    f"imagine_dataset={data}", "imagine_episodes=1", "imagine_horizon=4",
+                    "thresholds={require_success: false, object_mm: 1.0e6, eef_mm: 1.0e6}", "progress=false",
+                    f"out={tmp_path / 'eval'}"], tmp_path)
+    assert "replay success from ground-truth video (expert, 1 episodes)" in out
+    assert "normalised action RMSE" in out and "plain" in out and "fm-idm" in out
+    for name in ("report.md", "results.json", "action_nrmse.png", "actions_0.gif", "plan_0.gif", "run.json"):
+        assert (tmp_path / "eval" / name).exists(), name
+    verified = DatasetReader(tmp_path / "eval" / "imagined_verified")
+    assert len(verified) == 2 and {verified[i].source for i in range(2)} == {"imagined_verified"}
+    assert verified[0].num_steps == 4

@@ -1,0 +1,79 @@
+"""Checkpoint files shared by every shipped model: model.safetensors + config.json, written atomically,
+read back with a clear CheckpointError for each way a checkpoint can be unusable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used here; the message says what to do."""
+
+
+def save_checkpoint(directory: str | Path, module: torch.nn.Module, meta: dict[str, Any],
+                    dtype: torch.dtype = torch.float16) -> Path:
+    """Write the module's state_dict (floats as `dtype`) and `meta` as JSON, each atomically."""
+    from safetensors.torch import save_file
+
+    from wow_gym.data.atomic import atomic_write_bytes
+    from wow_gym.provenance import atomic_write_text
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().to(dtype if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in module.state_dict().items()}
+    tmp = directory / f".{WEIGHTS_FILE}.tmp"
+    save_file(tensors, str(tmp))
+    atomic_write_bytes(directory / WEIGHTS_FILE, tmp.read_bytes())
+    tmp.unlink()
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=1))
+    return directory
+
+
+def read_meta(directory: str | Path, what: str, train_command: str, version: int) -> dict[str, Any]:
+    """The checkpoint's config.json after checking both files exist and the format version matches."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_FILE
+    for path in (config_path, directory / WEIGHTS_FILE):
+        if not path.is_file():
+            raise CheckpointError(f"{what} checkpoint {directory} has no {path.name}; expected a directory "
+                                  f"written by `{train_command}` ({WEIGHTS_FILE} + {CONFIG_FILE})")
+    try:
+        meta = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{config_path} is not valid JSON ({exc}); the checkpoint is corrupt, "
+                              "retrain or restore it") from None
+    found = meta.get("format_version") if isinstance(meta, dict) else None
+    if found != version:
+        raise CheckpointError(f"{directory} has {what} checkpoint format version {found!r}, this wow_gym reads "
+                              f"version {version}; retrain with `{train_command}` or install the wow_gym "
+                              "version that wrote it")
+    return meta
+
+
+def load_weights(directory: str | Path, module: torch.nn.Module, train_command: str) -> None:
+    """Load model.safetensors into `module` (cast to its dtypes), checking every tensor name and shape."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights_path = Path(directory) / WEIGHTS_FILE
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights_path} is corrupt or truncated ({exc}); restore it from git or "
+                              f"retrain with `{train_command}`") from None
+    expected = module.state_dict()
+    bad = [k for k, v in expected.items() if k not in tensors or tuple(tensors[k].shape) != tuple(v.shape)]
+    extra = sorted(set(tensors) - set(expected))
+    if bad or extra:
+        raise CheckpointError(f"{weights_path} does not match its {CONFIG_FILE}: {len(bad)} missing or "
+                              f"mis-shaped tensors (e.g. {bad[:3]}), {len(extra)} unexpected; the files "
+                              "come from different runs, retrain or restore both")
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})

@@ -1,0 +1,285 @@
+"""FM-IDM: a Flow-Mask inverse dynamics model, video frames -> 7-DoF OSC actions.
+
+For each step t it reads the frames t-1, t, t+1 (the earlier frame tells the arm's velocity, which the
+OSC controller carries over between steps), the dense optical flow between consecutive frames, and arm
+masks, and predicts the action a_t that moved frame t to frame t+1. Flow is classical (OpenCV's DIS, no
+downloaded weights). Masks come from a small mask head trained on MuJoCo's exact segmentation; at
+evaluation the mask head supplies the mask of every frame, ground-truth and imagined alike, so nothing
+simulator-only leaks into a comparison.
+
+The variants of the paper's ablation share one network and differ only in their input channels:
+plain (frames), flow (+ flow), mask (+ masks), fm-idm (+ flow + masks + the flow inside the arm mask).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wow_gym.world_models.checkpoint import CONFIG_FILE, CheckpointError, load_weights, read_meta, save_checkpoint
+
+FORMAT_VERSION = 1
+TRAIN_COMMAND = "wow-gym train-idm"
+VARIANTS: dict[str, tuple[bool, bool]] = {  # name -> (uses flow, uses masks)
+    "plain": (False, False),
+    "flow": (True, False),
+    "mask": (False, True),
+    "fm-idm": (True, True),
+}
+FLOW_SCALE = 0.5  # flow in pixels per step is ~0-4 at 64 px; this brings it near unit scale
+
+
+@dataclass
+class IDMConfig:
+    """Shape and inputs of an inverse dynamics model; saved as config.json beside the weights."""
+
+    variant: str = "fm-idm"
+    task: str = "Lift"
+    image_size: int = 64
+    action_dim: int = 7
+    width: int = 32
+    # smooth-L1 weight of each normalised action dimension (x, y, z, roll, pitch, yaw, gripper)
+    loss_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 1.0])
+    version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown IDM variant {self.variant!r}; expected one of {sorted(VARIANTS)}")
+        if len(self.loss_weights) != self.action_dim:
+            raise ValueError(f"loss_weights needs {self.action_dim} values, got {len(self.loss_weights)}")
+
+    @property
+    def uses_flow(self) -> bool:
+        return VARIANTS[self.variant][0]
+
+    @property
+    def uses_mask(self) -> bool:
+        return VARIANTS[self.variant][1]
+
+    @property
+    def in_channels(self) -> int:
+        channels = 9 + 2  # frames t-1, t, t+1 and two coordinate channels
+        if self.uses_flow:
+            channels += 4  # flow t-1 -> t and t -> t+1
+        if self.uses_mask:
+            channels += 3  # arm masks of the three frames
+        if self.uses_flow and self.uses_mask:
+            channels += 4  # both flows inside the arm mask of their first frame
+        return channels
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def optical_flow(frames: np.ndarray) -> np.ndarray:
+    """Dense flow between consecutive frames: uint8 [T+1, H, W, 3] -> float32 [T, H, W, 2] in pixels."""
+    import cv2
+
+    gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    flows = [dis.calc(a, b, None) for a, b in zip(gray[:-1], gray[1:])]
+    if not flows:
+        return np.zeros((0, *frames.shape[1:3], 2), np.float32)
+    return np.stack(flows).astype(np.float32)
+
+
+def _conv(inp: int, out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(inp, out, 3, stride, 1), nn.GroupNorm(4, out), nn.SiLU())
+
+
+class MaskHead(nn.Module):
+    """A small U-Net: frames [B,3,H,W] in [-1,1] -> arm-mask logits [B,1,H,W]."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.down1 = nn.Sequential(_conv(5, width, 1), _conv(width, width, 1))
+        self.down2 = nn.Sequential(_conv(width, 2 * width, 2), _conv(2 * width, 2 * width, 1))
+        self.down3 = nn.Sequential(_conv(2 * width, 4 * width, 2), _conv(4 * width, 4 * width, 1))
+        self.up2 = nn.Sequential(_conv(6 * width, 2 * width, 1))
+        self.up1 = nn.Sequential(_conv(3 * width, width, 1), nn.Conv2d(width, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x1 = self.down1(torch.cat([images, _coords(images)], dim=1))
+        x2 = self.down2(x1)
+        x3 = self.down3(x2)
+        y2 = self.up2(torch.cat([F.interpolate(x3, scale_factor=2.0), x2], dim=1))
+        return self.up1(torch.cat([F.interpolate(y2, scale_factor=2.0), x1], dim=1))
+
+
+class IDMNet(nn.Module):
+    """Stacked input channels [B, C, H, W] -> normalised action [B, 7]."""
+
+    def __init__(self, config: IDMConfig) -> None:
+        super().__init__()
+        w = config.width
+        self.features = nn.Sequential(  # 64 -> 32 -> 16 -> 8 -> 4 px
+            _conv(config.in_channels, w, 2), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w, 1),
+            _conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w, 1), _conv(4 * w, 8 * w, 2),
+        )
+        cells = (config.image_size // 16) ** 2
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * w * cells, 256), nn.SiLU(),
+                                  nn.Linear(256, config.action_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _coords(images: torch.Tensor) -> torch.Tensor:
+    b, _, h, w = images.shape
+    ys = torch.linspace(-1, 1, h, device=images.device, dtype=images.dtype)
+    xs = torch.linspace(-1, 1, w, device=images.device, dtype=images.dtype)
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))
+    return grid[None].expand(b, -1, -1, -1)
+
+
+def to_images(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [-1, 1]."""
+    return frames.float().movedim(-1, -3) / 127.5 - 1.0
+
+
+class InverseDynamics(nn.Module):
+    """Mask head + IDM network + action statistics: `predict(frames)` decodes a video into actions."""
+
+    def __init__(self, config: IDMConfig, stats: dict[str, list[float]] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.mask_head = MaskHead()
+        self.net = IDMNet(config)
+        stats = stats or {"action_mean": [0.0] * config.action_dim, "action_std": [1.0] * config.action_dim}
+        self.stats = {k: [float(x) for x in v] for k, v in stats.items()}
+        self.register_buffer("_action_mean", torch.tensor(self.stats["action_mean"]), persistent=False)
+        self.register_buffer("_action_std", torch.tensor(self.stats["action_std"]), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self._action_mean.device
+
+    # -- inputs ------------------------------------------------------------------------------------------
+
+    def check_frames(self, frames: Any) -> np.ndarray:
+        """uint8 [T+1, H, W, 3] (T >= 1) at the model's size; floats in [0, 255] are rounded; else ValueError."""
+        array = np.asarray(frames)
+        size = self.config.image_size
+        if array.ndim != 4 or array.shape[1:] != (size, size, 3) or array.shape[0] < 2:
+            raise ValueError(f"FM-IDM expects a video of at least 2 frames shaped (T+1, {size}, {size}, 3), "
+                             f"got shape {array.shape}")
+        if array.dtype != np.uint8:
+            if not np.issubdtype(array.dtype, np.number):
+                raise ValueError(f"FM-IDM expects uint8 frames, got dtype {array.dtype}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError("FM-IDM frames contain NaN or infinite values; expected pixel values in "
+                                 "[0, 255]")
+            if array.min() < 0 or array.max() > 255:
+                raise ValueError(f"FM-IDM frames must lie in [0, 255], got values in "
+                                 f"[{array.min()}, {array.max()}]")
+            array = np.round(array).astype(np.uint8)
+        return array
+
+    @torch.no_grad()
+    def masks(self, frames: np.ndarray, batch: int = 256) -> torch.Tensor:
+        """The mask head's arm probabilities [T, H, W] for uint8 frames [T, H, W, 3]."""
+        out = []
+        for i in range(0, len(frames), batch):
+            images = to_images(torch.as_tensor(frames[i:i + batch], device=self.device))
+            out.append(torch.sigmoid(self.mask_head(images))[:, 0])
+        return torch.cat(out)
+
+    def stack_inputs(self, frames: torch.Tensor, flows: torch.Tensor | None, masks: torch.Tensor | None
+                     ) -> torch.Tensor:
+        """Network input [B, C, H, W] from frames [B,3,H,W,3] uint8 (t-1, t, t+1), flows [B,2,H,W,2] in
+        pixels and masks [B,3,H,W] in [0, 1] (each None when the variant does not use it)."""
+        images = to_images(frames).flatten(1, 2)  # [B, 9, H, W]
+        parts = [images, _coords(images)]
+        if self.config.uses_flow:
+            flow = (flows.float() * FLOW_SCALE).movedim(-1, -3).flatten(1, 2)  # [B, 4, H, W]
+            parts.append(flow)
+        if self.config.uses_mask:
+            parts.append(masks.float())
+        if self.config.uses_flow and self.config.uses_mask:
+            parts.append(flow * masks[:, :2].float().repeat_interleave(2, dim=1))
+        return torch.cat(parts, dim=1)
+
+    def windows(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, torch.Tensor | None]:
+        """Per-step inputs of a video [T+1, H, W, 3]: frame triplets [T,3,...], flow pairs, mask triplets.
+
+        Step 0 has no earlier frame; it repeats frame 0 (zero flow), as the episode start does in training.
+        """
+        padded = np.concatenate([frames[:1], frames])  # index i+1 is frame i
+        steps = len(frames) - 1
+        index = np.arange(steps)[:, None] + np.arange(3)[None]  # padded rows of frames t-1, t, t+1
+        triplets = padded[index]
+        flows = masks = None
+        if self.config.uses_flow:
+            flow = np.concatenate([np.zeros((1, *frames.shape[1:3], 2), np.float32), optical_flow(frames)])
+            flows = flow[np.arange(steps)[:, None] + np.arange(2)[None]]  # flow into t, flow out of t
+        if self.config.uses_mask:
+            mask = self.masks(padded)
+            masks = mask[torch.as_tensor(index, device=self.device)]
+        return triplets, flows, masks
+
+    # -- prediction --------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict(self, frames: Any, batch: int = 256) -> np.ndarray:
+        """Actions [T, 7] in [-1, 1] that take each frame of the video [T+1, H, W, 3] to the next."""
+        frames = self.check_frames(frames)
+        triplets, flows, masks = self.windows(frames)
+        out = []
+        for i in range(0, len(triplets), batch):
+            x = self.stack_inputs(
+                torch.as_tensor(triplets[i:i + batch], device=self.device),
+                None if flows is None else torch.as_tensor(flows[i:i + batch], device=self.device),
+                None if masks is None else masks[i:i + batch])
+            out.append(self.denormalize(self.net(x)))
+        return torch.cat(out).clamp(-1, 1).cpu().numpy().astype(np.float32)
+
+    def normalize(self, actions: torch.Tensor) -> torch.Tensor:
+        return (actions - self._action_mean) / self._action_std
+
+    def denormalize(self, actions: torch.Tensor) -> torch.Tensor:
+        return actions * self._action_std + self._action_mean
+
+    # -- persistence -------------------------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict(), "stats": self.stats}
+        return save_checkpoint(directory, self, meta, torch.float16)
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> InverseDynamics:
+        """Load a checkpoint directory; every problem raises CheckpointError saying what to do."""
+        meta = read_meta(directory, "FM-IDM", TRAIN_COMMAND, FORMAT_VERSION)
+        try:
+            config = IDMConfig(**meta["config"])
+            model = cls(config, meta["stats"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{Path(directory) / CONFIG_FILE} does not describe an FM-IDM ({exc}); "
+                                  f"retrain with `{TRAIN_COMMAND}`") from None
+        load_weights(directory, model, TRAIN_COMMAND)
+        return model.to(device).eval()
+
+    def check_compatible(self, image_size: int, source: str = "") -> None:
+        if image_size != self.config.image_size:
+            raise CheckpointError(f"FM-IDM{f' ({source})' if source else ''} reads {self.config.image_size} px "
+                                  f"frames, the video has {image_size} px; train an IDM at {image_size} px")
+
+
+IDM_ROOT = Path(__file__).resolve().parent / "checkpoints"
+
+
+def default_idm(task: str) -> Path:
+    """The shipped FM-IDM checkpoint directory of a task; CheckpointError when none is shipped."""
+    from wow_gym.registry import task_info
+
+    info = task_info(task)
+    path = IDM_ROOT / f"{info.name.lower()}-idm"
+    if not (path / CONFIG_FILE).is_file():
+        raise CheckpointError(f"no FM-IDM is shipped for {info.name}; train one with `{TRAIN_COMMAND} "
+                              f"task={info.name.lower()}` and pass idm=<its checkpoint directory>")
+    return path

@@ -1,0 +1,204 @@
+"""FM-IDM evaluation: action error per ablation variant, replay success in MuJoCo, and the physics check of
+imagined video.
+
+1. Normalised per-dimension action RMSE (RMSE / std of the true held-out action) of every variant on
+   held-out ground-truth frames.
+2. Replay from ground truth: each held-out episode's actions decoded from its own video, replayed in the
+   simulator from the episode's first state; task success against replaying the recorded actions (the
+   oracle).
+3. Imagined video: the world model imagines from each held-out start, (a) under the recorded actions and
+   (b) as an instruction-conditioned plan; FM-IDM decodes the video, MuJoCo replays it (the physics check),
+   and the success of those replays is counted. Rollouts that agree with physics are written to a dataset
+   with source=imagined_verified.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from wow_gym.physics_check import PhysicsCheck, VerifyThresholds, physics_check, replay, verified_rollout
+from wow_gym.rollout import Rollout
+from wow_gym.world_models.evaluation import load_heldout, probe_object_state
+from wow_gym.world_models.idm import VARIANTS, InverseDynamics, default_idm
+
+
+@dataclass
+class EvalIDMConfig:
+    """See experiments/conf/eval_idm.yaml for the meaning of each key."""
+
+    task: str = "lift"
+    checkpoint: str | None = None
+    variants_dir: str | None = None
+    world_model: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    replay_datasets: list[str] = field(default_factory=list)
+    imagine_dataset: str | None = None
+    imagine_episodes: int = 12
+    imagine_horizon: int = 60
+    plans: bool = True
+    sampling_steps: int | None = None
+    thresholds: VerifyThresholds = field(default_factory=VerifyThresholds)
+    write_verified: bool = True
+    max_episodes: int | None = None
+    image_size: int = 64
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.thresholds, dict):
+            self.thresholds = VerifyThresholds(**self.thresholds)
+
+
+@dataclass
+class ImaginedCase:
+    """One imagined rollout from a held-out start and its physics check."""
+
+    mode: str  # "actions" (the recorded actions) or "plan" (instruction only)
+    episode: int
+    rollout: Rollout = field(repr=False, metadata={"json": False})
+    check: PhysicsCheck = field(repr=False, metadata={"json": False})
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class IDMResults:
+    variants: dict[str, str]  # variant -> checkpoint directory
+    action_nrmse: dict[str, list[float]]  # variant -> per-dimension normalised RMSE
+    action_nrmse_mean: dict[str, float]
+    replay: dict[str, dict[str, float]]  # source -> {"oracle": rate, variant: rate, "episodes": n}
+    imagined: dict[str, dict[str, float]]  # mode -> mean figures over cases
+    cases: list[ImaginedCase] = field(default_factory=list, metadata={"json": False})
+    verified_written: int = 0
+    verified_root: str = ""
+    seconds: float = 0.0
+
+
+def load_variants(config: EvalIDMConfig, device: str = "cpu") -> dict[str, tuple[InverseDynamics, Path]]:
+    """FM-IDM (the checkpoint or the shipped default) and every other variant found under variants_dir."""
+    main = Path(config.checkpoint) if config.checkpoint else default_idm(config.task)
+    models = {}
+    if config.variants_dir:
+        for variant in VARIANTS:
+            path = Path(config.variants_dir) / variant
+            if (path / "config.json").is_file() and variant != "fm-idm":
+                models[variant] = (InverseDynamics.load(path, device), path)
+    models["fm-idm"] = (InverseDynamics.load(main, device), main)
+    return models
+
+
+def action_nrmse(idm: InverseDynamics, episodes: list[Rollout]) -> np.ndarray:
+    """Per-dimension RMSE of decoded vs recorded actions over all steps, over each dimension's std."""
+    true = np.concatenate([e.action for e in episodes])
+    pred = np.concatenate([idm.predict(e.pixels) for e in episodes])
+    return np.sqrt(((pred - true) ** 2).mean(0)) / np.maximum(true.std(0), 1e-3)
+
+
+def replay_successes(env, episodes: list[Rollout], actions: list[np.ndarray]) -> list[bool]:
+    """Whether replaying each action sequence from its episode's first state solves the task."""
+    return [replay(env, e.sim_state[0], a, render=False).success for e, a in zip(episodes, actions)]
+
+
+def imagine_cases(wm, episodes: list[Rollout], mode: str, horizon: int, generator: torch.Generator,
+                  sampling_steps: int | None = None) -> list[Rollout]:
+    """Imagined rollouts from each episode's first frame: under its recorded actions, or as a plan."""
+    first = np.stack([e.pixels[:1] for e in episodes])
+    pose = np.stack([e.agent_pos[:1] for e in episodes])
+    instructions = [e.instruction or wm.config.instruction for e in episodes]
+    horizon = min(horizon, min(e.num_steps for e in episodes))
+    b = len(episodes)
+    if mode == "plan":
+        frames = wm.generate(first, pose, instructions, horizon, generator=generator, sampling_steps=sampling_steps)
+        poses = np.full((b, horizon, pose.shape[-1]), np.nan, np.float32)
+        probe_state = probe_object_state(wm, frames)
+        success = None
+    else:
+        state = wm.start(first, pose, None, instructions)
+        outs = [wm.step(state, np.stack([e.action[t] for e in episodes]), generator=generator,
+                        sampling_steps=sampling_steps) for t in range(horizon)]
+        frames = np.stack([o.pixels for o in outs], 1)
+        poses = np.stack([o.agent_pos for o in outs], 1)
+        probe_state = np.stack([o.environment_state for o in outs], 1)
+        success = np.stack([o.success for o in outs], 1)
+    rollouts = []
+    for i, e in enumerate(episodes):
+        steps = horizon
+        rollouts.append(Rollout(
+            pixels=np.concatenate([e.pixels[:1], frames[i]]),
+            agent_pos=np.concatenate([e.agent_pos[:1], poses[i]]).astype(np.float32),
+            action=np.zeros((steps, 7), np.float32) if mode == "plan" else e.action[:steps].copy(),
+            reward=np.zeros(steps, np.float32), terminated=np.zeros(steps, bool), truncated=np.zeros(steps, bool),
+            source="imagined", task=e.task, instruction=instructions[i], seed=e.seed, pair_id=f"{mode}-{i}",
+            is_success=None if success is None else success[i],
+            environment_state=np.concatenate([e.environment_state[:1], probe_state[i]]).astype(np.float32)))
+    return rollouts
+
+
+def _mean_figures(cases: list[ImaginedCase]) -> dict[str, float]:
+    """Mean of each figure over the cases that have it (NaN where none has: e.g. the pose of a plan)."""
+    keys = sorted({k for c in cases for k in c.figures})
+    means = {}
+    for key in keys:
+        values = np.array([c.figures.get(key, np.nan) for c in cases], dtype=float)
+        means[key] = float(values[np.isfinite(values)].mean()) if np.isfinite(values).any() else float("nan")
+    return means | {"cases": len(cases)}
+
+
+def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
+    """Everything in the module docstring, for one task."""
+    from wow_gym.envs.robosuite_env import RobosuiteEnv
+    from wow_gym.world_models.evaluation import load_world_model
+
+    begin = time.perf_counter()
+    models = load_variants(config)
+    fm = models["fm-idm"][0]
+    heldout = load_heldout(config.datasets, config.image_size, config.max_episodes)
+    episodes = [e for eps in heldout.values() for e in eps]
+    nrmse = {}
+    for name, (model, _) in tqdm(models.items(), desc="action error per variant", disable=not config.progress):
+        nrmse[name] = action_nrmse(model, episodes).tolist()
+
+    sim = RobosuiteEnv(config.task, image_size=config.image_size, use_camera=False)
+    replays = {}
+    for source, eps in load_heldout(config.replay_datasets, config.image_size, config.max_episodes).items():
+        row = {"episodes": float(len(eps)),
+               "oracle": float(np.mean(replay_successes(sim, eps, [e.action for e in eps])))}
+        for name, (model, _) in tqdm(models.items(), desc=f"replay {source}", disable=not config.progress):
+            row[name] = float(np.mean(replay_successes(sim, eps, [model.predict(e.pixels) for e in eps])))
+        replays[source] = row
+    sim.close()
+
+    cases: list[ImaginedCase] = []
+    verified: list[Rollout] = []
+    if config.imagine_dataset and config.imagine_episodes > 0:
+        wm, _ = load_world_model(config.world_model, config.task)
+        starts = load_heldout([config.imagine_dataset], wm.config.image_size, config.imagine_episodes)
+        start_eps = [e for eps in starts.values() for e in eps]
+        env = RobosuiteEnv(config.task, image_size=wm.config.image_size)
+        generator = torch.Generator().manual_seed(config.seed)
+        for mode in ("actions", "plan") if config.plans else ("actions",):
+            rollouts = imagine_cases(wm, start_eps, mode, config.imagine_horizon, generator, config.sampling_steps)
+            for i, (episode, rollout) in enumerate(tqdm(list(zip(start_eps, rollouts)), desc=f"physics check {mode}",
+                                                        disable=not config.progress)):
+                check = physics_check(rollout, episode.sim_state[0], fm, env, config.thresholds)
+                cases.append(ImaginedCase(mode, i, rollout, check, check.summary()))
+                if check.verified:
+                    verified.append(verified_rollout(rollout, check))
+        env.close()
+    root = out / "imagined_verified"
+    if verified and config.write_verified:
+        from wow_gym.data import DatasetWriter
+        from wow_gym.registry import CONTROL_FREQ, task_info
+
+        writer = DatasetWriter(root, fps=CONTROL_FREQ, camera=task_info(config.task).camera)
+        for rollout in verified:
+            writer.write(rollout)
+    imagined = {mode: _mean_figures([c for c in cases if c.mode == mode]) for mode in sorted({c.mode for c in cases})}
+    return IDMResults({k: str(p) for k, (_, p) in models.items()}, nrmse,
+                      {k: float(np.mean(v)) for k, v in nrmse.items()}, replays, imagined, cases,
+                      len(verified) if config.write_verified else 0, str(root), time.perf_counter() - begin)

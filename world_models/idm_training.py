@@ -1,0 +1,216 @@
+"""Training FM-IDM and its ablation variants in resumable stages: arm masks -> mask head -> one IDM per variant.
+
+1. Arm masks of every training frame, rendered by MuJoCo's segmentation from the episodes' stored
+   `sim_state` (cached in <out>/masks/), and the DIS optical flow of every consecutive pair.
+2. The mask head learns those masks from pixels; its masks (not the simulator's) then feed every IDM,
+   so training sees what evaluation on imagined frames will see.
+3. Each variant (plain, flow, mask, fm-idm) is trained with the same data, steps and seed; the
+   finished models land in <out>/<variant>/ and fm-idm also in <out>/checkpoint.
+Stages checkpoint through world_models/staged.py, so rerunning with the same `out` resumes.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from wow_gym.data import DatasetReader
+from wow_gym.data.atomic import atomic_write_bytes
+from wow_gym.registry import task_info
+from wow_gym.world_models.idm import VARIANTS, IDMConfig, InverseDynamics, optical_flow, to_images
+from wow_gym.world_models.staged import StageConfig, StagedTrainer
+
+
+@dataclass
+class TrainIDMConfig:
+    """See experiments/conf/train_idm.yaml for the meaning of each key."""
+
+    task: str = "lift"
+    datasets: list[str] = field(default_factory=list)
+    out: str = "outputs/idm/lift"
+    image_size: int = 64
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    width: int = 32
+    loss_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 1.0])
+    mask_head: StageConfig = field(default_factory=lambda: StageConfig(800, 32, 2e-3))
+    idm: StageConfig = field(default_factory=lambda: StageConfig(2000, 64, 1e-3))
+    checkpoint_every: int = 250
+    log_every: int = 25
+    device: str = "auto"
+    threads: int = 0
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        task_info(self.task)
+        if not self.datasets:
+            raise ValueError("datasets is empty; give at least one LeRobot dataset root to train on")
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown or not self.variants:
+            raise ValueError(f"variants must be a non-empty subset of {list(VARIANTS)}, got {self.variants}")
+        for name in ("mask_head", "idm"):
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, StageConfig(**getattr(self, name)))
+
+
+class IDMData:
+    """Frames, actions, flows and simulator arm masks of every episode, flattened with episode offsets."""
+
+    def __init__(self, roots: list[str], task: str, image_size: int, cache: Path, progress: bool = True) -> None:
+        frames, actions, flows, masks, lengths = [], [], [], [], []
+        readers = []
+        for root in roots:
+            if not (Path(root) / "meta" / "info.json").is_file():
+                raise FileNotFoundError(f"IDM training dataset {root} does not exist; collect it first with "
+                                        f"`wow-gym collect root={root} ...`")
+            readers.append((root, DatasetReader(root)))
+        env = None
+        bar = tqdm(total=sum(len(r) for _, r in readers), desc="frames, flow, arm masks", disable=not progress)
+        for root, reader in readers:
+            cached = cache / f"{Path(root).resolve().name}-{len(reader)}.npz"
+            stored = dict(np.load(cached)) if cached.is_file() else {}
+            fresh = {}
+            for i in range(len(reader)):
+                ep = reader[i]
+                if ep.pixels.shape[1:] != (image_size, image_size, 3):
+                    raise ValueError(f"{root} episode {i} has frames {ep.pixels.shape[1:]}, the IDM is configured "
+                                     f"for {image_size}x{image_size}; set image_size or recollect")
+                key = f"episode_{i}"
+                if key not in stored:
+                    if ep.sim_state is None:
+                        raise ValueError(f"{root} episode {i} has no sim_state; arm masks are rendered from it")
+                    if env is None:
+                        from wow_gym.envs.robosuite_env import RobosuiteEnv
+
+                        env = RobosuiteEnv(task, image_size=image_size)
+                    fresh[key] = np.packbits(env.arm_masks(ep.sim_state), axis=-1)
+                mask = np.unpackbits(stored.get(key, fresh.get(key)), axis=-1)[..., :image_size].astype(bool)
+                frames.append(ep.pixels)
+                actions.append(np.concatenate([ep.action, np.zeros((1, 7), np.float32)]))
+                flows.append(np.concatenate([optical_flow(ep.pixels), np.zeros((1, image_size, image_size, 2),
+                                                                               np.float32)]).astype(np.float16))
+                masks.append(mask)
+                lengths.append(ep.num_steps + 1)
+                bar.update()
+            if fresh:
+                cache.mkdir(parents=True, exist_ok=True)
+                buffer = io.BytesIO()
+                np.savez_compressed(buffer, **stored, **fresh)
+                atomic_write_bytes(cached, buffer.getvalue())
+        bar.close()
+        if env is not None:
+            env.close()
+        self.frames = torch.from_numpy(np.concatenate(frames))
+        self.actions = torch.from_numpy(np.concatenate(actions).astype(np.float32))  # action taken at frame i
+        self.flows = torch.from_numpy(np.concatenate(flows))  # flow from frame i to i+1 (zero at the last)
+        self.sim_masks = torch.from_numpy(np.concatenate(masks))
+        self.masks: torch.Tensor | None = None  # the mask head's, filled after its stage
+        self.lengths = torch.tensor(lengths)
+        self.starts = torch.cumsum(self.lengths, 0) - self.lengths
+        self.episode_of = torch.repeat_interleave(torch.arange(len(lengths)), self.lengths)
+        has_next = torch.arange(len(self.frames)) - self.starts[self.episode_of] < self.lengths[self.episode_of] - 1
+        self.steps = torch.arange(len(self.frames))[has_next]  # frames t that have an action and a t+1
+
+    def action_stats(self) -> dict[str, list[float]]:
+        a = self.actions[self.steps]
+        return {"action_mean": a.mean(0).tolist(), "action_std": a.std(0).clamp_min(1e-3).tolist()}
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frame triplets [B,3,H,W,3], flow pairs [B,2,H,W,2] (into t, out of t) and mask triplets [B,3,H,W]
+        for steps `idx`; at an episode's first step the earlier frame repeats it with zero flow in."""
+        first = idx == self.starts[self.episode_of[idx]]
+        prev = torch.where(first, idx, idx - 1)
+        triplet = torch.stack([prev, idx, idx + 1], 1)
+        flow_in = torch.where(first[:, None, None, None], torch.zeros_like(self.flows[idx]), self.flows[prev])
+        flows = torch.stack([flow_in, self.flows[idx]], 1).float()
+        masks = self.masks[triplet] if self.masks is not None else self.sim_masks[triplet].float()
+        return self.frames[triplet], flows, masks.float()
+
+
+class IDMTrainer(StagedTrainer):
+    """Runs the stages; `run()` resumes from whatever <out>/stages holds."""
+
+    def __init__(self, config: TrainIDMConfig) -> None:
+        super().__init__(config.out, config.seed, config.progress, config.log_every, config.checkpoint_every)
+        self.config = config
+        self.stages = ("mask_head", *(f"idm-{v}" for v in VARIANTS))
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
+                                   else ("cpu" if config.device == "auto" else config.device))
+        info = task_info(config.task)
+        self.data = IDMData(config.datasets, info.name, config.image_size, self.out / "masks", config.progress)
+        self.stats = self.data.action_stats()
+        self.models = {v: self._build(v) for v in config.variants}
+        # One mask head, shared by every variant's checkpoint.
+        self.mask_head = self.models[config.variants[0]].mask_head
+        for model in self.models.values():
+            model.mask_head = self.mask_head
+
+    def _build(self, variant: str) -> InverseDynamics:
+        torch.manual_seed(self.config.seed)
+        cfg = IDMConfig(variant=variant, task=task_info(self.config.task).name, image_size=self.config.image_size,
+                        width=self.config.width, loss_weights=list(self.config.loss_weights))
+        return InverseDynamics(cfg, self.stats).to(self.device)
+
+    def extra_state(self) -> dict:
+        return {"stats": self.stats}
+
+    def run(self) -> dict[str, Path]:
+        self._train_mask_head()
+        self._predict_masks()
+        written = {}
+        for variant, model in self.models.items():
+            self._train_variant(variant, model)
+            written[variant] = model.cpu().save(self.out / variant)
+            model.to(self.device)
+        if "fm-idm" in self.models:
+            written["checkpoint"] = self.models["fm-idm"].cpu().save(self.out / "checkpoint")
+        self.tb.close()
+        return written
+
+    def _train_mask_head(self) -> None:
+        data, head = self.data, self.mask_head
+
+        def loss_fn(batch: int, g: torch.Generator):
+            idx = torch.randint(len(data.frames), (batch,), generator=g)
+            logits = head(to_images(data.frames[idx].to(self.device)))[:, 0]
+            target = data.sim_masks[idx].float().to(self.device)
+            bce = F.binary_cross_entropy_with_logits(logits, target)
+            prob = torch.sigmoid(logits)
+            dice = 1 - (2 * (prob * target).sum((1, 2)) + 1) / (prob.sum((1, 2)) + target.sum((1, 2)) + 1)
+            iou = ((prob > 0.5) & (target > 0.5)).sum() / ((prob > 0.5) | (target > 0.5)).sum().clamp_min(1)
+            loss = bce + dice.mean()
+            return loss, {"bce": bce.item(), "iou": iou.item()}
+
+        self._loop("mask_head", {"model": head}, list(head.parameters()), self.config.mask_head, loss_fn)
+
+    def _predict_masks(self) -> None:
+        """The mask head's probabilities for every frame: what the IDMs train on."""
+        head, frames, out = self.mask_head.eval(), self.data.frames, []
+        with torch.no_grad():
+            for i in tqdm(range(0, len(frames), 512), desc="mask head on every frame", disable=not self.progress):
+                out.append(torch.sigmoid(head(to_images(frames[i:i + 512].to(self.device))))[:, 0].half().cpu())
+        self.data.masks = torch.cat(out)
+
+    def _train_variant(self, variant: str, model: InverseDynamics) -> None:
+        data, net = self.data, model.net
+        weights = torch.tensor(model.config.loss_weights, device=self.device)
+
+        def loss_fn(batch: int, g: torch.Generator):
+            idx = data.steps[torch.randint(len(data.steps), (batch,), generator=g)]
+            frames, flows, masks = (x.to(self.device) for x in data.batch(idx))
+            pred = net(model.stack_inputs(frames, flows, masks))
+            target = model.normalize(data.actions[idx].to(self.device))
+            per_dim = F.smooth_l1_loss(pred, target, reduction="none").mean(0)
+            loss = (weights * per_dim).sum() / weights.sum()
+            rmse = ((pred - target) ** 2).mean(0).sqrt().mean()
+            return loss, {"loss": loss.item(), "nrmse": rmse.item()}
+
+        self._loop(f"idm-{variant}", {"model": net}, list(net.parameters()), self.config.idm, loss_fn)

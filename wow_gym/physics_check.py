@@ -1,0 +1,182 @@
+"""The physics check: replay an imagined rollout's decoded actions in the simulator and measure agreement.
+
+An imagined rollout that started from a simulator state can be checked against real physics: FM-IDM
+decodes its frames into actions, the sim twin replays them from that same state, and the imagined and
+replayed episodes are compared step by step: PSNR/SSIM of the frames, end-effector and object trajectory
+error (mean distance, dynamic time warping, discrete Fréchet distance) and whether both agree on success.
+Rollouts that agree within `VerifyThresholds` count as verified (source=imagined_verified).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wow_gym.rollout import Rollout
+
+OBJECT_POSITION = slice(0, 3)  # environment_state[:3]: the task object's position
+
+
+@dataclass
+class VerifyThresholds:
+    """When an imagined rollout agrees with physics: its replay succeeds (if required) and the imagined
+    object trajectory stays within `object_mm` (mean distance) of the replayed one."""
+
+    require_success: bool = True
+    object_mm: float = 40.0
+    eef_mm: float = 60.0  # checked only where the rollout imagined the end effector
+
+
+def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = True) -> Rollout:
+    """Run `actions` [T, 7] in a RobosuiteEnv from `sim_state`; the resulting simulated Rollout."""
+    actions = np.asarray(actions, dtype=np.float32)
+    if actions.ndim != 2 or actions.shape[1] != 7:
+        raise ValueError(f"replay expects actions of shape (T, 7), got {actions.shape}")
+    if not np.all(np.isfinite(actions)):
+        raise ValueError("replay actions contain NaN or infinite values")
+    obs, info = env.reset(options={"sim_state": sim_state})
+    keep = render and "pixels" in obs
+    frames, poses, states, sims = [obs["pixels"]] if keep else [], [obs["agent_pos"]], [obs["environment_state"]], [
+        env.get_sim_state()]
+    rewards, success = [], []
+    for action in actions:
+        obs, reward, _, _, info = env.step(action)
+        if keep:
+            frames.append(obs["pixels"])
+        poses.append(obs["agent_pos"])
+        states.append(obs["environment_state"])
+        sims.append(env.get_sim_state())
+        rewards.append(reward)
+        success.append(bool(info["is_success"]))
+    steps = len(actions)
+    size = env.observation_space["pixels"].shape[0] if "pixels" in env.observation_space.spaces else 1
+    pixels = np.stack(frames) if keep else np.zeros((steps + 1, size, size, 3), np.uint8)
+    return Rollout(pixels=pixels, agent_pos=np.stack(poses).astype(np.float32),
+                   action=actions, reward=np.asarray(rewards, np.float32), terminated=np.zeros(steps, bool),
+                   truncated=np.zeros(steps, bool), source="sim", task=getattr(env, "task", ""),
+                   is_success=np.asarray(success), environment_state=np.stack(states).astype(np.float32),
+                   sim_state=np.stack(sims))
+
+
+# -- trajectory distances ----------------------------------------------------------------------------------
+
+
+def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.asarray(a, np.float64)[:, None] - np.asarray(b, np.float64)[None], axis=-1)
+
+
+def dtw_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Dynamic time warping of two point sequences [N, D], [M, D]: the least summed distance over a
+    monotone alignment, divided by the alignment's length (so it reads as a mean distance)."""
+    cost = _pairwise(a, b)
+    n, m = cost.shape
+    total = np.full((n + 1, m + 1), np.inf)
+    length = np.zeros((n + 1, m + 1))
+    total[0, 0] = 0.0
+    for i in range(1, n + 1):  # O(NM) in Python; the sequences are episode-long (~100 steps)
+        for j in range(1, m + 1):
+            moves = ((total[i - 1, j - 1], length[i - 1, j - 1]), (total[i - 1, j], length[i - 1, j]),
+                     (total[i, j - 1], length[i, j - 1]))
+            best, steps = min(moves, key=lambda x: x[0])
+            total[i, j] = cost[i - 1, j - 1] + best
+            length[i, j] = steps + 1
+    return float(total[n, m] / length[n, m])
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Discrete Fréchet distance of two point sequences: the shortest leash for a monotone walk of both."""
+    cost = _pairwise(a, b)
+    n, m = cost.shape
+    ca = np.empty((n, m))
+    for i in range(n):
+        for j in range(m):
+            prev = 0.0 if i == 0 and j == 0 else min(
+                ca[i - 1, j] if i else np.inf, ca[i, j - 1] if j else np.inf,
+                ca[i - 1, j - 1] if i and j else np.inf)
+            ca[i, j] = max(prev, cost[i, j])
+    return float(ca[-1, -1])
+
+
+def trajectory_errors(imagined: np.ndarray, replayed: np.ndarray) -> dict[str, float]:
+    """Mean step-wise distance, DTW and Fréchet distance (metres) of two [T, 3] trajectories; NaN when the
+    imagined one is unknown (NaN)."""
+    if not np.all(np.isfinite(imagined)):
+        return {"mean": float("nan"), "dtw": float("nan"), "frechet": float("nan")}
+    return {"mean": float(np.linalg.norm(imagined - replayed, axis=-1).mean()),
+            "dtw": dtw_distance(imagined, replayed), "frechet": frechet_distance(imagined, replayed)}
+
+
+# -- the check ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PhysicsCheck:
+    """Per-step agreement [T] and trajectory figures of one imagined rollout and its replay."""
+
+    psnr: np.ndarray
+    ssim: np.ndarray
+    eef: dict[str, float]
+    object: dict[str, float]
+    imagined_success: bool | None
+    replay_success: bool
+    verified: bool
+    replayed: Rollout = field(repr=False)
+
+    @property
+    def success_agrees(self) -> bool | None:
+        return None if self.imagined_success is None else self.imagined_success == self.replay_success
+
+    def summary(self) -> dict[str, float]:
+        """Flat figures (errors in mm) for tables, JSON and the Rollout."""
+        out = {"psnr": float(np.mean(self.psnr)), "ssim": float(np.mean(self.ssim)),
+               "replay_success": float(self.replay_success), "verified": float(self.verified)}
+        for name, errors in (("eef", self.eef), ("object", self.object)):
+            out.update({f"{name}_{k}_mm": 1000 * v for k, v in errors.items()})
+        if self.imagined_success is not None:
+            out["imagined_success"] = float(self.imagined_success)
+            out["success_agrees"] = float(self.success_agrees)
+        return out
+
+
+def physics_check(imagined: Rollout, sim_state: np.ndarray, idm: Any, env: Any,
+                  thresholds: VerifyThresholds | None = None, actions: np.ndarray | None = None) -> PhysicsCheck:
+    """Decode `imagined`'s frames with `idm` (or take `actions`), replay them in `env` from `sim_state`
+    (the state the imagination started from) and compare. Sets imagined.idm_action and imagined.physics."""
+    from wow_gym.world_models.evaluation import psnr, ssim
+
+    thresholds = thresholds or VerifyThresholds()
+    decoded = idm.predict(imagined.pixels) if actions is None else np.asarray(actions, np.float32)
+    replayed = replay(env, sim_state, decoded)
+    if replayed.pixels.shape != imagined.pixels.shape:
+        raise ValueError(f"the sim twin renders {replayed.pixels.shape[1:]} frames, the imagined rollout has "
+                         f"{imagined.pixels.shape[1:]}; make the env with the world model's image size")
+    frame_psnr = psnr(imagined.pixels[1:], replayed.pixels[1:])
+    frame_ssim = ssim(imagined.pixels[1:], replayed.pixels[1:])
+    eef = trajectory_errors(imagined.agent_pos[1:, :3], replayed.agent_pos[1:, :3])
+    obj = (trajectory_errors(imagined.environment_state[1:, OBJECT_POSITION],
+                             replayed.environment_state[1:, OBJECT_POSITION])
+           if imagined.environment_state is not None else trajectory_errors(np.full((1, 3), np.nan), np.zeros((1, 3))))
+    imagined_success = imagined.success if imagined.is_success is not None else None
+    ok = (replayed.success or not thresholds.require_success)
+    ok = ok and np.isfinite(obj["mean"]) and 1000 * obj["mean"] <= thresholds.object_mm
+    ok = ok and (not np.isfinite(eef["mean"]) or 1000 * eef["mean"] <= thresholds.eef_mm)
+    check = PhysicsCheck(frame_psnr, frame_ssim, eef, obj, imagined_success, replayed.success, bool(ok), replayed)
+    imagined.idm_action = decoded
+    imagined.physics = check.summary()
+    return check
+
+
+def verified_rollout(imagined: Rollout, check: PhysicsCheck) -> Rollout:
+    """The imagined frames with FM-IDM's actions, labelled by the replay (poses, object state, reward,
+    success, sim states): a `source=imagined_verified` episode for policy training."""
+    if not check.verified:
+        raise ValueError("this rollout did not pass its physics check; only verified rollouts are written")
+    r = check.replayed
+    return dataclasses.replace(
+        imagined, source="imagined_verified", action=imagined.idm_action, agent_pos=r.agent_pos,
+        environment_state=r.environment_state, sim_state=r.sim_state, reward=r.reward, is_success=r.is_success,
+        terminated=np.zeros(r.num_steps, bool), truncated=np.zeros(r.num_steps, bool), idm_action=imagined.idm_action,
+        reward_terms={}, subtask=None)
