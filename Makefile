@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench lift-data world-model eval-world-model bench-imagine clean
+.PHONY: install demo test test-slow bench lift-data world-model eval-world-model bench-imagine idm eval-idm clean
 
 install: $(STAMP)
 
@@ -37,6 +37,7 @@ lift-data: $(STAMP)
 	$(WG) collect task=lift policy=expert episodes=12 seed=910000 $(NOISY) root=data/lift/heldout-noisy
 	$(WG) collect task=lift policy=walk episodes=12 seed=920000 root=data/lift/heldout-walk
 	$(WG) collect task=lift policy=random episodes=8 seed=930000 root=data/lift/heldout-random
+	$(WG) collect task=lift policy=expert episodes=50 seed=940000 root=data/lift/heldout-replay-expert
 	$(WG) collect task=lift policy=expert episodes=80 seed=0 root=data/lift/train-expert
 	$(WG) collect task=lift policy=expert episodes=80 seed=10000 $(NOISY) root=data/lift/train-noisy
 	$(WG) collect task=lift policy=walk episodes=50 seed=20000 root=data/lift/train-walk
@@ -53,6 +54,16 @@ eval-world-model: lift-data
 
 bench-imagine: $(STAMP)
 	$(WG) bench imagine task=lift
+
+# FM-IDM: trains every ablation variant into outputs/idm/lift (rerun to resume), ships FM-IDM as the default.
+idm: lift-data
+	$(WG) train-idm task=lift
+	mkdir -p world_models/checkpoints/lift-idm
+	cp outputs/idm/lift/checkpoint/model.safetensors outputs/idm/lift/checkpoint/config.json \
+		world_models/checkpoints/lift-idm/
+
+eval-idm: lift-data
+	$(WG) eval-idm task=lift
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -42,9 +42,11 @@ def main(argv: list[str]) -> int:
         rows.append(f"| {rollouts[0].task} | \"{rollouts[0].instruction}\" | {len(rollouts)} | {successes} | "
                     f"{sum(r.num_steps for r in rollouts)} | ![{task}]({task}.gif) |")
     contact_sheet(all_rollouts).save(out / "contact_sheet.png")
-    imagination = [line for task in cfg.tasks
-                   for line in _imagine_section(task, [r for r in all_rollouts if r.task.lower() == task.lower()],
-                                                out, cfg.horizons)]
+    imagination = []
+    for task in cfg.tasks:
+        episodes = [r for r in all_rollouts if r.task.lower() == task.lower()]
+        imagination += _imagine_section(task, episodes, out, cfg.horizons)
+        imagination += _physics_section(task, episodes, out, cfg.idm_horizon, cfg.seed)
     report = "\n".join([
         "# wow_gym demo", "",
         f"commit `{git_commit()['commit']}`, {time.time() - start:.0f} s on this machine", "",
@@ -81,3 +83,47 @@ def _imagine_section(task: str, rollouts: list, out: Path, horizons: list[int]) 
             "recorded actions (model), holding the last frame (copy), and under time-shuffled actions (shuf).",
             "", *horizon_table(result.metrics["all"], result.horizons), "",
             "simulator | imagined | difference:", "", *pictures, ""]
+
+
+def _physics_section(task: str, rollouts: list, out: Path, horizon: int, seed: int) -> list[str]:
+    """Report lines: FM-IDM decoding the demo's ground-truth and imagined video, replayed in MuJoCo (the
+    physics check); no lines for a task without a shipped world model and FM-IDM."""
+    import numpy as np
+    import torch
+
+    from wow_gym.envs.robosuite_env import RobosuiteEnv
+    from wow_gym.physics_check import physics_check, replay
+    from wow_gym.world_models import CheckpointError, WorldModel, default_checkpoint
+    from wow_gym.world_models.idm import InverseDynamics, default_idm
+    from wow_gym.world_models.idm_evaluation import imagine_cases
+    from wow_gym.world_models.report import _panel
+
+    try:
+        wm, idm = WorldModel.load(default_checkpoint(task)), InverseDynamics.load(default_idm(task))
+    except CheckpointError:
+        return []
+    env = RobosuiteEnv(task, image_size=wm.config.image_size)
+    imagined = imagine_cases(wm, rollouts, "actions", horizon, torch.Generator().manual_seed(seed))
+    rows, pictures = [], []
+    for i, (episode, rollout) in enumerate(zip(rollouts, imagined)):
+        from_truth = replay(env, episode.sim_state[0], idm.predict(episode.pixels), render=False)
+        check = physics_check(rollout, episode.sim_state[0], idm, env)
+        f = check.summary()
+        rows.append(f"| {i} | {'yes' if episode.success else 'no'} | {'yes' if from_truth.success else 'no'} | "
+                    f"{'yes' if check.replay_success else 'no'} | {f['psnr']:.2f} | {f['eef_mean_mm']:.1f} | "
+                    f"{f['object_mean_mm']:.1f} | {f['object_frechet_mm']:.1f} |")
+        difference = np.abs(rollout.pixels.astype(np.int16) - check.replayed.pixels.astype(np.int16)).astype(np.uint8)
+        name = f"physics_{task}_{i}.gif"
+        save_gif([_panel(rollout.pixels, "imagined"), _panel(check.replayed.pixels, "sim"),
+                  _panel(difference, "sim")], out / name, fps=8)
+        pictures.append(f"![physics check {i}]({name}) episode {i}: imagined | MuJoCo replay of FM-IDM's actions "
+                        "| difference")
+    env.close()
+    return [f"## Physics check ({wm.config.task}): FM-IDM's actions replayed in MuJoCo", "",
+            f"FM-IDM (`{default_idm(task)}`) decodes each demo episode's video into actions, which MuJoCo replays "
+            "from the episode's first state (\"from sim video\"); then the world model imagines "
+            f"{imagined[0].num_steps} steps from that state under the expert's actions, FM-IDM decodes the "
+            "imagined video and MuJoCo replays it (\"from imagined video\"), compared step by step.", "",
+            "| episode | expert solved | solved from sim video | solved from imagined video | PSNR imagined vs "
+            "replay (dB) | eef error (mm) | object error (mm) | object Fréchet (mm) |",
+            "|---:|---|---|---|---:|---:|---:|---:|", *rows, "", *pictures, ""]

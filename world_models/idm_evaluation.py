@@ -37,6 +37,7 @@ class EvalIDMConfig:
     variants_dir: str | None = None
     world_model: str | None = None
     datasets: list[str] = field(default_factory=list)
+    headline_sources: list[str] = field(default_factory=lambda: ["expert", "noisy"])
     replay_datasets: list[str] = field(default_factory=list)
     imagine_dataset: str | None = None
     imagine_episodes: int = 12
@@ -69,8 +70,9 @@ class ImaginedCase:
 @dataclass
 class IDMResults:
     variants: dict[str, str]  # variant -> checkpoint directory
-    action_nrmse: dict[str, list[float]]  # variant -> per-dimension normalised RMSE
+    action_nrmse: dict[str, list[float]]  # variant -> per-dimension normalised RMSE over the headline sources
     action_nrmse_mean: dict[str, float]
+    action_nrmse_by_source: dict[str, dict[str, list[float]]]  # source -> variant -> per-dimension
     replay: dict[str, dict[str, float]]  # source -> {"oracle": rate, variant: rate, "episodes": n}
     imagined: dict[str, dict[str, float]]  # mode -> mean figures over cases
     cases: list[ImaginedCase] = field(default_factory=list, metadata={"json": False})
@@ -158,10 +160,15 @@ def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
     models = load_variants(config)
     fm = models["fm-idm"][0]
     heldout = load_heldout(config.datasets, config.image_size, config.max_episodes)
-    episodes = [e for eps in heldout.values() for e in eps]
-    nrmse = {}
+    headline = [e for source in config.headline_sources for e in heldout.get(source, [])]
+    if not headline:
+        raise ValueError(f"no held-out dataset of the headline sources {config.headline_sources} among "
+                         f"{sorted(heldout)}; add one to datasets or change headline_sources")
+    nrmse, by_source = {}, {source: {} for source in heldout}
     for name, (model, _) in tqdm(models.items(), desc="action error per variant", disable=not config.progress):
-        nrmse[name] = action_nrmse(model, episodes).tolist()
+        nrmse[name] = action_nrmse(model, headline).tolist()
+        for source, eps in heldout.items():
+            by_source[source][name] = action_nrmse(model, eps).tolist()
 
     sim = RobosuiteEnv(config.task, image_size=config.image_size, use_camera=False)
     replays = {}
@@ -200,5 +207,5 @@ def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
             writer.write(rollout)
     imagined = {mode: _mean_figures([c for c in cases if c.mode == mode]) for mode in sorted({c.mode for c in cases})}
     return IDMResults({k: str(p) for k, (_, p) in models.items()}, nrmse,
-                      {k: float(np.mean(v)) for k, v in nrmse.items()}, replays, imagined, cases,
+                      {k: float(np.mean(v)) for k, v in nrmse.items()}, by_source, replays, imagined, cases,
                       len(verified) if config.write_verified else 0, str(root), time.perf_counter() - begin)

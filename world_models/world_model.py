@@ -448,7 +448,8 @@ def default_checkpoint(task: str) -> Path:
     info = task_info(task)
     path = CHECKPOINT_ROOT / info.name.lower()
     if not (path / CONFIG_FILE).is_file():
-        shipped = sorted(p.name for p in CHECKPOINT_ROOT.glob("*") if (p / CONFIG_FILE).is_file())
+        shipped = sorted(p.name for p in CHECKPOINT_ROOT.glob("*")
+                         if (p / CONFIG_FILE).is_file() and not p.name.endswith("-idm"))
         raise CheckpointError(f"no world model is shipped for {info.name} (shipped: {shipped or 'none'}); "
                               f"train one with `wow-gym train-world-model task={info.name.lower()}` and pass "
                               "checkpoint=<its directory>")

@@ -56,8 +56,10 @@ def test_demo_tiny_budget(tmp_path):
     out = _wow_gym(["demo", "tasks=[lift,door]", "episodes_per_task=1", "max_steps=6", "progress=false",
                     f"out={tmp_path / 'demo'}"], tmp_path)
     assert "report:" in out
-    for name in ("report.md", "contact_sheet.png", "lift.gif", "door.gif", "config.yaml", "run.json"):
+    for name in ("report.md", "contact_sheet.png", "lift.gif", "door.gif", "config.yaml", "run.json",
+                 "physics_lift_0.gif"):
         assert (tmp_path / "demo" / name).exists(), name
+    assert "## Physics check (Lift)" in (tmp_path / "demo" / "report.md").read_text()
 
 
 def test_bench_data_tiny_budget(tmp_path):
@@ -155,6 +157,7 @@ def test_train_idm_then_eval_idm_tiny_budget(tmp_path):
     assert "normalised action RMSE" in out and "plain" in out and "fm-idm" in out
     for name in ("report.md", "results.json", "action_nrmse.png", "actions_0.gif", "plan_0.gif", "run.json"):
         assert (tmp_path / "eval" / name).exists(), name
+    assert list((tmp_path / "eval" / "tensorboard").glob("events.out.tfevents.*"))
     verified = DatasetReader(tmp_path / "eval" / "imagined_verified")
     assert len(verified) == 2 and {verified[i].source for i in range(2)} == {"imagined_verified"}
     assert verified[0].num_steps == 4

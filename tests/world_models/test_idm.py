@@ -193,3 +193,20 @@ def test_training_every_variant_resumes_after_interruption(tmp_path, lift_data, 
         TrainIDMConfig(datasets=["x"], variants=["resnet"])
     with pytest.raises(FileNotFoundError, match="collect it first"):
         IDMTrainer(TrainIDMConfig(datasets=[str(tmp_path / "missing")], out=str(tmp_path / "x")))
+
+
+def test_the_shipped_lift_idm_loads_with_no_arguments_and_decodes_expert_video(lift_data):
+    from wow_gym.world_models.idm import default_idm
+
+    path = default_idm("lift")
+    assert sum(f.stat().st_size for f in path.iterdir()) < 10e6
+    idm = InverseDynamics.load(path)
+    assert idm.config.variant == "fm-idm" and idm.config.image_size == 64
+    episodes = [DatasetReader(lift_data)[i] for i in range(2)]
+    true = np.concatenate([e.action for e in episodes])
+    decoded = np.concatenate([idm.predict(e.pixels) for e in episodes])
+    moving = np.abs(true[:, :3]) > 0.2  # position commands the expert gives clearly
+    agree = np.sign(decoded[:, :3][moving]) == np.sign(true[:, :3][moving])
+    assert moving.sum() >= 10 and agree.mean() >= 0.8, f"signs agree on {agree.mean():.0%} of {moving.sum()}"
+    gripper = np.abs(true[:, 6]) > 0.5
+    assert (np.sign(decoded[gripper, 6]) == np.sign(true[gripper, 6])).mean() >= 0.8

@@ -183,3 +183,44 @@ def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift
     assert (tmp_path / "run" / "tensorboard").is_dir()
     with pytest.raises(FileNotFoundError, match="collect it first"):
         Trainer(TrainWorldModelConfig(datasets=[{"root": str(tmp_path / "missing")}], out=str(tmp_path / "x")))
+
+
+def test_pose_map_marks_the_token_under_the_projected_gripper():
+    from wow_gym.world_models.pose_map import pose_map
+
+    camera = torch.tensor([[64.0, 0, 0, 0], [0, 64.0, 0, 0], [0, 0, 0, 1.0]])  # u = 64 x, v = 64 y
+    eef = torch.tensor([[[0.3, 0.6, 1.0], [0.9, 0.1, 1.0]]])  # now at pixel (19.2, 38.4), next at (57.6, 6.4)
+    features = pose_map(camera, eef, image_size=64, grid=4)
+    assert features.shape == (1, 16, 6)
+    assert features[0, :, 0].argmax() == 2 * 4 + 1 and features[0, :, 3].argmax() == 0 * 4 + 3
+    np.testing.assert_allclose(features[0, 9, 1:3], [(19.2 - 24) / 16, (38.4 - 40) / 16], atol=1e-5)
+    assert features[0, :, 1:3].abs().max() <= 2.0  # offsets of far tokens are clipped
+
+
+def test_a_model_with_a_camera_draws_the_gripper_into_its_condition(lift_data):
+    from wow_gym.envs.robosuite_env import RobosuiteEnv
+
+    env = RobosuiteEnv("Lift", use_camera=False)
+    camera = env.camera_matrix().tolist()
+    env.close()
+    model = WorldModel.random("dit-test", env_state_dim=10, camera=camera)
+    assert model.config.dit.pose_map and WorldModel.random("dit-test", env_state_dim=10).config.dit.pose_map is False
+    ep = DatasetReader(lift_data)[0]
+    poses = torch.as_tensor(np.stack([ep.agent_pos[:2]]))
+    moved = poses.clone()
+    moved[:, 1, 0] += 0.2  # the next pose 20 cm further along x
+    assert not torch.allclose(model.pose_map(poses), model.pose_map(moved))
+
+    def step():
+        state = model.start(ep.pixels[None, :2], ep.agent_pos[None, :2], ep.action[None, :1])
+        return model.step(state, ep.action[None, 1], torch.Generator().manual_seed(0)).latents
+
+    with torch.no_grad():  # an untrained DiT's zero-initialised output layer would hide every input
+        torch.nn.init.normal_(model.dit.out.weight, std=0.05)
+    with_map = step()
+    with torch.no_grad():  # silence the map's input layer: the imagined step must change
+        model.dit.pose_map_in[-1].weight.zero_()
+        model.dit.pose_map_in[-1].bias.zero_()
+    assert not torch.allclose(step(), with_map)
+    with pytest.raises(ValueError, match="3x4 projection"):
+        WorldModel.random("dit-test", env_state_dim=10, camera=[[1.0, 0.0]])
