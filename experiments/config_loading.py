@@ -6,7 +6,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
@@ -60,3 +60,35 @@ def run_dir(command: str, root: str = "outputs") -> Path:
     path = Path(root) / command / time.strftime("%Y%m%d-%H%M%S")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_trainer(name: str, argv: list[str], doc: str, make_trainer: Callable[[DictConfig], Any]) -> tuple[Any, Any] | None:
+    """Compose conf/<name>.yaml, build the trainer, record the resolved config and commit in its `out`, run
+    it: (trainer, what run() returned), or None for --help. Ctrl-C says how to resume and exits 130."""
+    from wow_gym.provenance import write_run_metadata
+
+    cfg = load_config(name, argv, doc)
+    if cfg is None:
+        return None
+    trainer = make_trainer(cfg)
+    write_run_metadata(trainer.out, OmegaConf.to_container(cfg, resolve=True))
+    try:
+        return trainer, trainer.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; rerun the same command to resume from {trainer.stage_dir}")
+        raise SystemExit(130) from None
+
+
+def start_run(name: str, argv: list[str], doc: str, command: str) -> tuple[dict[str, Any], Path] | None:
+    """Compose conf/<name>.yaml for a run that writes into `out` (null: outputs/<command>/<timestamp>):
+    (the resolved values without `out`, the folder, holding the config and commit), or None for --help."""
+    from wow_gym.provenance import write_run_metadata
+
+    cfg = load_config(name, argv, doc)
+    if cfg is None:
+        return None
+    values = OmegaConf.to_container(cfg, resolve=True)
+    out = Path(values.pop("out") or run_dir(command))
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_metadata(out, {**values, "out": str(out)})
+    return values, out

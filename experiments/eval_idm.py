@@ -10,31 +10,22 @@ physics as a LeRobot dataset (source=imagined_verified) in <out>/imagined_verifi
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from omegaconf import OmegaConf
-
 from wow_gym.data import DatasetError
-from wow_gym.experiments.config_loading import load_config, run_dir, to_dataclass
-from wow_gym.provenance import write_run_metadata
+from wow_gym.experiments.config_loading import start_run, to_dataclass
 
 
 def main(argv: list[str]) -> int:
-    cfg = load_config("eval_idm", argv, __doc__)
-    if cfg is None:
+    started = start_run("eval_idm", argv, __doc__, "eval-idm")
+    if started is None:
         return 0
     from wow_gym.world_models import CheckpointError
     from wow_gym.world_models.evaluation import EvaluationError
     from wow_gym.world_models.idm_evaluation import EvalIDMConfig, evaluate_idm
     from wow_gym.world_models.idm_report import acceptance_lines, write_idm_report, write_idm_tensorboard
 
-    values = OmegaConf.to_container(cfg, resolve=True)
-    out = Path(values.pop("out") or run_dir("eval-idm"))
-    config = to_dataclass(EvalIDMConfig, values)
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_metadata(out, {**values, "out": str(out)})
+    values, out = started
     try:
-        results = evaluate_idm(config, out)
+        results = evaluate_idm(to_dataclass(EvalIDMConfig, values), out)
     except (CheckpointError, DatasetError, EvaluationError, ValueError) as error:
         raise SystemExit(f"wow-gym eval-idm: {error}") from None
     report = write_idm_report(results, values, out)

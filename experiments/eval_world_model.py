@@ -9,30 +9,21 @@ results.json, plots, GIFs, TensorBoard scalars, the resolved config and the git 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from omegaconf import OmegaConf
-
 from wow_gym.data import DatasetError
-from wow_gym.experiments.config_loading import load_config, run_dir, to_dataclass
-from wow_gym.provenance import write_run_metadata
+from wow_gym.experiments.config_loading import start_run, to_dataclass
 
 
 def main(argv: list[str]) -> int:
-    cfg = load_config("eval_world_model", argv, __doc__)
-    if cfg is None:
+    started = start_run("eval_world_model", argv, __doc__, "eval-world-model")
+    if started is None:
         return 0
     from wow_gym.world_models import CheckpointError
     from wow_gym.world_models.evaluation import EvalWorldModelConfig, EvaluationError, evaluate_world_model
     from wow_gym.world_models.report import acceptance_lines, write_report, write_tensorboard
 
-    values = OmegaConf.to_container(cfg, resolve=True)
-    out = Path(values.pop("out") or run_dir("eval-world-model"))
-    config = to_dataclass(EvalWorldModelConfig, values)
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_metadata(out, {**values, "out": str(out)})
+    values, out = started
     try:
-        results = evaluate_world_model(config)
+        results = evaluate_world_model(to_dataclass(EvalWorldModelConfig, values))
     except (CheckpointError, DatasetError, EvaluationError) as error:
         raise SystemExit(f"wow-gym eval-world-model: {error}") from None
     report = write_report(results, out)

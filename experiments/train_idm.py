@@ -8,26 +8,18 @@ commit in <out>. Rerun the same command to resume after an interruption.
 
 from __future__ import annotations
 
-from omegaconf import OmegaConf
+from wow_gym.experiments.config_loading import run_trainer, to_dataclass
 
-from wow_gym.experiments.config_loading import load_config, to_dataclass
-from wow_gym.provenance import write_run_metadata
+
+def _trainer(cfg):
+    from wow_gym.world_models.idm_training import IDMTrainer, TrainIDMConfig
+
+    return IDMTrainer(to_dataclass(TrainIDMConfig, cfg))
 
 
 def main(argv: list[str]) -> int:
-    cfg = load_config("train_idm", argv, __doc__)
-    if cfg is None:
-        return 0
-    from wow_gym.world_models.idm_training import IDMTrainer, TrainIDMConfig
-
-    config = to_dataclass(TrainIDMConfig, cfg)
-    trainer = IDMTrainer(config)
-    write_run_metadata(trainer.out, OmegaConf.to_container(cfg, resolve=True))
-    try:
-        written = trainer.run()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; rerun the same command to resume from {trainer.stage_dir}")
-        return 130
-    for name, path in written.items():
-        print(f"{name}: {path}")
+    done = run_trainer("train_idm", argv, __doc__, _trainer)
+    if done is not None:
+        for name, path in done[1].items():
+            print(f"{name}: {path}")
     return 0

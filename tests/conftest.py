@@ -41,3 +41,14 @@ def lift_model(lift_env):
 
     dim = lift_env.observation_space["environment_state"].shape[0]
     return WorldModel.random("dit-test", env_state_dim=dim)
+
+
+@pytest.fixture(scope="session")
+def lift_data(tmp_path_factory):
+    """Two 12-step scripted-expert Lift episodes in a LeRobot dataset, collected once per test session."""
+    from wow_gym.envs.collection import CollectConfig, collect
+
+    root = tmp_path_factory.mktemp("lift") / "expert"
+    collect(CollectConfig(task="lift", episodes=2, policy="expert", root=str(root), seed=5, workers=1,
+                          max_steps=12, progress=False))
+    return root

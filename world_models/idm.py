@@ -1,8 +1,8 @@
 """FM-IDM: a Flow-Mask inverse dynamics model, video frames -> 7-DoF OSC actions.
 
-For each step t it reads the frames t-1, t, t+1 (the earlier frame tells the arm's velocity, which the
-OSC controller carries over between steps), the dense optical flow between consecutive frames, and arm
-masks, and predicts the action a_t that moved frame t to frame t+1. Flow is classical (OpenCV's DIS, no
+For each step t it reads the frames t-1, t, t+1 and optionally later ones (the earlier frame tells the
+arm's velocity, which the OSC controller carries over between steps; later frames show the rest of the
+command's effect), the dense optical flow between consecutive frames, and arm masks, and predicts the action a_t that moved frame t to frame t+1. Flow is classical (OpenCV's DIS, no
 downloaded weights). Masks come from a small mask head trained on MuJoCo's exact segmentation; at
 evaluation the mask head supplies the mask of every frame, ground-truth and imagined alike, so nothing
 simulator-only leaks into a comparison.
@@ -44,6 +44,8 @@ class IDMConfig:
     image_size: int = 64
     action_dim: int = 7
     width: int = 32
+    # frames after t+1 that are read too: the OSC controller carries a command's effect into the next step
+    future: int = 0
     # smooth-L1 weight of each normalised action dimension (x, y, z, roll, pitch, yaw, gripper)
     loss_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 1.0])
     version: int = FORMAT_VERSION
@@ -51,6 +53,8 @@ class IDMConfig:
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown IDM variant {self.variant!r}; expected one of {sorted(VARIANTS)}")
+        if self.future < 0:
+            raise ValueError(f"future must be >= 0 frames, got {self.future}")
         if len(self.loss_weights) != self.action_dim:
             raise ValueError(f"loss_weights needs {self.action_dim} values, got {len(self.loss_weights)}")
 
@@ -63,14 +67,20 @@ class IDMConfig:
         return VARIANTS[self.variant][1]
 
     @property
+    def frames(self) -> int:
+        """Frames read per step: t-1, t, t+1 and `future` more."""
+        return 3 + self.future
+
+    @property
     def in_channels(self) -> int:
-        channels = 9 + 2  # frames t-1, t, t+1 and two coordinate channels
+        n = self.frames
+        channels = 3 * n + 2  # the frames and two coordinate channels
         if self.uses_flow:
-            channels += 4  # flow t-1 -> t and t -> t+1
+            channels += 2 * (n - 1)  # flow between consecutive frames
         if self.uses_mask:
-            channels += 3  # arm masks of the three frames
+            channels += n  # arm masks of the frames
         if self.uses_flow and self.uses_mask:
-            channels += 4  # both flows inside the arm mask of their first frame
+            channels += 2 * (n - 1)  # each flow inside the arm mask of its first frame
         return channels
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,36 +202,38 @@ class InverseDynamics(nn.Module):
 
     def stack_inputs(self, frames: torch.Tensor, flows: torch.Tensor | None, masks: torch.Tensor | None
                      ) -> torch.Tensor:
-        """Network input [B, C, H, W] from frames [B,3,H,W,3] uint8 (t-1, t, t+1), flows [B,2,H,W,2] in
-        pixels and masks [B,3,H,W] in [0, 1] (each None when the variant does not use it)."""
-        images = to_images(frames).flatten(1, 2)  # [B, 9, H, W]
+        """Network input [B, C, H, W] from frames [B,n,H,W,3] uint8 (t-1, t, t+1, ...), flows [B,n-1,H,W,2]
+        between them in pixels and masks [B,n,H,W] in [0, 1] (each None when the variant does not use it)."""
+        images = to_images(frames).flatten(1, 2)  # [B, 3n, H, W]
         parts = [images, _coords(images)]
         if self.config.uses_flow:
-            flow = (flows.float() * FLOW_SCALE).movedim(-1, -3).flatten(1, 2)  # [B, 4, H, W]
+            flow = (flows.float() * FLOW_SCALE).movedim(-1, -3).flatten(1, 2)  # [B, 2(n-1), H, W]
             parts.append(flow)
         if self.config.uses_mask:
             parts.append(masks.float())
         if self.config.uses_flow and self.config.uses_mask:
-            parts.append(flow * masks[:, :2].float().repeat_interleave(2, dim=1))
+            parts.append(flow * masks[:, :-1].float().repeat_interleave(2, dim=1))
         return torch.cat(parts, dim=1)
 
     def windows(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, torch.Tensor | None]:
-        """Per-step inputs of a video [T+1, H, W, 3]: frame triplets [T,3,...], flow pairs, mask triplets.
+        """Per-step inputs of a video [T+1, H, W, 3]: frames [T,n,...] (t-1 .. t+1+future), the flows
+        between them [T,n-1,...] and their masks [T,n,...].
 
-        Step 0 has no earlier frame; it repeats frame 0 (zero flow), as the episode start does in training.
+        Step 0 has no earlier frame and the last steps no later ones: the video's first and last frames
+        repeat there (zero flow), as at episode ends in training.
         """
-        padded = np.concatenate([frames[:1], frames])  # index i+1 is frame i
-        steps = len(frames) - 1
-        index = np.arange(steps)[:, None] + np.arange(3)[None]  # padded rows of frames t-1, t, t+1
-        triplets = padded[index]
+        n, steps = self.config.frames, len(frames) - 1
+        padded = np.concatenate([frames[:1], frames, np.repeat(frames[-1:], self.config.future, axis=0)])
+        index = np.arange(steps)[:, None] + np.arange(n)[None]  # padded rows of frames t-1 .. t+1+future
         flows = masks = None
         if self.config.uses_flow:
-            flow = np.concatenate([np.zeros((1, *frames.shape[1:3], 2), np.float32), optical_flow(frames)])
-            flows = flow[np.arange(steps)[:, None] + np.arange(2)[None]]  # flow into t, flow out of t
+            zero = np.zeros((1, *frames.shape[1:3], 2), np.float32)
+            flow = np.concatenate([zero, optical_flow(frames), np.repeat(zero, self.config.future, axis=0)])
+            flows = flow[index[:, :-1]]  # flow from padded row i to row i+1
         if self.config.uses_mask:
             mask = self.masks(padded)
             masks = mask[torch.as_tensor(index, device=self.device)]
-        return triplets, flows, masks
+        return padded[index], flows, masks
 
     # -- prediction --------------------------------------------------------------------------------------
 
@@ -229,11 +241,11 @@ class InverseDynamics(nn.Module):
     def predict(self, frames: Any, batch: int = 256) -> np.ndarray:
         """Actions [T, 7] in [-1, 1] that take each frame of the video [T+1, H, W, 3] to the next."""
         frames = self.check_frames(frames)
-        triplets, flows, masks = self.windows(frames)
+        stacks, flows, masks = self.windows(frames)
         out = []
-        for i in range(0, len(triplets), batch):
+        for i in range(0, len(stacks), batch):
             x = self.stack_inputs(
-                torch.as_tensor(triplets[i:i + batch], device=self.device),
+                torch.as_tensor(stacks[i:i + batch], device=self.device),
                 None if flows is None else torch.as_tensor(flows[i:i + batch], device=self.device),
                 None if masks is None else masks[i:i + batch])
             out.append(self.denormalize(self.net(x)))

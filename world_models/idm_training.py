@@ -24,11 +24,11 @@ from wow_gym.data import DatasetReader
 from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.registry import task_info
 from wow_gym.world_models.idm import VARIANTS, IDMConfig, InverseDynamics, optical_flow, to_images
-from wow_gym.world_models.staged import StageConfig, StagedTrainer
+from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 
 
 @dataclass
-class TrainIDMConfig:
+class TrainIDMConfig(RunSettings):
     """See experiments/conf/train_idm.yaml for the meaning of each key."""
 
     task: str = "lift"
@@ -37,15 +37,10 @@ class TrainIDMConfig:
     image_size: int = 64
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     width: int = 32
+    future: int = 1  # frames after t+1 each IDM reads
     loss_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 1.0])
     mask_head: StageConfig = field(default_factory=lambda: StageConfig(800, 32, 2e-3))
     idm: StageConfig = field(default_factory=lambda: StageConfig(2000, 64, 1e-3))
-    checkpoint_every: int = 250
-    log_every: int = 25
-    device: str = "auto"
-    threads: int = 0
-    seed: int = 0
-    progress: bool = True
 
     def __post_init__(self) -> None:
         task_info(self.task)
@@ -121,29 +116,29 @@ class IDMData:
         a = self.actions[self.steps]
         return {"action_mean": a.mean(0).tolist(), "action_std": a.std(0).clamp_min(1e-3).tolist()}
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Frame triplets [B,3,H,W,3], flow pairs [B,2,H,W,2] (into t, out of t) and mask triplets [B,3,H,W]
-        for steps `idx`; at an episode's first step the earlier frame repeats it with zero flow in."""
-        first = idx == self.starts[self.episode_of[idx]]
+    def batch(self, idx: torch.Tensor, future: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frames [B,n,H,W,3] (t-1, t, t+1 and `future` more), the flows between them [B,n-1,H,W,2] and
+        their masks [B,n,H,W] for steps `idx`; past an episode's ends its first/last frame repeats with
+        zero flow (the stored flow of an episode's last frame is zero)."""
+        start = self.starts[self.episode_of[idx]]
+        end = start + self.lengths[self.episode_of[idx]] - 1
+        first = idx == start
         prev = torch.where(first, idx, idx - 1)
-        triplet = torch.stack([prev, idx, idx + 1], 1)
+        later = [torch.minimum(idx + k, end) for k in range(1, 2 + future)]
+        rows = torch.stack([prev, idx, *later], 1)
         flow_in = torch.where(first[:, None, None, None], torch.zeros_like(self.flows[idx]), self.flows[prev])
-        flows = torch.stack([flow_in, self.flows[idx]], 1).float()
-        masks = self.masks[triplet] if self.masks is not None else self.sim_masks[triplet].float()
-        return self.frames[triplet], flows, masks.float()
+        flows = torch.stack([flow_in, *(self.flows[r] for r in rows[:, 1:-1].T)], 1).float()
+        masks = self.masks[rows] if self.masks is not None else self.sim_masks[rows].float()
+        return self.frames[rows], flows, masks.float()
 
 
 class IDMTrainer(StagedTrainer):
     """Runs the stages; `run()` resumes from whatever <out>/stages holds."""
 
     def __init__(self, config: TrainIDMConfig) -> None:
-        super().__init__(config.out, config.seed, config.progress, config.log_every, config.checkpoint_every)
+        super().__init__(config.out, config)
         self.config = config
         self.stages = ("mask_head", *(f"idm-{v}" for v in VARIANTS))
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                                   else ("cpu" if config.device == "auto" else config.device))
         info = task_info(config.task)
         self.data = IDMData(config.datasets, info.name, config.image_size, self.out / "masks", config.progress)
         self.stats = self.data.action_stats()
@@ -156,7 +151,8 @@ class IDMTrainer(StagedTrainer):
     def _build(self, variant: str) -> InverseDynamics:
         torch.manual_seed(self.config.seed)
         cfg = IDMConfig(variant=variant, task=task_info(self.config.task).name, image_size=self.config.image_size,
-                        width=self.config.width, loss_weights=list(self.config.loss_weights))
+                        width=self.config.width, future=self.config.future,
+                        loss_weights=list(self.config.loss_weights))
         return InverseDynamics(cfg, self.stats).to(self.device)
 
     def extra_state(self) -> dict:
@@ -205,7 +201,7 @@ class IDMTrainer(StagedTrainer):
 
         def loss_fn(batch: int, g: torch.Generator):
             idx = data.steps[torch.randint(len(data.steps), (batch,), generator=g)]
-            frames, flows, masks = (x.to(self.device) for x in data.batch(idx))
+            frames, flows, masks = (x.to(self.device) for x in data.batch(idx, model.config.future))
             pred = net(model.stack_inputs(frames, flows, masks))
             target = model.normalize(data.actions[idx].to(self.device))
             per_dim = F.smooth_l1_loss(pred, target, reduction="none").mean(0)

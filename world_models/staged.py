@@ -29,6 +29,18 @@ class StageConfig:
     lr: float = 1e-3
 
 
+@dataclass
+class RunSettings:
+    """The keys every staged trainer's config shares."""
+
+    checkpoint_every: int = 250  # steps between resumable checkpoints
+    log_every: int = 25  # steps between TensorBoard points
+    device: str = "auto"  # auto: a GPU when one is present, else the CPU
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    seed: int = 0
+    progress: bool = True
+
+
 LossFn = Callable[[int, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
 
 
@@ -37,16 +49,19 @@ class StagedTrainer:
 
     stages: tuple[str, ...] = ()
 
-    def __init__(self, out: str | Path, seed: int, progress: bool, log_every: int, checkpoint_every: int) -> None:
+    def __init__(self, out: str | Path, settings: RunSettings) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.out = Path(out)
         self.stage_dir = self.out / "stages"
         self.stage_dir.mkdir(parents=True, exist_ok=True)
-        self.seed, self.progress = seed, progress
-        self.log_every, self.checkpoint_every = log_every, checkpoint_every
+        self.seed, self.progress = settings.seed, settings.progress
+        self.log_every, self.checkpoint_every = settings.log_every, settings.checkpoint_every
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        self.device = torch.device("cuda" if settings.device == "auto" and torch.cuda.is_available()
+                                   else ("cpu" if settings.device == "auto" else settings.device))
         self.tb = SummaryWriter(str(self.out / "tensorboard"))
-        self.device = torch.device("cpu")  # subclasses pick theirs
 
     def extra_state(self) -> dict[str, Any]:
         """What else every stage file records (e.g. data statistics)."""

@@ -24,7 +24,7 @@ from wow_gym.registry import task_info
 from wow_gym.world_models.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
 from wow_gym.world_models.dit import DiTConfig
 from wow_gym.world_models.flow import flow_pair, sample_time
-from wow_gym.world_models.staged import StageConfig, StagedTrainer
+from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.world_model import WorldModel, WorldModelConfig, default_stats
 
@@ -40,7 +40,7 @@ class DatasetSpec:
 
 
 @dataclass
-class TrainWorldModelConfig:
+class TrainWorldModelConfig(RunSettings):
     """See experiments/conf/train_world_model.yaml for the meaning of each key."""
 
     task: str = "lift"
@@ -65,12 +65,6 @@ class TrainWorldModelConfig:
     ctx_noise_max: float = 0.3  # context latents are noised at a random level up to this
     pose_noise: float = 0.05  # noise on the (normalised) pose condition, as the pose dynamics errs
     pose_map: bool = True  # tell the DiT where the gripper is in the picture (the task camera's projection)
-    checkpoint_every: int = 250
-    log_every: int = 25
-    device: str = "auto"
-    threads: int = 0  # torch threads; 0 leaves torch's default
-    seed: int = 0
-    progress: bool = True
 
     def __post_init__(self) -> None:
         task_info(self.task)
@@ -189,12 +183,8 @@ class Trainer(StagedTrainer):
     stages = STAGES
 
     def __init__(self, config: TrainWorldModelConfig) -> None:
-        super().__init__(config.out, config.seed, config.progress, config.log_every, config.checkpoint_every)
+        super().__init__(config.out, config)
         self.config = config
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                                   else ("cpu" if config.device == "auto" else config.device))
         info = task_info(config.task)
         self.data = TrainingData(config.datasets, config.image_size, config.progress)
         wm_config = WorldModelConfig(

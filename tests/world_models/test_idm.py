@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from wow_gym.data import DatasetReader
-from wow_gym.envs.collection import CollectConfig, collect
 from wow_gym.envs.robosuite_env import RobosuiteEnv
 from wow_gym.physics_check import (
     VerifyThresholds,
@@ -22,14 +21,6 @@ from wow_gym.world_models.idm import IDMConfig, InverseDynamics, optical_flow
 from wow_gym.world_models.idm_training import IDMTrainer, TrainIDMConfig
 from wow_gym.world_models.pose_map import project
 from wow_gym.world_models.staged import StageConfig, StagedTrainer
-
-
-@pytest.fixture(scope="module")
-def lift_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("idm") / "expert"
-    collect(CollectConfig(task="lift", episodes=2, policy="expert", root=str(root), seed=7, workers=1,
-                          max_steps=12, progress=False))
-    return root
 
 
 @pytest.fixture(scope="module")

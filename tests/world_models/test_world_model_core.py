@@ -7,19 +7,10 @@ import pytest
 import torch
 
 from wow_gym.data import DatasetReader
-from wow_gym.envs.collection import CollectConfig, collect
 from wow_gym.world_models import CheckpointError, WorldModel
 from wow_gym.world_models.dit import DiTConfig, VideoDiT
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.training import StageConfig, Trainer, TrainWorldModelConfig
-
-
-@pytest.fixture(scope="module")
-def lift_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lift") / "expert"
-    collect(CollectConfig(task="lift", episodes=2, policy="expert", root=str(root), seed=5, workers=1,
-                          max_steps=12, progress=False))
-    return root
 
 
 @pytest.fixture(scope="module")
