@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"  # the shipped models
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 

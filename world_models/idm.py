@@ -22,7 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wow_gym.world_models.checkpoint import CONFIG_FILE, CheckpointError, load_weights, read_meta, save_checkpoint
+from wow_gym.world_models.checkpoint import (
+    CHECKPOINT_ROOT,
+    CONFIG_FILE,
+    CheckpointError,
+    load_weights,
+    read_meta,
+    save_checkpoint,
+)
 
 FORMAT_VERSION = 1
 TRAIN_COMMAND = "wow-gym train-idm"
@@ -282,15 +289,12 @@ class InverseDynamics(nn.Module):
                                   f"frames, the video has {image_size} px; train an IDM at {image_size} px")
 
 
-IDM_ROOT = Path(__file__).resolve().parent / "checkpoints"
-
-
 def default_idm(task: str) -> Path:
     """The shipped FM-IDM checkpoint directory of a task; CheckpointError when none is shipped."""
     from wow_gym.registry import task_info
 
     info = task_info(task)
-    path = IDM_ROOT / f"{info.name.lower()}-idm"
+    path = CHECKPOINT_ROOT / f"{info.name.lower()}-idm"
     if not (path / CONFIG_FILE).is_file():
         raise CheckpointError(f"no FM-IDM is shipped for {info.name}; train one with `{TRAIN_COMMAND} "
                               f"task={info.name.lower()}` and pass idm=<its checkpoint directory>")

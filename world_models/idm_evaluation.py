@@ -94,10 +94,10 @@ def load_variants(config: EvalIDMConfig, device: str = "cpu") -> dict[str, tuple
     return models
 
 
-def action_nrmse(idm: InverseDynamics, episodes: list[Rollout]) -> np.ndarray:
+def action_nrmse(decoded: list[np.ndarray], episodes: list[Rollout]) -> np.ndarray:
     """Per-dimension RMSE of decoded vs recorded actions over all steps, over each dimension's std."""
     true = np.concatenate([e.action for e in episodes])
-    pred = np.concatenate([idm.predict(e.pixels) for e in episodes])
+    pred = np.concatenate(decoded)
     return np.sqrt(((pred - true) ** 2).mean(0)) / np.maximum(true.std(0), 1e-3)
 
 
@@ -129,12 +129,11 @@ def imagine_cases(wm, episodes: list[Rollout], mode: str, horizon: int, generato
         success = np.stack([o.success for o in outs], 1)
     rollouts = []
     for i, e in enumerate(episodes):
-        steps = horizon
         rollouts.append(Rollout(
             pixels=np.concatenate([e.pixels[:1], frames[i]]),
             agent_pos=np.concatenate([e.agent_pos[:1], poses[i]]).astype(np.float32),
-            action=np.zeros((steps, 7), np.float32) if mode == "plan" else e.action[:steps].copy(),
-            reward=np.zeros(steps, np.float32), terminated=np.zeros(steps, bool), truncated=np.zeros(steps, bool),
+            action=np.zeros((horizon, 7), np.float32) if mode == "plan" else e.action[:horizon].copy(),
+            reward=np.zeros(horizon, np.float32), terminated=np.zeros(horizon, bool), truncated=np.zeros(horizon, bool),
             source="imagined", task=e.task, instruction=instructions[i], seed=e.seed, pair_id=f"{mode}-{i}",
             is_success=None if success is None else success[i],
             environment_state=np.concatenate([e.environment_state[:1], probe_state[i]]).astype(np.float32)))
@@ -159,24 +158,38 @@ def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
     begin = time.perf_counter()
     models = load_variants(config)
     fm = models["fm-idm"][0]
-    heldout = load_heldout(config.datasets, config.image_size, config.max_episodes)
+    # Each dataset is read once and each episode decoded once per variant, for the error and the replay.
+    loaded = {root: load_heldout([root], config.image_size, config.max_episodes)
+              for root in dict.fromkeys([*config.datasets, *config.replay_datasets])}
+    decoded = {id(e): {name: model.predict(e.pixels) for name, (model, _) in models.items()}
+               for group in tqdm(list(loaded.values()), desc="decode held-out video", disable=not config.progress)
+               for eps in group.values() for e in eps}
+
+    def grouped(roots: list[str]) -> dict[str, list[Rollout]]:
+        out: dict[str, list[Rollout]] = {}
+        for root in roots:
+            for source, eps in loaded[root].items():
+                out.setdefault(source, []).extend(eps)
+        return out
+
+    def error(name: str, eps: list[Rollout]) -> list[float]:
+        return action_nrmse([decoded[id(e)][name] for e in eps], eps).tolist()
+
+    heldout = grouped(config.datasets)
     headline = [e for source in config.headline_sources for e in heldout.get(source, [])]
     if not headline:
         raise ValueError(f"no held-out dataset of the headline sources {config.headline_sources} among "
                          f"{sorted(heldout)}; add one to datasets or change headline_sources")
-    nrmse, by_source = {}, {source: {} for source in heldout}
-    for name, (model, _) in tqdm(models.items(), desc="action error per variant", disable=not config.progress):
-        nrmse[name] = action_nrmse(model, headline).tolist()
-        for source, eps in heldout.items():
-            by_source[source][name] = action_nrmse(model, eps).tolist()
+    nrmse = {name: error(name, headline) for name in models}
+    by_source = {source: {name: error(name, eps) for name in models} for source, eps in heldout.items()}
 
     sim = RobosuiteEnv(config.task, image_size=config.image_size, use_camera=False)
     replays = {}
-    for source, eps in load_heldout(config.replay_datasets, config.image_size, config.max_episodes).items():
+    for source, eps in grouped(config.replay_datasets).items():
         row = {"episodes": float(len(eps)),
                "oracle": float(np.mean(replay_successes(sim, eps, [e.action for e in eps])))}
-        for name, (model, _) in tqdm(models.items(), desc=f"replay {source}", disable=not config.progress):
-            row[name] = float(np.mean(replay_successes(sim, eps, [model.predict(e.pixels) for e in eps])))
+        for name in tqdm(models, desc=f"replay {source}", disable=not config.progress):
+            row[name] = float(np.mean(replay_successes(sim, eps, [decoded[id(e)][name] for e in eps])))
         replays[source] = row
     sim.close()
 
@@ -184,6 +197,7 @@ def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
     verified: list[Rollout] = []
     if config.imagine_dataset and config.imagine_episodes > 0:
         wm, _ = load_world_model(config.world_model, config.task)
+        fm.check_compatible(wm.config.image_size, source="the world model's frames")
         starts = load_heldout([config.imagine_dataset], wm.config.image_size, config.imagine_episodes)
         start_eps = [e for eps in starts.values() for e in eps]
         env = RobosuiteEnv(config.task, image_size=wm.config.image_size)

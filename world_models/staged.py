@@ -83,10 +83,6 @@ class StagedTrainer:
         path = self._state_path(stage)
         return torch.load(path, map_location=self.device, weights_only=False) if path.is_file() else None
 
-    def stage_done(self, stage: str) -> bool:
-        saved = self._load_stage(stage)
-        return bool(saved and saved["done"])
-
     def _loop(self, stage: str, modules: dict[str, Any], params: list[torch.nn.Parameter], cfg: StageConfig,
               loss_fn: LossFn, ema: AveragedModel | None = None) -> None:
         """Optimise `params` for cfg.steps steps of loss_fn(batch_size, generator), resuming if saved."""

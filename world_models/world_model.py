@@ -18,6 +18,7 @@ from torch import nn
 
 from wow_gym.world_models.autoencoder import AutoencoderConfig, build_autoencoder, pixels_to_tensor, tensor_to_pixels
 from wow_gym.world_models.checkpoint import (
+    CHECKPOINT_ROOT,
     CONFIG_FILE,
     CheckpointError,
     load_weights,
@@ -436,9 +437,6 @@ class WorldModel(nn.Module):
     def num_parameters(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in module.parameters())
                 for name, module in self.named_children()}
-
-
-CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"
 
 
 def default_checkpoint(task: str) -> Path:

@@ -156,9 +156,10 @@ def physics_check(imagined: Rollout, sim_state: np.ndarray, idm: Any, env: Any,
     frame_psnr = psnr(imagined.pixels[1:], replayed.pixels[1:])
     frame_ssim = ssim(imagined.pixels[1:], replayed.pixels[1:])
     eef = trajectory_errors(imagined.agent_pos[1:, :3], replayed.agent_pos[1:, :3])
-    obj = (trajectory_errors(imagined.environment_state[1:, OBJECT_POSITION],
-                             replayed.environment_state[1:, OBJECT_POSITION])
-           if imagined.environment_state is not None else trajectory_errors(np.full((1, 3), np.nan), np.zeros((1, 3))))
+    unknown = np.full_like(replayed.environment_state[1:, OBJECT_POSITION], np.nan)  # no imagined object
+    obj = trajectory_errors(unknown if imagined.environment_state is None
+                            else imagined.environment_state[1:, OBJECT_POSITION],
+                            replayed.environment_state[1:, OBJECT_POSITION])
     imagined_success = imagined.success if imagined.is_success is not None else None
     ok = (replayed.success or not thresholds.require_success)
     ok = ok and np.isfinite(obj["mean"]) and 1000 * obj["mean"] <= thresholds.object_mm
