@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench lift-data world-model eval-world-model bench-imagine idm eval-idm clean
+.PHONY: install demo test test-slow bench lift-data world-model eval-world-model bench-imagine idm eval-idm critic eval-critic clean
 
 install: $(STAMP)
 
@@ -64,6 +64,16 @@ idm: lift-data
 
 eval-idm: lift-data
 	$(WG) eval-idm task=lift
+
+# SOPHIA's critic: trains into outputs/critic/lift (rerun to resume), ships it as the default reward.
+critic: lift-data
+	$(WG) train-critic task=lift
+	mkdir -p world_models/checkpoints/lift-critic
+	cp outputs/critic/lift/checkpoint/model.safetensors outputs/critic/lift/checkpoint/config.json \
+		world_models/checkpoints/lift-critic/
+
+eval-critic: lift-data
+	$(WG) eval-critic task=lift
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -3,8 +3,9 @@
 `WoW/<Task>-Imagined-v0` has exactly the observation and action spaces of its simulator twin
 `WoW/<Task>-v0`. An episode starts from real frames (see imagined_starts: a simulator state or a fresh
 seeded layout, a stored episode, or given frames); from then on every step is imagined by the world model
-and the simulator is never touched again. Reward and success come from a pluggable `RewardModel`
-(default: the world model's own heads, trained on the simulator's reward).
+and the simulator is never touched again. Reward and success come from a pluggable `RewardModel`:
+by default SOPHIA's critic reading the imagined frames (progress + success, with the named terms in
+info["reward_<term>"]); "heads" selects the world model's own heads, trained on the simulator's reward.
 
 `ImaginedEnv` (one episode) and `ImaginedVectorEnv` (N episodes, one model call per step) share one
 engine, `ImaginedBatch`, so there is a single copy of the imagination plumbing.
@@ -12,6 +13,7 @@ engine, `ImaginedBatch`, so there is a single copy of the imagination plumbing.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +33,7 @@ from wow_gym.rollout import ACTION_DIM
 from wow_gym.world_models import CheckpointError, ImaginationState, StepOutput, WorldModel, default_checkpoint
 
 SOURCE = "imagined"
+logger = logging.getLogger(__name__)
 ACTION_HELP = "(dx, dy, dz, droll, dpitch, dyaw, gripper)"
 
 
@@ -38,16 +41,38 @@ ACTION_HELP = "(dx, dy, dz, droll, dpitch, dyaw, gripper)"
 
 
 class RewardModel(Protocol):
-    """Scores a batch of imagined steps: (reward [B] float32, success [B] bool)."""
+    """Scores imagined frames: (reward [n] float32, success [n] bool) or, with named reward terms, (reward,
+    success, {name: [n]}). `rows` is given when rows of a batch of `batch_size` (re)start, with their first
+    frames in `output`; it is None for a step of every row. Stateful models (the critic) use it."""
 
-    def __call__(self, output: StepOutput, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]: ...
+    def __call__(self, output: StepOutput, instructions: Sequence[str], rows: np.ndarray | None = None,
+                 batch_size: int | None = None) -> tuple[np.ndarray, ...]: ...
 
 
 class HeadRewardModel:
     """The world model's own reward and success heads (trained on the simulator's shaped reward)."""
 
-    def __call__(self, output: StepOutput, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, output: StepOutput, instructions: Sequence[str], rows: np.ndarray | None = None,
+                 batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(output.reward, dtype=np.float32), np.asarray(output.success, dtype=bool)
+
+
+def make_reward_model(task: str, reward_model: RewardModel | str | None) -> RewardModel:
+    """`reward_model` as given, or by name: "critic" (SOPHIA) or "heads" (the world model's own reward and
+    success heads). None: the critic where the task has a shipped one, else the heads (with a warning)."""
+    from wow_gym.world_models.critic import CriticRewardModel, has_shipped_critic
+
+    if reward_model is None and not has_shipped_critic(task):
+        logger.warning("no shipped SOPHIA critic for %s: the imagined env's reward comes from the world model's "
+                       "heads; train a critic with `wow-gym train-critic task=%s`", task, task.lower())
+        reward_model = "heads"
+    if reward_model is None or reward_model == "critic":
+        return CriticRewardModel(task=task)
+    if reward_model == "heads":
+        return HeadRewardModel()
+    if isinstance(reward_model, str) or not callable(reward_model):
+        raise ValueError(f"reward_model must be 'critic', 'heads' or a RewardModel, got {reward_model!r}")
+    return reward_model
 
 
 # -- model and spaces ---------------------------------------------------------------------------------------
@@ -106,7 +131,7 @@ class ImaginedBatch:
         pixels, agent_pos, actions = stack_contexts(contexts, self.model.config.context_frames)
         new = self.model.start(pixels, agent_pos, actions, [self.instruction] * len(rows))
         output = self.model.observe_context(new)
-        _, success = self._judge(output)
+        _, success, _ = self._judge(output, rows, batch_size)
         if len(rows) == batch_size:  # every row, in order
             self.state = new
         else:
@@ -115,25 +140,29 @@ class ImaginedBatch:
                        "environment_state": output.environment_state}
         return observation, success
 
-    def step(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """One imagined step of every row: observations [B, ...], reward [B], success [B]."""
+    def step(self, actions: np.ndarray
+             ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """One imagined step of every row: observations [B, ...], reward [B], success [B], reward terms."""
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         output = self.model.step(self.state, actions, generator=self.generator,
                                  sampling_steps=self.sampling_steps)
-        reward, success = self._judge(output)
+        reward, success, terms = self._judge(output)
         observation = {"pixels": output.pixels, "agent_pos": output.agent_pos,
                        "environment_state": output.environment_state}
-        return observation, reward, success
+        return observation, reward, success, terms
 
-    def _judge(self, output: StepOutput) -> tuple[np.ndarray, np.ndarray]:
+    def _judge(self, output: StepOutput, rows: np.ndarray | None = None, batch_size: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         b = len(output.pixels)
-        reward, success = self.reward_model(output, [self.instruction] * b)
-        reward, success = np.asarray(reward, dtype=np.float32), np.asarray(success, dtype=bool)
-        if reward.shape != (b,) or success.shape != (b,):
-            raise ValueError(f"{type(self.reward_model).__name__} must return reward and success of shape "
-                             f"({b},), got {reward.shape} and {success.shape}")
-        return reward, success
+        result = self.reward_model(output, [self.instruction] * b, rows=rows, batch_size=batch_size)
+        reward, success = np.asarray(result[0], dtype=np.float32), np.asarray(result[1], dtype=bool)
+        terms = {k: np.asarray(v, dtype=np.float32) for k, v in (result[2] if len(result) > 2 else {}).items()}
+        if reward.shape != (b,) or success.shape != (b,) or any(v.shape != (b,) for v in terms.values()):
+            raise ValueError(f"{type(self.reward_model).__name__} must return reward, success (and reward terms) "
+                             f"of shape ({b},), got {reward.shape}, {success.shape}, "
+                             f"{ {k: v.shape for k, v in terms.items()} }")
+        return reward, success, terms
 
 
 def _check_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -162,7 +191,7 @@ class ImaginedEnv(gym.Env):
     def __init__(self, task: str = "Lift", checkpoint: str | Path | None = None,
                  model: WorldModel | None = None, image_size: int | None = None,
                  sampling_steps: int | None = None, device: str = "cpu",
-                 terminate_on_success: bool = False, reward_model: RewardModel | None = None,
+                 terminate_on_success: bool = False, reward_model: RewardModel | str | None = None,
                  instruction: str | None = None, render_mode: str | None = None) -> None:
         info = task_info(task)
         self.render_mode = _check_render_mode(render_mode)
@@ -172,7 +201,7 @@ class ImaginedEnv(gym.Env):
         self.observation_space, self.action_space = imagined_spaces(self.model)
         k = self.model.config.context_frames
         self.source = ContextSource(self.task, self.instruction, self.observation_space, k)
-        self.batch = ImaginedBatch(self.model, reward_model or HeadRewardModel(), self.instruction,
+        self.batch = ImaginedBatch(self.model, make_reward_model(info.name, reward_model), self.instruction,
                                    sampling_steps)
         self._history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=k)  # for generate()
 
@@ -197,11 +226,13 @@ class ImaginedEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """One imagined control step; the simulator is not touched."""
         action = _check_actions(action, (ACTION_DIM,))
-        observation, reward, success = self.batch.step(action[None])
+        observation, reward, success, terms = self.batch.step(action[None])
         observation = self._single(observation)
         self._history.append((observation["pixels"], observation["agent_pos"]))
         terminated = bool(self.terminate_on_success and success[0])
-        return observation, float(reward[0]), terminated, False, self._info(success[0])
+        info = self._info(success[0])
+        info.update({f"reward_{name}": float(value[0]) for name, value in terms.items()})
+        return observation, float(reward[0]), terminated, False, info
 
     def render(self) -> np.ndarray | None:
         """The last frame (rgb_array), or None when render_mode is None or before reset."""
@@ -241,7 +272,7 @@ class ImaginedVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, task: str = "Lift", checkpoint: str | Path | None = None,
                  model: WorldModel | None = None, image_size: int | None = None,
                  sampling_steps: int | None = None, device: str = "cpu", terminate_on_success: bool = False,
-                 reward_model: RewardModel | None = None, instruction: str | None = None,
+                 reward_model: RewardModel | str | None = None, instruction: str | None = None,
                  render_mode: str | None = None, max_episode_steps: int | None = None) -> None:
         info = task_info(task)
         if num_envs < 1:
@@ -260,7 +291,7 @@ class ImaginedVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.source = ContextSource(self.task, self.instruction, self.single_observation_space,
                                     self.model.config.context_frames)
-        self.batch = ImaginedBatch(self.model, reward_model or HeadRewardModel(), self.instruction,
+        self.batch = ImaginedBatch(self.model, make_reward_model(info.name, reward_model), self.instruction,
                                    sampling_steps)
         self.episode_steps = np.zeros(num_envs, dtype=np.int64)
         self._observation: dict[str, np.ndarray] | None = None
@@ -286,12 +317,14 @@ class ImaginedVectorEnv(VectorEnv):
              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One imagined step of every env (one model call); finished envs are reset in the same step."""
         actions = _check_actions(actions, (self.num_envs, ACTION_DIM))
-        observation, reward, success = self.batch.step(actions)
+        observation, reward, success, terms = self.batch.step(actions)
         self._observation = observation
         self.episode_steps += 1
         terminated = success & self.terminate_on_success
         truncated = self.episode_steps >= self.max_episode_steps
         info = self._info(np.arange(self.num_envs), success)
+        for name, value in terms.items():  # named reward terms, in gymnasium's batched layout
+            info[f"reward_{name}"], info[f"_reward_{name}"] = value, np.ones(self.num_envs, dtype=bool)
         done = terminated | truncated
         if done.any():
             final_obs = np.full(self.num_envs, None, dtype=object)

@@ -271,20 +271,40 @@ class RobosuiteEnv(gym.Env):
     def arm_masks(self, sim_states: np.ndarray) -> np.ndarray:
         """bool [T, H, W] arm masks of stored states [T, S] (an episode's `sim_state`), rendered by setting
         each state's poses only; the env's own state is put back afterwards."""
+        return self._posed(sim_states, self.render_arm_mask)
+
+    def render_states(self, sim_states: np.ndarray) -> np.ndarray:
+        """uint8 [T, H, W, 3] camera frames of stored (or edited, see `qpos_slice`) states [T, S], posed
+        without stepping physics; the env's own state is put back afterwards."""
+        return self._posed(sim_states, self.render_frame)
+
+    @property
+    def qpos_slice(self) -> slice:
+        """Where a sim_state vector holds MuJoCo's qpos (after the time), e.g. to pose an object by hand."""
+        return slice(1, 1 + self.model.nq)
+
+    def object_qpos_index(self) -> np.ndarray:
+        """Indices into a sim_state of the task object's free-joint pose (x, y, z, qw, qx, qy, qz)."""
+        free = [j for j in range(self.model.njnt) if self.model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+        if not free:
+            raise ValueError(f"the {self.task} scene has no free-moving object")
+        return self.qpos_slice.start + self.model.jnt_qposadr[free[0]] + np.arange(7)
+
+    def _posed(self, sim_states: np.ndarray, render: Any) -> np.ndarray:
         states = np.asarray(sim_states, dtype=np.float64)
         if states.ndim != 2 or states.shape[1] != self.sim_state_size:
             raise ValueError(f"sim_states for {self.task} must have shape (T, {self.sim_state_size}), got "
                              f"{states.shape}")
         saved = np.empty(self._physics_state_size, dtype=np.float64)
         mujoco.mj_getState(self.model, self.data, saved, _STATE_SPEC)
-        masks = []
+        out = []
         for state in states:
             mujoco.mj_setState(self.model, self.data, state[: self._physics_state_size], _STATE_SPEC)
             mujoco.mj_kinematics(self.model, self.data)
-            masks.append(self.render_arm_mask())
+            out.append(render())
         mujoco.mj_setState(self.model, self.data, saved, _STATE_SPEC)
         mujoco.mj_forward(self.model, self.data)
-        return np.stack(masks)
+        return np.stack(out)
 
     def camera_matrix(self) -> np.ndarray:
         """The 3x4 projection of the task camera: [u*w, v*w, w] = P @ [x, y, z, 1] maps a world point to

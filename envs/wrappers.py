@@ -84,3 +84,50 @@ class RandomizeDomain(gym.Wrapper):
             turn = np.empty(4)
             mujoco.mju_axisAngle2Quat(turn, axis / np.linalg.norm(axis), rng.normal(0.0, cfg.camera_angle_std))
             mujoco.mju_mulQuat(model.cam_quat[i], turn, model.cam_quat[i].copy())
+
+
+class CriticReward(gym.Wrapper):
+    """SOPHIA's critic reward on a sim env, beside the simulator's: the same reward the imagined env
+    returns, computed from the sim's own frames, so both can be compared on one rollout.
+
+    info gets reward_sim (the simulator's reward), reward_critic_progress / _success / _plausible and
+    critic_success. `use="critic"` (default) returns the critic's reward, `use="sim"` the simulator's.
+    """
+
+    def __init__(self, env: gym.Env, reward_model: Any = None, use: str = "critic",
+                 instruction: str | None = None) -> None:
+        super().__init__(env)
+        if use not in ("critic", "sim"):
+            raise ValueError(f"use must be 'critic' or 'sim', got {use!r}")
+        if "pixels" not in env.observation_space.spaces:
+            raise ValueError("the critic reads frames; make the sim env with its camera on (use_camera=True)")
+        if reward_model is None:
+            from wow_gym.world_models.critic import CriticRewardModel
+
+            reward_model = CriticRewardModel(task=env.unwrapped.task)
+        self.reward_model, self.use = reward_model, use
+        self.instruction = instruction or env.unwrapped.instruction
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        observation, info = self.env.reset(seed=seed, options=options)
+        _, success, _ = self._score(observation, np.array([0]))
+        return observation, {**info, "critic_success": bool(success[0])}
+
+    def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        critic, success, terms = self._score(observation, None)
+        info = {**info, "reward_sim": float(reward), "critic_success": bool(success[0]),
+                **{f"reward_{name}": float(value[0]) for name, value in terms.items()}}
+        return observation, float(critic[0]) if self.use == "critic" else reward, terminated, truncated, info
+
+    def _score(self, observation: dict[str, np.ndarray], rows: np.ndarray | None):
+        frame = _Frame(observation["pixels"][None])
+        reward, success, *terms = self.reward_model(frame, [self.instruction], rows=rows, batch_size=1)
+        return reward, success, terms[0] if terms else {}
+
+
+@dataclass
+class _Frame:
+    """What a RewardModel reads of a step, for a sim frame (the critic needs only the pixels)."""
+
+    pixels: np.ndarray

@@ -18,7 +18,7 @@ class GripperOpen:
     def __init__(self, threshold):
         self.threshold = threshold
 
-    def __call__(self, output, instructions):
+    def __call__(self, output, instructions, rows=None, batch_size=None):
         opening = output.agent_pos[:, 7] - output.agent_pos[:, 8]
         return opening.astype(np.float32), opening > self.threshold
 

@@ -39,7 +39,7 @@ class DistanceReward:
     def __init__(self, goal, radius):
         self.goal, self.radius = np.asarray(goal, np.float32), radius
 
-    def __call__(self, output, instructions):
+    def __call__(self, output, instructions, rows=None, batch_size=None):
         distance = np.linalg.norm(output.agent_pos[:, :3] - self.goal, axis=1)
         return -distance.astype(np.float32), distance < self.radius
 
@@ -50,7 +50,7 @@ class RowSucceeds:
     def __init__(self, row):
         self.row = row
 
-    def __call__(self, output, instructions):
+    def __call__(self, output, instructions, rows=None, batch_size=None):
         success = np.arange(len(output.pixels)) == self.row
         return success.astype(np.float32), success
 

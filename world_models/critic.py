@@ -1,0 +1,348 @@
+"""SOPHIA's default critic: a small video network that judges a clip against an instruction.
+
+Input: frames and the instruction only (each frame with its difference to the previous one, so motion is
+seen; the instruction through the same offline text encoder as the world model). A causal transformer
+over the clip's frames gives, at every frame, readings that need only the past (so the imagined env can
+score each new frame as it comes):
+- per frame: success logit, task progress (the simulator's shaped reward in [0, 1]), the task stage
+  (approach / at the object / grasped / lifted), the gripper-to-object offset and the gripper opening;
+- per clip (read at its last frame): physical plausibility, which corruption it looks like, kinematic
+  smoothness and instruction following.
+Simulator state is only ever a training label (world_models/critic_data.py) and the check, never an input.
+`LearnedCritic` turns the readings into a `Critique` with a text that names what went wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wow_gym.sophia import Critique, check_frames, check_instruction
+from wow_gym.world_models.checkpoint import (CHECKPOINT_ROOT, CheckpointError, load_weights, read_meta,
+                                              save_checkpoint)
+from wow_gym.world_models.text import TEXT_DIM, embed_instructions
+
+FORMAT_VERSION = 1
+TRAIN_COMMAND = "wow-gym train-critic"
+STAGES = ("approach", "at_object", "grasped", "lifted")
+# Corruptions of real clips (critic_data.py) plus world-model clips that disagree with physics.
+KINDS = ("none", "teleport", "vanish", "levitate", "frozen_arm", "sink", "pass_through", "reverse", "shuffle",
+         "imagined")
+KIND_TEXT = {
+    "teleport": "the cube jumps to a new place without being touched",
+    "vanish": "the cube disappears",
+    "levitate": "the cube moves before it is touched",
+    "frozen_arm": "the cube moves while the arm stands still",
+    "sink": "the cube sinks into the table",
+    "pass_through": "the gripper passes through the cube",
+    "reverse": "the video runs backwards",
+    "shuffle": "the frames are out of order",
+    "imagined": "the frames drift away from what physics would do",
+}
+FRAME_READINGS = ("success", "progress", "stage", "offset", "opening")
+OFFSET_SCALE = 0.1  # metres: the gripper-to-object offset is predicted in these units
+OPENING_SCALE = 0.08  # metres: a fully open Panda gripper
+
+
+@dataclass
+class CriticConfig:
+    task: str = "Lift"
+    image_size: int = 64
+    clip_frames: int = 8  # frames each reading sees (the newest and 7 before it)
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+    success_bonus: float = 1.0  # reward = progress + success_bonus * success
+    success_frames: int = 2  # consecutive frames with success > 0.5 that make a clip successful
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FrameEncoder(nn.Module):
+    """(frame, frame - previous frame) 6 x H x W -> one feature vector per frame."""
+
+    def __init__(self, image_size: int, width: int) -> None:
+        super().__init__()
+        chans, layers, size = [6, 32, 64, 128, 128], [], image_size
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.GroupNorm(8, cout), nn.SiLU()]
+            size //= 2
+        self.conv = nn.Sequential(*layers)
+        self.proj = nn.Linear(chans[-1] * size * size, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.conv(x).flatten(1))
+
+
+class CriticNet(nn.Module):
+    """frames [B,T,H,W,3] uint8-valued and instruction embeddings [B,384] -> a dict of readings."""
+
+    def __init__(self, config: CriticConfig) -> None:
+        super().__init__()
+        w, self.config = config.width, config
+        self.encoder = FrameEncoder(config.image_size, w)
+        self.text = nn.Sequential(nn.Linear(TEXT_DIM, w), nn.SiLU(), nn.Linear(w, w))
+        self.position = nn.Parameter(torch.zeros(config.clip_frames + 1, w))
+        layer = nn.TransformerEncoderLayer(w, config.heads, 2 * w, dropout=0.0, batch_first=True, norm_first=True)
+        self.temporal = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(w)
+        # per frame: success, progress, 4 stages, offset (3), opening
+        self.frame_head = nn.Linear(w, 1 + 1 + len(STAGES) + 3 + 1)
+        # per clip: plausibility, kinds, smoothness, instruction following
+        self.clip_head = nn.Sequential(nn.Linear(2 * w, w), nn.SiLU(), nn.Linear(w, 1 + len(KINDS) + 1 + 1))
+
+    @staticmethod
+    def frame_inputs(frames: torch.Tensor) -> torch.Tensor:
+        """[B,T,H,W,3] 0..255 -> [B,T,6,H,W]: the frame in [-1, 1] and its change since the previous one."""
+        x = frames.float().permute(0, 1, 4, 2, 3) / 127.5 - 1.0
+        diff = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], dim=1)
+        return torch.cat([x, diff * 2.0], dim=2)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        b, t = frames.shape[:2]
+        return self.encoder(self.frame_inputs(frames).flatten(0, 1)).view(b, t, -1)
+
+    def readings(self, features: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
+        """features [B,T,w] of T <= clip_frames frames (oldest first), text [B,384]."""
+        t = features.shape[1]
+        tokens = torch.cat([self.text(text)[:, None], features], dim=1) + self.position[: t + 1]
+        causal = torch.triu(torch.full((t + 1, t + 1), float("-inf"), device=features.device), diagonal=1)
+        h = self.norm(self.temporal(tokens, mask=causal))
+        frame = self.frame_head(h[:, 1:])
+        clip = self.clip_head(torch.cat([h[:, -1], h[:, 1:].mean(1)], dim=-1))
+        n = len(STAGES)
+        return {
+            "success": frame[..., 0], "progress": frame[..., 1], "stage": frame[..., 2:2 + n],
+            "offset": frame[..., 2 + n:5 + n], "opening": frame[..., 5 + n],
+            "plausible": clip[:, 0], "kind": clip[:, 1:1 + len(KINDS)], "smooth": clip[:, 1 + len(KINDS)],
+            "follows": clip[:, 2 + len(KINDS)],
+        }
+
+    def forward(self, frames: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.readings(self.encode(frames), text)
+
+
+class LearnedCritic:
+    """The default SOPHIA critic (a trained CriticNet); `critique` follows the `Critic` protocol."""
+
+    def __init__(self, config: CriticConfig, net: CriticNet | None = None, device: str | torch.device = "cpu",
+                 meta: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.net = (net or CriticNet(config)).to(device).eval()
+        self.device = torch.device(device)
+        self.meta = meta or {}
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+
+    def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        return save_checkpoint(directory, self.net, {**self.config.to_dict(), **(extra or {})})
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None, task: str = "lift",
+             device: str | torch.device = "cpu") -> LearnedCritic:
+        directory = Path(directory) if directory is not None else default_critic(task)
+        meta = read_meta(directory, "critic", TRAIN_COMMAND, FORMAT_VERSION)
+        known = CriticConfig.__dataclass_fields__
+        config = CriticConfig(**{k: v for k, v in meta.items() if k in known})
+        net = CriticNet(config)
+        load_weights(directory, net, TRAIN_COMMAND)
+        return cls(config, net.float(), device, meta)
+
+    def check_frames(self, frames: np.ndarray) -> np.ndarray:
+        frames = check_frames(frames)
+        size = self.config.image_size
+        if frames.shape[1:3] != (size, size):
+            raise ValueError(f"the critic was trained on {size}x{size} frames, got {frames.shape[1]}x"
+                             f"{frames.shape[2]}; render the clip at {size}x{size}")
+        return frames
+
+    # -- readings ------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def readings(self, frames: np.ndarray, instruction: str, batch: int = 128) -> dict[str, np.ndarray]:
+        """Per-frame readings [T] of a clip of any length: each frame is read with the clip_frames frames
+        that end at it (sliding causal windows). Per-clip readings are given per window as well."""
+        frames = self.check_frames(frames)
+        text = torch.from_numpy(embed_instructions(check_instruction(instruction))).to(self.device)
+        k = self.config.clip_frames
+        padded = np.concatenate([np.repeat(frames[:1], k - 1, axis=0), frames])
+        features = self.net.encode(torch.from_numpy(padded).to(self.device)[None])[0]
+        windows = features.unfold(0, k, 1).permute(0, 2, 1)  # [T, k, w]
+        out: dict[str, list[torch.Tensor]] = {}
+        for i in range(0, len(windows), batch):
+            part = windows[i:i + batch]
+            r = self.net.readings(part, text.expand(len(part), -1))
+            for name, value in r.items():
+                out.setdefault(name, []).append(value[:, -1] if name in FRAME_READINGS else value)
+        return {name: torch.cat(v).float().cpu().numpy() for name, v in out.items()}
+
+    def critique(self, frames: np.ndarray, instruction: str) -> Critique:
+        r = self.readings(frames, instruction)
+        return compose_critique(r, self.config)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def success_verdict(prob: np.ndarray, frames: int) -> np.ndarray:
+    """Per frame: success held for `frames` consecutive frames ending here."""
+    hit = np.asarray(prob) > 0.5
+    run = np.zeros(len(hit), dtype=int)
+    for i, h in enumerate(hit):
+        run[i] = (run[i - 1] + 1 if i else 1) if h else 0
+    return run >= frames
+
+
+def compose_critique(r: dict[str, np.ndarray], config: CriticConfig) -> Critique:
+    """A Critique from per-window readings (see LearnedCritic.readings) of one clip."""
+    success_prob = _sigmoid(r["success"])
+    progress = np.clip(r["progress"], 0.0, 1.0)
+    done = success_verdict(success_prob, config.success_frames)
+    success = bool(done.any())
+    plausible = _sigmoid(r["plausible"])
+    # A long clip is as implausible as its worst stretch; the 10th percentile ignores one odd window.
+    plausibility = float(np.percentile(plausible, 10))
+    smooth = float(np.percentile(_sigmoid(r["smooth"]), 10))
+    follows = float(np.mean(_sigmoid(r["follows"])))
+    scores = {"task_completion": float(success_prob.max()) if success else float(success_prob[-1]),
+              "physical_plausibility": plausibility, "kinematic_smoothness": smooth,
+              "instruction_following": follows}
+    failure, text = _failure(r, success, plausibility, smooth, follows, plausible)
+    last_progress = float(progress[-1])
+    reward = last_progress + config.success_bonus * float(done[-1])
+    return Critique(scores=scores, success=success, progress=last_progress, reward=reward, text=text,
+                    failure=failure, per_frame={"success": success_prob.astype(np.float32),
+                                                "progress": progress.astype(np.float32),
+                                                "plausible": plausible.astype(np.float32)})
+
+
+def _failure(r: dict[str, np.ndarray], success: bool, plausibility: float, smooth: float, follows: float,
+             plausible: np.ndarray) -> tuple[str, str]:
+    if plausibility < 0.5:
+        worst = int(np.argmin(plausible))
+        kinds = r["kind"][worst].copy()
+        kinds[KINDS.index("none")] = -np.inf
+        kind = KINDS[int(np.argmax(kinds))]
+        return "implausible", f"{KIND_TEXT[kind]} (around frame {worst})"
+    notes = [note for bad, note in ((smooth < 0.5, "the arm jumps between frames instead of moving smoothly"),
+                                    (follows < 0.5, "the motion does not do what the instruction asks")) if bad]
+    key, text = ("", "the cube is lifted off the table") if success else _stage_failure(r)
+    return key, "; ".join([text, *notes])
+
+
+def _stage_failure(r: dict[str, np.ndarray]) -> tuple[str, str]:
+    """What stopped the task, from the furthest stage the clip reached (a claim the simulator can check)."""
+    stage = int(np.max(np.argmax(r["stage"], axis=-1)))
+    offset = r["offset"][-1] * OFFSET_SCALE  # object minus gripper, metres
+    opening = float(r["opening"][-1]) * OPENING_SCALE
+    if stage >= STAGES.index("grasped"):
+        return "no_lift", "the cube is grasped but not lifted off the table"
+    if stage == STAGES.index("at_object"):
+        return "no_grasp", "the gripper reaches the cube but does not close on it"
+    if opening < 0.03:
+        above = -offset[2] * 100
+        where = f"{above:.0f} cm above the cube" if above > 1 else "beside the cube"
+        return "closed_early", f"the gripper closes {where}"
+    return "no_reach", f"the gripper stays {np.linalg.norm(offset) * 100:.0f} cm from the cube"
+
+
+def default_critic(task: str) -> Path:
+    """The shipped critic of a task, or a CheckpointError saying how to train one."""
+    path = CHECKPOINT_ROOT / f"{task.lower()}-critic"
+    if not has_shipped_critic(task):
+        raise CheckpointError(f"no shipped critic for task {task!r} (looked in {path}); train one with "
+                              f"`{TRAIN_COMMAND} task={task.lower()}` and pass its checkpoint")
+    return path
+
+
+def has_shipped_critic(task: str) -> bool:
+    return (CHECKPOINT_ROOT / f"{task.lower()}-critic").is_dir()
+
+
+class CriticStream:
+    """The critic read frame by frame over a batch of episodes: each row keeps the features of its last
+    clip_frames frames, so one new frame costs one encoder pass (what the imagined env needs per step)."""
+
+    def __init__(self, critic: LearnedCritic, instruction: str) -> None:
+        self.critic, self.config = critic, critic.config
+        self.text = torch.from_numpy(embed_instructions(check_instruction(instruction))).to(critic.device)
+        self.features: torch.Tensor | None = None  # [B, K, w]
+        self.previous: torch.Tensor | None = None  # [B, H, W, 3] each row's newest frame
+        self.run: np.ndarray = np.zeros(0, dtype=int)  # consecutive frames judged successful
+
+    @torch.no_grad()
+    def reset(self, rows: np.ndarray, frames: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+        """(Re)start `rows` at their first frames [n,H,W,3]; their readings."""
+        frames = torch.from_numpy(self.critic.check_frames(frames)).to(self.critic.device)
+        if self.features is None or len(self.features) != batch_size:
+            self.features = torch.zeros(batch_size, self.config.clip_frames, self.config.width,
+                                        device=self.critic.device)
+            self.previous = torch.zeros(batch_size, *frames.shape[1:], dtype=torch.uint8, device=self.critic.device)
+            self.run = np.zeros(batch_size, dtype=int)
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.critic.device)
+        first = self.critic.net.encode(frames[:, None])[:, 0]  # no previous frame: zero motion
+        self.features[index] = first[:, None].expand(-1, self.config.clip_frames, -1)
+        self.previous[index] = frames
+        self.run[rows] = 0
+        return self._read(np.asarray(rows))
+
+    @torch.no_grad()
+    def push(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """Every row's next frame [B,H,W,3]; every row's readings."""
+        if self.features is None:
+            raise RuntimeError("reset the stream before pushing frames")
+        frames = torch.from_numpy(self.critic.check_frames(frames)).to(self.critic.device)
+        if len(frames) != len(self.features):
+            raise ValueError(f"expected {len(self.features)} frames (one per row), got {len(frames)}")
+        pair = torch.stack([self.previous, frames], dim=1)
+        newest = self.critic.net.encode(pair)[:, 1]  # motion against the row's previous frame
+        self.features = torch.cat([self.features[:, 1:], newest[:, None]], dim=1)
+        self.previous = frames.clone()
+        return self._read(np.arange(len(frames)))
+
+    def _read(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.critic.device)
+        r = self.critic.net.readings(self.features[index], self.text.expand(len(rows), -1))
+        success = _sigmoid(r["success"][:, -1].float().cpu().numpy())
+        self.run[rows] = np.where(success > 0.5, self.run[rows] + 1, 0)
+        done = self.run[rows] >= self.config.success_frames
+        progress = np.clip(r["progress"][:, -1].float().cpu().numpy(), 0.0, 1.0)
+        return {"success": done, "success_prob": success.astype(np.float32),
+                "progress": progress.astype(np.float32),
+                "plausible": _sigmoid(r["plausible"].float().cpu().numpy()).astype(np.float32)}
+
+
+class CriticRewardModel:
+    """SOPHIA as the imagined env's reward and termination: reward = progress + success_bonus * success,
+    returned with its named terms (critic_progress, critic_success, critic_plausible)."""
+
+    def __init__(self, critic: LearnedCritic | None = None, task: str = "lift", instruction: str | None = None
+                 ) -> None:
+        self.critic = critic or LearnedCritic.load(task=task)
+        self.instruction = instruction
+        self.stream: CriticStream | None = None
+
+    def __call__(self, output: Any, instructions: list[str], rows: np.ndarray | None = None,
+                 batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Score the newest frames: a (re)start of `rows` of a batch of `batch_size`, or a step of every row."""
+        instruction = instructions[0] if instructions else (self.instruction or "")
+        if self.stream is None or self.instruction != instruction:
+            self.instruction, self.stream = instruction, CriticStream(self.critic, instruction)
+        if rows is not None:
+            r = self.stream.reset(np.asarray(rows), output.pixels, batch_size or len(rows))
+        else:
+            r = self.stream.push(output.pixels)
+        return self.terms_to_reward(r)
+
+    def terms_to_reward(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        bonus = self.critic.config.success_bonus * r["success"].astype(np.float32)
+        terms = {"critic_progress": r["progress"], "critic_success": bonus, "critic_plausible": r["plausible"]}
+        return (r["progress"] + bonus).astype(np.float32), r["success"], terms
