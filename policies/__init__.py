@@ -1,1 +1,2 @@
-"""SB3 training helpers, export and deployment (later issues)."""
+"""Policies off the training loop: ONNX export and its spec (export, spec), the deployment runner and its
+safety shield (runner, shield), and the arms it drives (arms)."""
