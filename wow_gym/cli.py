@@ -16,6 +16,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval-world-model": ("eval_world_model", "a world model vs the simulator, open loop, with baselines"),
     "train-idm": ("train_idm", "train FM-IDM (video -> actions) and its ablation variants"),
     "eval-idm": ("eval_idm", "FM-IDM: action error per variant, replay success in MuJoCo, physics check"),
+    "train-critic": ("train_critic", "train SOPHIA's critic (video + instruction -> scores, success, critique)"),
+    "eval-critic": ("eval_critic", "the critic's calibration against the simulator on held-out data"),
+    "export-policy": ("export_policy", "an SB3 policy to ONNX + policy.json, parity-checked in the simulator"),
+    "deploy": ("deploy", "run an exported policy on an arm (sim, xarm, franka, ur) through the safety shield"),
     "demo": ("demo", "the main job on the shipped defaults (what `make demo` runs)"),
 }
 

@@ -161,3 +161,32 @@ def test_train_idm_then_eval_idm_tiny_budget(tmp_path):
     verified = DatasetReader(tmp_path / "eval" / "imagined_verified")
     assert len(verified) == 2 and {verified[i].source for i in range(2)} == {"imagined_verified"}
     assert verified[0].num_steps == 4
+
+
+def test_train_critic_then_eval_critic_tiny_budget(tmp_path):
+    """SOPHIA's critic from the CLI: corrupted and imagined clips, a few training steps, a resume, then the
+    whole calibration (sim and imagined success, AUC, refinement with FM-IDM replays) on tiny real data."""
+    from wow_gym.world_models import WorldModel
+
+    data = tmp_path / "heldout-expert"
+    _wow_gym(["collect", "task=lift", "policy=expert", "episodes=2", "max_steps=12", "workers=1",
+              "progress=false", f"root={data}"], tmp_path)
+    world_model = WorldModel.random("dit-test", env_state_dim=10).save(tmp_path / "wm")
+    args = ["train-critic", f"datasets=[{{root: {data}}}]", f"out={tmp_path / 'critic'}", f"world_model={world_model}",
+            "width=32", "layers=1", "per_kind=2", "checkpoint_every=2", "progress=false"]
+    _wow_gym([*args, "train={steps: 2, batch_size: 4}"], tmp_path)
+    out = _wow_gym([*args, "train={steps: 4, batch_size: 4}"], tmp_path)  # resumes at step 2
+    assert "critic:" in out and (tmp_path / "critic" / "run.json").exists()
+    assert list((tmp_path / "critic" / "clips").glob("corrupted-*.npz"))
+    assert list((tmp_path / "critic" / "clips").glob("imagined-*.npz"))
+    out = _wow_gym(["eval-critic", f"checkpoint={tmp_path / 'critic' / 'checkpoint'}", f"world_model={world_model}",
+                    f"datasets=[{data}]", f"refine_dataset={data}", "refine_starts=1", "refine_rounds=2",
+                    "plan_horizon=4", "corrupt_per_kind=1", "real_clips=4", "progress=false",
+                    f"out={tmp_path / 'eval'}"], tmp_path)
+    assert "success detection on 2 held-out sim rollouts" in out and "plausibility AUC" in out
+    assert "refinement, 1 start states" in out
+    for name in ("report.md", "results.json", "progress.png", "refine_0.gif", "run.json"):
+        assert (tmp_path / "eval" / name).exists(), name
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["held_out_kinds"] == ["sink", "pass_through", "shuffle"]
+    assert list((tmp_path / "eval" / "tensorboard").glob("events.out.tfevents.*"))
