@@ -52,3 +52,26 @@ def lift_data(tmp_path_factory):
     collect(CollectConfig(task="lift", episodes=2, policy="expert", root=str(root), seed=5, workers=1,
                           max_steps=12, progress=False))
     return root
+
+
+@pytest.fixture(scope="session")
+def lift_critic():
+    """The shipped SOPHIA critic for Lift."""
+    from wow_gym.world_models.critic import LearnedCritic
+
+    return LearnedCritic.load(task="lift")
+
+
+@pytest.fixture(scope="session")
+def lift_expert_episode():
+    """A 70-step scripted-expert Lift episode that lifts the cube (a seed no dataset was collected with)."""
+    from wow_gym.envs.collection import CollectConfig, make_env, make_policy, record_episode
+
+    config = CollectConfig(task="lift", policy="expert", max_steps=70)
+    env = make_env(config)
+    try:
+        episode = record_episode(env, make_policy(config, np.random.default_rng(0)), seed=987654)
+    finally:
+        env.close()
+    assert episode.success, "the scripted expert should lift the cube in 70 steps"
+    return episode

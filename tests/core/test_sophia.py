@@ -1,31 +1,15 @@
 """The SOPHIA loop with real parts: the shipped critic judges real sim video, the default refiner rewrites."""
 
-import numpy as np
 import pytest
 
 from wow_gym.sophia import TASK_STEPS, Critique, TemplateRefiner, final_round, refine_loop
-from wow_gym.world_models.critic import LearnedCritic
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
-def critic():
-    return LearnedCritic.load(task="lift")
-
-
-@pytest.fixture(scope="module")
-def expert_frames():
-    from wow_gym.envs.collection import CollectConfig, make_env, make_policy, record_episode
-
-    config = CollectConfig(task="lift", policy="expert", max_steps=60)
-    env = make_env(config)
-    try:
-        episode = record_episode(env, make_policy(config, np.random.default_rng(0)), seed=424242)
-    finally:
-        env.close()
-    assert episode.success
-    return episode.pixels
+def expert_frames(lift_expert_episode):
+    return lift_expert_episode.pixels
 
 
 def _critique(failure="no_grasp", success=False):
@@ -51,31 +35,32 @@ def test_critique_checks_its_scores():
         Critique({**_critique().scores, "task_completion": 1.5}, True, 1.0, 2.0, "")
 
 
-def test_loop_stops_when_the_critic_is_satisfied(critic, expert_frames):
+def test_loop_stops_when_the_critic_is_satisfied(lift_critic, expert_frames):
     asked = []
 
     def generate(instruction):
         asked.append(instruction)
         return expert_frames
 
-    rounds = refine_loop(generate, critic, TemplateRefiner(), "lift the red cube", "lift", rounds=3)
+    rounds = refine_loop(generate, lift_critic, TemplateRefiner(), "lift the red cube", "lift", rounds=3)
     assert len(rounds) == 1 and rounds[0].critique.success and asked == ["lift the red cube"]
     assert final_round(rounds) is rounds[0]
 
 
-def test_loop_refines_until_out_of_rounds(critic, expert_frames):
+def test_loop_refines_until_out_of_rounds(lift_critic, expert_frames):
     logged = []
-    rounds = refine_loop(lambda instruction: expert_frames[:8], critic, TemplateRefiner(), "lift the red cube",
+    rounds = refine_loop(lambda instruction: expert_frames[:8], lift_critic, TemplateRefiner(), "lift the red cube",
                          "lift", rounds=3, log=logged.append)
     assert len(rounds) == 3 and logged == rounds
     assert len({r.instruction for r in rounds}) == 3, "every round asks with a new instruction"
     assert not any(r.critique.success for r in rounds) and final_round(rounds) is rounds[-1]
-    baseline = refine_loop(lambda instruction: expert_frames[:8], critic, None, "lift the red cube", "lift", rounds=3)
+    baseline = refine_loop(lambda instruction: expert_frames[:8], lift_critic, None, "lift the red cube", "lift",
+                           rounds=3)
     assert len(baseline) == 1
 
 
-def test_loop_rejects_bad_input(critic, expert_frames):
+def test_loop_rejects_bad_input(lift_critic, expert_frames):
     with pytest.raises(ValueError, match="rounds"):
-        refine_loop(lambda i: expert_frames, critic, None, "lift", "lift", rounds=0)
+        refine_loop(lambda i: expert_frames, lift_critic, None, "lift", "lift", rounds=0)
     with pytest.raises(ValueError, match="uint8"):
-        refine_loop(lambda i: expert_frames.astype(float), critic, None, "lift the cube", "lift")
+        refine_loop(lambda i: expert_frames.astype(float), lift_critic, None, "lift the cube", "lift")

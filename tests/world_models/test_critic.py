@@ -32,26 +32,6 @@ def sim():
     env.close()
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    return LearnedCritic.load(task="lift")
-
-
-@pytest.fixture(scope="module")
-def expert_episode():
-    """A full scripted-expert Lift episode that lifts the cube (seed never used in training data)."""
-    from wow_gym.envs.collection import CollectConfig, make_env, make_policy, record_episode
-
-    config = CollectConfig(task="lift", policy="expert", max_steps=70)
-    env = make_env(config)
-    try:
-        episode = record_episode(env, make_policy(config, np.random.default_rng(0)), seed=987654)
-    finally:
-        env.close()
-    assert episode.success, "the scripted expert should lift the cube in 70 steps"
-    return episode
-
-
 def test_frame_labels_follow_the_simulator(episodes):
     ep = episodes[0]
     labels = frame_labels(ep)
@@ -104,31 +84,31 @@ def test_readings_are_causal():
     assert not torch.allclose(a["success"][:, 5:], b["success"][:, 5:], atol=1e-5)
 
 
-def test_shipped_critic_judges_a_fresh_expert_episode(shipped, expert_episode):
-    critique = shipped.critique(expert_episode.pixels, expert_episode.instruction)
+def test_shipped_critic_judges_a_fresh_expert_episode(lift_critic, lift_expert_episode):
+    critique = lift_critic.critique(lift_expert_episode.pixels, lift_expert_episode.instruction)
     assert isinstance(critique, Critique) and set(critique.scores) == set(SCORE_NAMES)
     assert critique.success, critique.text
-    start = shipped.critique(expert_episode.pixels[:6], expert_episode.instruction)
+    start = lift_critic.critique(lift_expert_episode.pixels[:6], lift_expert_episode.instruction)
     assert not start.success and start.failure in ("no_reach", "closed_early"), start.text
     assert start.progress < critique.progress
-    first_lift = int(np.argmax(expert_episode.is_success))
+    first_lift = int(np.argmax(lift_expert_episode.is_success))
     judged = critique.per_frame["success"] > 0.5
     assert not judged[:max(first_lift - 5, 1)].any(), "no success claimed long before the cube is lifted"
 
 
-def test_shipped_critic_finds_a_vanishing_cube_less_plausible(shipped, expert_episode, sim):
-    end = int(np.argmax(expert_episode.is_success)) + 6
-    real = expert_episode.pixels[end - 7:end + 1]
-    clip = corrupt(sim, expert_episode, 0, end, "vanish", 8, np.random.default_rng(3))
-    instruction = expert_episode.instruction
-    assert (shipped.critique(clip.frames, instruction).scores["physical_plausibility"]
-            < shipped.critique(real, instruction).scores["physical_plausibility"])
+def test_shipped_critic_finds_a_vanishing_cube_less_plausible(lift_critic, lift_expert_episode, sim):
+    end = int(np.argmax(lift_expert_episode.is_success)) + 6
+    real = lift_expert_episode.pixels[end - 7:end + 1]
+    clip = corrupt(sim, lift_expert_episode, 0, end, "vanish", 8, np.random.default_rng(3))
+    instruction = lift_expert_episode.instruction
+    assert (lift_critic.critique(clip.frames, instruction).scores["physical_plausibility"]
+            < lift_critic.critique(real, instruction).scores["physical_plausibility"])
 
 
-def test_stream_matches_whole_clip_readings(shipped, expert_episode):
-    frames = expert_episode.pixels[:20]
-    whole = shipped.readings(frames, expert_episode.instruction)
-    stream = CriticStream(shipped, expert_episode.instruction)
+def test_stream_matches_whole_clip_readings(lift_critic, lift_expert_episode):
+    frames = lift_expert_episode.pixels[:20]
+    whole = lift_critic.readings(frames, lift_expert_episode.instruction)
+    stream = CriticStream(lift_critic, lift_expert_episode.instruction)
     first = stream.reset(np.array([0, 1]), np.stack([frames[0], frames[0]]), 2)
     progress = [first["progress"][0]]
     for frame in frames[1:]:
@@ -140,10 +120,10 @@ def test_success_needs_consecutive_frames():
     assert success_verdict(np.array([0.9, 0.2, 0.9, 0.9, 0.1]), 2).tolist() == [False, False, False, True, False]
 
 
-def test_critic_reward_in_the_imagined_vector_env(lift_model, shipped):
+def test_critic_reward_in_the_imagined_vector_env(lift_model, lift_critic):
     from wow_gym.envs.imagined_env import ImaginedVectorEnv
 
-    env = ImaginedVectorEnv(num_envs=2, model=lift_model, reward_model=CriticRewardModel(shipped),
+    env = ImaginedVectorEnv(num_envs=2, model=lift_model, reward_model=CriticRewardModel(lift_critic),
                             max_episode_steps=3)
     env.reset(seed=0)
     for _ in range(3):
@@ -167,14 +147,14 @@ def test_the_imagined_env_defaults_to_the_critic(lift_model):
         ImaginedEnv(model=lift_model, reward_model="oracle")
 
 
-def test_critic_reward_beside_the_sim_reward(shipped):
-    env = CriticReward(gym.make("WoW/Lift-v0"), CriticRewardModel(shipped))
+def test_critic_reward_beside_the_sim_reward(lift_critic):
+    env = CriticReward(gym.make("WoW/Lift-v0"), CriticRewardModel(lift_critic))
     env.reset(seed=3)
     _, reward, _, _, info = env.step(np.zeros(7, np.float32))
     assert reward == pytest.approx(info["reward_critic_progress"] + info["reward_critic_success"])
     assert np.isfinite(info["reward_sim"]) and isinstance(info["critic_success"], bool)
     with pytest.raises(ValueError, match="use must be"):
-        CriticReward(gym.make("WoW/Lift-v0"), CriticRewardModel(shipped), use="both")
+        CriticReward(gym.make("WoW/Lift-v0"), CriticRewardModel(lift_critic), use="both")
 
 
 def test_checkpoint_roundtrip_and_errors(tmp_path):
