@@ -46,7 +46,8 @@ def main(argv: list[str]) -> int:
     for task in cfg.tasks:
         episodes = [r for r in all_rollouts if r.task.lower() == task.lower()]
         imagination += _imagine_section(task, episodes, out, cfg.horizons)
-        imagination += _physics_section(task, episodes, out, cfg.idm_horizon, cfg.seed)
+        lines, imagined = _physics_section(task, episodes, out, cfg.idm_horizon, cfg.seed)
+        imagination += lines + _critic_section(task, episodes, imagined, out, cfg.refine_rounds, cfg.seed)
     report = "\n".join([
         "# wow_gym demo", "",
         f"commit `{git_commit()['commit']}`, {time.time() - start:.0f} s on this machine", "",
@@ -85,9 +86,9 @@ def _imagine_section(task: str, rollouts: list, out: Path, horizons: list[int]) 
             "simulator | imagined | difference:", "", *pictures, ""]
 
 
-def _physics_section(task: str, rollouts: list, out: Path, horizon: int, seed: int) -> list[str]:
+def _physics_section(task: str, rollouts: list, out: Path, horizon: int, seed: int) -> tuple[list[str], list]:
     """Report lines: FM-IDM decoding the demo's ground-truth and imagined video, replayed in MuJoCo (the
-    physics check); no lines for a task without a shipped world model and FM-IDM."""
+    physics check), and the imagined rollouts; nothing for a task without a shipped world model and FM-IDM."""
     import numpy as np
     import torch
 
@@ -101,7 +102,7 @@ def _physics_section(task: str, rollouts: list, out: Path, horizon: int, seed: i
     try:
         wm, idm = WorldModel.load(default_checkpoint(task)), InverseDynamics.load(default_idm(task))
     except CheckpointError:
-        return []
+        return [], []
     env = RobosuiteEnv(task, image_size=wm.config.image_size)
     imagined = imagine_cases(wm, rollouts, "actions", horizon, torch.Generator().manual_seed(seed))
     rows, pictures = [], []
@@ -126,4 +127,54 @@ def _physics_section(task: str, rollouts: list, out: Path, horizon: int, seed: i
             "imagined video and MuJoCo replays it (\"from imagined video\"), compared step by step.", "",
             "| episode | expert solved | solved from sim video | solved from imagined video | PSNR imagined vs "
             "replay (dB) | eef error (mm) | object error (mm) | object Fréchet (mm) |",
-            "|---:|---|---|---|---:|---:|---:|---:|", *rows, "", *pictures, ""]
+            "|---:|---|---|---|---:|---:|---:|---:|", *rows, "", *pictures, ""], imagined
+
+
+def _critic_section(task: str, rollouts: list, imagined: list, out: Path, rounds: int, seed: int) -> list[str]:
+    """Report lines: SOPHIA's critic on the demo's sim and imagined video, and one plan -> critique -> refine
+    loop from the first episode's start; nothing for a task without a shipped critic."""
+    import numpy as np
+    import torch
+
+    from wow_gym.sophia import TemplateRefiner, refine_loop
+    from wow_gym.world_models import WorldModel, default_checkpoint
+    from wow_gym.world_models.critic import LearnedCritic, has_shipped_critic
+    from wow_gym.world_models.report import _panel
+
+    if not has_shipped_critic(task) or not imagined:
+        return []
+    critic = LearnedCritic.load(task=task)
+
+    def row(name: str, frames, instruction: str, truth: str) -> str:
+        c = critic.critique(frames, instruction)
+        scores = " | ".join(f"{v:.2f}" for v in c.scores.values())
+        return f"| {name} | {truth} | {'yes' if c.success else 'no'} | {c.progress:.2f} | {scores} | {c.text} |"
+
+    rows = []
+    for i, (episode, dream) in enumerate(zip(rollouts, imagined)):
+        rows.append(row(f"sim {i}", episode.pixels, episode.instruction, "yes" if episode.success else "no"))
+        replayed = dream.physics.get("replay_success")
+        rows.append(row(f"imagined {i}", dream.pixels, dream.instruction,
+                        "-" if replayed is None else ("yes" if replayed else "no") + " (replay)"))
+    wm = WorldModel.load(default_checkpoint(task))
+    first = rollouts[0]
+    generator = torch.Generator().manual_seed(seed)
+
+    def plan(instruction: str):
+        frames = wm.generate(first.pixels[None, :1], first.agent_pos[None, :1], instruction, imagined[0].num_steps,
+                             generator=generator)[0]
+        return np.concatenate([first.pixels[:1], frames])
+
+    history = refine_loop(plan, critic, TemplateRefiner(), first.instruction, task, rounds)
+    save_gif([_panel(r.frames, "imagined") for r in history], out / f"refine_{task}.gif", fps=8)
+    loop = [f"| {r.round} | {r.instruction} | {'yes' if r.critique.success else 'no'} | "
+            f"{r.critique.scores['physical_plausibility']:.2f} | {r.critique.text} |" for r in history]
+    return [f"## SOPHIA's critic ({critic.config.task})", "",
+            "The shipped critic reads each clip (frames and instruction only) and names what went wrong; the "
+            "simulator's verdict beside it.", "",
+            "| clip | simulator says success | critic says success | progress | task | plausibility | "
+            "smoothness | instruction | critique |", "|---|---|---|---:|---:|---:|---:|---:|---|", *rows, "",
+            f"Plan -> critique -> refine from episode 0's first frame (at most {rounds} plans, left to right):", "",
+            f"![refinement](refine_{task}.gif)", "",
+            "| round | instruction | critic says success | plausibility | critique |", "|---:|---|---|---:|---|",
+            *loop, ""]

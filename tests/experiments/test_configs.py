@@ -57,9 +57,11 @@ def test_demo_tiny_budget(tmp_path):
                     f"out={tmp_path / 'demo'}"], tmp_path)
     assert "report:" in out
     for name in ("report.md", "contact_sheet.png", "lift.gif", "door.gif", "config.yaml", "run.json",
-                 "physics_lift_0.gif"):
+                 "physics_lift_0.gif", "refine_lift.gif"):
         assert (tmp_path / "demo" / name).exists(), name
-    assert "## Physics check (Lift)" in (tmp_path / "demo" / "report.md").read_text()
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert "## Physics check (Lift)" in report and "## SOPHIA's critic (Lift)" in report
+    assert "| imagined 0 |" in report and "| 0 | lift the red cube |" in report
 
 
 def test_bench_data_tiny_budget(tmp_path):
