@@ -23,15 +23,25 @@ def rng():
     return np.random.default_rng(0)
 
 
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """One torch thread for a test module: two threads fighting a background job on 2 cores run ~50x slower."""
+def _one_torch_thread():
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module: two threads fighting a background job on 2 cores run ~50x slower."""
+    yield from _one_torch_thread()
+
+
+@pytest.fixture(scope="session")
+def torch_thread():
+    """One torch thread for session-scoped models (made before any module's one_torch_thread)."""
+    yield from _one_torch_thread()
 
 
 @pytest.fixture(scope="module")

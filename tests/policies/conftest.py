@@ -17,17 +17,6 @@ def small_policy_fixture():
 
 
 @pytest.fixture(scope="session")
-def torch_thread():
-    """One torch thread for the session-scoped models (made before any module's one_torch_thread)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
 def robot_env():
     """WoW/Lift-v0 as a robot sees it: pixels and agent_pos, no environment_state."""
     env = FilterObservation(gym.make("WoW/Lift-v0"), ["pixels", "agent_pos"])
