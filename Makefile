@@ -32,6 +32,9 @@ bench: $(STAMP)
 # 900000, never used in training), training, evaluation against the simulator, and the speed benchmark.
 WG := $(VENV)/bin/wow-gym
 NOISY := noise.action_std=0.15 noise.pause_prob=0.03 noise.target_jitter=0.02 noise.failure_prob=0.25
+# $(call ship,<training out>,<name>): a finished run's checkpoint becomes world_models/checkpoints/<name>.
+ship = mkdir -p world_models/checkpoints/$(2) && \
+	cp $(1)/checkpoint/model.safetensors $(1)/checkpoint/config.json world_models/checkpoints/$(2)/
 lift-data: $(STAMP)
 	$(WG) collect task=lift policy=expert episodes=12 seed=900000 root=data/lift/heldout-expert
 	$(WG) collect task=lift policy=expert episodes=12 seed=910000 $(NOISY) root=data/lift/heldout-noisy
@@ -45,9 +48,7 @@ lift-data: $(STAMP)
 # Trains into outputs/world-models/lift (rerun to resume), then ships its checkpoint as the default.
 world-model: lift-data
 	$(WG) train-world-model task=lift
-	mkdir -p world_models/checkpoints/lift
-	cp outputs/world-models/lift/checkpoint/model.safetensors outputs/world-models/lift/checkpoint/config.json \
-		world_models/checkpoints/lift/
+	$(call ship,outputs/world-models/lift,lift)
 
 eval-world-model: lift-data
 	$(WG) eval-world-model task=lift
@@ -58,9 +59,7 @@ bench-imagine: $(STAMP)
 # FM-IDM: trains every ablation variant into outputs/idm/lift (rerun to resume), ships FM-IDM as the default.
 idm: lift-data
 	$(WG) train-idm task=lift
-	mkdir -p world_models/checkpoints/lift-idm
-	cp outputs/idm/lift/checkpoint/model.safetensors outputs/idm/lift/checkpoint/config.json \
-		world_models/checkpoints/lift-idm/
+	$(call ship,outputs/idm/lift,lift-idm)
 
 eval-idm: lift-data
 	$(WG) eval-idm task=lift
@@ -68,9 +67,7 @@ eval-idm: lift-data
 # SOPHIA's critic: trains into outputs/critic/lift (rerun to resume), ships it as the default reward.
 critic: lift-data
 	$(WG) train-critic task=lift
-	mkdir -p world_models/checkpoints/lift-critic
-	cp outputs/critic/lift/checkpoint/model.safetensors outputs/critic/lift/checkpoint/config.json \
-		world_models/checkpoints/lift-critic/
+	$(call ship,outputs/critic/lift,lift-critic)
 
 eval-critic: lift-data
 	$(WG) eval-critic task=lift

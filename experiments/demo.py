@@ -45,9 +45,12 @@ def main(argv: list[str]) -> int:
     imagination = []
     for task in cfg.tasks:
         episodes = [r for r in all_rollouts if r.task.lower() == task.lower()]
-        imagination += _imagine_section(task, episodes, out, cfg.horizons)
-        lines, imagined = _physics_section(task, episodes, out, cfg.idm_horizon, cfg.seed)
-        imagination += lines + _critic_section(task, episodes, imagined, out, cfg.refine_rounds, cfg.seed)
+        wm = _shipped_world_model(task)
+        if wm is None:
+            continue
+        imagination += _imagine_section(wm, episodes, out, cfg.horizons)
+        lines, imagined = _physics_section(wm, episodes, out, cfg.idm_horizon, cfg.seed)
+        imagination += lines + _critic_section(wm, episodes, imagined, out, cfg.refine_rounds, cfg.seed)
     report = "\n".join([
         "# wow_gym demo", "",
         f"commit `{git_commit()['commit']}`, {time.time() - start:.0f} s on this machine", "",
@@ -59,17 +62,24 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _imagine_section(task: str, rollouts: list, out: Path, horizons: list[int]) -> list[str]:
-    """Report lines: the shipped world model of `task` imagining the demo's episodes (none shipped: no lines)."""
+def _shipped_world_model(task: str):
+    """The shipped world model of `task`, loaded once for every section; None when there is none."""
     from wow_gym.world_models import CheckpointError, WorldModel, default_checkpoint
+
+    try:
+        return WorldModel.load(default_checkpoint(task))
+    except CheckpointError:
+        return None
+
+
+def _imagine_section(wm, rollouts: list, out: Path, horizons: list[int]) -> list[str]:
+    """Report lines: the shipped world model imagining the demo's episodes."""
+    from wow_gym.world_models import default_checkpoint
     from wow_gym.world_models.evaluation import EvaluationError, evaluate_open_loop
     from wow_gym.world_models.report import horizon_table, write_gifs
 
-    try:
-        path = default_checkpoint(task)
-    except CheckpointError:
-        return []
-    wm = WorldModel.load(path)
+    task = wm.config.task.lower()
+    path = default_checkpoint(task)
     try:
         result = evaluate_open_loop(wm, {"expert": rollouts}, tuple(horizons), starts_per_episode=1,
                                     examples=len(rollouts))
@@ -86,21 +96,22 @@ def _imagine_section(task: str, rollouts: list, out: Path, horizons: list[int]) 
             "simulator | imagined | difference:", "", *pictures, ""]
 
 
-def _physics_section(task: str, rollouts: list, out: Path, horizon: int, seed: int) -> tuple[list[str], list]:
+def _physics_section(wm, rollouts: list, out: Path, horizon: int, seed: int) -> tuple[list[str], list]:
     """Report lines: FM-IDM decoding the demo's ground-truth and imagined video, replayed in MuJoCo (the
-    physics check), and the imagined rollouts; nothing for a task without a shipped world model and FM-IDM."""
+    physics check), and the imagined rollouts; nothing for a task without a shipped FM-IDM."""
     import numpy as np
     import torch
 
     from wow_gym.envs.robosuite_env import RobosuiteEnv
     from wow_gym.physics_check import physics_check, replay
-    from wow_gym.world_models import CheckpointError, WorldModel, default_checkpoint
+    from wow_gym.world_models import CheckpointError
     from wow_gym.world_models.idm import InverseDynamics, default_idm
     from wow_gym.world_models.idm_evaluation import imagine_cases
     from wow_gym.world_models.report import _panel
 
+    task = wm.config.task.lower()
     try:
-        wm, idm = WorldModel.load(default_checkpoint(task)), InverseDynamics.load(default_idm(task))
+        idm = InverseDynamics.load(default_idm(task))
     except CheckpointError:
         return [], []
     env = RobosuiteEnv(task, image_size=wm.config.image_size)
@@ -130,17 +141,17 @@ def _physics_section(task: str, rollouts: list, out: Path, horizon: int, seed: i
             "|---:|---|---|---|---:|---:|---:|---:|", *rows, "", *pictures, ""], imagined
 
 
-def _critic_section(task: str, rollouts: list, imagined: list, out: Path, rounds: int, seed: int) -> list[str]:
+def _critic_section(wm, rollouts: list, imagined: list, out: Path, rounds: int, seed: int) -> list[str]:
     """Report lines: SOPHIA's critic on the demo's sim and imagined video, and one plan -> critique -> refine
     loop from the first episode's start; nothing for a task without a shipped critic."""
     import numpy as np
     import torch
 
     from wow_gym.sophia import TemplateRefiner, refine_loop
-    from wow_gym.world_models import WorldModel, default_checkpoint
     from wow_gym.world_models.critic import LearnedCritic, has_shipped_critic
     from wow_gym.world_models.report import _panel
 
+    task = wm.config.task.lower()
     if not has_shipped_critic(task) or not imagined:
         return []
     critic = LearnedCritic.load(task=task)
@@ -156,7 +167,6 @@ def _critic_section(task: str, rollouts: list, imagined: list, out: Path, rounds
         replayed = dream.physics.get("replay_success")
         rows.append(row(f"imagined {i}", dream.pixels, dream.instruction,
                         "-" if replayed is None else ("yes" if replayed else "no") + " (replay)"))
-    wm = WorldModel.load(default_checkpoint(task))
     first = rollouts[0]
     generator = torch.Generator().manual_seed(seed)
 

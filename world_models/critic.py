@@ -192,13 +192,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
+def _next_run(run: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    """Consecutive frames judged successful, after one more frame (`hit`: its verdict)."""
+    return np.where(hit, run + 1, 0)
+
+
 def success_verdict(prob: np.ndarray, frames: int) -> np.ndarray:
     """Per frame: success held for `frames` consecutive frames ending here."""
-    hit = np.asarray(prob) > 0.5
-    run = np.zeros(len(hit), dtype=int)
-    for i, h in enumerate(hit):
-        run[i] = (run[i - 1] + 1 if i else 1) if h else 0
-    return run >= frames
+    run, out = np.zeros((), dtype=int), []
+    for hit in np.asarray(prob) > 0.5:
+        run = _next_run(run, hit)
+        out.append(run >= frames)
+    return np.array(out, dtype=bool)
 
 
 def compose_critique(r: dict[str, np.ndarray], config: CriticConfig) -> Critique:
@@ -312,7 +317,7 @@ class CriticStream:
         index = torch.as_tensor(rows, dtype=torch.long, device=self.critic.device)
         r = self.critic.net.readings(self.features[index], self.text.expand(len(rows), -1))
         success = _sigmoid(r["success"][:, -1].float().cpu().numpy())
-        self.run[rows] = np.where(success > 0.5, self.run[rows] + 1, 0)
+        self.run[rows] = _next_run(self.run[rows], success > 0.5)
         done = self.run[rows] >= self.config.success_frames
         progress = np.clip(r["progress"][:, -1].float().cpu().numpy(), 0.0, 1.0)
         return {"success": done, "success_prob": success.astype(np.float32),
@@ -324,25 +329,24 @@ class CriticRewardModel:
     """SOPHIA as the imagined env's reward and termination: reward = progress + success_bonus * success,
     returned with its named terms (critic_progress, critic_success, critic_plausible)."""
 
-    def __init__(self, critic: LearnedCritic | None = None, task: str = "lift", instruction: str | None = None
-                 ) -> None:
+    def __init__(self, critic: LearnedCritic | None = None, task: str = "lift") -> None:
         self.critic = critic or LearnedCritic.load(task=task)
-        self.instruction = instruction
+        self.instruction: str | None = None
         self.stream: CriticStream | None = None
 
     def __call__(self, output: Any, instructions: list[str], rows: np.ndarray | None = None,
                  batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Score the newest frames: a (re)start of `rows` of a batch of `batch_size`, or a step of every row."""
-        instruction = instructions[0] if instructions else (self.instruction or "")
-        if self.stream is None or self.instruction != instruction:
+        instruction = instructions[0]
+        if self.stream is None or self.instruction != instruction:  # a new text embedding
             self.instruction, self.stream = instruction, CriticStream(self.critic, instruction)
         if rows is not None:
             r = self.stream.reset(np.asarray(rows), output.pixels, batch_size or len(rows))
         else:
             r = self.stream.push(output.pixels)
-        return self.terms_to_reward(r)
+        return self._reward(r)
 
-    def terms_to_reward(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def _reward(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         bonus = self.critic.config.success_bonus * r["success"].astype(np.float32)
         terms = {"critic_progress": r["progress"], "critic_success": bonus, "critic_plausible": r["plausible"]}
         return (r["progress"] + bonus).astype(np.float32), r["success"], terms

@@ -77,9 +77,10 @@ def clip_index(end: int, length: int) -> np.ndarray:
 
 
 def corrupt(env: Any, rollout: Rollout, episode: int, end: int, kind: str, length: int,
-            rng: np.random.Generator) -> Clip | None:
+            rng: np.random.Generator, labels: dict[str, np.ndarray] | None = None) -> Clip | None:
     """A corrupted clip of frames end-length+1..end of `rollout`, or None when the clip does not suit the
-    kind (e.g. frozen_arm needs the object to move in it). `env` is a RobosuiteEnv of the task."""
+    kind (e.g. frozen_arm needs the object to move in it). `env` is a RobosuiteEnv of the task; `labels` the
+    rollout's frame_labels, when the caller has them already."""
     if kind not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {kind!r}; expected one of {CORRUPTIONS}")
     index = clip_index(end, length)
@@ -87,7 +88,7 @@ def corrupt(env: Any, rollout: Rollout, episode: int, end: int, kind: str, lengt
         return None
     eef = rollout.agent_pos[index, :3]
     frames = rollout.pixels[index]
-    labels = frame_labels(rollout)
+    labels = frame_labels(rollout) if labels is None else labels
     obj = rollout.environment_state[index, :3]
     moved = np.linalg.norm(obj[-1] - obj[0])
     motion = np.abs(frames[-1].astype(np.int16) - frames[0]).mean()
@@ -137,6 +138,7 @@ def corrupted_bank(env: Any, rollouts: list[Rollout], kinds: list[str], per_kind
                    seed: int, progress: bool = True) -> list[Clip]:
     """`per_kind` clips of each kind from random episodes and ends (kinds that fit too few clips give fewer)."""
     rng = np.random.default_rng(seed)
+    labels = [frame_labels(r) for r in rollouts]
     clips: list[Clip] = []
     bar = tqdm(total=per_kind * len(kinds), desc="corrupted clips", disable=not progress)
     for kind in kinds:
@@ -146,7 +148,7 @@ def corrupted_bank(env: Any, rollouts: list[Rollout], kinds: list[str], per_kind
             episode = int(rng.integers(len(rollouts)))
             rollout = rollouts[episode]
             clip = corrupt(env, rollout, episode, int(rng.integers(length - 1, rollout.num_steps + 1)), kind,
-                           length, rng)
+                           length, rng, labels[episode])
             if clip is not None:
                 clips.append(clip)
                 made += 1

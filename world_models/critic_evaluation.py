@@ -124,9 +124,12 @@ def _episode_readings(critic: LearnedCritic, episodes: list[Rollout], frames: li
             tqdm(list(zip(episodes, frames)), desc=desc, disable=not progress)]
 
 
-def _verdicts(critic: LearnedCritic, readings: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, list[np.ndarray]]:
-    per_frame = [success_verdict(1 / (1 + np.exp(-r["success"])), critic.config.success_frames) for r in readings]
-    return np.array([v.any() for v in per_frame]), per_frame
+def _verdicts(critic: LearnedCritic, readings: list[dict[str, np.ndarray]]
+              ) -> tuple[list[Critique], np.ndarray, list[np.ndarray]]:
+    """Each episode's critique, its success verdict, and the per-frame verdicts behind it."""
+    critiques = [compose_critique(r, critic.config) for r in readings]
+    per_frame = [success_verdict(c.per_frame["success"], critic.config.success_frames) for c in critiques]
+    return critiques, np.array([c.success for c in critiques]), per_frame
 
 
 def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
@@ -143,7 +146,7 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
     sources = [s for s, eps in grouped.items() for _ in eps]
     labels = [frame_labels(e) for e in episodes]
     readings = _episode_readings(critic, episodes, progress=config.progress)
-    verdict, per_frame = _verdicts(critic, readings)
+    critiques, verdict, per_frame = _verdicts(critic, readings)
     truth = np.array([e.success for e in episodes])
     sim_episodes = binary_figures(verdict, truth)
     sim_frames = binary_figures(np.concatenate(per_frame), np.concatenate([lab["success"] for lab in labels]))
@@ -157,7 +160,7 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
                          "pooled": float(pooled), "episodes": float(len(rhos))}
 
     failed = [i for i in range(len(episodes)) if not truth[i]]
-    named = [compose_critique(readings[i], critic.config).failure for i in failed]
+    named = [critiques[i].failure for i in failed]
     actual = [sim_failure(labels[i]) for i in failed]
     reached = {"closed_early": "no_reach"}  # both never get to the cube; they differ in the gripper's state
     failure_modes = {"episodes": len(failed), "agreement": float(np.mean([a == b for a, b in zip(named, actual)]))
@@ -166,21 +169,24 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
                                                        for a, b in zip(named, actual)])) if failed else float("nan"),
                      "confusion": _confusion(actual, named)}
     examples = [{"source": sources[i], "sim_success": bool(truth[i]),
-                 **compose_critique(readings[i], critic.config).to_dict(),
+                 **critiques[i].to_dict(),
                  "sim_failure": "" if truth[i] else sim_failure(labels[i]),
                  "critic_progress": np.clip(readings[i]["progress"], 0, 1).round(3).tolist(),
                  "sim_reward": labels[i]["progress"].round(3).tolist()} for i in _example_indices(truth, sources)]
 
     env = RobosuiteEnv(config.task, image_size=config.image_size)
-    imagined = {}
-    if config.imagined:
+    refine = bool(config.refine_dataset and config.refine_starts > 0)
+    wm = None
+    if config.imagined or refine:
         from wow_gym.envs.imagined_env import load_world_model
 
         wm = load_world_model(config.task, config.world_model, image_size=config.image_size)
+    imagined = {}
+    if config.imagined:
         dream = imagine_episodes(wm, episodes, config.sampling_steps, config.seed, progress=config.progress)
         imagined_readings = _episode_readings(critic, episodes, list(dream.pixels), config.progress,
                                               "critic on imagined episodes")
-        imagined_verdict, _ = _verdicts(critic, imagined_readings)
+        _, imagined_verdict, _ = _verdicts(critic, imagined_readings)
         steps = dream.pixels.shape[1] - 1
         blind = RobosuiteEnv(config.task, use_camera=False)  # the verdict needs no frames: ~8x faster
         paired = np.array([replay(blind, e.sim_state[0], e.action[:steps], render=False).success
@@ -216,8 +222,8 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
 
     cases: list[RefinementCase] = []
     refinement: dict[str, float] = {}
-    if config.refine_dataset and config.refine_starts > 0:
-        cases = refine_cases(config, critic, env)
+    if refine:
+        cases = refine_cases(config, critic, wm, env)
         n = len(cases)
         refinement = {"starts": float(n), "rounds": float(config.refine_rounds),
                       "baseline_replay_success": float(np.mean([c.baseline_success for c in cases])),
@@ -267,16 +273,14 @@ def _example_indices(truth: np.ndarray, sources: list[str], count: int = 6) -> l
     return (picked + [i for i in order if i not in picked])[:count]
 
 
-def refine_cases(config: EvalCriticConfig, critic: LearnedCritic, env: Any) -> list[RefinementCase]:
+def refine_cases(config: EvalCriticConfig, critic: LearnedCritic, wm: Any, env: Any) -> list[RefinementCase]:
     """From each start state: plan, critique, refine (at most refine_rounds plans); the unrefined plan and
     the one the loop settled on are both decoded by FM-IDM and replayed in MuJoCo from that state."""
-    from wow_gym.envs.imagined_env import load_world_model
     from wow_gym.physics_check import physics_check
     from wow_gym.sophia import refine_loop
     from wow_gym.world_models.evaluation import load_heldout
     from wow_gym.world_models.idm import InverseDynamics, default_idm
 
-    wm = load_world_model(config.task, config.world_model, image_size=config.image_size)
     idm = InverseDynamics.load(config.idm or default_idm(config.task))
     starts = [e for eps in load_heldout([config.refine_dataset], config.image_size, config.refine_starts).values()
               for e in eps][:config.refine_starts]
