@@ -3,7 +3,8 @@
 SB3 does not accept Gymnasium vector envs. This adapter gives SB3 its semantics on top of any of them
 (ImaginedVectorEnv, or a SyncVectorEnv of simulator envs): an env that finishes is reset within the same
 `step_wait`, its last observation is in `infos[i]["terminal_observation"]` and `TimeLimit.truncated` says
-whether the episode was cut by the time limit. Dict observations stay dicts of batched arrays.
+whether the episode was cut by the time limit. Dict observations stay dicts of batched arrays; `keys`
+keeps only some of their entries (a policy that must not read the simulator's `environment_state`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,20 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 class SB3VecEnv(VecEnv):
     """A Gymnasium VectorEnv seen by stable-baselines3 (same-step or next-step autoreset underneath)."""
 
-    def __init__(self, env: gym.vector.VectorEnv) -> None:
+    def __init__(self, env: gym.vector.VectorEnv, keys: Sequence[str] | None = None) -> None:
         self.env = env  # set first: VecEnv.__init__ reads render_mode through get_attr
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         self.autoreset_mode = mode if isinstance(mode, AutoresetMode) else AutoresetMode(mode)
-        super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
+        space = env.single_observation_space
+        self.keys = None if keys is None else tuple(keys)
+        if self.keys is not None:
+            if not isinstance(space, gym.spaces.Dict):
+                raise ValueError(f"keys={list(self.keys)} needs a Dict observation space, got {space}")
+            missing = sorted(set(self.keys) - set(space.spaces))
+            if missing:
+                raise ValueError(f"the env observes {sorted(space.spaces)}; keys {missing} are not among them")
+            space = gym.spaces.Dict({key: space.spaces[key] for key in self.keys})
+        super().__init__(env.num_envs, space, env.single_action_space)
         self._actions: np.ndarray | None = None
 
     # -- stepping ------------------------------------------------------------------------------------------
@@ -36,7 +46,7 @@ class SB3VecEnv(VecEnv):
         self._reset_seeds()
         self._reset_options()
         self.reset_infos = unbatch_info(info, self.num_envs)
-        return _copy(observation)
+        return self._view(observation)
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
@@ -56,17 +66,17 @@ class SB3VecEnv(VecEnv):
             final_infos = unbatch_info(final_info, self.num_envs)
             for i in rows:
                 self.reset_infos[i] = infos[i]
-                infos[i] = dict(final_infos[i], terminal_observation=final_obs[i])
+                infos[i] = dict(final_infos[i], terminal_observation=self._view(final_obs[i]))
         elif len(rows):  # next-step or disabled autoreset: reset the finished envs now
             for i in rows:
-                infos[i]["terminal_observation"] = _row(observation, i)
+                infos[i]["terminal_observation"] = self._view(_row(observation, i))
             observation, reset_info = self.env.reset(options={"reset_mask": done.copy()})
             reset_infos = unbatch_info(reset_info, self.num_envs)
             for i in rows:
                 self.reset_infos[i] = reset_infos[i]
         for i, item in enumerate(infos):
             item["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-        return _copy(observation), np.asarray(reward, dtype=np.float32), done, infos
+        return self._view(observation), np.asarray(reward, dtype=np.float32), done, infos
 
     def close(self) -> None:
         self.env.close()
@@ -117,6 +127,12 @@ class SB3VecEnv(VecEnv):
     def get_images(self) -> Sequence[np.ndarray | None]:
         frames = self.env.render()
         return [None] * self.num_envs if frames is None else list(frames)
+
+    def _view(self, observation: Any) -> Any:
+        """A copy of the observation, with only `keys` when they are set."""
+        if self.keys is not None:
+            observation = {key: observation[key] for key in self.keys}
+        return _copy(observation)
 
     def _shared_options(self) -> dict[str, Any] | None:
         """Gymnasium vector envs take one options dict for all envs; SB3 keeps one per env."""

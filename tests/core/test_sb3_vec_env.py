@@ -115,3 +115,16 @@ def test_attributes_of_a_batched_env(lift_model):
     with pytest.raises(ValueError, match="one options dict"):
         venv.reset()
     venv.close()
+
+
+def test_keys_keep_only_what_a_policy_may_read_even_in_terminal_observations(lift_model):
+    venv = SB3VecEnv(gym.make_vec("WoW/Lift-Imagined-v0", num_envs=2, model=lift_model, max_episode_steps=1),
+                     keys=("pixels", "agent_pos"))
+    assert set(venv.observation_space.spaces) == {"pixels", "agent_pos"}
+    assert set(venv.reset()) == {"pixels", "agent_pos"}
+    obs, _, done, infos = venv.step(np.zeros((2, 7), np.float32))
+    assert done.all() and set(obs) == {"pixels", "agent_pos"}
+    assert all(set(info["terminal_observation"]) == {"pixels", "agent_pos"} for info in infos)
+    venv.close()
+    with pytest.raises(ValueError, match=r"keys \['joints'\] are not among them"):
+        SB3VecEnv(gym.make_vec("WoW/Lift-Imagined-v0", num_envs=1, model=lift_model), keys=("pixels", "joints"))

@@ -1,0 +1,186 @@
+"""Behaviour cloning: an SB3 policy's actor trained on dataset (frame, agent_pos) -> action pairs.
+
+The warm start before RL: the same SB3 policy object that PPO/SAC then fine-tunes, so nothing is converted.
+Datasets are wow_gym LeRobot datasets (expert, noisy-expert, `imagined_verified` trajectories ...); frame t
+pairs with action t. PPO/A2C policies are fitted by the Gaussian's negative log-likelihood (mean and
+log-std), SAC/TD3 actors by the squared error of their deterministic action. Frames get DrQ's random shift
+(pad 4, random crop: Kostrikov et al. 2020), which makes a small pixel dataset go much further.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
+from tqdm.auto import tqdm
+
+from wow_gym.data import DatasetReader
+from wow_gym.rollout import ACTION_DIM
+
+logger = logging.getLogger(__name__)
+MIN_AGENT_POS_STD = 1e-2  # quaternion parts barely move in Lift; a tiny std would blow up unseen poses
+
+
+@dataclass
+class BCDataset:
+    """Flat (pixels [N,H,W,3] uint8, agent_pos [N,D], action [N,7]) pairs and the episode each came from."""
+
+    pixels: np.ndarray
+    agent_pos: np.ndarray
+    action: np.ndarray
+    episode: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.action.shape[0])
+
+    def agent_pos_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std of agent_pos (std floored at MIN_AGENT_POS_STD) for the feature extractor."""
+        return self.agent_pos.mean(0), np.maximum(self.agent_pos.std(0), MIN_AGENT_POS_STD)
+
+
+def load_bc_dataset(roots: Sequence[str | Path], successful_only: bool = True, max_episodes: int | None = None,
+                    image_size: int | None = None, progress: bool = True) -> BCDataset:
+    """Every (frame, agent_pos, action) of the episodes under `roots`; with successful_only, episodes that
+    never succeed are left out (a noisy expert's failures would teach failing)."""
+    pixels, agent_pos, actions, episodes = [], [], [], []
+    readers = [DatasetReader(root) for root in roots]
+    total = sum(len(r) if max_episodes is None else min(len(r), max_episodes) for r in readers)
+    bar = tqdm(total=total, desc="BC data", unit="episode", disable=not progress)
+    for reader in readers:
+        for position in range(len(reader) if max_episodes is None else min(len(reader), max_episodes)):
+            rollout = reader[position]
+            bar.update()
+            if successful_only and rollout.is_success is not None and not rollout.success:
+                continue
+            if image_size is not None and rollout.pixels.shape[1:3] != (image_size, image_size):
+                raise ValueError(f"{reader.root} has {rollout.pixels.shape[1]} px frames; the policy reads "
+                                 f"{image_size} px (collect the data at the policy's image size)")
+            steps = rollout.num_steps
+            pixels.append(rollout.pixels[:steps])
+            agent_pos.append(rollout.agent_pos[:steps])
+            actions.append(rollout.action)
+            episodes.append(np.full(steps, len(episodes)))
+    bar.close()
+    if not actions:
+        raise ValueError(f"no usable episodes in {[str(r) for r in roots]}"
+                         + (" (none succeeds; pass successful_only=False)" if successful_only else ""))
+    return BCDataset(np.concatenate(pixels), np.concatenate(agent_pos).astype(np.float32),
+                     np.concatenate(actions).astype(np.float32), np.concatenate(episodes))
+
+
+@dataclass
+class BCConfig:
+    """Behaviour-cloning warm start; epochs 0 skips it."""
+
+    datasets: list[str] = field(default_factory=list)
+    successful_only: bool = True
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    shift: int = 4  # pixels of DrQ random shift
+    val_fraction: float = 0.1  # held-out episodes for the validation loss
+    max_episodes: int | None = None  # per dataset; None: all
+
+
+def random_shift(pixels: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """DrQ augmentation of [B,C,H,W] frames: replicate-pad by `pad`, crop back at a random offset each."""
+    if pad <= 0:
+        return pixels
+    batch, _, height, width = pixels.shape
+    padded = F.pad(pixels, (pad, pad, pad, pad), mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+    rows = (dy[:, None] + torch.arange(height))[:, :, None].expand(batch, height, width)
+    cols = (dx[:, None] + torch.arange(width))[:, None, :].expand(batch, height, width)
+    index = (rows * padded.shape[-1] + cols).reshape(batch, 1, -1).expand(-1, pixels.shape[1], -1)
+    return padded.flatten(2).gather(2, index).reshape(pixels.shape)
+
+
+def bc_loss(model: BaseAlgorithm, pixels: torch.Tensor, agent_pos: torch.Tensor, action: torch.Tensor
+            ) -> torch.Tensor:
+    """The BC loss of a batch: Gaussian NLL for PPO/A2C, squared error of the deterministic action else."""
+    policy = model.policy
+    observation = {"pixels": pixels, "agent_pos": agent_pos}
+    if isinstance(policy, ActorCriticPolicy):
+        distribution = policy.get_distribution(observation)
+        return -distribution.log_prob(action).mean() / ACTION_DIM
+    return F.mse_loss(policy._predict(observation, deterministic=True), action)  # SAC/TD3: the tanh actor
+
+
+def behaviour_clone(model: BaseAlgorithm, data: BCDataset, config: BCConfig, writer=None, seed: int = 0,
+                    progress: bool = True) -> dict[str, float]:
+    """Fit model.policy's actor to the dataset in place; returns the last train / validation losses and
+    the validation action RMSE (deterministic action vs the dataset's)."""
+    if model.observation_space["pixels"].shape[0] != 3:
+        raise ValueError("the policy must read channel-first frames (build it on an SB3 VecEnv of HWC frames)")
+    policy, device = model.policy, model.device
+    generator = torch.Generator().manual_seed(seed)
+    episodes = np.unique(data.episode)
+    rng = np.random.default_rng(seed)
+    val_episodes = rng.choice(episodes, size=int(round(config.val_fraction * len(episodes))), replace=False)
+    is_val = np.isin(data.episode, val_episodes)
+    train_index, val_index = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    parameters = (policy.actor.parameters() if hasattr(policy, "actor") else
+                  [p for name, p in policy.named_parameters() if not name.startswith("value_net")])
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(train_index) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+
+    def batch(index: np.ndarray, augment: bool) -> tuple[torch.Tensor, ...]:
+        pixels = torch.as_tensor(data.pixels[index]).permute(0, 3, 1, 2).float()
+        if augment:
+            pixels = random_shift(pixels, config.shift, generator)
+        # 0..255: SB3's preprocess_obs scales image spaces to [0, 1] itself
+        return (pixels.to(device), torch.as_tensor(data.agent_pos[index], device=device),
+                torch.as_tensor(data.action[index], device=device))
+
+    result: dict[str, float] = {}
+    policy.set_training_mode(True)
+    bar = tqdm(total=config.epochs * steps_per_epoch, desc="behaviour cloning", unit="batch", disable=not progress)
+    for epoch in range(config.epochs):
+        order = rng.permutation(train_index)
+        losses = []
+        for step in range(steps_per_epoch):
+            loss = bc_loss(model, *batch(order[step * config.batch_size:(step + 1) * config.batch_size], True))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(optimizer.param_groups[0]["params"]), 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.update()
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        result = {"bc/train_loss": float(np.mean(losses)), **evaluate_bc(model, data, val_index, batch)}
+        if writer is not None:
+            for name, value in result.items():
+                writer.add_scalar(name, value, epoch + 1)
+        logger.info("BC epoch %d: %s", epoch + 1, result)
+    bar.close()
+    policy.set_training_mode(False)
+    return result
+
+
+@torch.no_grad()
+def evaluate_bc(model: BaseAlgorithm, data: BCDataset, index: np.ndarray, batch, size: int = 256
+                ) -> dict[str, float]:
+    """Validation loss and action RMSE of the deterministic action on the rows `index`."""
+    if len(index) == 0:
+        return {}
+    model.policy.set_training_mode(False)
+    losses, squared = [], []
+    for start in range(0, len(index), size):
+        pixels, agent_pos, action = batch(index[start:start + size], False)
+        losses.append(float(bc_loss(model, pixels, agent_pos, action)) * len(action))
+        predicted = model.policy._predict({"pixels": pixels, "agent_pos": agent_pos}, deterministic=True)
+        squared.append(((predicted.clamp(-1, 1) - action) ** 2).sum(0).cpu().numpy())
+    model.policy.set_training_mode(True)
+    return {"bc/val_loss": float(np.sum(losses) / len(index)),
+            "bc/val_action_rmse": float(np.sqrt(np.sum(squared) / (len(index) * ACTION_DIM)))}

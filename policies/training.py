@@ -1,0 +1,343 @@
+"""`wow-gym train-policy`: a stable-baselines3 policy trained in imagination or in the simulator, watched in
+the sim twin while it trains.
+
+One recipe for any wow_gym env id: an optional behaviour-cloning warm start (policies/bc.py), then PPO or SAC
+on N envs as one SB3 VecEnv (the imagined env runs its N envs as one world-model batch), with the image +
+proprioception extractor of policies/features.py. The policy reads `pixels` and `agent_pos` only, so it can
+be exported and run on a real arm. Every `eval.every_steps` the deterministic policy runs from fixed held-out
+start states in the simulator, so the imagined curve (the critic's reward and success) and the real one (the
+simulator's) are drawn together, in TensorBoard and in curves.png.
+
+Run folder (`out`): bc.zip (the warm start), checkpoints/rl_<steps>_steps.zip (+ SAC's replay buffer),
+final.zip, curves.json / curves.png, tensorboard/, state.json (wall-clock spent, for `max_minutes`), the
+resolved config and commit. Rerunning the same command resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
+
+from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
+from wow_gym.policies.bc import BCConfig, behaviour_clone, load_bc_dataset
+from wow_gym.policies.features import policy_kwargs
+from wow_gym.policies.sim_eval import SimEvalConfig, run_sim_episodes, sb3_actor
+from wow_gym.policies.spec import POLICY_KEYS
+from wow_gym.provenance import atomic_write_text
+from wow_gym.registry import TASKS
+from wow_gym.sb3_vec_env import SB3VecEnv
+
+logger = logging.getLogger(__name__)
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+CHECKPOINT = re.compile(r"rl_(\d+)_steps\.zip$")
+
+
+@dataclass
+class PPOConfig:
+    """PPO's knobs; the defaults are for fine-tuning a warm-started policy (small steps, clipped)."""
+
+    n_steps: int = 128  # per env, per rollout
+    batch_size: int = 256
+    n_epochs: int = 4
+    learning_rate: float = 1e-4
+    clip_range: float = 0.1
+    ent_coef: float = 0.0
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    target_kl: float | None = 0.05
+
+
+@dataclass
+class SACConfig:
+    buffer_size: int = 50_000
+    learning_starts: int = 1000
+    batch_size: int = 128
+    learning_rate: float = 3e-4
+    train_freq: int = 1
+    gradient_steps: int = 1
+    gamma: float = 0.99
+
+
+@dataclass
+class TrainPolicyConfig:
+    """What `wow-gym train-policy` trains, on what, for how long."""
+
+    env: str = "WoW/Lift-Imagined-v0"  # any wow_gym id: imagined (WoW/<Task>-Imagined-v0) or sim (WoW/<Task>-v0)
+    out: str = "outputs/policies/lift-imagined"
+    algo: str = "ppo"  # ppo | sac
+    n_envs: int = 8
+    total_timesteps: int = 20_000  # RL steps after the warm start (0: BC only)
+    max_minutes: float | None = None  # wall-clock budget of the RL phase (summed over resumes); None: none
+    terminate_on_success: bool = True
+    randomize: bool = False  # sim training only: RandomizeDomain at every reset
+    world_model: str | None = None  # imagined envs: a checkpoint dir; None: the shipped one
+    reward_model: str | None = None  # imagined envs: critic | heads; None: the shipped critic
+    sampling_steps: int | None = None
+    bc: BCConfig = field(default_factory=BCConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
+    eval: SimEvalConfig = field(default_factory=SimEvalConfig)
+    checkpoint_every: int = 2048  # env steps
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    progress: bool = True
+
+
+def parse_env_id(env_id: str) -> tuple[str, bool]:
+    """(task name, imagined?) of a wow_gym env id, or a ValueError listing the ids."""
+    for info in TASKS.values():
+        if env_id == info.env_id:
+            return info.name, False
+        if env_id == info.imagined_env_id:
+            return info.name, True
+    known = [i for t in TASKS.values() for i in (t.env_id, t.imagined_env_id)]
+    raise ValueError(f"unknown env {env_id!r}; expected one of {known}")
+
+
+def make_train_env(config: TrainPolicyConfig, world_model: Any = None) -> VecEnv:
+    """The training VecEnv: N imagined envs in one world-model batch, or N simulators stepped in turn; it
+    hands the policy pixels and agent_pos only."""
+    task, imagined = parse_env_id(config.env)
+    if imagined:
+        if config.randomize:
+            raise ValueError("randomize=true perturbs the simulator's scene; the imagined env has none to "
+                             "perturb (train in WoW/<Task>-v0 with randomize=true)")
+        kwargs: dict[str, Any] = {"terminate_on_success": config.terminate_on_success,
+                                  "sampling_steps": config.sampling_steps, "reward_model": config.reward_model}
+        if world_model is not None:
+            kwargs["model"] = world_model
+        elif config.world_model is not None:
+            kwargs["checkpoint"] = config.world_model
+        env = gym.make_vec(config.env, num_envs=config.n_envs, **kwargs)
+    else:
+        def make(rank: int):
+            def thunk() -> gym.Env:
+                sim = gym.make(config.env, terminate_on_success=config.terminate_on_success)
+                return RandomizeDomain(sim, DomainRandomizationConfig()) if config.randomize else sim
+            return thunk
+
+        env = gym.vector.SyncVectorEnv([make(i) for i in range(config.n_envs)])
+    venv = SB3VecEnv(env, keys=POLICY_KEYS)
+    venv.seed(config.seed)
+    return VecMonitor(venv)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The RL checkpoint with the most steps under out/checkpoints, or None."""
+    found = [(int(m.group(1)), p) for p in (out / "checkpoints").glob("rl_*_steps.zip")
+             if (m := CHECKPOINT.search(p.name))]
+    return max(found)[1] if found else None
+
+
+class SimTwinEval(BaseCallback):
+    """Every `every_steps` env steps, the deterministic policy in the simulator from fixed start states;
+    logs sim/* beside imagined/* (or train/* for a sim-trained policy) and appends to curves.json."""
+
+    def __init__(self, config: SimEvalConfig, task: str, curves: list[dict[str, Any]], out: Path,
+                 train_label: str, progress: bool) -> None:
+        super().__init__()
+        self.config, self.task, self.curves, self.out = config, task, curves, out
+        self.train_label, self.progress = train_label, progress
+        self._episodes: list[tuple[bool, float]] = []  # finished training episodes since the last point
+        self._running: np.ndarray | None = None
+        self._returns: np.ndarray | None = None
+        self._next = (curves[-1]["timesteps"] if curves else 0) + config.every_steps
+
+    def _on_training_start(self) -> None:
+        if not self.curves:
+            self.evaluate()
+
+    def _on_step(self) -> bool:
+        infos, dones, rewards = self.locals["infos"], self.locals["dones"], self.locals["rewards"]
+        if self._running is None:
+            self._running, self._returns = np.zeros(len(dones), bool), np.zeros(len(dones))
+        self._returns += rewards
+        for i, info in enumerate(infos):
+            self._running[i] |= bool(info.get("is_success", False))
+            if dones[i]:
+                self._episodes.append((bool(self._running[i]), float(self._returns[i])))
+                self._running[i], self._returns[i] = False, 0.0
+        if self.config.every_steps > 0 and self.num_timesteps >= self._next:
+            self._next += self.config.every_steps
+            self.evaluate()
+        return True
+
+    def evaluate(self) -> dict[str, Any]:
+        results = run_sim_episodes(sb3_actor(self.model), self.task, self.config, progress=self.progress)
+        point: dict[str, Any] = {"timesteps": int(self.num_timesteps),
+                                 "sim_success_rate": float(np.mean([r.success for r in results])),
+                                 "sim_return": float(np.mean([r.sim_return for r in results]))}
+        if self._episodes:
+            point[f"{self.train_label}_success_rate"] = float(np.mean([s for s, _ in self._episodes]))
+            point[f"{self.train_label}_return"] = float(np.mean([r for _, r in self._episodes]))
+            point[f"{self.train_label}_episodes"] = len(self._episodes)
+        self._episodes = []
+        for name, value in point.items():
+            if name != "timesteps":
+                self.logger.record(name.replace("_", "/", 1), value)
+        self.logger.dump(self.num_timesteps)
+        self.curves.append(point)
+        atomic_write_text(self.out / "curves.json", json.dumps(self.curves, indent=2) + "\n")
+        logger.info("sim twin at %d steps: %s", self.num_timesteps, point)
+        return point
+
+
+class WallClock(BaseCallback):
+    """Stops learn() once the RL phase has used `max_minutes` in all (state.json keeps the sum across
+    resumes) and saves a checkpoint every `every` env steps (SAC: with its replay buffer)."""
+
+    def __init__(self, out: Path, max_minutes: float | None, every: int, spent: float) -> None:
+        super().__init__()
+        self.out, self.max_seconds, self.every, self.spent = out, (max_minutes or 0) * 60 or None, every, spent
+        self._started = time.monotonic()
+        self._next = 0
+
+    def _on_training_start(self) -> None:
+        self._started = time.monotonic()
+        self._next = (self.num_timesteps // self.every + 1) * self.every
+
+    def elapsed(self) -> float:
+        return self.spent + time.monotonic() - self._started
+
+    def _on_step(self) -> bool:
+        out_of_time = self.max_seconds is not None and self.elapsed() >= self.max_seconds
+        if self.num_timesteps >= self._next or out_of_time:
+            self._next += self.every
+            self.save()
+        return not out_of_time
+
+    def save(self) -> Path:
+        path = self.out / "checkpoints" / f"rl_{self.num_timesteps}_steps.zip"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.model.save(path)
+        if isinstance(self.model, SAC):
+            self.model.save_replay_buffer(path.with_suffix(".replay.pkl"))
+        write_state(self.out, {"rl_seconds": self.elapsed(), "timesteps": int(self.num_timesteps)})
+        return path
+
+
+def write_state(out: Path, values: dict[str, Any]) -> None:
+    state = read_state(out)
+    state.update(values)
+    atomic_write_text(out / "state.json", json.dumps(state, indent=2) + "\n")
+
+
+def read_state(out: Path) -> dict[str, Any]:
+    path = out / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+class PolicyTrainer:
+    """Warm start, RL, sim-twin evaluation, checkpoints and resume for one run folder."""
+
+    def __init__(self, config: TrainPolicyConfig) -> None:
+        if config.algo not in ALGORITHMS:
+            raise ValueError(f"algo must be one of {sorted(ALGORITHMS)}, got {config.algo!r}")
+        if config.n_envs < 1 or config.total_timesteps < 0:
+            raise ValueError(f"n_envs must be >= 1 and total_timesteps >= 0, got {config.n_envs}, "
+                             f"{config.total_timesteps}")
+        self.config = config
+        self.task, self.imagined = parse_env_id(config.env)
+        self.out = Path(config.out)
+        self.stage_dir = self.out / "checkpoints"  # what an interrupted run says to resume from
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def run(self, world_model: Any = None) -> dict[str, Any]:
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        venv = make_train_env(cfg, world_model)
+        curves: list[dict[str, Any]] = json.loads((self.out / "curves.json").read_text()) \
+            if (self.out / "curves.json").exists() else []
+        model, bc = self._model(venv)
+        state = read_state(self.out)
+        label = "imagined" if self.imagined else "train"
+        evaluation = SimTwinEval(cfg.eval, self.task, curves, self.out, label, cfg.progress)
+        clock = WallClock(self.out, cfg.max_minutes, max(cfg.checkpoint_every, cfg.n_envs),
+                          float(state.get("rl_seconds", 0.0)))
+        remaining = cfg.total_timesteps - model.num_timesteps
+        if remaining > 0 and not (clock.max_seconds and clock.spent >= clock.max_seconds):
+            model.learn(remaining, callback=CallbackList([evaluation, clock]), reset_num_timesteps=False,
+                        tb_log_name="rl", progress_bar=cfg.progress)
+            clock.save()
+        elif not curves or curves[-1]["timesteps"] != model.num_timesteps:  # BC only, or the budget is spent
+            model.set_logger(configure(str(self.out / "tensorboard" / "sim-twin"), ["tensorboard"]))
+            evaluation.init_callback(model)
+            evaluation.evaluate()
+        model.save(self.out / "final.zip")
+        venv.close()
+        summary = {"env": cfg.env, "algo": cfg.algo, "timesteps": int(model.num_timesteps),
+                   "rl_seconds": read_state(self.out).get("rl_seconds", 0.0), "bc": bc,
+                   "bc_seconds": read_state(self.out).get("bc_seconds"),
+                   "final_sim_success_rate": curves[-1]["sim_success_rate"] if curves else None,
+                   "curves": curves, "final": str(self.out / "final.zip")}
+        atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        _plot_curves(curves, self.out / "curves.png", label)
+        return summary
+
+    def _model(self, venv: VecEnv) -> tuple[BaseAlgorithm, dict[str, float] | None]:
+        cfg, algorithm = self.config, ALGORITHMS[self.config.algo]
+        device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else \
+            ("cpu" if cfg.device == "auto" else cfg.device)
+        resume = latest_checkpoint(self.out)
+        if resume is not None:
+            logger.info("resuming from %s", resume)
+            model = algorithm.load(resume, env=venv, device=device, tensorboard_log=str(self.out / "tensorboard"))
+            replay = resume.with_suffix(".replay.pkl")
+            if isinstance(model, SAC) and replay.exists():
+                model.load_replay_buffer(replay)
+            return model, read_state(self.out).get("bc")
+        bc_path = self.out / "bc.zip"
+        if bc_path.exists():
+            model = algorithm.load(bc_path, env=venv, device=device, tensorboard_log=str(self.out / "tensorboard"))
+            return model, read_state(self.out).get("bc")
+        data = None
+        if cfg.bc.epochs > 0 and cfg.bc.datasets:
+            data = load_bc_dataset(cfg.bc.datasets, cfg.bc.successful_only, cfg.bc.max_episodes,
+                                   image_size=venv.observation_space["pixels"].shape[1], progress=cfg.progress)
+        mean, std = data.agent_pos_stats() if data is not None else (None, None)
+        hyper = asdict(cfg.ppo if cfg.algo == "ppo" else cfg.sac)
+        if cfg.algo == "ppo":
+            hyper["batch_size"] = min(hyper["batch_size"], hyper["n_steps"] * cfg.n_envs)
+        model = algorithm("MultiInputPolicy", venv, policy_kwargs=policy_kwargs(mean, std, algo=cfg.algo),
+                          seed=cfg.seed, device=device, tensorboard_log=str(self.out / "tensorboard"), **hyper)
+        bc = None
+        if data is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            started = time.monotonic()
+            with SummaryWriter(str(self.out / "tensorboard" / "bc")) as writer:
+                bc = behaviour_clone(model, data, cfg.bc, writer, seed=cfg.seed, progress=cfg.progress)
+            write_state(self.out, {"bc": bc, "bc_seconds": time.monotonic() - started,
+                                   "bc_frames": len(data)})
+        model.save(bc_path)
+        return model, bc
+
+
+def _plot_curves(curves: list[dict[str, Any]], path: Path, label: str) -> None:
+    from wow_gym.world_models.report import _save_png, line_plot
+
+    if not curves:
+        return
+    series = {"sim twin (simulator's success)": ([c["timesteps"] for c in curves],
+                                                [c["sim_success_rate"] for c in curves])}
+    points = [c for c in curves if f"{label}_success_rate" in c]
+    if points:
+        name = "imagined (critic's success)" if label == "imagined" else "training envs"
+        series[name] = ([c["timesteps"] for c in points], [c[f"{label}_success_rate"] for c in points])
+    _save_png(line_plot(series, "success rate while training", "env steps", "success rate"), path)

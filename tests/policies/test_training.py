@@ -1,0 +1,167 @@
+"""train-policy's parts on real data, the real world model and the real simulator: the image + proprio
+extractor, behaviour cloning, the sim-twin evaluation, checkpoints, resume and the wall-clock budget."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO, SAC
+
+from wow_gym.policies.bc import BCConfig, behaviour_clone, load_bc_dataset, random_shift
+from wow_gym.policies.export import check_parity, export_policy
+from wow_gym.policies.features import ImageProprioExtractor, SpatialSoftArgmax, policy_kwargs
+from wow_gym.policies.sim_eval import SimEvalConfig, make_sim, run_sim_episodes, sb3_actor
+from wow_gym.policies.training import PolicyTrainer, TrainPolicyConfig, latest_checkpoint, parse_env_id
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SPACE = gym.spaces.Dict({"pixels": gym.spaces.Box(0, 255, (3, 64, 64), np.uint8),
+                         "agent_pos": gym.spaces.Box(-np.inf, np.inf, (9,), np.float32)})
+
+
+def test_spatial_soft_argmax_finds_the_peak():
+    maps = torch.full((1, 2, 16, 16), -50.0)
+    maps[0, 0, 0, 15] = 50.0  # top right: x = +1, y = -1
+    maps[0, 1, 15, 0] = 50.0  # bottom left: x = -1, y = +1
+    points = SpatialSoftArgmax(16, 16)(maps)[0]
+    assert torch.allclose(points, torch.tensor([1.0, -1.0, -1.0, 1.0]), atol=1e-3)
+
+
+def test_extractor_standardises_agent_pos_and_rejects_other_spaces():
+    extractor = ImageProprioExtractor(SPACE, agent_pos_mean=[1.0] * 9, agent_pos_std=[2.0] * 9)
+    obs = {"pixels": torch.rand(3, 3, 64, 64), "agent_pos": torch.ones(3, 9)}
+    assert extractor(obs).shape == (3, 256)
+    assert torch.equal(extractor.agent_pos_mean, torch.ones(9)) and torch.equal(extractor.agent_pos_std,
+                                                                                torch.full((9,), 2.0))
+    with_state = gym.spaces.Dict({**SPACE.spaces, "environment_state": gym.spaces.Box(-1, 1, (10,))})
+    with pytest.raises(ValueError, match="exactly pixels and agent_pos"):
+        ImageProprioExtractor(with_state)
+    with pytest.raises(ValueError, match="std > 0"):
+        ImageProprioExtractor(SPACE, agent_pos_std=[0.0] * 9)
+
+
+def test_random_shift_moves_whole_frames_within_the_pad():
+    frames = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    assert torch.equal(random_shift(frames, 0, torch.Generator()), frames)
+    shifted = random_shift(frames, 2, torch.Generator().manual_seed(0))
+    assert shifted.shape == frames.shape
+    padded = torch.nn.functional.pad(frames, (2, 2, 2, 2), mode="replicate")
+    for i in range(2):  # every output frame is one 8x8 window of its padded frame
+        windows = [padded[i, :, y:y + 8, x:x + 8] for y in range(5) for x in range(5)]
+        assert any(torch.equal(shifted[i], w) for w in windows)
+
+
+def test_bc_fits_expert_actions_and_exports_at_parity(lift_data, robot_env, sim_observations):
+    data = load_bc_dataset([lift_data], successful_only=False, progress=False)
+    assert len(data) == 24 and data.pixels.shape == (24, 64, 64, 3) and data.action.shape == (24, 7)
+    mean, std = data.agent_pos_stats()
+    assert np.all(std >= 1e-2)
+    model = PPO("MultiInputPolicy", robot_env, policy_kwargs=policy_kwargs(mean, std, features_dim=64,
+                                                                            net_arch=(64,)), seed=0,
+                n_steps=16, batch_size=16, device="cpu")
+    config = BCConfig(epochs=1, batch_size=8, val_fraction=0.0, shift=0)
+    first = behaviour_clone(model, data, config, progress=False)["bc/train_loss"]
+    last = behaviour_clone(model, data, BCConfig(epochs=15, batch_size=8, val_fraction=0.0, shift=0),
+                           progress=False)["bc/train_loss"]
+    assert last < first - 0.3, (first, last)
+    # the fitted policy reproduces the expert's actions on its own frames
+    predicted, _ = model.predict({"pixels": data.pixels, "agent_pos": data.agent_pos}, deterministic=True)
+    assert np.sqrt(np.mean((predicted - data.action) ** 2)) < 0.35
+    # the extractor (keypoints, standardisation) goes through the ONNX export exactly
+    onnx = export_policy(model, lift_data.parent / "bc-export", task="lift", checkpoint="in-memory")
+    assert check_parity(model, onnx, sim_observations) < 1e-5
+
+
+def test_bc_data_errors(lift_data, tmp_path):
+    with pytest.raises(ValueError, match="none succeeds; pass successful_only=False"):
+        load_bc_dataset([lift_data], progress=False)  # two 12-step episodes: too short to lift the cube
+    with pytest.raises(ValueError, match="the policy reads 32 px"):
+        load_bc_dataset([lift_data], successful_only=False, image_size=32, progress=False)
+    with pytest.raises(Exception, match="does not exist"):
+        load_bc_dataset([tmp_path / "nothing"], progress=False)
+
+
+def test_sac_is_cloned_through_its_deterministic_actor(lift_data, robot_env):
+    data = load_bc_dataset([lift_data], successful_only=False, progress=False)
+    model = SAC("MultiInputPolicy", robot_env, policy_kwargs=policy_kwargs(*data.agent_pos_stats(), features_dim=32,
+                                                                            net_arch=(32,), algo="sac"),
+                buffer_size=100, seed=0, device="cpu")
+    losses = [behaviour_clone(model, data, BCConfig(epochs=e, batch_size=8, val_fraction=0.0, shift=0),
+                              progress=False)["bc/train_loss"] for e in (1, 10)]
+    assert losses[1] < losses[0]
+
+
+def test_sim_episodes_start_from_their_seeds_and_stop_on_success():
+    config = SimEvalConfig(episodes=2, seed=7, max_steps=3)
+    zero = lambda obs: np.zeros((len(obs["agent_pos"]), 7), np.float32)  # noqa: E731
+    first = run_sim_episodes(zero, "lift", config, keep_frames=True, progress=False)
+    again = run_sim_episodes(zero, "lift", config, keep_frames=True, progress=False)
+    assert [r.seed for r in first] == [7, 8] and [r.length for r in first] == [3, 3]
+    assert np.array_equal(first[0].frames, again[0].frames) and first[0].frames.shape == (4, 64, 64, 3)
+    assert not np.array_equal(first[0].frames[0], first[1].frames[0]), "two seeds, two layouts"
+    assert not any(r.success for r in first)
+    with pytest.raises(ValueError, match="randomize must be one of"):
+        make_sim("lift", "sometimes")
+    env = make_sim("lift", "unseen")
+    frame = env.reset(seed=7)[0]["pixels"]
+    assert not np.array_equal(frame, first[0].frames[0]), "an unseen randomization changes the scene"
+    env.close()
+
+
+def test_env_ids_are_checked():
+    assert parse_env_id("WoW/Lift-Imagined-v0") == ("Lift", True)
+    assert parse_env_id("WoW/Lift-v0") == ("Lift", False)
+    with pytest.raises(ValueError, match="unknown env 'WoW/Lift-v9'"):
+        parse_env_id("WoW/Lift-v9")
+    with pytest.raises(ValueError, match="algo must be one of"):
+        PolicyTrainer(TrainPolicyConfig(algo="dqn", out="/tmp/unused"))
+
+
+def _tiny(out, **kwargs):
+    values = dict(out=str(out), n_envs=2, total_timesteps=16, checkpoint_every=8, progress=False,
+                  bc=BCConfig(datasets=[], epochs=0),
+                  eval=SimEvalConfig(every_steps=8, episodes=2, max_steps=4))
+    values.update(kwargs)
+    from wow_gym.policies.training import PPOConfig
+
+    values.setdefault("ppo", PPOConfig(n_steps=4, batch_size=8, n_epochs=1))
+    return TrainPolicyConfig(**values)
+
+
+def test_train_in_imagination_with_bc_then_resume(tmp_path, lift_data):
+    config = _tiny(tmp_path / "run", bc=BCConfig(datasets=[str(lift_data)], epochs=1, batch_size=8, successful_only=False))
+    summary = PolicyTrainer(config).run()
+    out = tmp_path / "run"
+    assert summary["timesteps"] == 16 and summary["bc"]["bc/train_loss"] > 0
+    for name in ("bc.zip", "final.zip", "curves.json", "curves.png", "state.json", "summary.json"):
+        assert (out / name).exists(), name
+    curves = json.loads((out / "curves.json").read_text())
+    assert [c["timesteps"] for c in curves] == [0, 8, 16], "the sim twin before RL and every 8 steps"
+    assert all(0.0 <= c["sim_success_rate"] <= 1.0 for c in curves)
+    assert latest_checkpoint(out).name == "rl_16_steps.zip"
+    model = PPO.load(out / "final.zip", device="cpu")
+    assert set(model.observation_space.spaces) == {"pixels", "agent_pos"}, "no environment_state"
+    assert isinstance(model.policy.features_extractor, ImageProprioExtractor)
+
+    more = PolicyTrainer(_tiny(out, total_timesteps=24, bc=BCConfig(datasets=[str(lift_data)], epochs=1, successful_only=False))).run()
+    assert more["timesteps"] == 24, "the rerun resumes at 16 and trains the 8 steps left"
+    assert [c["timesteps"] for c in json.loads((out / "curves.json").read_text())] == [0, 8, 16, 24]
+
+
+def test_train_in_the_sim_stops_at_its_wall_clock_budget(tmp_path):
+    config = _tiny(tmp_path / "sim", env="WoW/Lift-v0", total_timesteps=10_000, max_minutes=0.05,
+                   eval=SimEvalConfig(every_steps=0, episodes=1, max_steps=2))
+    summary = PolicyTrainer(config).run()
+    assert 0 < summary["timesteps"] < 10_000 and summary["rl_seconds"] >= 3.0
+    actor = sb3_actor(PPO.load(tmp_path / "sim" / "final.zip", device="cpu"))
+    assert actor({"pixels": np.zeros((2, 64, 64, 3), np.uint8), "agent_pos": np.zeros((2, 9), np.float32),
+                  "environment_state": np.zeros((2, 10), np.float32)}).shape == (2, 7)
+    again = PolicyTrainer(config).run()
+    assert again["timesteps"] == summary["timesteps"], "the budget is spent: a rerun trains no further"
+
+
+def test_randomize_is_for_the_simulator():
+    with pytest.raises(ValueError, match="the imagined env has none to perturb"):
+        PolicyTrainer(_tiny("/tmp/unused", randomize=True)).run()
