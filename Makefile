@@ -72,5 +72,11 @@ critic: lift-data
 eval-critic: lift-data
 	$(WG) eval-critic task=lift
 
+# Policies in imagination and in the simulator from the same start states; add yours with
+# `make evaluate-policies ARGS="+run=outputs/<train command>/<timestamp>"` (or +sb3=model.zip).
+.PHONY: evaluate-policies
+evaluate-policies: $(STAMP)
+	$(WG) evaluate task=lift $(ARGS)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -5,7 +5,9 @@ limits, and runs `episodes` episodes on `arm`: sim (the robosuite twin of the po
 (xarm, franka, ur; their SDKs are the extras wow_gym[xarm|franka|ur]). shadow=true computes and logs every
 action and sends none: the first run on a new arm. Prints the success rate, stop reasons and deadline
 misses; writes steps.jsonl (a line per step), results.json, the resolved config and the git commit into
-`out`.
+`out`. On the sim arm, live, with `compare_in_process=true`, the SB3 policy the export came from also runs
+in-process (SB3's predict, no ONNX, no shield, no control loop) from the same seeds, and the two success
+rates and their per-episode agreement are printed and stored under results.json's "in_process".
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dataclasses
 import importlib
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from wow_gym.experiments.config_loading import start_run, to_dataclass
@@ -45,6 +48,8 @@ def main(argv: list[str]) -> int:
     except (ArmError, ImportError, ValueError) as error:  # SpecError, ObservationError are ValueErrors
         raise SystemExit(f"wow-gym deploy: {error}") from None
     summary = summarize(results)
+    if values["arm"] == "sim" and not values["shadow"] and values["compare_in_process"]:
+        summary["in_process"] = _in_process(policy.spec, values, results)
     atomic_write_json(out / "results.json", summary)
     mode = "shadow (nothing sent)" if values["shadow"] else "live"
     for r in results:
@@ -55,8 +60,29 @@ def main(argv: list[str]) -> int:
     print("stop reasons: " + ", ".join(f"{k}={v}" for k, v in summary["stop_reasons"].items()))
     print(f"deadline misses: {summary['deadline_misses']} of {summary['steps']} steps "
           f"({robot.control_freq} Hz)")
+    if "in_process" in summary:
+        check = summary["in_process"]
+        print(f"in-process SB3 policy from the same seeds: success rate {check['success_rate']:.0%}; "
+              f"runner and in-process agree on {check['agreement']:.0%} of episodes")
     print(f"log: {out / 'steps.jsonl'}; results: {out / 'results.json'}")
     return 0
+
+
+def _in_process(spec: dict[str, Any], values: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+    """The exported policy's source checkpoint run in-process in the simulator, from the runner's seeds."""
+    from wow_gym.policies.export import load_sb3
+    from wow_gym.policies.sim_eval import SimEvalConfig, run_sim_episodes, sb3_actor
+
+    checkpoint = spec.get("source_checkpoint")
+    if not checkpoint or not Path(checkpoint).exists():
+        raise SystemExit(f"wow-gym deploy: compare_in_process needs the SB3 zip the policy was exported from; "
+                         f"policy.json names {checkpoint!r}, which is not a file (set compare_in_process=false)")
+    config = SimEvalConfig(episodes=values["episodes"], seed=values["seed"], max_steps=values["max_steps"],
+                           terminate_on_success=values["stop_on_success"])
+    episodes = run_sim_episodes(sb3_actor(load_sb3(checkpoint)), spec["task"], config)
+    agree = [e.success == r.success for e, r in zip(episodes, results)]
+    return {"checkpoint": checkpoint, "success_rate": float(sum(e.success for e in episodes) / len(episodes)),
+            "success": [e.success for e in episodes], "agreement": float(sum(agree) / len(agree))}
 
 
 def _load_camera(path: str) -> Callable[[], Any]:

@@ -87,6 +87,7 @@ class TrainPolicyConfig:
     world_model: str | None = None  # imagined envs: a checkpoint dir; None: the shipped one
     reward_model: str | None = None  # imagined envs: critic | heads; None: the shipped critic
     sampling_steps: int | None = None
+    init: str | None = None  # start from this SB3 zip (e.g. another run's bc.zip) instead of cloning
     bc: BCConfig = field(default_factory=BCConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     sac: SACConfig = field(default_factory=SACConfig)
@@ -162,6 +163,10 @@ class SimTwinEval(BaseCallback):
         if not self.curves:
             self.evaluate()
 
+    def _on_training_end(self) -> None:
+        if self.curves[-1]["timesteps"] != self.num_timesteps:
+            self.evaluate()
+
     def _on_step(self) -> bool:
         infos, dones, rewards = self.locals["infos"], self.locals["dones"], self.locals["rewards"]
         if self._running is None:
@@ -199,20 +204,25 @@ class SimTwinEval(BaseCallback):
 
 class WallClock(BaseCallback):
     """Stops learn() once the RL phase has used `max_minutes` in all (state.json keeps the sum across
-    resumes) and saves a checkpoint every `every` env steps (SAC: with its replay buffer)."""
+    resumes) and saves a checkpoint every `every` env steps (SAC: with its replay buffer). Sim-twin
+    evaluations during training count (they are the same for every env); the final one does not."""
 
     def __init__(self, out: Path, max_minutes: float | None, every: int, spent: float) -> None:
         super().__init__()
         self.out, self.max_seconds, self.every, self.spent = out, (max_minutes or 0) * 60 or None, every, spent
         self._started = time.monotonic()
+        self._stopped: float | None = None
         self._next = 0
 
     def _on_training_start(self) -> None:
-        self._started = time.monotonic()
+        self._started, self._stopped = time.monotonic(), None
         self._next = (self.num_timesteps // self.every + 1) * self.every
 
+    def _on_training_end(self) -> None:
+        self._stopped = time.monotonic()  # the final sim-twin evaluation does not count
+
     def elapsed(self) -> float:
-        return self.spent + time.monotonic() - self._started
+        return self.spent + (self._stopped or time.monotonic()) - self._started
 
     def _on_step(self) -> bool:
         out_of_time = self.max_seconds is not None and self.elapsed() >= self.max_seconds
@@ -272,7 +282,7 @@ class PolicyTrainer:
                           float(state.get("rl_seconds", 0.0)))
         remaining = cfg.total_timesteps - model.num_timesteps
         if remaining > 0 and not (clock.max_seconds and clock.spent >= clock.max_seconds):
-            model.learn(remaining, callback=CallbackList([evaluation, clock]), reset_num_timesteps=False,
+            model.learn(remaining, callback=CallbackList([clock, evaluation]), reset_num_timesteps=False,
                         tb_log_name="rl", progress_bar=cfg.progress)
             clock.save()
         elif not curves or curves[-1]["timesteps"] != model.num_timesteps:  # BC only, or the budget is spent
@@ -303,6 +313,14 @@ class PolicyTrainer:
                 model.load_replay_buffer(replay)
             return model, read_state(self.out).get("bc")
         bc_path = self.out / "bc.zip"
+        if cfg.init is not None and not bc_path.exists():  # a shared warm start: this run's bc.zip
+            if not Path(cfg.init).is_file():
+                raise ValueError(f"init={cfg.init!r} is not a file; pass an SB3 zip (a run's bc.zip or final.zip)")
+            model = algorithm.load(cfg.init, env=venv, device=device)
+            model.save(bc_path)
+            source = read_state(Path(cfg.init).parent)
+            write_state(self.out, {"init": str(cfg.init), "bc": source.get("bc"),
+                                   "bc_seconds": source.get("bc_seconds")})
         if bc_path.exists():
             model = algorithm.load(bc_path, env=venv, device=device, tensorboard_log=str(self.out / "tensorboard"))
             return model, read_state(self.out).get("bc")

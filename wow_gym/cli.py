@@ -18,7 +18,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval-idm": ("eval_idm", "FM-IDM: action error per variant, replay success in MuJoCo, physics check"),
     "train-critic": ("train_critic", "train SOPHIA's critic (video + instruction -> scores, success, critique)"),
     "eval-critic": ("eval_critic", "the critic's calibration against the simulator on held-out data"),
+    "train-policy": ("train_policy", "BC warm start + PPO/SAC in imagination or in the simulator, watched in the sim twin"),
     "export-policy": ("export_policy", "an SB3 policy to ONNX + policy.json, parity-checked in the simulator"),
+    "evaluate": ("evaluate", "policies in the imagined env and its sim twin from the same starts: success, returns, ranking"),
     "deploy": ("deploy", "run an exported policy on an arm (sim, xarm, franka, ur) through the safety shield"),
     "demo": ("demo", "the main job on the shipped defaults (what `make demo` runs)"),
 }

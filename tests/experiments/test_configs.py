@@ -192,3 +192,27 @@ def test_train_critic_then_eval_critic_tiny_budget(tmp_path):
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert results["held_out_kinds"] == ["sink", "pass_through", "shuffle"]
     assert list((tmp_path / "eval" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_train_policy_then_evaluate_export_and_deploy_tiny_budget(tmp_path):
+    """The policy pipeline from the CLI: BC + PPO in imagination, its checkpoints evaluated in both worlds,
+    the final policy exported and run live by the deployment runner on the sim arm beside the in-process one."""
+    data = tmp_path / "expert"
+    _wow_gym(["collect", "task=lift", "policy=expert", "episodes=1", "max_steps=10", "workers=1",
+              "progress=false", f"root={data}"], tmp_path)
+    run = tmp_path / "policy"
+    out = _wow_gym(["train-policy", f"out={run}", f"bc.datasets=[{data}]", "bc.epochs=1", "bc.successful_only=false",
+                    "total_timesteps=8", "n_envs=2", "ppo.n_steps=4", "ppo.batch_size=8", "ppo.n_epochs=1",
+                    "checkpoint_every=4", "eval.every_steps=0", "eval.episodes=1", "eval.max_steps=3",
+                    "progress=false"], tmp_path)
+    assert "ppo on WoW/Lift-Imagined-v0: 8 RL steps" in out and f"policy: {run / 'final.zip'}" in out
+    out = _wow_gym(["evaluate", "policies=[]", f"+run={run}", "n_episodes=1", "max_steps=3", "gifs=false",
+                    "progress=false", f"out={tmp_path / 'eval'}"], tmp_path)
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    names = [p["name"] for p in results["policies"]]
+    assert names == ["policy@bc", "policy@rl_4_steps", "policy@rl_8_steps", "policy@final"], names
+    _wow_gym(["export-policy", f"checkpoint={run / 'final.zip'}", f"out={tmp_path / 'exported'}",
+              "parity_observations=2"], tmp_path)
+    out = _wow_gym(["deploy", f"policy={tmp_path / 'exported'}", "shadow=false", "episodes=1", "max_steps=3",
+                    f"out={tmp_path / 'deploy'}"], tmp_path)
+    assert "runner and in-process agree on 100% of episodes" in out

@@ -34,8 +34,10 @@ def test_export_policy_then_deploy_on_the_sim(ppo, tmp_path):
                               "max_steps=3", f"out={tmp_path / 'run'}"], tmp_path).stdout
     assert "sim arm, live: success rate 0% over 2 episodes" in out
     assert "stop reasons: max_steps=2" in out and "deadline misses:" in out
+    assert "in-process SB3 policy from the same seeds: success rate 0%; runner and in-process agree on 100%" in out
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["episodes"] == 2 and results["sent"] == 6
+    assert results["in_process"]["success"] == [False, False]
     log = read_log(tmp_path / "run" / "steps.jsonl")
     assert [r["event"] for r in log].count("step") == 6 and log[-1]["event"] == "episode_end"
     assert (tmp_path / "run" / "config.yaml").exists()

@@ -155,6 +155,7 @@ def test_train_in_the_sim_stops_at_its_wall_clock_budget(tmp_path):
                    eval=SimEvalConfig(every_steps=0, episodes=1, max_steps=2))
     summary = PolicyTrainer(config).run()
     assert 0 < summary["timesteps"] < 10_000 and summary["rl_seconds"] >= 3.0
+    assert [c["timesteps"] for c in summary["curves"]] == [0, summary["timesteps"]], "before RL and at its end"
     actor = sb3_actor(PPO.load(tmp_path / "sim" / "final.zip", device="cpu"))
     assert actor({"pixels": np.zeros((2, 64, 64, 3), np.uint8), "agent_pos": np.zeros((2, 9), np.float32),
                   "environment_state": np.zeros((2, 10), np.float32)}).shape == (2, 7)
@@ -165,3 +166,19 @@ def test_train_in_the_sim_stops_at_its_wall_clock_budget(tmp_path):
 def test_randomize_is_for_the_simulator():
     with pytest.raises(ValueError, match="the imagined env has none to perturb"):
         PolicyTrainer(_tiny("/tmp/unused", randomize=True)).run()
+
+
+def test_a_run_can_start_from_a_shared_warm_start(tmp_path, robot_env):
+    start = PPO("MultiInputPolicy", robot_env, policy_kwargs=policy_kwargs(features_dim=32, net_arch=(32,)),
+                n_steps=16, batch_size=16, seed=3, device="cpu")
+    start.save(tmp_path / "start.zip")
+    config = _tiny(tmp_path / "from-start", env="WoW/Lift-v0", init=str(tmp_path / "start.zip"),
+                   total_timesteps=0, eval=SimEvalConfig(every_steps=0, episodes=1, max_steps=2))
+    summary = PolicyTrainer(config).run()
+    assert summary["timesteps"] == 0 and len(summary["curves"]) == 1, "BC only: one sim-twin evaluation"
+    copied = PPO.load(tmp_path / "from-start" / "bc.zip", device="cpu").policy.state_dict()
+    for name, value in start.policy.state_dict().items():
+        assert torch.equal(copied[name], value), name
+    assert json.loads((tmp_path / "from-start" / "state.json").read_text())["init"] == str(tmp_path / "start.zip")
+    with pytest.raises(ValueError, match="is not a file"):
+        PolicyTrainer(_tiny(tmp_path / "missing", env="WoW/Lift-v0", init=str(tmp_path / "none.zip"))).run()

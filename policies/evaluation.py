@@ -1,0 +1,580 @@
+"""Paired evaluation of policies in the imagined env and in its simulator twin, from the same start states.
+
+Every policy runs `n_episodes` episodes in each world. Episode i starts from the simulator layout of seed
+`seed + i`; the imagined env starts from exactly that physical state (its `sim_state`), so each pair of
+episodes differs only in who steps the world: MuJoCo or the world model. Per policy: success rate and
+return in each world, the critic's return on the simulator's own frames, exploitability (how much more
+the critic pays in imagination than on real physics for the same policy) and per-episode agreement. Across
+policies: how well the imagined ranking predicts the simulator's (Pearson, Spearman, MMRV).
+
+Domain randomization (`randomize`) perturbs the simulator side only; the world model has none, so the
+imagined episode starts from the nominal rendering of the same physical state.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from tqdm import tqdm
+
+from wow_gym.envs.wrappers import CriticReward
+from wow_gym.policies.sim_eval import RANDOMIZATIONS, make_sim, sb3_actor
+from wow_gym.policies.sim_eval import UNSEEN_RANDOMIZATION  # noqa: F401  (what randomize=unseen draws from)
+from wow_gym.registry import task_info
+from wow_gym.rollout import ACTION_DIM
+
+POLICY_KINDS = ("random", "zero", "sb3", "run")
+_STEPS_IN_NAME = re.compile(r"_(\d+)_steps$")
+
+
+# -- config ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PolicyEntry:
+    """One policy to evaluate: kind random | zero | sb3 (a zip at `path`) | run (a training-run folder)."""
+
+    name: str | None = None  # None: the kind, the zip's stem or the run folder's name
+    kind: str = "random"
+    path: str | None = None
+    noise_std: float = 0.0  # > 0: seeded Gaussian noise on the actions, clipped to [-1, 1]
+
+    def __post_init__(self) -> None:
+        if self.kind not in POLICY_KINDS:
+            raise ValueError(f"policy {self.name!r}: unknown kind {self.kind!r}; expected one of "
+                             f"{list(POLICY_KINDS)}")
+        if self.kind in ("sb3", "run") and not self.path:
+            raise ValueError(f"policy {self.name!r} of kind {self.kind} needs a path (an SB3 zip for sb3, a "
+                             "training-run folder for run)")
+        if not self.noise_std >= 0:
+            raise ValueError(f"policy {self.name!r}: noise_std must be >= 0, got {self.noise_std}")
+        if self.name is None:
+            path = Path(self.path or "")
+            self.name = {"sb3": path.stem, "run": path.name}.get(self.kind, self.kind)
+
+
+@dataclass
+class EvaluateConfig:
+    """See experiments/conf/evaluate.yaml for the meaning of each key."""
+
+    task: str = "lift"
+    policies: list[PolicyEntry] = field(default_factory=lambda: [PolicyEntry("random", "random"),
+                                                                 PolicyEntry("zero", "zero")])
+    run: str | list[str] | None = None  # training-run folders added as kind-run entries
+    sb3: str | list[str] | None = None  # SB3 zips added as kind-sb3 entries
+    n_episodes: int = 16
+    max_steps: int = 100
+    seed: int = 0
+    randomize: str = "none"
+    world_model: str | None = None
+    critic: str | None = None
+    sampling_steps: int | None = None
+    gifs: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.policies = [_entry(p) for p in self.policies]
+        for kind in ("run", "sb3"):
+            paths = getattr(self, kind)
+            self.policies += [PolicyEntry(kind=kind, path=str(p)) for p in
+                              ([] if paths is None else [paths] if isinstance(paths, str) else paths)]
+        if self.n_episodes < 1:
+            raise ValueError(f"n_episodes must be >= 1 (start states per policy), got {self.n_episodes}")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.randomize not in RANDOMIZATIONS:
+            raise ValueError(f"randomize must be one of {list(RANDOMIZATIONS)}, got {self.randomize!r}")
+        if not self.policies:
+            raise ValueError("no policies to evaluate; give policies=[...], +run=<folder> or +sb3=<zip>")
+
+
+def _entry(value: PolicyEntry | dict[str, Any]) -> PolicyEntry:
+    if isinstance(value, PolicyEntry):
+        return value
+    unknown = sorted(set(value) - set(PolicyEntry.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown policy keys {unknown} in {value}; expected name, kind, path, noise_std")
+    return PolicyEntry(**value)
+
+
+# -- policies ----------------------------------------------------------------------------------------------
+
+
+class Policy(Protocol):
+    """Acts on a batch of observations: act({key: [n, ...]}) -> actions [n, 7] float32."""
+
+    def reset(self, n: int, seed: int) -> None: ...
+
+    def act(self, observation: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class RandomPolicy:
+    """Uniform in the action box, seeded by reset."""
+
+    def reset(self, n: int, seed: int) -> None:
+        self.n, self.rng = n, np.random.default_rng(seed)
+
+    def act(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, (self.n, ACTION_DIM)).astype(np.float32)
+
+
+class ZeroPolicy:
+    """The all-zero action: the arm holds its pose, the gripper stays."""
+
+    def reset(self, n: int, seed: int) -> None:
+        self.n = n
+
+    def act(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        return np.zeros((self.n, ACTION_DIM), np.float32)
+
+
+class SB3Policy:
+    """A stable-baselines3 model, deterministic, fed only the observation keys it was trained on."""
+
+    def __init__(self, model: Any) -> None:
+        self.actor = sb3_actor(model)
+
+    def reset(self, n: int, seed: int) -> None:
+        pass
+
+    def act(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self.actor(observation), np.float32).reshape(-1, ACTION_DIM)
+
+
+class NoisyPolicy:
+    """Another policy's actions plus seeded Gaussian noise, clipped to [-1, 1]."""
+
+    def __init__(self, policy: Policy, std: float) -> None:
+        self.policy, self.std = policy, std
+
+    def reset(self, n: int, seed: int) -> None:
+        self.policy.reset(n, seed)
+        self.rng = np.random.default_rng([seed, 1])  # a stream apart from the random policy's
+
+    def act(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        action = self.policy.act(observation)
+        return np.clip(action + self.rng.normal(0.0, self.std, action.shape), -1.0, 1.0).astype(np.float32)
+
+
+def run_checkpoints(folder: str | Path) -> list[Path]:
+    """A training run's policies in training order: bc.zip, checkpoints/*.zip by step, final.zip."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"run folder {folder} not found; expected a training-run folder holding "
+                         "checkpoints/*.zip, bc.zip or final.zip")
+
+    def step(path: Path) -> tuple[float, str]:
+        match = _STEPS_IN_NAME.search(path.stem)
+        return (int(match.group(1)) if match else math.inf, path.stem)
+
+    found = [folder / "bc.zip"] if (folder / "bc.zip").is_file() else []
+    found += sorted((folder / "checkpoints").glob("*.zip"), key=step)
+    found += [folder / "final.zip"] if (folder / "final.zip").is_file() else []
+    if not found:
+        raise ValueError(f"run folder {folder} holds no policies; expected checkpoints/*.zip (e.g. "
+                         "rl_4096_steps.zip), bc.zip or final.zip")
+    return found
+
+
+def expand_entries(entries: list[PolicyEntry]) -> list[PolicyEntry]:
+    """Each kind-run entry becomes one sb3 entry per checkpoint, named <name>@<file stem>; names are unique."""
+    expanded = []
+    for entry in entries:
+        if entry.kind == "run":
+            expanded += [PolicyEntry(f"{entry.name}@{p.stem}", "sb3", str(p), entry.noise_std)
+                         for p in run_checkpoints(entry.path)]
+        else:
+            expanded.append(entry)
+    names = [e.name for e in expanded]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"policy names {repeated} appear more than once; give each policy its own name")
+    return expanded
+
+
+def make_policy(entry: PolicyEntry, observation_space: spaces.Dict) -> Policy:
+    """The Policy of an entry (sb3 zips loaded and checked against the envs' observation space)."""
+    if entry.kind == "random":
+        policy: Policy = RandomPolicy()
+    elif entry.kind == "zero":
+        policy = ZeroPolicy()
+    elif entry.kind == "sb3":
+        from wow_gym.policies.export import load_sb3
+
+        if not Path(entry.path).is_file():
+            raise ValueError(f"policy {entry.name!r}: {entry.path} not found; expected a stable-baselines3 "
+                             "zip (model.save)")
+        model = load_sb3(entry.path, "auto")
+        check_policy_spaces(entry.name, model.observation_space, model.action_space, observation_space)
+        policy = SB3Policy(model)
+    else:
+        raise ValueError(f"policy {entry.name!r}: cannot act with kind {entry.kind!r}; expand runs first")
+    return NoisyPolicy(policy, entry.noise_std) if entry.noise_std > 0 else policy
+
+
+def check_policy_spaces(name: str, policy_space: spaces.Space, action_space: spaces.Space,
+                        env_space: spaces.Dict) -> None:
+    """An error unless the policy reads some of the envs' keys, with their shapes, and acts in Box (7,)."""
+    from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+
+    if not isinstance(action_space, spaces.Box) or action_space.shape != (ACTION_DIM,):
+        raise ValueError(f"policy {name!r} acts in {action_space}; the envs expect Box(-1, 1, "
+                         f"({ACTION_DIM},)) OSC_POSE deltas")
+    if not isinstance(policy_space, spaces.Dict):
+        raise TypeError(f"policy {name!r} reads a {type(policy_space).__name__}; expected a Dict of "
+                         f"{sorted(env_space.spaces)} (train with MultiInputPolicy)")
+    missing = sorted(set(policy_space.spaces) - set(env_space.spaces))
+    if missing:
+        raise ValueError(f"policy {name!r} reads {missing}, which the envs do not give; they give "
+                         f"{sorted(env_space.spaces)}")
+    for key, box in policy_space.spaces.items():
+        shape, want = box.shape, env_space[key].shape
+        if is_image_space(box) and is_image_space_channels_first(box):
+            shape = (*shape[1:], shape[0])  # SB3 stores images channels first; the envs give H x W x C
+        if shape != want:
+            what = (f"{shape[0]}x{shape[1]} frames; the envs render {want[0]}x{want[1]}: retrain at that "
+                    "size or use a world model of that size" if key == "pixels" and len(shape) == 3 else
+                    f"shape {shape}; the envs give {want}")
+            raise ValueError(f"policy {name!r} reads {key} of {what}")
+
+
+# -- metrics -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Correlation:
+    """Imagined vs simulated figures across policies; None (with a note saying why) where undefined."""
+
+    pearson: float | None
+    spearman: float | None
+    mmrv: float | None
+    note: str = ""
+
+
+def mmrv(sim: np.ndarray, imagined: np.ndarray) -> float | None:
+    """Mean maximum rank violation (SIMPLER, Li et al. 2024) of the imagined figures against the sim's.
+
+    MMRV = (1/N) sum_i max_j |s_i - s_j| * 1[(v_i < v_j) != (s_i < s_j)], with s the sim figures and v the
+    imagined ones: each policy's worst ranking mistake, weighted by how far apart the two really are, and
+    averaged. Ties: a pair tied in the sim never counts (its weight |s_i - s_j| is 0); a pair tied in
+    imagination but not in the sim counts once (in the row of the policy that is worse in the sim), as the
+    imagined env failed to separate them. 0 is a perfect ranking. None for fewer than 2 policies.
+    """
+    s, v = np.asarray(sim, np.float64), np.asarray(imagined, np.float64)
+    if len(s) < 2:
+        return None
+    violated = (v[:, None] < v[None, :]) != (s[:, None] < s[None, :])
+    return float(np.mean(np.max(np.abs(s[:, None] - s[None, :]) * violated, axis=1)))
+
+
+def correlation(sim: np.ndarray, imagined: np.ndarray) -> Correlation:
+    """How well imagined figures across policies track the simulator's (see Correlation)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    s, v = np.asarray(sim, np.float64), np.asarray(imagined, np.float64)
+    if len(s) < 2:
+        return Correlation(None, None, None, f"{len(s)} policy: correlations need at least 2")
+    flat = [world for world, x in (("sim", s), ("imagined", v)) if not np.all(np.isfinite(x)) or np.ptp(x) == 0]
+    if flat:
+        note = (f"the {' and '.join(flat)} figures are the same for every policy (no variance) or not finite, "
+                "so correlations are undefined")
+        return Correlation(None, None, mmrv(s, v), note)
+    return Correlation(float(pearsonr(s, v)[0]), float(spearmanr(s, v)[0]), mmrv(s, v))
+
+
+# -- paired rollouts ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    sim_success: bool
+    imagined_success: bool
+    sim_return: float  # the simulator's shaped reward
+    imagined_return: float  # the critic's reward on imagined frames (the imagined env's reward)
+    sim_critic_return: float  # the same critic's reward on the simulator's frames
+    sim_critic_success: bool
+    start_psnr: float  # imagined first frame vs sim first frame (100: identical)
+
+
+@dataclass
+class PolicyResult:
+    name: str
+    kind: str
+    path: str | None
+    noise_std: float
+    episodes: list[EpisodeResult]
+    imagined_success_rate: float
+    sim_success_rate: float
+    imagined_return: float
+    sim_return: float
+    sim_critic_return: float
+    exploitability: float  # mean(imagined critic return - sim critic return)
+    agreement: float  # fraction of start states where imagined success == sim success
+    frames: dict[str, np.ndarray] = field(default_factory=dict, metadata={"json": False})  # episode 0
+
+
+@dataclass
+class EvaluateResults:
+    task: str
+    world_model: str
+    critic: str
+    n_episodes: int
+    max_steps: int
+    seed: int
+    randomize: str
+    policies: list[PolicyResult]
+    success: Correlation  # success rates, imagined vs sim
+    returns: Correlation  # imagined return vs the simulator's return
+    seconds: float
+
+
+class PairedEnvs:
+    """n sim envs stepped in lockstep (one SyncVectorEnv) and n imagined envs (one model batch), reset to the
+    same start states. Each sim env carries its own critic stream over the one shared critic network."""
+
+    def __init__(self, config: EvaluateConfig, model: Any, critic: Any) -> None:
+        from wow_gym.envs.imagined_env import ImaginedVectorEnv
+        from wow_gym.world_models.critic import CriticRewardModel
+
+        info, n = task_info(config.task), config.n_episodes
+        self.seed = config.seed
+        make = partial(_sim_env, info.name, model.config.image_size, config.max_steps, config.randomize, critic)
+        self.sim = gym.vector.SyncVectorEnv([make for _ in range(n)])
+        # One step past max_steps: the episodes end where we stop stepping, never in a same-step autoreset.
+        self.imagined = ImaginedVectorEnv(num_envs=n, task=info.name, model=model,
+                                          reward_model=CriticRewardModel(critic=critic),
+                                          sampling_steps=config.sampling_steps,
+                                          max_episode_steps=config.max_steps + 1)
+
+    def reset(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Episode i of both worlds from the sim layout of seed + i (randomized first, then restored)."""
+        n = self.sim.num_envs
+        sim_observation, _ = self.sim.reset(seed=[self.seed + i for i in range(n)])
+        states = np.stack([env.unwrapped.get_sim_state() for env in self.sim.envs])
+        imagined_observation, _ = self.imagined.reset(seed=self.seed, options={"sim_state": states})
+        return sim_observation, imagined_observation
+
+    def close(self) -> None:
+        self.sim.close()
+        self.imagined.close()
+
+
+def _sim_env(task: str, image_size: int, max_steps: int, randomize: str, critic: Any) -> gym.Env:
+    from wow_gym.world_models.critic import CriticRewardModel
+
+    env = make_sim(task, randomize, image_size=image_size, max_episode_steps=max_steps)
+    # A CriticRewardModel keeps per-row state, so each env gets its own (the network is shared).
+    return CriticReward(env, reward_model=CriticRewardModel(critic=critic))
+
+
+def rollout(env: gym.vector.VectorEnv, policy: Policy, observation: dict[str, np.ndarray], steps: int,
+            seed: int, bar: tqdm) -> dict[str, np.ndarray]:
+    """Step a vector env `steps` times under a policy: success [n], critic and sim rewards [n,T], frames."""
+    n = env.num_envs
+    policy.reset(n, seed)
+    frames, success, critic_success = [observation["pixels"][0]], np.zeros(n, bool), np.zeros(n, bool)
+    reward, reward_sim = np.zeros((n, steps)), np.full((n, steps), np.nan)
+    for t in range(steps):
+        observation, reward[:, t], _, _, info = env.step(policy.act(observation))
+        success |= np.asarray(info["is_success"], bool)
+        critic_success |= np.asarray(info.get("critic_success", info["is_success"]), bool)
+        if "reward_sim" in info:
+            reward_sim[:, t] = info["reward_sim"]
+        frames.append(observation["pixels"][0])
+        bar.update(1)
+    return {"success": success, "critic_success": critic_success, "reward": reward, "reward_sim": reward_sim,
+            "frames": np.stack(frames)}
+
+
+def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_steps: int, bar: tqdm,
+                    keep_frames: bool = True) -> PolicyResult:
+    """Both worlds from the same start states; the policy is reset with the same seed before each world, so
+    random and noisy policies draw the same noise in both."""
+    from wow_gym.world_models.evaluation import psnr
+
+    sim_observation, imagined_observation = envs.reset()
+    starts = psnr(sim_observation["pixels"], imagined_observation["pixels"])
+    bar.set_description(f"{entry.name} sim")
+    sim = rollout(envs.sim, policy, sim_observation, max_steps, envs.seed, bar)
+    bar.set_description(f"{entry.name} imagined")
+    imagined = rollout(envs.imagined, policy, imagined_observation, max_steps, envs.seed, bar)
+    sim_return, sim_critic, imagined_return = (x.sum(1) for x in (sim["reward_sim"], sim["reward"],
+                                                                   imagined["reward"]))
+    episodes = [EpisodeResult(envs.seed + i, bool(sim["success"][i]), bool(imagined["success"][i]),
+                              float(sim_return[i]), float(imagined_return[i]), float(sim_critic[i]),
+                              bool(sim["critic_success"][i]), float(starts[i])) for i in range(len(starts))]
+    return PolicyResult(
+        entry.name, entry.kind, entry.path, entry.noise_std, episodes,
+        imagined_success_rate=float(imagined["success"].mean()),
+        sim_success_rate=float(sim["success"].mean()),
+        imagined_return=float(imagined_return.mean()), sim_return=float(sim_return.mean()),
+        sim_critic_return=float(sim_critic.mean()),
+        exploitability=float(np.mean(imagined_return - sim_critic)),
+        agreement=float(np.mean(imagined["success"] == sim["success"])),
+        frames={"sim": sim["frames"], "imagined": imagined["frames"]} if keep_frames else {})
+
+
+def evaluate(config: EvaluateConfig) -> EvaluateResults:
+    """Every policy of the config in both worlds; the world model and critic are loaded once for all."""
+    from wow_gym.envs.imagined_env import imagined_spaces, load_world_model
+    from wow_gym.world_models import default_checkpoint
+    from wow_gym.world_models.critic import LearnedCritic, default_critic
+
+    start = time.time()
+    entries = expand_entries(config.policies)
+    model = load_world_model(config.task, config.world_model)
+    critic = LearnedCritic.load(config.critic, config.task)
+    observation_space, _ = imagined_spaces(model)
+    policies = [make_policy(entry, observation_space) for entry in entries]  # bad zips fail before the envs
+    envs = PairedEnvs(config, model, critic)
+    try:
+        with tqdm(total=2 * len(entries) * config.max_steps, disable=not config.progress, unit="step") as bar:
+            results = [evaluate_policy(entry, policy, envs, config.max_steps, bar, config.gifs)
+                       for entry, policy in zip(entries, policies)]
+    finally:
+        envs.close()
+    figure = {key: np.array([getattr(r, key) for r in results]) for key in
+              ("sim_success_rate", "imagined_success_rate", "sim_return", "imagined_return")}
+    return EvaluateResults(
+        task_info(config.task).name, str(config.world_model or default_checkpoint(config.task)),
+        str(config.critic or default_critic(config.task)), config.n_episodes, config.max_steps, config.seed,
+        config.randomize, results,
+        success=correlation(figure["sim_success_rate"], figure["imagined_success_rate"]),
+        returns=correlation(figure["sim_return"], figure["imagined_return"]), seconds=time.time() - start)
+
+
+# -- report ------------------------------------------------------------------------------------------------
+
+NOTES = """Success: any step's `is_success` (imagined: SOPHIA's critic on the imagined frames; sim: the
+simulator). Returns are sums over the episode: imagined = the critic's reward on imagined frames, sim = the
+simulator's shaped reward, sim critic = the critic's reward on the simulator's own frames. Exploitability =
+mean(imagined return - sim critic return): what the critic pays in imagination beyond what it pays the same
+policy on real physics. Agreement = the fraction of start states where imagined and sim success agree.
+MMRV (mean maximum rank violation, SIMPLER) = (1/N) sum_i max_j |s_i - s_j| 1[(v_i < v_j) != (s_i < s_j)],
+s = sim, v = imagined: 0 is a perfect ranking. Domain randomization, if any, is on the simulator side only;
+the imagined episode starts from the nominal rendering of the same physical state."""
+
+
+def summary_lines(results: EvaluateResults) -> list[str]:
+    """One markdown row per policy: success, returns, exploitability and agreement in both worlds."""
+    from wow_gym.world_models.report import _fmt
+
+    head = ("policy", "imagined success", "sim success", "imagined return", "sim return", "sim critic return",
+            "exploitability", "agreement")
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 7]
+    lines += [f"| {r.name} | {_fmt(r.imagined_success_rate)} | {_fmt(r.sim_success_rate)} | "
+              f"{_fmt(r.imagined_return)} | {_fmt(r.sim_return)} | {_fmt(r.sim_critic_return)} | "
+              f"{_fmt(r.exploitability)} | {_fmt(r.agreement)} |" for r in results.policies]
+    return lines
+
+
+def correlation_lines(results: EvaluateResults) -> list[str]:
+    """Pearson, Spearman and MMRV of imagined vs sim success rates and returns across policies."""
+    from wow_gym.world_models.report import _fmt
+
+    lines = ["| across policies | Pearson | Spearman | MMRV |", "|---|---:|---:|---:|"]
+    rows = {"success rate": results.success, "return": results.returns}
+    lines += [f"| {name} | " + " | ".join(_fmt(x, digits=3) for x in (c.pearson, c.spearman, c.mmrv)) + " |"
+              for name, c in rows.items()]
+    return lines + [f"\n{name}: {c.note}." for name, c in rows.items() if c.note]
+
+
+def scatter_plot(points: dict[str, tuple[float, float]], title: str, x_label: str, y_label: str,
+                 bounds: tuple[float, float] | None = None, size: int = 460) -> Any:
+    """A square scatter of named (x, y) points over the y = x diagonal, each point numbered in the legend."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from wow_gym.world_models.report import COLORS
+
+    font = ImageFont.load_default(size=12)
+    finite = [v for p in points.values() for v in p if math.isfinite(v)]
+    ticks = np.linspace(*(bounds or (min(finite, default=0.0), max(finite, default=1.0))), 6)
+    pad = 0.05 * (ticks[-1] - ticks[0] or abs(ticks[-1]) or 1.0)
+    low, high = ticks[0] - pad, ticks[-1] + pad
+    image = Image.new("RGB", (size + 200, size), "white")
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = 60, 44, size - 20, size - 50
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        scale = lambda value, a, b: a + (value - low) / (high - low) * (b - a)  # noqa: E731
+        return scale(x, left, right), scale(y, bottom, top)
+
+    draw.rectangle([left, top, right, bottom], outline="black")
+    for v in ticks:
+        (px, _), (_, py) = at(v, low), at(low, v)
+        draw.line([left + 1, py, right - 1, py], fill=(230, 230, 230))
+        draw.text((px, bottom + 6), f"{v:.3g}", fill="black", font=font, anchor="mt")
+        draw.text((left - 6, py), f"{v:.3g}", fill="black", font=font, anchor="rm")
+    draw.line([at(low, low), at(high, high)], fill=(150, 150, 150), width=1)
+    draw.text(((left + right) / 2, 6), title, fill="black", font=font, anchor="mt")
+    draw.text(((left + right) / 2, size - 8), x_label, fill="black", font=font, anchor="mb")
+    draw.text((6, top - 18), y_label, fill="black", font=font)
+    for i, (name, (x, y)) in enumerate(points.items()):
+        color, (px, py) = COLORS[i % len(COLORS)], at(x, y)
+        draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=color)
+        draw.text((px + 6, py - 6), str(i + 1), fill=color, font=font)
+        draw.text((size, top + 16 * i), f"{i + 1} {name}"[:32], fill=color, font=font)
+    return image
+
+
+def write_report(results: EvaluateResults, out_dir: str | Path) -> Path:
+    """Write report.md, results.json, agreement.png, returns.png and the GIFs; return report.md's path."""
+    import json
+
+    from wow_gym.contact_sheet import save_gif
+    from wow_gym.provenance import atomic_write_text, git_commit
+    from wow_gym.world_models.report import _panel, _save_png, to_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "results.json", json.dumps(to_json(results), indent=1) + "\n")
+    for name, key, what, bounds in (("agreement.png", "success_rate", "success rate", (0.0, 1.0)),
+                                    ("returns.png", "return", "return", None)):
+        points = {p.name: (getattr(p, f"sim_{key}"), getattr(p, f"imagined_{key}")) for p in results.policies}
+        _save_png(scatter_plot(points, f"{what} per policy: imagined vs sim (grey: y = x)", f"sim {what}",
+                               f"imagined {what}", bounds), out_dir / name)
+    r, commit = results, git_commit().get("commit", "unknown")
+    lines = [f"# Policies in imagination and in the simulator: {r.task}", "",
+             (f"world model `{r.world_model}`, critic `{r.critic}`, commit `{commit}`; {r.n_episodes} start "
+              f"states (seeds {r.seed}..{r.seed + r.n_episodes - 1}), {r.max_steps} steps, sim randomization "
+              f"`{r.randomize}`, {r.seconds:.0f} s"), "",
+             "## Per policy", "", *summary_lines(r), "", NOTES, "",
+             "## Does imagination rank policies as the simulator does?", "", *correlation_lines(r), "",
+             "![success rates](agreement.png) ![returns](returns.png)", ""]
+    if r.policies and r.policies[0].frames:
+        lines += ["## Episode 0 of each policy: simulator | imagined", ""]
+        for policy in r.policies:
+            name = "episode0_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", policy.name) + ".gif"
+            save_gif([_panel(policy.frames["sim"], "sim"), _panel(policy.frames["imagined"], "imagined")],
+                     out_dir / name, fps=10)
+            lines += [f"**{policy.name}**\n\n![{policy.name}]({name})\n"]
+    path = out_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def write_tensorboard(results: EvaluateResults, log_dir: str | Path) -> None:
+    """Per-policy figures, the policy's index as the step (a run's checkpoints make a curve); correlations."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    keys = ("imagined_success_rate", "sim_success_rate", "imagined_return", "sim_return", "sim_critic_return",
+            "exploitability", "agreement")
+    for i, policy in enumerate(results.policies):
+        for key in keys:
+            writer.add_scalar(f"policies/{key}", getattr(policy, key), i)
+    for figure, c in (("success", results.success), ("return", results.returns)):
+        for name in ("pearson", "spearman", "mmrv"):
+            if getattr(c, name) is not None:
+                writer.add_scalar(f"across_policies/{figure}_{name}", getattr(c, name), 0)
+    writer.close()
