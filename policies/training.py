@@ -158,6 +158,7 @@ class SimTwinEval(BaseCallback):
         self._running: np.ndarray | None = None
         self._returns: np.ndarray | None = None
         self._next = (curves[-1]["timesteps"] if curves else 0) + config.every_steps
+        self.seconds = 0.0  # spent evaluating, which the wall-clock budget leaves out
 
     def _on_training_start(self) -> None:
         if not self.curves:
@@ -183,7 +184,9 @@ class SimTwinEval(BaseCallback):
         return True
 
     def evaluate(self) -> dict[str, Any]:
+        started = time.monotonic()
         results = run_sim_episodes(sb3_actor(self.model), self.task, self.config, progress=self.progress)
+        self.seconds += time.monotonic() - started
         point: dict[str, Any] = {"timesteps": int(self.num_timesteps),
                                  "sim_success_rate": float(np.mean([r.success for r in results])),
                                  "sim_return": float(np.mean([r.sim_return for r in results]))}
@@ -204,25 +207,34 @@ class SimTwinEval(BaseCallback):
 
 class WallClock(BaseCallback):
     """Stops learn() once the RL phase has used `max_minutes` in all (state.json keeps the sum across
-    resumes) and saves a checkpoint every `every` env steps (SAC: with its replay buffer). Sim-twin
-    evaluations during training count (they are the same for every env); the final one does not."""
+    resumes) and saves a checkpoint every `every` env steps (SAC: with its replay buffer). Time spent in
+    the sim-twin evaluations does not count: the budget is collecting experience and learning from it."""
 
-    def __init__(self, out: Path, max_minutes: float | None, every: int, spent: float) -> None:
+    def __init__(self, out: Path, max_minutes: float | None, every: int, spent: float,
+                 evaluation: SimTwinEval | None = None) -> None:
         super().__init__()
         self.out, self.max_seconds, self.every, self.spent = out, (max_minutes or 0) * 60 or None, every, spent
+        self.evaluation = evaluation
         self._started = time.monotonic()
         self._stopped: float | None = None
+        self._evaluating = self._evaluated = 0.0
         self._next = 0
 
     def _on_training_start(self) -> None:
         self._started, self._stopped = time.monotonic(), None
+        self._evaluating = self.evaluation.seconds if self.evaluation else 0.0
         self._next = (self.num_timesteps // self.every + 1) * self.every
 
-    def _on_training_end(self) -> None:
-        self._stopped = time.monotonic()  # the final sim-twin evaluation does not count
+    def _on_training_end(self) -> None:  # runs before the final sim-twin evaluation
+        self._stopped, self._evaluated = time.monotonic(), self._evaluation_seconds()
+
+    def _evaluation_seconds(self) -> float:
+        return self.evaluation.seconds - self._evaluating if self.evaluation else 0.0
 
     def elapsed(self) -> float:
-        return self.spent + (self._stopped or time.monotonic()) - self._started
+        if self._stopped is not None:
+            return self.spent + self._stopped - self._started - self._evaluated
+        return self.spent + time.monotonic() - self._started - self._evaluation_seconds()
 
     def _on_step(self) -> bool:
         out_of_time = self.max_seconds is not None and self.elapsed() >= self.max_seconds
@@ -279,7 +291,7 @@ class PolicyTrainer:
         label = "imagined" if self.imagined else "train"
         evaluation = SimTwinEval(cfg.eval, self.task, curves, self.out, label, cfg.progress)
         clock = WallClock(self.out, cfg.max_minutes, max(cfg.checkpoint_every, cfg.n_envs),
-                          float(state.get("rl_seconds", 0.0)))
+                          float(state.get("rl_seconds", 0.0)), evaluation)
         remaining = cfg.total_timesteps - model.num_timesteps
         if remaining > 0 and not (clock.max_seconds and clock.spent >= clock.max_seconds):
             model.learn(remaining, callback=CallbackList([clock, evaluation]), reset_num_timesteps=False,
