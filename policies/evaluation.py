@@ -32,7 +32,7 @@ from wow_gym.policies.sim_eval import UNSEEN_RANDOMIZATION  # noqa: F401  (what 
 from wow_gym.registry import task_info
 from wow_gym.rollout import ACTION_DIM
 
-POLICY_KINDS = ("random", "zero", "sb3", "run")
+POLICY_KINDS = ("random", "zero", "sb3", "run", "shipped")
 _STEPS_IN_NAME = re.compile(r"_(\d+)_steps$")
 
 
@@ -41,7 +41,8 @@ _STEPS_IN_NAME = re.compile(r"_(\d+)_steps$")
 
 @dataclass
 class PolicyEntry:
-    """One policy to evaluate: kind random | zero | sb3 (a zip at `path`) | run (a training-run folder)."""
+    """One policy to evaluate: kind random | zero | sb3 (a zip at `path`) | run (a training-run folder) |
+    shipped (the task's shipped policy, or the shipped-format folder at `path`)."""
 
     name: str | None = None  # None: the kind, the zip's stem or the run folder's name
     kind: str = "random"
@@ -68,7 +69,8 @@ class EvaluateConfig:
 
     task: str = "lift"
     policies: list[PolicyEntry] = field(default_factory=lambda: [PolicyEntry("random", "random"),
-                                                                 PolicyEntry("zero", "zero")])
+                                                                 PolicyEntry("zero", "zero"),
+                                                                 PolicyEntry("shipped", "shipped")])
     run: str | list[str] | None = None  # training-run folders added as kind-run entries
     sb3: str | list[str] | None = None  # SB3 zips added as kind-sb3 entries
     n_episodes: int = 16
@@ -201,12 +203,21 @@ def expand_entries(entries: list[PolicyEntry]) -> list[PolicyEntry]:
     return expanded
 
 
-def make_policy(entry: PolicyEntry, observation_space: spaces.Dict) -> Policy:
+def make_policy(entry: PolicyEntry, observation_space: spaces.Dict, task: str = "lift") -> Policy:
     """The Policy of an entry (sb3 zips loaded and checked against the envs' observation space)."""
     if entry.kind == "random":
         policy: Policy = RandomPolicy()
     elif entry.kind == "zero":
         policy = ZeroPolicy()
+    elif entry.kind == "shipped":
+        from wow_gym.policies.shipped import load_policy
+
+        try:
+            model = load_policy(entry.path, task=task)
+        except FileNotFoundError as error:
+            raise ValueError(f"policy {entry.name!r}: {error}") from None
+        check_policy_spaces(entry.name, model.observation_space, model.action_space, observation_space)
+        policy = SB3Policy(model)
     elif entry.kind == "sb3":
         from wow_gym.policies.export import load_sb3
 
@@ -435,7 +446,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResults:
     model = load_world_model(config.task, config.world_model)
     critic = LearnedCritic.load(config.critic, config.task)
     observation_space, _ = imagined_spaces(model)
-    policies = [make_policy(entry, observation_space) for entry in entries]  # bad zips fail before the envs
+    policies = [make_policy(entry, observation_space, config.task) for entry in entries]  # fail before the envs
     envs = PairedEnvs(config, model, critic)
     try:
         with tqdm(total=2 * len(entries) * config.max_steps, disable=not config.progress, unit="step") as bar:
@@ -451,130 +462,3 @@ def evaluate(config: EvaluateConfig) -> EvaluateResults:
         config.randomize, results,
         success=correlation(figure["sim_success_rate"], figure["imagined_success_rate"]),
         returns=correlation(figure["sim_return"], figure["imagined_return"]), seconds=time.time() - start)
-
-
-# -- report ------------------------------------------------------------------------------------------------
-
-NOTES = """Success: any step's `is_success` (imagined: SOPHIA's critic on the imagined frames; sim: the
-simulator). Returns are sums over the episode: imagined = the critic's reward on imagined frames, sim = the
-simulator's shaped reward, sim critic = the critic's reward on the simulator's own frames. Exploitability =
-mean(imagined return - sim critic return): what the critic pays in imagination beyond what it pays the same
-policy on real physics. Agreement = the fraction of start states where imagined and sim success agree.
-MMRV (mean maximum rank violation, SIMPLER) = (1/N) sum_i max_j |s_i - s_j| 1[(v_i < v_j) != (s_i < s_j)],
-s = sim, v = imagined: 0 is a perfect ranking. Domain randomization, if any, is on the simulator side only;
-the imagined episode starts from the nominal rendering of the same physical state."""
-
-
-def summary_lines(results: EvaluateResults) -> list[str]:
-    """One markdown row per policy: success, returns, exploitability and agreement in both worlds."""
-    from wow_gym.world_models.report import _fmt
-
-    head = ("policy", "imagined success", "sim success", "imagined return", "sim return", "sim critic return",
-            "exploitability", "agreement")
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 7]
-    lines += [f"| {r.name} | {_fmt(r.imagined_success_rate)} | {_fmt(r.sim_success_rate)} | "
-              f"{_fmt(r.imagined_return)} | {_fmt(r.sim_return)} | {_fmt(r.sim_critic_return)} | "
-              f"{_fmt(r.exploitability)} | {_fmt(r.agreement)} |" for r in results.policies]
-    return lines
-
-
-def correlation_lines(results: EvaluateResults) -> list[str]:
-    """Pearson, Spearman and MMRV of imagined vs sim success rates and returns across policies."""
-    from wow_gym.world_models.report import _fmt
-
-    lines = ["| across policies | Pearson | Spearman | MMRV |", "|---|---:|---:|---:|"]
-    rows = {"success rate": results.success, "return": results.returns}
-    lines += [f"| {name} | " + " | ".join(_fmt(x, digits=3) for x in (c.pearson, c.spearman, c.mmrv)) + " |"
-              for name, c in rows.items()]
-    return lines + [f"\n{name}: {c.note}." for name, c in rows.items() if c.note]
-
-
-def scatter_plot(points: dict[str, tuple[float, float]], title: str, x_label: str, y_label: str,
-                 bounds: tuple[float, float] | None = None, size: int = 460) -> Any:
-    """A square scatter of named (x, y) points over the y = x diagonal, each point numbered in the legend."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from wow_gym.world_models.report import COLORS
-
-    font = ImageFont.load_default(size=12)
-    finite = [v for p in points.values() for v in p if math.isfinite(v)]
-    ticks = np.linspace(*(bounds or (min(finite, default=0.0), max(finite, default=1.0))), 6)
-    pad = 0.05 * (ticks[-1] - ticks[0] or abs(ticks[-1]) or 1.0)
-    low, high = ticks[0] - pad, ticks[-1] + pad
-    image = Image.new("RGB", (size + 200, size), "white")
-    draw = ImageDraw.Draw(image)
-    left, top, right, bottom = 60, 44, size - 20, size - 50
-
-    def at(x: float, y: float) -> tuple[float, float]:
-        scale = lambda value, a, b: a + (value - low) / (high - low) * (b - a)  # noqa: E731
-        return scale(x, left, right), scale(y, bottom, top)
-
-    draw.rectangle([left, top, right, bottom], outline="black")
-    for v in ticks:
-        (px, _), (_, py) = at(v, low), at(low, v)
-        draw.line([left + 1, py, right - 1, py], fill=(230, 230, 230))
-        draw.text((px, bottom + 6), f"{v:.3g}", fill="black", font=font, anchor="mt")
-        draw.text((left - 6, py), f"{v:.3g}", fill="black", font=font, anchor="rm")
-    draw.line([at(low, low), at(high, high)], fill=(150, 150, 150), width=1)
-    draw.text(((left + right) / 2, 6), title, fill="black", font=font, anchor="mt")
-    draw.text(((left + right) / 2, size - 8), x_label, fill="black", font=font, anchor="mb")
-    draw.text((6, top - 18), y_label, fill="black", font=font)
-    for i, (name, (x, y)) in enumerate(points.items()):
-        color, (px, py) = COLORS[i % len(COLORS)], at(x, y)
-        draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=color)
-        draw.text((px + 6, py - 6), str(i + 1), fill=color, font=font)
-        draw.text((size, top + 16 * i), f"{i + 1} {name}"[:32], fill=color, font=font)
-    return image
-
-
-def write_report(results: EvaluateResults, out_dir: str | Path) -> Path:
-    """Write report.md, results.json, agreement.png, returns.png and the GIFs; return report.md's path."""
-    import json
-
-    from wow_gym.contact_sheet import save_gif
-    from wow_gym.provenance import atomic_write_text, git_commit
-    from wow_gym.world_models.report import _panel, _save_png, to_json
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "results.json", json.dumps(to_json(results), indent=1) + "\n")
-    for name, key, what, bounds in (("agreement.png", "success_rate", "success rate", (0.0, 1.0)),
-                                    ("returns.png", "return", "return", None)):
-        points = {p.name: (getattr(p, f"sim_{key}"), getattr(p, f"imagined_{key}")) for p in results.policies}
-        _save_png(scatter_plot(points, f"{what} per policy: imagined vs sim (grey: y = x)", f"sim {what}",
-                               f"imagined {what}", bounds), out_dir / name)
-    r, commit = results, git_commit().get("commit", "unknown")
-    lines = [f"# Policies in imagination and in the simulator: {r.task}", "",
-             (f"world model `{r.world_model}`, critic `{r.critic}`, commit `{commit}`; {r.n_episodes} start "
-              f"states (seeds {r.seed}..{r.seed + r.n_episodes - 1}), {r.max_steps} steps, sim randomization "
-              f"`{r.randomize}`, {r.seconds:.0f} s"), "",
-             "## Per policy", "", *summary_lines(r), "", NOTES, "",
-             "## Does imagination rank policies as the simulator does?", "", *correlation_lines(r), "",
-             "![success rates](agreement.png) ![returns](returns.png)", ""]
-    if r.policies and r.policies[0].frames:
-        lines += ["## Episode 0 of each policy: simulator | imagined", ""]
-        for policy in r.policies:
-            name = "episode0_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", policy.name) + ".gif"
-            save_gif([_panel(policy.frames["sim"], "sim"), _panel(policy.frames["imagined"], "imagined")],
-                     out_dir / name, fps=10)
-            lines += [f"**{policy.name}**\n\n![{policy.name}]({name})\n"]
-    path = out_dir / "report.md"
-    atomic_write_text(path, "\n".join(lines))
-    return path
-
-
-def write_tensorboard(results: EvaluateResults, log_dir: str | Path) -> None:
-    """Per-policy figures, the policy's index as the step (a run's checkpoints make a curve); correlations."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(log_dir))
-    keys = ("imagined_success_rate", "sim_success_rate", "imagined_return", "sim_return", "sim_critic_return",
-            "exploitability", "agreement")
-    for i, policy in enumerate(results.policies):
-        for key in keys:
-            writer.add_scalar(f"policies/{key}", getattr(policy, key), i)
-    for figure, c in (("success", results.success), ("return", results.returns)):
-        for name in ("pearson", "spearman", "mmrv"):
-            if getattr(c, name) is not None:
-                writer.add_scalar(f"across_policies/{figure}_{name}", getattr(c, name), 0)
-    writer.close()

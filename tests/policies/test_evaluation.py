@@ -17,9 +17,8 @@ from wow_gym.policies.evaluation import (
     expand_entries,
     make_policy,
     mmrv,
-    write_report,
-    write_tensorboard,
 )
+from wow_gym.policies.evaluation_report import write_report, write_tensorboard
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -146,6 +145,12 @@ def test_errors_say_what_was_expected(tmp_path, small_policy):
     wrist = _save_ppo(tmp_path / "wrist.zip", small_policy, keys=("pixels", "wrist"))
     with pytest.raises(ValueError, match="reads \\['wrist'\\], which the envs do not give"):
         make_policy(PolicyEntry("wrist", "sb3", str(wrist)), space)
+    with pytest.raises(ValueError, match="policy 'mine': no shipped policy at"):
+        make_policy(PolicyEntry("mine", "shipped", str(tmp_path)), space)
+    shipped = make_policy(PolicyEntry("bc", "shipped"), space)  # the shipped Lift policy
+    shipped.reset(2, 0)
+    observation = {"pixels": np.zeros((2, 64, 64, 3), np.uint8), "agent_pos": np.zeros((2, 9), np.float32)}
+    assert shipped.act(observation).shape == (2, 7)
 
 
 # -- end to end --------------------------------------------------------------------------------------------
