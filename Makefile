@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench lift-data world-model eval-world-model bench-imagine idm eval-idm critic eval-critic policy policy-compare clean
+.PHONY: install demo test test-slow bench lift-data world-model eval-world-model bench-imagine idm eval-idm critic eval-critic policy policy-compare evaluate-lift policy-dr evaluate-unseen clean browser
 
-install: $(STAMP)
+install: $(STAMP) browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,25 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/wow-gym demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -n 2 --durations=15
+
+# The browser test (tests/core/test_html_report.py) opens a report in headless Chromium: Debian's chromium
+# package, installed here when missing (as root, or through passwordless sudo). WOW_GYM_CHROMIUM=/path/to/chrome
+# uses another Chromium or Chrome.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	[ -n "$$WOW_GYM_CHROMIUM" ] || \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make: the browser test needs Chromium: install Chromium or Chrome, then set WOW_GYM_CHROMIUM" >&2; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	elif sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "make: the browser test needs Chromium and this user cannot install it;" \
+			"run 'sudo apt-get install chromium' (or set WOW_GYM_CHROMIUM=/path/to/chrome)" >&2; \
+	fi
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
@@ -85,6 +102,27 @@ RL_RUN := init=outputs/policies/lift-bc/bc.zip total_timesteps=1000000 max_minut
 policy-compare: policy
 	$(WG) train-policy env=WoW/Lift-Imagined-v0 out=outputs/policies/lift-rl-imagined $(RL_RUN)
 	$(WG) train-policy env=WoW/Lift-v0 out=outputs/policies/lift-rl-sim $(RL_RUN)
+
+# Imagined-vs-simulated agreement over 10 Lift policies (random, still, the shipped BC policy with 0-1.0
+# action noise, the RL runs of policy-compare), 16 held-out start states each.
+POLICY_SET := [{name: random, kind: random}, {name: zero, kind: zero}, {name: bc, kind: shipped}, \
+	{name: bc-noise-0.15, kind: shipped, noise_std: 0.15}, {name: bc-noise-0.3, kind: shipped, noise_std: 0.3}, \
+	{name: bc-noise-0.6, kind: shipped, noise_std: 0.6}, {name: bc-noise-1.0, kind: shipped, noise_std: 1.0}, \
+	{name: rl-imagined-8k, kind: sb3, path: outputs/policies/lift-rl-imagined/checkpoints/rl_8192_steps.zip}, \
+	{name: rl-imagined, kind: sb3, path: outputs/policies/lift-rl-imagined/final.zip}, \
+	{name: rl-sim, kind: sb3, path: outputs/policies/lift-rl-sim/final.zip}]
+evaluate-lift: policy-compare
+	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(POLICY_SET)' out=outputs/evaluate/lift-policies
+
+# Sim-to-real: the sim recipe under domain randomization, then BC, RL and RL+DR judged in the simulator
+# under randomizations never seen in training (wider light, colour, camera, friction, mass, damping ranges).
+policy-dr: policy
+	$(WG) train-policy env=WoW/Lift-v0 randomize=true out=outputs/policies/lift-rl-sim-dr $(RL_RUN)
+DR_SET := [{name: bc, kind: shipped}, {name: rl-sim, kind: sb3, path: outputs/policies/lift-rl-sim/final.zip}, \
+	{name: rl-sim-dr, kind: sb3, path: outputs/policies/lift-rl-sim-dr/final.zip}]
+evaluate-unseen: policy-compare policy-dr
+	for scene in none unseen; do $(WG) evaluate task=lift n_episodes=16 seed=960000 randomize=$$scene \
+		'policies=$(DR_SET)' gifs=false out=outputs/evaluate/lift-randomize-$$scene; done
 
 # Policies in imagination and in the simulator from the same start states; add yours with
 # `make evaluate-policies ARGS="+run=outputs/<train command>/<timestamp>"` (or +sb3=model.zip).

@@ -104,6 +104,15 @@ def random_shift(pixels: torch.Tensor, pad: int, generator: torch.Generator) -> 
     return padded.flatten(2).gather(2, index).reshape(pixels.shape)
 
 
+def bc_batch(data: BCDataset, index: np.ndarray, shift: int, generator: torch.Generator, device: torch.device
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows `index` as (pixels [B,3,H,W] float 0..255, randomly shifted by up to `shift`, agent_pos, action)
+    on `device`; 0..255 because SB3's preprocess_obs scales image spaces to [0, 1] itself."""
+    pixels = random_shift(torch.as_tensor(data.pixels[index]).permute(0, 3, 1, 2).float(), shift, generator)
+    return (pixels.to(device), torch.as_tensor(data.agent_pos[index], device=device),
+            torch.as_tensor(data.action[index], device=device))
+
+
 def bc_loss(model: BaseAlgorithm, pixels: torch.Tensor, agent_pos: torch.Tensor, action: torch.Tensor
             ) -> torch.Tensor:
     """The BC loss of a batch: Gaussian NLL for PPO/A2C, squared error of the deterministic action else."""
@@ -135,12 +144,7 @@ def behaviour_clone(model: BaseAlgorithm, data: BCDataset, config: BCConfig, wri
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
 
     def batch(index: np.ndarray, augment: bool) -> tuple[torch.Tensor, ...]:
-        pixels = torch.as_tensor(data.pixels[index]).permute(0, 3, 1, 2).float()
-        if augment:
-            pixels = random_shift(pixels, config.shift, generator)
-        # 0..255: SB3's preprocess_obs scales image spaces to [0, 1] itself
-        return (pixels.to(device), torch.as_tensor(data.agent_pos[index], device=device),
-                torch.as_tensor(data.action[index], device=device))
+        return bc_batch(data, index, config.shift if augment else 0, generator, device)
 
     result: dict[str, float] = {}
     policy.set_training_mode(True)

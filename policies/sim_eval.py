@@ -36,6 +36,7 @@ class SimEvalConfig:
     max_steps: int | None = None  # None: the task's horizon
     randomize: str = "none"  # none | train | unseen
     terminate_on_success: bool = True
+    parallel: int = 8  # simulators stepped in lockstep (each holds ~0.5 GB); more episodes run in waves
 
 
 @dataclass
@@ -61,23 +62,38 @@ def make_sim(task: str, randomize: str = "none", **kwargs: Any) -> gym.Env:
 def run_sim_episodes(actor: Actor, task: str, config: SimEvalConfig, keep_frames: bool = False,
                      envs: list[gym.Env] | None = None, progress: bool = True) -> list[EpisodeResult]:
     """`config.episodes` episodes, episode i from seed config.seed + i, the actor acting on all running
-    episodes as one batch. Pass `envs` (made by make_sim) to reuse simulators across calls."""
-    if config.episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {config.episodes}")
-    info = task_info(task)
-    horizon = config.max_steps or info.max_episode_steps
+    episodes as one batch, `config.parallel` simulators at a time. Pass `envs` (made by make_sim) to
+    reuse simulators across calls."""
+    if config.episodes < 1 or config.parallel < 1:
+        raise ValueError(f"episodes and parallel must be >= 1, got {config.episodes} and {config.parallel}")
     own = envs is None
-    envs = envs or [make_sim(task, config.randomize) for _ in range(config.episodes)]
-    if len(envs) < config.episodes:
-        raise ValueError(f"{config.episodes} episodes need as many envs, got {len(envs)}")
-    envs = envs[:config.episodes]
+    envs = envs or [make_sim(task, config.randomize) for _ in range(min(config.parallel, config.episodes))]
     seeds = [config.seed + i for i in range(config.episodes)]
+    results: list[EpisodeResult] = []
+    try:
+        with tqdm(total=config.episodes, desc="sim twin", unit="episode", leave=False,
+                  disable=not progress) as bar:
+            for first in range(0, len(seeds), len(envs)):
+                wave = seeds[first:first + len(envs)]
+                results += _wave(actor, envs[:len(wave)], wave, config.max_steps or task_info(task).max_episode_steps,
+                                 config.terminate_on_success, keep_frames)
+                bar.update(len(wave))
+    finally:
+        if own:
+            for env in envs:
+                env.close()
+    return results
+
+
+def _wave(actor: Actor, envs: list[gym.Env], seeds: list[int], horizon: int, stop_on_success: bool,
+          keep_frames: bool) -> list[EpisodeResult]:
+    """One episode per env, stepped in lockstep."""
     observations = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]
     frames = [[o["pixels"]] for o in observations] if keep_frames else None
     success = np.zeros(len(envs), bool)
     returns, lengths = np.zeros(len(envs)), np.zeros(len(envs), int)
     running = np.ones(len(envs), bool)
-    for _ in tqdm(range(horizon), desc="sim twin", unit="step", leave=False, disable=not progress):
+    for _ in range(horizon):
         rows = np.flatnonzero(running)
         if not len(rows):
             break
@@ -90,11 +106,8 @@ def run_sim_episodes(actor: Actor, task: str, config: SimEvalConfig, keep_frames
             success[i] |= bool(step_info.get("is_success", False))
             if frames is not None:
                 frames[i].append(observations[i]["pixels"])
-            if terminated or truncated or (config.terminate_on_success and success[i]):
+            if terminated or truncated or (stop_on_success and success[i]):
                 running[i] = False
-    if own:
-        for env in envs:
-            env.close()
     return [EpisodeResult(seed, bool(s), float(r), int(n), np.stack(frames[i]) if frames else None)
             for i, (seed, s, r, n) in enumerate(zip(seeds, success, returns, lengths))]
 

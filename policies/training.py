@@ -33,9 +33,9 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
-from wow_gym.policies.bc import BCConfig, behaviour_clone, load_bc_dataset
+from wow_gym.policies.bc import BCConfig, BCDataset, bc_batch, bc_loss, behaviour_clone, load_bc_dataset
 from wow_gym.policies.features import policy_kwargs
-from wow_gym.policies.sim_eval import SimEvalConfig, run_sim_episodes, sb3_actor
+from wow_gym.policies.sim_eval import SimEvalConfig, make_sim, run_sim_episodes, sb3_actor
 from wow_gym.policies.spec import POLICY_KEYS
 from wow_gym.provenance import atomic_write_text
 from wow_gym.registry import TASKS
@@ -92,6 +92,9 @@ class TrainPolicyConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     sac: SACConfig = field(default_factory=SACConfig)
     eval: SimEvalConfig = field(default_factory=SimEvalConfig)
+    value_warmup_steps: int = 0  # PPO: env steps of RL that train only the value function (a fresh critic
+    #                              behind a warm-started actor would otherwise steer it with noise)
+    bc_steps_per_update: int = 0  # BC gradient steps on bc.datasets after every RL update (keeps RL near the data)
     checkpoint_every: int = 2048  # env steps
     seed: int = 0
     device: str = "auto"
@@ -159,6 +162,7 @@ class SimTwinEval(BaseCallback):
         self._returns: np.ndarray | None = None
         self._next = (curves[-1]["timesteps"] if curves else 0) + config.every_steps
         self.seconds = 0.0  # spent evaluating, which the wall-clock budget leaves out
+        self._envs: list[gym.Env] = []  # simulators kept for every evaluation of the run
 
     def _on_training_start(self) -> None:
         if not self.curves:
@@ -167,6 +171,12 @@ class SimTwinEval(BaseCallback):
     def _on_training_end(self) -> None:
         if self.curves[-1]["timesteps"] != self.num_timesteps:
             self.evaluate()
+        self.close()
+
+    def close(self) -> None:
+        for env in self._envs:
+            env.close()
+        self._envs = []
 
     def _on_step(self) -> bool:
         infos, dones, rewards = self.locals["infos"], self.locals["dones"], self.locals["rewards"]
@@ -185,7 +195,11 @@ class SimTwinEval(BaseCallback):
 
     def evaluate(self) -> dict[str, Any]:
         started = time.monotonic()
-        results = run_sim_episodes(sb3_actor(self.model), self.task, self.config, progress=self.progress)
+        if not self._envs:
+            self._envs = [make_sim(self.task, self.config.randomize)
+                          for _ in range(min(self.config.parallel, self.config.episodes))]
+        results = run_sim_episodes(sb3_actor(self.model), self.task, self.config, envs=self._envs,
+                                   progress=self.progress)
         self.seconds += time.monotonic() - started
         point: dict[str, Any] = {"timesteps": int(self.num_timesteps),
                                  "sim_success_rate": float(np.mean([r.success for r in results])),
@@ -253,6 +267,70 @@ class WallClock(BaseCallback):
         return path
 
 
+class ValueWarmup(BaseCallback):
+    """PPO/A2C: for the first `steps` env steps only the value function learns (the actor, its log-std and
+    the shared extractor are frozen), so the warm-started actor is not pushed around by a critic that has
+    not yet seen a return."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self._frozen: list[torch.nn.Parameter] = []
+
+    def _on_rollout_end(self) -> None:  # runs just before each update
+        warming = self.num_timesteps <= self.steps
+        if warming and not self._frozen:
+            self._frozen = [p for name, p in self.model.policy.named_parameters()
+                            if p.requires_grad and "value" not in name]  # value_net, mlp_extractor.value_net learn
+            for parameter in self._frozen:
+                parameter.requires_grad_(False)
+        elif not warming and self._frozen:
+            for parameter in self._frozen:
+                parameter.requires_grad_(True)
+            self._frozen = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        for parameter in self._frozen:
+            parameter.requires_grad_(True)
+        self._frozen = []
+
+
+class BCRegularizer(BaseCallback):
+    """`steps` behaviour-cloning gradient steps after every RL update: RL fine-tuning that stays near the
+    demonstrations (the alternating form of BC-regularised policy gradients, as in DAPG)."""
+
+    def __init__(self, data: BCDataset, config: BCConfig, steps: int, seed: int) -> None:
+        super().__init__()
+        self.data, self.config, self.steps = data, config, steps
+        self.rng, self.generator = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def _on_rollout_start(self) -> None:  # runs after each update (and once before the first rollout)
+        if self.optimizer is None:
+            self.optimizer = torch.optim.AdamW(
+                [p for name, p in self.model.policy.named_parameters() if "value" not in name],
+                lr=self.config.lr * 0.1, weight_decay=self.config.weight_decay)
+            return
+        self.model.policy.set_training_mode(True)
+        losses = []
+        for _ in range(self.steps):
+            index = self.rng.integers(0, len(self.data), self.config.batch_size)
+            loss = bc_loss(self.model, *bc_batch(self.data, index, self.config.shift, self.generator,
+                                                 self.model.device))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(loss.item())
+        self.model.policy.set_training_mode(False)
+        self.logger.record("train/bc_loss", float(np.mean(losses)))
+
+    def _on_step(self) -> bool:
+        return True
+
+
 def write_state(out: Path, values: dict[str, Any]) -> None:
     state = read_state(out)
     state.update(values)
@@ -294,13 +372,15 @@ class PolicyTrainer:
                           float(state.get("rl_seconds", 0.0)), evaluation)
         remaining = cfg.total_timesteps - model.num_timesteps
         if remaining > 0 and not (clock.max_seconds and clock.spent >= clock.max_seconds):
-            model.learn(remaining, callback=CallbackList([clock, evaluation]), reset_num_timesteps=False,
+            model.learn(remaining, callback=CallbackList([clock, evaluation, *self._regularizers(venv)]),
+                        reset_num_timesteps=False,
                         tb_log_name="rl", progress_bar=cfg.progress)
             clock.save()
         elif not curves or curves[-1]["timesteps"] != model.num_timesteps:  # BC only, or the budget is spent
             model.set_logger(configure(str(self.out / "tensorboard" / "sim-twin"), ["tensorboard"]))
             evaluation.init_callback(model)
             evaluation.evaluate()
+            evaluation.close()
         model.save(self.out / "final.zip")
         venv.close()
         summary = {"env": cfg.env, "algo": cfg.algo, "timesteps": int(model.num_timesteps),
@@ -312,6 +392,27 @@ class PolicyTrainer:
         _plot_curves(curves, self.out / "curves.png", label)
         return summary
 
+    def _hyperparameters(self) -> dict[str, Any]:
+        cfg = self.config
+        hyper = asdict(cfg.ppo if cfg.algo == "ppo" else cfg.sac)
+        if cfg.algo == "ppo":
+            hyper["batch_size"] = min(hyper["batch_size"], hyper["n_steps"] * cfg.n_envs)
+        return hyper
+
+    def _regularizers(self, venv: VecEnv) -> list[BaseCallback]:
+        cfg, callbacks = self.config, []
+        if cfg.value_warmup_steps > 0:
+            if cfg.algo != "ppo":
+                raise ValueError("value_warmup_steps is for PPO (SAC's critic learns off-policy from the start)")
+            callbacks.append(ValueWarmup(cfg.value_warmup_steps))
+        if cfg.bc_steps_per_update > 0:
+            if not cfg.bc.datasets:
+                raise ValueError("bc_steps_per_update needs bc.datasets to clone from")
+            data = load_bc_dataset(cfg.bc.datasets, cfg.bc.successful_only, cfg.bc.max_episodes,
+                                   image_size=venv.observation_space["pixels"].shape[1], progress=cfg.progress)
+            callbacks.append(BCRegularizer(data, cfg.bc, cfg.bc_steps_per_update, cfg.seed))
+        return callbacks
+
     def _model(self, venv: VecEnv) -> tuple[BaseAlgorithm, dict[str, float] | None]:
         cfg, algorithm = self.config, ALGORITHMS[self.config.algo]
         device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else \
@@ -319,7 +420,8 @@ class PolicyTrainer:
         resume = latest_checkpoint(self.out)
         if resume is not None:
             logger.info("resuming from %s", resume)
-            model = algorithm.load(resume, env=venv, device=device, tensorboard_log=str(self.out / "tensorboard"))
+            model = algorithm.load(resume, env=venv, device=device, tensorboard_log=str(self.out / "tensorboard"),
+                                   **self._hyperparameters())
             replay = resume.with_suffix(".replay.pkl")
             if isinstance(model, SAC) and replay.exists():
                 model.load_replay_buffer(replay)
@@ -334,16 +436,16 @@ class PolicyTrainer:
             write_state(self.out, {"init": str(cfg.init), "bc": source.get("bc"),
                                    "bc_seconds": source.get("bc_seconds")})
         if bc_path.exists():
-            model = algorithm.load(bc_path, env=venv, device=device, tensorboard_log=str(self.out / "tensorboard"))
+            # this run's hyperparameters, not those the warm start was saved with
+            model = algorithm.load(bc_path, env=venv, device=device, tensorboard_log=str(self.out / "tensorboard"),
+                                   **self._hyperparameters())
             return model, read_state(self.out).get("bc")
         data = None
         if cfg.bc.epochs > 0 and cfg.bc.datasets:
             data = load_bc_dataset(cfg.bc.datasets, cfg.bc.successful_only, cfg.bc.max_episodes,
                                    image_size=venv.observation_space["pixels"].shape[1], progress=cfg.progress)
         mean, std = data.agent_pos_stats() if data is not None else (None, None)
-        hyper = asdict(cfg.ppo if cfg.algo == "ppo" else cfg.sac)
-        if cfg.algo == "ppo":
-            hyper["batch_size"] = min(hyper["batch_size"], hyper["n_steps"] * cfg.n_envs)
+        hyper = self._hyperparameters()
         model = algorithm("MultiInputPolicy", venv, policy_kwargs=policy_kwargs(mean, std, algo=cfg.algo),
                           seed=cfg.seed, device=device, tensorboard_log=str(self.out / "tensorboard"), **hyper)
         bc = None

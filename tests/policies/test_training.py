@@ -13,7 +13,7 @@ from wow_gym.policies.bc import BCConfig, behaviour_clone, load_bc_dataset, rand
 from wow_gym.policies.export import check_parity, export_policy
 from wow_gym.policies.features import ImageProprioExtractor, SpatialSoftArgmax, policy_kwargs
 from wow_gym.policies.sim_eval import SimEvalConfig, make_sim, run_sim_episodes, sb3_actor
-from wow_gym.policies.training import PolicyTrainer, TrainPolicyConfig, latest_checkpoint, parse_env_id
+from wow_gym.policies.training import PolicyTrainer, PPOConfig, TrainPolicyConfig, latest_checkpoint, parse_env_id
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -102,6 +102,10 @@ def test_sim_episodes_start_from_their_seeds_and_stop_on_success():
     assert np.array_equal(first[0].frames, again[0].frames) and first[0].frames.shape == (4, 64, 64, 3)
     assert not np.array_equal(first[0].frames[0], first[1].frames[0]), "two seeds, two layouts"
     assert not any(r.success for r in first)
+    waves = run_sim_episodes(zero, "lift", SimEvalConfig(episodes=3, seed=7, max_steps=3, parallel=2),
+                             keep_frames=True, progress=False)
+    assert [r.seed for r in waves] == [7, 8, 9], "three episodes on two simulators: two waves"
+    assert np.array_equal(waves[1].frames, first[1].frames), "a second-wave episode is the same episode"
     with pytest.raises(ValueError, match="randomize must be one of"):
         make_sim("lift", "sometimes")
     env = make_sim("lift", "unseen")
@@ -124,8 +128,6 @@ def _tiny(out, **kwargs):
                   bc=BCConfig(datasets=[], epochs=0),
                   eval=SimEvalConfig(every_steps=8, episodes=2, max_steps=4))
     values.update(kwargs)
-    from wow_gym.policies.training import PPOConfig
-
     values.setdefault("ppo", PPOConfig(n_steps=4, batch_size=8, n_epochs=1))
     return TrainPolicyConfig(**values)
 
@@ -182,3 +184,24 @@ def test_a_run_can_start_from_a_shared_warm_start(tmp_path, robot_env):
     assert json.loads((tmp_path / "from-start" / "state.json").read_text())["init"] == str(tmp_path / "start.zip")
     with pytest.raises(ValueError, match="is not a file"):
         PolicyTrainer(_tiny(tmp_path / "missing", env="WoW/Lift-v0", init=str(tmp_path / "none.zip"))).run()
+
+
+def test_value_warmup_freezes_the_actor_and_bc_steps_keep_cloning(tmp_path, robot_env, lift_data):
+    start = PPO("MultiInputPolicy", robot_env, policy_kwargs=policy_kwargs(features_dim=32, net_arch=(32,)),
+                n_steps=16, batch_size=16, seed=3, device="cpu")
+    start.save(tmp_path / "start.zip")
+    initial = {k: v.clone() for k, v in start.policy.state_dict().items()}
+    warm = PolicyTrainer(_tiny(tmp_path / "warm", init=str(tmp_path / "start.zip"), value_warmup_steps=100,
+                               eval=SimEvalConfig(every_steps=0, episodes=1, max_steps=2))).run()
+    after = PPO.load(warm["final"], device="cpu").policy.state_dict()
+    assert torch.equal(after["action_net.weight"], initial["action_net.weight"]), "the actor is frozen"
+    assert torch.equal(after["features_extractor.cnn.0.weight"], initial["features_extractor.cnn.0.weight"])
+    assert not torch.equal(after["value_net.weight"], initial["value_net.weight"]), "the critic learns"
+    with pytest.raises(ValueError, match="bc_steps_per_update needs bc.datasets"):
+        PolicyTrainer(_tiny(tmp_path / "nobc", init=str(tmp_path / "start.zip"), bc_steps_per_update=2)).run()
+    cloned = PolicyTrainer(_tiny(tmp_path / "bc", init=str(tmp_path / "start.zip"), bc_steps_per_update=3,
+                                 ppo=PPOConfig(n_steps=4, batch_size=8, n_epochs=1, learning_rate=0.0), eval=SimEvalConfig(every_steps=0, episodes=1, max_steps=2),
+                                 bc=BCConfig(datasets=[str(lift_data)], successful_only=False, batch_size=8))).run()
+    after = PPO.load(cloned["final"], device="cpu").policy.state_dict()
+    assert not torch.equal(after["action_net.weight"], initial["action_net.weight"]), "BC steps move the actor"
+    assert torch.equal(after["value_net.weight"], initial["value_net.weight"]), "PPO at lr 0, BC leaves the critic"
