@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench lift-data world-model eval-world-model bench-imagine idm eval-idm critic eval-critic policy policy-compare evaluate-lift policy-dr evaluate-unseen clean browser
+.PHONY: install demo test test-slow bench lift-data world-model eval-world-model bench-imagine idm eval-idm critic eval-critic policy policy-compare evaluate-lift policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -123,6 +123,13 @@ DR_SET := [{name: bc, kind: shipped}, {name: rl-sim, kind: sb3, path: outputs/po
 evaluate-unseen: policy-compare policy-dr
 	for scene in none unseen; do $(WG) evaluate task=lift n_episodes=16 seed=960000 randomize=$$scene \
 		'policies=$(DR_SET)' gifs=false out=outputs/evaluate/lift-randomize-$$scene; done
+
+# The BC policy exported to ONNX and run live on the sim arm by the deployment runner (shield on), beside
+# the same SB3 policy run in-process from the same 20 held-out seeds.
+deploy-check: policy
+	$(WG) export-policy checkpoint=outputs/policies/lift-bc/bc.zip out=outputs/policies/lift-bc-onnx
+	$(WG) deploy policy=outputs/policies/lift-bc-onnx arm=sim shadow=false episodes=20 seed=960000 \
+		out=outputs/deploy/lift-bc-sim
 
 # Policies in imagination and in the simulator from the same start states; add yours with
 # `make evaluate-policies ARGS="+run=outputs/<train command>/<timestamp>"` (or +sb3=model.zip).

@@ -1,190 +1,391 @@
-"""wow-gym demo: the main job on the shipped defaults (what `make demo` runs).
+"""wow-gym demo: the main job on the shipped defaults (`make demo`): imagine -> critique -> act -> verify.
 
-At this stage of the project: collect a few scripted-expert episodes of each task into LeRobot v3.0
-datasets, read them back, and write a contact sheet, an animated GIF per task and report.md; then, for
-each task with a shipped world model, imagine those episodes open loop from their first frames under the
-recorded actions and set them beside the simulator (sim | imagined | difference), with PSNR per horizon
-against copy-last-frame and the same model fed shuffled actions.
+1. Collect a few scripted-expert episodes of each task into LeRobot v3.0 datasets and read them back.
+2. For each task with a shipped world model (Lift): imagine those episodes open loop beside the simulator
+   (sim | imagined | difference, PSNR per horizon against copy-last-frame and shuffled actions); decode the
+   imagined video with FM-IDM and replay it in MuJoCo (the physics check); SOPHIA's critic on the sim and
+   imagined clips; one plan -> critique -> refine loop whose every plan FM-IDM decodes and MuJoCo verifies.
+3. With the shipped policy: a short PPO fine-tune in imagination, judged in the sim twin before and after;
+   both policies' paired rollouts in the imagined env and the sim twin from the same start states;
+   imagined vs simulated steps/s; ONNX export of the fine-tuned policy with its parity check, and a shadow
+   run of the deployment runner on the simulated arm.
+
+Writes outputs/demo/<timestamp>/report.html (one self-contained page: videos and plots embedded),
+report.md beside its PNGs and GIFs, the resolved config and the git commit. Every figure comes from this run.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from omegaconf import OmegaConf
 
-from wow_gym.contact_sheet import contact_sheet, save_gif
-from wow_gym.data import DatasetReader
-from wow_gym.envs.collection import CollectConfig, collect
 from wow_gym.experiments.config_loading import load_config, run_dir
-from wow_gym.provenance import atomic_write_text, git_commit, write_run_metadata
+from wow_gym.experiments.demo_policies import policy_sections
+from wow_gym.html_report import (Code, Picture, Report, Section, Stats, Table, Text, Video, difference,
+                                 write_html, write_markdown)
+from wow_gym.provenance import git_commit, write_run_metadata
 
 
 def main(argv: list[str]) -> int:
     cfg = load_config("demo", argv, __doc__)
     if cfg is None:
         return 0
-    start = time.time()
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    clock = Clock()
+    values = OmegaConf.to_container(cfg, resolve=True)
     out = Path(cfg.out) if cfg.out else run_dir("demo")
-    write_run_metadata(out, OmegaConf.to_container(cfg, resolve=True))
-    rows, all_rollouts = [], []
+    write_run_metadata(out, values)
+    report, headline = Report("wow_gym demo: imagine → critique → act → verify"), []
+    with clock("collecting expert episodes"):
+        episodes = _collect_section(report, cfg, out, headline)
+    data = report.sections.pop()  # the page leads with imagination; the data it started from comes after
     for task in cfg.tasks:
-        result = collect(CollectConfig(task=task, episodes=cfg.episodes_per_task, policy="expert",
-                                       root=str(out / "datasets" / task), seed=cfg.seed,
-                                       workers=cfg.workers, image_size=cfg.image_size,
-                                       max_steps=cfg.max_steps, progress=cfg.progress))
-        reader = DatasetReader(result.root)
-        rollouts = [reader[i] for i in range(len(reader))]
-        all_rollouts += rollouts
-        save_gif(rollouts, out / f"{task}.gif")
-        successes = sum(r.success for r in rollouts)
-        rows.append(f"| {rollouts[0].task} | \"{rollouts[0].instruction}\" | {len(rollouts)} | {successes} | "
-                    f"{sum(r.num_steps for r in rollouts)} | ![{task}]({task}.gif) |")
-    contact_sheet(all_rollouts).save(out / "contact_sheet.png")
-    imagination = []
-    for task in cfg.tasks:
-        episodes = [r for r in all_rollouts if r.task.lower() == task.lower()]
-        wm = _shipped_world_model(task)
-        if wm is None:
-            continue
-        imagination += _imagine_section(wm, episodes, out, cfg.horizons)
-        lines, imagined = _physics_section(wm, episodes, out, cfg.idm_horizon, cfg.seed)
-        imagination += lines + _critic_section(wm, episodes, imagined, out, cfg.refine_rounds, cfg.seed)
-    report = "\n".join([
-        "# wow_gym demo", "",
-        f"commit `{git_commit()['commit']}`, {time.time() - start:.0f} s on this machine", "",
-        "| task | instruction | episodes | successes | steps | video |", "|---|---|---:|---:|---:|---|",
-        *rows, "", "![contact sheet](contact_sheet.png)", "", *imagination,
-    ])
-    atomic_write_text(out / "report.md", report)
-    print(f"\ndemo finished in {time.time() - start:.0f} s; report: {out / 'report.md'}")
+        shipped = _load_shipped(task, cfg.policy)
+        if shipped is not None:
+            _world_model_sections(report, shipped, episodes[task], cfg, out, clock, headline)
+    report.sections.append(data)
+    commit = git_commit()
+    headline.append(("demo wall-clock", f"{clock.elapsed():.0f} s"))
+    report.sections.insert(0, Section("At a glance", [Stats(headline)]))
+    dirty = " (uncommitted changes)" if commit["dirty"] else ""
+    report.subtitle = (f"commit `{commit['commit'][:12]}`{dirty}, {time.strftime('%Y-%m-%d %H:%M')}, "
+                       f"{clock.elapsed():.0f} s on this machine")
+    _run_section(report, values, clock, commit)
+    with clock("writing the report"):
+        write_markdown(report, out)
+        path = write_html(report, out / "report.html")
+    print(f"\ndemo finished in {clock.elapsed():.0f} s; report: {path.resolve()}")
     return 0
 
 
-def _shipped_world_model(task: str):
-    """The shipped world model of `task`, loaded once for every section; None when there is none."""
+class Clock:
+    """Prints each stage as it starts and keeps how long it took (the report's timing table)."""
+
+    def __init__(self) -> None:
+        self.start, self.stages = time.monotonic(), {}
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    @contextmanager
+    def __call__(self, name: str):
+        print(f"[{self.elapsed():5.0f} s] {name} ...", flush=True)
+        began = time.monotonic()
+        yield
+        self.stages[name] = time.monotonic() - began
+
+
+@dataclass
+class Shipped:
+    """A task's shipped models, loaded once for every section; idm, critic and policy may be missing."""
+
+    task: str
+    wm: Any
+    idm: Any | None
+    critic: Any | None
+    policy: Path | None
+
+
+def _load_shipped(task: str, policy: str | None) -> Shipped | None:
     from wow_gym.world_models import CheckpointError, WorldModel, default_checkpoint
+    from wow_gym.world_models.critic import LearnedCritic, has_shipped_critic
+    from wow_gym.world_models.idm import InverseDynamics, default_idm
 
     try:
-        return WorldModel.load(default_checkpoint(task))
+        wm = WorldModel.load(default_checkpoint(task))
     except CheckpointError:
         return None
-
-
-def _imagine_section(wm, rollouts: list, out: Path, horizons: list[int]) -> list[str]:
-    """Report lines: the shipped world model imagining the demo's episodes."""
-    from wow_gym.world_models import default_checkpoint
-    from wow_gym.world_models.evaluation import EvaluationError, evaluate_open_loop
-    from wow_gym.world_models.report import horizon_table, write_gifs
-
-    task = wm.config.task.lower()
-    path = default_checkpoint(task)
-    try:
-        result = evaluate_open_loop(wm, {"expert": rollouts}, tuple(horizons), starts_per_episode=1,
-                                    examples=len(rollouts))
-    except EvaluationError as error:  # episodes shorter than the horizons (a tiny max_steps)
-        return [f"## Imagined {wm.config.task}", "", f"skipped: {error}", ""]
-    pictures = []
-    for i, (name, caption) in enumerate(write_gifs(result.examples, out)):
-        (out / name).rename(out / f"imagined_{task}_{i}.gif")
-        pictures.append(f"![{caption}](imagined_{task}_{i}.gif) {caption}")
-    return [f"## Imagined {wm.config.task}: the shipped world model beside the simulator", "",
-            f"`{path}`: from each episode's first frames, {result.horizons[-1]} steps open loop under the "
-            "recorded actions (model), holding the last frame (copy), and under time-shuffled actions (shuf).",
-            "", *horizon_table(result.metrics["all"], result.horizons), "",
-            "simulator | imagined | difference:", "", *pictures, ""]
-
-
-def _physics_section(wm, rollouts: list, out: Path, horizon: int, seed: int) -> tuple[list[str], list]:
-    """Report lines: FM-IDM decoding the demo's ground-truth and imagined video, replayed in MuJoCo (the
-    physics check), and the imagined rollouts; nothing for a task without a shipped FM-IDM."""
-    import numpy as np
-    import torch
-
-    from wow_gym.envs.robosuite_env import RobosuiteEnv
-    from wow_gym.physics_check import physics_check, replay
-    from wow_gym.world_models import CheckpointError
-    from wow_gym.world_models.idm import InverseDynamics, default_idm
-    from wow_gym.world_models.idm_evaluation import imagine_cases
-    from wow_gym.world_models.report import _panel
-
-    task = wm.config.task.lower()
     try:
         idm = InverseDynamics.load(default_idm(task))
     except CheckpointError:
-        return [], []
-    env = RobosuiteEnv(task, image_size=wm.config.image_size)
-    imagined = imagine_cases(wm, rollouts, "actions", horizon, torch.Generator().manual_seed(seed))
-    rows, pictures = [], []
-    for i, (episode, rollout) in enumerate(zip(rollouts, imagined)):
-        from_truth = replay(env, episode.sim_state[0], idm.predict(episode.pixels), render=False)
-        check = physics_check(rollout, episode.sim_state[0], idm, env)
-        f = check.summary()
-        rows.append(f"| {i} | {'yes' if episode.success else 'no'} | {'yes' if from_truth.success else 'no'} | "
-                    f"{'yes' if check.replay_success else 'no'} | {f['psnr']:.2f} | {f['eef_mean_mm']:.1f} | "
-                    f"{f['object_mean_mm']:.1f} | {f['object_frechet_mm']:.1f} |")
-        difference = np.abs(rollout.pixels.astype(np.int16) - check.replayed.pixels.astype(np.int16)).astype(np.uint8)
-        name = f"physics_{task}_{i}.gif"
-        save_gif([_panel(rollout.pixels, "imagined"), _panel(check.replayed.pixels, "sim"),
-                  _panel(difference, "sim")], out / name, fps=8)
-        pictures.append(f"![physics check {i}]({name}) episode {i}: imagined | MuJoCo replay of FM-IDM's actions "
-                        "| difference")
-    env.close()
-    return [f"## Physics check ({wm.config.task}): FM-IDM's actions replayed in MuJoCo", "",
-            f"FM-IDM (`{default_idm(task)}`) decodes each demo episode's video into actions, which MuJoCo replays "
-            "from the episode's first state (\"from sim video\"); then the world model imagines "
-            f"{imagined[0].num_steps} steps from that state under the expert's actions, FM-IDM decodes the "
-            "imagined video and MuJoCo replays it (\"from imagined video\"), compared step by step.", "",
-            "| episode | expert solved | solved from sim video | solved from imagined video | PSNR imagined vs "
-            "replay (dB) | eef error (mm) | object error (mm) | object Fréchet (mm) |",
-            "|---:|---|---|---|---:|---:|---:|---:|", *rows, "", *pictures, ""], imagined
+        idm = None
+    critic = LearnedCritic.load(task=task) if has_shipped_critic(task) else None
+    return Shipped(wm.config.task, wm, idm, critic, policy_folder(task, policy))
 
 
-def _critic_section(wm, rollouts: list, imagined: list, out: Path, rounds: int, seed: int) -> list[str]:
-    """Report lines: SOPHIA's critic on the demo's sim and imagined video, and one plan -> critique -> refine
-    loop from the first episode's start; nothing for a task without a shipped critic."""
-    import numpy as np
+def policy_folder(task: str, policy: str | None) -> Path | None:
+    """The policy the demo runs on `task`: `policy` (a shipped-format folder) if made for this task, else the
+    shipped one; None when there is none."""
+    from wow_gym.policies.shipped import has_shipped_policy, shipped_policy_dir
+
+    if policy is None:
+        return shipped_policy_dir(task) if has_shipped_policy(task) else None
+    config = Path(policy) / "config.json"
+    if not config.is_file():
+        raise SystemExit(f"wow-gym demo: policy={policy} holds no config.json; pass a shipped-format policy "
+                         "folder (model.safetensors + config.json, wow_gym.policies.shipped.save_policy) or "
+                         "policy=null for the shipped one")
+    return Path(policy) if json.loads(config.read_text())["task"].lower() == task.lower() else None
+
+
+def _world_model_sections(report: Report, shipped: Shipped, episodes: list, cfg: Any, out: Path, clock: Clock,
+                          headline: list[tuple[str, str]]) -> None:
+    """Imagination, physics check, critic and refinement, then the policy sections, for one task."""
+    from wow_gym.envs.robosuite_env import RobosuiteEnv
+
+    task = shipped.task
+    env = RobosuiteEnv(task, image_size=shipped.wm.config.image_size)
+    try:
+        with clock(f"imagining {task} beside the simulator"):
+            _imagine_section(report, shipped, episodes, cfg, headline)
+        if shipped.idm is None:
+            return
+        with clock(f"physics check of imagined {task} video"):
+            imagined = _physics_section(report, shipped, episodes, env, cfg, headline)
+        if shipped.critic is None:
+            return
+        with clock(f"SOPHIA's critic and the refinement loop on {task}"):
+            _critic_section(report, shipped, episodes, imagined, env, cfg, headline)
+        if shipped.policy is not None:
+            policy_sections(report, shipped, env, cfg, out, clock, headline)
+    finally:
+        env.close()
+
+
+# -- data and imagination ----------------------------------------------------------------------------------
+
+
+def _collect_section(report: Report, cfg: Any, out: Path, headline: list[tuple[str, str]]) -> dict[str, list]:
+    """Collect, store and read back the expert episodes of every task; a table, a video per task."""
+    from wow_gym.contact_sheet import contact_sheet
+    from wow_gym.data import DatasetReader
+    from wow_gym.envs.collection import CollectConfig, collect
+
+    episodes, rows, videos = {}, [], []
+    for task in cfg.tasks:
+        result = collect(CollectConfig(task=task, episodes=cfg.episodes_per_task, policy="expert",
+                                       root=str(out / "datasets" / task), seed=cfg.seed, workers=cfg.workers,
+                                       image_size=cfg.image_size, max_steps=cfg.max_steps,
+                                       progress=cfg.progress))
+        reader = DatasetReader(result.root)
+        rollouts = episodes[task] = [reader[i] for i in range(len(reader))]
+        first = rollouts[0]
+        rows.append([first.task, f'"{first.instruction}"', str(len(rollouts)),
+                     str(sum(r.success for r in rollouts)), str(sum(r.num_steps for r in rollouts))])
+        videos.append(Video([(f"seed {r.seed}", r.pixels) for r in rollouts], f"{first.task}, read back from "
+                            f"`datasets/{task}`", f"{task}.gif", fps=20, scale=2))
+    everything = [r for rollouts in episodes.values() for r in rollouts]
+    headline.append(("expert episodes solved", f"{sum(r.success for r in everything)} / {len(everything)}"))
+    report.add("Expert episodes",
+               Text("Scripted experts, stored as LeRobot v3.0 datasets and read back; every video below is "
+                    "decoded from the stored episodes."),
+               Table(["task", "instruction", "episodes", "successes", "steps"], rows), *videos,
+               Picture(contact_sheet(everything), "evenly spaced frames of each episode",
+                       "contact_sheet.png"))
+    return episodes
+
+
+def _imagine_section(report: Report, shipped: Shipped, episodes: list, cfg: Any,
+                     headline: list[tuple[str, str]]) -> None:
+    """The shipped world model imagining the demo's episodes open loop, beside the simulator."""
+    from wow_gym.world_models import default_checkpoint
+    from wow_gym.world_models.evaluation import EvaluationError, evaluate_open_loop
+    from wow_gym.world_models.report import LABELS, _fmt, line_plot
+
+    title = f"Imagined {shipped.task} beside the simulator"
+    try:
+        result = evaluate_open_loop(shipped.wm, {"expert": episodes}, tuple(cfg.horizons),
+                                    starts_per_episode=1, examples=len(episodes))
+    except EvaluationError as error:  # episodes shorter than the horizons (a tiny max_steps)
+        report.add(title, Text(f"skipped: {error}"))
+        return
+    m, hs = result.metrics["all"], result.horizons
+    columns = [("psnr", "PSNR dB", 1.0, 2), ("ssim", "SSIM", 1.0, 3), ("eef_error", "eef mm", 1000.0, 1),
+               ("object_error", "object mm", 1000.0, 1)]
+    header = ["h"] + [f"{title_} {LABELS[p]}" for _, title_, _, _ in columns for p in LABELS]
+    rows = [[str(h)] + [_fmt(m[key][p][i], scale, digits) for key, _, scale, digits in columns
+                        for p in LABELS] for i, h in enumerate(hs)]
+    videos = [Video([("sim", e.simulated), ("imagined", e.imagined),
+                     ("difference", difference(e.simulated, e.imagined))],
+                    f"{e.name}: simulator | imagined | difference",
+                    f"imagined_{shipped.task.lower()}_{i}.gif", fps=4) for i, e in enumerate(result.examples)]
+    plot = line_plot({LABELS[p]: (hs, v) for p, v in m["psnr"].items()}, "imagined vs simulated frames",
+                     "horizon (steps)", "PSNR (dB)")
+    model, copy = (_fmt(m["psnr"][p][-1], digits=1) for p in ("model", "copy_last"))
+    headline.append((f"PSNR at h={hs[-1]}: world model / copy-last", f"{model} / {copy} dB"))
+    report.add(title,
+               Text(f"`{_shown(default_checkpoint(shipped.task))}` imagines {hs[-1]} steps open loop from "
+                    "the first frames of each expert episode this run collected (see Expert episodes) under "
+                    "the recorded actions (model), against holding the last frame (copy-last) and the same "
+                    "model under time-shuffled actions."),
+               Table(header, rows),
+               Picture(plot, "PSNR against the simulator per horizon", "psnr_vs_horizon.png"), *videos)
+
+
+def _physics_section(report: Report, shipped: Shipped, episodes: list, env: Any, cfg: Any,
+                     headline: list[tuple[str, str]]) -> list:
+    """FM-IDM decodes the demo's sim and imagined video, MuJoCo replays it; returns the imagined rollouts."""
     import torch
 
-    from wow_gym.sophia import TemplateRefiner, refine_loop
-    from wow_gym.world_models.critic import LearnedCritic, has_shipped_critic
-    from wow_gym.world_models.report import _panel
+    from wow_gym.physics_check import physics_check, replay
+    from wow_gym.world_models.idm import default_idm
+    from wow_gym.world_models.idm_evaluation import imagine_cases
 
-    task = wm.config.task.lower()
-    if not has_shipped_critic(task) or not imagined:
-        return []
-    critic = LearnedCritic.load(task=task)
+    task = shipped.task
+    generator = torch.Generator().manual_seed(cfg.seed)
+    imagined = imagine_cases(shipped.wm, episodes, "actions", cfg.idm_horizon, generator)
+    rows, videos, checks = [], [], []
+    for i, (episode, rollout) in enumerate(zip(episodes, imagined)):
+        from_truth = replay(env, episode.sim_state[0], shipped.idm.predict(episode.pixels), render=False)
+        check = physics_check(rollout, episode.sim_state[0], shipped.idm, env)
+        f = check.summary()
+        rows.append([str(i), _yes(episode.success), _yes(from_truth.success), _yes(check.replay_success),
+                     f"{f['psnr']:.2f}", f"{f['eef_mean_mm']:.1f}", f"{f['object_mean_mm']:.1f}",
+                     f"{f['object_frechet_mm']:.1f}"])
+        videos.append(Video([("imagined", rollout.pixels), ("MuJoCo replay", check.replayed.pixels),
+                             ("difference", difference(rollout.pixels, check.replayed.pixels))],
+                            f"episode {i}: imagined | MuJoCo replay of FM-IDM's actions | difference",
+                            f"physics_{task.lower()}_{i}.gif", fps=8))
+        checks.append(check)
+    solved = sum(c.replay_success for c in checks)
+    headline.append(("imagined video solves the task in MuJoCo", f"{solved} / {len(checks)}"))
+    report.add(f"Physics check ({task}): FM-IDM's actions replayed in MuJoCo",
+               Text(f"FM-IDM (`{_shown(default_idm(task))}`) decodes each episode's video into actions, "
+                    "which MuJoCo replays from the episode's first state (\"from sim video\"); then the "
+                    f"world model imagines {imagined[0].num_steps} steps from that state under the expert's "
+                    "actions, FM-IDM decodes the imagined video and MuJoCo replays it (\"from imagined "
+                    "video\"), compared step by step."),
+               Table(["episode", "expert solved", "solved from sim video", "solved from imagined video",
+                      "PSNR imagined vs replay (dB)", "eef error (mm)", "object error (mm)",
+                      "object Fréchet (mm)"], rows),
+               *_physics_plots(imagined[0], checks), *videos)
+    return imagined
 
-    def row(name: str, frames, instruction: str, truth: str) -> str:
-        c = critic.critique(frames, instruction)
-        scores = " | ".join(f"{v:.2f}" for v in c.scores.values())
-        return f"| {name} | {truth} | {'yes' if c.success else 'no'} | {c.progress:.2f} | {scores} | {c.text} |"
 
-    rows = []
-    for i, (episode, dream) in enumerate(zip(rollouts, imagined)):
-        rows.append(row(f"sim {i}", episode.pixels, episode.instruction, "yes" if episode.success else "no"))
+def _physics_plots(rollout: Any, checks: list) -> list[Picture]:
+    """Per-step PSNR of every episode, and episode 0's heights: imagined against the MuJoCo replay."""
+    from wow_gym.world_models.report import line_plot
+
+    steps = list(range(1, len(checks[0].psnr) + 1))
+    psnr = line_plot({f"episode {i}": (steps, c.psnr.tolist()) for i, c in enumerate(checks)},
+                     "imagined vs MuJoCo replay, per step", "step", "PSNR (dB)")
+    replayed, t = checks[0].replayed, list(range(rollout.num_steps + 1))
+    series = {"end effector, imagined": (t, rollout.agent_pos[:, 2].tolist()),
+              "end effector, MuJoCo": (t, replayed.agent_pos[:, 2].tolist())}
+    if rollout.environment_state is not None:
+        series["cube, imagined (probe)"] = (t, rollout.environment_state[:, 2].tolist())
+        series["cube, MuJoCo"] = (t, replayed.environment_state[:, 2].tolist())
+    heights = line_plot(series, "episode 0: heights, imagined vs MuJoCo", "step", "z (m)")
+    return [Picture(psnr, "frame agreement of imagination and physics", "physics_psnr.png"),
+            Picture(heights, "what the world model says happens vs what MuJoCo does", "physics_heights.png")]
+
+
+def _critic_section(report: Report, shipped: Shipped, episodes: list, imagined: list, env: Any, cfg: Any,
+                    headline: list[tuple[str, str]]) -> None:
+    """SOPHIA's critic on the sim and imagined clips; plan -> critique -> refine, plans checked in MuJoCo."""
+    critic, rows = shipped.critic, []
+    for i, (episode, dream) in enumerate(zip(episodes, imagined)):
         replayed = dream.physics.get("replay_success")
-        rows.append(row(f"imagined {i}", dream.pixels, dream.instruction,
-                        "-" if replayed is None else ("yes" if replayed else "no") + " (replay)"))
-    first = rollouts[0]
-    generator = torch.Generator().manual_seed(seed)
+        for name, frames, instruction, truth in (
+                (f"sim {i}", episode.pixels, episode.instruction, _yes(episode.success)),
+                (f"imagined {i}", dream.pixels, dream.instruction,
+                 "-" if replayed is None else f"{_yes(replayed)} (replay)")):
+            c = critic.critique(frames, instruction)
+            rows.append([name, truth, _yes(c.success), f"{c.progress:.2f}",
+                         *(f"{v:.2f}" for v in c.scores.values()), c.text])
+    agree = sum(r[1].split()[0] == r[2] for r in rows if r[1] != "-")
+    headline.append(("critic agrees with the simulator", f"{agree} / {sum(r[1] != '-' for r in rows)} clips"))
+    table = Table(["clip", "simulator says success", "critic says success", "progress", "task",
+                   "plausibility", "smoothness", "instruction", "critique"], rows)
+    report.add(f"SOPHIA's critic ({shipped.task})",
+               Text("The shipped critic reads each clip (frames and instruction only) and names what went "
+                    "wrong; the simulator's verdict beside it."), table,
+               *_refine_blocks(shipped, episodes[0], imagined[0].num_steps, env, cfg, headline))
 
-    def plan(instruction: str):
-        frames = wm.generate(first.pixels[None, :1], first.agent_pos[None, :1], instruction, imagined[0].num_steps,
-                             generator=generator)[0]
+
+def _refine_blocks(shipped: Shipped, first: Any, horizon: int, env: Any, cfg: Any,
+                   headline: list[tuple[str, str]]) -> list:
+    """The plan -> critique -> refine loop from an episode's first frame; every plan decoded and replayed."""
+    import torch
+
+    from wow_gym.physics_check import physics_check
+    from wow_gym.sophia import TemplateRefiner, final_round, refine_loop
+
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    def plan(instruction: str) -> np.ndarray:
+        frames = shipped.wm.generate(first.pixels[None, :1], first.agent_pos[None, :1], instruction, horizon,
+                                     generator=generator)[0]
         return np.concatenate([first.pixels[:1], frames])
 
-    history = refine_loop(plan, critic, TemplateRefiner(), first.instruction, task, rounds)
-    save_gif([_panel(r.frames, "imagined") for r in history], out / f"refine_{task}.gif", fps=8)
-    loop = [f"| {r.round} | {r.instruction} | {'yes' if r.critique.success else 'no'} | "
-            f"{r.critique.scores['physical_plausibility']:.2f} | {r.critique.text} |" for r in history]
-    return [f"## SOPHIA's critic ({critic.config.task})", "",
-            "The shipped critic reads each clip (frames and instruction only) and names what went wrong; the "
-            "simulator's verdict beside it.", "",
-            "| clip | simulator says success | critic says success | progress | task | plausibility | "
-            "smoothness | instruction | critique |", "|---|---|---|---:|---:|---:|---:|---:|---|", *rows, "",
-            f"Plan -> critique -> refine from episode 0's first frame (at most {rounds} plans, left to right):", "",
-            f"![refinement](refine_{task}.gif)", "",
-            "| round | instruction | critic says success | plausibility | critique |", "|---:|---|---|---:|---|",
-            *loop, ""]
+    history = refine_loop(plan, shipped.critic, TemplateRefiner(), first.instruction, shipped.task,
+                          cfg.refine_rounds)
+    rows, videos = [], []
+    for r in history:
+        check = physics_check(_plan_rollout(shipped.wm, first, r.frames, r.instruction), first.sim_state[0],
+                              shipped.idm, env)
+        c = r.critique
+        rows.append([str(r.round), r.instruction, _yes(c.success), *(f"{v:.2f}" for v in c.scores.values()),
+                     c.text, _yes(check.replay_success), f"{1000 * check.object['mean']:.1f}"])
+        videos.append(Video([("plan", r.frames), ("MuJoCo replay", check.replayed.pixels),
+                             ("difference", difference(r.frames, check.replayed.pixels))],
+                            f"round {r.round}: \"{r.instruction}\"",
+                            f"refine_{shipped.task.lower()}_{r.round}.gif", fps=8))
+    chosen = final_round(history)
+    headline.append(("refined plan verified in MuJoCo", f"{rows[chosen.round][-2]} (round {chosen.round})"))
+    everything = Video([(f"round {r.round}", r.frames) for r in history], "every plan, left to right",
+                       f"refine_{shipped.task.lower()}.gif", fps=8)
+    return [Text(f"Plan -> critique -> refine from episode 0's first frame: the world model plans {horizon} "
+                 "steps from the instruction alone, the critic scores the plan, the refiner rewrites the "
+                 f"instruction (at most {cfg.refine_rounds} plans); FM-IDM decodes every plan and MuJoCo "
+                 "replays it."),
+            Table(["round", "instruction", "critic says success", "task", "plausibility", "smoothness",
+                   "instruction following", "critique", "MuJoCo replay solves", "object error (mm)"], rows),
+            everything, *videos]
+
+
+def _plan_rollout(wm: Any, first: Any, frames: np.ndarray, instruction: str) -> Any:
+    """A plan as an imagined Rollout: no actions, no pose, the object read by the world model's probe."""
+    from wow_gym.rollout import Rollout
+    from wow_gym.world_models.evaluation import probe_object_state
+
+    steps = len(frames) - 1
+    unknown = np.full((steps, first.agent_pos.shape[1]), np.nan, np.float32)
+    pose = np.concatenate([first.agent_pos[:1], unknown])
+    state = np.concatenate([first.environment_state[:1], probe_object_state(wm, frames[1:])])
+    return Rollout(pixels=frames, agent_pos=pose, action=np.zeros((steps, 7), np.float32),
+                   reward=np.zeros(steps, np.float32), terminated=np.zeros(steps, bool),
+                   truncated=np.zeros(steps, bool), source="imagined", task=first.task,
+                   instruction=instruction, environment_state=state.astype(np.float32))
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _yes(value: Any) -> str:
+    return "yes" if value else "no"
+
+
+# -- provenance --------------------------------------------------------------------------------------------
+
+
+def _run_section(report: Report, values: dict[str, Any], clock: Clock, commit: dict[str, Any]) -> None:
+    import os
+    import platform
+
+    import torch
+    import yaml
+
+    rows = [[name, f"{seconds:.1f}"] for name, seconds in clock.stages.items()]
+    report.add("This run",
+               Text(f"commit `{commit['commit']}`{' with uncommitted changes' if commit['dirty'] else ''}; "
+                    f"Python {platform.python_version()}, torch {torch.__version__} on {os.cpu_count()} CPUs "
+                    f"({torch.get_num_threads()} torch threads); config.yaml and run.json lie beside this "
+                    "report."),
+               Table(["stage", "seconds"], rows),
+               Code(yaml.safe_dump(values, sort_keys=False), summary="resolved configuration"))

@@ -52,18 +52,6 @@ def test_eval_experts_tiny_budget(tmp_path):
     assert "| lift | 1 |" in out
 
 
-def test_demo_tiny_budget(tmp_path):
-    out = _wow_gym(["demo", "tasks=[lift,door]", "episodes_per_task=1", "max_steps=6", "progress=false",
-                    f"out={tmp_path / 'demo'}"], tmp_path)
-    assert "report:" in out
-    for name in ("report.md", "contact_sheet.png", "lift.gif", "door.gif", "config.yaml", "run.json",
-                 "physics_lift_0.gif", "refine_lift.gif"):
-        assert (tmp_path / "demo" / name).exists(), name
-    report = (tmp_path / "demo" / "report.md").read_text()
-    assert "## Physics check (Lift)" in report and "## SOPHIA's critic (Lift)" in report
-    assert "| imagined 0 |" in report and "| 0 | lift the red cube |" in report
-
-
 def test_bench_data_tiny_budget(tmp_path):
     out = _wow_gym(["bench", "data", "episodes=2", "steps=6", "seconds=0.5", "batch_size=4"], tmp_path)
     assert "action exact" in out and "sim_state exact" in out and "DIFFERS" not in out

@@ -1,0 +1,76 @@
+"""`wow-gym demo` on a tiny budget: every stage runs and the report is one self-contained page."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from wow_gym.experiments.demo import policy_folder
+from wow_gym.policies.shipped import has_shipped_policy, shipped_policy_dir
+
+TINY = ["tasks=[lift,door]", "episodes_per_task=1", "max_steps=10", "horizons=[1,4]", "idm_horizon=8",
+        "refine_rounds=2", "threads=1", "workers=1", "progress=false", "fine_tune.total_timesteps=16",
+        "fine_tune.n_envs=2", "fine_tune.ppo.n_steps=8", "fine_tune.ppo.batch_size=16",
+        "fine_tune.eval_episodes=1", "fine_tune.eval_max_steps=5", "paired.episodes=1", "paired.max_steps=5",
+        "paired.throughput_steps=2",
+        "deploy.max_steps=5", "deploy.parity_observations=2"]
+SECTIONS = ("At a glance", "Expert episodes", "Imagined Lift beside the simulator", "Physics check (Lift)",
+            "SOPHIA's critic (Lift)", "Fine-tuning in imagination (Lift)",
+            "Policies in imagination and in the sim twin (Lift)", "Throughput, measured in this run",
+            "Export and a shadow run on the simulated arm", "This run")
+
+
+def test_demo_tiny_budget(tmp_path):
+    """One run (the demo is the slow part; one test, so that pytest-xdist never runs it twice)."""
+    assert has_shipped_policy("lift"), "the demo runs the shipped policy, policies/checkpoints/lift-policy"
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "wow_gym.cli", "demo", *TINY, f"out={out}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-4000:]
+    assert f"report: {(out / 'report.html').resolve()}" in done.stdout
+    for stage in ("collecting expert episodes", "fine-tuning the policy in imagination", "paired rollouts",
+                  "ONNX export and a shadow run"):
+        assert stage in done.stdout, stage
+    _check_report(out)
+    _check_policy_outputs(out)
+
+
+def _check_report(out):
+    page = (out / "report.html").read_text()
+    for title in SECTIONS:
+        assert f"<h2>{title}" in page.replace("&#x27;", "'"), title
+    links = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert all(link.startswith(("data:", "#")) for link in links), [x[:60] for x in links if x[:5] != "data:"]
+    assert len(re.findall(r'<video src="data:video/mp4;base64,', page)) >= 8  # sim | imagined | difference
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) >= 6  # plots and the contact sheet
+    markdown = (out / "report.md").read_text()
+    for line in ("## Physics check (Lift)", "## SOPHIA's critic (Lift)", "| imagined 0 |",
+                 "| 0 | lift the red cube |"):
+        assert line in markdown, line
+    for name in ("lift.gif", "door.gif", "contact_sheet.png", "physics_lift_0.gif", "refine_lift.gif",
+                 "config.yaml", "run.json"):
+        assert (out / name).exists(), name
+
+
+def _check_policy_outputs(out):
+    curves = json.loads((out / "fine-tune" / "curves.json").read_text())
+    assert [c["timesteps"] for c in curves] == [0, 16]  # the sim twin before and after the fine-tune
+    paired = json.loads((out / "paired.json").read_text())
+    assert [p["name"] for p in paired] == ["shipped", "fine-tuned"]
+    assert all(len(p["episodes"]) == 1 and p["episodes"][0]["start_psnr"] > 30 for p in paired)  # same starts
+    spec = json.loads((out / "export" / "policy.json").read_text())
+    assert spec["source_checkpoint"].endswith("final.zip") and (out / "export" / "policy.onnx").is_file()
+    steps = [json.loads(line) for line in (out / "export" / "steps.jsonl").read_text().splitlines()]
+    moves = [s for s in steps if s["event"] == "step"]
+    assert moves and "action" in moves[0] and not any(s["sent"] for s in moves)  # shadow: never sent
+
+
+def test_policy_folder_takes_the_override_only_for_its_task(tmp_path):
+    assert policy_folder("lift", None) == shipped_policy_dir("lift")
+    assert policy_folder("door", None) is None
+    (tmp_path / "config.json").write_text(json.dumps({"task": "Lift"}))
+    assert policy_folder("lift", str(tmp_path)) == tmp_path and policy_folder("door", str(tmp_path)) is None
+    with pytest.raises(SystemExit, match="holds no config.json"):
+        policy_folder("lift", str(tmp_path / "nowhere"))
