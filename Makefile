@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench lift-data world-model eval-world-model bench-imagine idm eval-idm critic eval-critic policy policy-compare evaluate-lift policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench lift-data world-model eval-world-model bench-imagine idm eval-idm critic eval-critic policy policy-compare policy-compare-keep evaluate-lift policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -102,6 +102,14 @@ RL_RUN := init=outputs/policies/lift-bc/bc.zip total_timesteps=1000000 max_minut
 policy-compare: policy
 	$(WG) train-policy env=WoW/Lift-Imagined-v0 out=outputs/policies/lift-rl-imagined $(RL_RUN)
 	$(WG) train-policy env=WoW/Lift-v0 out=outputs/policies/lift-rl-sim $(RL_RUN)
+
+# The same comparison with RL that keeps to the demonstrations: the critic warms up alone for 4096 steps and
+# 8 BC steps follow every PPO update; 10 min of RL each.
+RL_RUN_KEEP := init=outputs/policies/lift-bc/bc.zip total_timesteps=1000000 max_minutes=10 eval.every_steps=8192 \
+	eval.episodes=20 eval.parallel=4 value_warmup_steps=4096 bc_steps_per_update=8 threads=1
+policy-compare-keep: policy
+	$(WG) train-policy env=WoW/Lift-Imagined-v0 out=outputs/policies/lift-rl-keep-imagined $(RL_RUN_KEEP)
+	$(WG) train-policy env=WoW/Lift-v0 out=outputs/policies/lift-rl-keep-sim $(RL_RUN_KEEP)
 
 # Imagined-vs-simulated agreement over 10 Lift policies (random, still, the shipped BC policy with 0-1.0
 # action noise, the RL runs of policy-compare), 16 held-out start states each.

@@ -314,6 +314,8 @@ class BCRegularizer(BaseCallback):
                 [p for name, p in self.model.policy.named_parameters() if "value" not in name],
                 lr=self.config.lr * 0.1, weight_decay=self.config.weight_decay)
             return
+        if not any(p.requires_grad for group in self.optimizer.param_groups for p in group["params"]):
+            return  # the actor is frozen (value warm-up): nothing to clone into yet
         self.model.policy.set_training_mode(True)
         losses = []
         for _ in range(self.steps):

@@ -197,6 +197,11 @@ def test_value_warmup_freezes_the_actor_and_bc_steps_keep_cloning(tmp_path, robo
     assert torch.equal(after["action_net.weight"], initial["action_net.weight"]), "the actor is frozen"
     assert torch.equal(after["features_extractor.cnn.0.weight"], initial["features_extractor.cnn.0.weight"])
     assert not torch.equal(after["value_net.weight"], initial["value_net.weight"]), "the critic learns"
+    both = PolicyTrainer(_tiny(tmp_path / "both", init=str(tmp_path / "start.zip"), value_warmup_steps=100,
+                               bc_steps_per_update=2, eval=SimEvalConfig(every_steps=0, episodes=1, max_steps=2),
+                               bc=BCConfig(datasets=[str(lift_data)], successful_only=False, batch_size=8))).run()
+    after = PPO.load(both["final"], device="cpu").policy.state_dict()
+    assert torch.equal(after["action_net.weight"], initial["action_net.weight"]), "no cloning while frozen"
     with pytest.raises(ValueError, match="bc_steps_per_update needs bc.datasets"):
         PolicyTrainer(_tiny(tmp_path / "nobc", init=str(tmp_path / "start.zip"), bc_steps_per_update=2)).run()
     cloned = PolicyTrainer(_tiny(tmp_path / "bc", init=str(tmp_path / "start.zip"), bc_steps_per_update=3,
