@@ -40,9 +40,7 @@ def save_policy(model: BaseAlgorithm, folder: str | Path, task: str, notes: dict
     name = type(model).__name__
     if name not in ALGORITHMS:
         raise ValueError(f"only {sorted(ALGORITHMS)} policies can be shipped, got {name}")
-    extractor = model.policy.features_extractor if hasattr(model.policy, "features_extractor") else None
-    if not isinstance(extractor, ImageProprioExtractor) and not isinstance(
-            getattr(getattr(model.policy, "actor", None), "features_extractor", None), ImageProprioExtractor):
+    if model.policy_kwargs.get("features_extractor_class") is not ImageProprioExtractor:
         raise ValueError("a shipped policy must use ImageProprioExtractor (train it with wow-gym train-policy)")
     kwargs = dict(model.policy_kwargs)
     kwargs.pop("features_extractor_class", None)

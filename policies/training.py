@@ -385,9 +385,9 @@ class PolicyTrainer:
             evaluation.close()
         model.save(self.out / "final.zip")
         venv.close()
+        state = read_state(self.out)  # the clock has written the RL time spent
         summary = {"env": cfg.env, "algo": cfg.algo, "timesteps": int(model.num_timesteps),
-                   "rl_seconds": read_state(self.out).get("rl_seconds", 0.0), "bc": bc,
-                   "bc_seconds": read_state(self.out).get("bc_seconds"),
+                   "rl_seconds": state.get("rl_seconds", 0.0), "bc": bc, "bc_seconds": state.get("bc_seconds"),
                    "final_sim_success_rate": curves[-1]["sim_success_rate"] if curves else None,
                    "curves": curves, "final": str(self.out / "final.zip")}
         atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
