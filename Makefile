@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench lift-data world-model eval-world-model bench-imagine idm eval-idm critic eval-critic policy policy-compare policy-compare-keep evaluate-lift policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench lift-data world-model eval-world-model tune-deadband bench-imagine idm eval-idm critic eval-critic policy policy-compare policy-compare-keep evaluate-lift policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -69,6 +69,19 @@ world-model: lift-data
 
 eval-world-model: lift-data
 	$(WG) eval-world-model task=lift
+
+# How the shipped model's residual_deadband (24) was picked: open-loop figures per band on tuning episodes
+# (seeds 800000+: neither training nor held-out data), one eval-world-model run per band.
+TUNE := data/lift/tune-expert,data/lift/tune-noisy,data/lift/tune-walk,data/lift/tune-random
+tune-deadband: $(STAMP)
+	$(WG) collect task=lift policy=expert episodes=8 seed=800000 root=data/lift/tune-expert
+	$(WG) collect task=lift policy=expert episodes=8 seed=810000 $(NOISY) root=data/lift/tune-noisy
+	$(WG) collect task=lift policy=walk episodes=8 seed=820000 root=data/lift/tune-walk
+	$(WG) collect task=lift policy=random episodes=6 seed=830000 root=data/lift/tune-random
+	for band in 0 8 12 16 24 32; do \
+		$(WG) eval-world-model task=lift "datasets=[$(TUNE)]" residual_deadband=$$band plan_horizon=0 \
+			"steps_sweep=[]" examples=0 out=outputs/eval-world-model/tune-deadband-$$band || exit 1; \
+	done
 
 bench-imagine: $(STAMP)
 	$(WG) bench imagine task=lift

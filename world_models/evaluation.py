@@ -370,6 +370,7 @@ class EvalWorldModelConfig:
     reference_horizon: int = 8
     starts_per_episode: int = 4
     sampling_steps: int | None = None
+    residual_deadband: float | None = None  # None: the checkpoint's
     steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     plan_horizon: int = 16
     examples: int = 4
@@ -440,6 +441,8 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
         raise EvaluationError(f"reference_horizon {config.reference_horizon} must be one of the horizons "
                               f"{list(config.horizons)}")
     wm, path = load_world_model(config.checkpoint, config.task, config.device, config.autocast)
+    if config.residual_deadband is not None:
+        wm.config.residual_deadband = float(config.residual_deadband)
     rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes)
     common = {"seed": config.seed, "batch_size": config.batch_size, "progress": config.progress}
     open_loop = evaluate_open_loop(wm, rollouts, tuple(config.horizons), config.sampling_steps,

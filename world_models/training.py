@@ -65,6 +65,7 @@ class TrainWorldModelConfig(RunSettings):
     ctx_noise_max: float = 0.3  # context latents are noised at a random level up to this
     pose_noise: float = 0.05  # noise on the (normalised) pose condition, as the pose dynamics errs
     pose_map: bool = True  # tell the DiT where the gripper is in the picture (the task camera's projection)
+    residual_deadband: float = 24.0  # imagined pixels that change less stay the real frame's (WorldModelConfig)
 
     def __post_init__(self) -> None:
         task_info(self.task)
@@ -191,6 +192,7 @@ class Trainer(StagedTrainer):
             task=info.name, instruction=info.instruction, image_size=config.image_size,
             agent_pos_dim=self.data.poses.shape[1], env_state_dim=self.data.env_states.shape[1],
             context_frames=config.context_frames, sampling_steps=config.sampling_steps,
+            residual_deadband=config.residual_deadband,
             autoencoder=AutoencoderConfig(image_size=config.image_size, latent_channels=config.latent_channels),
             dit=DiTConfig(preset=config.preset, patch=config.patch),
             camera=task_camera(info.name, config.image_size) if config.pose_map else None,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from wow_gym.world_models.autoencoder import AutoencoderConfig, build_autoencoder, pixels_to_tensor, tensor_to_pixels
@@ -53,6 +54,11 @@ class WorldModelConfig:
     # Imagined frame = newest real context frame + decode(imagined latent) - decode(that frame's latent):
     # what the model leaves unchanged keeps the real frame's pixels instead of the autoencoder's blur.
     residual_decoding: bool = True
+    # With residual decoding: pixels whose decoded change from the newest real context frame stays within
+    # this many levels (every channel) keep that frame's value, and so do those only next to such pixels
+    # (a 3x3 neighbourhood). The sim's background is static; without it, sampling noise in the latent
+    # shimmers over the whole picture. 0 keeps every decoded change.
+    residual_deadband: float = 0.0
     # The task camera's 3x4 projection (world -> pixel column, row); when set, the DiT is told where the
     # gripper is in the picture (world_models/pose_map.py). None: the pose is a global condition only.
     camera: list[list[float]] | None = None
@@ -73,6 +79,8 @@ class WorldModelConfig:
         self.dit.action_dim = self.action_dim
         self.dit.pose_dim = self.agent_pos_dim
         self.dit.pose_map = self.camera is not None
+        if not self.residual_deadband >= 0:
+            raise ValueError(f"residual_deadband must be >= 0 pixel levels, got {self.residual_deadband}")
         if self.camera is not None and np.asarray(self.camera).shape != (3, 4):
             raise ValueError(f"camera must be a 3x4 projection matrix, got shape {np.asarray(self.camera).shape}")
 
@@ -98,7 +106,8 @@ class ImaginationState:
     latents [B,K,C,h,w] normalised latents of the last K frames, oldest first; poses [B,2,P] raw agent_pos
     of the last two steps; actions [B,H-1,A] the previous actions of the chunk; text [B,384]; keep_text [B];
     anchor [B,H,W,3] the newest real context frame minus its own decoding (float), added to every decoded
-    imagined frame when the model decodes residually (zeros otherwise).
+    imagined frame when the model decodes residually (zeros otherwise); frame [B,H,W,3] that newest real
+    context frame (float), which the residual deadband falls back to.
     """
 
     latents: torch.Tensor
@@ -107,6 +116,7 @@ class ImaginationState:
     text: torch.Tensor
     keep_text: torch.Tensor
     anchor: torch.Tensor
+    frame: torch.Tensor
 
     @property
     def batch_size(self) -> int:
@@ -325,7 +335,7 @@ class WorldModel(nn.Module):
         newest = torch.as_tensor(pixels[:, -1], device=self.device).float()
         anchor = (newest - self.decode(latents[:, -1]).float() if self.config.residual_decoding
                   else torch.zeros_like(newest))
-        return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, anchor)
+        return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, anchor, newest)
 
     def _pose_step(self, poses: torch.Tensor, action: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         now = poses[:, -1]
@@ -389,18 +399,27 @@ class WorldModel(nn.Module):
         state.latents = torch.cat([state.latents[:, 1:], latent[:, None]], dim=1)
         state.poses = torch.stack([state.poses[:, -1], next_pose], dim=1)
         state.actions = torch.cat([state.actions, action[:, None]], dim=1)[:, 1:]
-        return self._observe(latent, next_pose, state.anchor)
+        return self._observe(latent, next_pose, state)
 
-    def _pixels(self, latents: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-        """uint8 frames of latents [B,...,C,h,w], plus each row's residual anchor [B,H,W,3]."""
+    def _pixels(self, latents: torch.Tensor, state: ImaginationState) -> torch.Tensor:
+        """uint8 frames of latents [B,...,C,h,w]: decoded on each row's residual anchor, the deadband applied."""
         decoded = self.decode(latents).float()
-        anchor = anchor.view(anchor.shape[0], *([1] * (decoded.dim() - 4)), *anchor.shape[1:])
-        return (decoded + anchor).round().clamp(0, 255).to(torch.uint8)
+        extra = [1] * (decoded.dim() - 4)
+        frames = decoded + state.anchor.view(state.anchor.shape[0], *extra, *state.anchor.shape[1:])
+        band = self.config.residual_deadband
+        if self.config.residual_decoding and band > 0:
+            real = state.frame.view(state.frame.shape[0], *extra, *state.frame.shape[1:])
+            change = frames - real
+            moved = (change.abs().amax(-1) > band).float()  # [B,...,H,W]
+            flat = moved.reshape(-1, 1, *moved.shape[-2:])
+            moved = F.max_pool2d(flat, 3, stride=1, padding=1).reshape(moved.shape)
+            frames = real + change * moved[..., None]
+        return frames.round().clamp(0, 255).to(torch.uint8)
 
     @torch.no_grad()
-    def _observe(self, latent: torch.Tensor, pose: torch.Tensor, anchor: torch.Tensor) -> StepOutput:
+    def _observe(self, latent: torch.Tensor, pose: torch.Tensor, state: ImaginationState) -> StepOutput:
         with self._autocast():
-            pixels = self._pixels(latent, anchor)
+            pixels = self._pixels(latent, state)
             env_state = self.probe(latent).float() * self._env_state_std + self._env_state_mean
             out = self.reward(latent, self._norm(pose, "pose")).float()
         reward = out[:, 0] * self._reward_std + self._reward_mean
@@ -411,7 +430,7 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def observe_context(self, state: ImaginationState) -> StepOutput:
         """The heads' reading of the newest context frame (what reset returns)."""
-        return self._observe(state.latents[:, -1], state.poses[:, -1], state.anchor)
+        return self._observe(state.latents[:, -1], state.poses[:, -1], state)
 
     @torch.no_grad()
     def generate(self, pixels: np.ndarray, agent_pos: np.ndarray, instruction: str | list[str] | None,
@@ -432,7 +451,7 @@ class WorldModel(nn.Module):
                 latent = self._advance(state, velocity, steps, generator)
                 state.latents = torch.cat([state.latents[:, 1:], latent[:, None]], dim=1)
                 frames.append(latent)
-        return self._pixels(torch.stack(frames, dim=1), state.anchor).cpu().numpy()
+        return self._pixels(torch.stack(frames, dim=1), state).cpu().numpy()
 
     def num_parameters(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in module.parameters())

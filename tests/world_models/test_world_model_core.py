@@ -126,6 +126,35 @@ def test_residual_decoding_keeps_the_real_context_frame_and_adds_only_the_imagin
     np.testing.assert_array_equal(out.pixels, expected)
 
 
+def test_residual_deadband_keeps_the_real_frame_where_the_imagined_change_is_small(tiny_model, lift_data):
+    ep = DatasetReader(lift_data)[0]
+
+    def imagine(band: float) -> tuple[np.ndarray, torch.Tensor]:
+        tiny_model.config.residual_deadband = band
+        state = tiny_model.start(ep.pixels[None, :2], ep.agent_pos[None, :2], ep.action[None, :1])
+        outs = [tiny_model.step(state, ep.action[None, t], torch.Generator().manual_seed(t)) for t in range(1, 4)]
+        return np.concatenate([o.pixels for o in outs]), torch.cat([o.latents for o in outs])
+
+    try:
+        banded, latents = imagine(6.0)
+    finally:
+        tiny_model.config.residual_deadband = 0.0
+    plain, same_latents = imagine(0.0)
+    torch.testing.assert_close(latents, same_latents)  # an output filter: the imagined dynamics are untouched
+    real = ep.pixels[1].astype(np.int16)
+    change = (tiny_model.decode(latents).numpy().astype(np.int16)
+              - tiny_model.decode(tiny_model.encode(ep.pixels[None, 1])).numpy().astype(np.int16))
+    moved = torch.from_numpy((np.abs(change).max(-1) > 6).astype(np.float32))[:, None]
+    near_moved = torch.nn.functional.max_pool2d(moved, 3, 1, 1)[:, 0, ..., None].numpy() > 0
+    assert 0.01 < near_moved.mean() < 0.99, "the untrained model should change some pixels a little, some a lot"
+    expected = np.where(near_moved, np.clip(real + change, 0, 255), real)
+    np.testing.assert_array_equal(banded, expected)
+    np.testing.assert_array_equal(plain, np.clip(real + change, 0, 255))
+    assert not np.array_equal(banded, plain), "some small changes should have been dropped"
+    with pytest.raises(ValueError, match="residual_deadband must be >= 0"):
+        WorldModel.random("dit-test", env_state_dim=10, residual_deadband=-1.0)
+
+
 def test_state_rows_can_be_replaced_for_per_env_resets(tiny_model, lift_data):
     ep = DatasetReader(lift_data)[0]
     state = tiny_model.start(np.stack([ep.pixels[:1]] * 3), np.stack([ep.agent_pos[:1]] * 3))
