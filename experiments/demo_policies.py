@@ -112,7 +112,8 @@ def _paired_sections(report: Report, shipped: Shipped, policies: dict[str, tuple
         check_policy_spaces(name, model.observation_space, model.action_space, space)
     envs = PairedEnvs(config, shipped.wm, shipped.critic)
     try:
-        with tqdm(total=2 * len(entries) * p.max_steps, disable=not cfg.progress, unit="step") as bar:
+        total = 2 * len(entries) * len(envs.waves) * p.max_steps
+        with tqdm(total=total, disable=not cfg.progress, unit="step") as bar:
             results = [evaluate_policy(entry, SB3Policy(model), envs, p.max_steps, bar)
                        for entry, (model, _) in zip(entries, policies.values())]
         sampling = shipped.wm.config.sampling_steps

@@ -80,6 +80,7 @@ class EvaluateConfig:
     world_model: str | None = None
     critic: str | None = None
     sampling_steps: int | None = None
+    parallel: int = 8  # simulators (and imagined envs) at a time; episodes run in waves of this many
     gifs: bool = True
     progress: bool = True
 
@@ -93,6 +94,8 @@ class EvaluateConfig:
             raise ValueError(f"n_episodes must be >= 1 (start states per policy), got {self.n_episodes}")
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.parallel < 1:
+            raise ValueError(f"parallel must be >= 1 (simulators at a time), got {self.parallel}")
         if self.randomize not in RANDOMIZATIONS:
             raise ValueError(f"randomize must be one of {list(RANDOMIZATIONS)}, got {self.randomize!r}")
         if not self.policies:
@@ -350,29 +353,37 @@ class EvaluateResults:
 
 
 class PairedEnvs:
-    """n sim envs stepped in lockstep (one SyncVectorEnv) and n imagined envs (one model batch), reset to the
-    same start states. Each sim env carries its own critic stream over the one shared critic network."""
+    """Up to `parallel` sim envs stepped in lockstep (one SyncVectorEnv) and as many imagined envs (one model
+    batch), reset to the same start states. The n_episodes run in waves of that size, so memory stays that
+    of `parallel` simulators (each robosuite env holds about 0.5 GB) however many episodes are asked for; a
+    last, partial wave runs full size and its extra rows are dropped. Each sim env carries its own critic
+    stream over the one shared critic network."""
 
     def __init__(self, config: EvaluateConfig, model: Any, critic: Any) -> None:
         from wow_gym.envs.imagined_env import ImaginedVectorEnv
         from wow_gym.world_models.critic import CriticRewardModel
 
-        info, n = task_info(config.task), config.n_episodes
-        self.seed = config.seed
+        info = task_info(config.task)
+        self.seed, self.n_episodes = config.seed, config.n_episodes
+        self.size = min(config.parallel, config.n_episodes)
         make = partial(_sim_env, info.name, model.config.image_size, config.max_steps, config.randomize, critic)
-        self.sim = gym.vector.SyncVectorEnv([make for _ in range(n)])
+        self.sim = gym.vector.SyncVectorEnv([make for _ in range(self.size)])
         # One step past max_steps: the episodes end where we stop stepping, never in a same-step autoreset.
-        self.imagined = ImaginedVectorEnv(num_envs=n, task=info.name, model=model,
+        self.imagined = ImaginedVectorEnv(num_envs=self.size, task=info.name, model=model,
                                           reward_model=CriticRewardModel(critic=critic),
                                           sampling_steps=config.sampling_steps,
                                           max_episode_steps=config.max_steps + 1)
 
-    def reset(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Episode i of both worlds from the sim layout of seed + i (randomized first, then restored)."""
-        n = self.sim.num_envs
-        sim_observation, _ = self.sim.reset(seed=[self.seed + i for i in range(n)])
+    @property
+    def waves(self) -> list[tuple[int, int]]:
+        """(first episode, episodes kept) of each wave."""
+        return [(first, min(self.size, self.n_episodes - first)) for first in range(0, self.n_episodes, self.size)]
+
+    def reset(self, first: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Row j of both worlds from the sim layout of seed + first + j (randomized first, then restored)."""
+        sim_observation, _ = self.sim.reset(seed=[self.seed + first + j for j in range(self.size)])
         states = np.stack([env.unwrapped.get_sim_state() for env in self.sim.envs])
-        imagined_observation, _ = self.imagined.reset(seed=self.seed, options={"sim_state": states})
+        imagined_observation, _ = self.imagined.reset(seed=self.seed + first, options={"sim_state": states})
         return sim_observation, imagined_observation
 
     def close(self) -> None:
@@ -409,16 +420,24 @@ def rollout(env: gym.vector.VectorEnv, policy: Policy, observation: dict[str, np
 
 def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_steps: int, bar: tqdm,
                     keep_frames: bool = True) -> PolicyResult:
-    """Both worlds from the same start states; the policy is reset with the same seed before each world, so
-    random and noisy policies draw the same noise in both."""
+    """Both worlds from the same start states, wave by wave; before each world of a wave the policy is reset
+    with the same seed, so random and noisy policies draw the same noise in both."""
     from wow_gym.world_models.evaluation import psnr
 
-    sim_observation, imagined_observation = envs.reset()
-    starts = psnr(sim_observation["pixels"], imagined_observation["pixels"])
-    bar.set_description(f"{entry.name} sim")
-    sim = rollout(envs.sim, policy, sim_observation, max_steps, envs.seed, bar)
-    bar.set_description(f"{entry.name} imagined")
-    imagined = rollout(envs.imagined, policy, imagined_observation, max_steps, envs.seed, bar)
+    waves = []
+    for first, count in envs.waves:
+        sim_observation, imagined_observation = envs.reset(first)
+        starts = psnr(sim_observation["pixels"], imagined_observation["pixels"])
+        bar.set_description(f"{entry.name} sim")
+        sim = rollout(envs.sim, policy, sim_observation, max_steps, envs.seed + first, bar)
+        bar.set_description(f"{entry.name} imagined")
+        imagined = rollout(envs.imagined, policy, imagined_observation, max_steps, envs.seed + first, bar)
+        waves.append((starts[:count], {k: v[:count] for k, v in sim.items() if k != "frames"},
+                      {k: v[:count] for k, v in imagined.items() if k != "frames"}))
+        if first == 0:
+            frames = {"sim": sim["frames"], "imagined": imagined["frames"]} if keep_frames else {}
+    starts = np.concatenate([w[0] for w in waves])
+    sim, imagined = ({k: np.concatenate([w[side][k] for w in waves]) for k in waves[0][side]} for side in (1, 2))
     sim_return, sim_critic, imagined_return = (x.sum(1) for x in (sim["reward_sim"], sim["reward"],
                                                                    imagined["reward"]))
     episodes = [EpisodeResult(envs.seed + i, bool(sim["success"][i]), bool(imagined["success"][i]),
@@ -431,8 +450,7 @@ def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_st
         imagined_return=float(imagined_return.mean()), sim_return=float(sim_return.mean()),
         sim_critic_return=float(sim_critic.mean()),
         exploitability=float(np.mean(imagined_return - sim_critic)),
-        agreement=float(np.mean(imagined["success"] == sim["success"])),
-        frames={"sim": sim["frames"], "imagined": imagined["frames"]} if keep_frames else {})
+        agreement=float(np.mean(imagined["success"] == sim["success"])), frames=frames)
 
 
 def evaluate(config: EvaluateConfig) -> EvaluateResults:
@@ -449,7 +467,8 @@ def evaluate(config: EvaluateConfig) -> EvaluateResults:
     policies = [make_policy(entry, observation_space, config.task) for entry in entries]  # fail before the envs
     envs = PairedEnvs(config, model, critic)
     try:
-        with tqdm(total=2 * len(entries) * config.max_steps, disable=not config.progress, unit="step") as bar:
+        total = 2 * len(entries) * len(envs.waves) * config.max_steps
+        with tqdm(total=total, disable=not config.progress, unit="step") as bar:
             results = [evaluate_policy(entry, policy, envs, config.max_steps, bar, config.gifs)
                        for entry, policy in zip(entries, policies)]
     finally:

@@ -169,6 +169,22 @@ def test_both_worlds_start_from_the_same_states(evaluated):
     assert np.array_equal(results.policies[0].frames["sim"][0], results.policies[1].frames["sim"][0])
 
 
+def test_episodes_run_in_waves_of_parallel_simulators_with_the_same_outcomes():
+    def run(parallel: int):
+        config = EvaluateConfig(policies=[{"name": "zero", "kind": "zero"}], n_episodes=3, max_steps=3,
+                                seed=7, parallel=parallel, gifs=False, progress=False)
+        return evaluate(config).policies[0].episodes
+
+    waves, single = run(2), run(3)  # waves of 2 + 2 (one row dropped) against one wave of 3
+    assert [e.seed for e in waves] == [7, 8, 9] == [e.seed for e in single]
+    assert all(e.start_psnr == 100.0 for e in waves)  # every wave starts both worlds from its own states
+    # the zero policy in the deterministic simulator: the same episodes whatever the wave
+    assert [e.sim_return for e in waves] == pytest.approx([e.sim_return for e in single], abs=1e-9)
+    assert len({round(e.sim_return, 9) for e in waves}) == 3, "three different start states"
+    with pytest.raises(ValueError, match="parallel must be >= 1"):
+        EvaluateConfig(parallel=0)
+
+
 def test_per_policy_figures_are_consistent(evaluated):
     results, _ = evaluated
     for p in results.policies:
