@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench lift-data world-model eval-world-model tune-deadband bench-imagine idm eval-idm critic eval-critic policy policy-compare policy-compare-keep evaluate-lift policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench lift-data world-model eval-world-model tune-deadband bench-imagine idm eval-idm critic eval-critic policy policy-compare policy-compare-keep evaluate-lift evaluate-shipped policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -134,6 +134,15 @@ POLICY_SET := [{name: random, kind: random}, {name: zero, kind: zero}, {name: bc
 	{name: rl-sim, kind: sb3, path: outputs/policies/lift-rl-sim/final.zip}]
 evaluate-lift: policy-compare
 	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(POLICY_SET)' out=outputs/evaluate/lift-policies
+
+# The same agreement over the 8 policies that need no training run (random, still, the shipped BC policy with
+# 0-1.0 action noise): a quicker check, about 30 min on 2 cores, on the shipped models alone.
+SHIPPED_SET := [{name: random, kind: random}, {name: zero, kind: zero}, {name: bc, kind: shipped}, \
+	{name: bc-noise-0.15, kind: shipped, noise_std: 0.15}, {name: bc-noise-0.3, kind: shipped, noise_std: 0.3}, \
+	{name: bc-noise-0.45, kind: shipped, noise_std: 0.45}, {name: bc-noise-0.6, kind: shipped, noise_std: 0.6}, \
+	{name: bc-noise-1.0, kind: shipped, noise_std: 1.0}]
+evaluate-shipped: $(STAMP)
+	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(SHIPPED_SET)' out=outputs/evaluate/lift-shipped
 
 # Sim-to-real: `make policy-dr` trains the sim recipe under domain randomization. evaluate-unseen judges the BC
 # and sim-RL policies in the simulator under randomizations never seen in training (wider light, colour,

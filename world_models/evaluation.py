@@ -394,6 +394,7 @@ class EvalResults:
     sweep: list[SweepRow]
     acceptance: dict[str, float]
     seconds: float
+    residual_deadband: float = 0.0  # the model's, as evaluated (WorldModelConfig.residual_deadband)
 
 
 def load_world_model(checkpoint: str | Path | None, task: str, device: str = "auto",
@@ -458,7 +459,7 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
     episodes = {s: len(e) for s, e in rollouts.items()}
     acceptance = acceptance_figures(open_loop, plan, config.reference_horizon)
     return EvalResults(str(path), wm.config.task, sources, episodes, open_loop, plan, sweep, acceptance,
-                       time.perf_counter() - begin)
+                       time.perf_counter() - begin, wm.config.residual_deadband)
 
 
 def acceptance_figures(open_loop: OpenLoopResult, plan: PlanResult | None, reference_horizon: int = 8
