@@ -54,10 +54,10 @@ class WorldModelConfig:
     # Imagined frame = newest real context frame + decode(imagined latent) - decode(that frame's latent):
     # what the model leaves unchanged keeps the real frame's pixels instead of the autoencoder's blur.
     residual_decoding: bool = True
-    # With residual decoding: pixels whose decoded change from the newest real context frame stays within
-    # this many levels (every channel) keep that frame's value, and so do those only next to such pixels
-    # (a 3x3 neighbourhood). The sim's background is static; without it, sampling noise in the latent
-    # shimmers over the whole picture. 0 keeps every decoded change.
+    # With residual decoding: a pixel keeps the newest real context frame's value unless the decoded change
+    # from that frame exceeds this many levels (in any channel) at it or at a pixel of its 3x3
+    # neighbourhood. The sim's background is static; without it, sampling noise in the latent shimmers over
+    # the whole picture. 0 keeps every decoded change.
     residual_deadband: float = 0.0
     # The task camera's 3x4 projection (world -> pixel column, row); when set, the DiT is told where the
     # gripper is in the picture (world_models/pose_map.py). None: the pose is a global condition only.
