@@ -27,7 +27,7 @@ from wow_gym.world_models.world_model import WorldModel, default_checkpoint
 PSNR_CAP_DB = 100.0
 OBJECT_POSITION = slice(0, 3)  # environment_state[:3] is the object's (Lift: the cube's) position
 PREDICTORS = ("model", "copy_last", "shuffled")
-METRICS = ("psnr", "ssim", "eef_error", "object_error", "probe_error")
+METRICS = ("psnr", "ssim", "exact", "eef_error", "object_error", "probe_error")
 
 
 class EvaluationError(ValueError):
@@ -255,9 +255,12 @@ def _errors(wm: WorldModel, rollouts: dict[str, list[Rollout]], windows: list[Wi
     def distance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.linalg.norm(np.asarray(x, np.float64) - y, axis=-1)
 
+    scores = {p: psnr(f, sim) for p, f in frames.items()}
     return {
-        "psnr": {p: psnr(f, sim) for p, f in frames.items()},
+        "psnr": scores,
         "ssim": {p: ssim(f, sim) for p, f in frames.items()},
+        # the share of starts whose frame is the simulator's exactly: each scores the PSNR cap, which lifts means
+        "exact": {p: (s >= PSNR_CAP_DB).astype(np.float64) for p, s in scores.items()},
         "eef_error": {p: distance(np.broadcast_to(x, sim_pos.shape), sim_pos) for p, x in poses.items()},
         "object_error": {p: distance(obj[p], obj["sim"]) for p in PREDICTORS},
         "probe_error": {"sim_probe": distance(obj["sim"], truth)},

@@ -121,10 +121,12 @@ def test_copy_last_baseline_and_groups(results, heldout):
             expected_psnr = np.mean([psnr(e.pixels[t], e.pixels[t + h]) for e, t in frames])
             expected_eef = np.mean([np.linalg.norm(e.agent_pos[t, :3] - e.agent_pos[t + h, :3])
                                     for e, t in frames])
+            expected_exact = np.mean([np.array_equal(e.pixels[t], e.pixels[t + h]) for e, t in frames])
             metrics = ol.metrics[source]
             assert metrics["psnr"]["copy_last"][i] == pytest.approx(expected_psnr)
+            assert metrics["exact"]["copy_last"][i] == pytest.approx(expected_exact)
             assert metrics["eef_error"]["copy_last"][i] == pytest.approx(expected_eef, rel=1e-5)
-    for metric in ("psnr", "ssim", "eef_error", "object_error"):
+    for metric in ("psnr", "ssim", "exact", "eef_error", "object_error"):
         for predictor in ("model", "copy_last", "shuffled"):
             per_source = [ol.metrics[s][metric][predictor] for s in ("expert", "walk")]
             np.testing.assert_allclose(ol.metrics["all"][metric][predictor], np.mean(per_source, axis=0))
