@@ -136,7 +136,7 @@ evaluate-lift: policy-compare
 	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(POLICY_SET)' out=outputs/evaluate/lift-policies
 
 # The same agreement over the 8 policies that need no training run (random, still, the shipped BC policy with
-# 0-1.0 action noise): a quicker check, about 30 min on 2 cores, on the shipped models alone.
+# 0-1.0 action noise): a quicker check, about 16 min on 2 cores, on the shipped models alone.
 SHIPPED_SET := [{name: random, kind: random}, {name: zero, kind: zero}, {name: bc, kind: shipped}, \
 	{name: bc-noise-0.15, kind: shipped, noise_std: 0.15}, {name: bc-noise-0.3, kind: shipped, noise_std: 0.3}, \
 	{name: bc-noise-0.45, kind: shipped, noise_std: 0.45}, {name: bc-noise-0.6, kind: shipped, noise_std: 0.6}, \

@@ -446,6 +446,9 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
                               f"{list(config.horizons)}")
     wm, path = load_world_model(config.checkpoint, config.task, config.device, config.autocast)
     if config.residual_deadband is not None:
+        if not config.residual_deadband >= 0:
+            raise EvaluationError(f"residual_deadband must be >= 0 pixel levels (0: off), got "
+                                  f"{config.residual_deadband}")
         wm.config.residual_deadband = float(config.residual_deadband)
     rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes)
     common = {"seed": config.seed, "batch_size": config.batch_size, "progress": config.progress}

@@ -186,6 +186,9 @@ def test_unusable_heldout_data_fails_with_clear_messages(tmp_path, checkpoint, h
     with pytest.raises(EvaluationError, match="reference_horizon 8 must be one of"):
         evaluate_world_model(EvalWorldModelConfig(checkpoint=str(checkpoint), datasets=[str(heldout[0])],
                                                   horizons=[1, 2], reference_horizon=8))
+    with pytest.raises(EvaluationError, match="residual_deadband must be >= 0"):
+        evaluate_world_model(EvalWorldModelConfig(checkpoint=str(checkpoint), datasets=[str(heldout[0])],
+                                                  horizons=[1, 2], reference_horizon=2, residual_deadband=-1))
 
 
 def test_bench_imagine_directly_and_through_the_vector_env(checkpoint):
