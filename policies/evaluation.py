@@ -424,20 +424,19 @@ def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_st
     with the same seed, so random and noisy policies draw the same noise in both."""
     from wow_gym.world_models.evaluation import psnr
 
-    waves = []
+    starts, sim, imagined, frames = [], [], [], {}
     for first, count in envs.waves:
         sim_observation, imagined_observation = envs.reset(first)
-        starts = psnr(sim_observation["pixels"], imagined_observation["pixels"])
-        bar.set_description(f"{entry.name} sim")
-        sim = rollout(envs.sim, policy, sim_observation, max_steps, envs.seed + first, bar)
-        bar.set_description(f"{entry.name} imagined")
-        imagined = rollout(envs.imagined, policy, imagined_observation, max_steps, envs.seed + first, bar)
-        waves.append((starts[:count], {k: v[:count] for k, v in sim.items() if k != "frames"},
-                      {k: v[:count] for k, v in imagined.items() if k != "frames"}))
-        if first == 0:
-            frames = {"sim": sim["frames"], "imagined": imagined["frames"]} if keep_frames else {}
-    starts = np.concatenate([w[0] for w in waves])
-    sim, imagined = ({k: np.concatenate([w[side][k] for w in waves]) for k in waves[0][side]} for side in (1, 2))
+        starts.append(psnr(sim_observation["pixels"], imagined_observation["pixels"])[:count])
+        for world, env, observation, out in (("sim", envs.sim, sim_observation, sim),
+                                             ("imagined", envs.imagined, imagined_observation, imagined)):
+            bar.set_description(f"{entry.name} {world}")
+            result = rollout(env, policy, observation, max_steps, envs.seed + first, bar)
+            if keep_frames and first == 0:
+                frames[world] = result.pop("frames")
+            out.append({k: v[:count] for k, v in result.items() if k != "frames"})
+    starts = np.concatenate(starts)
+    sim, imagined = ({k: np.concatenate([w[k] for w in waves]) for k in waves[0]} for waves in (sim, imagined))
     sim_return, sim_critic, imagined_return = (x.sum(1) for x in (sim["reward_sim"], sim["reward"],
                                                                    imagined["reward"]))
     episodes = [EpisodeResult(envs.seed + i, bool(sim["success"][i]), bool(imagined["success"][i]),

@@ -105,9 +105,9 @@ class ImaginationState:
 
     latents [B,K,C,h,w] normalised latents of the last K frames, oldest first; poses [B,2,P] raw agent_pos
     of the last two steps; actions [B,H-1,A] the previous actions of the chunk; text [B,384]; keep_text [B];
-    anchor [B,H,W,3] the newest real context frame minus its own decoding (float), added to every decoded
-    imagined frame when the model decodes residually (zeros otherwise); frame [B,H,W,3] that newest real
-    context frame (float), which the residual deadband falls back to.
+    frame [B,H,W,3] the newest real context frame and reference [B,H,W,3] its own decoding (float): a
+    residually decoded imagined frame is frame + (decoding - reference), and the residual deadband falls
+    back to frame (both zeros when the model does not decode residually).
     """
 
     latents: torch.Tensor
@@ -115,8 +115,8 @@ class ImaginationState:
     actions: torch.Tensor
     text: torch.Tensor
     keep_text: torch.Tensor
-    anchor: torch.Tensor
     frame: torch.Tensor
+    reference: torch.Tensor
 
     @property
     def batch_size(self) -> int:
@@ -333,9 +333,11 @@ class WorldModel(nn.Module):
             raise ValueError(f"got {len(instruction)} instructions for a batch of {b}")
         text, keep = self.instruction_embedding(list(instruction))
         newest = torch.as_tensor(pixels[:, -1], device=self.device).float()
-        anchor = (newest - self.decode(latents[:, -1]).float() if self.config.residual_decoding
-                  else torch.zeros_like(newest))
-        return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, anchor, newest)
+        if self.config.residual_decoding:
+            reference = self.decode(latents[:, -1]).float()
+        else:
+            newest = reference = torch.zeros_like(newest)
+        return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, newest, reference)
 
     def _pose_step(self, poses: torch.Tensor, action: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         now = poses[:, -1]
@@ -404,17 +406,14 @@ class WorldModel(nn.Module):
     def _pixels(self, latents: torch.Tensor, state: ImaginationState) -> torch.Tensor:
         """uint8 frames of latents [B,...,C,h,w]: decoded on each row's residual anchor, the deadband applied."""
         decoded = self.decode(latents).float()
-        extra = [1] * (decoded.dim() - 4)
-        frames = decoded + state.anchor.view(state.anchor.shape[0], *extra, *state.anchor.shape[1:])
+        shape = (state.frame.shape[0], *[1] * (decoded.dim() - 4), *state.frame.shape[1:])
+        real, change = state.frame.view(shape), decoded - state.reference.view(shape)
         band = self.config.residual_deadband
         if self.config.residual_decoding and band > 0:
-            real = state.frame.view(state.frame.shape[0], *extra, *state.frame.shape[1:])
-            change = frames - real
             moved = (change.abs().amax(-1) > band).float()  # [B,...,H,W]
             flat = moved.reshape(-1, 1, *moved.shape[-2:])
-            moved = F.max_pool2d(flat, 3, stride=1, padding=1).reshape(moved.shape)
-            frames = real + change * moved[..., None]
-        return frames.round().clamp(0, 255).to(torch.uint8)
+            change = change * F.max_pool2d(flat, 3, stride=1, padding=1).reshape(moved.shape)[..., None]
+        return (real + change).round().clamp(0, 255).to(torch.uint8)
 
     @torch.no_grad()
     def _observe(self, latent: torch.Tensor, pose: torch.Tensor, state: ImaginationState) -> StepOutput:
