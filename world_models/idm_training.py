@@ -41,11 +41,14 @@ class TrainIDMConfig(RunSettings):
     loss_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 1.0])
     mask_head: StageConfig = field(default_factory=lambda: StageConfig(800, 32, 2e-3))
     idm: StageConfig = field(default_factory=lambda: StageConfig(2000, 64, 1e-3))
+    shift: int = 0  # random-shift augmentation of the IDM inputs, up to this many pixels (0: off)
 
     def __post_init__(self) -> None:
         task_info(self.task)
         if not self.datasets:
             raise ValueError("datasets is empty; give at least one LeRobot dataset root to train on")
+        if self.shift < 0:
+            raise ValueError(f"shift must be >= 0 pixels, got {self.shift}")
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown or not self.variants:
             raise ValueError(f"variants must be a non-empty subset of {list(VARIANTS)}, got {self.variants}")
@@ -198,11 +201,15 @@ class IDMTrainer(StagedTrainer):
     def _train_variant(self, variant: str, model: InverseDynamics) -> None:
         data, net = self.data, model.net
         weights = torch.tensor(model.config.loss_weights, device=self.device)
+        coord_channels = slice(3 * model.config.frames, 3 * model.config.frames + 2)  # see stack_inputs
 
         def loss_fn(batch: int, g: torch.Generator):
             idx = data.steps[torch.randint(len(data.steps), (batch,), generator=g)]
             frames, flows, masks = (x.to(self.device) for x in data.batch(idx, model.config.future))
-            pred = net(model.stack_inputs(frames, flows, masks))
+            x = model.stack_inputs(frames, flows, masks)
+            if self.config.shift:
+                x = random_shift(x, self.config.shift, g, keep=coord_channels)
+            pred = net(x)
             target = model.normalize(data.actions[idx].to(self.device))
             per_dim = F.smooth_l1_loss(pred, target, reduction="none").mean(0)
             loss = (weights * per_dim).sum() / weights.sum()
@@ -210,3 +217,20 @@ class IDMTrainer(StagedTrainer):
             return loss, {"loss": loss.item(), "nrmse": rmse.item()}
 
         self._loop(f"idm-{variant}", {"model": net}, list(net.parameters()), self.config.idm, loss_fn)
+
+
+def random_shift(x: torch.Tensor, pad: int, g: torch.Generator, keep: slice | None = None) -> torch.Tensor:
+    """DrQ's random-shift augmentation: each sample of x [B,C,H,W] moves by up to `pad` pixels in x and y,
+    edges replicated; channels `keep` (the coordinate channels) stay put. Every other channel of a sample
+    moves together, so frames, flows and masks stay registered (a translation leaves flow vectors as they are).
+    Indexing rather than torchvision's RandomCrop: that draws one offset per call, not per sample."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dy, dx = (torch.randint(0, 2 * pad + 1, (b,), generator=g).to(x.device) for _ in range(2))
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    out = padded[torch.arange(b, device=x.device)[:, None, None, None],
+                 torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
+    if keep is not None:
+        out[:, keep] = x[:, keep]
+    return out

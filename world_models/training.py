@@ -66,6 +66,12 @@ class TrainWorldModelConfig(RunSettings):
     pose_noise: float = 0.05  # noise on the (normalised) pose condition, as the pose dynamics errs
     pose_map: bool = True  # tell the DiT where the gripper is in the picture (the task camera's projection)
     residual_deadband: float = 24.0  # imagined pixels that change less stay the real frame's (WorldModelConfig)
+    # DiT loss weight per latent cell: 1 + motion_weight * (the cell's normalised latent change); 0: plain MSE.
+    # The arm fills a few cells of a mostly still frame, so plain MSE is dominated by cells that do not move.
+    motion_weight: float = 0.0
+    # A finished world-model checkpoint to start from: its autoencoder, pose dynamics, heads and statistics are
+    # kept as they are and only the DiT trains (from its weights), e.g. a longer or re-weighted DiT run.
+    init: str | None = None
 
     def __post_init__(self) -> None:
         task_info(self.task)
@@ -76,6 +82,11 @@ class TrainWorldModelConfig(RunSettings):
             stage = getattr(self, name)
             if isinstance(stage, dict):
                 setattr(self, name, StageConfig(**stage))
+        if not self.motion_weight >= 0:
+            raise ValueError(f"motion_weight must be >= 0, got {self.motion_weight}")
+        if self.init is not None and not (Path(self.init) / "config.json").is_file():
+            raise FileNotFoundError(f"init={self.init} is not a world-model checkpoint (no config.json there); "
+                                    "give a folder written by train-world-model, e.g. world_models/checkpoints/lift")
 
 
 def task_camera(task: str, image_size: int) -> list[list[float]]:
@@ -198,7 +209,16 @@ class Trainer(StagedTrainer):
             camera=task_camera(info.name, config.image_size) if config.pose_map else None,
         )
         torch.manual_seed(config.seed)
-        self.model = WorldModel(wm_config, {**default_stats(wm_config), **compute_stats(self.data)}).to(self.device)
+        if config.init is None:
+            self.model = WorldModel(wm_config, {**default_stats(wm_config), **compute_stats(self.data)})
+        else:
+            self.model = WorldModel.load(config.init)
+            self.model.check_compatible(image_size=config.image_size, action_dim=self.data.actions.shape[1],
+                                        source=config.init)
+            # the DiT was trained on the checkpoint's normalisation: keep its statistics, and its deadband
+            # unless the run asks for another
+            self.model.config.residual_deadband = config.residual_deadband
+        self.model.to(self.device)
 
     # -- stage bookkeeping -------------------------------------------------------------------------------
 
@@ -210,7 +230,8 @@ class Trainer(StagedTrainer):
 
     def run(self) -> Path:
         for stage in STAGES:
-            getattr(self, f"_train_{stage}")()
+            if self.config.init is None or stage == "dit":  # with init, the rest is the checkpoint's
+                getattr(self, f"_train_{stage}")()
             if stage == "autoencoder":
                 self._encode_latents()
         final = self.out / "checkpoint"
@@ -248,8 +269,9 @@ class Trainer(StagedTrainer):
             buffer = io.BytesIO()
             torch.save(raw, buffer)
             atomic_write_bytes(path, buffer.getvalue())
-        self.model.set_stats(compute_stats(self.data, raw))
-        self.model.to(self.device)
+        if self.config.init is None:
+            self.model.set_stats(compute_stats(self.data, raw))
+            self.model.to(self.device)
         mean = torch.tensor(self.model.stats["latent_mean"]).view(1, -1, 1, 1)
         std = torch.tensor(self.model.stats["latent_std"]).view(1, -1, 1, 1)
         self.data.latents = ((raw - mean) / std).to(self.device)
@@ -332,8 +354,12 @@ class Trainer(StagedTrainer):
             noisy, target = flow_pair(b["delta"], time_, noise)
             pred = m.dit(noisy, b["context"], time_, b["ctx_noise"], b["actions"], b["text"], b["pose"],
                          b["keep_action"], b["keep_text"], b["pose_map"])
-            loss = F.mse_loss(pred, target)
-            return loss, {"loss": loss.item()}
+            error = (pred - target).pow(2)
+            loss = error.mean()
+            if self.config.motion_weight > 0:
+                moving = b["delta"].pow(2).mean(1, keepdim=True).sqrt()  # [B,1,h,w], ~1 on average
+                loss = ((1 + self.config.motion_weight * moving) * error).mean()
+            return loss, {"loss": loss.item(), "mse": error.mean().item()}
 
         self._loop("dit", {"model": m.dit}, list(m.dit.parameters()), self.config.dit, loss_fn, ema=ema)
         m.dit.load_state_dict(ema.module.state_dict())

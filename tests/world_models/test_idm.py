@@ -146,7 +146,7 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path):
 
 
 def test_training_every_variant_resumes_after_interruption(tmp_path, lift_data, monkeypatch):
-    config = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "run"), width=8,
+    config = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "run"), width=8, shift=1,
                             mask_head=StageConfig(4, 4), idm=StageConfig(6, 4), checkpoint_every=2, log_every=2,
                             progress=False)
     calls = {"n": 0}
@@ -184,6 +184,23 @@ def test_training_every_variant_resumes_after_interruption(tmp_path, lift_data, 
         TrainIDMConfig(datasets=["x"], variants=["resnet"])
     with pytest.raises(FileNotFoundError, match="collect it first"):
         IDMTrainer(TrainIDMConfig(datasets=[str(tmp_path / "missing")], out=str(tmp_path / "x")))
+
+
+def test_random_shift_moves_each_sample_rigidly_and_keeps_the_coordinate_channels():
+    from wow_gym.world_models.idm_training import random_shift
+
+    x = torch.rand(16, 5, 12, 12)
+    out = random_shift(x, 2, torch.Generator().manual_seed(0), keep=slice(3, 5))
+    torch.testing.assert_close(out[:, 3:], x[:, 3:])
+    found = set()
+    for b in range(16):  # the interior of every moved channel is the input translated by one (dy, dx)
+        match = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.equal(out[b, :3, 2:-2, 2:-2], x[b, :3, 2 - dy:10 - dy, 2 - dx:10 - dx])]
+        assert len(match) == 1
+        found.add(match[0])
+    assert len(found) > 1  # offsets are drawn per sample
+    with pytest.raises(ValueError, match="shift must be >= 0"):
+        TrainIDMConfig(datasets=["x"], shift=-1)
 
 
 def test_the_shipped_lift_idm_loads_with_no_arguments_and_decodes_expert_video(lift_data):

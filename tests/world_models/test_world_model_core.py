@@ -204,6 +204,23 @@ def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift
     with pytest.raises(FileNotFoundError, match="collect it first"):
         Trainer(TrainWorldModelConfig(datasets=[{"root": str(tmp_path / "missing")}], out=str(tmp_path / "x")))
 
+    # A further DiT run from the finished checkpoint, re-weighted to moving cells: only the DiT trains
+    tuned = TrainWorldModelConfig(**{**vars(config), "out": str(tmp_path / "tuned"), "init": str(final),
+                                     "motion_weight": 2.0, "residual_deadband": 8.0})
+    start = WorldModel.load(final)
+    again = WorldModel.load(Trainer(tuned).run())
+    assert not (tmp_path / "tuned" / "stages" / "autoencoder.pt").exists()
+    assert torch.load(tmp_path / "tuned" / "stages" / "dit.pt", weights_only=False)["done"]
+    assert again.stats == start.stats and again.config.residual_deadband == 8.0
+    for name in ("autoencoder", "pose", "probe", "reward"):
+        for a, b in zip(getattr(start, name).parameters(), getattr(again, name).parameters()):
+            torch.testing.assert_close(a, b)
+    assert any(not torch.allclose(a, b) for a, b in zip(start.dit.parameters(), again.dit.parameters()))
+    with pytest.raises(FileNotFoundError, match="is not a world-model checkpoint"):
+        TrainWorldModelConfig(datasets=[{"root": str(lift_data)}], init=str(tmp_path / "nothing"))
+    with pytest.raises(ValueError, match="motion_weight must be >= 0"):
+        TrainWorldModelConfig(datasets=[{"root": str(lift_data)}], motion_weight=-1.0)
+
 
 def test_pose_map_marks_the_token_under_the_projected_gripper():
     from wow_gym.world_models.pose_map import pose_map
