@@ -65,7 +65,9 @@ lift-data: $(STAMP)
 # Trains into outputs/world-models/lift (rerun to resume), then ships its checkpoint as the default.
 world-model: lift-data
 	$(WG) train-world-model task=lift
-	$(call ship,outputs/world-models/lift,lift)
+	$(WG) train-world-model task=lift init=outputs/world-models/lift/checkpoint motion_weight=2.0 dit.steps=2000 \
+		dit.lr=2.0e-4 out=outputs/world-models/lift-motion
+	$(call ship,outputs/world-models/lift-motion,lift)
 
 eval-world-model: lift-data
 	$(WG) eval-world-model task=lift
