@@ -199,25 +199,25 @@ class Trainer(StagedTrainer):
         self.config = config
         info = task_info(config.task)
         self.data = TrainingData(config.datasets, config.image_size, config.progress)
-        wm_config = WorldModelConfig(
-            task=info.name, instruction=info.instruction, image_size=config.image_size,
-            agent_pos_dim=self.data.poses.shape[1], env_state_dim=self.data.env_states.shape[1],
-            context_frames=config.context_frames, sampling_steps=config.sampling_steps,
-            residual_deadband=config.residual_deadband,
-            autoencoder=AutoencoderConfig(image_size=config.image_size, latent_channels=config.latent_channels),
-            dit=DiTConfig(preset=config.preset, patch=config.patch),
-            camera=task_camera(info.name, config.image_size) if config.pose_map else None,
-        )
         torch.manual_seed(config.seed)
-        if config.init is None:
-            self.model = WorldModel(wm_config, {**default_stats(wm_config), **compute_stats(self.data)})
-        else:
+        if config.init is not None:
+            # the checkpoint's architecture and statistics (its DiT was trained on that normalisation), with
+            # this run's deadband
             self.model = WorldModel.load(config.init)
             self.model.check_compatible(image_size=config.image_size, action_dim=self.data.actions.shape[1],
                                         source=config.init)
-            # the DiT was trained on the checkpoint's normalisation: keep its statistics, and its deadband
-            # unless the run asks for another
             self.model.config.residual_deadband = config.residual_deadband
+        else:
+            wm_config = WorldModelConfig(
+                task=info.name, instruction=info.instruction, image_size=config.image_size,
+                agent_pos_dim=self.data.poses.shape[1], env_state_dim=self.data.env_states.shape[1],
+                context_frames=config.context_frames, sampling_steps=config.sampling_steps,
+                residual_deadband=config.residual_deadband,
+                autoencoder=AutoencoderConfig(image_size=config.image_size, latent_channels=config.latent_channels),
+                dit=DiTConfig(preset=config.preset, patch=config.patch),
+                camera=task_camera(info.name, config.image_size) if config.pose_map else None,
+            )
+            self.model = WorldModel(wm_config, {**default_stats(wm_config), **compute_stats(self.data)})
         self.model.to(self.device)
 
     # -- stage bookkeeping -------------------------------------------------------------------------------
@@ -355,10 +355,8 @@ class Trainer(StagedTrainer):
             pred = m.dit(noisy, b["context"], time_, b["ctx_noise"], b["actions"], b["text"], b["pose"],
                          b["keep_action"], b["keep_text"], b["pose_map"])
             error = (pred - target).pow(2)
-            loss = error.mean()
-            if self.config.motion_weight > 0:
-                moving = b["delta"].pow(2).mean(1, keepdim=True).sqrt()  # [B,1,h,w], ~1 on average
-                loss = ((1 + self.config.motion_weight * moving) * error).mean()
+            moving = b["delta"].pow(2).mean(1, keepdim=True).sqrt()  # [B,1,h,w], ~1 on average
+            loss = ((1 + self.config.motion_weight * moving) * error).mean()  # weight 0: plain MSE
             return loss, {"loss": loss.item(), "mse": error.mean().item()}
 
         self._loop("dit", {"model": m.dit}, list(m.dit.parameters()), self.config.dit, loss_fn, ema=ema)
