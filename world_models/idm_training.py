@@ -4,13 +4,19 @@
    `sim_state` (cached in <out>/masks/), and the DIS optical flow of every consecutive pair.
 2. The mask head learns those masks from pixels; its masks (not the simulator's) then feed every IDM,
    so training sees what evaluation on imagined frames will see.
-3. Each variant (plain, flow, mask, fm-idm) is trained with the same data, steps and seed; the
+3. Optionally (`imagined_fraction` > 0) the world model imagines every training episode from its first
+   frame under its recorded actions, as `eval-idm` imagines held-out starts (cached in <out>/imagined/);
+   that share of each IDM batch then reads imagined frames with their recorded actions, so the IDM learns
+   to read the world model's video as well as the simulator's. The mask head learns real frames only.
+4. Each variant (plain, flow, mask, fm-idm) is trained with the same data, steps and seed; the
    finished models land in <out>/<variant>/ and fm-idm also in <out>/checkpoint.
 Stages checkpoint through world_models/staged.py, so rerunning with the same `out` resumes.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +48,9 @@ class TrainIDMConfig(RunSettings):
     mask_head: StageConfig = field(default_factory=lambda: StageConfig(800, 32, 2e-3))
     idm: StageConfig = field(default_factory=lambda: StageConfig(2000, 64, 1e-3))
     shift: int = 0  # random-shift augmentation of the IDM inputs, up to this many pixels (0: off)
+    imagined_fraction: float = 0.0  # share of each IDM batch read from world-model video (0: none)
+    world_model: str | None = None  # the world model that imagines it; None: the task's shipped model
+    sampling_steps: int | None = None  # its flow steps; None: the checkpoint's default
 
     def __post_init__(self) -> None:
         task_info(self.task)
@@ -49,6 +58,8 @@ class TrainIDMConfig(RunSettings):
             raise ValueError("datasets is empty; give at least one LeRobot dataset root to train on")
         if self.shift < 0:
             raise ValueError(f"shift must be >= 0 pixels, got {self.shift}")
+        if not 0.0 <= self.imagined_fraction < 1.0:
+            raise ValueError(f"imagined_fraction must lie in [0, 1), got {self.imagined_fraction}")
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown or not self.variants:
             raise ValueError(f"variants must be a non-empty subset of {list(VARIANTS)}, got {self.variants}")
@@ -61,7 +72,7 @@ class IDMData:
     """Frames, actions, flows and simulator arm masks of every episode, flattened with episode offsets."""
 
     def __init__(self, roots: list[str], task: str, image_size: int, cache: Path, progress: bool = True) -> None:
-        frames, actions, flows, masks, lengths = [], [], [], [], []
+        frames, actions, flows, masks, lengths, poses, instructions = [], [], [], [], [], [], []
         readers = []
         for root in roots:
             if not (Path(root) / "meta" / "info.json").is_file():
@@ -95,6 +106,8 @@ class IDMData:
                                                                                np.float32)]).astype(np.float16))
                 masks.append(mask)
                 lengths.append(ep.num_steps + 1)
+                poses.append(ep.agent_pos[0])
+                instructions.append(ep.instruction or None)
                 bar.update()
             if fresh:
                 cache.mkdir(parents=True, exist_ok=True)
@@ -107,13 +120,28 @@ class IDMData:
         self.frames = torch.from_numpy(np.concatenate(frames))
         self.actions = torch.from_numpy(np.concatenate(actions).astype(np.float32))  # action taken at frame i
         self.flows = torch.from_numpy(np.concatenate(flows))  # flow from frame i to i+1 (zero at the last)
-        self.sim_masks = torch.from_numpy(np.concatenate(masks))
+        self.sim_masks: torch.Tensor | None = torch.from_numpy(np.concatenate(masks))
+        self.first_pose = np.stack(poses).astype(np.float32)  # agent_pos at each episode's first frame
+        self.instructions = instructions
         self.masks: torch.Tensor | None = None  # the mask head's, filled after its stage
         self.lengths = torch.tensor(lengths)
         self.starts = torch.cumsum(self.lengths, 0) - self.lengths
         self.episode_of = torch.repeat_interleave(torch.arange(len(lengths)), self.lengths)
         has_next = torch.arange(len(self.frames)) - self.starts[self.episode_of] < self.lengths[self.episode_of] - 1
         self.steps = torch.arange(len(self.frames))[has_next]  # frames t that have an action and a t+1
+
+    def with_frames(self, frames: torch.Tensor, progress: bool = True) -> IDMData:
+        """The same episodes, steps and actions seen through other frames (imagined video of the same
+        layout): their own optical flow, no simulator masks (the mask head's fill them in)."""
+        other = copy.copy(self)
+        other.frames = frames
+        flows = [np.concatenate([optical_flow(frames[s:s + n].numpy()),
+                                 np.zeros((1, *frames.shape[1:3], 2), np.float32)]).astype(np.float16)
+                 for s, n in tqdm(list(zip(self.starts.tolist(), self.lengths.tolist())),
+                                  desc="flow of imagined video", disable=not progress)]
+        other.flows = torch.from_numpy(np.concatenate(flows))
+        other.sim_masks, other.masks = None, None
+        return other
 
     def action_stats(self) -> dict[str, list[float]]:
         a = self.actions[self.steps]
@@ -145,6 +173,7 @@ class IDMTrainer(StagedTrainer):
         info = task_info(config.task)
         self.data = IDMData(config.datasets, info.name, config.image_size, self.out / "masks", config.progress)
         self.stats = self.data.action_stats()
+        self.imagined = self.data.with_frames(self._imagine(), config.progress) if config.imagined_fraction else None
         self.models = {v: self._build(v) for v in config.variants}
         # One mask head, shared by every variant's checkpoint.
         self.mask_head = self.models[config.variants[0]].mask_head
@@ -174,6 +203,28 @@ class IDMTrainer(StagedTrainer):
         self.tb.close()
         return written
 
+    def _imagine(self) -> torch.Tensor:
+        """World-model video of every training episode (cached in <out>/imagined/ per model weights, data,
+        sampling steps and seed)."""
+        from wow_gym.world_models.evaluation import load_world_model
+
+        cfg, data = self.config, self.data
+        wm, path = load_world_model(cfg.world_model, cfg.task, device=str(self.device))
+        if wm.config.image_size != cfg.image_size:
+            raise ValueError(f"world model {path} imagines {wm.config.image_size} px frames, the IDM is configured "
+                             f"for {cfg.image_size} px; set image_size or pass another world_model")
+        digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()[:12]
+        cached = self.out / "imagined" / (f"{digest}-{len(data.lengths)}-{len(data.frames)}-"
+                                            f"{cfg.sampling_steps or 'default'}-{cfg.seed}.npz")
+        if cached.is_file():
+            return torch.from_numpy(np.load(cached)["frames"])
+        frames = imagine_training_video(wm, data, cfg.sampling_steps, cfg.seed, progress=cfg.progress)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, frames=frames.numpy())
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(cached, buffer.getvalue())
+        return frames
+
     def _train_mask_head(self) -> None:
         data, head = self.data, self.mask_head
 
@@ -192,11 +243,15 @@ class IDMTrainer(StagedTrainer):
 
     def _predict_masks(self) -> None:
         """The mask head's probabilities for every frame: what the IDMs train on."""
-        head, frames, out = self.mask_head.eval(), self.data.frames, []
-        with torch.no_grad():
-            for i in tqdm(range(0, len(frames), 512), desc="mask head on every frame", disable=not self.progress):
-                out.append(torch.sigmoid(head(to_images(frames[i:i + 512].to(self.device))))[:, 0].half().cpu())
-        self.data.masks = torch.cat(out)
+        head = self.mask_head.eval()
+        for data in (self.data, self.imagined):
+            if data is None:
+                continue
+            frames, out = data.frames, []
+            with torch.no_grad():
+                for i in tqdm(range(0, len(frames), 512), desc="mask head on every frame", disable=not self.progress):
+                    out.append(torch.sigmoid(head(to_images(frames[i:i + 512].to(self.device))))[:, 0].half().cpu())
+            data.masks = torch.cat(out)
 
     def _train_variant(self, variant: str, model: InverseDynamics) -> None:
         data, net = self.data, model.net
@@ -205,7 +260,11 @@ class IDMTrainer(StagedTrainer):
 
         def loss_fn(batch: int, g: torch.Generator):
             idx = data.steps[torch.randint(len(data.steps), (batch,), generator=g)]
-            frames, flows, masks = (x.to(self.device) for x in data.batch(idx, model.config.future))
+            n_imagined = 0 if self.imagined is None else round(batch * self.config.imagined_fraction)
+            parts = [data.batch(idx[:batch - n_imagined], model.config.future)]
+            if n_imagined:  # the same steps' actions, seen through the world model's frames
+                parts.append(self.imagined.batch(idx[batch - n_imagined:], model.config.future))
+            frames, flows, masks = (torch.cat(x).to(self.device) for x in zip(*parts))
             x = model.stack_inputs(frames, flows, masks)
             if self.config.shift:
                 x = random_shift(x, self.config.shift, g, keep=coord_channels)
@@ -217,6 +276,33 @@ class IDMTrainer(StagedTrainer):
             return loss, {"loss": loss.item(), "nrmse": rmse.item()}
 
         self._loop(f"idm-{variant}", {"model": net}, list(net.parameters()), self.config.idm, loss_fn)
+
+
+@torch.no_grad()
+def imagine_training_video(wm, data: IDMData, sampling_steps: int | None = None, seed: int = 0,
+                           batch_size: int = 64, progress: bool = True) -> torch.Tensor:
+    """Frames [N, H, W, 3] uint8 laid out as data.frames: each episode's first frame real, the rest imagined
+    open loop from it under the episode's recorded actions (eval-idm's imagined rollouts start the same way)."""
+    g = torch.Generator(device=wm.device).manual_seed(seed)
+    starts, lengths = data.starts.tolist(), data.lengths.tolist()
+    out = data.frames.clone()
+    bar = tqdm(total=sum(lengths) - len(lengths), desc="imagine training episodes", unit="step", disable=not progress)
+    for lo in range(0, len(starts), batch_size):
+        ids = list(range(lo, min(lo + batch_size, len(starts))))
+        horizon = max(lengths[i] for i in ids) - 1
+        first = np.stack([data.frames[starts[i]:starts[i] + 1].numpy() for i in ids])
+        state = wm.start(first, data.first_pose[ids][:, None], None, [data.instructions[i] for i in ids])
+        actions = np.zeros((len(ids), horizon, data.actions.shape[1]), np.float32)  # zero past an episode's end
+        for j, i in enumerate(ids):
+            actions[j, :lengths[i] - 1] = data.actions[starts[i]:starts[i] + lengths[i] - 1].numpy()
+        for t in range(horizon):
+            frames = wm.step(state, actions[:, t], generator=g, sampling_steps=sampling_steps).pixels
+            for j, i in enumerate(ids):
+                if t + 1 < lengths[i]:
+                    out[starts[i] + t + 1] = torch.from_numpy(frames[j])
+            bar.update(sum(t + 1 < lengths[i] for i in ids))
+    bar.close()
+    return out
 
 
 def random_shift(x: torch.Tensor, pad: int, g: torch.Generator, keep: slice | None = None) -> torch.Tensor:

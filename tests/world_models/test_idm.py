@@ -186,6 +186,30 @@ def test_training_every_variant_resumes_after_interruption(tmp_path, lift_data, 
         IDMTrainer(TrainIDMConfig(datasets=[str(tmp_path / "missing")], out=str(tmp_path / "x")))
 
 
+def test_training_on_imagined_video_reads_the_world_models_frames_with_the_recorded_actions(tmp_path, lift_data):
+    config = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "run"), width=8, variants=["fm-idm"],
+                            imagined_fraction=0.5, mask_head=StageConfig(2, 4), idm=StageConfig(3, 4),
+                            checkpoint_every=2, log_every=2, progress=False)
+    trainer = IDMTrainer(config)
+    real, imagined = trainer.data, trainer.imagined
+    starts = real.starts
+    torch.testing.assert_close(imagined.frames[starts], real.frames[starts])  # each episode starts from its real frame
+    later = torch.ones(len(real.frames), dtype=torch.bool)
+    later[starts] = False
+    assert (imagined.frames[later].float() - real.frames[later].float()).abs().mean() > 0.5  # the rest is imagined
+    assert torch.equal(imagined.actions, real.actions) and imagined.sim_masks is None
+    assert imagined.flows.shape == real.flows.shape and not torch.equal(imagined.flows, real.flows)
+    written = trainer.run()
+    assert imagined.masks is not None and imagined.masks.shape == real.masks.shape  # the mask head's, on imagined frames
+    assert InverseDynamics.load(written["checkpoint"]).predict(imagined.frames[:13].numpy()).shape == (12, 7)
+    cached = list((tmp_path / "run" / "imagined").glob("*.npz"))
+    assert len(cached) == 1
+    assert torch.equal(IDMTrainer(config).imagined.frames, imagined.frames)  # a rerun reads the cache
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="imagined_fraction must lie in"):
+            TrainIDMConfig(datasets=["x"], imagined_fraction=bad)
+
+
 def test_random_shift_moves_each_sample_rigidly_and_keeps_the_coordinate_channels():
     from wow_gym.world_models.idm_training import random_shift
 
