@@ -68,6 +68,11 @@ class TrainIDMConfig(RunSettings):
                 setattr(self, name, StageConfig(**getattr(self, name)))
 
 
+def episode_flow(pixels: np.ndarray) -> np.ndarray:
+    """float16 [T+1, H, W, 2]: the flow from each frame of an episode to the next, zero at its last frame."""
+    return np.concatenate([optical_flow(pixels), np.zeros((1, *pixels.shape[1:3], 2), np.float32)]).astype(np.float16)
+
+
 class IDMData:
     """Frames, actions, flows and simulator arm masks of every episode, flattened with episode offsets."""
 
@@ -102,8 +107,7 @@ class IDMData:
                 mask = np.unpackbits(stored.get(key, fresh.get(key)), axis=-1)[..., :image_size].astype(bool)
                 frames.append(ep.pixels)
                 actions.append(np.concatenate([ep.action, np.zeros((1, 7), np.float32)]))
-                flows.append(np.concatenate([optical_flow(ep.pixels), np.zeros((1, image_size, image_size, 2),
-                                                                               np.float32)]).astype(np.float16))
+                flows.append(episode_flow(ep.pixels))
                 masks.append(mask)
                 lengths.append(ep.num_steps + 1)
                 poses.append(ep.agent_pos[0])
@@ -135,10 +139,9 @@ class IDMData:
         layout): their own optical flow, no simulator masks (the mask head's fill them in)."""
         other = copy.copy(self)
         other.frames = frames
-        flows = [np.concatenate([optical_flow(frames[s:s + n].numpy()),
-                                 np.zeros((1, *frames.shape[1:3], 2), np.float32)]).astype(np.float16)
-                 for s, n in tqdm(list(zip(self.starts.tolist(), self.lengths.tolist())),
-                                  desc="flow of imagined video", disable=not progress)]
+        spans = list(zip(self.starts.tolist(), self.lengths.tolist()))
+        flows = [episode_flow(frames[s:s + n].numpy())
+                 for s, n in tqdm(spans, desc="flow of imagined video", disable=not progress)]
         other.flows = torch.from_numpy(np.concatenate(flows))
         other.sim_masks, other.masks = None, None
         return other
@@ -244,9 +247,7 @@ class IDMTrainer(StagedTrainer):
     def _predict_masks(self) -> None:
         """The mask head's probabilities for every frame: what the IDMs train on."""
         head = self.mask_head.eval()
-        for data in (self.data, self.imagined):
-            if data is None:
-                continue
+        for data in filter(None, (self.data, self.imagined)):
             frames, out = data.frames, []
             with torch.no_grad():
                 for i in tqdm(range(0, len(frames), 512), desc="mask head on every frame", disable=not self.progress):

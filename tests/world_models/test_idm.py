@@ -200,7 +200,7 @@ def test_training_on_imagined_video_reads_the_world_models_frames_with_the_recor
     assert torch.equal(imagined.actions, real.actions) and imagined.sim_masks is None
     assert imagined.flows.shape == real.flows.shape and not torch.equal(imagined.flows, real.flows)
     written = trainer.run()
-    assert imagined.masks is not None and imagined.masks.shape == real.masks.shape  # the mask head's, on imagined frames
+    assert imagined.masks is not None and imagined.masks.shape == real.masks.shape  # the mask head's masks
     assert InverseDynamics.load(written["checkpoint"]).predict(imagined.frames[:13].numpy()).shape == (12, 7)
     cached = list((tmp_path / "run" / "imagined").glob("*.npz"))
     assert len(cached) == 1
