@@ -60,7 +60,7 @@ class HeadRewardModel:
 def make_reward_model(task: str, reward_model: RewardModel | str | None) -> RewardModel:
     """`reward_model` as given, or by name: "critic" (SOPHIA) or "heads" (the world model's own reward and
     success heads). None: the critic where the task has a shipped one, else the heads (with a warning)."""
-    from wow_gym.world_models.critic import CriticRewardModel, has_shipped_critic
+    from wow_gym.world_models.critic.model import CriticRewardModel, has_shipped_critic
 
     if reward_model is None and not has_shipped_critic(task):
         logger.warning("no shipped SOPHIA critic for %s: the imagined env's reward comes from the world model's "

@@ -102,7 +102,7 @@ class CriticReward(gym.Wrapper):
         if "pixels" not in env.observation_space.spaces:
             raise ValueError("the critic reads frames; make the sim env with its camera on (use_camera=True)")
         if reward_model is None:
-            from wow_gym.world_models.critic import CriticRewardModel
+            from wow_gym.world_models.critic.model import CriticRewardModel
 
             reward_model = CriticRewardModel(task=env.unwrapped.task)
         self.reward_model, self.use = reward_model, use

@@ -76,14 +76,14 @@ def _bench_data(config: DataBenchConfig, out) -> int:
 def _bench_imagine(cfg, out) -> int:
     # imported here: torch and the world model are not needed by `bench sim` and `bench data`
     from wow_gym.world_models import CheckpointError
-    from wow_gym.world_models.benchmark import (
+    from wow_gym.world_models.video.benchmark import (
         ImagineBenchConfig,
         ImagineBenchResult,
         bench_imagination,
         format_imagine_table,
         max_rss_mb,
     )
-    from wow_gym.world_models.evaluation import load_world_model
+    from wow_gym.world_models.video.evaluation import load_world_model
 
     config = to_dataclass(ImagineBenchConfig, cfg)
     write_run_metadata(out, dataclasses.asdict(config))

@@ -28,8 +28,19 @@ from omegaconf import OmegaConf
 
 from wow_gym.experiments.config_loading import load_config, run_dir
 from wow_gym.experiments.demo_policies import policy_sections
-from wow_gym.html_report import (Code, Picture, Report, Section, Stats, Table, Text, Video, difference,
-                                 write_html, write_markdown)
+from wow_gym.html_report import (
+    Code,
+    Picture,
+    Report,
+    Section,
+    Stats,
+    Table,
+    Text,
+    Video,
+    difference,
+    write_html,
+    write_markdown,
+)
 from wow_gym.provenance import git_commit, write_run_metadata
 
 
@@ -98,8 +109,8 @@ class Shipped:
 
 def _load_shipped(task: str, policy: str | None) -> Shipped | None:
     from wow_gym.world_models import CheckpointError, WorldModel, default_checkpoint
-    from wow_gym.world_models.critic import LearnedCritic, has_shipped_critic
-    from wow_gym.world_models.idm import InverseDynamics, default_idm
+    from wow_gym.world_models.critic.model import LearnedCritic, has_shipped_critic
+    from wow_gym.world_models.idm.model import InverseDynamics, default_idm
 
     try:
         wm = WorldModel.load(default_checkpoint(task))
@@ -189,8 +200,9 @@ def _imagine_section(report: Report, shipped: Shipped, episodes: list, cfg: Any,
                      headline: list[tuple[str, str]]) -> None:
     """The shipped world model imagining the demo's episodes open loop, beside the simulator."""
     from wow_gym.world_models import default_checkpoint
-    from wow_gym.world_models.evaluation import EvaluationError, evaluate_open_loop
-    from wow_gym.world_models.report import LABELS, _fmt, line_plot
+    from wow_gym.world_models.plots import fmt, line_plot
+    from wow_gym.world_models.video.evaluation import EvaluationError, evaluate_open_loop
+    from wow_gym.world_models.video.report import LABELS
 
     title = f"Imagined {shipped.task} beside the simulator"
     try:
@@ -203,7 +215,7 @@ def _imagine_section(report: Report, shipped: Shipped, episodes: list, cfg: Any,
     columns = [("psnr", "PSNR dB", 1.0, 2), ("ssim", "SSIM", 1.0, 3), ("eef_error", "eef mm", 1000.0, 1),
                ("object_error", "object mm", 1000.0, 1)]
     header = ["h"] + [f"{title_} {LABELS[p]}" for _, title_, _, _ in columns for p in LABELS]
-    rows = [[str(h)] + [_fmt(m[key][p][i], scale, digits) for key, _, scale, digits in columns
+    rows = [[str(h)] + [fmt(m[key][p][i], scale, digits) for key, _, scale, digits in columns
                         for p in LABELS] for i, h in enumerate(hs)]
     videos = [Video([("sim", e.simulated), ("imagined", e.imagined),
                      ("difference", difference(e.simulated, e.imagined))],
@@ -211,7 +223,7 @@ def _imagine_section(report: Report, shipped: Shipped, episodes: list, cfg: Any,
                     f"imagined_{shipped.task.lower()}_{i}.gif", fps=4) for i, e in enumerate(result.examples)]
     plot = line_plot({LABELS[p]: (hs, v) for p, v in m["psnr"].items()}, "imagined vs simulated frames",
                      "horizon (steps)", "PSNR (dB)")
-    model, copy = (_fmt(m["psnr"][p][-1], digits=1) for p in ("model", "copy_last"))
+    model, copy = (fmt(m["psnr"][p][-1], digits=1) for p in ("model", "copy_last"))
     headline.append((f"PSNR at h={hs[-1]}: world model / copy-last", f"{model} / {copy} dB"))
     report.add(title,
                Text(f"`{_shown(default_checkpoint(shipped.task))}` imagines {hs[-1]} steps open loop from "
@@ -228,8 +240,8 @@ def _physics_section(report: Report, shipped: Shipped, episodes: list, env: Any,
     import torch
 
     from wow_gym.physics_check import physics_check, replay
-    from wow_gym.world_models.idm import default_idm
-    from wow_gym.world_models.idm_evaluation import imagine_cases
+    from wow_gym.world_models.idm.evaluation import imagine_cases
+    from wow_gym.world_models.idm.model import default_idm
 
     task = shipped.task
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -264,7 +276,7 @@ def _physics_section(report: Report, shipped: Shipped, episodes: list, env: Any,
 
 def _physics_plots(rollout: Any, checks: list) -> list[Picture]:
     """Per-step PSNR of every episode, and episode 0's heights: imagined against the MuJoCo replay."""
-    from wow_gym.world_models.report import line_plot
+    from wow_gym.world_models.plots import line_plot
 
     steps = list(range(1, len(checks[0].psnr) + 1))
     psnr = line_plot({f"episode {i}": (steps, c.psnr.tolist()) for i, c in enumerate(checks)},
@@ -347,7 +359,7 @@ def _refine_blocks(shipped: Shipped, first: Any, horizon: int, env: Any, cfg: An
 def _plan_rollout(wm: Any, first: Any, frames: np.ndarray, instruction: str) -> Any:
     """A plan as an imagined Rollout: no actions, no pose, the object read by the world model's probe."""
     from wow_gym.rollout import Rollout
-    from wow_gym.world_models.evaluation import probe_object_state
+    from wow_gym.world_models.video.evaluation import probe_object_state
 
     steps = len(frames) - 1
     unknown = np.full((steps, first.agent_pos.shape[1]), np.nan, np.float32)

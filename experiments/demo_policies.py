@@ -48,7 +48,7 @@ def _fine_tune_section(report: Report, shipped: Shipped, start: Path, cfg: Any, 
     from wow_gym.policies.sim_eval import SimEvalConfig
     from wow_gym.policies.training import PolicyTrainer, PPOConfig, TrainPolicyConfig
     from wow_gym.registry import task_info
-    from wow_gym.world_models.report import _fmt, line_plot
+    from wow_gym.world_models.plots import fmt, line_plot
 
     f = cfg.fine_tune
     config = TrainPolicyConfig(
@@ -60,8 +60,8 @@ def _fine_tune_section(report: Report, shipped: Shipped, start: Path, cfg: Any, 
         checkpoint_every=max(f.total_timesteps, 1), seed=cfg.seed, progress=cfg.progress)
     summary = PolicyTrainer(config).run(world_model=shipped.wm)
     curves = summary["curves"]
-    rows = [[str(c["timesteps"]), _pct(c["sim_success_rate"]), _fmt(c["sim_return"]),
-             _pct(c.get("imagined_success_rate")), _fmt(c.get("imagined_return")),
+    rows = [[str(c["timesteps"]), _pct(c["sim_success_rate"]), fmt(c["sim_return"]),
+             _pct(c.get("imagined_success_rate")), fmt(c.get("imagined_return")),
              str(c.get("imagined_episodes", "-"))]
             for c in curves]
     plots = []
@@ -97,10 +97,16 @@ def _paired_sections(report: Report, shipped: Shipped, policies: dict[str, tuple
 
     from wow_gym.data.atomic import atomic_write_json
     from wow_gym.envs.imagined_env import imagined_spaces
-    from wow_gym.policies.evaluation import (EvaluateConfig, PairedEnvs, PolicyEntry, SB3Policy,
-                                             check_policy_spaces, evaluate_policy)
-    from wow_gym.world_models.benchmark import time_vector_env
-    from wow_gym.world_models.report import to_json
+    from wow_gym.policies.evaluation import (
+        EvaluateConfig,
+        PairedEnvs,
+        PolicyEntry,
+        SB3Policy,
+        check_policy_spaces,
+        evaluate_policy,
+    )
+    from wow_gym.world_models.plots import to_json
+    from wow_gym.world_models.video.benchmark import time_vector_env
 
     p = cfg.paired
     entries = [PolicyEntry(name, "shipped" if name == "shipped" else "sb3", str(path))
@@ -129,10 +135,10 @@ def _paired_sections(report: Report, shipped: Shipped, policies: dict[str, tuple
 def _paired_blocks(report: Report, shipped: Shipped, results: list, p: Any,
                    headline: list[tuple[str, str]]) -> None:
     from wow_gym.policies.evaluation_report import scatter_plot
-    from wow_gym.world_models.report import _fmt
+    from wow_gym.world_models.plots import fmt
 
-    rows = [[r.name, _pct(r.imagined_success_rate), _pct(r.sim_success_rate), _fmt(r.imagined_return),
-             _fmt(r.sim_critic_return), _fmt(r.sim_return), _fmt(r.exploitability), _pct(r.agreement)]
+    rows = [[r.name, _pct(r.imagined_success_rate), _pct(r.sim_success_rate), fmt(r.imagined_return),
+             fmt(r.sim_critic_return), fmt(r.sim_return), fmt(r.exploitability), _pct(r.agreement)]
             for r in results]
     pictures = []
     for key, what, bounds in (("success_rate", "success rate", (0.0, 1.0)), ("return", "return", None)):

@@ -19,9 +19,13 @@ def main(argv: list[str]) -> int:
     if started is None:
         return 0
     from wow_gym.world_models import CheckpointError
-    from wow_gym.world_models.critic_evaluation import EvalCriticConfig, evaluate_critic
-    from wow_gym.world_models.critic_report import acceptance_lines, write_critic_report, write_critic_tensorboard
-    from wow_gym.world_models.evaluation import EvaluationError
+    from wow_gym.world_models.critic.evaluation import EvalCriticConfig, evaluate_critic
+    from wow_gym.world_models.critic.report import (
+        acceptance_lines,
+        write_critic_report,
+        write_critic_tensorboard,
+    )
+    from wow_gym.world_models.video.evaluation import EvaluationError
 
     values, out = started
     try:

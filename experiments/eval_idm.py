@@ -19,9 +19,9 @@ def main(argv: list[str]) -> int:
     if started is None:
         return 0
     from wow_gym.world_models import CheckpointError
-    from wow_gym.world_models.evaluation import EvaluationError
-    from wow_gym.world_models.idm_evaluation import EvalIDMConfig, evaluate_idm
-    from wow_gym.world_models.idm_report import acceptance_lines, write_idm_report, write_idm_tensorboard
+    from wow_gym.world_models.idm.evaluation import EvalIDMConfig, evaluate_idm
+    from wow_gym.world_models.idm.report import acceptance_lines, write_idm_report, write_idm_tensorboard
+    from wow_gym.world_models.video.evaluation import EvaluationError
 
     values, out = started
     try:

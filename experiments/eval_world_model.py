@@ -18,8 +18,12 @@ def main(argv: list[str]) -> int:
     if started is None:
         return 0
     from wow_gym.world_models import CheckpointError
-    from wow_gym.world_models.evaluation import EvalWorldModelConfig, EvaluationError, evaluate_world_model
-    from wow_gym.world_models.report import acceptance_lines, write_report, write_tensorboard
+    from wow_gym.world_models.video.evaluation import (
+        EvaluationError,
+        EvalWorldModelConfig,
+        evaluate_world_model,
+    )
+    from wow_gym.world_models.video.report import acceptance_lines, write_report, write_tensorboard
 
     values, out = started
     try:

@@ -18,8 +18,12 @@ def main(argv: list[str]) -> int:
     if started is None:
         return 0
     from wow_gym.policies.evaluation import EvaluateConfig, evaluate
-    from wow_gym.policies.evaluation_report import (correlation_lines, summary_lines, write_report,
-                                                    write_tensorboard)
+    from wow_gym.policies.evaluation_report import (
+        correlation_lines,
+        summary_lines,
+        write_report,
+        write_tensorboard,
+    )
     from wow_gym.world_models import CheckpointError
 
     values, out = started

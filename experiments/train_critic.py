@@ -13,7 +13,7 @@ from wow_gym.experiments.config_loading import run_trainer, to_dataclass
 
 
 def _trainer(cfg):
-    from wow_gym.world_models.critic_training import CriticTrainer, TrainCriticConfig
+    from wow_gym.world_models.critic.training import CriticTrainer, TrainCriticConfig
 
     return CriticTrainer(to_dataclass(TrainCriticConfig, cfg))
 

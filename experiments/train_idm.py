@@ -12,7 +12,7 @@ from wow_gym.experiments.config_loading import run_trainer, to_dataclass
 
 
 def _trainer(cfg):
-    from wow_gym.world_models.idm_training import IDMTrainer, TrainIDMConfig
+    from wow_gym.world_models.idm.training import IDMTrainer, TrainIDMConfig
 
     return IDMTrainer(to_dataclass(TrainIDMConfig, cfg))
 

@@ -11,7 +11,7 @@ from wow_gym.experiments.config_loading import run_trainer, to_dataclass
 
 
 def _trainer(cfg):
-    from wow_gym.world_models.training import Trainer, TrainWorldModelConfig
+    from wow_gym.world_models.video.training import Trainer, TrainWorldModelConfig
 
     return Trainer(to_dataclass(TrainWorldModelConfig, cfg))
 

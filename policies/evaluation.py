@@ -27,8 +27,12 @@ from gymnasium import spaces
 from tqdm import tqdm
 
 from wow_gym.envs.wrappers import CriticReward
-from wow_gym.policies.sim_eval import RANDOMIZATIONS, make_sim, sb3_actor
-from wow_gym.policies.sim_eval import UNSEEN_RANDOMIZATION  # noqa: F401  (what randomize=unseen draws from)
+from wow_gym.policies.sim_eval import (
+    RANDOMIZATIONS,
+    UNSEEN_RANDOMIZATION,  # noqa: F401  (what randomize=unseen draws from)
+    make_sim,
+    sb3_actor,
+)
 from wow_gym.registry import task_info
 from wow_gym.rollout import ACTION_DIM
 
@@ -361,7 +365,7 @@ class PairedEnvs:
 
     def __init__(self, config: EvaluateConfig, model: Any, critic: Any) -> None:
         from wow_gym.envs.imagined_env import ImaginedVectorEnv
-        from wow_gym.world_models.critic import CriticRewardModel
+        from wow_gym.world_models.critic.model import CriticRewardModel
 
         info = task_info(config.task)
         self.seed, self.n_episodes = config.seed, config.n_episodes
@@ -392,7 +396,7 @@ class PairedEnvs:
 
 
 def _sim_env(task: str, image_size: int, max_steps: int, randomize: str, critic: Any) -> gym.Env:
-    from wow_gym.world_models.critic import CriticRewardModel
+    from wow_gym.world_models.critic.model import CriticRewardModel
 
     env = make_sim(task, randomize, image_size=image_size, max_episode_steps=max_steps)
     # A CriticRewardModel keeps per-row state, so each env gets its own (the network is shared).
@@ -422,7 +426,7 @@ def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_st
                     keep_frames: bool = True) -> PolicyResult:
     """Both worlds from the same start states, wave by wave; before each world of a wave the policy is reset
     with the same seed, so random and noisy policies draw the same noise in both."""
-    from wow_gym.world_models.evaluation import psnr
+    from wow_gym.metrics import psnr
 
     starts, sim, imagined, frames = [], [], [], {}
     for first, count in envs.waves:
@@ -456,7 +460,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResults:
     """Every policy of the config in both worlds; the world model and critic are loaded once for all."""
     from wow_gym.envs.imagined_env import imagined_spaces, load_world_model
     from wow_gym.world_models import default_checkpoint
-    from wow_gym.world_models.critic import LearnedCritic, default_critic
+    from wow_gym.world_models.critic.model import LearnedCritic, default_critic
 
     start = time.time()
     entries = expand_entries(config.policies)

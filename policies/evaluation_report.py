@@ -23,24 +23,24 @@ the imagined episode starts from the nominal rendering of the same physical stat
 
 def summary_lines(results: EvaluateResults) -> list[str]:
     """One markdown row per policy: success, returns, exploitability and agreement in both worlds."""
-    from wow_gym.world_models.report import _fmt
+    from wow_gym.world_models.plots import fmt
 
     head = ("policy", "imagined success", "sim success", "imagined return", "sim return", "sim critic return",
             "exploitability", "agreement")
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 7]
-    lines += [f"| {r.name} | {_fmt(r.imagined_success_rate)} | {_fmt(r.sim_success_rate)} | "
-              f"{_fmt(r.imagined_return)} | {_fmt(r.sim_return)} | {_fmt(r.sim_critic_return)} | "
-              f"{_fmt(r.exploitability)} | {_fmt(r.agreement)} |" for r in results.policies]
+    lines += [f"| {r.name} | {fmt(r.imagined_success_rate)} | {fmt(r.sim_success_rate)} | "
+              f"{fmt(r.imagined_return)} | {fmt(r.sim_return)} | {fmt(r.sim_critic_return)} | "
+              f"{fmt(r.exploitability)} | {fmt(r.agreement)} |" for r in results.policies]
     return lines
 
 
 def correlation_lines(results: EvaluateResults) -> list[str]:
     """Pearson, Spearman and MMRV of imagined vs sim success rates and returns across policies."""
-    from wow_gym.world_models.report import _fmt
+    from wow_gym.world_models.plots import fmt
 
     lines = ["| across policies | Pearson | Spearman | MMRV |", "|---|---:|---:|---:|"]
     rows = {"success rate": results.success, "return": results.returns}
-    lines += [f"| {name} | " + " | ".join(_fmt(x, digits=3) for x in (c.pearson, c.spearman, c.mmrv)) + " |"
+    lines += [f"| {name} | " + " | ".join(fmt(x, digits=3) for x in (c.pearson, c.spearman, c.mmrv)) + " |"
               for name, c in rows.items()]
     return lines + [f"\n{name}: {c.note}." for name, c in rows.items() if c.note]
 
@@ -50,7 +50,7 @@ def scatter_plot(points: dict[str, tuple[float, float]], title: str, x_label: st
     """A square scatter of named (x, y) points over the y = x diagonal, each point numbered in the legend."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from wow_gym.world_models.report import COLORS
+    from wow_gym.world_models.plots import COLORS
 
     font = ImageFont.load_default(size=12)
     finite = [v for p in points.values() for v in p if math.isfinite(v)]
@@ -89,7 +89,7 @@ def write_report(results: EvaluateResults, out_dir: str | Path) -> Path:
 
     from wow_gym.contact_sheet import save_gif
     from wow_gym.provenance import atomic_write_text, git_commit
-    from wow_gym.world_models.report import _panel, _save_png, to_json
+    from wow_gym.world_models.plots import panel, save_png, to_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def write_report(results: EvaluateResults, out_dir: str | Path) -> Path:
     for name, key, what, bounds in (("agreement.png", "success_rate", "success rate", (0.0, 1.0)),
                                     ("returns.png", "return", "return", None)):
         points = {p.name: (getattr(p, f"sim_{key}"), getattr(p, f"imagined_{key}")) for p in results.policies}
-        _save_png(scatter_plot(points, f"{what} per policy: imagined vs sim (grey: y = x)", f"sim {what}",
+        save_png(scatter_plot(points, f"{what} per policy: imagined vs sim (grey: y = x)", f"sim {what}",
                                f"imagined {what}", bounds), out_dir / name)
     r, commit = results, git_commit().get("commit", "unknown")
     lines = [f"# Policies in imagination and in the simulator: {r.task}", "",
@@ -111,7 +111,7 @@ def write_report(results: EvaluateResults, out_dir: str | Path) -> Path:
         lines += ["## Episode 0 of each policy: simulator | imagined", ""]
         for policy in r.policies:
             name = "episode0_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", policy.name) + ".gif"
-            save_gif([_panel(policy.frames["sim"], "sim"), _panel(policy.frames["imagined"], "imagined")],
+            save_gif([panel(policy.frames["sim"], "sim"), panel(policy.frames["imagined"], "imagined")],
                      out_dir / name, fps=10)
             lines += [f"**{policy.name}**\n\n![{policy.name}]({name})\n"]
     path = out_dir / "report.md"

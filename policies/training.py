@@ -464,7 +464,7 @@ class PolicyTrainer:
 
 
 def _plot_curves(curves: list[dict[str, Any]], path: Path, label: str) -> None:
-    from wow_gym.world_models.report import _save_png, line_plot
+    from wow_gym.world_models.plots import line_plot, save_png
 
     if not curves:
         return
@@ -474,4 +474,4 @@ def _plot_curves(curves: list[dict[str, Any]], path: Path, label: str) -> None:
     if points:
         name = "imagined (critic's success)" if label == "imagined" else "training envs"
         series[name] = ([c["timesteps"] for c in points], [c[f"{label}_success_rate"] for c in points])
-    _save_png(line_plot(series, "success rate while training", "env steps", "success rate"), path)
+    save_png(line_plot(series, "success rate while training", "env steps", "success rate"), path)

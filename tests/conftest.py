@@ -67,7 +67,7 @@ def lift_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def lift_critic():
     """The shipped SOPHIA critic for Lift."""
-    from wow_gym.world_models.critic import LearnedCritic
+    from wow_gym.world_models.critic.model import LearnedCritic
 
     return LearnedCritic.load(task="lift")
 

@@ -1,6 +1,8 @@
-"""Learned models: the video world model (autoencoder + DiT + pose dynamics + heads) and its training."""
+"""Learned models, one sub-package each of the same shape: video/ (the world model), idm/ (FM-IDM), critic/
+(SOPHIA's critic). Pieces more than one model uses are public modules here: staged (the trainer), checkpoint
+(formats and the shipped-model finder), text (instruction embeddings), plots."""
 
-from wow_gym.world_models.world_model import (
+from wow_gym.world_models.video.model import (
     CheckpointError,
     ImaginationState,
     StepOutput,

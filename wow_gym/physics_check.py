@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from wow_gym.metrics import dtw_distance, frechet_distance
 from wow_gym.rollout import Rollout
 
 OBJECT_POSITION = slice(0, 3)  # environment_state[:3]: the task object's position
@@ -59,45 +60,6 @@ def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = 
                    truncated=np.zeros(steps, bool), source="sim", task=getattr(env, "task", ""),
                    is_success=np.asarray(success), environment_state=np.stack(states).astype(np.float32),
                    sim_state=np.stack(sims))
-
-
-# -- trajectory distances ----------------------------------------------------------------------------------
-
-
-def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(np.asarray(a, np.float64)[:, None] - np.asarray(b, np.float64)[None], axis=-1)
-
-
-def dtw_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Dynamic time warping of two point sequences [N, D], [M, D]: the least summed distance over a
-    monotone alignment, divided by the alignment's length (so it reads as a mean distance)."""
-    cost = _pairwise(a, b)
-    n, m = cost.shape
-    total = np.full((n + 1, m + 1), np.inf)
-    length = np.zeros((n + 1, m + 1))
-    total[0, 0] = 0.0
-    for i in range(1, n + 1):  # O(NM) in Python; the sequences are episode-long (~100 steps)
-        for j in range(1, m + 1):
-            moves = ((total[i - 1, j - 1], length[i - 1, j - 1]), (total[i - 1, j], length[i - 1, j]),
-                     (total[i, j - 1], length[i, j - 1]))
-            best, steps = min(moves, key=lambda x: x[0])
-            total[i, j] = cost[i - 1, j - 1] + best
-            length[i, j] = steps + 1
-    return float(total[n, m] / length[n, m])
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Discrete Fréchet distance of two point sequences: the shortest leash for a monotone walk of both."""
-    cost = _pairwise(a, b)
-    n, m = cost.shape
-    ca = np.empty((n, m))
-    for i in range(n):
-        for j in range(m):
-            prev = 0.0 if i == 0 and j == 0 else min(
-                ca[i - 1, j] if i else np.inf, ca[i, j - 1] if j else np.inf,
-                ca[i - 1, j - 1] if i and j else np.inf)
-            ca[i, j] = max(prev, cost[i, j])
-    return float(ca[-1, -1])
 
 
 def trajectory_errors(imagined: np.ndarray, replayed: np.ndarray) -> dict[str, float]:
@@ -145,7 +107,7 @@ def physics_check(imagined: Rollout, sim_state: np.ndarray, idm: Any, env: Any,
                   thresholds: VerifyThresholds | None = None, actions: np.ndarray | None = None) -> PhysicsCheck:
     """Decode `imagined`'s frames with `idm` (or take `actions`), replay them in `env` from `sim_state`
     (the state the imagination started from) and compare. Sets imagined.idm_action and imagined.physics."""
-    from wow_gym.world_models.evaluation import psnr, ssim
+    from wow_gym.metrics import psnr, ssim
 
     thresholds = thresholds or VerifyThresholds()
     decoded = idm.predict(imagined.pixels) if actions is None else np.asarray(actions, np.float32)

@@ -8,7 +8,6 @@ from stable_baselines3.common.vec_env import VecMonitor
 
 from wow_gym.sb3_vec_env import SB3VecEnv
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 

@@ -6,13 +6,12 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector.utils import batch_space
-from wow_gym.envs.imagined_env import ImaginedEnv
-from wow_gym.envs.robosuite_env import RobosuiteEnv
-from wow_gym.world_models import CheckpointError, WorldModel, default_checkpoint
 
 from wow_gym import TASKS, Rollout
+from wow_gym.envs.imagined_env import ImaginedEnv
+from wow_gym.envs.robosuite_env import RobosuiteEnv
 from wow_gym.registry import imagined_env_ids
-
+from wow_gym.world_models import CheckpointError, WorldModel, default_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 

@@ -13,7 +13,13 @@ from wow_gym.policies.bc import BCConfig, behaviour_clone, load_bc_dataset, rand
 from wow_gym.policies.export import check_parity, export_policy
 from wow_gym.policies.features import ImageProprioExtractor, SpatialSoftArgmax, policy_kwargs
 from wow_gym.policies.sim_eval import SimEvalConfig, make_sim, run_sim_episodes, sb3_actor
-from wow_gym.policies.training import PolicyTrainer, PPOConfig, TrainPolicyConfig, latest_checkpoint, parse_env_id
+from wow_gym.policies.training import (
+    PolicyTrainer,
+    PPOConfig,
+    TrainPolicyConfig,
+    latest_checkpoint,
+    parse_env_id,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,8 +10,8 @@ import numpy as np
 
 from wow_gym.contact_sheet import save_gif
 from wow_gym.provenance import atomic_write_text, git_commit
-from wow_gym.world_models.critic_evaluation import CriticResults, critique_summary
-from wow_gym.world_models.report import _fmt, _panel, _save_png, line_plot, to_json
+from wow_gym.world_models.critic.evaluation import CriticResults, critique_summary
+from wow_gym.world_models.plots import fmt, line_plot, panel, save_png, to_json
 
 
 def acceptance_lines(r: CriticResults) -> list[str]:
@@ -23,13 +23,13 @@ def acceptance_lines(r: CriticResults) -> list[str]:
              f"{100 * r.sim_frames['false_positive_rate']:.1f}%)"]
     if i:
         lines.append(f"success detection on {int(i['n'])} imagined rollouts vs the simulator's verdict on the paired "
-                     f"replay: accuracy {100 * i['accuracy']:.1f}%, F1 {_fmt(i['f1'], digits=3)}, false-positive rate "
-                     f"{_fmt(i['false_positive_rate'], 100, 1)}%")
+                     f"replay: accuracy {100 * i['accuracy']:.1f}%, F1 {fmt(i['f1'], digits=3)}, false-positive rate "
+                     f"{fmt(i['false_positive_rate'], 100, 1)}%")
     p = r.progress_spearman
     lines.append(f"Spearman(critic progress, simulator shaped reward) along held-out rollouts: mean per episode "
                  f"{p['mean_per_episode']:.3f} over {int(p['episodes'])} episodes, pooled {p['pooled']:.3f}")
-    lines.append(f"plausibility AUC on corrupted clips: all {a['all']:.3f}, kinds trained on {_fmt(a['trained_kinds'], digits=3)}, "
-                 f"kinds left out of training ({', '.join(r.held_out_kinds) or 'none'}) {_fmt(a['held_out_kinds'], digits=3)}")
+    lines.append(f"plausibility AUC on corrupted clips: all {a['all']:.3f}, kinds trained on {fmt(a['trained_kinds'], digits=3)}, "
+                 f"kinds left out of training ({', '.join(r.held_out_kinds) or 'none'}) {fmt(a['held_out_kinds'], digits=3)}")
     if f:
         lines.append(f"refinement, {int(f['starts'])} start states: physics-verified success (FM-IDM replay in MuJoCo) "
                      f"without the refiner {100 * f['baseline_replay_success']:.1f}%, with it (at most "
@@ -41,7 +41,7 @@ def _round_gifs(r: CriticResults, out_dir: Path, count: int = 3) -> list[str]:
     lines = []
     for case in r.cases[:count]:
         name = f"refine_{case.start}.gif"
-        save_gif([_panel(entry.frames, "imagined") for entry in case.rounds], out_dir / name, fps=8)
+        save_gif([panel(entry.frames, "imagined") for entry in case.rounds], out_dir / name, fps=8)
         lines += [f"### Start {case.start}", "", f"![{name}]({name})", "",
                   f"Plans left to right, one per round. FM-IDM replay in MuJoCo: unrefined "
                   f"{'succeeds' if case.baseline_success else 'fails'}, final {'succeeds' if case.refined_success else 'fails'}.",
@@ -61,7 +61,7 @@ def write_critic_report(r: CriticResults, config: dict, out_dir: str | Path) -> 
         series[f"sim {tag}"] = (steps, example["sim_reward"])
         series[f"critic {tag}"] = (steps, example["critic_progress"])
     if series:
-        _save_png(line_plot(series, "critic progress vs the simulator's shaped reward (held-out episodes)", "frame",
+        save_png(line_plot(series, "critic progress vs the simulator's shaped reward (held-out episodes)", "frame",
                             "progress / reward"), out_dir / "progress.png")
     commit = git_commit().get("commit", "unknown")
     lines = [f"# Critic calibration: {config.get('task', '')}", "", f"critic `{r.checkpoint}`, commit `{commit}`, "
@@ -74,29 +74,29 @@ def write_critic_report(r: CriticResults, config: dict, out_dir: str | Path) -> 
     if r.imagined:
         rows["imagined vs paired replay"] = r.imagined
     for name, row in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(k), digits=0 if k in ("n", "positives") else 3)
+        lines.append(f"| {name} | " + " | ".join(fmt(row.get(k), digits=0 if k in ("n", "positives") else 3)
                                                  for k in keys) + " |")
     if r.imagined:
         i = r.imagined
         lines += ["", f"The paired replays reproduce the stored episodes' success in "
                       f"{100 * i['replay_matches_dataset']:.0f}% of cases. Of the imagined videos whose replay lifts "
-                      f"the cube, {_fmt(i['video_shows_lift_when_sim_lifts'], 100, 1)}% show it lifted to the object "
+                      f"the cube, {fmt(i['video_shows_lift_when_sim_lifts'], 100, 1)}% show it lifted to the object "
                       f"probe (trained on sim frames); the critic's verdict agrees with the probe's on "
-                      f"{_fmt(i['critic_agrees_with_probe'], 100, 1)}% of imagined videos."]
+                      f"{fmt(i['critic_agrees_with_probe'], 100, 1)}% of imagined videos."]
     lines += ["", "## Plausibility (corrupted clips of held-out episodes vs real clips)", "",
               "| kind | AUC | in training |", "|---|---:|---|"]
     for kind, value in r.plausibility_auc.items():
         if kind in ("all", "trained_kinds", "held_out_kinds", "real_clips"):
             continue
-        lines.append(f"| {kind} | {_fmt(value, digits=3)} | {'no (held out)' if kind in r.held_out_kinds else 'yes'} |")
+        lines.append(f"| {kind} | {fmt(value, digits=3)} | {'no (held out)' if kind in r.held_out_kinds else 'yes'} |")
     for kind in ("trained_kinds", "held_out_kinds", "all"):
-        lines.append(f"| **{kind}** | {_fmt(r.plausibility_auc[kind], digits=3)} | |")
+        lines.append(f"| **{kind}** | {fmt(r.plausibility_auc[kind], digits=3)} | |")
     fm = r.failure_modes
     lines += ["", "## What the critique names on failed episodes", "",
               f"The failure the critique names against the stage the simulator says the episode reached: "
-              f"{_fmt(fm['agreement'], 100, 1)}% agree over {fm['episodes']} failed held-out episodes; on the stage "
+              f"{fmt(fm['agreement'], 100, 1)}% agree over {fm['episodes']} failed held-out episodes; on the stage "
               f"reached alone (closed_early and no_reach both never get to the cube) "
-              f"{_fmt(fm['stage_agreement'], 100, 1)}% agree.", "",
+              f"{fmt(fm['stage_agreement'], 100, 1)}% agree.", "",
               "| simulator says | critique says (count) |", "|---|---|"]
     for actual, named in fm["confusion"].items():
         lines.append(f"| {actual} | " + ", ".join(f"{k} ({v})" for k, v in sorted(named.items())) + " |")

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 import torch
+
+from wow_gym.sophia import SCORE_NAMES, TASK_STEPS, Critique, TemplateRefiner
 from wow_gym.world_models.checkpoint import CheckpointError
-from wow_gym.world_models.vlm_backends import (
+from wow_gym.world_models.critic.vlm import (
     LLMRefiner,
     VLMCritic,
     clean_instruction,
@@ -12,8 +14,6 @@ from wow_gym.world_models.vlm_backends import (
     parse_rubric,
     subsample,
 )
-
-from wow_gym.sophia import SCORE_NAMES, TASK_STEPS, Critique, TemplateRefiner
 
 torch.set_num_threads(1)
 

@@ -17,10 +17,10 @@ from wow_gym.physics_check import (
     verified_rollout,
 )
 from wow_gym.world_models import CheckpointError
-from wow_gym.world_models.idm import IDMConfig, InverseDynamics, optical_flow
-from wow_gym.world_models.idm_training import IDMTrainer, TrainIDMConfig
-from wow_gym.world_models.pose_map import project
+from wow_gym.world_models.idm.model import IDMConfig, InverseDynamics, optical_flow
+from wow_gym.world_models.idm.training import IDMTrainer, TrainIDMConfig
 from wow_gym.world_models.staged import StageConfig, StagedTrainer
+from wow_gym.world_models.video.pose_map import project
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_training_on_imagined_video_reads_the_world_models_frames_with_the_recor
 
 
 def test_random_shift_moves_each_sample_rigidly_and_keeps_the_coordinate_channels():
-    from wow_gym.world_models.idm_training import random_shift
+    from wow_gym.world_models.idm.training import random_shift
 
     x = torch.rand(16, 5, 12, 12)
     out = random_shift(x, 2, torch.Generator().manual_seed(0), keep=slice(3, 5))
@@ -228,7 +228,7 @@ def test_random_shift_moves_each_sample_rigidly_and_keeps_the_coordinate_channel
 
 
 def test_the_shipped_lift_idm_loads_with_no_arguments_and_decodes_expert_video(lift_data):
-    from wow_gym.world_models.idm import default_idm
+    from wow_gym.world_models.idm.model import default_idm
 
     path = default_idm("lift")
     assert sum(f.stat().st_size for f in path.iterdir()) < 10e6

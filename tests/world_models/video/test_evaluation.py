@@ -13,17 +13,17 @@ from wow_gym.data import DatasetReader, DatasetWriter
 from wow_gym.data.fakes import random_rollout
 from wow_gym.envs.benchmark import SimBenchConfig, bench_sim
 from wow_gym.world_models import WorldModel
-from wow_gym.world_models.benchmark import (
+from wow_gym.world_models.video.benchmark import (
     ImagineBenchConfig,
     ImagineBenchResult,
     bench_imagination,
     format_imagine_table,
     max_rss_mb,
 )
-from wow_gym.world_models.evaluation import (
+from wow_gym.world_models.video.evaluation import (
     PSNR_CAP_DB,
-    EvalWorldModelConfig,
     EvaluationError,
+    EvalWorldModelConfig,
     evaluate_world_model,
     load_heldout,
     make_windows,
@@ -33,7 +33,7 @@ from wow_gym.world_models.evaluation import (
     ssim,
     start_steps,
 )
-from wow_gym.world_models.report import write_report, write_tensorboard
+from wow_gym.world_models.video.report import write_report, write_tensorboard
 
 HORIZONS = [1, 4]
 

@@ -8,9 +8,9 @@ import torch
 
 from wow_gym.data import DatasetReader
 from wow_gym.world_models import CheckpointError, WorldModel
-from wow_gym.world_models.dit import DiTConfig, VideoDiT
 from wow_gym.world_models.text import embed_instructions
-from wow_gym.world_models.training import StageConfig, Trainer, TrainWorldModelConfig
+from wow_gym.world_models.video.dit import DiTConfig, VideoDiT
+from wow_gym.world_models.video.training import StageConfig, Trainer, TrainWorldModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +223,7 @@ def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift
 
 
 def test_pose_map_marks_the_token_under_the_projected_gripper():
-    from wow_gym.world_models.pose_map import pose_map
+    from wow_gym.world_models.video.pose_map import pose_map
 
     camera = torch.tensor([[64.0, 0, 0, 0], [0, 64.0, 0, 0], [0, 0, 0, 1.0]])  # u = 64 x, v = 64 y
     eef = torch.tensor([[[0.3, 0.6, 1.0], [0.9, 0.1, 1.0]]])  # now at pixel (19.2, 38.4), next at (57.6, 6.4)

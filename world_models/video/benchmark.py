@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wow_gym.world_models.world_model import WorldModel
+from wow_gym.world_models.video.model import WorldModel
 
 
 @dataclass

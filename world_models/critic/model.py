@@ -23,8 +23,13 @@ import torch
 from torch import nn
 
 from wow_gym.sophia import Critique, check_frames, check_instruction
-from wow_gym.world_models.checkpoint import (CHECKPOINT_ROOT, CheckpointError, load_weights, read_meta,
-                                              save_checkpoint)
+from wow_gym.world_models.checkpoint import (
+    CHECKPOINT_ROOT,
+    CheckpointError,
+    load_weights,
+    read_meta,
+    save_checkpoint,
+)
 from wow_gym.world_models.text import TEXT_DIM, embed_instructions
 
 FORMAT_VERSION = 1

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wow_gym.world_models.autoencoder import AutoencoderConfig, build_autoencoder, pixels_to_tensor, tensor_to_pixels
 from wow_gym.world_models.checkpoint import (
     CHECKPOINT_ROOT,
     CONFIG_FILE,
@@ -26,12 +25,18 @@ from wow_gym.world_models.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from wow_gym.world_models.dit import DiTConfig, VideoDiT
-from wow_gym.world_models.flow import euler_sample, guided
-from wow_gym.world_models.heads import LatentHead, PoseDynamics
-from wow_gym.world_models.pose_map import FEATURES as POSE_MAP_FEATURES
-from wow_gym.world_models.pose_map import pose_map
 from wow_gym.world_models.text import embed_instructions
+from wow_gym.world_models.video.autoencoder import (
+    AutoencoderConfig,
+    build_autoencoder,
+    pixels_to_tensor,
+    tensor_to_pixels,
+)
+from wow_gym.world_models.video.dit import DiTConfig, VideoDiT
+from wow_gym.world_models.video.dynamics import LatentHead, PoseDynamics
+from wow_gym.world_models.video.flow import euler_sample, guided
+from wow_gym.world_models.video.pose_map import FEATURES as POSE_MAP_FEATURES
+from wow_gym.world_models.video.pose_map import pose_map
 
 FORMAT_VERSION = 1
 TRAIN_COMMAND = "wow-gym train-world-model"

@@ -15,16 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from wow_gym.data import DatasetReader
+from wow_gym.metrics import PSNR_CAP_DB, psnr, ssim
 from wow_gym.rollout import Rollout
-from wow_gym.world_models.world_model import WorldModel, default_checkpoint
+from wow_gym.world_models.video.model import WorldModel, default_checkpoint
 
-# Identical uint8 frames have infinite PSNR; capping keeps means finite. 100 dB is above the PSNR of any
-# two different uint8 frames up to 256x256 (one level off in one value), so the cap only marks "identical".
-PSNR_CAP_DB = 100.0
 OBJECT_POSITION = slice(0, 3)  # environment_state[:3] is the object's (Lift: the cube's) position
 PREDICTORS = ("model", "copy_last", "shuffled")
 METRICS = ("psnr", "ssim", "exact", "eef_error", "object_error", "probe_error")
@@ -32,50 +29,6 @@ METRICS = ("psnr", "ssim", "exact", "eef_error", "object_error", "probe_error")
 
 class EvaluationError(ValueError):
     """Held-out data that cannot be evaluated as asked; the message says what to do."""
-
-
-# -- frame metrics -----------------------------------------------------------------------------------------
-
-
-def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, cap_db: float = PSNR_CAP_DB) -> np.ndarray:
-    """PSNR in dB of each pair of frames [..., H, W, C]; identical frames give cap_db instead of inf."""
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=(-3, -2, -1))
-    with np.errstate(divide="ignore"):
-        return np.minimum(10.0 * np.log10(data_range**2 / mse), cap_db)
-
-
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
-
-
-def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, chunk: int = 512) -> np.ndarray:
-    """Mean SSIM of each pair of frames [..., H, W, C] (Wang et al. 2004), averaged over channels.
-
-    Hand-written (11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03, valid region only, as in the paper)
-    so that one metric does not add scikit-image or torchmetrics to the dependencies.
-    """
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape or min(a.shape[-3:-1]) < 11:
-        raise ValueError(f"ssim needs two stacks of the same shape with frames of at least 11x11, "
-                         f"got {a.shape} and {b.shape}")
-    lead, (h, w, c) = a.shape[:-3], a.shape[-3:]
-    x_all, y_all = a.reshape(-1, h, w, c), b.reshape(-1, h, w, c)
-    window = _gaussian_window().expand(c, 1, 11, 11)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    out = []
-    for i in range(0, x_all.shape[0], chunk):
-        x = torch.as_tensor(x_all[i:i + chunk], dtype=torch.float64).permute(0, 3, 1, 2)
-        y = torch.as_tensor(y_all[i:i + chunk], dtype=torch.float64).permute(0, 3, 1, 2)
-        mx, my = F.conv2d(x, window, groups=c), F.conv2d(y, window, groups=c)
-        sxx = F.conv2d(x * x, window, groups=c) - mx**2
-        syy = F.conv2d(y * y, window, groups=c) - my**2
-        sxy = F.conv2d(x * y, window, groups=c) - mx * my
-        s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-        out.append(s.mean(dim=(1, 2, 3)))
-    return torch.cat(out).numpy().reshape(lead)
 
 
 def probe_object_state(wm: WorldModel, pixels: np.ndarray, batch: int = 256) -> np.ndarray:

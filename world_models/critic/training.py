@@ -19,10 +19,19 @@ from tqdm import tqdm
 from wow_gym.data import DatasetReader
 from wow_gym.registry import TASKS, task_info
 from wow_gym.sophia import FAILURE_HINTS, TASK_STEPS, Critique, TemplateRefiner
-from wow_gym.world_models.critic import KINDS, CriticConfig, CriticNet, LearnedCritic
-from wow_gym.world_models.critic_data import (CORRUPTIONS, Clip, cached_bank, clip_index, corrupted_bank,
-                                              frame_labels, imagine_episodes, load_imagined, save_imagined,
-                                              smoothness)
+from wow_gym.world_models.critic.data import (
+    CORRUPTIONS,
+    Clip,
+    cached_bank,
+    clip_index,
+    corrupted_bank,
+    frame_labels,
+    imagine_episodes,
+    load_imagined,
+    save_imagined,
+    smoothness,
+)
+from wow_gym.world_models.critic.model import KINDS, CriticConfig, CriticNet, LearnedCritic
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
 

@@ -22,15 +22,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from wow_gym.metrics import auc, binary_figures
 from wow_gym.registry import task_info
 from wow_gym.rollout import Rollout
 from wow_gym.sophia import Critique, RefinementRound, TemplateRefiner, final_round
-from wow_gym.world_models.critic import STAGES, LearnedCritic, compose_critique, success_verdict
-from wow_gym.world_models.critic_data import CORRUPTIONS, corrupted_bank, frame_labels, imagine_episodes
-
+from wow_gym.world_models.critic.data import CORRUPTIONS, corrupted_bank, frame_labels, imagine_episodes
+from wow_gym.world_models.critic.model import STAGES, LearnedCritic, compose_critique, success_verdict
 
 LIFT_HEIGHT = 0.84  # metres: robosuite Lift succeeds when the cube's centre is above table (0.8) + 0.04
 
@@ -56,28 +56,6 @@ class EvalCriticConfig:
     image_size: int = 64
     seed: int = 0
     progress: bool = True
-
-
-def binary_figures(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Accuracy, precision, recall, F1 and false-positive rate of boolean predictions."""
-    p, t = np.asarray(predicted, bool), np.asarray(truth, bool)
-    tp, fp, fn, tn = (p & t).sum(), (p & ~t).sum(), (~p & t).sum(), (~p & ~t).sum()
-    precision = tp / (tp + fp) if tp + fp else float("nan")
-    recall = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-    return {"n": float(len(p)), "positives": float(t.sum()), "accuracy": float((p == t).mean()) if len(p) else float("nan"),
-            "precision": float(precision), "recall": float(recall), "f1": float(f1),
-            "false_positive_rate": float(fp / (fp + tn)) if fp + tn else float("nan")}
-
-
-def auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """Area under the ROC curve: the chance a positive scores above a negative (ties count half)."""
-    positive, negative = np.asarray(positive, float), np.asarray(negative, float)
-    if not len(positive) or not len(negative):
-        return float("nan")
-    ranks = rankdata(np.concatenate([positive, negative]))
-    return float((ranks[:len(positive)].sum() - len(positive) * (len(positive) + 1) / 2)
-                 / (len(positive) * len(negative)))
 
 
 def sim_failure(labels: dict[str, np.ndarray]) -> str:
@@ -136,7 +114,7 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
     """Everything in the module docstring."""
     from wow_gym.envs.robosuite_env import RobosuiteEnv
     from wow_gym.physics_check import replay
-    from wow_gym.world_models.evaluation import load_heldout
+    from wow_gym.world_models.video.evaluation import load_heldout
 
     begin = time.perf_counter()
     critic = LearnedCritic.load(config.checkpoint, config.task)
@@ -278,8 +256,8 @@ def refine_cases(config: EvalCriticConfig, critic: LearnedCritic, wm: Any, env: 
     the one the loop settled on are both decoded by FM-IDM and replayed in MuJoCo from that state."""
     from wow_gym.physics_check import physics_check
     from wow_gym.sophia import refine_loop
-    from wow_gym.world_models.evaluation import load_heldout
-    from wow_gym.world_models.idm import InverseDynamics, default_idm
+    from wow_gym.world_models.idm.model import InverseDynamics, default_idm
+    from wow_gym.world_models.video.evaluation import load_heldout
 
     idm = InverseDynamics.load(config.idm or default_idm(config.task))
     starts = [e for eps in load_heldout([config.refine_dataset], config.image_size, config.refine_starts).values()

@@ -10,8 +10,8 @@ import numpy as np
 
 from wow_gym.contact_sheet import save_gif
 from wow_gym.provenance import atomic_write_text, git_commit
-from wow_gym.world_models.idm_evaluation import IDMResults
-from wow_gym.world_models.report import _fmt, _panel, _save_png, line_plot, to_json
+from wow_gym.world_models.idm.evaluation import IDMResults
+from wow_gym.world_models.plots import fmt, line_plot, panel, save_png, to_json
 
 DIMENSIONS = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 
@@ -41,7 +41,7 @@ def _gifs(results: IDMResults, out_dir: Path, per_mode: int = 2) -> list[tuple[s
             imagined, replayed = case.rollout.pixels, case.check.replayed.pixels
             difference = np.abs(imagined.astype(np.int16) - replayed.astype(np.int16)).astype(np.uint8)
             name = f"{mode}_{case.episode}.gif"
-            save_gif([_panel(imagined, "imagined"), _panel(replayed, "sim"), _panel(difference, "sim")],
+            save_gif([panel(imagined, "imagined"), panel(replayed, "sim"), panel(difference, "sim")],
                      out_dir / name, fps=8)
             verdict = "replay succeeds" if case.check.replay_success else "replay fails"
             written.append((name, f"{mode}, start {case.episode}: imagined | MuJoCo replay of FM-IDM's actions | "
@@ -53,7 +53,7 @@ def write_idm_report(results: IDMResults, config: dict, out_dir: str | Path) -> 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dims = list(range(1, len(DIMENSIONS) + 1))
-    _save_png(line_plot({k: (dims, v) for k, v in results.action_nrmse.items()},
+    save_png(line_plot({k: (dims, v) for k, v in results.action_nrmse.items()},
                         "normalised action RMSE per dimension (1-3 xyz, 4-6 rotation, 7 gripper)",
                         "action dimension", "RMSE / std"), out_dir / "action_nrmse.png")
     commit = git_commit().get("commit", "unknown")
@@ -65,15 +65,15 @@ def write_idm_report(results: IDMResults, config: dict, out_dir: str | Path) -> 
               f"on the held-out {' + '.join(config.get('headline_sources', []))} episodes.", "",
               "| variant | " + " | ".join(DIMENSIONS) + " | mean |", "|---|" + "---:|" * (len(DIMENSIONS) + 1)]
     for name, values in results.action_nrmse.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(v, digits=3) for v in values)
-                     + f" | {_fmt(results.action_nrmse_mean[name], digits=3)} |")
+        lines.append(f"| {name} | " + " | ".join(fmt(v, digits=3) for v in values)
+                     + f" | {fmt(results.action_nrmse_mean[name], digits=3)} |")
     variants = list(results.action_nrmse)
     lines += ["", "Per held-out source (mean over dimensions). Random and random-walk actions often push the arm "
               "against its workspace limits, where the action leaves no trace in the video, so part of their "
               "error cannot be removed by any inverse dynamics model.", "",
               "| source | " + " | ".join(variants) + " |", "|---|" + "---:|" * len(variants)]
     for source, row in results.action_nrmse_by_source.items():
-        lines.append(f"| {source} | " + " | ".join(_fmt(float(np.mean(row[v])), digits=3) for v in variants) + " |")
+        lines.append(f"| {source} | " + " | ".join(fmt(float(np.mean(row[v])), digits=3) for v in variants) + " |")
     lines += ["", "![action_nrmse.png](action_nrmse.png)", "",
               "## Replay in MuJoCo from ground-truth video", "",
               "Each held-out episode's actions decoded from its own frames, replayed from its first simulator "
@@ -82,7 +82,7 @@ def write_idm_report(results: IDMResults, config: dict, out_dir: str | Path) -> 
     lines += ["| source | episodes | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
     for source, row in results.replay.items():
         lines.append(f"| {source} | {int(row['episodes'])} | "
-                     + " | ".join(_fmt(row.get(n), 100, 1) + "%" for n in names) + " |")
+                     + " | ".join(fmt(row.get(n), 100, 1) + "%" for n in names) + " |")
     if results.cases:
         keys = ["replay_success", "imagined_success", "success_agrees", "verified", "psnr", "ssim",
                 "eef_mean_mm", "eef_dtw_mm", "eef_frechet_mm", "object_mean_mm", "object_dtw_mm", "object_frechet_mm"]
@@ -92,7 +92,7 @@ def write_idm_report(results: IDMResults, config: dict, out_dir: str | Path) -> 
                   "the actions from the same state. Means over starts; errors in mm, imagined vs replayed.", "",
                   "| figure | " + " | ".join(results.imagined) + " |", "|---|" + "---:|" * len(results.imagined)]
         for key in keys:
-            lines.append(f"| {key} | " + " | ".join(_fmt(results.imagined[m].get(key), digits=3)
+            lines.append(f"| {key} | " + " | ".join(fmt(results.imagined[m].get(key), digits=3)
                                                     for m in results.imagined) + " |")
         lines += [""] + [f"![{name}]({name})  \n{caption}\n" for name, caption in _gifs(results, out_dir)]
     path = out_dir / "report.md"

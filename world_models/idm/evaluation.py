@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from wow_gym.physics_check import PhysicsCheck, VerifyThresholds, physics_check, replay, verified_rollout
 from wow_gym.rollout import Rollout
-from wow_gym.world_models.evaluation import load_heldout, probe_object_state
-from wow_gym.world_models.idm import VARIANTS, InverseDynamics, default_idm
+from wow_gym.world_models.idm.model import VARIANTS, InverseDynamics, default_idm
+from wow_gym.world_models.video.evaluation import load_heldout, probe_object_state
 
 
 @dataclass
@@ -153,7 +153,7 @@ def _mean_figures(cases: list[ImaginedCase]) -> dict[str, float]:
 def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
     """Everything in the module docstring, for one task."""
     from wow_gym.envs.robosuite_env import RobosuiteEnv
-    from wow_gym.world_models.evaluation import load_world_model
+    from wow_gym.world_models.video.evaluation import load_world_model
 
     begin = time.perf_counter()
     models = load_variants(config)

@@ -21,12 +21,12 @@ from tqdm import tqdm
 from wow_gym.data import DatasetReader
 from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.registry import task_info
-from wow_gym.world_models.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
-from wow_gym.world_models.dit import DiTConfig
-from wow_gym.world_models.flow import flow_pair, sample_time
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
-from wow_gym.world_models.world_model import WorldModel, WorldModelConfig, default_stats
+from wow_gym.world_models.video.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
+from wow_gym.world_models.video.dit import DiTConfig
+from wow_gym.world_models.video.flow import flow_pair, sample_time
+from wow_gym.world_models.video.model import WorldModel, WorldModelConfig, default_stats
 
 STAGES = ("autoencoder", "pose", "heads", "dit")
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from wow_gym.data import DatasetReader
 from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.registry import task_info
-from wow_gym.world_models.idm import VARIANTS, IDMConfig, InverseDynamics, optical_flow, to_images
+from wow_gym.world_models.idm.model import VARIANTS, IDMConfig, InverseDynamics, optical_flow, to_images
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 
 
@@ -209,7 +209,7 @@ class IDMTrainer(StagedTrainer):
     def _imagine(self) -> torch.Tensor:
         """World-model video of every training episode (cached in <out>/imagined/ per model weights, data,
         sampling steps and seed)."""
-        from wow_gym.world_models.evaluation import load_world_model
+        from wow_gym.world_models.video.evaluation import load_world_model
 
         cfg, data = self.config, self.data
         wm, path = load_world_model(cfg.world_model, cfg.task, device=str(self.device))

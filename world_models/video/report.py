@@ -5,96 +5,23 @@ Plots are drawn with PIL (matplotlib is not a dependency of wow_gym).
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from wow_gym.contact_sheet import save_gif
-from wow_gym.data.atomic import atomic_write_bytes
+from wow_gym.metrics import PSNR_CAP_DB
 from wow_gym.provenance import atomic_write_text, git_commit
-from wow_gym.rollout import Rollout
-from wow_gym.world_models.evaluation import PSNR_CAP_DB, EvalResults, Example
+from wow_gym.world_models.plots import fmt, line_plot, panel, save_png, to_json
+from wow_gym.world_models.video.evaluation import EvalResults, Example
 
 LABELS = {"model": "model", "copy_last": "copy-last", "shuffled": "shuffled actions"}
-COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 
-
-def to_json(value: Any) -> Any:
-    """A JSON-ready copy: dataclasses as dicts (fields marked json=False left out), NaN/inf as None."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.metadata.get("json", True)}
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, (np.generic, float)):
-        value = value.item() if isinstance(value, np.generic) else value
-        return value if not isinstance(value, float) or math.isfinite(value) else None
-    return value
 
 
 # -- plots -------------------------------------------------------------------------------------------------
-
-
-def line_plot(series: dict[str, tuple[list[float], list[float]]], title: str, x_label: str, y_label: str,
-              size: tuple[int, int] = (640, 420)) -> Image.Image:
-    """A line chart of named (x, y) series with axes, ticks and a legend; non-finite points are skipped."""
-    font = ImageFont.load_default(size=13)
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    left, top, right, bottom = 70, 36, size[0] - 20, size[1] - 50
-    points = [(x, y) for xs, ys in series.values() for x, y in zip(xs, ys) if _finite(y)]
-    if not points:
-        draw.text((left, top), f"{title}: no finite values", fill="black", font=font)
-        return image
-    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
-    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
-    pad = 0.08 * (y1 - y0 or abs(y1) or 1.0)
-    y0, y1, x1 = y0 - pad, y1 + pad, x1 if x1 > x0 else x0 + 1
-
-    def at(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - x0) / (x1 - x0) * (right - left), bottom - (y - y0) / (y1 - y0) * (bottom - top))
-
-    draw.rectangle([left, top, right, bottom], outline="black")
-    for x in sorted({p[0] for p in points}):
-        px = at(x, y0)[0]
-        draw.line([px, bottom, px, bottom + 4], fill="black")
-        draw.text((px, bottom + 6), f"{x:g}", fill="black", font=font, anchor="mt")
-    for y in np.linspace(y0, y1, 6):
-        py = at(x0, y)[1]
-        draw.line([left - 4, py, left, py], fill="black")
-        draw.line([left + 1, py, right - 1, py], fill=(230, 230, 230))
-        draw.text((left - 6, py), f"{y:.3g}", fill="black", font=font, anchor="rm")
-    draw.text(((left + right) / 2, 10), title, fill="black", font=font, anchor="mt")
-    draw.text(((left + right) / 2, size[1] - 8), x_label, fill="black", font=font, anchor="mb")
-    draw.text((6, top - 20), y_label, fill="black", font=font)
-    for i, (name, (xs, ys)) in enumerate(series.items()):
-        color = COLORS[i % len(COLORS)]
-        line = [at(x, y) for x, y in zip(xs, ys) if _finite(y)]
-        if len(line) > 1:
-            draw.line(line, fill=color, width=2)
-        for px, py in line:
-            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=color)
-        draw.line([right - 170, top + 12 + 18 * i, right - 150, top + 12 + 18 * i], fill=color, width=3)
-        draw.text((right - 145, top + 12 + 18 * i), name, fill="black", font=font, anchor="lm")
-    return image
-
-
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
-def _save_png(image: Image.Image, path: Path) -> None:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _plots(results: EvalResults, out_dir: Path) -> list[str]:
@@ -113,19 +40,11 @@ def _plots(results: EvalResults, out_dir: Path) -> list[str]:
                                             "copy-first-frame": (steps, results.plan.psnr["copy_first"])},
                                            "instruction-conditioned plan vs expert", "plan step", "PSNR (dB)")
     for name, image in plots.items():
-        _save_png(image, out_dir / name)
+        save_png(image, out_dir / name)
     return list(plots)
 
 
 # -- GIFs --------------------------------------------------------------------------------------------------
-
-
-def _panel(frames: np.ndarray, source: str) -> Rollout:
-    """Frames as a Rollout (save_gif's record); only the pixels mean anything."""
-    steps = frames.shape[0] - 1
-    return Rollout(pixels=np.ascontiguousarray(frames), agent_pos=np.zeros((steps + 1, 9), np.float32),
-                   action=np.zeros((steps, 7), np.float32), reward=np.zeros(steps, np.float32),
-                   terminated=np.zeros(steps, bool), truncated=np.zeros(steps, bool), source=source)
 
 
 def write_gifs(examples: list[Example], out_dir: Path) -> list[tuple[str, str]]:
@@ -135,17 +54,13 @@ def write_gifs(examples: list[Example], out_dir: Path) -> list[tuple[str, str]]:
         difference = np.abs(example.simulated.astype(np.int16) - example.imagined.astype(np.int16))
         difference = difference.astype(np.uint8)
         name = f"example_{i}.gif"
-        save_gif([_panel(example.simulated, "sim"), _panel(example.imagined, "imagined"),
-                  _panel(difference, "sim")], out_dir / name, fps=4)
+        save_gif([panel(example.simulated, "sim"), panel(example.imagined, "imagined"),
+                  panel(difference, "sim")], out_dir / name, fps=4)
         written.append((name, example.name))
     return written
 
 
 # -- markdown ----------------------------------------------------------------------------------------------
-
-
-def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value * scale:.{digits}f}"
 
 
 def horizon_table(metrics: dict[str, dict[str, list[float]]], horizons: list[int]) -> list[str]:
@@ -157,8 +72,8 @@ def horizon_table(metrics: dict[str, dict[str, list[float]]], horizons: list[int
     head = ["h"] + [f"{title} {short[p]}" for _, title, _, _ in cols for p in short] + ["probe mm"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for i, h in enumerate(horizons):
-        cells = [str(h)] + [_fmt(metrics[key][p][i], scale, d) for key, _, scale, d in cols for p in short]
-        cells.append(_fmt(metrics["probe_error"]["sim_probe"][i], 1000.0, 1))
+        cells = [str(h)] + [fmt(metrics[key][p][i], scale, d) for key, _, scale, d in cols for p in short]
+        cells.append(fmt(metrics["probe_error"]["sim_probe"][i], 1000.0, 1))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -175,20 +90,20 @@ def acceptance_lines(figures: dict[str, float]) -> list[str]:
     for h in (4, 8, 16):
         if f"psnr_h{h}_model" in figures:
             a, b = figures[f"psnr_h{h}_model"], figures[f"psnr_h{h}_copy_last"]
-            lines.append(f"| PSNR h={h} vs copy-last (dB) | {_fmt(a)} | {_fmt(b)} | {_fmt(a - b)} dB |")
+            lines.append(f"| PSNR h={h} vs copy-last (dB) | {fmt(a)} | {fmt(b)} | {fmt(a - b)} dB |")
     for key, a in figures.items():
         if key.startswith("eef_error_h") and key.endswith("_true"):
             h = key[len("eef_error_h"):-len("_true")]
             b = figures[f"eef_error_h{h}_shuffled"]
-            lines.append(f"| eef error h={h}, true vs shuffled actions (mm) | {_fmt(a, 1000, 1)} | "
-                         f"{_fmt(b, 1000, 1)} | {_percent_lower(figures[f'eef_error_h{h}_lower_pct'])} |")
+            lines.append(f"| eef error h={h}, true vs shuffled actions (mm) | {fmt(a, 1000, 1)} | "
+                         f"{fmt(b, 1000, 1)} | {_percent_lower(figures[f'eef_error_h{h}_lower_pct'])} |")
             a, b = figures[f"psnr_h{h}_true"], figures[f"psnr_h{h}_shuffled"]
-            lines.append(f"| PSNR h={h}, true vs shuffled actions (dB) | {_fmt(a)} | {_fmt(b)} | "
-                         f"{_fmt(a - b)} dB |")
+            lines.append(f"| PSNR h={h}, true vs shuffled actions (dB) | {fmt(a)} | {fmt(b)} | "
+                         f"{fmt(a - b)} dB |")
     if "plan_psnr" in figures:
         a, b = figures["plan_psnr"], figures["plan_psnr_copy_first"]
-        lines.append(f"| plan PSNR, mean over the plan vs copy-first-frame (dB) | {_fmt(a)} | {_fmt(b)} | "
-                     f"{_fmt(a - b)} dB |")
+        lines.append(f"| plan PSNR, mean over the plan vs copy-first-frame (dB) | {fmt(a)} | {fmt(b)} | "
+                     f"{fmt(a - b)} dB |")
     return lines
 
 
@@ -205,13 +120,13 @@ def _sections(results: EvalResults) -> list[str]:
                   (f"{plan.episodes} held-out expert episodes, plan of {plan.horizon} steps from the first "
                    "context frames, no actions. PSNR against the expert's simulated frames:"), "",
                   "| plan step | plan | copy-first-frame |", "|---:|---:|---:|"]
-        lines += [f"| {i + 1} | {_fmt(a)} | {_fmt(b)} |"
+        lines += [f"| {i + 1} | {fmt(a)} | {fmt(b)} |"
                   for i, (a, b) in enumerate(zip(plan.psnr["plan"], plan.psnr["copy_first"]))]
         lines += ["", "![plan PSNR](plan_psnr.png)", ""]
     lines += ["## Sampling steps: quality and time", "",
               "| sampling steps | batch | PSNR at h | ms per batched step | imagined steps/s |",
               "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r.sampling_steps} | {r.batch_size} | {_fmt(r.psnr)} (h={r.horizon}) | "
+    lines += [f"| {r.sampling_steps} | {r.batch_size} | {fmt(r.psnr)} (h={r.horizon}) | "
               f"{r.ms_per_batched_step:.1f} | {r.imagined_steps_per_second:.1f} |" for r in results.sweep]
     return lines + [""]
 

@@ -23,7 +23,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.normalization import AdaLayerNormZero
 from torch import nn
 
-from wow_gym.world_models.pose_map import FEATURES as POSE_MAP_FEATURES
+from wow_gym.world_models.video.pose_map import FEATURES as POSE_MAP_FEATURES
 
 # Named sizes; one code path. dit-test is for unit tests only.
 PRESETS: dict[str, dict[str, int]] = {

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.rollout import Rollout
-from wow_gym.world_models.critic import KINDS, OFFSET_SCALE, OPENING_SCALE, STAGES
+from wow_gym.world_models.critic.model import KINDS, OFFSET_SCALE, OPENING_SCALE, STAGES
 
 RENDERED_KINDS = ("teleport", "vanish", "levitate", "frozen_arm", "sink", "pass_through")
 ORDER_KINDS = ("reverse", "shuffle")
@@ -199,7 +199,8 @@ def imagine_episodes(wm: Any, rollouts: list[Rollout], sampling_steps: int | Non
     """Each episode from its first `context_frames` frames, imagined to its end under its recorded actions."""
     import torch
 
-    from wow_gym.world_models.evaluation import Window, imagine, probe_object_state, psnr
+    from wow_gym.metrics import psnr
+    from wow_gym.world_models.video.evaluation import Window, imagine, probe_object_state
 
     k = wm.config.context_frames
     horizon = min(r.num_steps for r in rollouts) - (k - 1)

@@ -1,0 +1,1 @@
+"""SOPHIA's critic: the learned video critic and its VLM backends; data, training, evaluation, report."""

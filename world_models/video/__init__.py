@@ -1,0 +1,2 @@
+"""The video world model: autoencoder, DiT, flow sampler, pose dynamics and heads; training, evaluation,
+report and speed benchmark."""
