@@ -21,7 +21,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from tqdm.auto import tqdm
 
-from wow_gym.data import DatasetReader
+from wow_gym.data.flat import flatten_episodes, read_episodes
 from wow_gym.rollout import ACTION_DIM
 
 logger = logging.getLogger(__name__)
@@ -49,30 +49,14 @@ def load_bc_dataset(roots: Sequence[str | Path], successful_only: bool = True, m
                     image_size: int | None = None, progress: bool = True) -> BCDataset:
     """Every (frame, agent_pos, action) of the episodes under `roots`; with successful_only, episodes that
     never succeed are left out (a noisy expert's failures would teach failing)."""
-    pixels, agent_pos, actions, episodes = [], [], [], []
-    readers = [DatasetReader(root) for root in roots]
-    total = sum(len(r) if max_episodes is None else min(len(r), max_episodes) for r in readers)
-    bar = tqdm(total=total, desc="BC data", unit="episode", disable=not progress)
-    for reader in readers:
-        for position in range(len(reader) if max_episodes is None else min(len(reader), max_episodes)):
-            rollout = reader[position]
-            bar.update()
-            if successful_only and rollout.is_success is not None and not rollout.success:
-                continue
-            if image_size is not None and rollout.pixels.shape[1:3] != (image_size, image_size):
-                raise ValueError(f"{reader.root} has {rollout.pixels.shape[1]} px frames; the policy reads "
-                                 f"{image_size} px (collect the data at the policy's image size)")
-            steps = rollout.num_steps
-            pixels.append(rollout.pixels[:steps])
-            agent_pos.append(rollout.agent_pos[:steps])
-            actions.append(rollout.action)
-            episodes.append(np.full(steps, len(episodes)))
-    bar.close()
-    if not actions:
+    keep = (lambda r: r.is_success is None or r.success) if successful_only else None
+    episodes = read_episodes(roots, "policy", image_size, max_episodes=max_episodes, keep=keep, progress=progress)
+    if not episodes:
         raise ValueError(f"no usable episodes in {[str(r) for r in roots]}"
                          + (" (none succeeds; pass successful_only=False)" if successful_only else ""))
-    return BCDataset(np.concatenate(pixels), np.concatenate(agent_pos).astype(np.float32),
-                     np.concatenate(actions).astype(np.float32), np.concatenate(episodes))
+    flat = flatten_episodes([r for _, _, r in episodes])
+    steps = flat.steps
+    return BCDataset(flat.pixels[steps], flat.agent_pos[steps], flat.action[steps], flat.episode_of[steps])
 
 
 @dataclass
