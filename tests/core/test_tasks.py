@@ -29,7 +29,7 @@ def test_every_task_has_what_the_generic_modules_read(name):
     assert task.max_episode_steps > 0 and 0 < task.near < 0.1
     for where in (task.object_position, task.gripper_offset):
         assert where.stop - where.start == 3, "positions are (x, y, z)"
-    assert len(task.critic_stages) >= 3 and task.stage_index("grasped") >= 1  # the critic's corruptions read it
+    assert len(task.critic_stages) >= 3 and task.stage_index("grasped") >= 1  # read by the corruptions
     keys = {stage.failure for stage in task.critic_stages[:-1]} | {"closed_early", "implausible"}
     assert keys == set(task.failure_hints), "one refiner hint per failure the critic can name"
     assert "{distance" in task.critic_stages[0].text and task.success_text

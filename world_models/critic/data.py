@@ -1,8 +1,9 @@
 """Training and evaluation clips for the critic, with labels from the simulator.
 
 - Real clips of expert, noisy and failed episodes; per-frame labels from simulator state: success, task
-  progress (the shaped reward), stage (approach / at the object / grasped / lifted, from the gripper-object
-  distance and the reward's grasp term), the gripper-to-object offset and the gripper opening.
+  progress (the shaped reward), stage (the task's Task.stage_labels; for Lift approach / at the object /
+  grasped / lifted, from the gripper-object distance and the reward's grasp term), the gripper-to-object
+  offset and the gripper opening.
 - Corrupted clips: physically impossible edits of real episodes, rendered by MuJoCo from the stored
   `sim_state` with the object (or the arm) posed by hand: teleport, vanish, levitate, frozen_arm, sink,
   pass_through; and frame-order edits: reverse, shuffle. Some kinds are held out of training so the

@@ -177,7 +177,8 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
         height = task_info(config.task).success_height
         if height is not None:
             shown = (dream.object_position[:, dream.context:, 2] > height).any(axis=1)
-            imagined["video_shows_lift_when_sim_lifts"] = float(shown[paired].mean()) if paired.any() else float("nan")
+            imagined["video_shows_lift_when_sim_lifts"] = (float(shown[paired].mean()) if paired.any()
+                                                           else float("nan"))
             imagined["critic_agrees_with_probe"] = float((shown == imagined_verdict).mean())
 
     rng = np.random.default_rng(config.seed + 1)

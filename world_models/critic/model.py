@@ -267,7 +267,8 @@ def _stage_failure(r: dict[str, np.ndarray], task: Task) -> tuple[str, str]:
     key = stage_failure(task, stage, opening)
     if key == "closed_early":
         above = -offset[2] * 100
-        where = f"{above:.0f} cm above the {task.object_name}" if above > 1 else f"beside the {task.object_name}"
+        name = task.object_name
+        where = f"{above:.0f} cm above the {name}" if above > 1 else f"beside the {name}"
         return key, f"the gripper closes {where}"
     return key, task.stage_of_failure(stage).text.format(distance=np.linalg.norm(offset) * 100)
 

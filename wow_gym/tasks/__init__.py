@@ -30,7 +30,7 @@ def task_info(name: str) -> Task:
 
 
 def register_task(task: Task) -> Task:
-    """Add a task (e.g. one defined outside this package); wow_gym.registry.register_envs then gives it ids."""
+    """Add a task (e.g. one defined outside this package); wow_gym.registry.register_envs gives it env ids."""
     if task.name.lower() in {k.lower() for k in TASKS}:
         raise ValueError(f"task {task.name!r} is already registered; pick another name or unregister_task it")
     TASKS[task.name] = task
@@ -42,5 +42,5 @@ def unregister_task(name: str) -> Task:
     return TASKS.pop(task_info(name).name)
 
 
-__all__ = ["IMAGINED_VERSION", "SIM_VERSION", "TASKS", "CriticStage", "StageLabeller", "Task", "register_task",
-           "stages_by_distance", "task_info", "unregister_task"]
+__all__ = ["IMAGINED_VERSION", "SIM_VERSION", "TASKS", "CriticStage", "StageLabeller", "Task",
+           "register_task", "stages_by_distance", "task_info", "unregister_task"]

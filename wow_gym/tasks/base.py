@@ -40,9 +40,10 @@ class Task:
     robosuite_env: str
     instruction: str
     object_name: str  # what critiques call the task object ("cube", "can", ...)
-    steps: tuple[str, ...]  # the known sub-steps in order (the scripted expert's sub-instructions)
-    object_position: slice = field(hash=False)  # environment_state[object_position]: the task object's (x, y, z), metres
-    gripper_offset: slice = field(hash=False)  # environment_state[gripper_offset]: the object relative to the gripper, metres
+    steps: tuple[str, ...]  # the known sub-steps in order (what the default refiner spells out)
+    # where environment_state holds the task object's (x, y, z) and the object relative to the gripper, metres
+    object_position: slice = field(hash=False)
+    gripper_offset: slice = field(hash=False)
     critic_stages: tuple[CriticStage, ...]
     stage_labels: StageLabeller = field(compare=False)
     failure_hints: Mapping[str, str] = field(hash=False)

@@ -16,7 +16,7 @@ STAGES = 4
 
 
 def stage_labels(state: np.ndarray, reward: np.ndarray, success: np.ndarray) -> np.ndarray:
-    """approach / at the cube / grasped / lifted, from the gripper-cube distance and the reward's grasp term."""
+    """approach / at the cube / grasped / lifted, from the gripper-cube distance and the grasp reward."""
     distance = np.linalg.norm(state[:, GRIPPER_OFFSET], axis=1)
     grasp_term = reward * 2.25 - (1 - np.tanh(10 * distance))  # robosuite Lift: reach + 0.25 grasp, / 2.25
     return np.where(success, STAGES - 1, np.where(grasp_term > 0.15, 2, np.where(distance < NEAR, 1, 0)))
@@ -45,7 +45,8 @@ TASK = Task(
         "no_lift": "after grasping, raise the cube well above the table",
         "implausible": "keep the cube in the gripper; it must not move unless the gripper touches it",
     },
-    distractors=("push the cube off the table", "wave the arm in the air", "open the drawer", "pour the water"),
+    distractors=("push the cube off the table", "wave the arm in the air", "open the drawer",
+                 "pour the water"),
     success_height=SUCCESS_HEIGHT,
     near=NEAR,
     max_episode_steps=100,

@@ -34,8 +34,8 @@ TASK = Task(
         "no_stack": "after grasping, carry the red cube above the green cube and lower it on top",
         "implausible": "keep the red cube in the gripper; it must not move unless the gripper touches it",
     },
-    distractors=("put the green cube on the red cube", "push the cubes off the table", "wave the arm in the air",
-                 "pour the water"),
+    distractors=("put the green cube on the red cube", "push the cubes off the table",
+                 "wave the arm in the air", "pour the water"),
     near=NEAR,
     max_episode_steps=200,
 )
