@@ -42,6 +42,7 @@ from wow_gym.html_report import (
     write_markdown,
 )
 from wow_gym.provenance import git_commit, write_run_metadata
+from wow_gym.tasks import task_info
 
 
 def main(argv: list[str]) -> int:
@@ -285,8 +286,10 @@ def _physics_plots(rollout: Any, checks: list) -> list[Picture]:
     series = {"end effector, imagined": (t, rollout.agent_pos[:, 2].tolist()),
               "end effector, MuJoCo": (t, replayed.agent_pos[:, 2].tolist())}
     if rollout.environment_state is not None:
-        series["cube, imagined (probe)"] = (t, rollout.environment_state[:, 2].tolist())
-        series["cube, MuJoCo"] = (t, replayed.environment_state[:, 2].tolist())
+        task = task_info(replayed.task)
+        z = task.object_position.start + 2  # the object's height in environment_state
+        series[f"{task.object_name}, imagined (probe)"] = (t, rollout.environment_state[:, z].tolist())
+        series[f"{task.object_name}, MuJoCo"] = (t, replayed.environment_state[:, z].tolist())
     heights = line_plot(series, "episode 0: heights, imagined vs MuJoCo", "step", "z (m)")
     return [Picture(psnr, "frame agreement of imagination and physics", "physics_psnr.png"),
             Picture(heights, "what the world model says happens vs what MuJoCo does", "physics_heights.png")]

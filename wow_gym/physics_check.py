@@ -17,8 +17,7 @@ import numpy as np
 
 from wow_gym.metrics import dtw_distance, frechet_distance
 from wow_gym.rollout import Rollout
-
-OBJECT_POSITION = slice(0, 3)  # environment_state[:3]: the task object's position
+from wow_gym.tasks import task_info
 
 
 @dataclass
@@ -118,10 +117,11 @@ def physics_check(imagined: Rollout, sim_state: np.ndarray, idm: Any, env: Any,
     frame_psnr = psnr(imagined.pixels[1:], replayed.pixels[1:])
     frame_ssim = ssim(imagined.pixels[1:], replayed.pixels[1:])
     eef = trajectory_errors(imagined.agent_pos[1:, :3], replayed.agent_pos[1:, :3])
-    unknown = np.full_like(replayed.environment_state[1:, OBJECT_POSITION], np.nan)  # no imagined object
+    where = task_info(replayed.task or imagined.task).object_position  # the task object in environment_state
+    unknown = np.full_like(replayed.environment_state[1:, where], np.nan)  # no imagined object
     obj = trajectory_errors(unknown if imagined.environment_state is None
-                            else imagined.environment_state[1:, OBJECT_POSITION],
-                            replayed.environment_state[1:, OBJECT_POSITION])
+                            else imagined.environment_state[1:, where],
+                            replayed.environment_state[1:, where])
     imagined_success = imagined.success if imagined.is_success is not None else None
     ok = (replayed.success or not thresholds.require_success)
     ok = ok and np.isfinite(obj["mean"]) and 1000 * obj["mean"] <= thresholds.object_mm

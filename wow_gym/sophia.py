@@ -6,7 +6,8 @@
   simulator labels (world_models/critic.py); a VLM backend reads a real image-text-to-text checkpoint
   (world_models/vlm_backends.py).
 - `Refiner.refine(instruction, critique, task) -> str`: a better instruction. The default rewrites from the
-  critique's failure mode and the task's known sub-steps; an LLM backend sits in world_models/vlm_backends.py.
+  critique's failure mode and the task's known sub-steps (wow_gym/tasks); an LLM backend sits in
+  world_models/vlm_backends.py.
 - `refine_loop`: generate (instruction-conditioned world model) -> critique -> refine, for a bounded number
   of rounds, stopping when the critic is satisfied; every round is kept.
 - `CriticRewardModel` makes the critic the reward and termination of the imagined env;
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from wow_gym.tasks import task_info
 
 SCORE_NAMES: tuple[str, ...] = ("task_completion", "physical_plausibility", "kinematic_smoothness",
                                 "instruction_following")
@@ -93,39 +96,19 @@ def check_instruction(instruction: Any) -> str:
 
 # -- the default refiner -------------------------------------------------------------------------------------
 
-# The task's known sub-steps, in order (the scripted experts' sub-instructions, envs/experts).
-TASK_STEPS: dict[str, tuple[str, ...]] = {
-    "lift": ("move the open gripper above the red cube", "lower the gripper around the cube",
-             "close the gripper on the cube", "lift the cube up off the table"),
-    "stack": ("move above the red cube", "grasp the red cube", "lift it", "move it above the green cube",
-              "lower it onto the green cube and release"),
-    "door": ("reach the door handle", "grasp the handle", "turn the handle", "pull the door open"),
-    "pickplacecan": ("move above the can", "grasp the can", "lift the can", "move it over the bin",
-                     "release it into the bin"),
-}
-
-# What to stress for each failure mode of the default critic (world_models/critic.py).
-FAILURE_HINTS: dict[str, str] = {
-    "no_reach": "first move the gripper right above the cube",
-    "closed_early": "keep the gripper open until it is around the cube",
-    "no_grasp": "close the gripper firmly around the cube",
-    "no_lift": "after grasping, raise the cube well above the table",
-    "implausible": "keep the cube in the gripper; it must not move unless the gripper touches it",
-}
 SMOOTH_HINT = "move the arm slowly and smoothly"  # the last resort when a rewrite would repeat the instruction
 
 
 class TemplateRefiner:
-    """The default refiner: decompose the task into its known sub-steps, then stress what the critique
-    says went wrong (and add spatial detail). Deterministic, so refinement rounds can be compared."""
+    """The default refiner: decompose the task into its known sub-steps (Task.steps), then stress what the
+    critique says went wrong (Task.failure_hints, with spatial detail). Deterministic, so refinement rounds
+    can be compared."""
 
     def refine(self, instruction: str, critique: Critique, task: str) -> str:
         instruction = check_instruction(instruction)
-        steps = TASK_STEPS.get(task.lower())
-        if steps is None:
-            raise ValueError(f"no known sub-steps for task {task!r}; expected one of {sorted(TASK_STEPS)}")
-        hint = FAILURE_HINTS.get(critique.failure, "")
-        parts = [", then ".join(steps)]
+        info = task_info(task)
+        hint = info.failure_hints.get(critique.failure, "")
+        parts = [", then ".join(info.steps)]
         if hint and hint not in instruction:
             parts.append(hint)
         refined = "; ".join(parts)

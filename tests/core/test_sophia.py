@@ -2,7 +2,8 @@
 
 import pytest
 
-from wow_gym.sophia import TASK_STEPS, Critique, TemplateRefiner, final_round, refine_loop
+from wow_gym.registry import task_info
+from wow_gym.sophia import Critique, TemplateRefiner, final_round, refine_loop
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
@@ -20,11 +21,11 @@ def _critique(failure="no_grasp", success=False):
 
 def test_template_refiner_decomposes_and_stresses_the_failure():
     refined = TemplateRefiner().refine("lift the red cube", _critique("no_grasp"), "Lift")
-    assert all(step in refined for step in TASK_STEPS["lift"])
+    assert all(step in refined for step in task_info("lift").steps)
     assert "close the gripper firmly around the cube" in refined
     again = TemplateRefiner().refine(refined, _critique("no_grasp"), "lift")
     assert again != refined, "a second round still changes the instruction"
-    with pytest.raises(ValueError, match="no known sub-steps"):
+    with pytest.raises(ValueError, match="unknown task 'juggle'"):
         TemplateRefiner().refine("x", _critique(), "juggle")
 
 

@@ -1,8 +1,9 @@
 """Training and evaluation clips for the critic, with labels from the simulator.
 
 - Real clips of expert, noisy and failed episodes; per-frame labels from simulator state: success, task
-  progress (the shaped reward), stage (approach / at the object / grasped / lifted, from the gripper-object
-  distance and the reward's grasp term), the gripper-to-object offset and the gripper opening.
+  progress (the shaped reward), stage (the task's Task.stage_labels; for Lift approach / at the object /
+  grasped / lifted, from the gripper-object distance and the reward's grasp term), the gripper-to-object
+  offset and the gripper opening.
 - Corrupted clips: physically impossible edits of real episodes, rendered by MuJoCo from the stored
   `sim_state` with the object (or the arm) posed by hand: teleport, vanish, levitate, frozen_arm, sink,
   pass_through; and frame-order edits: reverse, shuffle. Some kinds are held out of training so the
@@ -26,27 +27,26 @@ from tqdm import tqdm
 
 from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.rollout import Rollout
-from wow_gym.world_models.critic.model import KINDS, OFFSET_SCALE, OPENING_SCALE, STAGES
+from wow_gym.tasks import task_info
+from wow_gym.world_models.critic.model import KINDS, OFFSET_SCALE, OPENING_SCALE
 
 RENDERED_KINDS = ("teleport", "vanish", "levitate", "frozen_arm", "sink", "pass_through")
 ORDER_KINDS = ("reverse", "shuffle")
 CORRUPTIONS = RENDERED_KINDS + ORDER_KINDS
 SMOOTH_SCALE = 0.015  # metres per step^2 of end-effector path curvature at which smoothness is 1/e
-NEAR = 0.03  # metres: the gripper is at the object
 
 
 def frame_labels(rollout: Rollout) -> dict[str, np.ndarray]:
-    """Per-frame labels [T+1] of a Lift-style episode (object position first in environment_state, the
-    object-minus-gripper vector in its last three values)."""
+    """Per-frame labels [T+1] of a sim episode of its task (wow_gym/tasks: where environment_state holds the
+    object-minus-gripper vector, and how the task's stages are read from state and reward)."""
     if rollout.environment_state is None or rollout.is_success is None:
         raise ValueError("critic labels need environment_state and is_success (sim episodes from wow-gym collect)")
+    task = task_info(rollout.task)
     state = rollout.environment_state
     reward = np.concatenate([rollout.reward[:1], rollout.reward]).astype(np.float32)  # frame t: reward after a_{t-1}
     success = np.concatenate([[False], rollout.is_success]).astype(bool)
-    offset = state[:, -3:]
-    distance = np.linalg.norm(offset, axis=1)
-    grasp_term = reward * 2.25 - (1 - np.tanh(10 * distance))  # robosuite Lift: reach + 0.25 grasp, / 2.25
-    stage = np.where(success, 3, np.where(grasp_term > 0.15, 2, np.where(distance < NEAR, 1, 0)))
+    offset = state[:, task.gripper_offset]
+    stage = task.stage_labels(state, reward, success)
     opening = rollout.agent_pos[:, 7] - rollout.agent_pos[:, 8]
     return {"success": success, "progress": np.clip(reward, 0, 1), "stage": stage.astype(np.int64),
             "offset": (offset / OFFSET_SCALE).astype(np.float32), "opening": (opening / OPENING_SCALE).astype(np.float32)}
@@ -89,7 +89,8 @@ def corrupt(env: Any, rollout: Rollout, episode: int, end: int, kind: str, lengt
     eef = rollout.agent_pos[index, :3]
     frames = rollout.pixels[index]
     labels = frame_labels(rollout) if labels is None else labels
-    obj = rollout.environment_state[index, :3]
+    task = task_info(rollout.task)
+    obj = rollout.environment_state[index, task.object_position]
     moved = np.linalg.norm(obj[-1] - obj[0])
     motion = np.abs(frames[-1].astype(np.int16) - frames[0]).mean()
     if kind in ORDER_KINDS:
@@ -104,7 +105,7 @@ def corrupt(env: Any, rollout: Rollout, episode: int, end: int, kind: str, lengt
     pose = env.object_qpos_index()
     later = np.arange(start, length)
     steps = (later - start + 1)[:, None]
-    grasped = labels["stage"][index] >= STAGES.index("grasped")
+    grasped = labels["stage"][index] >= task.stage_index("grasped")
     if kind == "teleport":
         angle = rng.uniform(0, 2 * np.pi)
         states[later[:, None], pose[:2]] += rng.uniform(0.06, 0.12) * np.array([np.cos(angle), np.sin(angle)])
@@ -211,8 +212,9 @@ def imagine_episodes(wm: Any, rollouts: list[Rollout], sampling_steps: int | Non
     out = imagine(wm, episodes, windows, actions, sampling_steps, g, batch_size, progress, "imagine episodes")
     real = np.stack([r.pixels[:k + horizon] for r in rollouts])
     pixels = np.concatenate([real[:, :k], out.pixels], axis=1)
-    probed = probe_object_state(wm, pixels)[..., :3]
-    truth = np.stack([r.environment_state[:k + horizon, :3] for r in rollouts])
+    where = task_info(wm.config.task).object_position
+    probed = probe_object_state(wm, pixels)[..., where]
+    truth = np.stack([r.environment_state[:k + horizon, where] for r in rollouts])
     object_error = np.linalg.norm(probed - truth, axis=-1)
     object_error[:, :k] = 0.0
     score = psnr(pixels, real)

@@ -30,9 +30,13 @@ from wow_gym.registry import task_info
 from wow_gym.rollout import Rollout
 from wow_gym.sophia import Critique, RefinementRound, TemplateRefiner, final_round
 from wow_gym.world_models.critic.data import CORRUPTIONS, corrupted_bank, frame_labels, imagine_episodes
-from wow_gym.world_models.critic.model import STAGES, LearnedCritic, compose_critique, success_verdict
-
-LIFT_HEIGHT = 0.84  # metres: robosuite Lift succeeds when the cube's centre is above table (0.8) + 0.04
+from wow_gym.world_models.critic.model import (
+    OPENING_SCALE,
+    LearnedCritic,
+    compose_critique,
+    stage_failure,
+    success_verdict,
+)
 
 
 @dataclass
@@ -58,14 +62,9 @@ class EvalCriticConfig:
     progress: bool = True
 
 
-def sim_failure(labels: dict[str, np.ndarray]) -> str:
+def sim_failure(labels: dict[str, np.ndarray], task: str) -> str:
     """What a failed sim episode got wrong, from simulator state: the failure key a critique should name."""
-    stage = int(labels["stage"].max())
-    if stage >= STAGES.index("grasped"):
-        return "no_lift"
-    if stage == STAGES.index("at_object"):
-        return "no_grasp"
-    return "closed_early" if labels["opening"][-1] * 0.08 < 0.03 else "no_reach"
+    return stage_failure(task_info(task), int(labels["stage"].max()), labels["opening"][-1] * OPENING_SCALE)
 
 
 @dataclass
@@ -139,8 +138,8 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
 
     failed = [i for i in range(len(episodes)) if not truth[i]]
     named = [critiques[i].failure for i in failed]
-    actual = [sim_failure(labels[i]) for i in failed]
-    reached = {"closed_early": "no_reach"}  # both never get to the cube; they differ in the gripper's state
+    actual = [sim_failure(labels[i], critic.config.task) for i in failed]
+    reached = {"closed_early": "no_reach"}  # both never get to the object; they differ in the gripper's state
     failure_modes = {"episodes": len(failed), "agreement": float(np.mean([a == b for a, b in zip(named, actual)]))
                      if failed else float("nan"),
                      "stage_agreement": float(np.mean([reached.get(a, a) == reached.get(b, b)
@@ -148,7 +147,7 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
                      "confusion": _confusion(actual, named)}
     examples = [{"source": sources[i], "sim_success": bool(truth[i]),
                  **critiques[i].to_dict(),
-                 "sim_failure": "" if truth[i] else sim_failure(labels[i]),
+                 "sim_failure": "" if truth[i] else sim_failure(labels[i], critic.config.task),
                  "critic_progress": np.clip(readings[i]["progress"], 0, 1).round(3).tolist(),
                  "sim_reward": labels[i]["progress"].round(3).tolist()} for i in _example_indices(truth, sources)]
 
@@ -173,11 +172,14 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
         imagined = binary_figures(imagined_verdict, paired)
         imagined["replay_matches_dataset"] = float(np.mean(paired == np.array([e.is_success[:steps].any()
                                                                                 for e in episodes])))
-        # Does the imagined video show the lift at all? The object probe (trained on sim frames) on it:
-        # separates the world model's misses from the critic's.
-        shown = (dream.object_position[:, dream.context:, 2] > LIFT_HEIGHT).any(axis=1)
-        imagined["video_shows_lift_when_sim_lifts"] = float(shown[paired].mean()) if paired.any() else float("nan")
-        imagined["critic_agrees_with_probe"] = float((shown == imagined_verdict).mean())
+        # Does the imagined video show success at all (for Lift: the cube up)? The object probe (trained on
+        # sim frames) on it: separates the world model's misses from the critic's.
+        height = task_info(config.task).success_height
+        if height is not None:
+            shown = (dream.object_position[:, dream.context:, 2] > height).any(axis=1)
+            imagined["video_shows_lift_when_sim_lifts"] = (float(shown[paired].mean()) if paired.any()
+                                                           else float("nan"))
+            imagined["critic_agrees_with_probe"] = float((shown == imagined_verdict).mean())
 
     rng = np.random.default_rng(config.seed + 1)
     bad = corrupted_bank(env, episodes, list(CORRUPTIONS), config.corrupt_per_kind, critic.config.clip_frames,

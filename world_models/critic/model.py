@@ -5,7 +5,8 @@ seen; the instruction through the same offline text encoder as the world model).
 over the clip's frames gives, at every frame, readings that need only the past (so the imagined env can
 score each new frame as it comes):
 - per frame: success logit, task progress (the simulator's shaped reward in [0, 1]), the task stage
-  (approach / at the object / grasped / lifted), the gripper-to-object offset and the gripper opening;
+  (the task's critic_stages, for Lift approach / at the object / grasped / lifted), the gripper-to-object
+  offset and the gripper opening;
 - per clip (read at its last frame): physical plausibility, which corruption it looks like, kinematic
   smoothness and instruction following.
 Simulator state is only ever a training label (world_models/critic_data.py) and the check, never an input.
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from wow_gym.sophia import Critique, check_frames, check_instruction
+from wow_gym.tasks import Task, task_info
 from wow_gym.world_models.checkpoint import (
     CHECKPOINT_ROOT,
     CheckpointError,
@@ -34,17 +36,16 @@ from wow_gym.world_models.text import TEXT_DIM, embed_instructions
 
 FORMAT_VERSION = 1
 TRAIN_COMMAND = "wow-gym train-critic"
-STAGES = ("approach", "at_object", "grasped", "lifted")
 # Corruptions of real clips (critic_data.py) plus world-model clips that disagree with physics.
 KINDS = ("none", "teleport", "vanish", "levitate", "frozen_arm", "sink", "pass_through", "reverse", "shuffle",
          "imagined")
-KIND_TEXT = {
-    "teleport": "the cube jumps to a new place without being touched",
-    "vanish": "the cube disappears",
-    "levitate": "the cube moves before it is touched",
-    "frozen_arm": "the cube moves while the arm stands still",
-    "sink": "the cube sinks into the table",
-    "pass_through": "the gripper passes through the cube",
+KIND_TEXT = {  # {object}: the task's object_name
+    "teleport": "the {object} jumps to a new place without being touched",
+    "vanish": "the {object} disappears",
+    "levitate": "the {object} moves before it is touched",
+    "frozen_arm": "the {object} moves while the arm stands still",
+    "sink": "the {object} sinks into the table",
+    "pass_through": "the gripper passes through the {object}",
     "reverse": "the video runs backwards",
     "shuffle": "the frames are out of order",
     "imagined": "the frames drift away from what physics would do",
@@ -52,6 +53,7 @@ KIND_TEXT = {
 FRAME_READINGS = ("success", "progress", "stage", "offset", "opening")
 OFFSET_SCALE = 0.1  # metres: the gripper-to-object offset is predicted in these units
 OPENING_SCALE = 0.08  # metres: a fully open Panda gripper
+CLOSED_OPENING = 0.03  # metres: a Panda gripper opened less than this is closed
 
 
 @dataclass
@@ -98,8 +100,9 @@ class CriticNet(nn.Module):
         layer = nn.TransformerEncoderLayer(w, config.heads, 2 * w, dropout=0.0, batch_first=True, norm_first=True)
         self.temporal = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(w)
-        # per frame: success, progress, 4 stages, offset (3), opening
-        self.frame_head = nn.Linear(w, 1 + 1 + len(STAGES) + 3 + 1)
+        self.stages = len(task_info(config.task).critic_stages)
+        # per frame: success, progress, the task's stages, offset (3), opening
+        self.frame_head = nn.Linear(w, 1 + 1 + self.stages + 3 + 1)
         # per clip: plausibility, kinds, smoothness, instruction following
         self.clip_head = nn.Sequential(nn.Linear(2 * w, w), nn.SiLU(), nn.Linear(w, 1 + len(KINDS) + 1 + 1))
 
@@ -122,7 +125,7 @@ class CriticNet(nn.Module):
         h = self.norm(self.temporal(tokens, mask=causal))
         frame = self.frame_head(h[:, 1:])
         clip = self.clip_head(torch.cat([h[:, -1], h[:, 1:].mean(1)], dim=-1))
-        n = len(STAGES)
+        n = self.stages
         return {
             "success": frame[..., 0], "progress": frame[..., 1], "stage": frame[..., 2:2 + n],
             "offset": frame[..., 2 + n:5 + n], "opening": frame[..., 5 + n],
@@ -225,7 +228,7 @@ def compose_critique(r: dict[str, np.ndarray], config: CriticConfig) -> Critique
     scores = {"task_completion": float(success_prob.max()) if success else float(success_prob[-1]),
               "physical_plausibility": plausibility, "kinematic_smoothness": smooth,
               "instruction_following": follows}
-    failure, text = _failure(r, success, plausibility, smooth, follows, plausible)
+    failure, text = _failure(r, task_info(config.task), success, plausibility, smooth, follows, plausible)
     last_progress = float(progress[-1])
     reward = last_progress + config.success_bonus * float(done[-1])
     return Critique(scores=scores, success=success, progress=last_progress, reward=reward, text=text,
@@ -234,34 +237,40 @@ def compose_critique(r: dict[str, np.ndarray], config: CriticConfig) -> Critique
                                                 "plausible": plausible.astype(np.float32)})
 
 
-def _failure(r: dict[str, np.ndarray], success: bool, plausibility: float, smooth: float, follows: float,
-             plausible: np.ndarray) -> tuple[str, str]:
+def _failure(r: dict[str, np.ndarray], task: Task, success: bool, plausibility: float, smooth: float,
+             follows: float, plausible: np.ndarray) -> tuple[str, str]:
     if plausibility < 0.5:
         worst = int(np.argmin(plausible))
         kinds = r["kind"][worst].copy()
         kinds[KINDS.index("none")] = -np.inf
         kind = KINDS[int(np.argmax(kinds))]
-        return "implausible", f"{KIND_TEXT[kind]} (around frame {worst})"
+        return "implausible", f"{KIND_TEXT[kind].format(object=task.object_name)} (around frame {worst})"
     notes = [note for bad, note in ((smooth < 0.5, "the arm jumps between frames instead of moving smoothly"),
                                     (follows < 0.5, "the motion does not do what the instruction asks")) if bad]
-    key, text = ("", "the cube is lifted off the table") if success else _stage_failure(r)
+    key, text = ("", task.success_text) if success else _stage_failure(r, task)
     return key, "; ".join([text, *notes])
 
 
-def _stage_failure(r: dict[str, np.ndarray]) -> tuple[str, str]:
+def stage_failure(task: Task, stage: int, opening: float) -> str:
+    """The failure key of a failed clip from the furthest stage it reached and its last gripper opening
+    (metres): short of the object with the gripper closed is "closed_early"."""
+    if stage == 0 and opening < CLOSED_OPENING:
+        return "closed_early"
+    return task.stage_of_failure(stage).failure
+
+
+def _stage_failure(r: dict[str, np.ndarray], task: Task) -> tuple[str, str]:
     """What stopped the task, from the furthest stage the clip reached (a claim the simulator can check)."""
     stage = int(np.max(np.argmax(r["stage"], axis=-1)))
     offset = r["offset"][-1] * OFFSET_SCALE  # object minus gripper, metres
     opening = float(r["opening"][-1]) * OPENING_SCALE
-    if stage >= STAGES.index("grasped"):
-        return "no_lift", "the cube is grasped but not lifted off the table"
-    if stage == STAGES.index("at_object"):
-        return "no_grasp", "the gripper reaches the cube but does not close on it"
-    if opening < 0.03:
+    key = stage_failure(task, stage, opening)
+    if key == "closed_early":
         above = -offset[2] * 100
-        where = f"{above:.0f} cm above the cube" if above > 1 else "beside the cube"
-        return "closed_early", f"the gripper closes {where}"
-    return "no_reach", f"the gripper stays {np.linalg.norm(offset) * 100:.0f} cm from the cube"
+        name = task.object_name
+        where = f"{above:.0f} cm above the {name}" if above > 1 else f"beside the {name}"
+        return key, f"the gripper closes {where}"
+    return key, task.stage_of_failure(stage).text.format(distance=np.linalg.norm(offset) * 100)
 
 
 def default_critic(task: str) -> Path:

@@ -78,11 +78,14 @@ def write_critic_report(r: CriticResults, config: dict, out_dir: str | Path) -> 
                                                  for k in keys) + " |")
     if r.imagined:
         i = r.imagined
-        lines += ["", f"The paired replays reproduce the stored episodes' success in "
-                      f"{100 * i['replay_matches_dataset']:.0f}% of cases. Of the imagined videos whose replay lifts "
-                      f"the cube, {fmt(i['video_shows_lift_when_sim_lifts'], 100, 1)}% show it lifted to the object "
-                      f"probe (trained on sim frames); the critic's verdict agrees with the probe's on "
-                      f"{fmt(i['critic_agrees_with_probe'], 100, 1)}% of imagined videos."]
+        text = (f"The paired replays reproduce the stored episodes' success in "
+                f"{100 * i['replay_matches_dataset']:.0f}% of cases.")
+        if "video_shows_lift_when_sim_lifts" in i:  # only for tasks with a success height (Lift)
+            text += (f" Of the imagined videos whose replay lifts the cube, "
+                     f"{fmt(i['video_shows_lift_when_sim_lifts'], 100, 1)}% show it lifted to the object "
+                     f"probe (trained on sim frames); the critic's verdict agrees with the probe's on "
+                     f"{fmt(i['critic_agrees_with_probe'], 100, 1)}% of imagined videos.")
+        lines += ["", text]
     lines += ["", "## Plausibility (corrupted clips of held-out episodes vs real clips)", "",
               "| kind | AUC | in training |", "|---|---:|---|"]
     for kind, value in r.plausibility_auc.items():
@@ -95,7 +98,7 @@ def write_critic_report(r: CriticResults, config: dict, out_dir: str | Path) -> 
     lines += ["", "## What the critique names on failed episodes", "",
               f"The failure the critique names against the stage the simulator says the episode reached: "
               f"{fmt(fm['agreement'], 100, 1)}% agree over {fm['episodes']} failed held-out episodes; on the stage "
-              f"reached alone (closed_early and no_reach both never get to the cube) "
+              f"reached alone (closed_early and no_reach both never get to the object) "
               f"{fmt(fm['stage_agreement'], 100, 1)}% agree.", "",
               "| simulator says | critique says (count) |", "|---|---|"]
     for actual, named in fm["confusion"].items():

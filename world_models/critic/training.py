@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from wow_gym.data import DatasetReader
 from wow_gym.registry import TASKS, task_info
-from wow_gym.sophia import FAILURE_HINTS, TASK_STEPS, Critique, TemplateRefiner
+from wow_gym.sophia import Critique, TemplateRefiner
 from wow_gym.world_models.critic.data import (
     CORRUPTIONS,
     Clip,
@@ -34,8 +34,6 @@ from wow_gym.world_models.critic.data import (
 from wow_gym.world_models.critic.model import KINDS, CriticConfig, CriticNet, LearnedCritic
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
-
-DISTRACTORS = ("push the cube off the table", "wave the arm in the air", "open the drawer", "pour the water")
 
 
 @dataclass
@@ -87,13 +85,14 @@ def positive_instructions(task: str) -> list[str]:
     empty = {"task_completion": 0.0, "physical_plausibility": 1.0, "kinematic_smoothness": 1.0,
              "instruction_following": 1.0}
     variants = {refiner.refine(base, Critique(empty, False, 0.0, 0.0, "", failure), info.name)
-                for failure in ["", *FAILURE_HINTS]}
-    return [base, *sorted(variants), *TASK_STEPS[info.name.lower()]]
+                for failure in ["", *info.failure_hints]}
+    return [base, *sorted(variants), *info.steps]
 
 
 def negative_instructions(task: str) -> list[str]:
+    """Instructions a clip of the task does not follow: the other tasks' and the task's distractors."""
     info = task_info(task)
-    return [t.instruction for t in TASKS.values() if t.name != info.name] + list(DISTRACTORS)
+    return [t.instruction for t in TASKS.values() if t.name != info.name] + list(info.distractors)
 
 
 class CriticTrainer(StagedTrainer):

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from wow_gym.sophia import SCORE_NAMES, TASK_STEPS, Critique, TemplateRefiner, check_frames, check_instruction
+from wow_gym.sophia import SCORE_NAMES, Critique, TemplateRefiner, check_frames, check_instruction
+from wow_gym.tasks import task_info
 from wow_gym.world_models.checkpoint import CheckpointError
 
 RUBRIC = (
@@ -186,9 +187,7 @@ class LLMRefiner:
 
     def refine(self, instruction: str, critique: Critique, task: str) -> str:
         instruction = check_instruction(instruction)
-        steps = TASK_STEPS.get(task.lower())
-        if steps is None:
-            raise ValueError(f"no known sub-steps for task {task!r}; expected one of {sorted(TASK_STEPS)}")
+        steps = task_info(task).steps
         scores = ", ".join(f"{name} {critique.scores[name]:.2f}" for name in SCORE_NAMES)
         request = REFINE_PROMPT.format(task=task, instruction=instruction, scores=scores,
                                        text=critique.text or critique.failure, progress=critique.progress,

@@ -20,9 +20,9 @@ from tqdm import tqdm
 from wow_gym.data import DatasetReader
 from wow_gym.metrics import PSNR_CAP_DB, psnr, ssim
 from wow_gym.rollout import Rollout
+from wow_gym.tasks import task_info
 from wow_gym.world_models.video.model import WorldModel, default_checkpoint
 
-OBJECT_POSITION = slice(0, 3)  # environment_state[:3] is the object's (Lift: the cube's) position
 PREDICTORS = ("model", "copy_last", "shuffled")
 METRICS = ("psnr", "ssim", "exact", "eef_error", "object_error", "probe_error")
 
@@ -197,9 +197,10 @@ def _errors(wm: WorldModel, rollouts: dict[str, list[Rollout]], windows: list[Wi
     last = np.stack([np.broadcast_to(e.pixels[w.start], sim.shape[1:]) for e, w in zip(episodes, windows)])
     sim_pos = np.stack([e.agent_pos[w.start + index, :3] for e, w in zip(episodes, windows)])
     last_pos = np.stack([e.agent_pos[w.start, :3] for e, w in zip(episodes, windows)])[:, None]
-    truth = np.stack([e.environment_state[w.start + index, OBJECT_POSITION] if e.environment_state is not None
+    where = task_info(wm.config.task).object_position  # the task object's position in environment_state
+    truth = np.stack([e.environment_state[w.start + index, where] if e.environment_state is not None
                       else np.full((len(index), 3), np.nan, np.float32) for e, w in zip(episodes, windows)])
-    obj = {name: probe_object_state(wm, frames)[..., OBJECT_POSITION]
+    obj = {name: probe_object_state(wm, frames)[..., where]
            for name, frames in (("sim", sim), ("model", model_pixels), ("copy_last", last),
                                 ("shuffled", shuffled_pixels))}
     frames = {"model": model_pixels, "copy_last": last, "shuffled": shuffled_pixels}

@@ -145,7 +145,7 @@ NOTES = """## How these figures are measured
   SSIM: Gaussian window 11x11, sigma 1.5, channels averaged.
 - eef error: L2 distance of agent_pos[:3] (metres in results.json, mm here); the model's pose comes from its
   pose dynamics, not from pixels.
-- object error: the object position (the first 3 values of environment_state; for Lift the cube) read by the
+- object error: the task object's position (Task.object_position; for Lift the cube) read by the
   model's object-state probe from the imagined frame vs read by the same probe from the simulator's frame.
   The probe was trained on simulator frames only; its own error (probe on the simulator's frame vs the true
   environment_state) is the *probe mm* column.

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from wow_gym.sophia import SCORE_NAMES, TASK_STEPS, Critique, TemplateRefiner
+from wow_gym.sophia import SCORE_NAMES, Critique, TemplateRefiner
+from wow_gym.tasks import task_info
 from wow_gym.world_models.checkpoint import CheckpointError
 from wow_gym.world_models.critic.vlm import (
     LLMRefiner,
@@ -223,7 +224,7 @@ def test_llm_refiner_cleans_a_well_formed_answer_and_prompts_with_the_steps(refi
     (prompt,) = seen
     assert prompt.startswith("<|user|>") and prompt.endswith("<|assistant|>")  # through the chat template
     assert "lift the cube" in prompt and "the gripper closed too early" in prompt
-    assert all(step in prompt for step in TASK_STEPS["lift"])
+    assert all(step in prompt for step in task_info("lift").steps)
 
 
 @pytest.mark.parametrize("answer", ["", "\n \n", "Lift the cube.", "x" * 301, "\ufffd\ufffdg\ufffd:o 7"])
@@ -243,7 +244,7 @@ def test_llm_refiner_without_a_chat_template_uses_a_plain_prompt(tmp_path, monke
 
 
 def test_llm_refiner_rejects_an_unknown_task(refiner):
-    with pytest.raises(ValueError, match="no known sub-steps for task 'juggle'"):
+    with pytest.raises(ValueError, match="unknown task 'juggle'"):
         refiner.refine("lift the cube", a_critique(), "juggle")
 
 

@@ -174,7 +174,7 @@ def test_report_files_and_acceptance_keys(results, tmp_path):
     assert saved["open_loop"]["starts"]["all"] == 8 and "examples" not in saved["open_loop"]
     text = report.read_text()
     assert "| PSNR h=4 vs copy-last (dB) |" in text and "### Source: walk" in text
-    assert "first 3 values of environment_state" in text and "(example_0.gif)" in text
+    assert "Task.object_position" in text and "(example_0.gif)" in text
 
 
 def test_unusable_heldout_data_fails_with_clear_messages(tmp_path, checkpoint, heldout):

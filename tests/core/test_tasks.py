@@ -1,0 +1,130 @@
+"""The task records: every task complete, the Lift record equal to what the shipped models were trained
+with, the environment_state slices true to the simulator, and a task added from outside registering."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from wow_gym.envs.experts.catalog import EXPERTS
+from wow_gym.envs.robosuite_env import RobosuiteEnv
+from wow_gym.registry import imagined_env_ids, register_envs, sim_env_ids
+from wow_gym.tasks import (
+    TASKS,
+    CriticStage,
+    Task,
+    register_task,
+    stages_by_distance,
+    task_info,
+    unregister_task,
+)
+from wow_gym.world_models.critic.model import LearnedCritic
+from wow_gym.world_models.video.model import WorldModelConfig
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_every_task_has_what_the_generic_modules_read(name):
+    task = TASKS[name]
+    assert task.instruction and task.object_name and task.robosuite_env and task.camera
+    assert task.steps and all(step.strip() for step in task.steps)
+    assert task.max_episode_steps > 0 and 0 < task.near < 0.1
+    for where in (task.object_position, task.gripper_offset):
+        assert where.stop - where.start == 3, "positions are (x, y, z)"
+    assert len(task.critic_stages) >= 3 and task.stage_index("grasped") >= 1  # read by the corruptions
+    keys = {stage.failure for stage in task.critic_stages[:-1]} | {"closed_early", "implausible"}
+    assert keys == set(task.failure_hints), "one refiner hint per failure the critic can name"
+    assert "{distance" in task.critic_stages[0].text and task.success_text
+    assert task.distractors and task.instruction not in task.distractors
+    assert task.env_id in sim_env_ids() and task.imagined_env_id in imagined_env_ids()
+    assert name in EXPERTS, "every task has its scripted expert"
+    assert task_info(name.lower()) is task
+
+
+def test_lift_is_what_the_shipped_models_were_trained_with():
+    lift = task_info("lift")
+    assert (lift.name, lift.robosuite_env, lift.instruction, lift.camera, lift.max_episode_steps) == (
+        "Lift", "Lift", "lift the red cube", "agentview", 100)
+    assert lift.steps == ("move the open gripper above the red cube", "lower the gripper around the cube",
+                          "close the gripper on the cube", "lift the cube up off the table")
+    assert lift.success_height == 0.84 and lift.near == 0.03
+    assert [s.name for s in lift.critic_stages] == ["approach", "at_object", "grasped", "lifted"]
+    assert [s.failure for s in lift.critic_stages] == ["no_reach", "no_grasp", "no_lift", ""]
+    assert list(lift.failure_hints) == ["no_reach", "closed_early", "no_grasp", "no_lift", "implausible"]
+    assert lift.distractors == ("push the cube off the table", "wave the arm in the air", "open the drawer",
+                                "pour the water")
+    state = np.arange(10.0)[None]  # cube_pos (3), cube_quat (4), gripper_to_cube_pos (3)
+    assert np.array_equal(state[:, lift.object_position], state[:, :3])
+    assert np.array_equal(state[:, lift.gripper_offset], state[:, -3:])
+    critic = LearnedCritic.load(task="lift")  # loads only if the stage head has one output per stage
+    assert critic.config.task == lift.name and critic.net.stages == len(lift.critic_stages)
+    assert WorldModelConfig().instruction == lift.instruction
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_environment_state_slices_match_the_simulator(name):
+    task = TASKS[name]
+    env = RobosuiteEnv(name, use_camera=False)
+    try:
+        observation, _ = env.reset(seed=3)
+    finally:
+        env.close()
+    state, eef = observation["environment_state"], observation["agent_pos"][:3]
+    # the gripper offset is the object relative to the gripper: as long as object minus gripper
+    assert np.linalg.norm(state[task.gripper_offset]) == pytest.approx(
+        np.linalg.norm(state[task.object_position] - eef), abs=1e-4)
+    assert 0.5 < state[task.object_position][2] < 1.5, "the object stands in the scene, not at the origin"
+
+
+def test_lift_stage_labels_follow_the_approach():
+    lift = task_info("lift")
+    offsets = np.array([[0.2, 0, 0], [0.02, 0, 0], [0.0, 0, 0]])
+    state = np.concatenate([np.zeros((3, 7)), offsets], axis=1)
+    reach = 1 - np.tanh(10 * np.linalg.norm(offsets, axis=1))
+    reward = np.array([reach[0], reach[1], reach[2] + 0.25]) / 2.25  # the last frame also grasps
+    stages = lift.stage_labels(state, reward, np.array([False, False, False]))
+    assert stages.tolist() == [0, 1, 2]
+    assert lift.stage_labels(state, reward, np.array([False, False, True]))[-1] == 3
+
+
+def _twin() -> Task:
+    stages = (CriticStage("approach", "no_reach", "the gripper stays {distance:.0f} cm from the block"),
+              CriticStage("at_object", "no_grasp", "the gripper reaches the block but does not close on it"),
+              CriticStage("grasped", "no_raise", "the block is grasped but not raised"),
+              CriticStage("raised", "", "the block is raised"))
+    return Task(name="RaiseBlock", robosuite_env="Lift", instruction="raise the block", object_name="block",
+                steps=("reach the block", "grasp it", "raise it"), object_position=slice(0, 3),
+                gripper_offset=slice(7, 10), critic_stages=stages,
+                stage_labels=stages_by_distance(slice(7, 10), 0.03, len(stages)),
+                failure_hints={"no_reach": "reach the block", "closed_early": "keep the gripper open",
+                               "no_grasp": "close the gripper", "no_raise": "raise the block",
+                               "implausible": "move the block only by touching it"},
+                distractors=("drop the block",), max_episode_steps=30)
+
+
+def test_a_new_task_registers_and_its_env_runs():
+    task = register_task(_twin())
+    try:
+        register_envs()
+        assert task.env_id == "WoW/RaiseBlock-v0" and task.env_id in gym.registry
+        assert task.imagined_env_id in imagined_env_ids()
+        env = gym.make(task.env_id, use_camera=False)
+        try:
+            observation, _ = env.reset(seed=0)
+            assert env.spec.max_episode_steps == 30 and env.unwrapped.instruction == "raise the block"
+            assert observation["environment_state"][task.object_position].shape == (3,)
+        finally:
+            env.close()
+        with pytest.raises(ValueError, match="already registered"):
+            register_task(_twin())
+    finally:
+        unregister_task(task.name)
+        for env_id in (task.env_id, task.imagined_env_id):
+            gym.registry.pop(env_id, None)
+    assert "RaiseBlock" not in TASKS and task.env_id not in gym.registry
+
+
+def test_a_task_without_a_hint_for_a_failure_is_refused():
+    stages = (CriticStage("approach", "no_reach", "{distance}"), CriticStage("done", "", "done"))
+    with pytest.raises(ValueError, match="no_reach"):
+        Task(name="X", robosuite_env="Lift", instruction="x", object_name="x", steps=("x",),
+             object_position=slice(0, 3), gripper_offset=slice(7, 10), critic_stages=stages,
+             stage_labels=stages_by_distance(slice(7, 10), 0.03, 2), failure_hints={}, distractors=())

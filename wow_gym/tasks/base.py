@@ -1,0 +1,101 @@
+"""What wow_gym knows about one task: `Task`, a frozen record that every generic module reads instead of
+holding task-specific constants (instruction, sub-steps, success geometry, critic stages and texts, where
+the object sits in `environment_state`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+SIM_VERSION = 0
+IMAGINED_VERSION = 0
+
+# environment_state [T+1, E], per-frame reward [T+1] and success [T+1] -> the critic's stage label [T+1]
+StageLabeller = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class CriticStage:
+    """One stage of a task as the critic reads it: its name, the failure key of a failed clip that got no
+    further, and the critique's sentence for it (the first stage's may use {distance}, in cm)."""
+
+    name: str
+    failure: str
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """A task: its robosuite environment, words, success geometry and what the critic reads in it.
+
+    The critic's stages run from the first (approaching the object) to the last (the task done); its
+    failure keys are those of the stages plus "closed_early" and "implausible", each with a hint in
+    `failure_hints` for the default refiner.
+    """
+
+    name: str
+    robosuite_env: str
+    instruction: str
+    object_name: str  # what critiques call the task object ("cube", "can", ...)
+    steps: tuple[str, ...]  # the known sub-steps in order (what the default refiner spells out)
+    # where environment_state holds the task object's (x, y, z) and the object relative to the gripper, metres
+    object_position: slice = field(hash=False)
+    gripper_offset: slice = field(hash=False)
+    critic_stages: tuple[CriticStage, ...]
+    stage_labels: StageLabeller = field(compare=False)
+    failure_hints: Mapping[str, str] = field(hash=False)
+    distractors: tuple[str, ...]  # instructions near the task that a clip of it does not follow
+    success_height: float | None = None  # metres: the object's centre above this shows success (Lift)
+    near: float = 0.03  # metres: the gripper is at the object
+    camera: str = "agentview"
+    max_episode_steps: int = 200
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "failure_hints", MappingProxyType(dict(self.failure_hints)))
+        if len(self.critic_stages) < 2:
+            raise ValueError(f"task {self.name!r} needs at least two critic stages (approach ... done), got "
+                             f"{len(self.critic_stages)}")
+        for stage in self.critic_stages[:-1]:
+            if stage.failure not in self.failure_hints:
+                raise ValueError(f"task {self.name!r}: failure {stage.failure!r} of stage {stage.name!r} has "
+                                 f"no hint; add it to failure_hints")
+        if not self.steps:
+            raise ValueError(f"task {self.name!r} needs its sub-steps")
+
+    @property
+    def env_id(self) -> str:
+        return f"WoW/{self.name}-v{SIM_VERSION}"
+
+    @property
+    def imagined_env_id(self) -> str:
+        return f"WoW/{self.name}-Imagined-v{IMAGINED_VERSION}"
+
+    @property
+    def success_text(self) -> str:
+        """The critique's sentence for a clip that does the task."""
+        return self.critic_stages[-1].text
+
+    def stage_index(self, name: str) -> int:
+        """The index of the critic stage called `name` ("grasped", ...)."""
+        names = [stage.name for stage in self.critic_stages]
+        if name not in names:
+            raise ValueError(f"task {self.name!r} has no critic stage {name!r}; its stages are {names}")
+        return names.index(name)
+
+    def stage_of_failure(self, stage: int) -> CriticStage:
+        """The stage that names the failure of a clip whose furthest stage is `stage`."""
+        return self.critic_stages[min(stage, len(self.critic_stages) - 2)]
+
+
+def stages_by_distance(gripper_offset: slice, near: float, stages: int) -> StageLabeller:
+    """Stage labels from simulator state alone: the last stage on success, the second when the gripper is
+    within `near` of the object, else the first (for tasks whose grasp the reward does not single out)."""
+
+    def label(state: np.ndarray, reward: np.ndarray, success: np.ndarray) -> np.ndarray:
+        distance = np.linalg.norm(state[:, gripper_offset], axis=1)
+        return np.where(success, stages - 1, np.where(distance < near, 1, 0))
+
+    return label
