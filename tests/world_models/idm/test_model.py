@@ -146,7 +146,7 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path):
 
 
 def test_training_every_variant_resumes_after_interruption(tmp_path, lift_data, monkeypatch):
-    config = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "run"), width=8, shift=1,
+    config = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "run"), width=8, shift=1, imagined_fraction=0.0,
                             mask_head=StageConfig(4, 4), idm=StageConfig(6, 4), checkpoint_every=2, log_every=2,
                             progress=False)
     calls = {"n": 0}
