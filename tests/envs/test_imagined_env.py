@@ -210,9 +210,9 @@ def test_bad_actions_episode_steps_and_sim_states_raise_clear_errors(lift_model,
     with pytest.raises(ValueError, match=r"\['start'\] must be a step in 0..5"):
         env.reset(options={"episode": lift_episode, "start": 6})
     env.reset(options={"pixels": lift_episode.pixels[:1], "agent_pos": lift_episode.agent_pos[:1]})
-    with pytest.raises(ValueError, match=r"action must have shape \(7,\)"):
+    with pytest.raises(ValueError, match=r"\(7,\).*got shape \(6,\)"):
         env.step(np.zeros(6, np.float32))
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match="finite.*1 NaN"):
         env.step(np.array([0, 0, np.nan, 0, 0, 0, 0], np.float32))
     with pytest.raises(ValueError, match=r"sim_state for Lift must have shape"):
         env.reset(options={"sim_state": np.zeros(5)})

@@ -109,9 +109,9 @@ def test_batched_imagination_is_seeded_and_shaped(tiny_model, lift_data):
     np.testing.assert_array_equal(out.pixels, again[-1].pixels)
     assert not np.array_equal(roll(1)[0][-1].pixels, out.pixels)
     np.testing.assert_allclose(np.linalg.norm(out.agent_pos[:, 3:7], axis=1), 1.0, atol=1e-5)
-    with pytest.raises(ValueError, match=r"expected actions of shape \(3, 7\)"):
+    with pytest.raises(ValueError, match=r"\(3, 7\).*got shape \(3, 6\)"):
         tiny_model.step(state, np.zeros((3, 6), np.float32))
-    with pytest.raises(ValueError, match="expected uint8 frames"):
+    with pytest.raises(ValueError, match=r"uint8 \(B, T, 64, 64, 3\).*32, 64, 3\)"):
         tiny_model.start(pixels[:, :, :32], poses)
 
 
