@@ -377,8 +377,7 @@ class WorldModel(nn.Module):
              generator: torch.Generator | None = None, sampling_steps: int | None = None,
              guidance: float = 1.0) -> StepOutput:
         """Advance every episode of the batch by one control step; `state` is updated in place."""
-        action = check_actions(action, (state.batch_size, self.config.action_dim))
-        action = torch.as_tensor(action, device=self.device)
+        action = torch.tensor(check_actions(action, (state.batch_size, self.config.action_dim)), device=self.device)
         action = action.clamp(-1, 1)
         steps = sampling_steps or self.config.sampling_steps
         prev = state.actions[:, -1] if state.actions.shape[1] else torch.zeros_like(action)
