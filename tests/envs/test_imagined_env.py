@@ -185,7 +185,7 @@ def test_a_pluggable_reward_model_sets_reward_and_termination(lift_model, lift_e
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"pixels": np.zeros((1, 32, 32, 3), np.uint8), "agent_pos": np.zeros((1, 9))}, r"\(k, 64, 64, 3\)"),
+    ({"pixels": np.zeros((1, 32, 32, 3), np.uint8), "agent_pos": np.zeros((1, 9))}, r"\(T, 64, 64, 3\).*\(1, 32, 32, 3\)"),
     ({"pixels": np.zeros((2, 64, 64, 3), np.float32), "agent_pos": np.zeros((2, 9))}, "uint8"),
     ({"pixels": np.zeros((2, 64, 64, 3), np.uint8), "agent_pos": np.zeros((2, 7))}, r"shape \(2, 9\)"),
     ({"pixels": np.zeros((2, 64, 64, 3), np.uint8), "agent_pos": np.full((2, 9), np.nan)}, "finite"),
