@@ -26,6 +26,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from wow_gym.checks import check_actions
 from wow_gym.envs.imagined_starts import Context, ContextSource, split_options, stack_contexts
 from wow_gym.envs.robosuite_env import AGENT_POS_DIM
 from wow_gym.registry import CONTROL_FREQ, task_info
@@ -34,7 +35,6 @@ from wow_gym.world_models import CheckpointError, ImaginationState, StepOutput, 
 
 SOURCE = "imagined"
 logger = logging.getLogger(__name__)
-ACTION_HELP = "(dx, dy, dz, droll, dpitch, dyaw, gripper)"
 
 
 # -- reward -------------------------------------------------------------------------------------------------
@@ -165,15 +165,6 @@ class ImaginedBatch:
         return reward, success, terms
 
 
-def _check_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
-    array = np.asarray(actions, dtype=np.float32)
-    if array.shape != shape:
-        raise ValueError(f"action must have shape {shape} {ACTION_HELP}, got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"action must be finite, got {array}")
-    return array
-
-
 def _check_render_mode(render_mode: str | None) -> str | None:
     if render_mode not in (None, "rgb_array"):
         raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
@@ -225,7 +216,7 @@ class ImaginedEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """One imagined control step; the simulator is not touched."""
-        action = _check_actions(action, (ACTION_DIM,))
+        action = check_actions(action, (ACTION_DIM,), "action")
         observation, reward, success, terms = self.batch.step(action[None])
         observation = self._single(observation)
         self._history.append((observation["pixels"], observation["agent_pos"]))
@@ -316,7 +307,7 @@ class ImaginedVectorEnv(VectorEnv):
     def step(self, actions: np.ndarray
              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One imagined step of every env (one model call); finished envs are reset in the same step."""
-        actions = _check_actions(actions, (self.num_envs, ACTION_DIM))
+        actions = check_actions(actions, (self.num_envs, ACTION_DIM))
         observation, reward, success, terms = self.batch.step(actions)
         self._observation = observation
         self.episode_steps += 1

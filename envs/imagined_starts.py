@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from wow_gym.checks import check_actions, check_frames, check_poses
 from wow_gym.envs.robosuite_env import AGENT_POS_DIM, RobosuiteEnv
 from wow_gym.rollout import ACTION_DIM, Rollout
 from wow_gym.world_models import CheckpointError
@@ -93,16 +94,12 @@ class ContextSource:
     def from_frames(self, pixels: np.ndarray, agent_pos: np.ndarray,
                     actions: np.ndarray | None = None) -> Context:
         """Given frames [k,H,W,3] uint8, agent_pos [k,9] and optional actions [k-1,7]; the last K are kept."""
-        pixels, size = np.asarray(pixels), self.image_size
-        shape_ok = pixels.ndim == 4 and len(pixels) >= 1 and pixels.shape[1:] == (size, size, 3)
-        if pixels.dtype != np.uint8 or not shape_ok:
-            raise ValueError(f"options['pixels'] must be uint8 frames of shape (k, {size}, {size}, 3) with "
-                             f"k >= 1, got {pixels.shape} {pixels.dtype}")
+        pixels = check_frames(np.asarray(pixels), "options['pixels']", size=self.image_size)
         k = pixels.shape[0]
-        agent_pos = _finite(agent_pos, (k, AGENT_POS_DIM), "agent_pos", "one pose per frame")
+        agent_pos = check_poses(agent_pos, (k, AGENT_POS_DIM), "options['agent_pos'] (one pose per frame)")
         if actions is None:
             actions = np.zeros((k - 1, ACTION_DIM), np.float32)
-        actions = _finite(actions, (k - 1, ACTION_DIM), "actions", "the actions between the frames")
+        actions = check_actions(actions, (k - 1, ACTION_DIM), "options['actions'] (those between the frames)")
         kept = min(k, self.context_frames)
         return Context(pixels[k - kept:].copy(), agent_pos[k - kept:], actions[len(actions) - (kept - 1):])
 
@@ -124,15 +121,6 @@ class ContextSource:
         if self.twin is not None:
             self.twin.close()
             self.twin = None
-
-
-def _finite(value: Any, shape: tuple[int, ...], name: str, what: str) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float32)
-    if array.shape != shape:
-        raise ValueError(f"options[{name!r}] must have shape {shape} ({what}), got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"options[{name!r}] must be finite, got {array}")
-    return array
 
 
 def stack_contexts(contexts: Sequence[Context], context_frames: int

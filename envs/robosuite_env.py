@@ -22,6 +22,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
+from wow_gym.checks import check_actions  # noqa: E402
 from wow_gym.registry import CONTROL_FREQ, task_info  # noqa: E402
 
 AGENT_POS_DIM = 9  # end-effector position (3), orientation quaternion xyzw (4), gripper finger joints (2)
@@ -128,12 +129,7 @@ class RobosuiteEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Apply one OSC_POSE action (20 Hz control); truncation is left to the TimeLimit wrapper."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (7,):
-            raise ValueError(f"action must have shape (7,) (dx, dy, dz, droll, dpitch, dyaw, gripper), "
-                             f"got {action.shape}")
-        if not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be finite, got {action}")
+        action = check_actions(action, (7,), "action", np.float64)
         _, reward, _, _ = self.robosuite.step(np.clip(action, -1.0, 1.0))
         raw = self._refresh()
         observation = self._observation(raw)

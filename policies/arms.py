@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from wow_gym.checks import check_actions
 from wow_gym.policies.spec import RobotConfig
 
 Camera = Callable[[], np.ndarray]  # returns the newest HxWx3 uint8 frame
@@ -42,10 +43,7 @@ class ArmError(RuntimeError):
 
 def checked_action(action: np.ndarray) -> np.ndarray:
     """The action as float64 (7,), or a ValueError: a NaN or a wrong shape must never reach an arm."""
-    action = np.asarray(action, dtype=np.float64)
-    if action.shape != (7,) or not np.all(np.isfinite(action)):
-        raise ValueError(f"refusing to send {action!r}: an arm action must be 7 finite OSC_POSE values")
-    return action
+    return check_actions(action, (7,), "an arm action (refused, nothing sent)", np.float64)
 
 
 class SimArm:

@@ -65,7 +65,7 @@ class BCConfig:
 
     datasets: list[str] = field(default_factory=list)
     successful_only: bool = True
-    epochs: int = 10
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4

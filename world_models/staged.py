@@ -109,6 +109,9 @@ class StagedTrainer:
         t0, running = time.time(), {}
         for step in range(start, cfg.steps):
             loss, logs = loss_fn(cfg.batch_size, g)
+            if not math.isfinite(loss.item()):  # before the step: a NaN step would ruin the weights
+                raise FloatingPointError(f"{stage} loss became {loss.item()} at step {step}; lower the "
+                                         "learning rate or check the data")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -116,9 +119,6 @@ class StagedTrainer:
             schedule.step()
             if ema is not None:
                 ema.update_parameters(modules["model"])
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{stage} loss became {loss.item()} at step {step}; lower the "
-                                         "learning rate or check the data")
             for k, v in logs.items():
                 running[k] = running.get(k, 0.0) + v
             if (step + 1) % self.log_every == 0:

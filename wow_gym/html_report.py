@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from wow_gym.checks import check_frames
 from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.data.video import VideoCodec, encode_video
 from wow_gym.provenance import atomic_write_text
@@ -146,9 +147,7 @@ def side_by_side(panels: Sequence[tuple[str, np.ndarray]], scale: int = 3) -> np
         raise ValueError("side_by_side needs at least one panel")
     heights = {frames.shape[1] for _, frames in panels}
     for label, frames in panels:
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
-            raise ValueError(f"panel {label!r}: expected uint8 frames [T, H, W, 3], got {frames.dtype} "
-                             f"{frames.shape}")
+        check_frames(frames, f"panel {label!r}")
     if len(heights) > 1:
         raise ValueError(f"panels must share one frame height, got {sorted(heights)}")
     length = max(len(frames) for _, frames in panels)

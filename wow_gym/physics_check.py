@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from wow_gym.checks import check_actions
 from wow_gym.metrics import dtw_distance, frechet_distance
 from wow_gym.rollout import Rollout
 from wow_gym.tasks import task_info
@@ -32,11 +33,7 @@ class VerifyThresholds:
 
 def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = True) -> Rollout:
     """Run `actions` [T, 7] in a RobosuiteEnv from `sim_state`; the resulting simulated Rollout."""
-    actions = np.asarray(actions, dtype=np.float32)
-    if actions.ndim != 2 or actions.shape[1] != 7:
-        raise ValueError(f"replay expects actions of shape (T, 7), got {actions.shape}")
-    if not np.all(np.isfinite(actions)):
-        raise ValueError("replay actions contain NaN or infinite values")
+    actions = check_actions(actions, ("T", 7), "replay actions")
     obs, info = env.reset(options={"sim_state": sim_state})
     keep = render and "pixels" in obs
     frames, poses, states, sims = [obs["pixels"]] if keep else [], [obs["agent_pos"]], [obs["environment_state"]], [

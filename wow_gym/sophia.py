@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from wow_gym.checks import check_frames, check_instruction
 from wow_gym.tasks import task_info
 
 SCORE_NAMES: tuple[str, ...] = ("task_completion", "physical_plausibility", "kinematic_smoothness",
@@ -76,24 +77,6 @@ class Refiner(Protocol):
     def refine(self, instruction: str, critique: Critique, task: str) -> str: ...
 
 
-def check_frames(frames: np.ndarray, what: str = "frames") -> np.ndarray:
-    """frames as a uint8 [T, H, W, 3] array with T >= 1, or a ValueError saying what was expected."""
-    frames = np.asarray(frames)
-    if frames.ndim == 3:
-        frames = frames[None]
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
-        raise ValueError(f"{what} must be uint8 [T, H, W, 3] (or one [H, W, 3] frame), got shape {frames.shape}")
-    if frames.dtype != np.uint8:
-        raise ValueError(f"{what} must be uint8 pixels in 0..255, got dtype {frames.dtype}")
-    return frames
-
-
-def check_instruction(instruction: Any) -> str:
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise ValueError(f"the instruction must be a non-empty string, got {instruction!r}")
-    return instruction.strip()
-
-
 # -- the default refiner -------------------------------------------------------------------------------------
 
 SMOOTH_HINT = "move the arm slowly and smoothly"  # the last resort when a rewrite would repeat the instruction
@@ -139,7 +122,7 @@ def refine_loop(generate: Callable[[str], np.ndarray], critic: Critic, refiner: 
     instruction = check_instruction(instruction)
     history: list[RefinementRound] = []
     for index in range(rounds if refiner is not None else 1):
-        frames = check_frames(generate(instruction), "generated frames")
+        frames = check_frames(np.asarray(generate(instruction)), "generated frames", one_frame=True)
         entry = RefinementRound(index, instruction, frames, critic.critique(frames, instruction))
         history.append(entry)
         if log is not None:

@@ -185,7 +185,7 @@ def test_a_pluggable_reward_model_sets_reward_and_termination(lift_model, lift_e
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"pixels": np.zeros((1, 32, 32, 3), np.uint8), "agent_pos": np.zeros((1, 9))}, r"\(k, 64, 64, 3\)"),
+    ({"pixels": np.zeros((1, 32, 32, 3), np.uint8), "agent_pos": np.zeros((1, 9))}, r"\(T, 64, 64, 3\).*\(1, 32, 32, 3\)"),
     ({"pixels": np.zeros((2, 64, 64, 3), np.float32), "agent_pos": np.zeros((2, 9))}, "uint8"),
     ({"pixels": np.zeros((2, 64, 64, 3), np.uint8), "agent_pos": np.zeros((2, 7))}, r"shape \(2, 9\)"),
     ({"pixels": np.zeros((2, 64, 64, 3), np.uint8), "agent_pos": np.full((2, 9), np.nan)}, "finite"),
@@ -210,9 +210,9 @@ def test_bad_actions_episode_steps_and_sim_states_raise_clear_errors(lift_model,
     with pytest.raises(ValueError, match=r"\['start'\] must be a step in 0..5"):
         env.reset(options={"episode": lift_episode, "start": 6})
     env.reset(options={"pixels": lift_episode.pixels[:1], "agent_pos": lift_episode.agent_pos[:1]})
-    with pytest.raises(ValueError, match=r"action must have shape \(7,\)"):
+    with pytest.raises(ValueError, match=r"\(7,\).*got shape \(6,\)"):
         env.step(np.zeros(6, np.float32))
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match="finite.*1 NaN"):
         env.step(np.array([0, 0, np.nan, 0, 0, 0, 0], np.float32))
     with pytest.raises(ValueError, match=r"sim_state for Lift must have shape"):
         env.reset(options={"sim_state": np.zeros(5)})
@@ -220,7 +220,7 @@ def test_bad_actions_episode_steps_and_sim_states_raise_clear_errors(lift_model,
 
 
 def test_checkpoint_problems_raise_checkpoint_errors(lift_model, tmp_path):
-    with pytest.raises(CheckpointError, match="trained on 64x64 frames but the env asks for 96x96"):
+    with pytest.raises(CheckpointError, match=r"64x64.*96x96"):
         ImaginedEnv(model=lift_model, image_size=96)
     with pytest.raises(CheckpointError, match="trained on task 'Lift'.*'Door'"):
         ImaginedEnv(task="Door", model=lift_model)

@@ -1,11 +1,14 @@
 """Every experiment config composes and runs a tiny budget end to end, as a user would run it."""
 
+import dataclasses
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from wow_gym.data import DatasetReader
 from wow_gym.experiments.config_loading import CONF_DIR, load_config
@@ -13,10 +16,111 @@ from wow_gym.experiments.config_loading import CONF_DIR, load_config
 CONFIGS = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
 
 
+# Which dataclass each YAML config (or a section of it) becomes, as experiments/<name>.py maps it.
+# (config, dotted section or "" for the whole file, "module:Class")
+MAPPINGS = [
+    ("bench_data", "", "wow_gym.envs.benchmark:DataBenchConfig"),
+    ("bench_imagine", "", "wow_gym.world_models.video.benchmark:ImagineBenchConfig"),
+    ("bench_sim", "", "wow_gym.envs.benchmark:SimBenchConfig"),
+    ("collect", "", "wow_gym.envs.collection:CollectConfig"),
+    ("demo", "fine_tune.ppo", "wow_gym.policies.training:PPOConfig"),
+    ("deploy", "", "wow_gym.policies.runner:RunnerConfig"),
+    ("deploy", "robot", "wow_gym.policies.spec:RobotConfig"),
+    ("deploy", "shield", "wow_gym.policies.shield:ShieldConfig"),
+    ("eval_critic", "", "wow_gym.world_models.critic.evaluation:EvalCriticConfig"),
+    ("eval_experts", "noise", "wow_gym.envs.experts:ExpertNoiseConfig"),
+    ("eval_idm", "", "wow_gym.world_models.idm.evaluation:EvalIDMConfig"),
+    ("eval_world_model", "", "wow_gym.world_models.video.evaluation:EvalWorldModelConfig"),
+    ("evaluate", "", "wow_gym.policies.evaluation:EvaluateConfig"),
+    ("train_critic", "", "wow_gym.world_models.critic.training:TrainCriticConfig"),
+    ("train_idm", "", "wow_gym.world_models.idm.training:TrainIDMConfig"),
+    ("train_policy", "", "wow_gym.policies.training:TrainPolicyConfig"),
+    ("train_world_model", "", "wow_gym.world_models.video.training:TrainWorldModelConfig"),
+]
+# Configs that are scripts of their own, with no dataclass behind their keys.
+UNMAPPED = {"export_policy": "experiments/export_policy.py reads its keys directly"}
+# YAML values that are deliberately run-level choices, not the library's defaults: (config, key path) -> why.
+_DATA = "where the data lives is a run-level choice; the dataclass asks for it (empty or None)"
+RUN_LEVEL = {
+    **{("train_idm", "datasets"): _DATA, ("train_critic", "datasets"): _DATA,
+       ("train_world_model", "datasets"): _DATA, ("train_policy", "bc.datasets"): _DATA,
+       ("eval_critic", "datasets"): _DATA, ("eval_critic", "refine_dataset"): _DATA,
+       ("eval_idm", "datasets"): _DATA, ("eval_idm", "replay_datasets"): _DATA,
+       ("eval_idm", "imagine_dataset"): _DATA, ("eval_idm", "variants_dir"): _DATA},
+    ("deploy", "shadow"): "the CLI starts in shadow mode so a first run sends nothing to an arm; "
+                          "RunnerConfig acts unless asked not to",
+    **{("demo", f"fine_tune.ppo.{key}"): "the demo fine-tunes a warm-started policy for two minutes with "
+       "gentler PPO steps than training from scratch"
+       for key in ("n_steps", "batch_size", "n_epochs", "learning_rate", "target_kl")},
+}
+
+
 @pytest.mark.parametrize("name", CONFIGS)
-def test_every_config_composes(name):
+def test_every_config_composes_and_is_checked(name):
     cfg = load_config(name, [], "")
     assert cfg is not None and len(cfg) > 0
+    assert name in UNMAPPED or name in {m[0] for m in MAPPINGS}, f"add {name}.yaml to MAPPINGS"
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _defaults(cls, instance=None):
+    """Field name -> default of cls (or the values of instance); fields without a default are left out."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if instance is not None:
+            out[f.name] = getattr(instance, f.name)
+        elif f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _drift(values, cls, where, instance=None):
+    """'path: yaml X, dataclass Y' for every key of values whose default in cls differs."""
+    found = []
+    for key, value in values.items():
+        defaults = _defaults(cls, instance)
+        if key not in defaults:
+            continue
+        default, path = defaults[key], f"{where}.{key}".lstrip(".")
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            found += _drift(value, type(default), path, default)
+        elif _plain(value) != _plain(default):
+            found.append(f"{path}: yaml {value!r}, {cls.__name__} {_plain(default)!r}")
+    return found
+
+
+def _all_drift(name, section, target):
+    module, cls_name = target.split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    values = OmegaConf.to_container(load_config(name, [], ""), resolve=True)
+    for part in filter(None, section.split(".")):
+        values = values[part]
+    return _drift(values, cls, section)
+
+
+@pytest.mark.parametrize(("name", "section", "target"), MAPPINGS, ids=[f"{m[0]}:{m[1] or '-'}" for m in MAPPINGS])
+def test_yaml_defaults_match_the_dataclass(name, section, target):
+    """One source for every config: a YAML value that differs from its dataclass default is drift, unless it
+    is listed in RUN_LEVEL with the reason."""
+    drift = [d for d in _all_drift(name, section, target) if (name, d.split(":")[0]) not in RUN_LEVEL]
+    assert not drift, f"{name}.yaml and {target} disagree:\n" + "\n".join(drift)
+
+
+def test_every_run_level_exception_still_differs():
+    differing = {(m[0], d.split(":")[0]) for m in MAPPINGS for d in _all_drift(*m)}
+    stale = sorted(set(RUN_LEVEL) - differing)
+    assert not stale, f"RUN_LEVEL lists keys whose YAML now equals the dataclass; remove them: {stale}"
 
 
 def _wow_gym(args, cwd):

@@ -137,13 +137,13 @@ def test_errors_say_what_was_expected(tmp_path, small_policy):
     with pytest.raises(ValueError, match="appear more than once"):
         expand_entries([PolicyEntry("a"), PolicyEntry("a", "zero")])
     space, _ = imagined_spaces(WorldModel.random("dit-test", env_state_dim=10))
-    with pytest.raises(ValueError, match="missing.zip not found; expected a stable-baselines3 zip"):
+    with pytest.raises(ValueError, match=r"missing\.zip.*stable-baselines3"):
         make_policy(PolicyEntry("m", "sb3", str(tmp_path / "missing.zip")), space)
     small = _save_ppo(tmp_path / "small.zip", small_policy, size=48)
-    with pytest.raises(ValueError, match="reads pixels of 48x48 frames; the envs render 64x64"):
+    with pytest.raises(ValueError, match=r"48x48.*64x64"):
         make_policy(PolicyEntry("small", "sb3", str(small)), space)
     wrist = _save_ppo(tmp_path / "wrist.zip", small_policy, keys=("pixels", "wrist"))
-    with pytest.raises(ValueError, match="reads \\['wrist'\\], which the envs do not give"):
+    with pytest.raises(ValueError, match=r"\['wrist'\]"):
         make_policy(PolicyEntry("wrist", "sb3", str(wrist)), space)
     with pytest.raises(ValueError, match="policy 'mine': no shipped policy at"):
         make_policy(PolicyEntry("mine", "shipped", str(tmp_path)), space)

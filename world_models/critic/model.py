@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from wow_gym.sophia import Critique, check_frames, check_instruction
+from wow_gym.checks import check_frames, check_instruction
+from wow_gym.sophia import Critique
 from wow_gym.tasks import Task, task_info
 from wow_gym.world_models.checkpoint import (
     CHECKPOINT_ROOT,
@@ -164,12 +165,8 @@ class LearnedCritic:
         return cls(config, net.float(), device, meta)
 
     def check_frames(self, frames: np.ndarray) -> np.ndarray:
-        frames = check_frames(frames)
-        size = self.config.image_size
-        if frames.shape[1:3] != (size, size):
-            raise ValueError(f"the critic was trained on {size}x{size} frames, got {frames.shape[1]}x"
-                             f"{frames.shape[2]}; render the clip at {size}x{size}")
-        return frames
+        """uint8 [T, H, W, 3] at the size the critic was trained on, or a ValueError (wow_gym.checks' rules)."""
+        return check_frames(np.asarray(frames), "the critic's clip", size=self.config.image_size, one_frame=True)
 
     # -- readings ------------------------------------------------------------------------------------------
 

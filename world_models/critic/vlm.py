@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from wow_gym.sophia import SCORE_NAMES, Critique, TemplateRefiner, check_frames, check_instruction
+from wow_gym.checks import check_frames, check_instruction
+from wow_gym.sophia import SCORE_NAMES, Critique, TemplateRefiner
 from wow_gym.tasks import task_info
 from wow_gym.world_models.checkpoint import CheckpointError
 
@@ -145,7 +146,7 @@ class VLMCritic:
         self.last_answer = ""
 
     def critique(self, frames: np.ndarray, instruction: str) -> Critique:
-        frames = check_frames(frames)
+        frames = check_frames(np.asarray(frames), one_frame=True)
         instruction = check_instruction(instruction)
         images = [Image.fromarray(frame) for frame in subsample(frames, self.num_images)]
         self.last_answer = self.ask(images, instruction)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wow_gym.checks import check_frames
 from wow_gym.world_models.checkpoint import (
     CHECKPOINT_ROOT,
     CONFIG_FILE,
@@ -180,23 +181,8 @@ class InverseDynamics(nn.Module):
     # -- inputs ------------------------------------------------------------------------------------------
 
     def check_frames(self, frames: Any) -> np.ndarray:
-        """uint8 [T+1, H, W, 3] (T >= 1) at the model's size; floats in [0, 255] are rounded; else ValueError."""
-        array = np.asarray(frames)
-        size = self.config.image_size
-        if array.ndim != 4 or array.shape[1:] != (size, size, 3) or array.shape[0] < 2:
-            raise ValueError(f"FM-IDM expects a video of at least 2 frames shaped (T+1, {size}, {size}, 3), "
-                             f"got shape {array.shape}")
-        if array.dtype != np.uint8:
-            if not np.issubdtype(array.dtype, np.number):
-                raise ValueError(f"FM-IDM expects uint8 frames, got dtype {array.dtype}")
-            if not np.all(np.isfinite(array)):
-                raise ValueError("FM-IDM frames contain NaN or infinite values; expected pixel values in "
-                                 "[0, 255]")
-            if array.min() < 0 or array.max() > 255:
-                raise ValueError(f"FM-IDM frames must lie in [0, 255], got values in "
-                                 f"[{array.min()}, {array.max()}]")
-            array = np.round(array).astype(np.uint8)
-        return array
+        """uint8 [T+1, H, W, 3] (T >= 1) at the model's size, or a ValueError (wow_gym.checks' rules)."""
+        return check_frames(frames, "FM-IDM's video", size=self.config.image_size, min_frames=2)
 
     @torch.no_grad()
     def masks(self, frames: np.ndarray, batch: int = 256) -> torch.Tensor:

@@ -46,9 +46,9 @@ class TrainIDMConfig(RunSettings):
     future: int = 1  # frames after t+1 each IDM reads
     loss_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 1.0])
     mask_head: StageConfig = field(default_factory=lambda: StageConfig(800, 32, 2e-3))
-    idm: StageConfig = field(default_factory=lambda: StageConfig(2000, 64, 1e-3))
-    shift: int = 0  # random-shift augmentation of the IDM inputs, up to this many pixels (0: off)
-    imagined_fraction: float = 0.0  # share of each IDM batch read from world-model video (0: none)
+    idm: StageConfig = field(default_factory=lambda: StageConfig(3000, 64, 1e-3))
+    shift: int = 3  # random-shift augmentation of the IDM inputs, up to this many pixels (0: off)
+    imagined_fraction: float = 0.25  # share of each IDM batch read from world-model video (0: none)
     world_model: str | None = None  # the world model that imagines it; None: the task's shipped model
     sampling_steps: int | None = None  # its flow steps; None: the checkpoint's default
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wow_gym.checks import check_actions, check_frames, check_poses
 from wow_gym.world_models.checkpoint import (
     CHECKPOINT_ROOT,
     CONFIG_FILE,
@@ -254,7 +255,7 @@ class WorldModel(nn.Module):
     def encode(self, pixels: np.ndarray | torch.Tensor, batch: int = 256) -> torch.Tensor:
         """uint8 [..., H, W, 3] -> normalised latents [..., C, h, w] ."""
         pixels = torch.as_tensor(pixels)
-        self._check_pixels(pixels)
+        check_frames(pixels, "pixels to encode", size=self.config.image_size, leading=None)
         lead = pixels.shape[:-3]
         flat = pixels.reshape(-1, *pixels.shape[-3:]).to(self.device)
         out = []
@@ -276,12 +277,6 @@ class WorldModel(nn.Module):
                 out.append(tensor_to_pixels(self.autoencoder.decode(flat[i:i + batch])))
         pixels = torch.cat(out)
         return pixels.reshape(*lead, *pixels.shape[1:])
-
-    def _check_pixels(self, pixels: torch.Tensor) -> None:
-        size = self.config.image_size
-        if pixels.dtype != torch.uint8 or tuple(pixels.shape[-3:]) != (size, size, 3):
-            raise ValueError(f"expected uint8 frames of shape (..., {size}, {size}, 3), got "
-                             f"{tuple(pixels.shape)} {pixels.dtype}")
 
     def pose_map(self, poses: torch.Tensor) -> torch.Tensor | None:
         """The DiT's gripper map of raw agent_pos [B, 2, P] (now, next); None for a model without a camera."""
@@ -307,21 +302,14 @@ class WorldModel(nn.Module):
         k may be 1..K; missing older frames repeat the oldest (as at an episode start in training).
         `instruction` defaults to the task's; pass a list for one per episode.
         """
-        pixels = np.asarray(pixels)
-        agent_pos = np.array(agent_pos, dtype=np.float32)  # a writable copy for torch
-        if pixels.ndim != 5 or agent_pos.ndim != 3 or agent_pos.shape[:2] != pixels.shape[:2]:
-            raise ValueError(f"expected pixels [B,k,H,W,3] and agent_pos [B,k,{self.config.agent_pos_dim}] "
-                             f"with the same B and k, got {pixels.shape} and {agent_pos.shape}")
-        if agent_pos.shape[-1] != self.config.agent_pos_dim:
-            raise ValueError(f"agent_pos must have {self.config.agent_pos_dim} values, got {agent_pos.shape[-1]}")
+        pixels = check_frames(np.asarray(pixels), "context pixels", size=self.config.image_size, leading=2)
         b, k = pixels.shape[:2]
         K, A, H = self.config.context_frames, self.config.action_dim, self.config.dit.action_history
+        # writable copies for torch
+        agent_pos = np.array(check_poses(agent_pos, (b, k, self.config.agent_pos_dim), "context agent_pos"))
         if actions is None:
             actions = np.zeros((b, max(k - 1, 0), A), np.float32)
-        actions = np.array(actions, dtype=np.float32)  # a writable copy for torch
-        if actions.shape != (b, max(k - 1, 0), A):
-            raise ValueError(f"actions between {k} context frames must have shape {(b, max(k - 1, 0), A)}, "
-                             f"got {actions.shape}")
+        actions = np.array(check_actions(actions, (b, max(k - 1, 0), A), f"actions between {k} context frames"))
         latents = self.encode(pixels)
         if k < K:
             latents = torch.cat([latents[:, :1].expand(-1, K - k, -1, -1, -1), latents], dim=1)
@@ -389,10 +377,7 @@ class WorldModel(nn.Module):
              generator: torch.Generator | None = None, sampling_steps: int | None = None,
              guidance: float = 1.0) -> StepOutput:
         """Advance every episode of the batch by one control step; `state` is updated in place."""
-        action = torch.as_tensor(np.array(action, dtype=np.float32), device=self.device)
-        if action.shape != (state.batch_size, self.config.action_dim):
-            raise ValueError(f"expected actions of shape ({state.batch_size}, {self.config.action_dim}), "
-                             f"got {tuple(action.shape)}")
+        action = torch.tensor(check_actions(action, (state.batch_size, self.config.action_dim)), device=self.device)
         action = action.clamp(-1, 1)
         steps = sampling_steps or self.config.sampling_steps
         prev = state.actions[:, -1] if state.actions.shape[1] else torch.zeros_like(action)

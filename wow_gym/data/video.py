@@ -15,6 +15,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from wow_gym.checks import check_frames
+
 
 @dataclass(frozen=True)
 class VideoCodec:
@@ -44,7 +46,7 @@ def default_codec() -> VideoCodec:
 
 def encode_video(frames: np.ndarray, fps: int, codec: VideoCodec | None = None) -> bytes:
     """Encode uint8 frames [N, H, W, 3] as an mp4 at fps and return the file's bytes."""
-    _check_frames(frames)
+    frames = check_frames(frames, "frames to encode")
     codec = codec or default_codec()
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
@@ -87,22 +89,6 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     if frame.format.name == "gbrp":
         return frame.to_ndarray()
     return frame.to_ndarray(format="rgb24")
-
-
-def _check_frames(frames: np.ndarray) -> None:
-    if (
-        not isinstance(frames, np.ndarray)
-        or frames.dtype != np.uint8
-        or frames.ndim != 4
-        or frames.shape[-1] != 3
-    ):
-        shape = getattr(frames, "shape", None)
-        raise ValueError(
-            f"frames must be a uint8 array [N, H, W, 3], got {type(frames).__name__} {shape} "
-            f"{getattr(frames, 'dtype', '')}"
-        )
-    if frames.shape[0] == 0:
-        raise ValueError("frames must hold at least one frame, got 0")
 
 
 def _name(source: str | os.PathLike | bytes) -> str:

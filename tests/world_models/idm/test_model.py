@@ -108,18 +108,13 @@ def test_seeded_idm_gives_its_golden_output():
 
 def test_bad_frames_fail_with_clear_messages():
     model = _golden_model()
-    with pytest.raises(ValueError, match=r"at least 2 frames shaped \(T\+1, 64, 64, 3\)"):
+    with pytest.raises(ValueError, match=r"\(T, 64, 64, 3\).*\(5, 32, 32, 3\)"):
         model.predict(np.zeros((5, 32, 32, 3), np.uint8))
-    with pytest.raises(ValueError, match="at least 2 frames"):
+    with pytest.raises(ValueError, match="at least 2"):
         model.predict(np.zeros((1, 64, 64, 3), np.uint8))
-    nan = np.zeros((3, 64, 64, 3), np.float32)
-    nan[1, 5, 5, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        model.predict(nan)
-    with pytest.raises(ValueError, match=r"\[0, 255\]"):
-        model.predict(np.full((3, 64, 64, 3), 300.0))
-    floats = model.predict(np.full((3, 64, 64, 3), 10.2))
-    np.testing.assert_array_equal(floats, model.predict(np.full((3, 64, 64, 3), 10, np.uint8)))
+    for floats in (np.full((3, 64, 64, 3), 10.0), np.full((3, 64, 64, 3), np.nan)):  # wow_gym.checks: uint8 only
+        with pytest.raises(ValueError, match="uint8.*float64"):
+            model.predict(floats)
 
 
 def test_checkpoint_round_trip_and_clear_errors(tmp_path):
@@ -146,7 +141,7 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path):
 
 
 def test_training_every_variant_resumes_after_interruption(tmp_path, lift_data, monkeypatch):
-    config = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "run"), width=8, shift=1,
+    config = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "run"), width=8, shift=1, imagined_fraction=0.0,
                             mask_head=StageConfig(4, 4), idm=StageConfig(6, 4), checkpoint_every=2, log_every=2,
                             progress=False)
     calls = {"n": 0}

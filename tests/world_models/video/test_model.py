@@ -83,7 +83,7 @@ def test_bad_checkpoints_fail_with_clear_messages(tmp_path, tiny_model):
     (ckpt / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="does not match"):
         WorldModel.load(ckpt)
-    with pytest.raises(CheckpointError, match="trained on 64x64 frames but the env asks for 96x96"):
+    with pytest.raises(CheckpointError, match=r"64x64.*96x96"):
         tiny_model.check_compatible(image_size=96)
     with pytest.raises(CheckpointError, match="7-D actions but the env has 4-D"):
         tiny_model.check_compatible(action_dim=4)
@@ -109,9 +109,9 @@ def test_batched_imagination_is_seeded_and_shaped(tiny_model, lift_data):
     np.testing.assert_array_equal(out.pixels, again[-1].pixels)
     assert not np.array_equal(roll(1)[0][-1].pixels, out.pixels)
     np.testing.assert_allclose(np.linalg.norm(out.agent_pos[:, 3:7], axis=1), 1.0, atol=1e-5)
-    with pytest.raises(ValueError, match=r"expected actions of shape \(3, 7\)"):
+    with pytest.raises(ValueError, match=r"\(3, 7\).*got shape \(3, 6\)"):
         tiny_model.step(state, np.zeros((3, 6), np.float32))
-    with pytest.raises(ValueError, match="expected uint8 frames"):
+    with pytest.raises(ValueError, match=r"uint8 \(B, T, 64, 64, 3\).*32, 64, 3\)"):
         tiny_model.start(pixels[:, :, :32], poses)
 
 
