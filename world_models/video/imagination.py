@@ -163,7 +163,8 @@ def imagine_batches(wm: WorldModel, start: Start, actions: np.ndarray, steps: np
                     batch_size: int = 256, progress: bool = False, desc: str = "imagine"
                     ) -> Iterator[tuple[int, Imagined]]:
     """(first row, Imagined) of each batch of `start` under actions [N,T,7]; row i runs steps[i] steps
-    (default T; actions past them are ignored) and a batch runs as many steps as its longest row."""
+    (default T; actions past them are ignored, steps past them padding) and a batch runs as many steps as
+    its longest row."""
     n, horizon = actions.shape[:2]
     steps = np.full(n, horizon) if steps is None else np.asarray(steps)
     if len(start) != n or steps.shape != (n,) or steps.max(initial=0) > horizon:
@@ -181,9 +182,16 @@ def imagine_batches(wm: WorldModel, start: Start, actions: np.ndarray, steps: np
             outputs.append(session.step(actions[lo:hi, t]))
             seconds += time.perf_counter() - begin
             bar.update(int((t < steps[lo:hi]).sum()))
-        yield lo, Imagined(*(np.stack([getattr(o, key) for o in outputs], 1) for key in
+        past = np.arange(len(outputs))[None] >= steps[lo:hi, None]  # [b, T]: steps after a row's end
+        yield lo, Imagined(*(_blank(np.stack([getattr(o, key) for o in outputs], 1), past) for key in
                              ("pixels", "agent_pos", "environment_state", "success")), steps[lo:hi], seconds)
     bar.close()
+
+
+def _blank(x: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """x [N,T,...] with the steps `where` [N,T] set to padding: 0 / False for frames and flags, else NaN."""
+    x[where] = 0 if x.dtype in (np.uint8, np.bool_) else np.nan
+    return x
 
 
 def imagine(wm: WorldModel, start: Start, actions: np.ndarray, steps: np.ndarray | None = None,
@@ -194,8 +202,8 @@ def imagine(wm: WorldModel, start: Start, actions: np.ndarray, steps: np.ndarray
     horizon = actions.shape[1]
 
     def padded(x: np.ndarray) -> np.ndarray:
-        fill = 0 if x.dtype in (np.uint8, np.bool_) else np.nan
-        return np.concatenate([x, np.full((len(x), horizon - x.shape[1], *x.shape[2:]), fill, x.dtype)], 1)
+        wider = np.concatenate([x, np.empty((len(x), horizon - x.shape[1], *x.shape[2:]), x.dtype)], 1)
+        return _blank(wider, np.broadcast_to(np.arange(horizon) >= x.shape[1], wider.shape[:2]))
 
     return Imagined(*(np.concatenate([padded(getattr(p, key)) for _, p in parts]) for key in
                       ("pixels", "agent_pos", "environment_state", "success")),
