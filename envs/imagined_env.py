@@ -111,7 +111,8 @@ class ImaginedBatch:
         """(Re)start `rows` from their contexts: their observations [n, ...] and success [n]."""
         pixels, agent_pos, actions = stack_contexts(contexts, self.model.config.context_frames)
         every = len(rows) == batch_size  # every row, in order
-        self.imagination.start(pixels, agent_pos, actions, [self.instruction] * len(rows), None if every else rows)
+        instructions = [self.instruction] * len(rows)
+        self.imagination.start(pixels, agent_pos, actions, instructions, None if every else rows)
         output = self.imagination.observe(None if every else rows)
         _, success, _ = self._judge(output, rows, batch_size)
         observation = {"pixels": pixels[:, -1], "agent_pos": agent_pos[:, -1],
@@ -174,8 +175,8 @@ class ImaginedEnv(gym.Env):
         self.render_mode = _check_render_mode(render_mode)
         self.task, self.instruction = info.name, instruction or info.instruction
         self.terminate_on_success = terminate_on_success
-        self.model = load_world_model(info.name, checkpoint, model=model, device=device, image_size=image_size,
-                                      agent_pos_dim=AGENT_POS_DIM)
+        self.model = load_world_model(info.name, checkpoint, model=model, device=device,
+                                      image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
         self.observation_space, self.action_space = imagined_spaces(self.model)
         k = self.model.config.context_frames
         self.source = ContextSource(self.task, self.instruction, self.observation_space, k)
@@ -261,8 +262,8 @@ class ImaginedVectorEnv(VectorEnv):
         self.max_episode_steps = info.max_episode_steps if max_episode_steps is None else max_episode_steps
         if self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
-        self.model = load_world_model(info.name, checkpoint, model=model, device=device, image_size=image_size,
-                                      agent_pos_dim=AGENT_POS_DIM)
+        self.model = load_world_model(info.name, checkpoint, model=model, device=device,
+                                      image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
         self.single_observation_space, self.single_action_space = imagined_spaces(self.model)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)

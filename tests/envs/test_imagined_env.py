@@ -146,7 +146,8 @@ def test_reset_from_an_episode_uses_its_frames_and_actions_up_to_start(lift_mode
     expected = lift_model.start(lift_episode.pixels[None, 4 - k:4], lift_episode.agent_pos[None, 4 - k:4],
                                 lift_episode.action[None, 4 - k:3], env.instruction)
     for name in ("latents", "poses", "actions", "text"):
-        torch.testing.assert_close(getattr(env.batch.state, name), getattr(expected, name), msg=name)
+        state = env.batch.imagination.state
+        torch.testing.assert_close(getattr(state, name), getattr(expected, name), msg=name)
     obs, _ = env.reset(options={"episode": lift_episode})  # start defaults to the first frame
     assert np.array_equal(obs["pixels"], lift_episode.pixels[0])
     env.close()
@@ -158,7 +159,7 @@ def test_reset_from_given_frames(lift_model, lift_episode):
               "actions": lift_episode.action[:2]}
     obs, _ = env.reset(seed=0, options=frames)
     assert np.array_equal(obs["pixels"], lift_episode.pixels[2])
-    torch.testing.assert_close(env.batch.state.poses[0].numpy(), lift_episode.agent_pos[1:3])
+    torch.testing.assert_close(env.batch.imagination.state.poses[0].numpy(), lift_episode.agent_pos[1:3])
     assert np.array_equal(env.render(), obs["pixels"])
     obs, *_ = env.step(np.zeros(7, np.float32))
     assert np.array_equal(env.render(), obs["pixels"]), "render() returns the last imagined frame"

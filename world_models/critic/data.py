@@ -198,8 +198,8 @@ class ImaginedEpisodes:
     context: int
 
 
-def imagine_episodes(wm: WorldModel, rollouts: list[Rollout], sampling_steps: int | None = None, seed: int = 0,
-                     batch_size: int = 128, progress: bool = True) -> ImaginedEpisodes:
+def imagine_episodes(wm: WorldModel, rollouts: list[Rollout], sampling_steps: int | None = None,
+                     seed: int = 0, batch_size: int = 128, progress: bool = True) -> ImaginedEpisodes:
     """Each episode from its first `context_frames` frames, imagined to its end under its recorded actions."""
     k = wm.config.context_frames
     horizon = min(r.num_steps for r in rollouts) - (k - 1)

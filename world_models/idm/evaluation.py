@@ -108,8 +108,8 @@ def replay_successes(env, episodes: list[Rollout], actions: list[np.ndarray]) ->
     return [replay(env, e.sim_state[0], a, render=False).success for e, a in zip(episodes, actions)]
 
 
-def imagine_cases(wm: WorldModel, episodes: list[Rollout], mode: str, horizon: int, generator: torch.Generator,
-                  sampling_steps: int | None = None) -> list[Rollout]:
+def imagine_cases(wm: WorldModel, episodes: list[Rollout], mode: str, horizon: int,
+                  generator: torch.Generator, sampling_steps: int | None = None) -> list[Rollout]:
     """Imagined rollouts from each episode's first frame: under its recorded actions, or as a plan."""
     start = Start.from_episodes(episodes, [0] * len(episodes), 1, wm.config.instruction)
     horizon = min(horizon, min(e.num_steps for e in episodes))

@@ -288,13 +288,13 @@ def imagine_training_video(wm: WorldModel, data: IDMData, sampling_steps: int | 
     g = torch.Generator(device=wm.device).manual_seed(seed)
     starts, lengths = data.starts.tolist(), data.lengths.tolist()
     out = data.frames.clone()
-    start = Start(np.stack([data.frames[s:s + 1].numpy() for s in starts]), np.asarray(data.first_pose)[:, None],
-                  list(data.instructions))
+    first = np.stack([data.frames[s:s + 1].numpy() for s in starts])
+    start = Start(first, np.asarray(data.first_pose)[:, None], list(data.instructions))
     actions = np.zeros((len(starts), max(lengths) - 1, data.actions.shape[1]), np.float32)  # zero past an end
     for i, (s, n) in enumerate(zip(starts, lengths)):
         actions[i, :n - 1] = data.actions[s:s + n - 1].numpy()
-    batches = imagine_batches(wm, start, actions, np.array(lengths) - 1, g, sampling_steps, batch_size, progress,
-                              "imagine training episodes")
+    batches = imagine_batches(wm, start, actions, np.array(lengths) - 1, g, sampling_steps, batch_size,
+                              progress, "imagine training episodes")
     for lo, imagined in batches:
         for i, steps, frames in zip(range(lo, lo + len(imagined.steps)), imagined.steps, imagined.pixels):
             out[starts[i] + 1:starts[i] + 1 + steps] = torch.from_numpy(frames[:steps])

@@ -4,8 +4,9 @@
 where known): windows of stored episodes, or frames rendered from a simulator state. `Imagination` holds
 episodes in flight in one model batch; the gym env steps it one action at a time. `imagine` rolls a Start
 under actions [N, T, 7] and `plan` under its instructions, batch_size episodes at a time; `rollouts`
-turns either result into `Rollout`s (`plan_rollout`: one plan from an episode's first frame). Every caller that imagines goes through here, so one random stream
-order (start, then step after step, batch after batch) serves them all.
+turns either result into `Rollout`s (`plan_rollout`: one plan from an episode's first frame). Every
+caller that imagines goes through here, so one random-stream order (start, then step after step, batch
+after batch) serves them all.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ def world_model_path(task: str, checkpoint: str | Path | None = None) -> Path:
 
 
 def load_world_model(task: str, checkpoint: str | Path | None = None, *, model: WorldModel | None = None,
-                     device: str | torch.device = "cpu", autocast: bool = False, image_size: int | None = None,
-                     agent_pos_dim: int | None = None) -> WorldModel:
+                     device: str | torch.device = "cpu", autocast: bool = False,
+                     image_size: int | None = None, agent_pos_dim: int | None = None) -> WorldModel:
     """The world model of a task: `model` as given, else `checkpoint`, else the shipped checkpoint, on
-    `device` ("auto": a GPU if present) with `autocast`; CheckpointError when it cannot serve this task and these sizes."""
+    `device` ("auto": a GPU if present) with `autocast`; CheckpointError when it cannot serve this task
+    and these sizes."""
     if model is None:
         source = str(world_model_path(task, checkpoint))
         model = WorldModel.load(source, device=resolve_device(device))
@@ -97,11 +99,12 @@ class Start:
         """Frames end-context+1 .. end of each episode; `instruction` for episodes without one."""
         window = [slice(end - context + 1, end + 1) for end in ends]
         states = [e.environment_state for e in episodes]
+        known = all(s is not None for s in states)
         return cls(np.stack([e.pixels[w] for e, w in zip(episodes, window)]),
                    np.stack([e.agent_pos[w] for e, w in zip(episodes, window)]),
                    [e.instruction or instruction for e in episodes],
                    np.stack([e.action[w.start:w.stop - 1] for e, w in zip(episodes, window)]),
-                   None if any(s is None for s in states) else np.stack([s[end] for s, end in zip(states, ends)]),
+                   np.stack([s[end] for s, end in zip(states, ends)]) if known else None,
                    [e.task for e in episodes], [e.seed for e in episodes])
 
 
@@ -145,7 +148,8 @@ class Imagination:
 
     def step(self, actions: np.ndarray) -> StepOutput:
         """One imagined step of every row under actions [B, 7]."""
-        return self.wm.step(self._require(), actions, generator=self.generator, sampling_steps=self.sampling_steps)
+        return self.wm.step(self._require(), actions, generator=self.generator,
+                            sampling_steps=self.sampling_steps)
 
     def plan(self, pixels: np.ndarray, agent_pos: np.ndarray, instructions: str | list[str], horizon: int
              ) -> np.ndarray:
@@ -195,10 +199,11 @@ def _blank(x: np.ndarray, where: np.ndarray) -> np.ndarray:
 
 
 def imagine(wm: WorldModel, start: Start, actions: np.ndarray, steps: np.ndarray | None = None,
-            generator: torch.Generator | None = None, sampling_steps: int | None = None, batch_size: int = 256,
-            progress: bool = False, desc: str = "imagine") -> Imagined:
+            generator: torch.Generator | None = None, sampling_steps: int | None = None,
+            batch_size: int = 256, progress: bool = False, desc: str = "imagine") -> Imagined:
     """Every episode of `start` imagined under actions [N,T,7] (see imagine_batches), batches padded to T."""
-    parts = list(imagine_batches(wm, start, actions, steps, generator, sampling_steps, batch_size, progress, desc))
+    parts = list(imagine_batches(wm, start, actions, steps, generator, sampling_steps, batch_size, progress,
+                                 desc))
     horizon = actions.shape[1]
 
     def padded(x: np.ndarray) -> np.ndarray:
@@ -238,7 +243,8 @@ def rollouts(start: Start, imagined: Imagined, actions: np.ndarray | None = None
         out.append(Rollout(
             pixels=np.concatenate([start.pixels[i, -1:], imagined.pixels[i, :t]]),
             agent_pos=np.concatenate([start.agent_pos[i, -1:], imagined.agent_pos[i, :t]]).astype(np.float32),
-            action=np.zeros((t, ACTION_DIM), np.float32) if actions is None else actions[i, :t].astype(np.float32),
+            action=(np.zeros((t, ACTION_DIM), np.float32) if actions is None
+                    else actions[i, :t].astype(np.float32)),
             reward=np.zeros(t, np.float32), terminated=np.zeros(t, bool), truncated=np.zeros(t, bool),
             source="imagined", task=start.tasks[i] if start.tasks else "", instruction=start.instructions[i],
             seed=start.seeds[i] if start.seeds else -1, pair_id=f"{mode}-{i}",
