@@ -304,7 +304,7 @@ def test_vector_env_is_deterministic_and_autoresets_only_finished_envs(lift_mode
 def test_vector_reset_mask_restarts_only_the_masked_envs_from_given_frames(lift_model, lift_episode):
     venv = gym.make_vec("WoW/Lift-Imagined-v0", num_envs=3, model=lift_model)
     before, _ = venv.reset(seed=0)
-    latents = venv.unwrapped.batch.state.latents.clone()
+    latents = venv.unwrapped.batch.imagination.state.latents.clone()
     mask = np.array([False, True, True])
     frames = {"pixels": np.stack([lift_episode.pixels[:2], lift_episode.pixels[2:4]]),
               "agent_pos": np.stack([lift_episode.agent_pos[:2], lift_episode.agent_pos[2:4]])}
@@ -313,7 +313,7 @@ def test_vector_reset_mask_restarts_only_the_masked_envs_from_given_frames(lift_
     assert np.array_equal(obs["pixels"][0], before["pixels"][0])
     assert np.array_equal(obs["pixels"][1], lift_episode.pixels[1])
     assert np.array_equal(obs["pixels"][2], lift_episode.pixels[3])
-    torch.testing.assert_close(venv.unwrapped.batch.state.latents[0], latents[0])
+    torch.testing.assert_close(venv.unwrapped.batch.imagination.state.latents[0], latents[0])
     with pytest.raises(ValueError, match=r"one entry per env being reset \(2\)"):
         venv.reset(options={"reset_mask": mask, **{k: v[:1] for k, v in frames.items()}})
     with pytest.raises(ValueError, match=r"shape \(3, 7\)"):
