@@ -8,7 +8,7 @@ by default SOPHIA's critic reading the imagined frames (progress + success, with
 info["reward_<term>"]); "heads" selects the world model's own heads, trained on the simulator's reward.
 
 `ImaginedEnv` (one episode) and `ImaginedVectorEnv` (N episodes, one model call per step) share one
-engine, `ImaginedBatch`, so there is a single copy of the imagination plumbing.
+engine, `ImaginedBatch`, a thin use of the one imagination path (world_models.video.imagination).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from wow_gym.envs.imagined_starts import Context, ContextSource, split_options, 
 from wow_gym.envs.robosuite_env import AGENT_POS_DIM
 from wow_gym.registry import CONTROL_FREQ, task_info
 from wow_gym.rollout import ACTION_DIM
-from wow_gym.world_models import CheckpointError, ImaginationState, StepOutput, WorldModel, default_checkpoint
+from wow_gym.world_models import StepOutput, WorldModel
+from wow_gym.world_models.video.imagination import Imagination, load_world_model
 
 SOURCE = "imagined"
 logger = logging.getLogger(__name__)
@@ -78,25 +79,6 @@ def make_reward_model(task: str, reward_model: RewardModel | str | None) -> Rewa
 # -- model and spaces ---------------------------------------------------------------------------------------
 
 
-def load_world_model(task: str, checkpoint: str | Path | None = None, model: WorldModel | None = None,
-                     image_size: int | None = None, device: str | torch.device = "cpu") -> WorldModel:
-    """The world model for a task: `model` as given, else `checkpoint`, else the shipped checkpoint."""
-    info = task_info(task)
-    if model is None:
-        source = str(checkpoint if checkpoint is not None else default_checkpoint(info.name))
-        model = WorldModel.load(source, device=device)
-    else:
-        source = "the model passed to the env"
-    if model.config.task.lower() != info.name.lower():
-        raise CheckpointError(f"world model ({source}) was trained on task {model.config.task!r}, the env is "
-                              f"{info.name!r}; pass a {info.name} checkpoint")
-    if model.config.agent_pos_dim != AGENT_POS_DIM:
-        raise CheckpointError(f"world model ({source}) predicts {model.config.agent_pos_dim}-D agent_pos, "
-                              f"the env has {AGENT_POS_DIM}-D agent_pos; train a model on data from this env")
-    model.check_compatible(image_size=image_size, action_dim=ACTION_DIM, source=source)
-    return model
-
-
 def imagined_spaces(model: WorldModel) -> tuple[spaces.Dict, spaces.Box]:
     """The sim twin's observation and action spaces, built from the model's config (no simulator)."""
     size, env_state_dim = model.config.image_size, model.config.env_state_dim
@@ -112,30 +94,27 @@ def imagined_spaces(model: WorldModel) -> tuple[spaces.Dict, spaces.Box]:
 
 
 class ImaginedBatch:
-    """B imagined episodes in one model batch: start rows from contexts, step all rows, score them."""
+    """B imagined episodes in one model batch (an `Imagination`): start rows from contexts, step all rows,
+    score them."""
 
     def __init__(self, model: WorldModel, reward_model: RewardModel, instruction: str,
                  sampling_steps: int | None = None) -> None:
-        self.model, self.reward_model = model, reward_model
-        self.instruction, self.sampling_steps = instruction, sampling_steps
-        self.state: ImaginationState | None = None
-        self.generator = torch.Generator(device=model.device)
+        self.model, self.reward_model, self.instruction = model, reward_model, instruction
+        self.imagination = Imagination(model, torch.Generator(device=model.device), sampling_steps)
 
     def seed(self, rng: np.random.Generator) -> None:
         """Seed the sampler's noise from the env's RNG (same seed, same actions: same frames)."""
-        self.generator.manual_seed(int(rng.integers(2**63 - 1)))
+        self.imagination.generator.manual_seed(int(rng.integers(2**63 - 1)))
 
     def start(self, rows: np.ndarray, contexts: Sequence[Context], batch_size: int
               ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(Re)start `rows` from their contexts: their observations [n, ...] and success [n]."""
         pixels, agent_pos, actions = stack_contexts(contexts, self.model.config.context_frames)
-        new = self.model.start(pixels, agent_pos, actions, [self.instruction] * len(rows))
-        output = self.model.observe_context(new)
+        every = len(rows) == batch_size  # every row, in order
+        instructions = [self.instruction] * len(rows)
+        self.imagination.start(pixels, agent_pos, actions, instructions, None if every else rows)
+        output = self.imagination.observe(None if every else rows)
         _, success, _ = self._judge(output, rows, batch_size)
-        if len(rows) == batch_size:  # every row, in order
-            self.state = new
-        else:
-            self.state.replace(rows, new)
         observation = {"pixels": pixels[:, -1], "agent_pos": agent_pos[:, -1],
                        "environment_state": output.environment_state}
         return observation, success
@@ -143,10 +122,9 @@ class ImaginedBatch:
     def step(self, actions: np.ndarray
              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """One imagined step of every row: observations [B, ...], reward [B], success [B], reward terms."""
-        if self.state is None:
+        if self.imagination.state is None:
             raise RuntimeError("call reset() before step()")
-        output = self.model.step(self.state, actions, generator=self.generator,
-                                 sampling_steps=self.sampling_steps)
+        output = self.imagination.step(actions)
         reward, success, terms = self._judge(output)
         observation = {"pixels": output.pixels, "agent_pos": output.agent_pos,
                        "environment_state": output.environment_state}
@@ -188,7 +166,8 @@ class ImaginedEnv(gym.Env):
         self.render_mode = _check_render_mode(render_mode)
         self.task, self.instruction = info.name, instruction or info.instruction
         self.terminate_on_success = terminate_on_success
-        self.model = load_world_model(info.name, checkpoint, model, image_size, device)
+        self.model = load_world_model(info.name, checkpoint, model=model, device=device,
+                                      image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
         self.observation_space, self.action_space = imagined_spaces(self.model)
         k = self.model.config.context_frames
         self.source = ContextSource(self.task, self.instruction, self.observation_space, k)
@@ -236,9 +215,7 @@ class ImaginedEnv(gym.Env):
         if not self._history:
             raise RuntimeError("call reset() before generate()")
         pixels, agent_pos = (np.stack(x)[None] for x in zip(*self._history))
-        plan = self.model.generate(pixels, agent_pos, instruction or self.instruction, horizon,
-                                   generator=self.batch.generator, sampling_steps=self.batch.sampling_steps)
-        return plan[0]
+        return self.batch.imagination.plan(pixels, agent_pos, instruction or self.instruction, horizon)[0]
 
     def close(self) -> None:
         self.source.close()
@@ -276,7 +253,8 @@ class ImaginedVectorEnv(VectorEnv):
         self.max_episode_steps = info.max_episode_steps if max_episode_steps is None else max_episode_steps
         if self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
-        self.model = load_world_model(info.name, checkpoint, model, image_size, device)
+        self.model = load_world_model(info.name, checkpoint, model=model, device=device,
+                                      image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
         self.single_observation_space, self.single_action_space = imagined_spaces(self.model)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)

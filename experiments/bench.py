@@ -83,12 +83,12 @@ def _bench_imagine(cfg, out) -> int:
         format_imagine_table,
         max_rss_mb,
     )
-    from wow_gym.world_models.video.evaluation import load_world_model
+    from wow_gym.world_models.video.imagination import load_world_model
 
     config = to_dataclass(ImagineBenchConfig, cfg)
     write_run_metadata(out, dataclasses.asdict(config))
     try:
-        wm, _ = load_world_model(config.checkpoint, config.task, config.device, config.autocast)
+        wm = load_world_model(config.task, config.checkpoint, device=config.device, autocast=config.autocast)
     except CheckpointError as error:
         raise SystemExit(f"wow-gym bench imagine: {error}") from None
     setting = f"{wm.config.image_size}px-fast"  # the default look, at the model's resolution

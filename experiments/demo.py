@@ -325,20 +325,20 @@ def _refine_blocks(shipped: Shipped, first: Any, horizon: int, env: Any, cfg: An
 
     from wow_gym.physics_check import physics_check
     from wow_gym.sophia import TemplateRefiner, final_round, refine_loop
+    from wow_gym.world_models.video.imagination import plan_rollout
 
     generator = torch.Generator().manual_seed(cfg.seed)
+    plans = []  # one imagined Rollout per round, in order
 
     def plan(instruction: str) -> np.ndarray:
-        frames = shipped.wm.generate(first.pixels[None, :1], first.agent_pos[None, :1], instruction, horizon,
-                                     generator=generator)[0]
-        return np.concatenate([first.pixels[:1], frames])
+        plans.append(plan_rollout(shipped.wm, first, instruction, horizon, generator))
+        return plans[-1].pixels
 
     history = refine_loop(plan, shipped.critic, TemplateRefiner(), first.instruction, shipped.task,
                           cfg.refine_rounds)
     rows, videos = [], []
     for r in history:
-        check = physics_check(_plan_rollout(shipped.wm, first, r.frames, r.instruction), first.sim_state[0],
-                              shipped.idm, env)
+        check = physics_check(plans[r.round], first.sim_state[0], shipped.idm, env)
         c = r.critique
         rows.append([str(r.round), r.instruction, _yes(c.success), *(f"{v:.2f}" for v in c.scores.values()),
                      c.text, _yes(check.replay_success), f"{1000 * check.object['mean']:.1f}"])
@@ -357,21 +357,6 @@ def _refine_blocks(shipped: Shipped, first: Any, horizon: int, env: Any, cfg: An
             Table(["round", "instruction", "critic says success", "task", "plausibility", "smoothness",
                    "instruction following", "critique", "MuJoCo replay solves", "object error (mm)"], rows),
             everything, *videos]
-
-
-def _plan_rollout(wm: Any, first: Any, frames: np.ndarray, instruction: str) -> Any:
-    """A plan as an imagined Rollout: no actions, no pose, the object read by the world model's probe."""
-    from wow_gym.rollout import Rollout
-    from wow_gym.world_models.video.evaluation import probe_object_state
-
-    steps = len(frames) - 1
-    unknown = np.full((steps, first.agent_pos.shape[1]), np.nan, np.float32)
-    pose = np.concatenate([first.agent_pos[:1], unknown])
-    state = np.concatenate([first.environment_state[:1], probe_object_state(wm, frames[1:])])
-    return Rollout(pixels=frames, agent_pos=pose, action=np.zeros((steps, 7), np.float32),
-                   reward=np.zeros(steps, np.float32), terminated=np.zeros(steps, bool),
-                   truncated=np.zeros(steps, bool), source="imagined", task=first.task,
-                   instruction=instruction, environment_state=state.astype(np.float32))
 
 
 def _shown(path: Path) -> str:

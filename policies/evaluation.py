@@ -458,9 +458,10 @@ def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_st
 
 def evaluate(config: EvaluateConfig) -> EvaluateResults:
     """Every policy of the config in both worlds; the world model and critic are loaded once for all."""
-    from wow_gym.envs.imagined_env import imagined_spaces, load_world_model
+    from wow_gym.envs.imagined_env import imagined_spaces
     from wow_gym.world_models import default_checkpoint
     from wow_gym.world_models.critic.model import LearnedCritic, default_critic
+    from wow_gym.world_models.video.imagination import load_world_model
 
     start = time.time()
     entries = expand_entries(config.policies)

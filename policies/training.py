@@ -32,6 +32,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
+from wow_gym.devices import resolve_device
 from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
 from wow_gym.policies.bc import BCConfig, BCDataset, bc_batch, bc_loss, behaviour_clone, load_bc_dataset
 from wow_gym.policies.features import policy_kwargs
@@ -417,8 +418,7 @@ class PolicyTrainer:
 
     def _model(self, venv: VecEnv) -> tuple[BaseAlgorithm, dict[str, float] | None]:
         cfg, algorithm = self.config, ALGORITHMS[self.config.algo]
-        device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else \
-            ("cpu" if cfg.device == "auto" else cfg.device)
+        device = resolve_device(cfg.device)
         resume = latest_checkpoint(self.out)
         if resume is not None:
             logger.info("resuming from %s", resume)

@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from wow_gym.data.atomic import atomic_write_bytes
+from wow_gym.devices import resolve_device
 
 
 @dataclass
@@ -59,8 +60,7 @@ class StagedTrainer:
         self.log_every, self.checkpoint_every = settings.log_every, settings.checkpoint_every
         if settings.threads:
             torch.set_num_threads(settings.threads)
-        self.device = torch.device("cuda" if settings.device == "auto" and torch.cuda.is_available()
-                                   else ("cpu" if settings.device == "auto" else settings.device))
+        self.device = torch.device(resolve_device(settings.device))
         self.tb = SummaryWriter(str(self.out / "tensorboard"))
 
     def extra_state(self) -> dict[str, Any]:

@@ -146,7 +146,8 @@ def test_reset_from_an_episode_uses_its_frames_and_actions_up_to_start(lift_mode
     expected = lift_model.start(lift_episode.pixels[None, 4 - k:4], lift_episode.agent_pos[None, 4 - k:4],
                                 lift_episode.action[None, 4 - k:3], env.instruction)
     for name in ("latents", "poses", "actions", "text"):
-        torch.testing.assert_close(getattr(env.batch.state, name), getattr(expected, name), msg=name)
+        state = env.batch.imagination.state
+        torch.testing.assert_close(getattr(state, name), getattr(expected, name), msg=name)
     obs, _ = env.reset(options={"episode": lift_episode})  # start defaults to the first frame
     assert np.array_equal(obs["pixels"], lift_episode.pixels[0])
     env.close()
@@ -158,7 +159,7 @@ def test_reset_from_given_frames(lift_model, lift_episode):
               "actions": lift_episode.action[:2]}
     obs, _ = env.reset(seed=0, options=frames)
     assert np.array_equal(obs["pixels"], lift_episode.pixels[2])
-    torch.testing.assert_close(env.batch.state.poses[0].numpy(), lift_episode.agent_pos[1:3])
+    torch.testing.assert_close(env.batch.imagination.state.poses[0].numpy(), lift_episode.agent_pos[1:3])
     assert np.array_equal(env.render(), obs["pixels"])
     obs, *_ = env.step(np.zeros(7, np.float32))
     assert np.array_equal(env.render(), obs["pixels"]), "render() returns the last imagined frame"
@@ -303,7 +304,7 @@ def test_vector_env_is_deterministic_and_autoresets_only_finished_envs(lift_mode
 def test_vector_reset_mask_restarts_only_the_masked_envs_from_given_frames(lift_model, lift_episode):
     venv = gym.make_vec("WoW/Lift-Imagined-v0", num_envs=3, model=lift_model)
     before, _ = venv.reset(seed=0)
-    latents = venv.unwrapped.batch.state.latents.clone()
+    latents = venv.unwrapped.batch.imagination.state.latents.clone()
     mask = np.array([False, True, True])
     frames = {"pixels": np.stack([lift_episode.pixels[:2], lift_episode.pixels[2:4]]),
               "agent_pos": np.stack([lift_episode.agent_pos[:2], lift_episode.agent_pos[2:4]])}
@@ -312,7 +313,7 @@ def test_vector_reset_mask_restarts_only_the_masked_envs_from_given_frames(lift_
     assert np.array_equal(obs["pixels"][0], before["pixels"][0])
     assert np.array_equal(obs["pixels"][1], lift_episode.pixels[1])
     assert np.array_equal(obs["pixels"][2], lift_episode.pixels[3])
-    torch.testing.assert_close(venv.unwrapped.batch.state.latents[0], latents[0])
+    torch.testing.assert_close(venv.unwrapped.batch.imagination.state.latents[0], latents[0])
     with pytest.raises(ValueError, match=r"one entry per env being reset \(2\)"):
         venv.reset(options={"reset_mask": mask, **{k: v[:1] for k, v in frames.items()}})
     with pytest.raises(ValueError, match=r"shape \(3, 7\)"):

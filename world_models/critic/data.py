@@ -23,12 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from wow_gym.data.atomic import atomic_write_bytes
+from wow_gym.metrics import psnr
 from wow_gym.rollout import Rollout
 from wow_gym.tasks import task_info
 from wow_gym.world_models.critic.model import KINDS, OFFSET_SCALE, OPENING_SCALE
+from wow_gym.world_models.video.imagination import Start, imagine, probe_object_state
+from wow_gym.world_models.video.model import WorldModel
 
 RENDERED_KINDS = ("teleport", "vanish", "levitate", "frozen_arm", "sink", "pass_through")
 ORDER_KINDS = ("reverse", "shuffle")
@@ -195,21 +199,15 @@ class ImaginedEpisodes:
     context: int
 
 
-def imagine_episodes(wm: Any, rollouts: list[Rollout], sampling_steps: int | None = None, seed: int = 0,
-                     batch_size: int = 128, progress: bool = True) -> ImaginedEpisodes:
+def imagine_episodes(wm: WorldModel, rollouts: list[Rollout], sampling_steps: int | None = None,
+                     seed: int = 0, batch_size: int = 128, progress: bool = True) -> ImaginedEpisodes:
     """Each episode from its first `context_frames` frames, imagined to its end under its recorded actions."""
-    import torch
-
-    from wow_gym.metrics import psnr
-    from wow_gym.world_models.video.evaluation import Window, imagine, probe_object_state
-
     k = wm.config.context_frames
     horizon = min(r.num_steps for r in rollouts) - (k - 1)
-    episodes = {"all": rollouts}
-    windows = [Window("all", i, k - 1) for i in range(len(rollouts))]
+    start = Start.from_episodes(rollouts, [k - 1] * len(rollouts), k, wm.config.instruction)
     actions = np.stack([r.action[k - 1:k - 1 + horizon] for r in rollouts])
     g = torch.Generator(device=wm.device).manual_seed(seed)
-    out = imagine(wm, episodes, windows, actions, sampling_steps, g, batch_size, progress, "imagine episodes")
+    out = imagine(wm, start, actions, None, g, sampling_steps, batch_size, progress, "imagine episodes")
     real = np.stack([r.pixels[:k + horizon] for r in rollouts])
     pixels = np.concatenate([real[:, :k], out.pixels], axis=1)
     where = task_info(wm.config.task).object_position

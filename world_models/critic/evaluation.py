@@ -37,6 +37,7 @@ from wow_gym.world_models.critic.model import (
     stage_failure,
     success_verdict,
 )
+from wow_gym.world_models.video.imagination import load_world_model, plan_rollout
 
 
 @dataclass
@@ -155,8 +156,6 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
     refine = bool(config.refine_dataset and config.refine_starts > 0)
     wm = None
     if config.imagined or refine:
-        from wow_gym.envs.imagined_env import load_world_model
-
         wm = load_world_model(config.task, config.world_model, image_size=config.image_size)
     imagined = {}
     if config.imagined:
@@ -268,32 +267,23 @@ def refine_cases(config: EvalCriticConfig, critic: LearnedCritic, wm: Any, env: 
     cases = []
     for i, episode in enumerate(tqdm(starts, desc="plan, critique, refine", disable=not config.progress)):
         generator = torch.Generator().manual_seed(config.seed + i)
+        plans: list[Rollout] = []  # one per round, in order
 
-        def generate(instruction: str, episode: Rollout = episode, generator: torch.Generator = generator) -> np.ndarray:
-            plan = wm.generate(episode.pixels[None, :1], episode.agent_pos[None, :1], instruction,
-                               config.plan_horizon, generator=generator, sampling_steps=config.sampling_steps)[0]
-            return np.concatenate([episode.pixels[:1], plan])
+        def generate(instruction: str, episode: Rollout = episode, generator: torch.Generator = generator,
+                     plans: list[Rollout] = plans) -> np.ndarray:
+            plans.append(plan_rollout(wm, episode, instruction, config.plan_horizon, generator,
+                                      config.sampling_steps))
+            return plans[-1].pixels
 
         rounds = refine_loop(generate, critic, refiner, episode.instruction or wm.config.instruction, wm.config.task,
                              config.refine_rounds)
         chosen = final_round(rounds)
         outcome = {}
         for name, entry in (("baseline", rounds[0]), ("refined", chosen)):
-            rollout = _plan_rollout(episode, entry)
-            outcome[name] = physics_check(rollout, episode.sim_state[0], idm, env).replay_success
+            outcome[name] = physics_check(plans[entry.round], episode.sim_state[0], idm, env).replay_success
         cases.append(RefinementCase(i, rounds, bool(outcome["baseline"]), bool(outcome["refined"]),
                                     rounds[0].critique.success, chosen.critique.success))
     return cases
-
-
-def _plan_rollout(episode: Rollout, entry: RefinementRound) -> Rollout:
-    frames = entry.frames
-    steps = len(frames) - 1
-    unknown = np.full((steps, episode.agent_pos.shape[1]), np.nan, np.float32)  # a plan imagines no pose
-    return Rollout(pixels=frames, agent_pos=np.concatenate([episode.agent_pos[:1], unknown]),
-                   action=np.zeros((steps, 7), np.float32), reward=np.zeros(steps, np.float32),
-                   terminated=np.zeros(steps, bool), truncated=np.zeros(steps, bool), source="imagined",
-                   task=episode.task, instruction=entry.instruction, seed=episode.seed)
 
 
 def critique_summary(critique: Critique) -> str:

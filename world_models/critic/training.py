@@ -34,6 +34,7 @@ from wow_gym.world_models.critic.data import (
 from wow_gym.world_models.critic.model import KINDS, CriticConfig, CriticNet, LearnedCritic
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
+from wow_gym.world_models.video.imagination import load_world_model
 
 
 @dataclass
@@ -157,8 +158,6 @@ class CriticTrainer(StagedTrainer):
         path = self.out / "clips" / f"imagined-v2-{len(self.episodes)}-{cfg.seed}.npz"  # v2: with the probed object
         if path.is_file():
             return load_imagined(path)
-        from wow_gym.envs.imagined_env import load_world_model
-
         wm = load_world_model(cfg.task, cfg.world_model, image_size=cfg.image_size, device=self.device)
         imagined = imagine_episodes(wm, self.episodes, cfg.sampling_steps, cfg.seed, progress=self.progress)
         save_imagined(path, imagined)

@@ -25,7 +25,9 @@ from tqdm import tqdm
 from wow_gym.physics_check import PhysicsCheck, VerifyThresholds, physics_check, replay, verified_rollout
 from wow_gym.rollout import Rollout
 from wow_gym.world_models.idm.model import VARIANTS, InverseDynamics, default_idm
-from wow_gym.world_models.video.evaluation import load_heldout, probe_object_state
+from wow_gym.world_models.video.evaluation import load_heldout
+from wow_gym.world_models.video.imagination import Start, imagine, load_world_model, plan, rollouts
+from wow_gym.world_models.video.model import WorldModel
 
 
 @dataclass
@@ -106,38 +108,16 @@ def replay_successes(env, episodes: list[Rollout], actions: list[np.ndarray]) ->
     return [replay(env, e.sim_state[0], a, render=False).success for e, a in zip(episodes, actions)]
 
 
-def imagine_cases(wm, episodes: list[Rollout], mode: str, horizon: int, generator: torch.Generator,
-                  sampling_steps: int | None = None) -> list[Rollout]:
+def imagine_cases(wm: WorldModel, episodes: list[Rollout], mode: str, horizon: int,
+                  generator: torch.Generator, sampling_steps: int | None = None) -> list[Rollout]:
     """Imagined rollouts from each episode's first frame: under its recorded actions, or as a plan."""
-    first = np.stack([e.pixels[:1] for e in episodes])
-    pose = np.stack([e.agent_pos[:1] for e in episodes])
-    instructions = [e.instruction or wm.config.instruction for e in episodes]
+    start = Start.from_episodes(episodes, [0] * len(episodes), 1, wm.config.instruction)
     horizon = min(horizon, min(e.num_steps for e in episodes))
-    b = len(episodes)
     if mode == "plan":
-        frames = wm.generate(first, pose, instructions, horizon, generator=generator, sampling_steps=sampling_steps)
-        poses = np.full((b, horizon, pose.shape[-1]), np.nan, np.float32)
-        probe_state = probe_object_state(wm, frames)
-        success = None
-    else:
-        state = wm.start(first, pose, None, instructions)
-        outs = [wm.step(state, np.stack([e.action[t] for e in episodes]), generator=generator,
-                        sampling_steps=sampling_steps) for t in range(horizon)]
-        frames = np.stack([o.pixels for o in outs], 1)
-        poses = np.stack([o.agent_pos for o in outs], 1)
-        probe_state = np.stack([o.environment_state for o in outs], 1)
-        success = np.stack([o.success for o in outs], 1)
-    rollouts = []
-    for i, e in enumerate(episodes):
-        rollouts.append(Rollout(
-            pixels=np.concatenate([e.pixels[:1], frames[i]]),
-            agent_pos=np.concatenate([e.agent_pos[:1], poses[i]]).astype(np.float32),
-            action=np.zeros((horizon, 7), np.float32) if mode == "plan" else e.action[:horizon].copy(),
-            reward=np.zeros(horizon, np.float32), terminated=np.zeros(horizon, bool), truncated=np.zeros(horizon, bool),
-            source="imagined", task=e.task, instruction=instructions[i], seed=e.seed, pair_id=f"{mode}-{i}",
-            is_success=None if success is None else success[i],
-            environment_state=np.concatenate([e.environment_state[:1], probe_state[i]]).astype(np.float32)))
-    return rollouts
+        return rollouts(start, plan(wm, start, horizon, generator, sampling_steps))
+    actions = np.stack([e.action[:horizon] for e in episodes])
+    imagined = imagine(wm, start, actions, None, generator, sampling_steps, batch_size=max(len(episodes), 1))
+    return rollouts(start, imagined, actions)
 
 
 def _mean_figures(cases: list[ImaginedCase]) -> dict[str, float]:
@@ -153,7 +133,6 @@ def _mean_figures(cases: list[ImaginedCase]) -> dict[str, float]:
 def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
     """Everything in the module docstring, for one task."""
     from wow_gym.envs.robosuite_env import RobosuiteEnv
-    from wow_gym.world_models.video.evaluation import load_world_model
 
     begin = time.perf_counter()
     models = load_variants(config)
@@ -196,7 +175,7 @@ def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
     cases: list[ImaginedCase] = []
     verified: list[Rollout] = []
     if config.imagine_dataset and config.imagine_episodes > 0:
-        wm, _ = load_world_model(config.world_model, config.task)
+        wm = load_world_model(config.task, config.world_model, device="auto")
         fm.check_compatible(wm.config.image_size, source="the world model's frames")
         starts = load_heldout([config.imagine_dataset], wm.config.image_size, config.imagine_episodes)
         start_eps = [e for eps in starts.values() for e in eps]

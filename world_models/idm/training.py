@@ -31,6 +31,8 @@ from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.registry import task_info
 from wow_gym.world_models.idm.model import VARIANTS, IDMConfig, InverseDynamics, optical_flow, to_images
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
+from wow_gym.world_models.video.imagination import Start, imagine_batches, load_world_model, world_model_path
+from wow_gym.world_models.video.model import WorldModel
 
 
 @dataclass
@@ -209,10 +211,9 @@ class IDMTrainer(StagedTrainer):
     def _imagine(self) -> torch.Tensor:
         """World-model video of every training episode (cached in <out>/imagined/ per model weights, data,
         sampling steps and seed)."""
-        from wow_gym.world_models.video.evaluation import load_world_model
-
         cfg, data = self.config, self.data
-        wm, path = load_world_model(cfg.world_model, cfg.task, device=str(self.device))
+        path = world_model_path(cfg.task, cfg.world_model)
+        wm = load_world_model(cfg.task, path, device=str(self.device))
         if wm.config.image_size != cfg.image_size:
             raise ValueError(f"world model {path} imagines {wm.config.image_size} px frames, the IDM is configured "
                              f"for {cfg.image_size} px; set image_size or pass another world_model")
@@ -280,29 +281,23 @@ class IDMTrainer(StagedTrainer):
 
 
 @torch.no_grad()
-def imagine_training_video(wm, data: IDMData, sampling_steps: int | None = None, seed: int = 0,
+def imagine_training_video(wm: WorldModel, data: IDMData, sampling_steps: int | None = None, seed: int = 0,
                            batch_size: int = 64, progress: bool = True) -> torch.Tensor:
     """Frames [N, H, W, 3] uint8 laid out as data.frames: each episode's first frame real, the rest imagined
     open loop from it under the episode's recorded actions (eval-idm's imagined rollouts start the same way)."""
     g = torch.Generator(device=wm.device).manual_seed(seed)
     starts, lengths = data.starts.tolist(), data.lengths.tolist()
     out = data.frames.clone()
-    bar = tqdm(total=sum(lengths) - len(lengths), desc="imagine training episodes", unit="step", disable=not progress)
-    for lo in range(0, len(starts), batch_size):
-        ids = list(range(lo, min(lo + batch_size, len(starts))))
-        horizon = max(lengths[i] for i in ids) - 1
-        first = np.stack([data.frames[starts[i]:starts[i] + 1].numpy() for i in ids])
-        state = wm.start(first, data.first_pose[ids][:, None], None, [data.instructions[i] for i in ids])
-        actions = np.zeros((len(ids), horizon, data.actions.shape[1]), np.float32)  # zero past an episode's end
-        for j, i in enumerate(ids):
-            actions[j, :lengths[i] - 1] = data.actions[starts[i]:starts[i] + lengths[i] - 1].numpy()
-        for t in range(horizon):
-            frames = wm.step(state, actions[:, t], generator=g, sampling_steps=sampling_steps).pixels
-            for j, i in enumerate(ids):
-                if t + 1 < lengths[i]:
-                    out[starts[i] + t + 1] = torch.from_numpy(frames[j])
-            bar.update(sum(t + 1 < lengths[i] for i in ids))
-    bar.close()
+    first = np.stack([data.frames[s:s + 1].numpy() for s in starts])
+    start = Start(first, np.asarray(data.first_pose)[:, None], list(data.instructions))
+    actions = np.zeros((len(starts), max(lengths) - 1, data.actions.shape[1]), np.float32)  # zero past an end
+    for i, (s, n) in enumerate(zip(starts, lengths)):
+        actions[i, :n - 1] = data.actions[s:s + n - 1].numpy()
+    batches = imagine_batches(wm, start, actions, np.array(lengths) - 1, g, sampling_steps, batch_size,
+                              progress, "imagine training episodes")
+    for lo, imagined in batches:
+        for i, steps, frames in zip(range(lo, lo + len(imagined.steps)), imagined.steps, imagined.pixels):
+            out[starts[i] + 1:starts[i] + 1 + steps] = torch.from_numpy(frames[:steps])
     return out
 
 

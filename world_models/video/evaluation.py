@@ -15,13 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from wow_gym.data import DatasetReader
 from wow_gym.metrics import PSNR_CAP_DB, psnr, ssim
 from wow_gym.rollout import Rollout
 from wow_gym.tasks import task_info
-from wow_gym.world_models.video.model import WorldModel, default_checkpoint
+from wow_gym.world_models.video.imagination import (
+    Start,
+    imagine,
+    load_world_model,
+    plan,
+    probe_object_state,
+    world_model_path,
+)
+from wow_gym.world_models.video.model import WorldModel
 
 PREDICTORS = ("model", "copy_last", "shuffled")
 METRICS = ("psnr", "ssim", "exact", "eef_error", "object_error", "probe_error")
@@ -29,24 +36,6 @@ METRICS = ("psnr", "ssim", "exact", "eef_error", "object_error", "probe_error")
 
 class EvaluationError(ValueError):
     """Held-out data that cannot be evaluated as asked; the message says what to do."""
-
-
-def probe_object_state(wm: WorldModel, pixels: np.ndarray, batch: int = 256) -> np.ndarray:
-    """The object-state probe's reading of frames [..., H, W, 3] uint8 -> environment_state [..., E].
-
-    The probe was trained on encoded simulator frames only; applied to imagined and simulated frames
-    alike, so that its own error cancels out of the comparison (and is reported as `probe_error`).
-    """
-    pixels = np.asarray(pixels)
-    flat = pixels.reshape(-1, *pixels.shape[-3:])
-    out = []
-    with torch.no_grad():
-        for i in range(0, flat.shape[0], batch):
-            latents = wm.encode(flat[i:i + batch])
-            with wm._autocast():
-                state = wm.probe(latents).float()
-            out.append((state * wm._env_state_std + wm._env_state_mean).cpu().numpy())
-    return np.concatenate(out).reshape(*pixels.shape[:-3], -1)
 
 
 # -- windows and batched imagination -----------------------------------------------------------------------
@@ -83,42 +72,10 @@ def make_windows(rollouts: dict[str, list[Rollout]], horizon: int, per_episode: 
     return windows
 
 
-@dataclass
-class Imagined:
-    """Imagined frames and poses of a batch of windows, and the seconds spent in `WorldModel.step`."""
-
-    pixels: np.ndarray  # [N, H, h, w, 3] uint8: frames t+1 .. t+H
-    agent_pos: np.ndarray  # [N, H, P]
-    seconds: float
-
-
-def imagine(wm: WorldModel, rollouts: dict[str, list[Rollout]], windows: list[Window], actions: np.ndarray,
-            sampling_steps: int | None = None, generator: torch.Generator | None = None,
-            batch_size: int = 256, progress: bool = False, desc: str = "imagine") -> Imagined:
-    """Start each window from its recorded context and imagine actions [N, H, 7], batch_size at a time."""
-    k, (n, horizon) = wm.config.context_frames, actions.shape[:2]
-    pixels, poses, seconds = [], [], 0.0
-    bar = tqdm(total=n * horizon, desc=desc, disable=not progress, unit="step")
-    for lo in range(0, n, batch_size):
-        part = windows[lo:lo + batch_size]
-        episodes = [rollouts[w.source][w.episode] for w in part]
-        state = wm.start(np.stack([e.pixels[w.start - k + 1:w.start + 1] for e, w in zip(episodes, part)]),
-                         np.stack([e.agent_pos[w.start - k + 1:w.start + 1] for e, w in zip(episodes, part)]),
-                         np.stack([e.action[w.start - k + 1:w.start] for e, w in zip(episodes, part)]),
-                         [e.instruction or wm.config.instruction for e in episodes])
-        frames, pose = [], []
-        for j in range(horizon):
-            begin = time.perf_counter()
-            action = actions[lo:lo + len(part), j]
-            out = wm.step(state, action, generator=generator, sampling_steps=sampling_steps)
-            seconds += time.perf_counter() - begin
-            frames.append(out.pixels)
-            pose.append(out.agent_pos)
-            bar.update(len(part))
-        pixels.append(np.stack(frames, 1))
-        poses.append(np.stack(pose, 1))
-    bar.close()
-    return Imagined(np.concatenate(pixels), np.concatenate(poses), seconds)
+def window_start(wm: WorldModel, rollouts: dict[str, list[Rollout]], windows: list[Window]) -> Start:
+    """The imagination start of each window: its recorded context frames, poses and actions."""
+    return Start.from_episodes([rollouts[w.source][w.episode] for w in windows], [w.start for w in windows],
+                               wm.config.context_frames, wm.config.instruction)
 
 
 def recorded_actions(rollouts: dict[str, list[Rollout]], windows: list[Window], horizon: int) -> np.ndarray:
@@ -172,8 +129,9 @@ def evaluate_open_loop(wm: WorldModel, rollouts: dict[str, list[Rollout]],
     windows = make_windows(rollouts, horizon, starts_per_episode, wm.config.context_frames)
     true = recorded_actions(rollouts, windows, horizon)
     generator = torch.Generator(device=wm.device).manual_seed(seed)
-    both = imagine(wm, rollouts, windows + windows, np.concatenate([true, shuffle_in_time(true, seed)]),
-                   sampling_steps, generator, batch_size, progress, desc="open loop")
+    both = imagine(wm, window_start(wm, rollouts, windows + windows),
+                   np.concatenate([true, shuffle_in_time(true, seed)]), None, generator, sampling_steps,
+                   batch_size, progress, desc="open loop")
     n, index = len(windows), np.asarray(horizons)
     at = index - 1  # imagined step j is frame t+j+1
     per_start = _errors(wm, rollouts, windows, index, both.pixels[:n, at], both.agent_pos[:n, at],
@@ -266,10 +224,8 @@ def evaluate_plan(wm: WorldModel, rollouts: list[Rollout], horizon: int, samplin
         raise EvaluationError(f"no expert episode has {k - 1 + horizon} steps for a plan of {horizon}; lower "
                               "plan_horizon or collect longer held-out expert episodes")
     generator = torch.Generator(device=wm.device).manual_seed(seed)
-    plans = wm.generate(np.stack([e.pixels[:k] for e in episodes]),
-                        np.stack([e.agent_pos[:k] for e in episodes]),
-                        [e.instruction or wm.config.instruction for e in episodes], horizon, generator,
-                        sampling_steps)
+    start = Start.from_episodes(episodes, [k - 1] * len(episodes), k, wm.config.instruction)
+    plans = plan(wm, start, horizon, generator, sampling_steps).pixels
     sim = np.stack([e.pixels[k:k + horizon] for e in episodes])
     first = np.stack([np.broadcast_to(e.pixels[k - 1], sim.shape[1:]) for e in episodes])
     shown = [Example(f"plan \"{e.instruction}\" (seed {e.seed}), steps {k - 1}-{k - 1 + horizon}",
@@ -298,12 +254,13 @@ def sweep_sampling_steps(wm: WorldModel, rollouts: dict[str, list[Rollout]], ste
     windows = make_windows(rollouts, horizon, starts_per_episode, wm.config.context_frames)
     actions = recorded_actions(rollouts, windows, horizon)
     sim = np.stack([rollouts[w.source][w.episode].pixels[w.start + horizon] for w in windows])
-    imagine(wm, rollouts, windows[:batch_size], actions[:batch_size, :1], 1)  # warm-up: first-call costs
+    start = window_start(wm, rollouts, windows)
+    warm = window_start(wm, rollouts, windows[:batch_size])
+    imagine(wm, warm, actions[:batch_size, :1], sampling_steps=1)  # warm-up: first-call costs
     rows = []
     for n in steps:
         generator = torch.Generator(device=wm.device).manual_seed(seed)
-        out = imagine(wm, rollouts, windows, actions, n, generator, batch_size, progress,
-                      desc=f"{n} sampling steps")
+        out = imagine(wm, start, actions, None, generator, n, batch_size, progress, desc=f"{n} sampling steps")
         batched_steps = horizon * -(-len(windows) // batch_size)
         quality = float(psnr(out.pixels[:, -1], sim).mean())
         rows.append(SweepRow(n, min(len(windows), batch_size), horizon, quality,
@@ -354,17 +311,6 @@ class EvalResults:
     residual_deadband: float = 0.0  # the model's, as evaluated (WorldModelConfig.residual_deadband)
 
 
-def load_world_model(checkpoint: str | Path | None, task: str, device: str = "auto",
-                     autocast: bool = False) -> tuple[WorldModel, Path]:
-    """The checkpoint's model (None: the shipped default of `task`) on `device` (auto: a GPU if present)."""
-    path = Path(checkpoint) if checkpoint else default_checkpoint(task)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    wm = WorldModel.load(path, device=device)
-    wm.autocast = autocast
-    return wm, path
-
-
 def policy_source(root: str | Path) -> str:
     """The policy source named by a held-out dataset folder: data/lift/heldout-walk -> walk."""
     name = Path(root).resolve().name
@@ -398,7 +344,8 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
     if config.reference_horizon not in config.horizons:
         raise EvaluationError(f"reference_horizon {config.reference_horizon} must be one of the horizons "
                               f"{list(config.horizons)}")
-    wm, path = load_world_model(config.checkpoint, config.task, config.device, config.autocast)
+    path = world_model_path(config.task, config.checkpoint)
+    wm = load_world_model(config.task, path, device=config.device, autocast=config.autocast)
     if config.residual_deadband is not None:
         if not config.residual_deadband >= 0:
             raise EvaluationError(f"residual_deadband must be >= 0 pixel levels (0: off), got "

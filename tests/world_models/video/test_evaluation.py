@@ -27,12 +27,12 @@ from wow_gym.world_models.video.evaluation import (
     evaluate_world_model,
     load_heldout,
     make_windows,
-    probe_object_state,
     psnr,
     shuffle_in_time,
     ssim,
     start_steps,
 )
+from wow_gym.world_models.video.imagination import probe_object_state
 from wow_gym.world_models.video.report import write_report, write_tensorboard
 
 HORIZONS = [1, 4]
