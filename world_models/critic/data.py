@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from wow_gym.data.atomic import atomic_write_bytes
+from wow_gym.metrics import psnr
 from wow_gym.rollout import Rollout
 from wow_gym.world_models.critic.model import KINDS, OFFSET_SCALE, OPENING_SCALE, STAGES
+from wow_gym.world_models.video.evaluation import Window, imagine, probe_object_state
 
 RENDERED_KINDS = ("teleport", "vanish", "levitate", "frozen_arm", "sink", "pass_through")
 ORDER_KINDS = ("reverse", "shuffle")
@@ -197,11 +200,6 @@ class ImaginedEpisodes:
 def imagine_episodes(wm: Any, rollouts: list[Rollout], sampling_steps: int | None = None, seed: int = 0,
                      batch_size: int = 128, progress: bool = True) -> ImaginedEpisodes:
     """Each episode from its first `context_frames` frames, imagined to its end under its recorded actions."""
-    import torch
-
-    from wow_gym.metrics import psnr
-    from wow_gym.world_models.video.evaluation import Window, imagine, probe_object_state
-
     k = wm.config.context_frames
     horizon = min(r.num_steps for r in rollouts) - (k - 1)
     episodes = {"all": rollouts}

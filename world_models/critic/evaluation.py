@@ -26,11 +26,17 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from wow_gym.metrics import auc, binary_figures
+from wow_gym.physics_check import physics_check, replay
 from wow_gym.registry import task_info
 from wow_gym.rollout import Rollout
-from wow_gym.sophia import Critique, RefinementRound, TemplateRefiner, final_round
+from wow_gym.simulator import SimFactory
+from wow_gym.sophia import Critique, RefinementRound, TemplateRefiner, final_round, refine_loop
+from wow_gym.world_models.checkpoint import shipped_checkpoint
 from wow_gym.world_models.critic.data import CORRUPTIONS, corrupted_bank, frame_labels, imagine_episodes
 from wow_gym.world_models.critic.model import STAGES, LearnedCritic, compose_critique, success_verdict
+from wow_gym.world_models.idm.model import InverseDynamics
+from wow_gym.world_models.text import embed_instructions
+from wow_gym.world_models.video.evaluation import load_heldout, load_world_model
 
 LIFT_HEIGHT = 0.84  # metres: robosuite Lift succeeds when the cube's centre is above table (0.8) + 0.04
 
@@ -110,12 +116,8 @@ def _verdicts(critic: LearnedCritic, readings: list[dict[str, np.ndarray]]
     return critiques, np.array([c.success for c in critiques]), per_frame
 
 
-def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
-    """Everything in the module docstring."""
-    from wow_gym.envs.robosuite_env import RobosuiteEnv
-    from wow_gym.physics_check import replay
-    from wow_gym.world_models.video.evaluation import load_heldout
-
+def evaluate_critic(config: EvalCriticConfig, make_sim: SimFactory) -> CriticResults:
+    """Everything in the module docstring; `make_sim` makes the sim twin that replays and corrupts."""
     begin = time.perf_counter()
     critic = LearnedCritic.load(config.checkpoint, config.task)
     held_out_kinds = list(critic.meta.get("held_out_kinds", []))
@@ -152,13 +154,12 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
                  "critic_progress": np.clip(readings[i]["progress"], 0, 1).round(3).tolist(),
                  "sim_reward": labels[i]["progress"].round(3).tolist()} for i in _example_indices(truth, sources)]
 
-    env = RobosuiteEnv(config.task, image_size=config.image_size)
+    env = make_sim(config.task, image_size=config.image_size)
     refine = bool(config.refine_dataset and config.refine_starts > 0)
     wm = None
     if config.imagined or refine:
-        from wow_gym.envs.imagined_env import load_world_model
-
-        wm = load_world_model(config.task, config.world_model, image_size=config.image_size)
+        wm, source = load_world_model(config.world_model, config.task, device="cpu")
+        wm.check_compatible(image_size=config.image_size, source=str(source))
     imagined = {}
     if config.imagined:
         dream = imagine_episodes(wm, episodes, config.sampling_steps, config.seed, progress=config.progress)
@@ -166,7 +167,7 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
                                               "critic on imagined episodes")
         _, imagined_verdict, _ = _verdicts(critic, imagined_readings)
         steps = dream.pixels.shape[1] - 1
-        blind = RobosuiteEnv(config.task, use_camera=False)  # the verdict needs no frames: ~8x faster
+        blind = make_sim(config.task, use_camera=False)  # the verdict needs no frames: ~8x faster
         paired = np.array([replay(blind, e.sim_state[0], e.action[:steps], render=False).success
                            for e in tqdm(episodes, desc="paired replays", disable=not config.progress)])
         blind.close()
@@ -220,8 +221,6 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
 
 def _plausibility(critic: LearnedCritic, clips: list[np.ndarray], instruction: str, batch: int = 64) -> np.ndarray:
     """The plausibility probability of each clip (read at its last frame)."""
-    from wow_gym.world_models.text import embed_instructions
-
     text = torch.from_numpy(embed_instructions(instruction)).to(critic.device)
     out = []
     with torch.no_grad():
@@ -254,12 +253,7 @@ def _example_indices(truth: np.ndarray, sources: list[str], count: int = 6) -> l
 def refine_cases(config: EvalCriticConfig, critic: LearnedCritic, wm: Any, env: Any) -> list[RefinementCase]:
     """From each start state: plan, critique, refine (at most refine_rounds plans); the unrefined plan and
     the one the loop settled on are both decoded by FM-IDM and replayed in MuJoCo from that state."""
-    from wow_gym.physics_check import physics_check
-    from wow_gym.sophia import refine_loop
-    from wow_gym.world_models.idm.model import InverseDynamics, default_idm
-    from wow_gym.world_models.video.evaluation import load_heldout
-
-    idm = InverseDynamics.load(config.idm or default_idm(config.task))
+    idm = InverseDynamics.load(config.idm or shipped_checkpoint(config.task, "idm"))
     starts = [e for eps in load_heldout([config.refine_dataset], config.image_size, config.refine_starts).values()
               for e in eps][:config.refine_starts]
     refiner = TemplateRefiner()

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from wow_gym.data import DatasetReader
 from wow_gym.registry import TASKS, task_info
+from wow_gym.simulator import SimFactory
 from wow_gym.sophia import FAILURE_HINTS, TASK_STEPS, Critique, TemplateRefiner
 from wow_gym.world_models.critic.data import (
     CORRUPTIONS,
@@ -34,6 +35,7 @@ from wow_gym.world_models.critic.data import (
 from wow_gym.world_models.critic.model import KINDS, CriticConfig, CriticNet, LearnedCritic
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
+from wow_gym.world_models.video.evaluation import load_world_model
 
 DISTRACTORS = ("push the cube off the table", "wave the arm in the air", "open the drawer", "pour the water")
 
@@ -99,9 +101,9 @@ def negative_instructions(task: str) -> list[str]:
 class CriticTrainer(StagedTrainer):
     stages = ("critic",)
 
-    def __init__(self, config: TrainCriticConfig) -> None:
+    def __init__(self, config: TrainCriticConfig, make_sim: SimFactory) -> None:
         super().__init__(config.out, config)
-        self.config = config
+        self.config, self.make_sim = config, make_sim
         info = task_info(config.task)
         self.critic_config = CriticConfig(task=info.name, image_size=config.image_size,
                                           clip_frames=config.clip_frames, width=config.width, layers=config.layers)
@@ -135,14 +137,12 @@ class CriticTrainer(StagedTrainer):
         return episodes, np.array(follows), own
 
     def _corrupted(self) -> list[Clip]:
-        from wow_gym.envs.robosuite_env import RobosuiteEnv
-
         cfg = self.config
         kinds = [k for k in CORRUPTIONS if k in cfg.train_kinds]  # the others stay held out for evaluation
         name = f"corrupted-{len(self.episodes)}-{cfg.per_kind}-{cfg.clip_frames}-{cfg.seed}-{'+'.join(kinds)}.npz"
 
         def make() -> list[Clip]:
-            env = RobosuiteEnv(task_info(cfg.task).name, image_size=cfg.image_size)
+            env = self.make_sim(task_info(cfg.task).name, image_size=cfg.image_size)
             try:
                 return corrupted_bank(env, self.episodes, kinds, cfg.per_kind, cfg.clip_frames, cfg.seed,
                                       self.progress)
@@ -158,9 +158,8 @@ class CriticTrainer(StagedTrainer):
         path = self.out / "clips" / f"imagined-v2-{len(self.episodes)}-{cfg.seed}.npz"  # v2: with the probed object
         if path.is_file():
             return load_imagined(path)
-        from wow_gym.envs.imagined_env import load_world_model
-
-        wm = load_world_model(cfg.task, cfg.world_model, image_size=cfg.image_size, device=self.device)
+        wm, source = load_world_model(cfg.world_model, cfg.task, device=str(self.device))
+        wm.check_compatible(image_size=cfg.image_size, source=str(source))
         imagined = imagine_episodes(wm, self.episodes, cfg.sampling_steps, cfg.seed, progress=self.progress)
         save_imagined(path, imagined)
         return imagined

@@ -20,7 +20,8 @@ from tqdm import tqdm
 from wow_gym.data import DatasetReader
 from wow_gym.metrics import PSNR_CAP_DB, psnr, ssim
 from wow_gym.rollout import Rollout
-from wow_gym.world_models.video.model import WorldModel, default_checkpoint
+from wow_gym.world_models.checkpoint import shipped_checkpoint
+from wow_gym.world_models.video.model import WorldModel
 
 OBJECT_POSITION = slice(0, 3)  # environment_state[:3] is the object's (Lift: the cube's) position
 PREDICTORS = ("model", "copy_last", "shuffled")
@@ -356,7 +357,7 @@ class EvalResults:
 def load_world_model(checkpoint: str | Path | None, task: str, device: str = "auto",
                      autocast: bool = False) -> tuple[WorldModel, Path]:
     """The checkpoint's model (None: the shipped default of `task`) on `device` (auto: a GPU if present)."""
-    path = Path(checkpoint) if checkpoint else default_checkpoint(task)
+    path = Path(checkpoint) if checkpoint else shipped_checkpoint(task, "world-model")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     wm = WorldModel.load(path, device=device)
