@@ -315,7 +315,9 @@ def correlation(sim: np.ndarray, imagined: np.ndarray) -> Correlation:
 
 
 @dataclass
-class EpisodeResult:
+class PairedEpisode:
+    """One start state run in both worlds: the sim episode and the imagined one, as results.json holds it."""
+
     seed: int
     sim_success: bool
     imagined_success: bool
@@ -332,7 +334,7 @@ class PolicyResult:
     kind: str
     path: str | None
     noise_std: float
-    episodes: list[EpisodeResult]
+    episodes: list[PairedEpisode]
     imagined_success_rate: float
     sim_success_rate: float
     imagined_return: float
@@ -438,7 +440,7 @@ def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_st
     sim, imagined = ({k: np.concatenate([w[k] for w in waves]) for k in waves[0]} for waves in (sim, imagined))
     sim_return, sim_critic, imagined_return = (x.sum(1) for x in (sim["reward_sim"], sim["reward"],
                                                                    imagined["reward"]))
-    episodes = [EpisodeResult(envs.seed + i, bool(sim["success"][i]), bool(imagined["success"][i]),
+    episodes = [PairedEpisode(envs.seed + i, bool(sim["success"][i]), bool(imagined["success"][i]),
                               float(sim_return[i]), float(imagined_return[i]), float(sim_critic[i]),
                               bool(sim["critic_success"][i]), float(starts[i])) for i in range(len(starts))]
     return PolicyResult(

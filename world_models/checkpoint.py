@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from wow_gym.data.atomic import atomic_write_bytes
+from wow_gym.provenance import atomic_write_text
 from wow_gym.registry import TASKS, task_info
 
 CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"  # the shipped models
@@ -72,9 +74,6 @@ def save_checkpoint(directory: str | Path, module: torch.nn.Module, meta: dict[s
                     dtype: torch.dtype = torch.float16) -> Path:
     """Write the module's state_dict (floats as `dtype`) and `meta` as JSON, each atomically."""
     from safetensors.torch import save_file
-
-    from wow_gym.data.atomic import atomic_write_bytes
-    from wow_gym.provenance import atomic_write_text
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
