@@ -9,6 +9,8 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from wow_gym.envs.collection import record_episode
+from wow_gym.envs.exploration import RandomWalkPolicy
 from wow_gym.registry import TASKS, task_info
 
 # name -> env kwargs. "full" is robosuite's look (shadows, reflections, skybox); "fast" is our default.
@@ -124,8 +126,6 @@ def bench_data(config: DataBenchConfig) -> DataBenchResult:
     import tempfile
 
     from wow_gym.data import DatasetReader, DatasetWriter, WindowDataset, benchmark_windows, frame_error
-    from wow_gym.envs.collection import record_episode
-    from wow_gym.envs.exploration import RandomWalkPolicy
 
     root = config.root or tempfile.mkdtemp(prefix="wow-gym-bench-data-")
     env = gym.make(task_info(config.task).env_id, max_episode_steps=config.steps)

@@ -32,6 +32,8 @@ from wow_gym.envs.robosuite_env import AGENT_POS_DIM
 from wow_gym.registry import CONTROL_FREQ, task_info
 from wow_gym.rollout import ACTION_DIM
 from wow_gym.world_models import StepOutput, WorldModel
+from wow_gym.world_models.checkpoint import shipped_tasks
+from wow_gym.world_models.critic.model import CriticRewardModel
 from wow_gym.world_models.video.imagination import Imagination, load_world_model
 
 SOURCE = "imagined"
@@ -61,9 +63,7 @@ class HeadRewardModel:
 def make_reward_model(task: str, reward_model: RewardModel | str | None) -> RewardModel:
     """`reward_model` as given, or by name: "critic" (SOPHIA) or "heads" (the world model's own reward and
     success heads). None: the critic where the task has a shipped one, else the heads (with a warning)."""
-    from wow_gym.world_models.critic.model import CriticRewardModel, has_shipped_critic
-
-    if reward_model is None and not has_shipped_critic(task):
+    if reward_model is None and task_info(task).name not in shipped_tasks("critic"):
         logger.warning("no shipped SOPHIA critic for %s: the imagined env's reward comes from the world model's "
                        "heads; train a critic with `wow-gym train-critic task=%s`", task, task.lower())
         reward_model = "heads"

@@ -109,29 +109,34 @@ class Shipped:
 
 
 def _load_shipped(task: str, policy: str | None) -> Shipped | None:
-    from wow_gym.world_models import CheckpointError, WorldModel, default_checkpoint
-    from wow_gym.world_models.critic.model import LearnedCritic, has_shipped_critic
-    from wow_gym.world_models.idm.model import InverseDynamics, default_idm
+    from wow_gym.world_models import CheckpointError, WorldModel, shipped_checkpoint
+    from wow_gym.world_models.checkpoint import shipped_tasks
+    from wow_gym.world_models.critic.model import LearnedCritic
+    from wow_gym.world_models.idm.model import InverseDynamics
 
     try:
-        wm = WorldModel.load(default_checkpoint(task))
+        wm = WorldModel.load(shipped_checkpoint(task, "world-model"))
     except CheckpointError:
         return None
     try:
-        idm = InverseDynamics.load(default_idm(task))
+        idm = InverseDynamics.load(shipped_checkpoint(task, "idm"))
     except CheckpointError:
         idm = None
-    critic = LearnedCritic.load(task=task) if has_shipped_critic(task) else None
+    critic = LearnedCritic.load(task=task) if wm.config.task in shipped_tasks("critic") else None
     return Shipped(wm.config.task, wm, idm, critic, policy_folder(task, policy))
 
 
 def policy_folder(task: str, policy: str | None) -> Path | None:
     """The policy the demo runs on `task`: `policy` (a shipped-format folder) if made for this task, else the
     shipped one; None when there is none."""
-    from wow_gym.policies.shipped import has_shipped_policy, shipped_policy_dir
+    from wow_gym.policies.shipped import shipped_policy
+    from wow_gym.world_models import CheckpointError
 
     if policy is None:
-        return shipped_policy_dir(task) if has_shipped_policy(task) else None
+        try:
+            return shipped_policy(task)
+        except CheckpointError:
+            return None
     config = Path(policy) / "config.json"
     if not config.is_file():
         raise SystemExit(f"wow-gym demo: policy={policy} holds no config.json; pass a shipped-format policy "
@@ -200,7 +205,7 @@ def _collect_section(report: Report, cfg: Any, out: Path, headline: list[tuple[s
 def _imagine_section(report: Report, shipped: Shipped, episodes: list, cfg: Any,
                      headline: list[tuple[str, str]]) -> None:
     """The shipped world model imagining the demo's episodes open loop, beside the simulator."""
-    from wow_gym.world_models import default_checkpoint
+    from wow_gym.world_models import shipped_checkpoint
     from wow_gym.world_models.plots import fmt, line_plot
     from wow_gym.world_models.video.evaluation import EvaluationError, evaluate_open_loop
     from wow_gym.world_models.video.report import LABELS
@@ -227,7 +232,7 @@ def _imagine_section(report: Report, shipped: Shipped, episodes: list, cfg: Any,
     model, copy = (fmt(m["psnr"][p][-1], digits=1) for p in ("model", "copy_last"))
     headline.append((f"PSNR at h={hs[-1]}: world model / copy-last", f"{model} / {copy} dB"))
     report.add(title,
-               Text(f"`{_shown(default_checkpoint(shipped.task))}` imagines {hs[-1]} steps open loop from "
+               Text(f"`{_shown(shipped_checkpoint(shipped.task, 'world-model'))}` imagines {hs[-1]} steps open loop from "
                     "the first frames of each expert episode this run collected (see Expert episodes) under "
                     "the recorded actions (model), against holding the last frame (copy-last) and the same "
                     "model under time-shuffled actions."),
@@ -241,8 +246,8 @@ def _physics_section(report: Report, shipped: Shipped, episodes: list, env: Any,
     import torch
 
     from wow_gym.physics_check import physics_check, replay
+    from wow_gym.world_models import shipped_checkpoint
     from wow_gym.world_models.idm.evaluation import imagine_cases
-    from wow_gym.world_models.idm.model import default_idm
 
     task = shipped.task
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -263,7 +268,7 @@ def _physics_section(report: Report, shipped: Shipped, episodes: list, env: Any,
     solved = sum(c.replay_success for c in checks)
     headline.append(("imagined video solves the task in MuJoCo", f"{solved} / {len(checks)}"))
     report.add(f"Physics check ({task}): FM-IDM's actions replayed in MuJoCo",
-               Text(f"FM-IDM (`{_shown(default_idm(task))}`) decodes each episode's video into actions, "
+               Text(f"FM-IDM (`{_shown(shipped_checkpoint(task, 'idm'))}`) decodes each episode's video into actions, "
                     "which MuJoCo replays from the episode's first state (\"from sim video\"); then the "
                     f"world model imagines {imagined[0].num_steps} steps from that state under the expert's "
                     "actions, FM-IDM decodes the imagined video and MuJoCo replays it (\"from imagined "

@@ -18,6 +18,7 @@ def main(argv: list[str]) -> int:
     started = start_run("eval_critic", argv, __doc__, "eval-critic")
     if started is None:
         return 0
+    from wow_gym.envs.robosuite_env import RobosuiteEnv
     from wow_gym.world_models import CheckpointError
     from wow_gym.world_models.critic.evaluation import EvalCriticConfig, evaluate_critic
     from wow_gym.world_models.critic.report import (
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> int:
 
     values, out = started
     try:
-        results = evaluate_critic(to_dataclass(EvalCriticConfig, values))
+        results = evaluate_critic(to_dataclass(EvalCriticConfig, values), RobosuiteEnv)
     except (CheckpointError, DatasetError, EvaluationError, ValueError) as error:
         raise SystemExit(f"wow-gym eval-critic: {error}") from None
     report = write_critic_report(results, values, out)

@@ -18,6 +18,7 @@ def main(argv: list[str]) -> int:
     started = start_run("eval_idm", argv, __doc__, "eval-idm")
     if started is None:
         return 0
+    from wow_gym.envs.robosuite_env import RobosuiteEnv
     from wow_gym.world_models import CheckpointError
     from wow_gym.world_models.idm.evaluation import EvalIDMConfig, evaluate_idm
     from wow_gym.world_models.idm.report import acceptance_lines, write_idm_report, write_idm_tensorboard
@@ -25,7 +26,7 @@ def main(argv: list[str]) -> int:
 
     values, out = started
     try:
-        results = evaluate_idm(to_dataclass(EvalIDMConfig, values), out)
+        results = evaluate_idm(to_dataclass(EvalIDMConfig, values), out, RobosuiteEnv)
     except (CheckpointError, DatasetError, EvaluationError, ValueError) as error:
         raise SystemExit(f"wow-gym eval-idm: {error}") from None
     report = write_idm_report(results, values, out)

@@ -13,9 +13,10 @@ from wow_gym.experiments.config_loading import run_trainer, to_dataclass
 
 
 def _trainer(cfg):
+    from wow_gym.envs.robosuite_env import RobosuiteEnv
     from wow_gym.world_models.critic.training import CriticTrainer, TrainCriticConfig
 
-    return CriticTrainer(to_dataclass(TrainCriticConfig, cfg))
+    return CriticTrainer(to_dataclass(TrainCriticConfig, cfg), RobosuiteEnv)
 
 
 def main(argv: list[str]) -> int:

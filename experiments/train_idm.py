@@ -12,9 +12,10 @@ from wow_gym.experiments.config_loading import run_trainer, to_dataclass
 
 
 def _trainer(cfg):
+    from wow_gym.envs.robosuite_env import RobosuiteEnv
     from wow_gym.world_models.idm.training import IDMTrainer, TrainIDMConfig
 
-    return IDMTrainer(to_dataclass(TrainIDMConfig, cfg))
+    return IDMTrainer(to_dataclass(TrainIDMConfig, cfg), RobosuiteEnv)
 
 
 def main(argv: list[str]) -> int:

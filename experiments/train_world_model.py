@@ -11,9 +11,10 @@ from wow_gym.experiments.config_loading import run_trainer, to_dataclass
 
 
 def _trainer(cfg):
+    from wow_gym.envs.robosuite_env import RobosuiteEnv
     from wow_gym.world_models.video.training import Trainer, TrainWorldModelConfig
 
-    return Trainer(to_dataclass(TrainWorldModelConfig, cfg))
+    return Trainer(to_dataclass(TrainWorldModelConfig, cfg), RobosuiteEnv)
 
 
 def main(argv: list[str]) -> int:

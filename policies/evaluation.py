@@ -26,7 +26,11 @@ import numpy as np
 from gymnasium import spaces
 from tqdm import tqdm
 
+from wow_gym.envs.imagined_env import ImaginedVectorEnv, imagined_spaces
 from wow_gym.envs.wrappers import CriticReward
+from wow_gym.metrics import psnr
+from wow_gym.policies.export import load_sb3
+from wow_gym.policies.shipped import load_policy
 from wow_gym.policies.sim_eval import (
     RANDOMIZATIONS,
     UNSEEN_RANDOMIZATION,  # noqa: F401  (what randomize=unseen draws from)
@@ -35,6 +39,9 @@ from wow_gym.policies.sim_eval import (
 )
 from wow_gym.registry import task_info
 from wow_gym.rollout import ACTION_DIM
+from wow_gym.world_models.checkpoint import CheckpointError, shipped_checkpoint
+from wow_gym.world_models.critic.model import CriticRewardModel, LearnedCritic
+from wow_gym.world_models.video.imagination import load_world_model
 
 POLICY_KINDS = ("random", "zero", "sb3", "run", "shipped")
 _STEPS_IN_NAME = re.compile(r"_(\d+)_steps$")
@@ -217,17 +224,13 @@ def make_policy(entry: PolicyEntry, observation_space: spaces.Dict, task: str = 
     elif entry.kind == "zero":
         policy = ZeroPolicy()
     elif entry.kind == "shipped":
-        from wow_gym.policies.shipped import load_policy
-
         try:
             model = load_policy(entry.path, task=task)
-        except FileNotFoundError as error:
+        except (FileNotFoundError, CheckpointError) as error:
             raise ValueError(f"policy {entry.name!r}: {error}") from None
         check_policy_spaces(entry.name, model.observation_space, model.action_space, observation_space)
         policy = SB3Policy(model)
     elif entry.kind == "sb3":
-        from wow_gym.policies.export import load_sb3
-
         if not Path(entry.path).is_file():
             raise ValueError(f"policy {entry.name!r}: {entry.path} not found; expected a stable-baselines3 "
                              "zip (model.save)")
@@ -313,7 +316,9 @@ def correlation(sim: np.ndarray, imagined: np.ndarray) -> Correlation:
 
 
 @dataclass
-class EpisodeResult:
+class PairedEpisode:
+    """One start state run in both worlds: the sim episode and the imagined one, as results.json holds it."""
+
     seed: int
     sim_success: bool
     imagined_success: bool
@@ -330,7 +335,7 @@ class PolicyResult:
     kind: str
     path: str | None
     noise_std: float
-    episodes: list[EpisodeResult]
+    episodes: list[PairedEpisode]
     imagined_success_rate: float
     sim_success_rate: float
     imagined_return: float
@@ -364,9 +369,6 @@ class PairedEnvs:
     stream over the one shared critic network."""
 
     def __init__(self, config: EvaluateConfig, model: Any, critic: Any) -> None:
-        from wow_gym.envs.imagined_env import ImaginedVectorEnv
-        from wow_gym.world_models.critic.model import CriticRewardModel
-
         info = task_info(config.task)
         self.seed, self.n_episodes = config.seed, config.n_episodes
         self.size = min(config.parallel, config.n_episodes)
@@ -396,8 +398,6 @@ class PairedEnvs:
 
 
 def _sim_env(task: str, image_size: int, max_steps: int, randomize: str, critic: Any) -> gym.Env:
-    from wow_gym.world_models.critic.model import CriticRewardModel
-
     env = make_sim(task, randomize, image_size=image_size, max_episode_steps=max_steps)
     # A CriticRewardModel keeps per-row state, so each env gets its own (the network is shared).
     return CriticReward(env, reward_model=CriticRewardModel(critic=critic))
@@ -426,8 +426,6 @@ def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_st
                     keep_frames: bool = True) -> PolicyResult:
     """Both worlds from the same start states, wave by wave; before each world of a wave the policy is reset
     with the same seed, so random and noisy policies draw the same noise in both."""
-    from wow_gym.metrics import psnr
-
     starts, sim, imagined, frames = [], [], [], {}
     for first, count in envs.waves:
         sim_observation, imagined_observation = envs.reset(first)
@@ -443,7 +441,7 @@ def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_st
     sim, imagined = ({k: np.concatenate([w[k] for w in waves]) for k in waves[0]} for waves in (sim, imagined))
     sim_return, sim_critic, imagined_return = (x.sum(1) for x in (sim["reward_sim"], sim["reward"],
                                                                    imagined["reward"]))
-    episodes = [EpisodeResult(envs.seed + i, bool(sim["success"][i]), bool(imagined["success"][i]),
+    episodes = [PairedEpisode(envs.seed + i, bool(sim["success"][i]), bool(imagined["success"][i]),
                               float(sim_return[i]), float(imagined_return[i]), float(sim_critic[i]),
                               bool(sim["critic_success"][i]), float(starts[i])) for i in range(len(starts))]
     return PolicyResult(
@@ -458,11 +456,6 @@ def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_st
 
 def evaluate(config: EvaluateConfig) -> EvaluateResults:
     """Every policy of the config in both worlds; the world model and critic are loaded once for all."""
-    from wow_gym.envs.imagined_env import imagined_spaces
-    from wow_gym.world_models import default_checkpoint
-    from wow_gym.world_models.critic.model import LearnedCritic, default_critic
-    from wow_gym.world_models.video.imagination import load_world_model
-
     start = time.time()
     entries = expand_entries(config.policies)
     model = load_world_model(config.task, config.world_model)
@@ -479,9 +472,9 @@ def evaluate(config: EvaluateConfig) -> EvaluateResults:
         envs.close()
     figure = {key: np.array([getattr(r, key) for r in results]) for key in
               ("sim_success_rate", "imagined_success_rate", "sim_return", "imagined_return")}
+    world_model = config.world_model or shipped_checkpoint(config.task, "world-model")
     return EvaluateResults(
-        task_info(config.task).name, str(config.world_model or default_checkpoint(config.task)),
-        str(config.critic or default_critic(config.task)), config.n_episodes, config.max_steps, config.seed,
-        config.randomize, results,
+        task_info(config.task).name, str(world_model), str(config.critic or shipped_checkpoint(config.task, "critic")),
+        config.n_episodes, config.max_steps, config.seed, config.randomize, results,
         success=correlation(figure["sim_success_rate"], figure["imagined_success_rate"]),
         returns=correlation(figure["sim_return"], figure["imagined_return"]), seconds=time.time() - start)

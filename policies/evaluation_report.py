@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from wow_gym.contact_sheet import save_gif
 from wow_gym.policies.evaluation import EvaluateResults
+from wow_gym.provenance import atomic_write_text, git_commit
+from wow_gym.world_models.plots import COLORS, fmt, panel, save_png, to_json
 
 NOTES = """Success: any step's `is_success` (imagined: SOPHIA's critic on the imagined frames; sim: the
 simulator). Returns are sums over the episode: imagined = the critic's reward on imagined frames, sim = the
@@ -23,8 +26,6 @@ the imagined episode starts from the nominal rendering of the same physical stat
 
 def summary_lines(results: EvaluateResults) -> list[str]:
     """One markdown row per policy: success, returns, exploitability and agreement in both worlds."""
-    from wow_gym.world_models.plots import fmt
-
     head = ("policy", "imagined success", "sim success", "imagined return", "sim return", "sim critic return",
             "exploitability", "agreement")
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 7]
@@ -36,8 +37,6 @@ def summary_lines(results: EvaluateResults) -> list[str]:
 
 def correlation_lines(results: EvaluateResults) -> list[str]:
     """Pearson, Spearman and MMRV of imagined vs sim success rates and returns across policies."""
-    from wow_gym.world_models.plots import fmt
-
     lines = ["| across policies | Pearson | Spearman | MMRV |", "|---|---:|---:|---:|"]
     rows = {"success rate": results.success, "return": results.returns}
     lines += [f"| {name} | " + " | ".join(fmt(x, digits=3) for x in (c.pearson, c.spearman, c.mmrv)) + " |"
@@ -49,8 +48,6 @@ def scatter_plot(points: dict[str, tuple[float, float]], title: str, x_label: st
                  bounds: tuple[float, float] | None = None, size: int = 460) -> Any:
     """A square scatter of named (x, y) points over the y = x diagonal, each point numbered in the legend."""
     from PIL import Image, ImageDraw, ImageFont
-
-    from wow_gym.world_models.plots import COLORS
 
     font = ImageFont.load_default(size=12)
     finite = [v for p in points.values() for v in p if math.isfinite(v)]
@@ -86,10 +83,6 @@ def scatter_plot(points: dict[str, tuple[float, float]], title: str, x_label: st
 def write_report(results: EvaluateResults, out_dir: str | Path) -> Path:
     """Write report.md, results.json, agreement.png, returns.png and the GIFs; return report.md's path."""
     import json
-
-    from wow_gym.contact_sheet import save_gif
-    from wow_gym.provenance import atomic_write_text, git_commit
-    from wow_gym.world_models.plots import panel, save_png, to_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -104,8 +104,9 @@ class RunnerConfig:
 
 
 @dataclass
-class EpisodeResult:
-    """One episode's outcome, as returned and as logged in its episode_end line."""
+class ArmEpisode:
+    """One episode on an arm, as returned and as logged in its episode_end line (the sim-only record is
+    sim_eval.EpisodeResult)."""
 
     episode: int
     seed: int
@@ -140,9 +141,9 @@ class Runner:
         self.log_path = Path(log_path) if log_path is not None else None
         self._estop = estop.is_set if isinstance(estop, threading.Event) else (estop or (lambda: False))
 
-    def run(self) -> list[EpisodeResult]:
+    def run(self) -> list[ArmEpisode]:
         """Connect, run the episodes (an interrupt ends the run after stopping the arm), close."""
-        results: list[EpisodeResult] = []
+        results: list[ArmEpisode] = []
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.arm.connect()
@@ -156,7 +157,7 @@ class Runner:
             self.arm.close()
         return results
 
-    def _episode(self, index: int, log: IO[str] | None) -> EpisodeResult:
+    def _episode(self, index: int, log: IO[str] | None) -> ArmEpisode:
         seed = self.config.seed + index
         self.arm.reset(seed)
         self.shield.reset()
@@ -187,7 +188,7 @@ class Runner:
             watchdog.close()
             if not self.config.shadow:
                 self.arm.stop()
-        result = EpisodeResult(index, seed, reason, steps, sent, misses, success, time.monotonic() - started)
+        result = ArmEpisode(index, seed, reason, steps, sent, misses, success, time.monotonic() - started)
         _write(log, {"event": "episode_end", **result.to_json()}, sync=True)
         return result
 
@@ -244,7 +245,7 @@ class Runner:
             self.arm.stop()
 
 
-def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
+def summarize(results: list[ArmEpisode]) -> dict[str, Any]:
     """Success rate, stop reasons and deadline misses over a run's episodes."""
     steps = sum(r.steps for r in results)
     return {

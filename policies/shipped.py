@@ -8,6 +8,7 @@ shipped policy (save_policy).
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -17,22 +18,21 @@ from safetensors.torch import load_model, save_model
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from wow_gym.policies.export import load_sb3
 from wow_gym.policies.features import ImageProprioExtractor
 from wow_gym.policies.spec import POLICY_KEYS
 from wow_gym.provenance import atomic_write_text, git_commit
 from wow_gym.registry import task_info
+from wow_gym.world_models.checkpoint import shipped_checkpoint, shipped_path
 
 CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"
 FORMAT_VERSION = 1
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "SAC": SAC}
 
 
-def shipped_policy_dir(task: str) -> Path:
-    return CHECKPOINT_ROOT / f"{task_info(task).name.lower()}-policy"
-
-
-def has_shipped_policy(task: str) -> bool:
-    return (shipped_policy_dir(task) / "config.json").is_file()
+def shipped_policy(task: str) -> Path:
+    """The shipped policy's folder of a task; CheckpointError naming the tasks that have one otherwise."""
+    return shipped_checkpoint(task, "policy", CHECKPOINT_ROOT)
 
 
 def save_policy(model: BaseAlgorithm, folder: str | Path, task: str, notes: dict[str, Any] | None = None) -> Path:
@@ -63,7 +63,7 @@ def load_policy(folder: str | Path | None = None, task: str = "lift", env: Any =
     """The shipped policy of `task` (or the one in `folder`) as a ready SB3 algorithm on `env` (a Gym env or
     SB3 VecEnv with pixels and agent_pos; None: the task's simulator). hyperparameters go to the algorithm,
     for fine-tuning (PPO's n_steps, learning_rate ...)."""
-    folder = Path(folder) if folder is not None else shipped_policy_dir(task)
+    folder = Path(folder) if folder is not None else shipped_policy(task)
     path = folder / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"no shipped policy at {folder} (config.json missing); train one with "
@@ -90,16 +90,12 @@ def load_policy(folder: str | Path | None = None, task: str = "lift", env: Any =
 
 def main(argv: list[str] | None = None) -> int:
     """python -m wow_gym.policies.shipped <sb3 zip> [task]: ship a trained policy as the task's default."""
-    import argparse
-
-    from wow_gym.policies.export import load_sb3
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("checkpoint", help="an SB3 zip written by wow-gym train-policy (bc.zip, final.zip ...)")
     parser.add_argument("task", nargs="?", default="lift")
     args = parser.parse_args(argv)
-    folder = save_policy(load_sb3(args.checkpoint), shipped_policy_dir(args.task), args.task,
-                         notes={"source": str(args.checkpoint)})
+    folder = save_policy(load_sb3(args.checkpoint), shipped_path(args.task, "policy", CHECKPOINT_ROOT),
+                         args.task, notes={"source": str(args.checkpoint)})
     print(f"shipped {args.checkpoint} as {folder}")
     return 0
 

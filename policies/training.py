@@ -41,6 +41,7 @@ from wow_gym.policies.spec import POLICY_KEYS
 from wow_gym.provenance import atomic_write_text
 from wow_gym.registry import TASKS
 from wow_gym.sb3_vec_env import SB3VecEnv
+from wow_gym.world_models.plots import line_plot, save_png
 
 logger = logging.getLogger(__name__)
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
@@ -464,8 +465,6 @@ class PolicyTrainer:
 
 
 def _plot_curves(curves: list[dict[str, Any]], path: Path, label: str) -> None:
-    from wow_gym.world_models.plots import line_plot, save_png
-
     if not curves:
         return
     series = {"sim twin (simulator's success)": ([c["timesteps"] for c in curves],

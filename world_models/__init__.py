@@ -2,13 +2,8 @@
 (SOPHIA's critic). Pieces more than one model uses are public modules here: staged (the trainer), checkpoint
 (formats and the shipped-model finder), text (instruction embeddings), plots."""
 
-from wow_gym.world_models.video.model import (
-    CheckpointError,
-    ImaginationState,
-    StepOutput,
-    WorldModel,
-    WorldModelConfig,
-    default_checkpoint,
-)
+from wow_gym.world_models.checkpoint import CheckpointError, shipped_checkpoint
+from wow_gym.world_models.video.model import ImaginationState, StepOutput, WorldModel, WorldModelConfig
 
-__all__ = ["CheckpointError", "ImaginationState", "StepOutput", "WorldModel", "WorldModelConfig", "default_checkpoint"]
+__all__ = ["CheckpointError", "ImaginationState", "StepOutput", "WorldModel", "WorldModelConfig",
+           "shipped_checkpoint"]

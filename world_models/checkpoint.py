@@ -1,30 +1,79 @@
 """Checkpoint files shared by every shipped model: model.safetensors + config.json, written atomically,
-read back with a clear CheckpointError for each way a checkpoint can be unusable."""
+read back with a clear CheckpointError for each way a checkpoint can be unusable; and the one finder of
+shipped checkpoints (`shipped_checkpoint`)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from wow_gym.data.atomic import atomic_write_bytes
+from wow_gym.provenance import atomic_write_text
+from wow_gym.registry import TASKS, task_info
 
 CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"  # the shipped models
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
+@dataclass(frozen=True)
+class ShippedKind:
+    """How a kind of shipped model is named and made: <root>/<task><suffix>/, trained by `train`."""
+
+    what: str
+    suffix: str
+    train: str
+
+
+# The naming rule of every shipped checkpoint: world_models/checkpoints/lift, lift-idm, lift-critic and
+# policies/checkpoints/lift-policy.
+SHIPPED_KINDS = {
+    "world-model": ShippedKind("world model", "", "wow-gym train-world-model task={task}"),
+    "idm": ShippedKind("FM-IDM", "-idm", "wow-gym train-idm task={task}"),
+    "critic": ShippedKind("critic", "-critic", "wow-gym train-critic task={task}"),
+    "policy": ShippedKind("policy", "-policy", "wow-gym train-policy task={task}` and `make ship-policy"),
+}
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used here; the message says what to do."""
+
+
+def shipped_tasks(kind: str, root: Path = CHECKPOINT_ROOT) -> list[str]:
+    """The tasks for which a model of `kind` is shipped under `root`."""
+    return [name for name in TASKS if (shipped_path(name, kind, root) / CONFIG_FILE).is_file()]
+
+
+def shipped_path(task: str, kind: str, root: Path = CHECKPOINT_ROOT) -> Path:
+    """Where the shipped checkpoint of `kind` for `task` lives under `root`, whether or not it is there."""
+    return root / f"{task_info(task).name.lower()}{_kind(kind).suffix}"
+
+
+def shipped_checkpoint(task: str, kind: str, root: Path = CHECKPOINT_ROOT) -> Path:
+    """The shipped checkpoint directory of `kind` for `task`; CheckpointError naming what is shipped of that
+    kind when there is none."""
+    spec, name, path = _kind(kind), task_info(task).name, shipped_path(task, kind, root)
+    if not (path / CONFIG_FILE).is_file():
+        raise CheckpointError(f"no {spec.what} is shipped for {name} (shipped {spec.what}s: "
+                              f"{shipped_tasks(kind, root) or 'none'}); train one with "
+                              f"`{spec.train.format(task=name.lower())}` and pass its checkpoint directory")
+    return path
+
+
+def _kind(kind: str) -> ShippedKind:
+    if kind not in SHIPPED_KINDS:
+        raise ValueError(f"unknown kind of shipped model {kind!r}; expected one of {sorted(SHIPPED_KINDS)}")
+    return SHIPPED_KINDS[kind]
 
 
 def save_checkpoint(directory: str | Path, module: torch.nn.Module, meta: dict[str, Any],
                     dtype: torch.dtype = torch.float16) -> Path:
     """Write the module's state_dict (floats as `dtype`) and `meta` as JSON, each atomically."""
     from safetensors.torch import save_file
-
-    from wow_gym.data.atomic import atomic_write_bytes
-    from wow_gym.provenance import atomic_write_text
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from wow_gym.checks import check_actions
-from wow_gym.metrics import dtw_distance, frechet_distance
+from wow_gym.metrics import dtw_distance, frechet_distance, psnr, ssim
 from wow_gym.rollout import Rollout
 from wow_gym.tasks import task_info
 
@@ -103,8 +103,6 @@ def physics_check(imagined: Rollout, sim_state: np.ndarray, idm: Any, env: Any,
                   thresholds: VerifyThresholds | None = None, actions: np.ndarray | None = None) -> PhysicsCheck:
     """Decode `imagined`'s frames with `idm` (or take `actions`), replay them in `env` from `sim_state`
     (the state the imagination started from) and compare. Sets imagined.idm_action and imagined.physics."""
-    from wow_gym.metrics import psnr, ssim
-
     thresholds = thresholds or VerifyThresholds()
     decoded = idm.predict(imagined.pixels) if actions is None else np.asarray(actions, np.float32)
     replayed = replay(env, sim_state, decoded)

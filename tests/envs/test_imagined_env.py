@@ -11,7 +11,7 @@ from wow_gym import TASKS, Rollout
 from wow_gym.envs.imagined_env import ImaginedEnv
 from wow_gym.envs.robosuite_env import RobosuiteEnv
 from wow_gym.registry import imagined_env_ids
-from wow_gym.world_models import CheckpointError, WorldModel, default_checkpoint
+from wow_gym.world_models import CheckpointError, WorldModel, shipped_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
@@ -232,7 +232,7 @@ def test_checkpoint_problems_raise_checkpoint_errors(lift_model, tmp_path):
     with pytest.raises(CheckpointError, match="has no config.json"):
         ImaginedEnv(checkpoint=tmp_path / "missing")
     try:  # with no checkpoint given, the env loads the shipped one or raises the same clear error
-        shipped = default_checkpoint("PickPlaceCan")
+        shipped = shipped_checkpoint("PickPlaceCan", "world-model")
     except CheckpointError as error:
         with pytest.raises(CheckpointError, match="no world model is shipped for PickPlaceCan") as raised:
             ImaginedEnv(task="PickPlaceCan")
@@ -325,7 +325,7 @@ def test_vector_reset_mask_restarts_only_the_masked_envs_from_given_frames(lift_
 
 
 def test_the_shipped_lift_model_loads_with_no_arguments_and_follows_actions():
-    path = default_checkpoint("Lift")
+    path = shipped_checkpoint("Lift", "world-model")
     assert sum(f.stat().st_size for f in path.iterdir()) < 40 * 2**20
     env = gym.make("WoW/Lift-Imagined-v0")
     try:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from wow_gym.experiments.demo import policy_folder
-from wow_gym.policies.shipped import has_shipped_policy, shipped_policy_dir
+from wow_gym.policies.shipped import shipped_policy
 
 TINY = ["tasks=[lift,door]", "episodes_per_task=1", "max_steps=10", "horizons=[1,4]", "idm_horizon=8",
         "refine_rounds=2", "threads=1", "workers=1", "progress=false", "fine_tune.total_timesteps=16",
@@ -24,7 +24,7 @@ SECTIONS = ("At a glance", "Expert episodes", "Imagined Lift beside the simulato
 
 def test_demo_tiny_budget(tmp_path):
     """One run (the demo is the slow part; one test, so that pytest-xdist never runs it twice)."""
-    assert has_shipped_policy("lift"), "the demo runs the shipped policy, policies/checkpoints/lift-policy"
+    assert shipped_policy("lift").is_dir(), "the demo runs the shipped policy, policies/checkpoints/lift-policy"
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "wow_gym.cli", "demo", *TINY, f"out={out}"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=900, check=False)
@@ -68,7 +68,7 @@ def _check_policy_outputs(out):
 
 
 def test_policy_folder_takes_the_override_only_for_its_task(tmp_path):
-    assert policy_folder("lift", None) == shipped_policy_dir("lift")
+    assert policy_folder("lift", None) == shipped_policy("lift")
     assert policy_folder("door", None) is None
     (tmp_path / "config.json").write_text(json.dumps({"task": "Lift"}))
     assert policy_folder("lift", str(tmp_path)) == tmp_path and policy_folder("door", str(tmp_path)) is None

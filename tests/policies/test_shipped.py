@@ -7,7 +7,7 @@ import pytest
 from stable_baselines3 import PPO
 
 from wow_gym.policies.features import policy_kwargs
-from wow_gym.policies.shipped import has_shipped_policy, load_policy, save_policy
+from wow_gym.policies.shipped import load_policy, save_policy, shipped_policy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -45,7 +45,7 @@ def test_shipping_needs_our_extractor_and_loading_checks_the_files(tmp_path, rob
 
 
 def test_the_shipped_lift_policy_loads_on_the_simulator(robot_env, sim_observations):
-    assert has_shipped_policy("lift")
+    assert (shipped_policy("lift") / "model.safetensors").is_file()
     model = load_policy(task="lift", env=robot_env)
     action, _ = model.predict(sim_observations[0], deterministic=True)
     assert action.shape == (7,) and np.all(np.abs(action) <= 1)

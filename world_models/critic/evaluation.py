@@ -26,9 +26,12 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from wow_gym.metrics import auc, binary_figures
+from wow_gym.physics_check import physics_check, replay
 from wow_gym.registry import task_info
 from wow_gym.rollout import Rollout
-from wow_gym.sophia import Critique, RefinementRound, TemplateRefiner, final_round
+from wow_gym.simulator import SimFactory
+from wow_gym.sophia import Critique, RefinementRound, TemplateRefiner, final_round, refine_loop
+from wow_gym.world_models.checkpoint import shipped_checkpoint
 from wow_gym.world_models.critic.data import CORRUPTIONS, corrupted_bank, frame_labels, imagine_episodes
 from wow_gym.world_models.critic.model import (
     OPENING_SCALE,
@@ -37,6 +40,9 @@ from wow_gym.world_models.critic.model import (
     stage_failure,
     success_verdict,
 )
+from wow_gym.world_models.idm.model import InverseDynamics
+from wow_gym.world_models.text import embed_instructions
+from wow_gym.world_models.video.evaluation import load_heldout
 from wow_gym.world_models.video.imagination import load_world_model, plan_rollout
 
 
@@ -110,12 +116,8 @@ def _verdicts(critic: LearnedCritic, readings: list[dict[str, np.ndarray]]
     return critiques, np.array([c.success for c in critiques]), per_frame
 
 
-def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
-    """Everything in the module docstring."""
-    from wow_gym.envs.robosuite_env import RobosuiteEnv
-    from wow_gym.physics_check import replay
-    from wow_gym.world_models.video.evaluation import load_heldout
-
+def evaluate_critic(config: EvalCriticConfig, make_sim: SimFactory) -> CriticResults:
+    """Everything in the module docstring; `make_sim` makes the sim twin that replays and corrupts."""
     begin = time.perf_counter()
     critic = LearnedCritic.load(config.checkpoint, config.task)
     held_out_kinds = list(critic.meta.get("held_out_kinds", []))
@@ -152,7 +154,7 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
                  "critic_progress": np.clip(readings[i]["progress"], 0, 1).round(3).tolist(),
                  "sim_reward": labels[i]["progress"].round(3).tolist()} for i in _example_indices(truth, sources)]
 
-    env = RobosuiteEnv(config.task, image_size=config.image_size)
+    env = make_sim(config.task, image_size=config.image_size)
     refine = bool(config.refine_dataset and config.refine_starts > 0)
     wm = None
     if config.imagined or refine:
@@ -164,7 +166,7 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
                                               "critic on imagined episodes")
         _, imagined_verdict, _ = _verdicts(critic, imagined_readings)
         steps = dream.pixels.shape[1] - 1
-        blind = RobosuiteEnv(config.task, use_camera=False)  # the verdict needs no frames: ~8x faster
+        blind = make_sim(config.task, use_camera=False)  # the verdict needs no frames: ~8x faster
         paired = np.array([replay(blind, e.sim_state[0], e.action[:steps], render=False).success
                            for e in tqdm(episodes, desc="paired replays", disable=not config.progress)])
         blind.close()
@@ -221,8 +223,6 @@ def evaluate_critic(config: EvalCriticConfig) -> CriticResults:
 
 def _plausibility(critic: LearnedCritic, clips: list[np.ndarray], instruction: str, batch: int = 64) -> np.ndarray:
     """The plausibility probability of each clip (read at its last frame)."""
-    from wow_gym.world_models.text import embed_instructions
-
     text = torch.from_numpy(embed_instructions(instruction)).to(critic.device)
     out = []
     with torch.no_grad():
@@ -255,12 +255,7 @@ def _example_indices(truth: np.ndarray, sources: list[str], count: int = 6) -> l
 def refine_cases(config: EvalCriticConfig, critic: LearnedCritic, wm: Any, env: Any) -> list[RefinementCase]:
     """From each start state: plan, critique, refine (at most refine_rounds plans); the unrefined plan and
     the one the loop settled on are both decoded by FM-IDM and replayed in MuJoCo from that state."""
-    from wow_gym.physics_check import physics_check
-    from wow_gym.sophia import refine_loop
-    from wow_gym.world_models.idm.model import InverseDynamics, default_idm
-    from wow_gym.world_models.video.evaluation import load_heldout
-
-    idm = InverseDynamics.load(config.idm or default_idm(config.task))
+    idm = InverseDynamics.load(config.idm or shipped_checkpoint(config.task, "idm"))
     starts = [e for eps in load_heldout([config.refine_dataset], config.image_size, config.refine_starts).values()
               for e in eps][:config.refine_starts]
     refiner = TemplateRefiner()

@@ -27,11 +27,10 @@ from wow_gym.checks import check_frames, check_instruction
 from wow_gym.sophia import Critique
 from wow_gym.tasks import Task, task_info
 from wow_gym.world_models.checkpoint import (
-    CHECKPOINT_ROOT,
-    CheckpointError,
     load_weights,
     read_meta,
     save_checkpoint,
+    shipped_checkpoint,
 )
 from wow_gym.world_models.text import TEXT_DIM, embed_instructions
 
@@ -156,7 +155,7 @@ class LearnedCritic:
     @classmethod
     def load(cls, directory: str | Path | None = None, task: str = "lift",
              device: str | torch.device = "cpu") -> LearnedCritic:
-        directory = Path(directory) if directory is not None else default_critic(task)
+        directory = Path(directory) if directory is not None else shipped_checkpoint(task, "critic")
         meta = read_meta(directory, "critic", TRAIN_COMMAND, FORMAT_VERSION)
         known = CriticConfig.__dataclass_fields__
         config = CriticConfig(**{k: v for k, v in meta.items() if k in known})
@@ -268,19 +267,6 @@ def _stage_failure(r: dict[str, np.ndarray], task: Task) -> tuple[str, str]:
         where = f"{above:.0f} cm above the {name}" if above > 1 else f"beside the {name}"
         return key, f"the gripper closes {where}"
     return key, task.stage_of_failure(stage).text.format(distance=np.linalg.norm(offset) * 100)
-
-
-def default_critic(task: str) -> Path:
-    """The shipped critic of a task, or a CheckpointError saying how to train one."""
-    path = CHECKPOINT_ROOT / f"{task.lower()}-critic"
-    if not has_shipped_critic(task):
-        raise CheckpointError(f"no shipped critic for task {task!r} (looked in {path}); train one with "
-                              f"`{TRAIN_COMMAND} task={task.lower()}` and pass its checkpoint")
-    return path
-
-
-def has_shipped_critic(task: str) -> bool:
-    return (CHECKPOINT_ROOT / f"{task.lower()}-critic").is_dir()
 
 
 class CriticStream:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from wow_gym.data import DatasetReader
 from wow_gym.registry import TASKS, task_info
+from wow_gym.simulator import SimFactory
 from wow_gym.sophia import Critique, TemplateRefiner
 from wow_gym.world_models.critic.data import (
     CORRUPTIONS,
@@ -99,9 +100,9 @@ def negative_instructions(task: str) -> list[str]:
 class CriticTrainer(StagedTrainer):
     stages = ("critic",)
 
-    def __init__(self, config: TrainCriticConfig) -> None:
+    def __init__(self, config: TrainCriticConfig, make_sim: SimFactory) -> None:
         super().__init__(config.out, config)
-        self.config = config
+        self.config, self.make_sim = config, make_sim
         info = task_info(config.task)
         self.critic_config = CriticConfig(task=info.name, image_size=config.image_size,
                                           clip_frames=config.clip_frames, width=config.width, layers=config.layers)
@@ -135,14 +136,12 @@ class CriticTrainer(StagedTrainer):
         return episodes, np.array(follows), own
 
     def _corrupted(self) -> list[Clip]:
-        from wow_gym.envs.robosuite_env import RobosuiteEnv
-
         cfg = self.config
         kinds = [k for k in CORRUPTIONS if k in cfg.train_kinds]  # the others stay held out for evaluation
         name = f"corrupted-{len(self.episodes)}-{cfg.per_kind}-{cfg.clip_frames}-{cfg.seed}-{'+'.join(kinds)}.npz"
 
         def make() -> list[Clip]:
-            env = RobosuiteEnv(task_info(cfg.task).name, image_size=cfg.image_size)
+            env = self.make_sim(task_info(cfg.task).name, image_size=cfg.image_size)
             try:
                 return corrupted_bank(env, self.episodes, kinds, cfg.per_kind, cfg.clip_frames, cfg.seed,
                                       self.progress)

@@ -22,9 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from wow_gym.data import DatasetWriter
 from wow_gym.physics_check import PhysicsCheck, VerifyThresholds, physics_check, replay, verified_rollout
+from wow_gym.registry import CONTROL_FREQ, task_info
 from wow_gym.rollout import Rollout
-from wow_gym.world_models.idm.model import VARIANTS, InverseDynamics, default_idm
+from wow_gym.simulator import SimFactory
+from wow_gym.world_models.checkpoint import shipped_checkpoint
+from wow_gym.world_models.idm.model import VARIANTS, InverseDynamics
 from wow_gym.world_models.video.evaluation import load_heldout
 from wow_gym.world_models.video.imagination import Start, imagine, load_world_model, plan, rollouts
 from wow_gym.world_models.video.model import WorldModel
@@ -85,7 +89,7 @@ class IDMResults:
 
 def load_variants(config: EvalIDMConfig, device: str = "cpu") -> dict[str, tuple[InverseDynamics, Path]]:
     """FM-IDM (the checkpoint or the shipped default) and every other variant found under variants_dir."""
-    main = Path(config.checkpoint) if config.checkpoint else default_idm(config.task)
+    main = Path(config.checkpoint) if config.checkpoint else shipped_checkpoint(config.task, "idm")
     models = {}
     if config.variants_dir:
         for variant in VARIANTS:
@@ -130,10 +134,8 @@ def _mean_figures(cases: list[ImaginedCase]) -> dict[str, float]:
     return means | {"cases": len(cases)}
 
 
-def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
-    """Everything in the module docstring, for one task."""
-    from wow_gym.envs.robosuite_env import RobosuiteEnv
-
+def evaluate_idm(config: EvalIDMConfig, out: Path, make_sim: SimFactory) -> IDMResults:
+    """Everything in the module docstring, for one task; `make_sim` makes the sim twin that replays."""
     begin = time.perf_counter()
     models = load_variants(config)
     fm = models["fm-idm"][0]
@@ -162,7 +164,7 @@ def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
     nrmse = {name: error(name, headline) for name in models}
     by_source = {source: {name: error(name, eps) for name in models} for source, eps in heldout.items()}
 
-    sim = RobosuiteEnv(config.task, image_size=config.image_size, use_camera=False)
+    sim = make_sim(config.task, image_size=config.image_size, use_camera=False)
     replays = {}
     for source, eps in grouped(config.replay_datasets).items():
         row = {"episodes": float(len(eps)),
@@ -179,7 +181,7 @@ def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
         fm.check_compatible(wm.config.image_size, source="the world model's frames")
         starts = load_heldout([config.imagine_dataset], wm.config.image_size, config.imagine_episodes)
         start_eps = [e for eps in starts.values() for e in eps]
-        env = RobosuiteEnv(config.task, image_size=wm.config.image_size)
+        env = make_sim(config.task, image_size=wm.config.image_size)
         generator = torch.Generator().manual_seed(config.seed)
         for mode in ("actions", "plan") if config.plans else ("actions",):
             rollouts = imagine_cases(wm, start_eps, mode, config.imagine_horizon, generator, config.sampling_steps)
@@ -192,9 +194,6 @@ def evaluate_idm(config: EvalIDMConfig, out: Path) -> IDMResults:
         env.close()
     root = out / "imagined_verified"
     if verified and config.write_verified:
-        from wow_gym.data import DatasetWriter
-        from wow_gym.registry import CONTROL_FREQ, task_info
-
         writer = DatasetWriter(root, fps=CONTROL_FREQ, camera=task_info(config.task).camera)
         for rollout in verified:
             writer.write(rollout)

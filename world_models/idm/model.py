@@ -24,7 +24,6 @@ from torch import nn
 
 from wow_gym.checks import check_frames
 from wow_gym.world_models.checkpoint import (
-    CHECKPOINT_ROOT,
     CONFIG_FILE,
     CheckpointError,
     load_weights,
@@ -273,15 +272,3 @@ class InverseDynamics(nn.Module):
         if image_size != self.config.image_size:
             raise CheckpointError(f"FM-IDM{f' ({source})' if source else ''} reads {self.config.image_size} px "
                                   f"frames, the video has {image_size} px; train an IDM at {image_size} px")
-
-
-def default_idm(task: str) -> Path:
-    """The shipped FM-IDM checkpoint directory of a task; CheckpointError when none is shipped."""
-    from wow_gym.registry import task_info
-
-    info = task_info(task)
-    path = CHECKPOINT_ROOT / f"{info.name.lower()}-idm"
-    if not (path / CONFIG_FILE).is_file():
-        raise CheckpointError(f"no FM-IDM is shipped for {info.name}; train one with `{TRAIN_COMMAND} "
-                              f"task={info.name.lower()}` and pass idm=<its checkpoint directory>")
-    return path

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from wow_gym.data import DatasetReader
 from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.registry import task_info
+from wow_gym.simulator import SimFactory
 from wow_gym.world_models.idm.model import VARIANTS, IDMConfig, InverseDynamics, optical_flow, to_images
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.video.imagination import Start, imagine_batches, load_world_model, world_model_path
@@ -78,7 +79,8 @@ def episode_flow(pixels: np.ndarray) -> np.ndarray:
 class IDMData:
     """Frames, actions, flows and simulator arm masks of every episode, flattened with episode offsets."""
 
-    def __init__(self, roots: list[str], task: str, image_size: int, cache: Path, progress: bool = True) -> None:
+    def __init__(self, roots: list[str], task: str, image_size: int, cache: Path, make_sim: SimFactory,
+                 progress: bool = True) -> None:
         frames, actions, flows, masks, lengths, poses, instructions = [], [], [], [], [], [], []
         readers = []
         for root in roots:
@@ -102,9 +104,7 @@ class IDMData:
                     if ep.sim_state is None:
                         raise ValueError(f"{root} episode {i} has no sim_state; arm masks are rendered from it")
                     if env is None:
-                        from wow_gym.envs.robosuite_env import RobosuiteEnv
-
-                        env = RobosuiteEnv(task, image_size=image_size)
+                        env = make_sim(task, image_size=image_size)
                     fresh[key] = np.packbits(env.arm_masks(ep.sim_state), axis=-1)
                 mask = np.unpackbits(stored.get(key, fresh.get(key)), axis=-1)[..., :image_size].astype(bool)
                 frames.append(ep.pixels)
@@ -171,12 +171,13 @@ class IDMData:
 class IDMTrainer(StagedTrainer):
     """Runs the stages; `run()` resumes from whatever <out>/stages holds."""
 
-    def __init__(self, config: TrainIDMConfig) -> None:
+    def __init__(self, config: TrainIDMConfig, make_sim: SimFactory) -> None:
         super().__init__(config.out, config)
         self.config = config
         self.stages = ("mask_head", *(f"idm-{v}" for v in VARIANTS))
         info = task_info(config.task)
-        self.data = IDMData(config.datasets, info.name, config.image_size, self.out / "masks", config.progress)
+        self.data = IDMData(config.datasets, info.name, config.image_size, self.out / "masks", make_sim,
+                            config.progress)
         self.stats = self.data.action_stats()
         self.imagined = self.data.with_frames(self._imagine(), config.progress) if config.imagined_fraction else None
         self.models = {v: self._build(v) for v in config.variants}

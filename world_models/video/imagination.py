@@ -22,18 +22,13 @@ from tqdm import tqdm
 
 from wow_gym.devices import resolve_device
 from wow_gym.rollout import ACTION_DIM, Rollout
-from wow_gym.world_models.video.model import (
-    CheckpointError,
-    ImaginationState,
-    StepOutput,
-    WorldModel,
-    default_checkpoint,
-)
+from wow_gym.world_models.checkpoint import CheckpointError, shipped_checkpoint
+from wow_gym.world_models.video.model import ImaginationState, StepOutput, WorldModel
 
 
 def world_model_path(task: str, checkpoint: str | Path | None = None) -> Path:
     """The checkpoint directory to load: `checkpoint` as given, else the shipped model of `task`."""
-    return Path(checkpoint) if checkpoint else default_checkpoint(task)
+    return Path(checkpoint) if checkpoint else shipped_checkpoint(task, "world-model")
 
 
 def load_world_model(task: str, checkpoint: str | Path | None = None, *, model: WorldModel | None = None,

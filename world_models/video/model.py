@@ -19,7 +19,6 @@ from torch import nn
 
 from wow_gym.checks import check_actions, check_frames, check_poses
 from wow_gym.world_models.checkpoint import (
-    CHECKPOINT_ROOT,
     CONFIG_FILE,
     CheckpointError,
     load_weights,
@@ -445,18 +444,3 @@ class WorldModel(nn.Module):
     def num_parameters(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in module.parameters())
                 for name, module in self.named_children()}
-
-
-def default_checkpoint(task: str) -> Path:
-    """The shipped world-model checkpoint directory of a task; CheckpointError when none is shipped."""
-    from wow_gym.registry import task_info
-
-    info = task_info(task)
-    path = CHECKPOINT_ROOT / info.name.lower()
-    if not (path / CONFIG_FILE).is_file():
-        shipped = sorted(p.name for p in CHECKPOINT_ROOT.glob("*")
-                         if (p / CONFIG_FILE).is_file() and not p.name.endswith("-idm"))
-        raise CheckpointError(f"no world model is shipped for {info.name} (shipped: {shipped or 'none'}); "
-                              f"train one with `wow-gym train-world-model task={info.name.lower()}` and pass "
-                              "checkpoint=<its directory>")
-    return path

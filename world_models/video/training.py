@@ -21,6 +21,7 @@ from tqdm import tqdm
 from wow_gym.data import DatasetReader
 from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.registry import task_info
+from wow_gym.simulator import SimFactory
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
@@ -89,11 +90,9 @@ class TrainWorldModelConfig(RunSettings):
                                     "give a folder written by train-world-model, e.g. world_models/checkpoints/lift")
 
 
-def task_camera(task: str, image_size: int) -> list[list[float]]:
+def task_camera(make_sim: SimFactory, task: str, image_size: int) -> list[list[float]]:
     """The 3x4 projection of the task camera at this image size, read off the simulator's scene."""
-    from wow_gym.envs.robosuite_env import RobosuiteEnv
-
-    env = RobosuiteEnv(task, image_size=image_size, use_camera=False)
+    env = make_sim(task, image_size=image_size, use_camera=False)
     try:
         return env.camera_matrix().tolist()
     finally:
@@ -194,7 +193,7 @@ class Trainer(StagedTrainer):
 
     stages = STAGES
 
-    def __init__(self, config: TrainWorldModelConfig) -> None:
+    def __init__(self, config: TrainWorldModelConfig, make_sim: SimFactory) -> None:
         super().__init__(config.out, config)
         self.config = config
         info = task_info(config.task)
@@ -215,7 +214,7 @@ class Trainer(StagedTrainer):
                 residual_deadband=config.residual_deadband,
                 autoencoder=AutoencoderConfig(image_size=config.image_size, latent_channels=config.latent_channels),
                 dit=DiTConfig(preset=config.preset, patch=config.patch),
-                camera=task_camera(info.name, config.image_size) if config.pose_map else None,
+                camera=task_camera(make_sim, info.name, config.image_size) if config.pose_map else None,
             )
             self.model = WorldModel(wm_config, {**default_stats(wm_config), **compute_stats(self.data)})
         self.model.to(self.device)

@@ -181,5 +181,5 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     (tmp_path / "c" / "config.json").write_text('{"format_version": 99}')
     with pytest.raises(CheckpointError, match="train-critic"):
         LearnedCritic.load(tmp_path / "c")
-    with pytest.raises(CheckpointError, match="no shipped critic"):
+    with pytest.raises(CheckpointError, match="no critic is shipped for Door"):
         LearnedCritic.load(task="door")

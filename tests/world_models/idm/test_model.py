@@ -16,7 +16,7 @@ from wow_gym.physics_check import (
     replay,
     verified_rollout,
 )
-from wow_gym.world_models import CheckpointError
+from wow_gym.world_models import CheckpointError, shipped_checkpoint
 from wow_gym.world_models.idm.model import IDMConfig, InverseDynamics, optical_flow
 from wow_gym.world_models.idm.training import IDMTrainer, TrainIDMConfig
 from wow_gym.world_models.staged import StageConfig, StagedTrainer
@@ -160,13 +160,13 @@ def test_training_every_variant_resumes_after_interruption(tmp_path, lift_data, 
 
     monkeypatch.setattr(StagedTrainer, "_loop", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        IDMTrainer(config).run()
+        IDMTrainer(config, RobosuiteEnv).run()
     stages = tmp_path / "run" / "stages"
     assert torch.load(stages / "idm-flow.pt", weights_only=False)["step"] == 2
     assert torch.load(stages / "idm-plain.pt", weights_only=False)["done"]
     assert list((tmp_path / "run" / "masks").glob("*.npz"))  # simulator masks are cached for the rerun
     monkeypatch.setattr(StagedTrainer, "_loop", real)
-    written = IDMTrainer(config).run()
+    written = IDMTrainer(config, RobosuiteEnv).run()
     assert set(written) == {"plain", "flow", "mask", "fm-idm", "checkpoint"}
     assert torch.load(stages / "idm-flow.pt", weights_only=False)["step"] == 6
     episode = DatasetReader(lift_data)[0]
@@ -178,14 +178,15 @@ def test_training_every_variant_resumes_after_interruption(tmp_path, lift_data, 
     with pytest.raises(ValueError, match="variants must be a non-empty subset"):
         TrainIDMConfig(datasets=["x"], variants=["resnet"])
     with pytest.raises(FileNotFoundError, match="collect it first"):
-        IDMTrainer(TrainIDMConfig(datasets=[str(tmp_path / "missing")], out=str(tmp_path / "x")))
+        IDMTrainer(TrainIDMConfig(datasets=[str(tmp_path / "missing")], out=str(tmp_path / "x")),
+                   RobosuiteEnv)
 
 
 def test_training_on_imagined_video_reads_the_world_models_frames_with_the_recorded_actions(tmp_path, lift_data):
     config = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "run"), width=8, variants=["fm-idm"],
                             imagined_fraction=0.5, mask_head=StageConfig(2, 4), idm=StageConfig(3, 4),
                             checkpoint_every=2, log_every=2, progress=False)
-    trainer = IDMTrainer(config)
+    trainer = IDMTrainer(config, RobosuiteEnv)
     real, imagined = trainer.data, trainer.imagined
     starts = real.starts
     torch.testing.assert_close(imagined.frames[starts], real.frames[starts])  # each episode starts from its real frame
@@ -199,7 +200,8 @@ def test_training_on_imagined_video_reads_the_world_models_frames_with_the_recor
     assert InverseDynamics.load(written["checkpoint"]).predict(imagined.frames[:13].numpy()).shape == (12, 7)
     cached = list((tmp_path / "run" / "imagined").glob("*.npz"))
     assert len(cached) == 1
-    assert torch.equal(IDMTrainer(config).imagined.frames, imagined.frames)  # a rerun reads the cache
+    rerun = IDMTrainer(config, RobosuiteEnv)  # reads the cache
+    assert torch.equal(rerun.imagined.frames, imagined.frames)
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError, match="imagined_fraction must lie in"):
             TrainIDMConfig(datasets=["x"], imagined_fraction=bad)
@@ -223,9 +225,7 @@ def test_random_shift_moves_each_sample_rigidly_and_keeps_the_coordinate_channel
 
 
 def test_the_shipped_lift_idm_loads_with_no_arguments_and_decodes_expert_video(lift_data):
-    from wow_gym.world_models.idm.model import default_idm
-
-    path = default_idm("lift")
+    path = shipped_checkpoint("lift", "idm")
     assert sum(f.stat().st_size for f in path.iterdir()) < 10e6
     idm = InverseDynamics.load(path)
     assert idm.config.variant == "fm-idm" and idm.config.image_size == 64

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from wow_gym.data import DatasetReader
+from wow_gym.envs.robosuite_env import RobosuiteEnv
 from wow_gym.world_models import CheckpointError, WorldModel
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.dit import DiTConfig, VideoDiT
@@ -179,7 +180,7 @@ def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift
         autoencoder=StageConfig(6, 4), pose=StageConfig(4, 8), heads=StageConfig(4, 8), dit=StageConfig(6, 4),
         checkpoint_every=2, log_every=2, progress=False,
     )
-    trainer = Trainer(config)
+    trainer = Trainer(config, RobosuiteEnv)
     calls = {"n": 0}
     real = Trainer.dit_batch
 
@@ -196,19 +197,20 @@ def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift
     assert saved["step"] == 2 and not saved["done"]
     assert torch.load(tmp_path / "run" / "stages" / "autoencoder.pt", weights_only=False)["done"]
     monkeypatch.setattr(Trainer, "dit_batch", real)
-    final = Trainer(config).run()
+    final = Trainer(config, RobosuiteEnv).run()
     assert torch.load(tmp_path / "run" / "stages" / "dit.pt", weights_only=False)["step"] == 6
     model = WorldModel.load(final)
     assert model.config.env_state_dim == 10 and model.stats["latent_std"] != [1.0] * 4
     assert (tmp_path / "run" / "tensorboard").is_dir()
     with pytest.raises(FileNotFoundError, match="collect it first"):
-        Trainer(TrainWorldModelConfig(datasets=[{"root": str(tmp_path / "missing")}], out=str(tmp_path / "x")))
+        Trainer(TrainWorldModelConfig(datasets=[{"root": str(tmp_path / "missing")}], out=str(tmp_path / "x")),
+                RobosuiteEnv)
 
     # A further DiT run from the finished checkpoint, re-weighted to moving cells: only the DiT trains
     tuned = TrainWorldModelConfig(**{**vars(config), "out": str(tmp_path / "tuned"), "init": str(final),
                                      "motion_weight": 2.0, "residual_deadband": 8.0})
     start = WorldModel.load(final)
-    again = WorldModel.load(Trainer(tuned).run())
+    again = WorldModel.load(Trainer(tuned, RobosuiteEnv).run())
     assert not (tmp_path / "tuned" / "stages" / "autoencoder.pt").exists()
     assert torch.load(tmp_path / "tuned" / "stages" / "dit.pt", weights_only=False)["done"]
     assert again.stats == start.stats and again.config.residual_deadband == 8.0
@@ -235,8 +237,6 @@ def test_pose_map_marks_the_token_under_the_projected_gripper():
 
 
 def test_a_model_with_a_camera_draws_the_gripper_into_its_condition(lift_data):
-    from wow_gym.envs.robosuite_env import RobosuiteEnv
-
     env = RobosuiteEnv("Lift", use_camera=False)
     camera = env.camera_matrix().tolist()
     env.close()
