@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from wow_gym.data import DatasetReader
+from wow_gym.data.flat import read_episodes
 from wow_gym.registry import TASKS, task_info
+from wow_gym.rollout import Rollout
 from wow_gym.simulator import SimFactory
 from wow_gym.sophia import Critique, TemplateRefiner
 from wow_gym.world_models.critic.data import (
@@ -118,22 +118,14 @@ class CriticTrainer(StagedTrainer):
         self.bank = self._corrupted()
         self.imagined = self._imagined()
 
-    def _read(self, config: TrainCriticConfig):
-        episodes, follows, own = [], [], []
-        for spec in config.datasets:
-            if not (Path(spec.root) / "meta" / "info.json").is_file():
-                raise FileNotFoundError(f"critic training dataset {spec.root} does not exist; collect it first "
-                                        f"with `wow-gym collect root={spec.root} ...`")
-            reader = DatasetReader(spec.root)
-            for i in tqdm(range(len(reader)), desc=f"read {Path(spec.root).name}", disable=not self.progress):
-                ep = reader[i]
-                if ep.pixels.shape[1:3] != (config.image_size, config.image_size):
-                    raise ValueError(f"{spec.root} episode {i} has {ep.pixels.shape[1]}px frames; the critic is "
-                                     f"configured for {config.image_size}px; set image_size or recollect")
-                episodes.append(ep)
-                follows.append(spec.instruction is None)
-                own.append(spec.instruction or ep.instruction or task_info(config.task).instruction)
-        return episodes, np.array(follows), own
+    def _read(self, config: TrainCriticConfig) -> tuple[list[Rollout], np.ndarray, list[str]]:
+        """The training episodes, whether each follows the task's instruction, and its own instruction."""
+        spec_of = {Path(spec.root): spec for spec in config.datasets}
+        read = read_episodes(spec_of, "critic", config.image_size, progress=self.progress)
+        follows = np.array([spec_of[root].instruction is None for root, _, _ in read])
+        own = [spec_of[root].instruction or ep.instruction or task_info(config.task).instruction
+               for root, _, ep in read]
+        return [ep for _, _, ep in read], follows, own
 
     def _corrupted(self) -> list[Clip]:
         cfg = self.config

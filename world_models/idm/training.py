@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from wow_gym.data import DatasetReader
 from wow_gym.data.atomic import atomic_write_bytes
+from wow_gym.data.flat import check_episode, flatten_episodes, read_episodes
 from wow_gym.registry import task_info
+from wow_gym.rollout import Rollout
 from wow_gym.simulator import SimFactory
 from wow_gym.world_models.idm.model import VARIANTS, IDMConfig, InverseDynamics, optical_flow, to_images
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
@@ -76,65 +77,53 @@ def episode_flow(pixels: np.ndarray) -> np.ndarray:
     return np.concatenate([optical_flow(pixels), np.zeros((1, *pixels.shape[1:3], 2), np.float32)]).astype(np.float16)
 
 
+def arm_masks(episodes: list[tuple[Path, int, Rollout]], task: str, image_size: int, cache: Path,
+              make_sim: SimFactory) -> list[np.ndarray]:
+    """The simulator's arm mask [T+1, H, W] of every (root, index, episode), rendered from its sim_state
+    once and cached per dataset in `cache`."""
+    env, out = None, []
+    for root in dict.fromkeys(root for root, _, _ in episodes):
+        mine = [(i, ep) for r, i, ep in episodes if r == root]
+        cached = cache / f"{root.resolve().name}-{len(mine)}.npz"
+        stored = dict(np.load(cached)) if cached.is_file() else {}
+        fresh = {}
+        for i, ep in tqdm(mine, desc=f"arm masks of {root.name}", disable=len(stored) == len(mine)):
+            key = f"episode_{i}"
+            if key not in stored:
+                check_episode(ep, root, i, "FM-IDM (arm masks)", needs=("sim_state",))
+                env = env or make_sim(task, image_size=image_size)
+                fresh[key] = np.packbits(env.arm_masks(ep.sim_state), axis=-1)
+            out.append(np.unpackbits(stored.get(key, fresh.get(key)), axis=-1)[..., :image_size].astype(bool))
+        if fresh:
+            cache.mkdir(parents=True, exist_ok=True)
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **stored, **fresh)
+            atomic_write_bytes(cached, buffer.getvalue())
+    if env is not None:
+        env.close()
+    return out
+
+
 class IDMData:
     """Frames, actions, flows and simulator arm masks of every episode, flattened with episode offsets."""
 
     def __init__(self, roots: list[str], task: str, image_size: int, cache: Path, make_sim: SimFactory,
                  progress: bool = True) -> None:
-        frames, actions, flows, masks, lengths, poses, instructions = [], [], [], [], [], [], []
-        readers = []
-        for root in roots:
-            if not (Path(root) / "meta" / "info.json").is_file():
-                raise FileNotFoundError(f"IDM training dataset {root} does not exist; collect it first with "
-                                        f"`wow-gym collect root={root} ...`")
-            readers.append((root, DatasetReader(root)))
-        env = None
-        bar = tqdm(total=sum(len(r) for _, r in readers), desc="frames, flow, arm masks", disable=not progress)
-        for root, reader in readers:
-            cached = cache / f"{Path(root).resolve().name}-{len(reader)}.npz"
-            stored = dict(np.load(cached)) if cached.is_file() else {}
-            fresh = {}
-            for i in range(len(reader)):
-                ep = reader[i]
-                if ep.pixels.shape[1:] != (image_size, image_size, 3):
-                    raise ValueError(f"{root} episode {i} has frames {ep.pixels.shape[1:]}, the IDM is configured "
-                                     f"for {image_size}x{image_size}; set image_size or recollect")
-                key = f"episode_{i}"
-                if key not in stored:
-                    if ep.sim_state is None:
-                        raise ValueError(f"{root} episode {i} has no sim_state; arm masks are rendered from it")
-                    if env is None:
-                        env = make_sim(task, image_size=image_size)
-                    fresh[key] = np.packbits(env.arm_masks(ep.sim_state), axis=-1)
-                mask = np.unpackbits(stored.get(key, fresh.get(key)), axis=-1)[..., :image_size].astype(bool)
-                frames.append(ep.pixels)
-                actions.append(np.concatenate([ep.action, np.zeros((1, 7), np.float32)]))
-                flows.append(episode_flow(ep.pixels))
-                masks.append(mask)
-                lengths.append(ep.num_steps + 1)
-                poses.append(ep.agent_pos[0])
-                instructions.append(ep.instruction or None)
-                bar.update()
-            if fresh:
-                cache.mkdir(parents=True, exist_ok=True)
-                buffer = io.BytesIO()
-                np.savez_compressed(buffer, **stored, **fresh)
-                atomic_write_bytes(cached, buffer.getvalue())
-        bar.close()
-        if env is not None:
-            env.close()
-        self.frames = torch.from_numpy(np.concatenate(frames))
-        self.actions = torch.from_numpy(np.concatenate(actions).astype(np.float32))  # action taken at frame i
+        episodes = read_episodes(roots, "FM-IDM", image_size, progress=progress)
+        flat = flatten_episodes([ep for _, _, ep in episodes])
+        self.frames = torch.from_numpy(flat.pixels)
+        self.actions = torch.from_numpy(flat.action)  # action taken at frame i
+        flows = [episode_flow(ep.pixels) for _, _, ep in tqdm(episodes, desc="optical flow", disable=not progress)]
         self.flows = torch.from_numpy(np.concatenate(flows))  # flow from frame i to i+1 (zero at the last)
+        masks = arm_masks(episodes, task, image_size, cache, make_sim)
         self.sim_masks: torch.Tensor | None = torch.from_numpy(np.concatenate(masks))
-        self.first_pose = np.stack(poses).astype(np.float32)  # agent_pos at each episode's first frame
-        self.instructions = instructions
+        self.first_pose = flat.agent_pos[flat.starts]  # agent_pos at each episode's first frame
+        self.instructions = [ep.instruction or None for _, _, ep in episodes]
         self.masks: torch.Tensor | None = None  # the mask head's, filled after its stage
-        self.lengths = torch.tensor(lengths)
+        self.lengths = torch.from_numpy(flat.lengths)
         self.starts = torch.cumsum(self.lengths, 0) - self.lengths
-        self.episode_of = torch.repeat_interleave(torch.arange(len(lengths)), self.lengths)
-        has_next = torch.arange(len(self.frames)) - self.starts[self.episode_of] < self.lengths[self.episode_of] - 1
-        self.steps = torch.arange(len(self.frames))[has_next]  # frames t that have an action and a t+1
+        self.episode_of = torch.repeat_interleave(torch.arange(len(self.lengths)), self.lengths)
+        self.steps = torch.from_numpy(flat.steps)  # frames t that have an action and a t+1
 
     def with_frames(self, frames: torch.Tensor, progress: bool = True) -> IDMData:
         """The same episodes, steps and actions seen through other frames (imagined video of the same

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from wow_gym.data import DatasetReader
+from wow_gym.data.flat import read_episodes
 from wow_gym.metrics import PSNR_CAP_DB, psnr, ssim
 from wow_gym.rollout import Rollout
 from wow_gym.tasks import task_info
@@ -325,16 +326,17 @@ def load_heldout(roots: list[str], image_size: int, max_episodes: int | None = N
         raise EvaluationError(f"held-out dataset(s) {missing} not found (no meta/info.json); collect them "
                               "with `wow-gym collect task=lift policy=... seed=<unused seeds> root=<dir>` "
                               "or pass datasets=[...] with existing roots")
-    grouped: dict[str, list[Rollout]] = {}
-    for root in roots:
+    for root in roots:  # from the metadata, before any video is decoded
         reader = DatasetReader(root)
         shape = reader.info["features"][reader.video_key]["shape"]
         if tuple(shape[:2]) != (image_size, image_size):
             raise EvaluationError(f"dataset {root} holds {shape[0]}x{shape[1]} frames but the world model "
                                   f"was trained on {image_size}x{image_size}; collect held-out data with "
                                   f"image_size={image_size} or evaluate a model trained at {shape[0]} px")
-        count = len(reader) if max_episodes is None else min(len(reader), max_episodes)
-        grouped.setdefault(policy_source(root), []).extend(reader[i] for i in range(count))
+    grouped: dict[str, list[Rollout]] = {}
+    for root, _, episode in read_episodes(roots, "held-out", image_size, max_episodes=max_episodes,
+                                          progress=False):
+        grouped.setdefault(policy_source(root), []).append(episode)
     return grouped
 
 

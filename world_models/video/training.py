@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from wow_gym.data import DatasetReader
 from wow_gym.data.atomic import atomic_write_bytes
+from wow_gym.data.flat import flatten_episodes, read_episodes
 from wow_gym.registry import task_info
 from wow_gym.simulator import SimFactory
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
@@ -103,44 +102,20 @@ class TrainingData:
     """All episodes in memory, flattened frame-major with per-episode offsets."""
 
     def __init__(self, specs: list[DatasetSpec], image_size: int, progress: bool = True) -> None:
-        pixels, poses, actions, env_states, rewards, success, texts, lengths = [], [], [], [], [], [], [], []
-        readers = []
-        for spec in specs:
-            if not Path(spec.root).is_dir():
-                raise FileNotFoundError(f"training dataset {spec.root} does not exist; collect it first "
-                                        f"with `wow-gym collect root={spec.root} ...`")
-            readers.append((spec, DatasetReader(spec.root)))
-        total = sum(len(r) for _, r in readers)
-        bar = tqdm(total=total, desc="reading episodes", disable=not progress)
-        for spec, reader in readers:
-            for i in range(len(reader)):
-                ep = reader[i]
-                if ep.pixels.shape[1:] != (image_size, image_size, 3):
-                    raise ValueError(f"{spec.root} episode {i} has frames {ep.pixels.shape[1:]}, the model is "
-                                     f"configured for {image_size}x{image_size}; set image_size or recollect")
-                if ep.environment_state is None:
-                    raise ValueError(f"{spec.root} lacks environment_state, needed for the object probe")
-                t = ep.num_steps
-                pixels.append(ep.pixels)
-                poses.append(ep.agent_pos)
-                actions.append(np.concatenate([ep.action, np.zeros((1, ep.action.shape[1]), np.float32)]))
-                env_states.append(ep.environment_state)
-                rewards.append(np.concatenate([[0.0], ep.reward]).astype(np.float32))
-                succ = ep.is_success if ep.is_success is not None else np.zeros(t, bool)
-                success.append(np.concatenate([[False], succ]))
-                texts.append(spec.instruction or ep.instruction)
-                lengths.append(t + 1)
-                bar.update()
-        bar.close()
-        self.pixels = torch.from_numpy(np.concatenate(pixels))
-        self.poses = torch.from_numpy(np.concatenate(poses).astype(np.float32))
-        self.actions = torch.from_numpy(np.concatenate(actions).astype(np.float32))  # action taken at frame i
-        self.env_states = torch.from_numpy(np.concatenate(env_states).astype(np.float32))
-        self.rewards = torch.from_numpy(np.concatenate(rewards))  # reward received on arriving at frame i
-        self.success = torch.from_numpy(np.concatenate(success))
-        self.lengths = torch.tensor(lengths)
+        spec_of = {Path(spec.root): spec for spec in specs}
+        episodes = read_episodes(spec_of, "world model", image_size, needs=("environment_state",),
+                                 progress=progress)
+        flat = flatten_episodes([ep for _, _, ep in episodes])
+        texts = [spec_of[root].instruction or ep.instruction for root, _, ep in episodes]
+        self.pixels = torch.from_numpy(flat.pixels)
+        self.poses = torch.from_numpy(flat.agent_pos)
+        self.actions = torch.from_numpy(flat.action)  # action taken at frame i
+        self.env_states = torch.from_numpy(flat.environment_state)
+        self.rewards = torch.from_numpy(flat.reward)  # reward received on arriving at frame i
+        self.success = torch.from_numpy(flat.success)
+        self.lengths = torch.from_numpy(flat.lengths)
         self.starts = torch.cumsum(self.lengths, 0) - self.lengths
-        self.episode_of = torch.repeat_interleave(torch.arange(len(lengths)), self.lengths)
+        self.episode_of = torch.repeat_interleave(torch.arange(len(self.lengths)), self.lengths)
         unique = sorted(set(texts))
         self.instructions = unique
         self.text_table = torch.from_numpy(embed_instructions(unique))
