@@ -1,10 +1,11 @@
 """Figures shared by every report: line plots drawn with PIL (matplotlib is not a dependency), PNG writes,
-frame panels for GIFs, number formatting and JSON conversion."""
+frame panels for GIFs, number formatting, JSON conversion and the report.md + results.json pair."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from wow_gym.data.atomic import atomic_write_bytes
+from wow_gym.provenance import atomic_write_text
 from wow_gym.rollout import Rollout
 
 COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
@@ -97,3 +99,18 @@ def panel(frames: np.ndarray, source: str) -> Rollout:
 
 def fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value * scale:.{digits}f}"
+
+
+def save_report(out_dir: Path, lines: list[str], results: Any) -> Path:
+    """Write report.md (the lines) and results.json (the results as JSON) into out_dir; report.md's path."""
+    path = out_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(to_json(results), indent=1))
+    return path
+
+
+def add_scalars(writer: Any, prefix: str, values: dict[str, float], step: int = 0) -> None:
+    """Each finite number among the values as the TensorBoard scalar <prefix>/<name> at `step`."""
+    for name, value in values.items():
+        if isinstance(value, (int, float, np.number)) and finite(value):
+            writer.add_scalar(f"{prefix}/{name}", value, step)

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from wow_gym.data import DatasetWriter
-from wow_gym.data.fakes import random_rollout
+from wow_gym.data.fakes import random_rollout, write_random_dataset
 from wow_gym.data.flat import check_episode, flatten_episodes, read_episodes
 
 STEPS = (5, 3, 7)
@@ -12,11 +11,7 @@ STEPS = (5, 3, 7)
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flat")
-    writer = DatasetWriter(root)
-    for seed, steps in enumerate(STEPS):
-        writer.write(random_rollout(seed=seed, steps=steps, image_size=(16, 16), instruction=f"task {seed}"))
-    return root
+    return write_random_dataset(tmp_path_factory.mktemp("flat"), STEPS, image_size=(16, 16))
 
 
 def test_flattened_frames_actions_and_offsets_match_each_episode(root):

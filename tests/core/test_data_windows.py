@@ -5,18 +5,14 @@ import pytest
 from torch.utils.data import DataLoader
 
 from wow_gym.data import DatasetReader, DatasetWriter, WindowDataset, benchmark_windows, collate_windows
-from wow_gym.data.fakes import random_rollout
+from wow_gym.data.fakes import random_rollout, write_random_dataset
 
 STEPS = (6, 3, 9)
 
 
 @pytest.fixture(scope="module")
 def reader(tmp_path_factory):
-    root = tmp_path_factory.mktemp("windows")
-    writer = DatasetWriter(root)
-    for seed, steps in enumerate(STEPS):
-        writer.write(random_rollout(seed=seed, steps=steps, instruction=f"task {seed}"))
-    return DatasetReader(root)
+    return DatasetReader(write_random_dataset(tmp_path_factory.mktemp("windows"), STEPS))
 
 
 def test_a_window_holds_context_actions_and_targets(reader):

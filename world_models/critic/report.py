@@ -3,15 +3,12 @@ progress against the simulator's reward, GIFs of refinement rounds with their cr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-
 from wow_gym.contact_sheet import save_gif
-from wow_gym.provenance import atomic_write_text, git_commit
+from wow_gym.provenance import git_commit
 from wow_gym.world_models.critic.evaluation import CriticResults, critique_summary
-from wow_gym.world_models.plots import fmt, line_plot, panel, save_png, to_json
+from wow_gym.world_models.plots import add_scalars, fmt, line_plot, panel, save_png, save_report
 
 
 def acceptance_lines(r: CriticResults) -> list[str]:
@@ -123,10 +120,7 @@ def write_critic_report(r: CriticResults, config: dict, out_dir: str | Path) -> 
                   "", f"Rounds used on average: {f['mean_rounds_used']:.2f}; the critic's verdict agrees with the "
                       f"replay in {100 * f['critic_agrees_with_replay']:.1f}% of plans.", ""]
         lines += _round_gifs(r, out_dir)
-    path = out_dir / "report.md"
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    atomic_write_text(out_dir / "results.json", json.dumps(to_json(r), indent=1))
-    return path
+    return save_report(out_dir, lines, r)
 
 
 def write_critic_tensorboard(r: CriticResults, log_dir: str | Path) -> None:
@@ -136,6 +130,4 @@ def write_critic_tensorboard(r: CriticResults, log_dir: str | Path) -> None:
         for group, row in (("sim_episodes", r.sim_episodes), ("imagined", r.imagined),
                            ("plausibility_auc", r.plausibility_auc), ("refinement", r.refinement),
                            ("progress_spearman", r.progress_spearman)):
-            for name, value in row.items():
-                if isinstance(value, float) and np.isfinite(value):
-                    tb.add_scalar(f"{group}/{name}", value, 0)
+            add_scalars(tb, group, row)

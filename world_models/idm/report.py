@@ -3,15 +3,14 @@ video beside its MuJoCo replay, results.json."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from wow_gym.contact_sheet import save_gif
-from wow_gym.provenance import atomic_write_text, git_commit
+from wow_gym.provenance import git_commit
 from wow_gym.world_models.idm.evaluation import IDMResults
-from wow_gym.world_models.plots import fmt, line_plot, panel, save_png, to_json
+from wow_gym.world_models.plots import add_scalars, fmt, line_plot, panel, save_png, save_report
 
 DIMENSIONS = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 
@@ -95,10 +94,7 @@ def write_idm_report(results: IDMResults, config: dict, out_dir: str | Path) -> 
             lines.append(f"| {key} | " + " | ".join(fmt(results.imagined[m].get(key), digits=3)
                                                     for m in results.imagined) + " |")
         lines += [""] + [f"![{name}]({name})  \n{caption}\n" for name, caption in _gifs(results, out_dir)]
-    path = out_dir / "report.md"
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    atomic_write_text(out_dir / "results.json", json.dumps(to_json(results), indent=1))
-    return path
+    return save_report(out_dir, lines, results)
 
 
 def write_idm_tensorboard(results: IDMResults, log_dir: str | Path) -> None:
@@ -106,12 +102,8 @@ def write_idm_tensorboard(results: IDMResults, log_dir: str | Path) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(str(log_dir)) as tb:
-        for variant, value in results.action_nrmse_mean.items():
-            tb.add_scalar(f"action_nrmse/{variant}", value, 0)
+        add_scalars(tb, "action_nrmse", results.action_nrmse_mean)
         for source, row in results.replay.items():
-            for name, value in row.items():
-                tb.add_scalar(f"replay_success_{source}/{name}", value, 0)
+            add_scalars(tb, f"replay_success_{source}", row)
         for mode, figures in results.imagined.items():
-            for name, value in figures.items():
-                if np.isfinite(value):
-                    tb.add_scalar(f"imagined_{mode}/{name}", value, 0)
+            add_scalars(tb, f"imagined_{mode}", figures)

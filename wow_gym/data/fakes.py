@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 
+from wow_gym.data.dataset_writer import DatasetWriter
 from wow_gym.rollout import ACTION_DIM, Rollout
 
 
@@ -43,3 +47,11 @@ def random_rollout(
         rollout.critic_reward = rng.standard_normal(steps).astype(np.float32)
         rollout.validate()
     return rollout
+
+
+def write_random_dataset(root: str | Path, steps: Sequence[int], image_size: tuple[int, int] = (32, 48)) -> Path:
+    """A dataset at `root` of random episodes of these step counts, episode i instructed "task i"."""
+    writer = DatasetWriter(root)
+    for seed, count in enumerate(steps):
+        writer.write(random_rollout(seed=seed, steps=count, image_size=image_size, instruction=f"task {seed}"))
+    return Path(root)
