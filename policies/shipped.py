@@ -2,7 +2,7 @@
 
 SB3's own zip holds pickled objects (schedules, spaces), which the repository does not ship; a shipped
 policy is its state_dict and the JSON needed to rebuild the same SB3 algorithm around it, on any env with
-the policy's spaces. `wow-gym train-policy` runs write SB3 zips; `make ship-policy` turns one into a
+the policy's spaces. `wow-gym train-policy` runs write SB3 zips; `wow-gym ship-policy` turns one into a
 shipped policy (save_policy).
 """
 
@@ -67,7 +67,7 @@ def load_policy(folder: str | Path | None = None, task: str = "lift", env: Any =
     path = folder / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"no shipped policy at {folder} (config.json missing); train one with "
-                                f"`wow-gym train-policy` and ship it with `make ship-policy`")
+                                f"`wow-gym train-policy` and ship it with `wow-gym ship-policy`")
     config = json.loads(path.read_text())
     if config.get("format_version") != FORMAT_VERSION or config.get("algorithm") not in ALGORITHMS:
         raise ValueError(f"{path}: format_version {config.get('format_version')} / algorithm "
@@ -86,23 +86,3 @@ def load_policy(folder: str | Path | None = None, task: str = "lift", env: Any =
                                             **hyperparameters)
     load_model(model.policy, str(folder / "model.safetensors"), device=str(model.device))
     return model
-
-
-def main(argv: list[str] | None = None) -> int:
-    """python -m wow_gym.policies.shipped <sb3 zip> [task]: ship a trained policy as the task's default."""
-    import argparse
-
-    from wow_gym.policies.export import load_sb3
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("checkpoint", help="an SB3 zip written by wow-gym train-policy (bc.zip, final.zip ...)")
-    parser.add_argument("task", nargs="?", default="lift")
-    args = parser.parse_args(argv)
-    folder = save_policy(load_sb3(args.checkpoint), shipped_policy_dir(args.task), args.task,
-                         notes={"source": str(args.checkpoint)})
-    print(f"shipped {args.checkpoint} as {folder}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
