@@ -3,14 +3,14 @@
 - `Critic.critique(frames, instruction) -> Critique`: named scores in [0, 1] (task completion, physical
   plausibility, kinematic smoothness, instruction following), `success`, task `progress`, a scalar `reward`
   and a critique text that names what went wrong. The default critic is a small network trained on
-  simulator labels (world_models/critic.py); a VLM backend reads a real image-text-to-text checkpoint
-  (world_models/vlm_backends.py).
+  simulator labels (world_models/critic/model.py); a VLM backend reads a real image-text-to-text
+  checkpoint (world_models/critic/vlm.py).
 - `Refiner.refine(instruction, critique, task) -> str`: a better instruction. The default rewrites from the
-  critique's failure mode and the task's known sub-steps; an LLM backend sits in world_models/vlm_backends.py.
+  critique's failure mode and the task's known sub-steps; an LLM backend sits in world_models/critic/vlm.py.
 - `refine_loop`: generate (instruction-conditioned world model) -> critique -> refine, for a bounded number
   of rounds, stopping when the critic is satisfied; every round is kept.
 - `CriticRewardModel` makes the critic the reward and termination of the imagined env;
-  `CriticRewardWrapper` puts the same critic reward beside the simulator's on a sim env.
+  `CriticReward` (envs/wrappers.py) puts the same critic reward beside the simulator's on a sim env.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ TASK_STEPS: dict[str, tuple[str, ...]] = {
                      "release it into the bin"),
 }
 
-# What to stress for each failure mode of the default critic (world_models/critic.py).
+# What to stress for each failure mode of the default critic (world_models/critic/model.py).
 FAILURE_HINTS: dict[str, str] = {
     "no_reach": "first move the gripper right above the cube",
     "closed_early": "keep the gripper open until it is around the cube",

@@ -8,7 +8,7 @@ score each new frame as it comes):
   (approach / at the object / grasped / lifted), the gripper-to-object offset and the gripper opening;
 - per clip (read at its last frame): physical plausibility, which corruption it looks like, kinematic
   smoothness and instruction following.
-Simulator state is only ever a training label (world_models/critic_data.py) and the check, never an input.
+Simulator state is only ever a training label (world_models/critic/data.py) and the check, never an input.
 `LearnedCritic` turns the readings into a `Critique` with a text that names what went wrong.
 """
 
@@ -35,7 +35,7 @@ from wow_gym.world_models.text import TEXT_DIM, embed_instructions
 FORMAT_VERSION = 1
 TRAIN_COMMAND = "wow-gym train-critic"
 STAGES = ("approach", "at_object", "grasped", "lifted")
-# Corruptions of real clips (critic_data.py) plus world-model clips that disagree with physics.
+# Corruptions of real clips (critic/data.py) plus world-model clips that disagree with physics.
 KINDS = ("none", "teleport", "vanish", "levitate", "frozen_arm", "sink", "pass_through", "reverse", "shuffle",
          "imagined")
 KIND_TEXT = {

@@ -24,7 +24,6 @@ from wow_gym.world_models.video.model import WorldModel, default_checkpoint
 
 OBJECT_POSITION = slice(0, 3)  # environment_state[:3] is the object's (Lift: the cube's) position
 PREDICTORS = ("model", "copy_last", "shuffled")
-METRICS = ("psnr", "ssim", "exact", "eef_error", "object_error", "probe_error")
 
 
 class EvaluationError(ValueError):
