@@ -108,7 +108,7 @@ eval-critic: lift-data
 # evaluated on 20 held-out sim seeds, shipped as policies/checkpoints/lift-policy.
 policy: lift-data
 	$(WG) train-policy out=outputs/policies/lift-bc total_timesteps=0 eval.episodes=20
-	$(PY) -m wow_gym.policies.shipped outputs/policies/lift-bc/bc.zip lift
+	$(WG) ship-policy checkpoint=outputs/policies/lift-bc/bc.zip task=lift
 
 # BC + PPO in imagination against the same recipe in the simulator, 15 min of RL each from the same warm
 # start, both judged in the sim twin on 20 held-out seeds (curves.png, summary.json in each run folder).

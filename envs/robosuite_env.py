@@ -9,7 +9,6 @@ for truncation, robosuite's RNGs reseeded from the Gymnasium RNG on every reset,
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import weakref
 from dataclasses import dataclass
@@ -334,7 +333,6 @@ def _make_robosuite(env_name: str, control_freq: int) -> Any:
     import robosuite
     from robosuite.controllers import load_composite_controller_config
 
-    logging.getLogger("robosuite_logs").setLevel(logging.ERROR)  # its warnings about unused arms are noise
     controller = load_composite_controller_config(controller="BASIC", robot="Panda")
     return robosuite.make(
         env_name,

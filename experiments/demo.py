@@ -174,16 +174,17 @@ def _world_model_sections(report: Report, shipped: Shipped, episodes: list, cfg:
 
 def _collect_section(report: Report, cfg: Any, out: Path, headline: list[tuple[str, str]]) -> dict[str, list]:
     """Collect, store and read back the expert episodes of every task; a table, a video per task."""
+    from tqdm import tqdm
+
     from wow_gym.contact_sheet import contact_sheet
     from wow_gym.data import DatasetReader
     from wow_gym.envs.collection import CollectConfig, collect
 
     episodes, rows, videos = {}, [], []
-    for task in cfg.tasks:
+    for task in tqdm(cfg.tasks, desc="collect", unit="task", disable=not cfg.progress):  # the stage's one bar
         result = collect(CollectConfig(task=task, episodes=cfg.episodes_per_task, policy="expert",
                                        root=str(out / "datasets" / task), seed=cfg.seed, workers=cfg.workers,
-                                       image_size=cfg.image_size, max_steps=cfg.max_steps,
-                                       progress=cfg.progress))
+                                       image_size=cfg.image_size, max_steps=cfg.max_steps, progress=False))
         reader = DatasetReader(result.root)
         rollouts = episodes[task] = [reader[i] for i in range(len(reader))]
         first = rollouts[0]

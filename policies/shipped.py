@@ -2,13 +2,12 @@
 
 SB3's own zip holds pickled objects (schedules, spaces), which the repository does not ship; a shipped
 policy is its state_dict and the JSON needed to rebuild the same SB3 algorithm around it, on any env with
-the policy's spaces. `wow-gym train-policy` runs write SB3 zips; `make ship-policy` turns one into a
+the policy's spaces. `wow-gym train-policy` runs write SB3 zips; `wow-gym ship-policy` turns one into a
 shipped policy (save_policy).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,11 @@ from safetensors.torch import load_model, save_model
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from wow_gym.policies.export import load_sb3
 from wow_gym.policies.features import ImageProprioExtractor
 from wow_gym.policies.spec import POLICY_KEYS
 from wow_gym.provenance import atomic_write_text, git_commit
 from wow_gym.registry import task_info
-from wow_gym.world_models.checkpoint import shipped_checkpoint, shipped_path
+from wow_gym.world_models.checkpoint import shipped_checkpoint
 
 CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"
 FORMAT_VERSION = 1
@@ -67,7 +65,7 @@ def load_policy(folder: str | Path | None = None, task: str = "lift", env: Any =
     path = folder / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"no shipped policy at {folder} (config.json missing); train one with "
-                                f"`wow-gym train-policy` and ship it with `make ship-policy`")
+                                f"`wow-gym train-policy` and ship it with `wow-gym ship-policy`")
     config = json.loads(path.read_text())
     if config.get("format_version") != FORMAT_VERSION or config.get("algorithm") not in ALGORITHMS:
         raise ValueError(f"{path}: format_version {config.get('format_version')} / algorithm "
@@ -86,19 +84,3 @@ def load_policy(folder: str | Path | None = None, task: str = "lift", env: Any =
                                             **hyperparameters)
     load_model(model.policy, str(folder / "model.safetensors"), device=str(model.device))
     return model
-
-
-def main(argv: list[str] | None = None) -> int:
-    """python -m wow_gym.policies.shipped <sb3 zip> [task]: ship a trained policy as the task's default."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("checkpoint", help="an SB3 zip written by wow-gym train-policy (bc.zip, final.zip ...)")
-    parser.add_argument("task", nargs="?", default="lift")
-    args = parser.parse_args(argv)
-    folder = save_policy(load_sb3(args.checkpoint), shipped_path(args.task, "policy", CHECKPOINT_ROOT),
-                         args.task, notes={"source": str(args.checkpoint)})
-    print(f"shipped {args.checkpoint} as {folder}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

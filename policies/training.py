@@ -375,7 +375,10 @@ class PolicyTrainer:
         clock = WallClock(self.out, cfg.max_minutes, max(cfg.checkpoint_every, cfg.n_envs),
                           float(state.get("rl_seconds", 0.0)), evaluation)
         remaining = cfg.total_timesteps - model.num_timesteps
-        if remaining > 0 and not (clock.max_seconds and clock.spent >= clock.max_seconds):
+        learn = remaining > 0 and not (clock.max_seconds and clock.spent >= clock.max_seconds)
+        # while SB3's bar is live it is the run's one progress display; a sim-twin bar would write over it
+        evaluation.progress = cfg.progress and not learn
+        if learn:
             model.learn(remaining, callback=CallbackList([clock, evaluation, *self._regularizers(venv)]),
                         reset_num_timesteps=False,
                         tb_log_name="rl", progress_bar=cfg.progress)

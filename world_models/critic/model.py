@@ -9,7 +9,7 @@ score each new frame as it comes):
   offset and the gripper opening;
 - per clip (read at its last frame): physical plausibility, which corruption it looks like, kinematic
   smoothness and instruction following.
-Simulator state is only ever a training label (world_models/critic_data.py) and the check, never an input.
+Simulator state is only ever a training label (world_models/critic/data.py) and the check, never an input.
 `LearnedCritic` turns the readings into a `Critique` with a text that names what went wrong.
 """
 
@@ -36,7 +36,7 @@ from wow_gym.world_models.text import TEXT_DIM, embed_instructions
 
 FORMAT_VERSION = 1
 TRAIN_COMMAND = "wow-gym train-critic"
-# Corruptions of real clips (critic_data.py) plus world-model clips that disagree with physics.
+# Corruptions of real clips (critic/data.py) plus world-model clips that disagree with physics.
 KINDS = ("none", "teleport", "vanish", "levitate", "frozen_arm", "sink", "pass_through", "reverse", "shuffle",
          "imagined")
 KIND_TEXT = {  # {object}: the task's object_name

@@ -48,7 +48,7 @@ class DiTConfig:
     text_dim: int = 384
     patch: int = 2  # latent pixels per token side: 8x8 latents, patch 2 -> 16 tokens per frame
     mlp_ratio: int = 4
-    pose_map: bool = False  # target tokens also get the projected gripper map (world_models/pose_map.py)
+    pose_map: bool = False  # target tokens also get the projected gripper map (world_models/video/pose_map.py)
     width: int = 0
     depth: int = 0
     heads: int = 0
@@ -99,7 +99,7 @@ class VideoDiT(nn.Module):
     noised latents of the K last frames, oldest first), `time` [B] in [0,1], `ctx_noise` [B],
     `actions` [B,history,A], `text` [B,T], `pose` [B,2,P] (now, next) and the keep masks
     `keep_action` / `keep_text` [B] (0 drops that condition, for classifier-free guidance), and with
-    `config.pose_map` the gripper map [B, tokens, 6] of world_models/pose_map.py (dropped with the action).
+    `config.pose_map` the gripper map [B, tokens, 6] of world_models/video/pose_map.py (dropped with the action).
     """
 
     def __init__(self, config: DiTConfig) -> None:

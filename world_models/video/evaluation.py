@@ -32,7 +32,6 @@ from wow_gym.world_models.video.imagination import (
 from wow_gym.world_models.video.model import WorldModel
 
 PREDICTORS = ("model", "copy_last", "shuffled")
-METRICS = ("psnr", "ssim", "exact", "eef_error", "object_error", "probe_error")
 
 
 class EvaluationError(ValueError):
