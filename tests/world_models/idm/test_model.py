@@ -177,7 +177,7 @@ def test_training_every_variant_resumes_after_interruption(tmp_path, lift_data, 
     assert InverseDynamics.load(written["checkpoint"]).stats["action_std"] != [1.0] * 7
     with pytest.raises(ValueError, match="variants must be a non-empty subset"):
         TrainIDMConfig(datasets=["x"], variants=["resnet"])
-    with pytest.raises(FileNotFoundError, match="collect it first"):
+    with pytest.raises(FileNotFoundError, match="missing"):
         IDMTrainer(TrainIDMConfig(datasets=[str(tmp_path / "missing")], out=str(tmp_path / "x")),
                    RobosuiteEnv)
 

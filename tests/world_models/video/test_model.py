@@ -202,7 +202,7 @@ def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift
     model = WorldModel.load(final)
     assert model.config.env_state_dim == 10 and model.stats["latent_std"] != [1.0] * 4
     assert (tmp_path / "run" / "tensorboard").is_dir()
-    with pytest.raises(FileNotFoundError, match="collect it first"):
+    with pytest.raises(FileNotFoundError, match="missing"):
         Trainer(TrainWorldModelConfig(datasets=[{"root": str(tmp_path / "missing")}], out=str(tmp_path / "x")),
                 RobosuiteEnv)
 
