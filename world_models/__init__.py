@@ -3,7 +3,8 @@
 (formats and the shipped-model finder), text (instruction embeddings), plots."""
 
 from wow_gym.world_models.checkpoint import CheckpointError, shipped_checkpoint
-from wow_gym.world_models.video.model import ImaginationState, StepOutput, WorldModel, WorldModelConfig
+from wow_gym.world_models.video.config import WorldModelConfig
+from wow_gym.world_models.video.model import ImaginationState, StepOutput, WorldModel
 
 __all__ = ["CheckpointError", "ImaginationState", "StepOutput", "WorldModel", "WorldModelConfig",
            "shipped_checkpoint"]

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from wow_gym.checks import check_actions, check_frames, check_instruction, check_poses
-from wow_gym.world_models.critic.model import CriticConfig, LearnedCritic
-from wow_gym.world_models.idm.model import IDMConfig, InverseDynamics
+from wow_gym.world_models.critic.config import CriticConfig
+from wow_gym.world_models.critic.model import LearnedCritic
+from wow_gym.world_models.idm.config import IDMConfig
+from wow_gym.world_models.idm.model import InverseDynamics
 
 CLIP = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
 

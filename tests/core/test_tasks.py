@@ -18,7 +18,7 @@ from wow_gym.tasks import (
     unregister_task,
 )
 from wow_gym.world_models.critic.model import LearnedCritic
-from wow_gym.world_models.video.model import WorldModelConfig
+from wow_gym.world_models.video.config import WorldModelConfig
 
 
 @pytest.mark.parametrize("name", list(TASKS))

@@ -15,7 +15,6 @@ Simulator state is only ever a training label (world_models/critic/data.py) and 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,9 @@ from wow_gym.world_models.checkpoint import (
     save_checkpoint,
     shipped_checkpoint,
 )
+from wow_gym.world_models.critic.config import FORMAT_VERSION, CriticConfig
 from wow_gym.world_models.text import TEXT_DIM, embed_instructions
 
-FORMAT_VERSION = 1
 TRAIN_COMMAND = "wow-gym train-critic"
 # Corruptions of real clips (critic/data.py) plus world-model clips that disagree with physics.
 KINDS = ("none", "teleport", "vanish", "levitate", "frozen_arm", "sink", "pass_through", "reverse", "shuffle",
@@ -54,22 +53,6 @@ FRAME_READINGS = ("success", "progress", "stage", "offset", "opening")
 OFFSET_SCALE = 0.1  # metres: the gripper-to-object offset is predicted in these units
 OPENING_SCALE = 0.08  # metres: a fully open Panda gripper
 CLOSED_OPENING = 0.03  # metres: a Panda gripper opened less than this is closed
-
-
-@dataclass
-class CriticConfig:
-    task: str = "Lift"
-    image_size: int = 64
-    clip_frames: int = 8  # frames each reading sees (the newest and 7 before it)
-    width: int = 128
-    layers: int = 2
-    heads: int = 4
-    success_bonus: float = 1.0  # reward = progress + success_bonus * success
-    success_frames: int = 2  # consecutive frames with success > 0.5 that make a clip successful
-    format_version: int = FORMAT_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class FrameEncoder(nn.Module):

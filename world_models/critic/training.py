@@ -20,6 +20,7 @@ from wow_gym.registry import TASKS, task_info
 from wow_gym.rollout import Rollout
 from wow_gym.simulator import SimFactory
 from wow_gym.sophia import Critique, TemplateRefiner
+from wow_gym.world_models.critic.config import CriticConfig
 from wow_gym.world_models.critic.data import (
     CORRUPTIONS,
     Clip,
@@ -32,7 +33,7 @@ from wow_gym.world_models.critic.data import (
     save_imagined,
     smoothness,
 )
-from wow_gym.world_models.critic.model import KINDS, CriticConfig, CriticNet, LearnedCritic
+from wow_gym.world_models.critic.model import KINDS, CriticNet, LearnedCritic
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.imagination import load_world_model

@@ -28,7 +28,8 @@ from wow_gym.registry import CONTROL_FREQ, task_info
 from wow_gym.rollout import Rollout
 from wow_gym.simulator import SimFactory
 from wow_gym.world_models.checkpoint import shipped_checkpoint
-from wow_gym.world_models.idm.model import VARIANTS, InverseDynamics
+from wow_gym.world_models.idm.config import VARIANTS
+from wow_gym.world_models.idm.model import InverseDynamics
 from wow_gym.world_models.video.evaluation import load_heldout
 from wow_gym.world_models.video.imagination import Start, imagine, load_world_model, plan, rollouts
 from wow_gym.world_models.video.model import WorldModel

@@ -31,7 +31,8 @@ from wow_gym.data.flat import check_episode, flatten_episodes, read_episodes
 from wow_gym.registry import task_info
 from wow_gym.rollout import Rollout
 from wow_gym.simulator import SimFactory
-from wow_gym.world_models.idm.model import VARIANTS, IDMConfig, InverseDynamics, optical_flow, to_images
+from wow_gym.world_models.idm.config import VARIANTS, IDMConfig
+from wow_gym.world_models.idm.model import InverseDynamics, optical_flow, to_images
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.video.imagination import Start, imagine_batches, load_world_model, world_model_path
 from wow_gym.world_models.video.model import WorldModel

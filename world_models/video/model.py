@@ -8,7 +8,7 @@ tensors in one batch, which is what makes batched imagination fast.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,76 +32,15 @@ from wow_gym.world_models.video.autoencoder import (
     pixels_to_tensor,
     tensor_to_pixels,
 )
+from wow_gym.world_models.video.config import FORMAT_VERSION, WorldModelConfig, default_stats
 from wow_gym.world_models.video.dit import DiTConfig, VideoDiT
 from wow_gym.world_models.video.dynamics import LatentHead, PoseDynamics
 from wow_gym.world_models.video.flow import euler_sample, guided
 from wow_gym.world_models.video.pose_map import FEATURES as POSE_MAP_FEATURES
 from wow_gym.world_models.video.pose_map import pose_map
 
-FORMAT_VERSION = 1
 TRAIN_COMMAND = "wow-gym train-world-model"
 QUAT = slice(3, 7)  # agent_pos[3:7] is the end-effector quaternion
-
-
-@dataclass
-class WorldModelConfig:
-    """Everything needed to rebuild the model; saved as config.json beside the weights."""
-
-    task: str = "Lift"
-    instruction: str = "lift the red cube"
-    image_size: int = 64
-    action_dim: int = 7
-    agent_pos_dim: int = 9
-    env_state_dim: int = 10
-    context_frames: int = 2
-    sampling_steps: int = 2
-    ctx_noise: float = 0.0  # context-noise level used when imagining (training draws it at random)
-    # Imagined frame = newest real context frame + decode(imagined latent) - decode(that frame's latent):
-    # what the model leaves unchanged keeps the real frame's pixels instead of the autoencoder's blur.
-    residual_decoding: bool = True
-    # With residual decoding: a pixel keeps the newest real context frame's value unless the decoded change
-    # from that frame exceeds this many levels (in any channel) at it or at a pixel of its 3x3
-    # neighbourhood. The sim's background is static; without it, sampling noise in the latent shimmers over
-    # the whole picture. 0 keeps every decoded change.
-    residual_deadband: float = 0.0
-    # The task camera's 3x4 projection (world -> pixel column, row); when set, the DiT is told where the
-    # gripper is in the picture (world_models/pose_map.py). None: the pose is a global condition only.
-    camera: list[list[float]] | None = None
-    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
-    dit: DiTConfig = field(default_factory=DiTConfig)
-    version: int = FORMAT_VERSION
-
-    def __post_init__(self) -> None:
-        if isinstance(self.autoencoder, dict):
-            self.autoencoder = AutoencoderConfig(**self.autoencoder)
-        if isinstance(self.dit, dict):
-            self.dit = DiTConfig(**self.dit)
-        if self.autoencoder.image_size != self.image_size:
-            raise ValueError(f"autoencoder.image_size {self.autoencoder.image_size} != image_size {self.image_size}")
-        self.dit.latent_channels = self.autoencoder.latent_channels
-        self.dit.latent_size = self.autoencoder.latent_size
-        self.dit.context_frames = self.context_frames
-        self.dit.action_dim = self.action_dim
-        self.dit.pose_dim = self.agent_pos_dim
-        self.dit.pose_map = self.camera is not None
-        if not self.residual_deadband >= 0:
-            raise ValueError(f"residual_deadband must be >= 0 pixel levels, got {self.residual_deadband}")
-        if self.camera is not None and np.asarray(self.camera).shape != (3, 4):
-            raise ValueError(f"camera must be a 3x4 projection matrix, got shape {np.asarray(self.camera).shape}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def default_stats(config: WorldModelConfig) -> dict[str, list[float]]:
-    """Identity statistics (for a model not yet fitted to data)."""
-    c, p, e = config.autoencoder.latent_channels, config.agent_pos_dim, config.env_state_dim
-    return {
-        "latent_mean": [0.0] * c, "latent_std": [1.0] * c, "delta_std": [1.0] * c,
-        "pose_mean": [0.0] * p, "pose_std": [1.0] * p, "dpose_std": [1.0] * p,
-        "env_state_mean": [0.0] * e, "env_state_std": [1.0] * e,
-        "reward_mean": [0.0], "reward_std": [1.0],
-    }
 
 
 @dataclass

@@ -24,9 +24,10 @@ from wow_gym.simulator import SimFactory
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
+from wow_gym.world_models.video.config import WorldModelConfig, default_stats
 from wow_gym.world_models.video.dit import DiTConfig
 from wow_gym.world_models.video.flow import flow_pair, sample_time
-from wow_gym.world_models.video.model import WorldModel, WorldModelConfig, default_stats
+from wow_gym.world_models.video.model import WorldModel
 
 STAGES = ("autoencoder", "pose", "heads", "dit")
 

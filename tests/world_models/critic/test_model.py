@@ -12,10 +12,10 @@ from wow_gym.envs.robosuite_env import RobosuiteEnv
 from wow_gym.envs.wrappers import CriticReward
 from wow_gym.sophia import SCORE_NAMES, Critique
 from wow_gym.world_models import CheckpointError
+from wow_gym.world_models.critic.config import CriticConfig
 from wow_gym.world_models.critic.data import CORRUPTIONS, corrupt, frame_labels, smoothness
 from wow_gym.world_models.critic.model import (
     KINDS,
-    CriticConfig,
     CriticNet,
     CriticRewardModel,
     CriticStream,

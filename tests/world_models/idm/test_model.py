@@ -17,7 +17,8 @@ from wow_gym.physics_check import (
     verified_rollout,
 )
 from wow_gym.world_models import CheckpointError, shipped_checkpoint
-from wow_gym.world_models.idm.model import IDMConfig, InverseDynamics, optical_flow
+from wow_gym.world_models.idm.config import IDMConfig
+from wow_gym.world_models.idm.model import InverseDynamics, optical_flow
 from wow_gym.world_models.idm.training import IDMTrainer, TrainIDMConfig
 from wow_gym.world_models.staged import StageConfig, StagedTrainer
 from wow_gym.world_models.video.pose_map import project
