@@ -78,9 +78,10 @@ def write_critic_report(r: CriticResults, config: dict, out_dir: str | Path) -> 
         text = (f"The paired replays reproduce the stored episodes' success in "
                 f"{100 * i['replay_matches_dataset']:.0f}% of cases.")
         if "video_shows_lift_when_sim_lifts" in i:  # only for tasks with a success height (Lift)
-            text += (f" Of the imagined videos whose replay lifts the cube, "
-                     f"{fmt(i['video_shows_lift_when_sim_lifts'], 100, 1)}% show it lifted to the object "
-                     f"probe (trained on sim frames); the critic's verdict agrees with the probe's on "
+            text += (f" Of the imagined videos whose replay succeeds, "
+                     f"{fmt(i['video_shows_lift_when_sim_lifts'], 100, 1)}% show the task object above its "
+                     f"success height to the object probe (trained on sim frames); the critic's verdict "
+                     f"agrees with the probe's on "
                      f"{fmt(i['critic_agrees_with_probe'], 100, 1)}% of imagined videos.")
         lines += ["", text]
     lines += ["", "## Plausibility (corrupted clips of held-out episodes vs real clips)", "",

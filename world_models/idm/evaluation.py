@@ -86,6 +86,7 @@ class IDMResults:
     verified_written: int = 0
     verified_root: str = ""
     seconds: float = 0.0
+    task: str = ""  # the task's name, as the reports write it
 
 
 def load_variants(config: EvalIDMConfig, device: str = "cpu") -> dict[str, tuple[InverseDynamics, Path]]:
@@ -201,4 +202,5 @@ def evaluate_idm(config: EvalIDMConfig, out: Path, make_sim: SimFactory) -> IDMR
     imagined = {mode: _mean_figures([c for c in cases if c.mode == mode]) for mode in sorted({c.mode for c in cases})}
     return IDMResults({k: str(p) for k, (_, p) in models.items()}, nrmse,
                       {k: float(np.mean(v)) for k, v in nrmse.items()}, by_source, replays, imagined, cases,
-                      len(verified) if config.write_verified else 0, str(root), time.perf_counter() - begin)
+                      len(verified) if config.write_verified else 0, str(root), time.perf_counter() - begin,
+                      task_info(config.task).name)

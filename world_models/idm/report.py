@@ -26,7 +26,7 @@ def acceptance_lines(results: IDMResults) -> list[str]:
         lines.append(f"replay success from ground-truth video ({source}, {int(row['episodes'])} episodes): "
                      f"FM-IDM {100 * fm:.1f}% vs oracle {100 * oracle:.1f}% ({100 * ratio:.1f}% of the oracle)")
     for mode, figures in results.imagined.items():
-        lines.append(f"success of FM-IDM actions decoded from imagined Lift video ({mode}, {int(figures['cases'])} "
+        lines.append(f"success of FM-IDM actions decoded from imagined {results.task} video ({mode}, {int(figures['cases'])} "
                      f"starts), executed in MuJoCo: {100 * figures.get('replay_success', float('nan')):.1f}%")
     if results.cases:
         lines.append(f"verified imagined trajectories written: {results.verified_written} ({results.verified_root})")
