@@ -445,6 +445,9 @@ class PolicyTrainer:
             # this run's hyperparameters, not those the warm start was saved with
             model = algorithm.load(bc_path, env=venv, device=device, tensorboard_log=str(self.out / "tensorboard"),
                                    **self._hyperparameters())
+            # SB3's load seeds nothing: without this, action sampling and the envs' first reset drew from
+            # fresh entropy and a warm-started run gave another policy each time
+            model.set_random_seed(cfg.seed)
             return model, read_state(self.out).get("bc")
         data = None
         if cfg.bc.epochs > 0 and cfg.bc.datasets:

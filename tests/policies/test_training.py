@@ -12,6 +12,7 @@ from stable_baselines3 import PPO, SAC
 from wow_gym.policies.bc import BCConfig, behaviour_clone, load_bc_dataset, random_shift
 from wow_gym.policies.export import check_parity, export_policy
 from wow_gym.policies.features import ImageProprioExtractor, SpatialSoftArgmax, policy_kwargs
+from wow_gym.policies.shipped import load_policy
 from wow_gym.policies.sim_eval import SimEvalConfig, make_sim, run_sim_episodes, sb3_actor
 from wow_gym.policies.training import (
     PolicyTrainer,
@@ -156,6 +157,20 @@ def test_train_in_imagination_with_bc_then_resume(tmp_path, lift_data):
     more = PolicyTrainer(_tiny(out, total_timesteps=24, bc=BCConfig(datasets=[str(lift_data)], epochs=1, successful_only=False))).run()
     assert more["timesteps"] == 24, "the rerun resumes at 16 and trains the 8 steps left"
     assert [c["timesteps"] for c in json.loads((out / "curves.json").read_text())] == [0, 8, 16, 24]
+
+
+def test_a_warm_started_run_gives_the_same_policy_every_time(tmp_path, robot_env):
+    """SB3's load seeds nothing; the trainer seeds a warm start, so one init and one seed give one policy."""
+    load_policy(task="lift", env=robot_env).save(tmp_path / "init.zip")
+    finals = []
+    for name in ("first", "second"):
+        config = _tiny(tmp_path / name, init=str(tmp_path / "init.zip"),
+                       eval=SimEvalConfig(every_steps=0, episodes=1, max_steps=2))
+        PolicyTrainer(config).run()
+        finals.append(PPO.load(tmp_path / name / "final.zip", device="cpu").policy.state_dict())
+    start = PPO.load(tmp_path / "init.zip", device="cpu").policy.state_dict()
+    assert any(not torch.equal(start[k], finals[0][k]) for k in start), "PPO changed the policy"
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in start)
 
 
 def test_train_in_the_sim_stops_at_its_wall_clock_budget(tmp_path):
