@@ -55,6 +55,7 @@ def load_bc_dataset(roots: Sequence[str | Path], successful_only: bool = True, m
         raise ValueError(f"no usable episodes in {[str(r) for r in roots]}"
                          + (" (none succeeds; pass successful_only=False)" if successful_only else ""))
     flat = flatten_episodes([r for _, _, r in episodes])
+    del episodes  # the decoded episodes: flat holds their frames now
     steps = flat.steps
     return BCDataset(flat.pixels[steps], flat.agent_pos[steps], flat.action[steps], flat.episode_of[steps])
 

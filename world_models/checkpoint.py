@@ -35,7 +35,8 @@ SHIPPED_KINDS = {
     "world-model": ShippedKind("world model", "", "wow-gym train-world-model task={task}"),
     "idm": ShippedKind("FM-IDM", "-idm", "wow-gym train-idm task={task}"),
     "critic": ShippedKind("critic", "-critic", "wow-gym train-critic task={task}"),
-    "policy": ShippedKind("policy", "-policy", "wow-gym train-policy task={task}` and `make ship-policy"),
+    "policy": ShippedKind("policy", "-policy", "wow-gym train-policy task={task}` and "
+                                               "`wow-gym ship-policy checkpoint=<its zip> task={task}"),
 }
 
 

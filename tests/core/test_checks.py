@@ -28,8 +28,8 @@ def test_frames_of_any_other_dtype_are_refused_even_when_integral_and_in_range(d
 
 
 @pytest.mark.parametrize("bad", [np.full((2, 8, 8, 3), np.nan), np.full((2, 8, 8, 3), 300.0)])
-def test_nan_or_out_of_range_float_frames_are_refused(bad):
-    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+def test_float_frames_are_refused_for_their_dtype_whatever_they_hold(bad):
+    with pytest.raises(ValueError, match="got dtype float64"):
         check_frames(bad)
 
 
@@ -103,8 +103,8 @@ def idm_and_critic():
 BAD_CLIPS = {  # name: (clip, a fragment both must name)
     "float": (CLIP.astype(np.float32), "float32"),
     "integral float": (np.round(CLIP.astype(np.float64)), "float64"),
-    "nan": (np.full((3, 64, 64, 3), np.nan), r"\[0, 255\]"),
-    "out of range": (np.full((3, 64, 64, 3), 300.0), r"\[0, 255\]"),
+    "nan": (np.full((3, 64, 64, 3), np.nan), "got dtype float64"),
+    "out of range": (np.full((3, 64, 64, 3), 300.0), "got dtype float64"),
     "other size": (CLIP[:, :32, :32], r"\(3, 32, 32, 3\)"),
     "channels first": (CLIP.transpose(0, 3, 1, 2), r"\(3, 3, 64, 64\)"),
     "int64": (CLIP.astype(np.int64), "int64"),
@@ -119,5 +119,9 @@ def test_the_idm_and_the_critic_refuse_the_same_clips_alike(idm_and_critic, name
         idm.predict(clip)
     with pytest.raises(ValueError, match=fragment):
         critic.critique(clip, "lift the red cube")
+
+
+def test_the_idm_and_the_critic_take_a_good_clip(idm_and_critic):
+    idm, critic = idm_and_critic
     assert idm.predict(CLIP).shape == (2, 7)
     assert 0.0 <= critic.critique(CLIP, "lift the red cube").progress <= 1.0

@@ -19,7 +19,6 @@ def test_flattened_frames_actions_and_offsets_match_each_episode(root):
     flat = flatten_episodes(episodes)
     assert flat.lengths.tolist() == [s + 1 for s in STEPS]
     assert flat.starts.tolist() == [0, 6, 10]
-    assert flat.instructions == ["task 0", "task 1", "task 2"]
     for e, (start, rollout) in enumerate(zip(flat.starts, episodes)):
         frames = slice(start, start + rollout.num_steps + 1)
         assert np.array_equal(flat.pixels[frames], rollout.pixels)

@@ -121,12 +121,11 @@ class CriticTrainer(StagedTrainer):
 
     def _read(self, config: TrainCriticConfig) -> tuple[list[Rollout], np.ndarray, list[str]]:
         """The training episodes, whether each follows the task's instruction, and its own instruction."""
-        spec_of = {Path(spec.root): spec for spec in config.datasets}
-        read = read_episodes(spec_of, "critic", config.image_size, progress=self.progress)
-        follows = np.array([spec_of[root].instruction is None for root, _, _ in read])
-        own = [spec_of[root].instruction or ep.instruction or task_info(config.task).instruction
-               for root, _, ep in read]
-        return [ep for _, _, ep in read], follows, own
+        read = [(spec, ep) for spec in config.datasets for _, _, ep in
+                read_episodes([spec.root], "critic", config.image_size, progress=self.progress)]
+        follows = np.array([spec.instruction is None for spec, _ in read])
+        own = [spec.instruction or ep.instruction or task_info(config.task).instruction for spec, ep in read]
+        return [ep for _, ep in read], follows, own
 
     def _corrupted(self) -> list[Clip]:
         cfg = self.config

@@ -122,8 +122,8 @@ class IDMData:
         self.instructions = [ep.instruction or None for _, _, ep in episodes]
         self.masks: torch.Tensor | None = None  # the mask head's, filled after its stage
         self.lengths = torch.from_numpy(flat.lengths)
-        self.starts = torch.cumsum(self.lengths, 0) - self.lengths
-        self.episode_of = torch.repeat_interleave(torch.arange(len(self.lengths)), self.lengths)
+        self.starts = torch.from_numpy(flat.starts)
+        self.episode_of = torch.from_numpy(flat.episode_of)
         self.steps = torch.from_numpy(flat.steps)  # frames t that have an action and a t+1
 
     def with_frames(self, frames: torch.Tensor, progress: bool = True) -> IDMData:

@@ -103,11 +103,11 @@ class TrainingData:
     """All episodes in memory, flattened frame-major with per-episode offsets."""
 
     def __init__(self, specs: list[DatasetSpec], image_size: int, progress: bool = True) -> None:
-        spec_of = {Path(spec.root): spec for spec in specs}
-        episodes = read_episodes(spec_of, "world model", image_size, needs=("environment_state",),
-                                 progress=progress)
-        flat = flatten_episodes([ep for _, _, ep in episodes])
-        texts = [spec_of[root].instruction or ep.instruction for root, _, ep in episodes]
+        episodes = [(spec, ep) for spec in specs for _, _, ep in
+                    read_episodes([spec.root], "world model", image_size, needs=("environment_state",),
+                                  progress=progress)]
+        flat = flatten_episodes([ep for _, ep in episodes])
+        texts = [spec.instruction or ep.instruction for spec, ep in episodes]
         self.pixels = torch.from_numpy(flat.pixels)
         self.poses = torch.from_numpy(flat.agent_pos)
         self.actions = torch.from_numpy(flat.action)  # action taken at frame i
@@ -115,8 +115,8 @@ class TrainingData:
         self.rewards = torch.from_numpy(flat.reward)  # reward received on arriving at frame i
         self.success = torch.from_numpy(flat.success)
         self.lengths = torch.from_numpy(flat.lengths)
-        self.starts = torch.cumsum(self.lengths, 0) - self.lengths
-        self.episode_of = torch.repeat_interleave(torch.arange(len(self.lengths)), self.lengths)
+        self.starts = torch.from_numpy(flat.starts)
+        self.episode_of = torch.from_numpy(flat.episode_of)
         unique = sorted(set(texts))
         self.instructions = unique
         self.text_table = torch.from_numpy(embed_instructions(unique))

@@ -74,7 +74,6 @@ class FlatEpisodes:
     success: np.ndarray  # [N] bool
     environment_state: np.ndarray | None  # [N, E] float32, when every episode has it
     lengths: np.ndarray  # [E] frames per episode
-    instructions: list[str]  # per episode ("" when it has none)
 
     @property
     def starts(self) -> np.ndarray:
@@ -108,5 +107,4 @@ def flatten_episodes(rollouts: Sequence[Rollout]) -> FlatEpisodes:
         environment_state=(None if any(s is None for s in states)
                            else np.concatenate(states).astype(np.float32)),
         lengths=np.array([r.num_steps + 1 for r in rollouts], np.int64),
-        instructions=[r.instruction or "" for r in rollouts],
     )

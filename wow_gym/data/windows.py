@@ -29,7 +29,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from wow_gym.data.dataset_reader import DatasetReader
-from wow_gym.data.flat import flatten_episodes
 
 
 class WindowDataset(Dataset):
@@ -95,16 +94,25 @@ class WindowDataset(Dataset):
     def _load(self, reader: DatasetReader, progress: bool) -> None:
         """Decode the chosen episodes into contiguous frame, state, action and subtask arrays."""
         infos = [reader.episodes[p] for p in self.positions]
-        rollouts = [reader[p] for p in tqdm(self.positions, desc="decoding episodes", disable=not progress)]
-        flat = flatten_episodes(rollouts) if rollouts else None
-        self._offset = np.zeros(0, np.int64) if flat is None else flat.starts
-        self.pixels = None if flat is None else flat.pixels
-        self.agent_pos = None if flat is None else flat.agent_pos
-        self.actions = None if flat is None else flat.action
-        self.subtasks = [s for r in rollouts for s in (r.subtask or [""] * r.num_steps) + [""]]
+        lengths = np.array([e.length for e in infos], np.int64)
+        self._offset = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        total = int(lengths.sum())
+        height, width, _ = reader.info["features"][reader.video_key]["shape"]
+        state_dim = reader.info["features"]["observation.state"]["shape"][0]
+        self.pixels = np.empty((total, height, width, 3), np.uint8)
+        self.agent_pos = np.empty((total, state_dim), np.float32)
+        self.actions = np.zeros((total, 7), np.float32)
+        self.subtasks: list[str] = [""] * total
+        for row, position in enumerate(tqdm(self.positions, desc="decoding episodes", disable=not progress)):
+            rollout = reader[position]
+            start, stop = int(self._offset[row]), int(self._offset[row] + lengths[row])
+            self.pixels[start:stop] = rollout.pixels
+            self.agent_pos[start:stop] = rollout.agent_pos
+            self.actions[start : stop - 1] = rollout.action
+            if rollout.subtask is not None:
+                self.subtasks[start : stop - 1] = rollout.subtask
         self.instructions = [e.task for e in infos]
         self.episode_indices = np.array([e.episode_index for e in infos], np.int64)
-        lengths = np.array([e.length for e in infos], np.int64)
         self._last_action = self._offset + lengths - 2  # global index of each episode's action T-1
 
     def _index_windows(self) -> None:

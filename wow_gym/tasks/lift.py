@@ -12,14 +12,19 @@ NEAR = 0.03  # metres: the gripper is at the cube
 # robosuite Lift succeeds when the cube's centre is above the table (0.8 m) + 0.04; written out, not summed,
 # since 0.8 + 0.04 is not the float 0.84 the shipped figures were measured with.
 SUCCESS_HEIGHT = 0.84
-STAGES = 4
+STAGES = (
+    CriticStage("approach", "no_reach", "the gripper stays {distance:.0f} cm from the cube"),
+    CriticStage("at_object", "no_grasp", "the gripper reaches the cube but does not close on it"),
+    CriticStage("grasped", "no_lift", "the cube is grasped but not lifted off the table"),
+    CriticStage("lifted", "", "the cube is lifted off the table"),
+)
 
 
 def stage_labels(state: np.ndarray, reward: np.ndarray, success: np.ndarray) -> np.ndarray:
     """approach / at the cube / grasped / lifted, from the gripper-cube distance and the grasp reward."""
     distance = np.linalg.norm(state[:, GRIPPER_OFFSET], axis=1)
     grasp_term = reward * 2.25 - (1 - np.tanh(10 * distance))  # robosuite Lift: reach + 0.25 grasp, / 2.25
-    return np.where(success, STAGES - 1, np.where(grasp_term > 0.15, 2, np.where(distance < NEAR, 1, 0)))
+    return np.where(success, len(STAGES) - 1, np.where(grasp_term > 0.15, 2, np.where(distance < NEAR, 1, 0)))
 
 
 TASK = Task(
@@ -31,12 +36,7 @@ TASK = Task(
            "close the gripper on the cube", "lift the cube up off the table"),
     object_position=OBJECT_POSITION,
     gripper_offset=GRIPPER_OFFSET,
-    critic_stages=(
-        CriticStage("approach", "no_reach", "the gripper stays {distance:.0f} cm from the cube"),
-        CriticStage("at_object", "no_grasp", "the gripper reaches the cube but does not close on it"),
-        CriticStage("grasped", "no_lift", "the cube is grasped but not lifted off the table"),
-        CriticStage("lifted", "", "the cube is lifted off the table"),
-    ),
+    critic_stages=STAGES,
     stage_labels=stage_labels,
     failure_hints={
         "no_reach": "first move the gripper right above the cube",
