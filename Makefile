@@ -49,6 +49,12 @@ bench: $(STAMP)
 # 900000, never used in training), training, evaluation against the simulator, and the speed benchmark.
 WG := $(VENV)/bin/wow-gym
 NOISY := noise.action_std=0.15 noise.pause_prob=0.03 noise.target_jitter=0.02 noise.failure_prob=0.25
+# Kinds of action sequence absent from training (held out only): the expert with much heavier noise and
+# failures, a shaky expert (twice the training noise, more pauses) and a pausing one (1.5x the noise, five
+# times the pauses, each longer), which lifts more often.
+HEAVY := noise.action_std=0.4 noise.pause_prob=0.06 noise.target_jitter=0.04 noise.failure_prob=0.4
+SHAKY := noise.action_std=0.3 noise.pause_prob=0.1 noise.target_jitter=0.03
+PAUSING := noise.action_std=0.22 noise.pause_prob=0.15 noise.pause_steps=8
 # $(call ship,<training out>,<name>): a finished run's checkpoint becomes world_models/checkpoints/<name>.
 ship = mkdir -p world_models/checkpoints/$(2) && \
 	cp $(1)/checkpoint/model.safetensors $(1)/checkpoint/config.json world_models/checkpoints/$(2)/
@@ -58,6 +64,9 @@ lift-data: $(STAMP)
 	$(WG) collect task=lift policy=walk episodes=12 seed=920000 root=data/lift/heldout-walk
 	$(WG) collect task=lift policy=random episodes=8 seed=930000 root=data/lift/heldout-random
 	$(WG) collect task=lift policy=expert episodes=50 seed=940000 root=data/lift/heldout-replay-expert
+	$(WG) collect task=lift policy=expert episodes=20 seed=950000 $(HEAVY) root=data/lift/heldout-heavy-noise
+	$(WG) collect task=lift policy=expert episodes=20 seed=960000 $(SHAKY) root=data/lift/heldout-shaky
+	$(WG) collect task=lift policy=expert episodes=20 seed=970000 $(PAUSING) root=data/lift/heldout-pausing
 	$(WG) collect task=lift policy=expert episodes=80 seed=0 root=data/lift/train-expert
 	$(WG) collect task=lift policy=expert episodes=80 seed=10000 $(NOISY) root=data/lift/train-noisy
 	$(WG) collect task=lift policy=walk episodes=50 seed=20000 root=data/lift/train-walk

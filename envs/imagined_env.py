@@ -5,7 +5,9 @@
 seeded layout, a stored episode, or given frames); from then on every step is imagined by the world model
 and the simulator is never touched again. Reward and success come from a pluggable `RewardModel`:
 by default SOPHIA's critic reading the imagined frames (progress + success, with the named terms in
-info["reward_<term>"]); "heads" selects the world model's own heads, trained on the simulator's reward.
+info["reward_<term>"]); "heads" selects the world model's own heads, trained on the simulator's reward;
+"state" computes the simulator's shaped reward on the imagined object state (a model that carries it), so
+reward and success follow what the imagination does to the object.
 
 `ImaginedEnv` (one episode) and `ImaginedVectorEnv` (N episodes, one model call per step) share one
 engine, `ImaginedBatch`, a thin use of the one imagination path (world_models.video.imagination).
@@ -60,9 +62,28 @@ class HeadRewardModel:
         return np.asarray(output.reward, dtype=np.float32), np.asarray(output.success, dtype=bool)
 
 
-def make_reward_model(task: str, reward_model: RewardModel | str | None) -> RewardModel:
-    """`reward_model` as given, or by name: "critic" (SOPHIA) or "heads" (the world model's own reward and
-    success heads). None: the critic where the task has a shipped one, else the heads (with a warning)."""
+class StateRewardModel:
+    """The simulator's shaped reward computed on the imagined state (the task's `state_reward`: for Lift reach,
+    grasp and lift, named in info as reward_state_<term>); success is the carried object's (StepOutput)."""
+
+    def __init__(self, task: str) -> None:
+        self.reward = task_info(task).state_reward
+        if self.reward is None:
+            raise ValueError(f"task {task!r} has no state_reward in wow_gym/tasks; use reward_model='critic'")
+
+    def __call__(self, output: StepOutput, instructions: Sequence[str], rows: np.ndarray | None = None,
+                 batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        success = np.asarray(output.success, dtype=bool)
+        terms = self.reward(np.asarray(output.environment_state), np.asarray(output.agent_pos), success)
+        reward = np.sum(list(terms.values()), axis=0).astype(np.float32)
+        return reward, success, {f"state_{name}": value for name, value in terms.items()}
+
+
+def make_reward_model(task: str, reward_model: RewardModel | str | None,
+                      model: WorldModel | None = None) -> RewardModel:
+    """`reward_model` as given, or by name: "critic" (SOPHIA), "heads" (the world model's own reward and
+    success heads) or "state" (the shaped reward on the imagined object state; needs a `model` that carries
+    it). None: the critic where the task has a shipped one, else the heads (with a warning)."""
     if reward_model is None and task_info(task).name not in shipped_tasks("critic"):
         logger.warning("no shipped SOPHIA critic for %s: the imagined env's reward comes from the world model's "
                        "heads; train a critic with `wow-gym train-critic task=%s`", task, task.lower())
@@ -71,8 +92,13 @@ def make_reward_model(task: str, reward_model: RewardModel | str | None) -> Rewa
         return CriticRewardModel(task=task)
     if reward_model == "heads":
         return HeadRewardModel()
+    if reward_model == "state":
+        if model is not None and model.config.object_dims is None:
+            raise ValueError("reward_model='state' needs a world model that carries the object state "
+                             "(object_dims in its config); this one reads it off frames: use 'critic'")
+        return StateRewardModel(task)
     if isinstance(reward_model, str) or not callable(reward_model):
-        raise ValueError(f"reward_model must be 'critic', 'heads' or a RewardModel, got {reward_model!r}")
+        raise ValueError(f"reward_model must be 'critic', 'heads', 'state' or a RewardModel, got {reward_model!r}")
     return reward_model
 
 
@@ -171,8 +197,8 @@ class ImaginedEnv(gym.Env):
         self.observation_space, self.action_space = imagined_spaces(self.model)
         k = self.model.config.context_frames
         self.source = ContextSource(self.task, self.instruction, self.observation_space, k)
-        self.batch = ImaginedBatch(self.model, make_reward_model(info.name, reward_model), self.instruction,
-                                   sampling_steps)
+        self.batch = ImaginedBatch(self.model, make_reward_model(info.name, reward_model, self.model),
+                                   self.instruction, sampling_steps)
         self._history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=k)  # for generate()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -260,8 +286,8 @@ class ImaginedVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.source = ContextSource(self.task, self.instruction, self.single_observation_space,
                                     self.model.config.context_frames)
-        self.batch = ImaginedBatch(self.model, make_reward_model(info.name, reward_model), self.instruction,
-                                   sampling_steps)
+        self.batch = ImaginedBatch(self.model, make_reward_model(info.name, reward_model, self.model),
+                                   self.instruction, sampling_steps)
         self.episode_steps = np.zeros(num_envs, dtype=np.int64)
         self._observation: dict[str, np.ndarray] | None = None
 

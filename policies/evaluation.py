@@ -44,6 +44,7 @@ from wow_gym.world_models.critic.model import CriticRewardModel, LearnedCritic
 from wow_gym.world_models.video.imagination import load_world_model
 
 POLICY_KINDS = ("random", "zero", "sb3", "run", "shipped")
+IMAGINED_REWARDS = ("auto", "critic", "state")
 _STEPS_IN_NAME = re.compile(r"_(\d+)_steps$")
 
 
@@ -91,6 +92,9 @@ class EvaluateConfig:
     world_model: str | None = None
     critic: str | None = None
     sampling_steps: int | None = None
+    # the imagined env's reward and success: critic (SOPHIA on the imagined frames), state (the simulator's
+    # shaped reward on the imagined object state) or auto (state for a model that carries it, else critic)
+    imagined_reward: str = "auto"
     parallel: int = 8  # simulators (and imagined envs) at a time; episodes run in waves of this many
     gifs: bool = True
     progress: bool = True
@@ -111,6 +115,8 @@ class EvaluateConfig:
             raise ValueError(f"randomize must be one of {list(RANDOMIZATIONS)}, got {self.randomize!r}")
         if not self.policies:
             raise ValueError("no policies to evaluate; give policies=[...], +run=<folder> or +sb3=<zip>")
+        if self.imagined_reward not in IMAGINED_REWARDS:
+            raise ValueError(f"imagined_reward must be one of {list(IMAGINED_REWARDS)}, got {self.imagined_reward!r}")
 
 
 def _entry(value: PolicyEntry | dict[str, Any]) -> PolicyEntry:
@@ -323,7 +329,7 @@ class PairedEpisode:
     sim_success: bool
     imagined_success: bool
     sim_return: float  # the simulator's shaped reward
-    imagined_return: float  # the critic's reward on imagined frames (the imagined env's reward)
+    imagined_return: float  # the imagined env's reward (the critic on imagined frames, or the state reward)
     sim_critic_return: float  # the same critic's reward on the simulator's frames
     sim_critic_success: bool
     start_psnr: float  # imagined first frame vs sim first frame (100: identical)
@@ -341,7 +347,7 @@ class PolicyResult:
     imagined_return: float
     sim_return: float
     sim_critic_return: float
-    exploitability: float  # mean(imagined critic return - sim critic return)
+    exploitability: float  # mean(imagined return - the same reward on the simulator's episode)
     agreement: float  # fraction of start states where imagined success == sim success
     frames: dict[str, np.ndarray] = field(default_factory=dict, metadata={"json": False})  # episode 0
 
@@ -374,9 +380,11 @@ class PairedEnvs:
         self.size = min(config.parallel, config.n_episodes)
         make = partial(_sim_env, info.name, model.config.image_size, config.max_steps, config.randomize, critic)
         self.sim = gym.vector.SyncVectorEnv([make for _ in range(self.size)])
+        self.reward = imagined_reward(config.imagined_reward, model)
         # One step past max_steps: the episodes end where we stop stepping, never in a same-step autoreset.
         self.imagined = ImaginedVectorEnv(num_envs=self.size, task=info.name, model=model,
-                                          reward_model=CriticRewardModel(critic=critic),
+                                          reward_model=(CriticRewardModel(critic=critic) if self.reward == "critic"
+                                                        else "state"),
                                           sampling_steps=config.sampling_steps,
                                           max_episode_steps=config.max_steps + 1)
 
@@ -395,6 +403,13 @@ class PairedEnvs:
     def close(self) -> None:
         self.sim.close()
         self.imagined.close()
+
+
+def imagined_reward(name: str, model: Any) -> str:
+    """critic or state: `name`, or for auto the state where the model carries the object state."""
+    if name == "auto":
+        return "critic" if model.config.object_dims is None else "state"
+    return name
 
 
 def _sim_env(task: str, image_size: int, max_steps: int, randomize: str, critic: Any) -> gym.Env:
@@ -450,7 +465,8 @@ def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_st
         sim_success_rate=float(sim["success"].mean()),
         imagined_return=float(imagined_return.mean()), sim_return=float(sim_return.mean()),
         sim_critic_return=float(sim_critic.mean()),
-        exploitability=float(np.mean(imagined_return - sim_critic)),
+        # how much more the imagined env pays than the same reward on the simulator's episode
+        exploitability=float(np.mean(imagined_return - (sim_critic if envs.reward == "critic" else sim_return))),
         agreement=float(np.mean(imagined["success"] == sim["success"])), frames=frames)
 
 

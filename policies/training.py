@@ -38,6 +38,7 @@ from wow_gym.policies.bc import BCConfig, BCDataset, bc_batch, bc_loss, behaviou
 from wow_gym.policies.features import policy_kwargs
 from wow_gym.policies.sim_eval import SimEvalConfig, make_sim, run_sim_episodes, sb3_actor
 from wow_gym.policies.spec import POLICY_KEYS
+from wow_gym.policies.shipped import load_policy
 from wow_gym.provenance import atomic_write_text
 from wow_gym.registry import TASKS
 from wow_gym.sb3_vec_env import SB3VecEnv
@@ -87,9 +88,9 @@ class TrainPolicyConfig:
     terminate_on_success: bool = True
     randomize: bool = False  # sim training only: RandomizeDomain at every reset
     world_model: str | None = None  # imagined envs: a checkpoint dir; None: the shipped one
-    reward_model: str | None = None  # imagined envs: critic | heads; None: the shipped critic
+    reward_model: str | None = None  # imagined envs: critic | heads | state; None: the shipped critic
     sampling_steps: int | None = None
-    init: str | None = None  # start from this SB3 zip (e.g. another run's bc.zip) instead of cloning
+    init: str | None = None  # start from this SB3 zip (e.g. another run's bc.zip) or shipped policy folder
     bc: BCConfig = field(default_factory=BCConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     sac: SACConfig = field(default_factory=SACConfig)
@@ -434,9 +435,17 @@ class PolicyTrainer:
             return model, read_state(self.out).get("bc")
         bc_path = self.out / "bc.zip"
         if cfg.init is not None and not bc_path.exists():  # a shared warm start: this run's bc.zip
-            if not Path(cfg.init).is_file():
-                raise ValueError(f"init={cfg.init!r} is not a file; pass an SB3 zip (a run's bc.zip or final.zip)")
-            model = algorithm.load(cfg.init, env=venv, device=device)
+            init = Path(cfg.init)
+            if (init / "config.json").is_file():  # a shipped policy (wow-gym ship-policy)
+                model = load_policy(init, env=venv, device=device)
+            elif init.is_file():
+                model = algorithm.load(cfg.init, env=venv, device=device)
+            else:
+                raise ValueError(f"init={cfg.init!r} is neither an SB3 zip (a run's bc.zip or final.zip) nor a "
+                                 "shipped policy folder (e.g. policies/checkpoints/lift-policy)")
+            if type(model) is not algorithm:
+                raise ValueError(f"init={cfg.init!r} holds a {type(model).__name__} policy; set algo="
+                                 f"{type(model).__name__.lower()}")
             model.save(bc_path)
             source = read_state(Path(cfg.init).parent)
             write_state(self.out, {"init": str(cfg.init), "bc": source.get("bc"),

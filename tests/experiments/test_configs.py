@@ -184,8 +184,10 @@ def test_eval_world_model_tiny_budget(tmp_path):
     checkpoint, roots = _tiny_world_model_and_heldout(tmp_path)
     args = ["eval-world-model", f"checkpoint={checkpoint}", "horizons=[1,2]", "reference_horizon=2",
             "starts_per_episode=1", "steps_sweep=[1]", "plan_horizon=2", "examples=1", "progress=false"]
-    out = _wow_gym([*args, f"datasets=[{','.join(roots)}]", f"out={tmp_path / 'eval'}"], tmp_path)
+    out = _wow_gym([*args, f"datasets=[{','.join(roots)}]", f"interaction_datasets=[{','.join(roots)}]",
+                    f"out={tmp_path / 'eval'}"], tmp_path)
     assert "| eef error h=2, true vs shuffled actions (mm) |" in out and "| plan PSNR" in out
+    assert "| lifts seen in imagination" in out and "| false lifts" in out
     for name in ("report.md", "results.json", "psnr_vs_horizon.png", "example_0.gif", "config.yaml",
                  "run.json"):
         assert (tmp_path / "eval" / name).exists(), name

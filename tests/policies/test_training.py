@@ -203,8 +203,18 @@ def test_a_run_can_start_from_a_shared_warm_start(tmp_path, robot_env):
     for name, value in start.policy.state_dict().items():
         assert torch.equal(copied[name], value), name
     assert json.loads((tmp_path / "from-start" / "state.json").read_text())["init"] == str(tmp_path / "start.zip")
-    with pytest.raises(ValueError, match="is not a file"):
+    with pytest.raises(ValueError, match="is neither an SB3 zip"):
         PolicyTrainer(_tiny(tmp_path / "missing", env="WoW/Lift-v0", init=str(tmp_path / "none.zip"))).run()
+
+    # the shipped policy's folder is a warm start too: the run's bc.zip holds exactly its weights
+    from wow_gym.policies.shipped import load_policy, shipped_policy
+
+    shipped = _tiny(tmp_path / "from-shipped", env="WoW/Lift-v0", init=str(shipped_policy("lift")),
+                    total_timesteps=0, eval=SimEvalConfig(every_steps=0, episodes=1, max_steps=2))
+    PolicyTrainer(shipped).run()
+    copied = PPO.load(tmp_path / "from-shipped" / "bc.zip", device="cpu").policy.state_dict()
+    for name, value in load_policy(task="lift").policy.state_dict().items():
+        assert torch.equal(copied[name], value), name
 
 
 def test_value_warmup_freezes_the_actor_and_bc_steps_keep_cloning(tmp_path, robot_env, lift_data):

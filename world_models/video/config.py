@@ -38,6 +38,15 @@ class WorldModelConfig:
     # The task camera's 3x4 projection (world -> pixel column, row); when set, the DiT is told where the
     # gripper is in the picture (world_models/pose_map.py). None: the pose is a global condition only.
     camera: list[list[float]] | None = None
+    # Object state carried with its own dynamics (world_models/video/dynamics.py ObjectDynamics): the
+    # environment_state entries of the task object's position (3) then orientation quaternion (4), and those
+    # holding its position minus the gripper's. None: the object state is the probe's reading of each frame.
+    object_dims: list[int] | None = None
+    object_offset_dims: list[int] | None = None
+    # The object probe reads uint8 frames (PixelProbe) instead of the frame latent (LatentHead).
+    pixel_probe: bool = False
+    # The DiT is also told where the object is in the picture (needs camera and object_dims).
+    object_map: bool = False
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
     version: int = FORMAT_VERSION
@@ -55,6 +64,17 @@ class WorldModelConfig:
         self.dit.action_dim = self.action_dim
         self.dit.pose_dim = self.agent_pos_dim
         self.dit.pose_map = self.camera is not None
+        self.dit.object_map = self.object_map
+        if self.object_dims is not None:
+            dims = list(self.object_dims) + list(self.object_offset_dims or [])
+            if len(self.object_dims) != 7 or len(self.object_offset_dims or []) != 3:
+                raise ValueError("object_dims must name 7 environment_state entries (position, quaternion) and "
+                                 f"object_offset_dims 3, got {self.object_dims} and {self.object_offset_dims}")
+            if sorted(dims) != list(range(self.env_state_dim)):
+                raise ValueError(f"object_dims + object_offset_dims must cover environment_state's "
+                                 f"{self.env_state_dim} entries once each, got {dims}")
+        if self.object_map and (self.object_dims is None or self.camera is None):
+            raise ValueError("object_map needs object_dims (the carried object state) and camera")
         if not self.residual_deadband >= 0:
             raise ValueError(f"residual_deadband must be >= 0 pixel levels, got {self.residual_deadband}")
         if self.camera is not None and np.asarray(self.camera).shape != (3, 4):
@@ -72,4 +92,6 @@ def default_stats(config: WorldModelConfig) -> dict[str, list[float]]:
         "pose_mean": [0.0] * p, "pose_std": [1.0] * p, "dpose_std": [1.0] * p,
         "env_state_mean": [0.0] * e, "env_state_std": [1.0] * e,
         "reward_mean": [0.0], "reward_std": [1.0],
-    }
+    } | ({} if config.object_dims is None else {
+        "object_mean": [0.0] * 7, "object_std": [1.0] * 7, "dobject_std": [1.0] * 7, "offset_std": [1.0] * 3,
+    })

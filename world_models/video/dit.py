@@ -49,6 +49,7 @@ class DiTConfig:
     patch: int = 2  # latent pixels per token side: 8x8 latents, patch 2 -> 16 tokens per frame
     mlp_ratio: int = 4
     pose_map: bool = False  # target tokens also get the projected gripper map (world_models/video/pose_map.py)
+    object_map: bool = False  # ... and the same map of the task object's position
     width: int = 0
     depth: int = 0
     heads: int = 0
@@ -99,7 +100,8 @@ class VideoDiT(nn.Module):
     noised latents of the K last frames, oldest first), `time` [B] in [0,1], `ctx_noise` [B],
     `actions` [B,history,A], `text` [B,T], `pose` [B,2,P] (now, next) and the keep masks
     `keep_action` / `keep_text` [B] (0 drops that condition, for classifier-free guidance), and with
-    `config.pose_map` the gripper map [B, tokens, 6] of world_models/video/pose_map.py (dropped with the action).
+    `config.pose_map` the gripper map [B, tokens, 6] of world_models/video/pose_map.py (dropped with the action),
+    and with `config.object_map` the same map of the object's position (now, next).
     """
 
     def __init__(self, config: DiTConfig) -> None:
@@ -123,6 +125,11 @@ class VideoDiT(nn.Module):
         if config.pose_map:
             self.pose_map_in = nn.Sequential(nn.Linear(POSE_MAP_FEATURES, w), nn.GELU(approximate="tanh"),
                                              nn.Linear(w, w))
+        if config.object_map:  # added to a trained DiT: starts at zero, so it first changes nothing
+            self.object_map_in = nn.Sequential(nn.Linear(POSE_MAP_FEATURES, w), nn.GELU(approximate="tanh"),
+                                               nn.Linear(w, w))
+            nn.init.zeros_(self.object_map_in[2].weight)
+            nn.init.zeros_(self.object_map_in[2].bias)
         self.null_action = nn.Parameter(torch.zeros(w))
         self.null_text = nn.Parameter(torch.zeros(w))
         self.null_pose = nn.Parameter(torch.zeros(w))
@@ -149,6 +156,7 @@ class VideoDiT(nn.Module):
         keep_action: torch.Tensor,
         keep_text: torch.Tensor,
         pose_map: torch.Tensor | None = None,
+        object_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, k, c, s, _ = context.shape
         if k != self.config.context_frames:
@@ -173,6 +181,10 @@ class VideoDiT(nn.Module):
             if pose_map is None:
                 raise ValueError("this DiT was built with pose_map=True; pass the pose map [B, tokens, 6]")
             pose_tok = pose_tok + self.pose_map_in(pose_map.to(dtype))
+        if self.config.object_map:
+            if object_map is None:
+                raise ValueError("this DiT was built with object_map=True; pass the object map [B, tokens, 6]")
+            pose_tok = pose_tok + self.object_map_in(object_map.to(dtype))
         tgt = tgt + keep_a[:, :, None] * pose_tok
         x = torch.cat([ctx_tokens, tgt[:, None]], dim=1) + self.spatial_pos[:, None] + self.frame_pos
         x = x.flatten(1, 2)

@@ -3,8 +3,9 @@
 From a held-out episode's recorded context frames, the model imagines the next steps under the recorded
 actions; imagined frame t+h is compared with the simulator's frame t+h. Baselines in the same run:
 copy-last-frame (the world stands still) and the same model fed time-shuffled actions (how much the
-actions matter). Also: instruction-conditioned plans against expert episodes, and quality and time per
-sampling-step count.
+actions matter). Also: whole episodes imagined from their first frame (is the interaction reproduced: does
+the object rise when the simulator's does?), instruction-conditioned plans against expert episodes, and
+quality and time per sampling-step count.
 """
 
 from __future__ import annotations
@@ -268,6 +269,92 @@ def sweep_sampling_steps(wm: WorldModel, rollouts: dict[str, list[Rollout]], ste
     return rows
 
 
+# -- interaction over whole episodes ------------------------------------------------------------------------
+
+
+@dataclass
+class InteractionResult:
+    """Whole held-out episodes imagined from their first frame under their recorded actions, as the imagined
+    env runs them (the object state read off that frame by the probe).
+
+    figures[group] holds: episodes; sim_lifts (episodes whose simulated object rises above the task's
+    success height); seen_state / seen_video (% of those whose imagined object state / imagined video, read
+    by the probe, rises above it too); false_state / false_video (% of the other episodes where it does);
+    success_agreement (% of episodes whose imagined env success, ever, matches the simulator's); and the
+    object position error in mm at h = 16 and at the episode's end of the state, the video and copy-last
+    (the object stays where it started). For a model without carried object state, state is the probe's
+    reading of each imagined latent (what its env reported).
+    """
+
+    horizon_error: int
+    figures: dict[str, dict[str, float]]
+    seconds: float
+
+
+def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sampling_steps: int | None = None,
+                         seed: int = 0, batch_size: int = 256, horizon_error: int = 16,
+                         progress: bool = False) -> InteractionResult:
+    """Imagine every episode of `rollouts` whole from its first frame; score lifts and object error."""
+    info = task_info(wm.config.task)
+    if info.success_height is None:
+        raise EvaluationError(f"task {info.name} has no success height; the interaction evaluation reads lifts")
+    episodes = [(source, e) for source, group in rollouts.items() for e in group if e.environment_state is not None]
+    if not episodes:
+        raise EvaluationError("the interaction evaluation needs episodes that record environment_state")
+    eps = [e for _, e in episodes]
+    steps = np.array([e.num_steps for e in eps])
+    horizon = int(steps.max())
+    actions = np.zeros((len(eps), horizon, eps[0].action.shape[1]), np.float32)
+    for i, e in enumerate(eps):
+        actions[i, :e.num_steps] = e.action
+    generator = torch.Generator(device=wm.device).manual_seed(seed)
+    begin = time.perf_counter()
+    imagined = imagine(wm, Start.from_episodes(eps, [0] * len(eps), 1), actions, steps, generator,
+                       sampling_steps, batch_size, progress, desc="whole episodes")
+    seconds = time.perf_counter() - begin
+    where, z = info.object_position, info.object_position.start + 2
+    video = probe_object_state(wm, imagined.pixels)  # [N, T, E] (padding frames read too; masked below)
+    rows = []
+    for i, e in enumerate(eps):
+        t = int(steps[i])
+        truth = e.environment_state[1:t + 1]
+        rows.append({
+            "sim": bool((truth[:, z] > info.success_height).any()),
+            "state": bool((imagined.environment_state[i, :t, z] > info.success_height).any()),
+            "video": bool((video[i, :t, z] > info.success_height).any()),
+            "sim_success": e.success if e.is_success is not None else None,
+            "env_success": bool(imagined.success[i, :t].any()),
+            **{f"{name}_{at}": float(1000 * np.linalg.norm(reading[k] - truth[k, where]))
+               for name, reading in (("state", imagined.environment_state[i, :t, where]),
+                                     ("video", video[i, :t, where]),
+                                     ("copy_last", np.broadcast_to(e.environment_state[0, where], (t, 3))))
+               for at, k in (("h16", min(horizon_error, t) - 1), ("end", t - 1))},
+        })
+    sources = np.array([source for source, _ in episodes])
+    groups = {"all": np.ones(len(eps), bool), **{s: sources == s for s in rollouts if np.any(sources == s)}}
+    figures = {g: _interaction_figures([r for r, keep in zip(rows, mask) if keep]) for g, mask in groups.items()}
+    return InteractionResult(horizon_error, figures, seconds)
+
+
+def _interaction_figures(rows: list[dict]) -> dict[str, float]:
+    lifts = [r for r in rows if r["sim"]]
+    still = [r for r in rows if not r["sim"]]
+
+    def pct(items: list[dict], key: str) -> float:
+        return 100.0 * float(np.mean([r[key] for r in items])) if items else float("nan")
+
+    known = [r for r in rows if r["sim_success"] is not None]
+    out = {"episodes": float(len(rows)), "sim_lifts": float(len(lifts)),
+           "seen_state": pct(lifts, "state"), "seen_video": pct(lifts, "video"),
+           "false_state": pct(still, "state"), "false_video": pct(still, "video"),
+           "success_agreement": (100.0 * float(np.mean([r["sim_success"] == r["env_success"] for r in known]))
+                                 if known else float("nan"))}
+    for key in rows[0]:
+        if key.endswith(("_h16", "_end")):
+            out[f"object_error_{key}_mm"] = float(np.mean([r[key] for r in rows]))
+    return out
+
+
 # -- the whole evaluation ----------------------------------------------------------------------------------
 
 
@@ -286,6 +373,9 @@ class EvalWorldModelConfig:
     sampling_steps: int | None = None
     residual_deadband: float | None = None  # None: the checkpoint's
     steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    # whole episodes imagined from their first frame (lifts seen, object error); [] skips it
+    interaction_datasets: list[str] = field(default_factory=lambda: [
+        f"data/lift/heldout-{s}" for s in ("expert", "noisy", "walk", "random", "replay-expert", "heavy-noise", "shaky", "pausing")])
     plan_horizon: int = 16
     examples: int = 4
     batch_size: int = 256
@@ -309,6 +399,7 @@ class EvalResults:
     acceptance: dict[str, float]
     seconds: float
     residual_deadband: float = 0.0  # the model's, as evaluated (WorldModelConfig.residual_deadband)
+    interaction: InteractionResult | None = None
 
 
 def policy_source(root: str | Path) -> str:
@@ -361,13 +452,19 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
         plan = evaluate_plan(wm, rollouts["expert"], config.plan_horizon, config.sampling_steps, config.seed)
     sweep = sweep_sampling_steps(wm, rollouts, list(config.steps_sweep), config.reference_horizon,
                                  config.starts_per_episode, **common)
+    interaction = None
+    if config.interaction_datasets:
+        whole = load_heldout(list(config.interaction_datasets), wm.config.image_size, config.max_episodes)
+        interaction = evaluate_interaction(wm, whole, config.sampling_steps, **common)
     sources: dict[str, list[str]] = {}
     for root in config.datasets:
         sources.setdefault(policy_source(root), []).append(str(root))
     episodes = {s: len(e) for s, e in rollouts.items()}
     acceptance = acceptance_figures(open_loop, plan, config.reference_horizon)
+    if interaction is not None:
+        acceptance |= {f"interaction_{k}": v for k, v in interaction.figures["all"].items()}
     return EvalResults(str(path), wm.config.task, sources, episodes, open_loop, plan, sweep, acceptance,
-                       time.perf_counter() - begin, wm.config.residual_deadband)
+                       time.perf_counter() - begin, wm.config.residual_deadband, interaction)
 
 
 def acceptance_figures(open_loop: OpenLoopResult, plan: PlanResult | None, reference_horizon: int = 8

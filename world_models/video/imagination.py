@@ -59,16 +59,7 @@ def probe_object_state(wm: WorldModel, pixels: np.ndarray, batch: int = 256) -> 
     The probe was trained on encoded simulator frames only; applied to imagined and simulated frames
     alike, so that its own error cancels out of a comparison.
     """
-    pixels = np.asarray(pixels)
-    flat = pixels.reshape(-1, *pixels.shape[-3:])
-    out = []
-    with torch.no_grad():
-        for i in range(0, flat.shape[0], batch):
-            latents = wm.encode(flat[i:i + batch])
-            with wm._autocast():
-                state = wm.probe(latents).float()
-            out.append((state * wm._env_state_std + wm._env_state_mean).cpu().numpy())
-    return np.concatenate(out).reshape(*pixels.shape[:-3], -1)
+    return wm.read_state(pixels, batch)
 
 
 @dataclass
@@ -126,9 +117,11 @@ class Imagination:
         self.state: ImaginationState | None = None
 
     def start(self, pixels: np.ndarray, agent_pos: np.ndarray, actions: np.ndarray | None,
-              instructions: list[str], rows: np.ndarray | None = None) -> None:
-        """Start every row from context frames (rows None), or restart only `rows` of the batch."""
-        new = self.wm.start(pixels, agent_pos, actions, instructions)
+              instructions: list[str], rows: np.ndarray | None = None,
+              environment_state: np.ndarray | None = None) -> None:
+        """Start every row from context frames (rows None), or restart only `rows` of the batch; a model that
+        carries the object state reads it off the frames, or takes `environment_state` [n,E] where given."""
+        new = self.wm.start(pixels, agent_pos, actions, instructions, environment_state)
         if rows is None:
             self.state = new
         elif self.state is None:
@@ -159,11 +152,14 @@ class Imagination:
 
 def imagine_batches(wm: WorldModel, start: Start, actions: np.ndarray, steps: np.ndarray | None = None,
                     generator: torch.Generator | None = None, sampling_steps: int | None = None,
-                    batch_size: int = 256, progress: bool = False, desc: str = "imagine"
-                    ) -> Iterator[tuple[int, Imagined]]:
+                    batch_size: int = 256, progress: bool = False, desc: str = "imagine",
+                    known_state: bool = False) -> Iterator[tuple[int, Imagined]]:
     """(first row, Imagined) of each batch of `start` under actions [N,T,7]; row i runs steps[i] steps
     (default T; actions past them are ignored, steps past them padding) and a batch runs as many steps as
-    its longest row."""
+    its longest row. A model that carries the object state starts it from the probe's reading of the
+    newest frame (as the imagined env does), or with `known_state` from `start.environment_state`."""
+    if known_state and start.environment_state is None:
+        raise ValueError("known_state=True needs a Start with environment_state (episodes that record it)")
     n, horizon = actions.shape[:2]
     steps = np.full(n, horizon) if steps is None else np.asarray(steps)
     if len(start) != n or steps.shape != (n,) or steps.max(initial=0) > horizon:
@@ -174,7 +170,8 @@ def imagine_batches(wm: WorldModel, start: Start, actions: np.ndarray, steps: np
     for lo in range(0, n, batch_size):
         hi = min(lo + batch_size, n)
         session.start(start.pixels[lo:hi], start.agent_pos[lo:hi],
-                      None if start.actions is None else start.actions[lo:hi], start.instructions[lo:hi])
+                      None if start.actions is None else start.actions[lo:hi], start.instructions[lo:hi],
+                      environment_state=start.environment_state[lo:hi] if known_state else None)
         outputs, seconds = [], 0.0
         for t in range(int(steps[lo:hi].max(initial=0))):
             begin = time.perf_counter()
@@ -195,10 +192,11 @@ def _blank(x: np.ndarray, where: np.ndarray) -> np.ndarray:
 
 def imagine(wm: WorldModel, start: Start, actions: np.ndarray, steps: np.ndarray | None = None,
             generator: torch.Generator | None = None, sampling_steps: int | None = None,
-            batch_size: int = 256, progress: bool = False, desc: str = "imagine") -> Imagined:
+            batch_size: int = 256, progress: bool = False, desc: str = "imagine",
+            known_state: bool = False) -> Imagined:
     """Every episode of `start` imagined under actions [N,T,7] (see imagine_batches), batches padded to T."""
     parts = list(imagine_batches(wm, start, actions, steps, generator, sampling_steps, batch_size, progress,
-                                 desc))
+                                 desc, known_state))
     horizon = actions.shape[1]
 
     def padded(x: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wow_gym.checks import check_actions, check_frames, check_poses
+from wow_gym.registry import task_info
 from wow_gym.world_models.checkpoint import (
     CONFIG_FILE,
     CheckpointError,
@@ -34,13 +35,14 @@ from wow_gym.world_models.video.autoencoder import (
 )
 from wow_gym.world_models.video.config import FORMAT_VERSION, WorldModelConfig, default_stats
 from wow_gym.world_models.video.dit import DiTConfig, VideoDiT
-from wow_gym.world_models.video.dynamics import LatentHead, PoseDynamics
+from wow_gym.world_models.video.dynamics import LatentHead, ObjectDynamics, PixelProbe, PoseDynamics
 from wow_gym.world_models.video.flow import euler_sample, guided
 from wow_gym.world_models.video.pose_map import FEATURES as POSE_MAP_FEATURES
 from wow_gym.world_models.video.pose_map import pose_map
 
 TRAIN_COMMAND = "wow-gym train-world-model"
-QUAT = slice(3, 7)  # agent_pos[3:7] is the end-effector quaternion
+QUAT = slice(3, 7)  # agent_pos[3:7] is the end-effector quaternion; object state [3:7] the object's
+FALL = 0.04  # metres an unheld object falls per control step (20 Hz: about free fall over a short drop)
 
 
 @dataclass
@@ -51,7 +53,8 @@ class ImaginationState:
     of the last two steps; actions [B,H-1,A] the previous actions of the chunk; text [B,384]; keep_text [B];
     frame [B,H,W,3] the newest real context frame and reference [B,H,W,3] its own decoding (float): a
     residually decoded imagined frame is frame + (decoding - reference), and the residual deadband falls
-    back to frame (both zeros when the model does not decode residually).
+    back to frame (both zeros when the model does not decode residually); objects [B,7] the raw object
+    state (position, quaternion) carried by the object dynamics ([B,0] for a model without it).
     """
 
     latents: torch.Tensor
@@ -61,6 +64,7 @@ class ImaginationState:
     keep_text: torch.Tensor
     frame: torch.Tensor
     reference: torch.Tensor
+    objects: torch.Tensor
 
     @property
     def batch_size(self) -> int:
@@ -104,7 +108,18 @@ class WorldModel(nn.Module):
         self.autoencoder = build_autoencoder(ae)
         self.dit = VideoDiT(config.dit)
         self.pose = PoseDynamics(p, config.action_dim)
-        self.probe = LatentHead(ae.latent_channels, ae.latent_size, config.env_state_dim)
+        self.probe = (PixelProbe(config.env_state_dim) if config.pixel_probe
+                      else LatentHead(ae.latent_channels, ae.latent_size, config.env_state_dim))
+        if config.object_dims is not None:
+            self.objects = ObjectDynamics(p, len(config.object_dims), config.action_dim)
+            self.register_buffer("_object_index", torch.tensor(config.object_dims), persistent=False)
+            self.register_buffer("_offset_index", torch.tensor(config.object_offset_dims), persistent=False)
+        # success read off the carried object state: its centre above the task's height (None: the head)
+        info = task_info(config.task)
+        self.success_height = info.success_height if config.object_dims is not None else None
+        # (rest height, lean, grasp reach, grasp gap low, high): numbers, not the Task, so the model deep-copies
+        self.support = ((info.rest_height, info.lean, info.grasp_reach, *info.grasp_gap)
+                        if info.rest_height is not None and info.grasp_gap is not None else None)
         self.reward = LatentHead(ae.latent_channels, ae.latent_size, 2, pose_dim=p)
         self.stats: dict[str, list[float]] = {}
         self.set_stats(stats or default_stats(config))
@@ -223,6 +238,30 @@ class WorldModel(nn.Module):
         grid = self.config.dit.latent_size // self.config.dit.patch
         return pose_map(self._camera, poses[..., :3].float(), self.config.image_size, grid)
 
+    def object_map(self, objects: torch.Tensor) -> torch.Tensor | None:
+        """The DiT's object map of raw object states [B, 2, 7] (now, next); None without one."""
+        if not self.config.object_map:
+            return None
+        grid = self.config.dit.latent_size // self.config.dit.patch
+        return pose_map(self._camera, objects[..., :3].float(), self.config.image_size, grid)
+
+    @torch.no_grad()
+    def read_state(self, pixels: np.ndarray | torch.Tensor, batch: int = 256) -> np.ndarray:
+        """The object probe's reading of uint8 frames [..., H, W, 3] -> raw environment_state [..., E]."""
+        pixels = torch.as_tensor(np.asarray(pixels))
+        check_frames(pixels, "frames to probe", size=self.config.image_size, leading=None)
+        flat = pixels.reshape(-1, *pixels.shape[-3:])
+        out = []
+        for i in range(0, flat.shape[0], batch):
+            chunk = flat[i:i + batch].to(self.device)
+            with self._autocast():
+                if self.config.pixel_probe:
+                    state = self.probe(pixels_to_tensor(chunk)).float()
+                else:
+                    state = self.probe(self.encode(chunk)).float()
+            out.append(state * self._env_state_std + self._env_state_mean)
+        return torch.cat(out).cpu().numpy().reshape(*pixels.shape[:-3], -1).astype(np.float32)
+
     # -- imagination -------------------------------------------------------------------------------------
 
     def instruction_embedding(self, instructions: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,11 +273,14 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def start(self, pixels: np.ndarray, agent_pos: np.ndarray, actions: np.ndarray | None = None,
-              instruction: str | list[str | None] | None = None) -> ImaginationState:
+              instruction: str | list[str | None] | None = None,
+              environment_state: np.ndarray | None = None) -> ImaginationState:
         """A batch of episodes from context: pixels [B,k,H,W,3], agent_pos [B,k,P], actions [B,k-1,A].
 
         k may be 1..K; missing older frames repeat the oldest (as at an episode start in training).
-        `instruction` defaults to the task's; pass a list for one per episode.
+        `instruction` defaults to the task's; pass a list for one per episode. A model that carries the
+        object state reads it off the newest frame with the probe, or takes `environment_state` [B,E] (the
+        simulator's, where known).
         """
         pixels = check_frames(np.asarray(pixels), "context pixels", size=self.config.image_size, leading=2)
         b, k = pixels.shape[:2]
@@ -268,7 +310,20 @@ class WorldModel(nn.Module):
             reference = self.decode(latents[:, -1]).float()
         else:
             newest = reference = torch.zeros_like(newest)
-        return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, newest, reference)
+        if self.config.object_dims is None:
+            objects = torch.zeros(b, 0, device=self.device)
+        else:
+            if environment_state is None:
+                environment_state = self.read_state(pixels[:, -1])
+            environment_state = check_poses(environment_state, (b, self.config.env_state_dim),
+                                            "start environment_state")
+            objects = torch.as_tensor(np.asarray(environment_state), device=self.device)[:, self._object_index]
+        return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, newest, reference,
+                                objects.float().contiguous())
+
+    def _object_features(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """[B,8]: the object's normalised height and orientation and its offset from the gripper."""
+        return torch.cat([self._norm(objects, "object")[:, 2:], (objects[:, :3] - pose[:, :3]) / self._offset_std], 1)
 
     def _pose_step(self, poses: torch.Tensor, action: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         now = poses[:, -1]
@@ -278,9 +333,46 @@ class WorldModel(nn.Module):
         quat = nxt[:, QUAT]
         return torch.cat([nxt[:, :3], quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-6), nxt[:, 7:]], dim=1)
 
+    def _object_step(self, poses: torch.Tensor, objects: torch.Tensor, action: torch.Tensor,
+                     with_logit: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Raw object states [B,7] one step on, given raw agent_pos [B,2,P] (now, next) and actions [B,A]: the
+        predicted change where the dynamics says the object moves, none elsewhere (with_logit: and the
+        moving logit [B]; the gate passes gradients straight through)."""
+        now, nxt = poses[:, 0], poses[:, 1]
+        features = self._object_features(objects, now)
+        out = self.objects(self._norm(now, "pose"), (nxt - now) / self._dpose_std, features, action).float()
+        logit = out[:, -1]
+        soft = torch.sigmoid(logit)
+        gate = ((logit > 0).float() - soft).detach() + soft
+        moved = objects + gate[:, None] * out[:, :-1] * self._dobject_std
+        quat = moved[:, QUAT]
+        moved = torch.cat([moved[:, :3], quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-6)], dim=1)
+        if self.support is not None:
+            moved = self._supported(moved, nxt)
+        return (moved, logit) if with_logit else moved
+
+    def _supported(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """Support and gravity (the task's rest height, lean and grasp test): an object higher than it can lean
+        that the gripper does not hold falls (FALL metres a step, down to that height), keeping x, y and
+        orientation. A learned regression alone lets an untouched object drift up to a false lift."""
+        rest, lean, reach, low, high = self.support
+        gap = pose[:, 7] - pose[:, 8]
+        held = ((objects[:, :3] - pose[:, :3]).norm(dim=-1) < reach) & (gap > low) & (gap < high)
+        ceiling = rest + lean
+        fallen = torch.maximum(objects[:, 2] - FALL, torch.full_like(objects[:, 2], ceiling)).minimum(objects[:, 2])
+        z = torch.where(held, objects[:, 2], fallen)
+        return torch.cat([objects[:, :2], z[:, None], objects[:, 3:]], dim=1)
+
+    def environment_state(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """Raw environment_state [B,E] of carried object states [B,7] and agent_pos [B,P]."""
+        state = torch.empty(objects.shape[0], self.config.env_state_dim, device=objects.device)
+        state[:, self._object_index] = objects
+        state[:, self._offset_index] = objects[:, :3] - pose[:, :3]
+        return state
+
     def _velocity_fn(self, state: ImaginationState, chunk: torch.Tensor, pose_cond: torch.Tensor,
                      keep_action: bool, guidance_action: float, guidance_text: float,
-                     gripper_map: torch.Tensor | None = None):
+                     gripper_map: torch.Tensor | None = None, object_map: torch.Tensor | None = None):
         b = state.batch_size
         ctx = state.latents
         noise_level = torch.full((b,), self.config.ctx_noise, device=self.device)
@@ -291,14 +383,18 @@ class WorldModel(nn.Module):
         if gmap is None and self.config.camera is not None:  # no pose to draw (plans): dropped with the action
             tokens = (self.config.dit.latent_size // self.config.dit.patch) ** 2
             gmap = torch.zeros(b, tokens, POSE_MAP_FEATURES, device=self.device)
+        omap = object_map
+        if omap is None and self.config.object_map:
+            omap = torch.zeros_like(gmap)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            v = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, state.keep_text, gmap)
+            v = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, state.keep_text, gmap, omap)
             if keep_action and guidance_action != 1.0:
-                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, zeros, state.keep_text, gmap)
+                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, zeros, state.keep_text, gmap,
+                               omap)
                 v = guided(v, v_u, guidance_action)
             if guidance_text != 1.0:
-                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, zeros, gmap)
+                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, zeros, gmap, omap)
                 v = guided(v, v_u, guidance_text)
             return v
 
@@ -323,11 +419,17 @@ class WorldModel(nn.Module):
             next_pose = self._pose_step(state.poses, action, prev).float()
             chunk = torch.cat([state.actions, action[:, None]], dim=1)
             pose_cond = self._norm(torch.stack([state.poses[:, -1], next_pose], dim=1), "pose")
-            gripper_map = self.pose_map(torch.stack([state.poses[:, -1], next_pose], dim=1))
-            velocity = self._velocity_fn(state, chunk, pose_cond, True, guidance, 1.0, gripper_map)
+            both = torch.stack([state.poses[:, -1], next_pose], dim=1)
+            gripper_map = self.pose_map(both)
+            objects = state.objects
+            if self.config.object_dims is not None:
+                objects = self._object_step(both, state.objects, action).float()
+            object_map = self.object_map(torch.stack([state.objects, objects], dim=1))
+            velocity = self._velocity_fn(state, chunk, pose_cond, True, guidance, 1.0, gripper_map, object_map)
             latent = self._advance(state, velocity, steps, generator)
         state.latents = torch.cat([state.latents[:, 1:], latent[:, None]], dim=1)
-        state.poses = torch.stack([state.poses[:, -1], next_pose], dim=1)
+        state.poses = both
+        state.objects = objects
         state.actions = torch.cat([state.actions, action[:, None]], dim=1)[:, 1:]
         return self._observe(latent, next_pose, state)
 
@@ -345,14 +447,24 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def _observe(self, latent: torch.Tensor, pose: torch.Tensor, state: ImaginationState) -> StepOutput:
+        """The step's frame, pose, object state (carried, or the latent probe's reading) and reward heads;
+        success is the carried object's height where the model carries it and the task has one."""
         with self._autocast():
             pixels = self._pixels(latent, state)
-            env_state = self.probe(latent).float() * self._env_state_std + self._env_state_mean
+            if self.config.object_dims is not None:
+                env_state = self.environment_state(state.objects, pose)
+            elif self.config.pixel_probe:
+                env_state = self.probe(pixels_to_tensor(pixels)).float() * self._env_state_std + self._env_state_mean
+            else:
+                env_state = self.probe(latent).float() * self._env_state_std + self._env_state_mean
             out = self.reward(latent, self._norm(pose, "pose")).float()
         reward = out[:, 0] * self._reward_std + self._reward_mean
+        success = out[:, 1] > 0
+        if self.success_height is not None:
+            success = state.objects[:, 2] > self.success_height
         return StepOutput(pixels.cpu().numpy(), pose.cpu().numpy().astype(np.float32),
                           env_state.cpu().numpy().astype(np.float32), reward.cpu().numpy().astype(np.float32),
-                          (out[:, 1] > 0).cpu().numpy(), latent)
+                          success.cpu().numpy(), latent)
 
     @torch.no_grad()
     def observe_context(self, state: ImaginationState) -> StepOutput:

@@ -100,6 +100,18 @@ def acceptance_lines(figures: dict[str, float]) -> list[str]:
             a, b = figures[f"psnr_h{h}_true"], figures[f"psnr_h{h}_shuffled"]
             lines.append(f"| PSNR h={h}, true vs shuffled actions (dB) | {fmt(a)} | {fmt(b)} | "
                          f"{fmt(a - b)} dB |")
+    if "interaction_seen_state" in figures:
+        f = {k.removeprefix("interaction_"): v for k, v in figures.items() if k.startswith("interaction_")}
+        lines += [f"| lifts seen in imagination, of {f['sim_lifts']:.0f} simulated lifts (%): state / video | "
+                  f"{fmt(f['seen_state'], 1, 1)} | {fmt(f['seen_video'], 1, 1)} | |",
+                  f"| false lifts, of {f['episodes'] - f['sim_lifts']:.0f} episodes without one (%): state / "
+                  f"video | {fmt(f['false_state'], 1, 1)} | {fmt(f['false_video'], 1, 1)} | |",
+                  f"| imagined env success agrees with the simulator's (% of {f['episodes']:.0f} episodes) | "
+                  f"{fmt(f['success_agreement'], 1, 1)} | | |"]
+        for at in ("h16", "end"):
+            a, b = f[f"object_error_state_{at}_mm"], f[f"object_error_copy_last_{at}_mm"]
+            lines.append(f"| object error at {'h=16' if at == 'h16' else 'the episode end'} vs copy-last (mm) | "
+                         f"{fmt(a, 1, 1)} | {fmt(b, 1, 1)} | {_percent_lower(100 * (1 - a / b) if b else math.nan)} |")
     if "plan_psnr" in figures:
         a, b = figures["plan_psnr"], figures["plan_psnr_copy_first"]
         lines.append(f"| plan PSNR, mean over the plan vs copy-first-frame (dB) | {fmt(a)} | {fmt(b)} | "
@@ -114,6 +126,25 @@ def _sections(results: EvalResults) -> list[str]:
         roots = ", ".join(f"`{r}`" for r in results.datasets.get(group, []))
         title = "All sources" if group == "all" else f"Source: {group} ({roots})"
         lines += [f"### {title}: {ol.starts[group]} starts", "", *horizon_table(metrics, ol.horizons), ""]
+    if results.interaction is not None:
+        lines += ["## Interaction: whole episodes from their first frame", "",
+                  ("Each held-out episode imagined from its first frame under its recorded actions, the object "
+                   "state read off that frame by the probe (as the imagined env starts). *seen*: % of the "
+                   "episodes whose simulated object rises above the task's success height where the imagined "
+                   "object does too (state: the carried object state; video: the probe on the imagined "
+                   "frames); *false*: % of the other episodes where it does. Object error in mm against the "
+                   "simulator's true state."), "",
+                  "| source | episodes | sim lifts | seen state % | seen video % | false state % | "
+                  "false video % | success agrees % | object mm h=16 state / video / copy-last | "
+                  "object mm end state / video / copy-last |", "|---|" + "---:|" * 9]
+        for group, f in results.interaction.figures.items():
+            err = {at: " / ".join(fmt(f[f"object_error_{p}_{at}_mm"], 1, 1) for p in ("state", "video", "copy_last"))
+                   for at in ("h16", "end")}
+            lines.append(f"| {group} | {f['episodes']:.0f} | {f['sim_lifts']:.0f} | {fmt(f['seen_state'], 1, 1)} | "
+                         f"{fmt(f['seen_video'], 1, 1)} | {fmt(f['false_state'], 1, 1)} | "
+                         f"{fmt(f['false_video'], 1, 1)} | {fmt(f['success_agreement'], 1, 1)} | {err['h16']} | "
+                         f"{err['end']} |")
+        lines.append("")
     if results.plan is not None:
         plan = results.plan
         lines += ["## Instruction-conditioned plans", "",

@@ -1,4 +1,5 @@
-"""Training the world model in stages, each resumable: autoencoder -> latents -> pose dynamics -> heads -> DiT.
+"""Training the world model in stages, each resumable: autoencoder -> latents -> pose dynamics -> object
+dynamics -> heads -> object probe -> DiT.
 
 Every stage checkpoints into <out>/stages/<stage>.pt (world_models/staged.py), so an interrupted run
 started again with the same `out` picks up at the last checkpoint. The finished model (EMA weights of
@@ -21,6 +22,7 @@ from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.data.flat import flatten_episodes, read_episodes
 from wow_gym.registry import task_info
 from wow_gym.simulator import SimFactory
+from wow_gym.world_models.checkpoint import CheckpointError
 from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
@@ -28,8 +30,12 @@ from wow_gym.world_models.video.config import WorldModelConfig, default_stats
 from wow_gym.world_models.video.dit import DiTConfig
 from wow_gym.world_models.video.flow import flow_pair, sample_time
 from wow_gym.world_models.video.model import WorldModel
+from wow_gym.world_models.video.pose_map import project
 
-STAGES = ("autoencoder", "pose", "heads", "dit")
+# Each stage seeds its generator from its index here (new stages go last, so older runs keep their seeds);
+# they run in RUN_ORDER.
+STAGES = ("autoencoder", "pose", "heads", "dit", "objects", "probe")
+RUN_ORDER = ("autoencoder", "pose", "objects", "heads", "probe", "dit")
 
 
 @dataclass
@@ -57,6 +63,8 @@ class TrainWorldModelConfig(RunSettings):
     pose: StageConfig = field(default_factory=lambda: StageConfig(3000, 256, 1e-3))
     heads: StageConfig = field(default_factory=lambda: StageConfig(1500, 128, 1e-3))
     dit: StageConfig = field(default_factory=lambda: StageConfig(3500, 64, 4e-4))
+    objects: StageConfig = field(default_factory=lambda: StageConfig(3000, 256, 1e-3))
+    probe: StageConfig = field(default_factory=lambda: StageConfig(3000, 64, 1e-3))
     latent_noise: float = 0.2  # autoencoder decodes noised latents (relative std): a smooth latent space
     uniform_time: float = 0.25  # share of DiT training times drawn uniformly (the rest logit-normal)
     pose_unroll: int = 8  # pose dynamics is trained on rollouts of this many steps
@@ -70,9 +78,22 @@ class TrainWorldModelConfig(RunSettings):
     # DiT loss weight per latent cell: 1 + motion_weight * (the cell's normalised latent change); 0: plain MSE.
     # The arm fills a few cells of a mostly still frame, so plain MSE is dominated by cells that do not move.
     motion_weight: float = 0.0
-    # A finished world-model checkpoint to start from: its autoencoder, pose dynamics, heads and statistics are
-    # kept as they are and only the DiT trains (from its weights), e.g. a longer or re-weighted DiT run.
+    # The task object's pose carried as state with learned dynamics (needs the task's object_pose), read off
+    # the frames at a reset by a pixel probe, and drawn onto the DiT's tokens as an object map.
+    object_dynamics: bool = True
+    pixel_probe: bool = True
+    object_map: bool = False
+    object_unroll: int = 8  # object dynamics is trained on open-loop rollouts of this many steps ...
+    object_drift: float = 0.01  # ... with the arm displaced by up to this many metres (std) over the rollout
+    object_still: float = 0.001  # metres: an object that moves less in a step is still (the moving gate's label)
+    # DiT loss weight per latent cell: + object_weight x a bump (one cell wide) at the object's projection;
+    # Lift's cube covers under 1 % of the picture, so a plain pixel loss reads it as noise.
+    object_weight: float = 0.0
+    # A finished world-model checkpoint to start from: its architecture, autoencoder, statistics and every
+    # stage not in `stages` are kept as they are, e.g. a longer or re-weighted DiT run. Parts this run adds
+    # (object dynamics, pixel probe, object map) start fresh and must be in `stages`.
     init: str | None = None
+    stages: list[str] | None = None  # stages to train (None: all of them, or only dit with init)
 
     def __post_init__(self) -> None:
         task_info(self.task)
@@ -83,6 +104,19 @@ class TrainWorldModelConfig(RunSettings):
             stage = getattr(self, name)
             if isinstance(stage, dict):
                 setattr(self, name, StageConfig(**stage))
+        if self.stages is None:
+            self.stages = ["dit"] if self.init is not None else list(RUN_ORDER)
+        unknown = sorted(set(self.stages) - set(STAGES))
+        if unknown:
+            raise ValueError(f"stages {unknown} do not exist; choose from {list(RUN_ORDER)}")
+        if self.object_dynamics and task_info(self.task).object_pose is None:
+            raise ValueError(f"task {self.task!r} has no object_pose in wow_gym/tasks, so its object cannot be "
+                             "carried as state; set object_dynamics=false (and object_map=false)")
+        if self.object_map and not (self.object_dynamics and self.pose_map):
+            raise ValueError("object_map needs object_dynamics=true and pose_map=true")
+        for name in ("object_drift", "object_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.motion_weight >= 0:
             raise ValueError(f"motion_weight must be >= 0, got {self.motion_weight}")
         if self.init is not None and not (Path(self.init) / "config.json").is_file():
@@ -143,6 +177,25 @@ class TrainingData:
         return torch.maximum(index - k, self.starts[self.episode_of[index]])
 
 
+def object_dims(task: str, env_state_dim: int) -> tuple[list[int], list[int]]:
+    """The environment_state entries of the task object's pose and of its offset from the gripper."""
+    info = task_info(task)
+    pose = list(range(env_state_dim))[info.object_pose]
+    offset = list(range(env_state_dim))[info.gripper_offset]
+    return pose, offset
+
+
+def object_stats(data: TrainingData, dims: list[int], offset: list[int]) -> dict[str, list[float]]:
+    """Normalisation statistics of the object dynamics: object pose, its change per step, its offset."""
+    objects = data.env_states[:, dims]
+    nxt = torch.arange(data.num_frames)
+    idx = nxt[data.frame_offset(nxt) < data.lengths[data.episode_of] - 1]
+    stats = {"object_mean": objects.mean(0), "object_std": objects.std(0).clamp_min(1e-3),
+             "dobject_std": (objects[idx + 1] - objects[idx]).std(0).clamp_min(1e-4),
+             "offset_std": data.env_states[:, offset].std(0).clamp_min(1e-3)}
+    return {k: [float(x) for x in v] for k, v in stats.items()}
+
+
 def compute_stats(data: TrainingData, latents: torch.Tensor | None = None) -> dict[str, list[float]]:
     """Normalisation statistics of the data (poses, pose changes, object state, reward, latents)."""
     nxt = torch.arange(data.num_frames)
@@ -175,13 +228,10 @@ class Trainer(StagedTrainer):
         info = task_info(config.task)
         self.data = TrainingData(config.datasets, config.image_size, config.progress)
         torch.manual_seed(config.seed)
+        dims, offset = (object_dims(info.name, self.data.env_states.shape[1]) if config.object_dynamics
+                        else (None, None))
         if config.init is not None:
-            # the checkpoint's architecture and statistics (its DiT was trained on that normalisation), with
-            # this run's deadband
-            self.model = WorldModel.load(config.init)
-            self.model.check_compatible(image_size=config.image_size, action_dim=self.data.actions.shape[1],
-                                        source=config.init)
-            self.model.config.residual_deadband = config.residual_deadband
+            self.model = self._extend(WorldModel.load(config.init), dims, offset)
         else:
             wm_config = WorldModelConfig(
                 task=info.name, instruction=info.instruction, image_size=config.image_size,
@@ -191,9 +241,48 @@ class Trainer(StagedTrainer):
                 autoencoder=AutoencoderConfig(image_size=config.image_size, latent_channels=config.latent_channels),
                 dit=DiTConfig(preset=config.preset, patch=config.patch),
                 camera=task_camera(make_sim, info.name, config.image_size) if config.pose_map else None,
+                object_dims=dims, object_offset_dims=offset, pixel_probe=config.pixel_probe,
+                object_map=config.object_map,
             )
-            self.model = WorldModel(wm_config, {**default_stats(wm_config), **compute_stats(self.data)})
+            stats = compute_stats(self.data) | (object_stats(self.data, dims, offset) if dims else {})
+            self.model = WorldModel(wm_config, {**default_stats(wm_config), **stats})
         self.model.to(self.device)
+
+    def _extend(self, init: WorldModel, dims: list[int] | None, offset: list[int] | None) -> WorldModel:
+        """The init checkpoint with this run's deadband and the parts this run adds (object dynamics, pixel
+        probe, object map), built fresh; its statistics are kept (its DiT was trained on them)."""
+        cfg = self.config
+        init.check_compatible(image_size=cfg.image_size, action_dim=self.data.actions.shape[1], source=cfg.init)
+        old = init.config
+        new = WorldModelConfig(**{**old.to_dict(), "residual_deadband": cfg.residual_deadband})
+        added = []
+        if dims is not None and old.object_dims is None:
+            new.object_dims, new.object_offset_dims = dims, offset
+            added.append("objects")
+        if cfg.pixel_probe and not old.pixel_probe:
+            new.pixel_probe = True
+            added.append("probe")
+        if cfg.object_map and not old.object_map:
+            new.object_map = True
+            added.append("dit")
+        new = WorldModelConfig(**new.to_dict())  # re-derive the DiT's flags
+        missing = sorted(set(added) - set(cfg.stages))
+        if missing:
+            raise ValueError(f"init={cfg.init} lacks parts this run adds; train them too: stages={missing} "
+                             f"(now {cfg.stages})")
+        stats = dict(init.stats)
+        if new.object_dims is not None and "object_mean" not in stats:
+            stats |= object_stats(self.data, new.object_dims, new.object_offset_dims)
+        model = WorldModel(new, stats)
+        kept = {k: v for k, v in init.state_dict().items()
+                if not (k.startswith("probe.") and "probe" in added)}
+        result = model.load_state_dict(kept, strict=False)
+        unexpected = [k for k in result.unexpected_keys]
+        fresh = [k for k in result.missing_keys if not k.startswith(("objects.", "probe.", "dit.object_map_in."))]
+        if unexpected or fresh:
+            raise CheckpointError(f"init={cfg.init} does not fit this model: unexpected {unexpected}, "
+                                  f"missing {fresh}")
+        return model
 
     # -- stage bookkeeping -------------------------------------------------------------------------------
 
@@ -204,8 +293,8 @@ class Trainer(StagedTrainer):
         return 0.01 if stage == "dit" else 0.0
 
     def run(self) -> Path:
-        for stage in STAGES:
-            if self.config.init is None or stage == "dit":  # with init, the rest is the checkpoint's
+        for stage in RUN_ORDER:
+            if stage in self.config.stages:  # with init, the rest is the checkpoint's
                 getattr(self, f"_train_{stage}")()
             if stage == "autoencoder":
                 self._encode_latents()
@@ -274,6 +363,61 @@ class Trainer(StagedTrainer):
 
         self._loop("pose", {"model": m.pose}, list(m.pose.parameters()), self.config.pose, loss_fn)
 
+    def _train_objects(self) -> None:
+        """Object dynamics on open-loop rollouts of the object under the simulator's arm, displaced by a drift
+        that grows over the rollout (as a learned pose model's arm drifts), with the moving gate's loss."""
+        m, data, cfg = self.model, self.data, self.config
+        if m.config.object_dims is None:
+            return
+        dims, unroll = m.config.object_dims, cfg.object_unroll
+
+        def loss_fn(batch: int, g: torch.Generator):
+            idx = data.transitions(batch, g, unroll)
+            remaining = data.lengths[data.episode_of[idx]] - 1 - data.frame_offset(idx)
+            steps = int(min(unroll, remaining.min().item()))
+            drift = (cfg.object_drift * torch.randn(batch, 3, generator=g)).to(self.device)
+            objects = data.env_states[idx][:, dims].to(self.device)
+            object_loss, gate_loss = 0.0, 0.0
+            for k in range(steps):
+                arm = torch.stack([data.poses[idx + k], data.poses[idx + k + 1]], 1).to(self.device)
+                shift = torch.stack([drift * k / unroll, drift * (k + 1) / unroll], 1)
+                objects, logit = m._object_step(torch.cat([arm[..., :3] + shift, arm[..., 3:]], -1), objects,
+                                                data.actions[idx + k].to(self.device), with_logit=True)
+                truth = data.env_states[idx + k + 1][:, dims].to(self.device)
+                before = data.env_states[idx + k][:, dims].to(self.device)
+                moving = ((truth[:, :3] - before[:, :3]).norm(dim=-1) > cfg.object_still).float()
+                gate_loss = gate_loss + F.binary_cross_entropy_with_logits(logit, moving)
+                error = (objects - truth) / m._dobject_std
+                flipped = (objects[:, 3:] + truth[:, 3:]) / m._dobject_std[3:]  # q and -q: one rotation
+                object_loss = object_loss + torch.cat([error[:, :3].pow(2), torch.minimum(
+                    error[:, 3:].pow(2), flipped.pow(2))], 1).mean()
+            loss = (object_loss + gate_loss) / steps
+            position = (objects[:, :3] - truth[:, :3]).norm(dim=-1).mean()
+            return loss, {"loss": loss.item(), "moving_bce": gate_loss.item() / steps,
+                          f"object_err_h{steps}_mm": 1000 * position.item()}
+
+        self._loop("objects", {"model": m.objects}, list(m.objects.parameters()), cfg.objects, loss_fn)
+
+    def _train_probe(self) -> None:
+        m, data = self.model, self.data
+        if not m.config.pixel_probe:
+            return
+
+        def loss_fn(batch: int, g: torch.Generator):
+            idx = torch.randint(data.num_frames, (batch,), generator=g)
+            images = pixels_to_tensor(data.pixels[idx].to(self.device))
+            blurred = batch // 4  # imagined frames carry the autoencoder's blur: a quarter are its decodings
+            with torch.no_grad():
+                decoded = m.autoencoder.decode(m.denormalize_latents(data.latents[idx[:blurred]]))
+            images = torch.cat([decoded.float().clamp(-1, 1), images[blurred:]])
+            images = images + 0.02 * torch.randn(images.shape, generator=g).to(self.device)
+            state = m._norm(data.env_states[idx].to(self.device), "env_state")
+            loss = F.mse_loss(m.probe(images), state)
+            return loss, {"loss": loss.item()}
+
+        m.autoencoder.eval()
+        self._loop("probe", {"probe": m.probe}, list(m.probe.parameters()), self.config.probe, loss_fn)
+
     def _train_heads(self) -> None:
         m, data = self.model, self.data
 
@@ -282,7 +426,7 @@ class Trainer(StagedTrainer):
             z = data.latents[idx]
             z = z + 0.1 * torch.randn(z.shape, generator=g).to(self.device)  # imagined latents are not exact
             state = m._norm(data.env_states[idx].to(self.device), "env_state")
-            probe = F.mse_loss(m.probe(z), state)
+            probe = torch.zeros(()) if m.config.pixel_probe else F.mse_loss(m.probe(z), state)  # else: stage probe
             out = m.reward(z, m._norm(data.poses[idx].to(self.device), "pose"))
             has = data.frame_offset(idx) > 0  # frame 0 received no reward
             reward = m._norm(data.rewards[idx].to(self.device), "reward").view(-1)
@@ -291,7 +435,7 @@ class Trainer(StagedTrainer):
             loss = probe + r_loss + s_loss
             return loss, {"probe": probe.item(), "reward": r_loss.item(), "success_bce": s_loss.item()}
 
-        params = list(m.probe.parameters()) + list(m.reward.parameters())
+        params = ([] if m.config.pixel_probe else list(m.probe.parameters())) + list(m.reward.parameters())
         self._loop("heads", {"probe": m.probe, "reward": m.reward}, params, self.config.heads, loss_fn)
 
     def dit_batch(self, batch: int, g: torch.Generator) -> dict[str, torch.Tensor]:
@@ -310,7 +454,19 @@ class Trainer(StagedTrainer):
         noise_level = torch.where(torch.rand(batch, generator=g) < 0.3, 0.0, noise_level).to(self.device)
         ctx = ctx + noise_level.view(-1, 1, 1, 1, 1) * torch.randn(ctx.shape, generator=g).to(self.device)
         delta = (data.latents[idx + 1] - data.latents[idx]) / m._delta_std.view(1, -1, 1, 1)
-        return {
+        extra = {}
+        if m.config.object_map:
+            objects = torch.stack([data.env_states[idx], data.env_states[idx + 1]], 1)[..., m.config.object_dims]
+            objects = objects.to(self.device)
+            extra["object_map"] = m.object_map(objects)
+            # the loss weight's bump: one latent cell wide at the object's projection now and next
+            size = m.config.autoencoder.latent_size
+            uv = project(m._camera, objects[..., :3]) * size / m.config.image_size  # [B,2,2] latent cells
+            cells = torch.arange(size, device=self.device, dtype=uv.dtype) + 0.5
+            d2 = (cells.view(1, 1, 1, -1) - uv[..., 0, None, None]).pow(2) + \
+                (cells.view(1, 1, -1, 1) - uv[..., 1, None, None]).pow(2)
+            extra["object_cells"] = torch.exp(-d2 / 2).amax(1, keepdim=True)  # [B,1,h,w]
+        return extra | {
             "delta": delta, "context": ctx, "ctx_noise": noise_level, "actions": chunk.to(self.device),
             "text": data.text_table[data.text_index[data.episode_of[idx]]].to(self.device),
             "pose": pose_cond, "pose_map": m.pose_map(poses),
@@ -328,10 +484,13 @@ class Trainer(StagedTrainer):
             noise = torch.randn(b["delta"].shape, generator=g).to(self.device)
             noisy, target = flow_pair(b["delta"], time_, noise)
             pred = m.dit(noisy, b["context"], time_, b["ctx_noise"], b["actions"], b["text"], b["pose"],
-                         b["keep_action"], b["keep_text"], b["pose_map"])
+                         b["keep_action"], b["keep_text"], b["pose_map"], b.get("object_map"))
             error = (pred - target).pow(2)
             moving = b["delta"].pow(2).mean(1, keepdim=True).sqrt()  # [B,1,h,w], ~1 on average
-            loss = ((1 + self.config.motion_weight * moving) * error).mean()  # weight 0: plain MSE
+            weight = 1 + self.config.motion_weight * moving  # weights 0: plain MSE
+            if "object_cells" in b:
+                weight = weight + self.config.object_weight * b["object_cells"]
+            loss = (weight * error).mean()
             return loss, {"loss": loss.item(), "mse": error.mean().item()}
 
         self._loop("dit", {"model": m.dit}, list(m.dit.parameters()), self.config.dit, loss_fn, ema=ema)

@@ -15,6 +15,9 @@ IMAGINED_VERSION = 0
 
 # environment_state [T+1, E], per-frame reward [T+1] and success [T+1] -> the critic's stage label [T+1]
 StageLabeller = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# environment_state [N, E], agent_pos [N, P] and success [N] -> the simulator's shaped reward as named terms
+# [N] each (their sum is the reward), for a world model that imagines the object state
+StateReward = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,17 @@ class Task:
     # where environment_state holds the task object's (x, y, z) and the object relative to the gripper, metres
     object_position: slice = field(hash=False)
     gripper_offset: slice = field(hash=False)
+    # where environment_state holds the object's full pose (position 3, quaternion 4), when the world model can
+    # carry it with learned dynamics (world_models/video/dynamics.py ObjectDynamics); None: it cannot yet
+    object_pose: slice | None = field(default=None, hash=False)
+    state_reward: StateReward | None = field(default=None, compare=False)
+    # Support and gravity for an object carried as state: it rests at `rest_height` (its centre, metres) and
+    # can rise more than `lean` above it only while held, i.e. within `grasp_reach` of the gripper with the
+    # fingers' gap (agent_pos[7] - agent_pos[8]) inside `grasp_gap`; unheld above that, it falls.
+    rest_height: float | None = None
+    lean: float = 0.01
+    grasp_reach: float = 0.03
+    grasp_gap: tuple[float, float] | None = None
     critic_stages: tuple[CriticStage, ...]
     stage_labels: StageLabeller = field(compare=False)
     failure_hints: Mapping[str, str] = field(hash=False)

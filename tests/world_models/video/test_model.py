@@ -178,6 +178,7 @@ def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift
     config = TrainWorldModelConfig(
         datasets=[{"root": str(lift_data)}], out=str(tmp_path / "run"), preset="dit-test", latent_channels=4,
         autoencoder=StageConfig(6, 4), pose=StageConfig(4, 8), heads=StageConfig(4, 8), dit=StageConfig(6, 4),
+        objects=StageConfig(4, 8), probe=StageConfig(4, 8), object_map=True, object_weight=2.0,
         checkpoint_every=2, log_every=2, progress=False,
     )
     trainer = Trainer(config, RobosuiteEnv)
@@ -201,6 +202,9 @@ def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift
     assert torch.load(tmp_path / "run" / "stages" / "dit.pt", weights_only=False)["step"] == 6
     model = WorldModel.load(final)
     assert model.config.env_state_dim == 10 and model.stats["latent_std"] != [1.0] * 4
+    assert model.config.object_dims == list(range(7)) and model.config.pixel_probe and model.config.dit.object_map
+    assert all(torch.load(tmp_path / "run" / "stages" / f"{s}.pt", weights_only=False)["done"]
+               for s in ("objects", "probe"))
     assert (tmp_path / "run" / "tensorboard").is_dir()
     with pytest.raises(FileNotFoundError, match="missing"):
         Trainer(TrainWorldModelConfig(datasets=[{"root": str(tmp_path / "missing")}], out=str(tmp_path / "x")),
@@ -214,7 +218,7 @@ def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift
     assert not (tmp_path / "tuned" / "stages" / "autoencoder.pt").exists()
     assert torch.load(tmp_path / "tuned" / "stages" / "dit.pt", weights_only=False)["done"]
     assert again.stats == start.stats and again.config.residual_deadband == 8.0
-    for name in ("autoencoder", "pose", "probe", "reward"):
+    for name in ("autoencoder", "pose", "probe", "reward", "objects"):
         for a, b in zip(getattr(start, name).parameters(), getattr(again, name).parameters()):
             torch.testing.assert_close(a, b)
     assert any(not torch.allclose(a, b) for a, b in zip(start.dit.parameters(), again.dit.parameters()))

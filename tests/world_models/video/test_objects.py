@@ -1,0 +1,148 @@
+"""The world model's object state: carried with learned dynamics, read off frames at a start, drawn for the DiT,
+and added to a trained checkpoint by a further run."""
+
+import numpy as np
+import pytest
+import torch
+
+from wow_gym.data import DatasetReader
+from wow_gym.envs.robosuite_env import RobosuiteEnv
+from wow_gym.world_models import WorldModel
+from wow_gym.world_models.video.config import WorldModelConfig
+from wow_gym.world_models.video.training import StageConfig, Trainer, TrainWorldModelConfig
+
+OBJECTS = {"object_dims": list(range(7)), "object_offset_dims": [7, 8, 9]}
+
+
+@pytest.fixture(scope="module")
+def camera():
+    env = RobosuiteEnv("Lift", use_camera=False)
+    yield env.camera_matrix().tolist()
+    env.close()
+
+
+def test_carried_object_state_follows_its_dynamics_and_sets_success(lift_data):
+    model = WorldModel.random("dit-test", env_state_dim=10, **OBJECTS)
+    ep = DatasetReader(lift_data)[0]
+    state0 = ep.environment_state[1].copy()
+    state = model.start(ep.pixels[None, :2], ep.agent_pos[None, :2], ep.action[None, :1],
+                        environment_state=state0[None])
+    torch.testing.assert_close(state.objects[0], torch.as_tensor(state0[:7]))
+    observed = model.observe_context(state)
+    np.testing.assert_allclose(observed.environment_state[0, :7], state0[:7], atol=1e-6)
+    np.testing.assert_allclose(observed.environment_state[0, 7:], state0[:3] - ep.agent_pos[1, :3], atol=1e-6)
+    assert not observed.success[0]  # the cube rests on the table, below Lift's 0.84 m
+
+    support = model.support
+    model.support = None  # the learned step alone first (support and gravity below)
+    rise = 0.6 * (0.84 - state0[2])  # two steps of this take the cube above Lift's success height, one does not
+    with torch.no_grad():  # object dynamics that lift the object `rise` metres a step (in normalised units)
+        model.objects.net[-1].weight.zero_()
+        model.objects.net[-1].bias.copy_(torch.cat([torch.tensor([0, 0, rise, 0, 0, 0, 0]) / model._dobject_std,
+                                                    torch.ones(1)]))  # and the gate open
+    out = [model.step(state, ep.action[None, 1 + k], torch.Generator().manual_seed(k)) for k in range(2)]
+    np.testing.assert_allclose(out[0].environment_state[0, 2], state0[2] + rise, atol=1e-5)
+    np.testing.assert_allclose(out[1].environment_state[0, :2], state0[:2], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(out[1].environment_state[0, 3:7]), 1.0, atol=1e-5)
+    assert [bool(o.success[0]) for o in out] == [False, True]
+    np.testing.assert_allclose(out[1].environment_state[0, 7:],
+                               out[1].environment_state[0, :3] - out[1].agent_pos[0, :3], atol=1e-5)
+
+    with torch.no_grad():  # the moving gate shut: the same change predicted, but the object keeps its pose exactly
+        model.objects.net[-1].bias[-1] = -1.0
+    held = model.step(state, ep.action[None, 3], torch.Generator().manual_seed(3))
+    np.testing.assert_array_equal(held.environment_state[0, :7], out[1].environment_state[0, :7])
+
+    # support and gravity: an unheld object cannot rise above its rest height + lean, and falls from higher up;
+    # a held one (fingers closed on it, within reach) goes where the dynamics takes it
+    model.support = support
+    with torch.no_grad():
+        model.objects.net[-1].bias[-1] = 1.0
+    cube = torch.tensor([[0.0, 0.0, 0.95, 0, 0, 0, 1.0]])
+    far = torch.tensor([[0.0, 0.0, 1.2, 0, 0, 0, 1.0, 0.04, -0.04]])  # fingers open, 25 cm above
+    fell = model._object_step(torch.stack([far, far], 1), cube, torch.zeros(1, 7))
+    assert fell[0, 2].item() == pytest.approx(0.95 + rise - 0.04, abs=1e-5)
+    resting = cube.clone()
+    resting[0, 2] = 0.828  # nudged up past rest + lean (0.83): it goes no higher than that
+    assert model._object_step(torch.stack([far, far], 1), resting, torch.zeros(1, 7))[0, 2].item() == \
+        pytest.approx(0.83, abs=1e-5)
+    holding = torch.tensor([[0.0, 0.0, 0.95, 0, 0, 0, 1.0, 0.021, -0.021]])  # gap 0.042 around the cube
+    carried = model._object_step(torch.stack([holding, holding], 1), cube, torch.zeros(1, 7))
+    assert carried[0, 2].item() == pytest.approx(0.95 + rise, abs=1e-5)
+
+    # without a given state, the probe reads it off the newest frame
+    started = model.start(ep.pixels[None, :2], ep.agent_pos[None, :2], ep.action[None, :1])
+    np.testing.assert_allclose(started.objects[0].numpy(), model.read_state(ep.pixels[1])[:7], atol=1e-5)
+    with pytest.raises(ValueError, match="environment_state"):
+        model.start(ep.pixels[None, :2], ep.agent_pos[None, :2], ep.action[None, :1],
+                    environment_state=np.zeros((1, 4), np.float32))
+
+
+def test_object_config_is_checked(camera):
+    with pytest.raises(ValueError, match="cover environment_state"):
+        WorldModelConfig(env_state_dim=12, **OBJECTS)
+    with pytest.raises(ValueError, match="7 environment_state entries"):
+        WorldModelConfig(env_state_dim=10, object_dims=[0, 1, 2], object_offset_dims=[7, 8, 9])
+    with pytest.raises(ValueError, match="object_map needs"):
+        WorldModelConfig(env_state_dim=10, object_map=True, camera=camera)
+
+
+def test_the_object_map_reaches_the_dit(camera, lift_data):
+    model = WorldModel.random("dit-test", env_state_dim=10, camera=camera, object_map=True, **OBJECTS)
+    ep = DatasetReader(lift_data)[0]
+    with torch.no_grad():  # the object map starts silent (zero output layer); make it and the DiT speak
+        torch.nn.init.normal_(model.dit.out.weight, std=0.05)
+        torch.nn.init.normal_(model.dit.object_map_in[2].weight, std=0.5)
+
+    def step(shift: float):
+        given = ep.environment_state[1:2].copy()
+        given[0, 0] += shift
+        state = model.start(ep.pixels[None, :2], ep.agent_pos[None, :2], ep.action[None, :1],
+                            environment_state=given)
+        return model.step(state, ep.action[None, 1], torch.Generator().manual_seed(0)).latents
+
+    assert not torch.allclose(step(0.0), step(0.15))  # the object 15 cm away: another picture
+
+
+def test_a_trained_checkpoint_gains_object_state_in_a_further_run(tmp_path, lift_data):
+    base = TrainWorldModelConfig(
+        datasets=[{"root": str(lift_data)}], out=str(tmp_path / "plain"), preset="dit-test", latent_channels=4,
+        autoencoder=StageConfig(2, 4), pose=StageConfig(2, 8), heads=StageConfig(2, 8), dit=StageConfig(2, 4),
+        object_dynamics=False, pixel_probe=False, object_map=False, progress=False)
+    plain = Trainer(base, RobosuiteEnv).run()
+    extend = TrainWorldModelConfig(**{**vars(base), "out": str(tmp_path / "objects"), "init": str(plain),
+                                      "object_dynamics": True, "pixel_probe": True, "object_map": True, "stages": None,
+                                      "objects": StageConfig(3, 8), "probe": StageConfig(3, 8)})
+    with pytest.raises(ValueError, match="lacks parts this run adds"):
+        Trainer(extend, RobosuiteEnv)  # stages default to [dit] with init: objects and probe would stay untrained
+    extend.stages = ["objects", "probe", "dit"]
+    before, after = WorldModel.load(plain), WorldModel.load(Trainer(extend, RobosuiteEnv).run())
+    assert after.config.object_dims == list(range(7)) and after.config.pixel_probe and after.config.object_map
+    for name in ("autoencoder", "pose", "reward"):
+        for a, b in zip(getattr(before, name).parameters(), getattr(after, name).parameters()):
+            torch.testing.assert_close(a, b)
+    assert set(after.stats) - set(before.stats) == {"object_mean", "object_std", "dobject_std", "offset_std"}
+    for s in ("objects", "probe", "dit"):
+        assert torch.load(tmp_path / "objects" / "stages" / f"{s}.pt", weights_only=False)["done"]
+    with pytest.raises(ValueError, match="stages \\['nope'\\] do not exist"):
+        TrainWorldModelConfig(datasets=[{"root": str(lift_data)}], stages=["nope"])
+
+
+def test_the_imagined_env_can_reward_the_imagined_object_state(lift_data):
+    import gymnasium as gym
+
+    from wow_gym.tasks.lift import shaped_reward
+
+    model = WorldModel.random("dit-test", env_state_dim=10, **OBJECTS)
+    episode = DatasetReader(lift_data)[0]
+    env = gym.make("WoW/Lift-Imagined-v0", model=model, reward_model="state")
+    env.reset(seed=0, options={"episode": episode, "start": 1})
+    observation, reward, _, _, info = env.step(episode.action[1])
+    terms = {k: info[f"reward_state_{k}"] for k in ("reach", "grasp", "lift")}
+    expected = shaped_reward(observation["environment_state"][None], observation["agent_pos"][None],
+                             np.array([info["is_success"]]))
+    assert terms == pytest.approx({k: float(v[0]) for k, v in expected.items()})
+    assert reward == pytest.approx(sum(terms.values())) and 0 < reward <= 1
+    env.close()
+    with pytest.raises(ValueError, match="carries the object state"):
+        gym.make("WoW/Lift-Imagined-v0", model=WorldModel.random("dit-test", env_state_dim=10), reward_model="state")
