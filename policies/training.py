@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,7 @@ class SimTwinEval(BaseCallback):
         self._returns: np.ndarray | None = None
         self._next = (curves[-1]["timesteps"] if curves else 0) + config.every_steps
         self.seconds = 0.0  # spent evaluating, which the wall-clock budget leaves out
+        self.clock: Callable[[], float] | None = None  # RL seconds so far (WallClock.elapsed)
         self._envs: list[gym.Env] = []  # simulators kept for every evaluation of the run
 
     def _on_training_start(self) -> None:
@@ -207,13 +209,15 @@ class SimTwinEval(BaseCallback):
         point: dict[str, Any] = {"timesteps": int(self.num_timesteps),
                                  "sim_success_rate": float(np.mean([r.success for r in results])),
                                  "sim_return": float(np.mean([r.sim_return for r in results]))}
+        if self.clock is not None:
+            point["rl_seconds"] = float(self.clock())
         if self._episodes:
             point[f"{self.train_label}_success_rate"] = float(np.mean([s for s, _ in self._episodes]))
             point[f"{self.train_label}_return"] = float(np.mean([r for _, r in self._episodes]))
             point[f"{self.train_label}_episodes"] = len(self._episodes)
         self._episodes = []
         for name, value in point.items():
-            if name != "timesteps":
+            if name not in ("timesteps", "rl_seconds"):
                 self.logger.record(name.replace("_", "/", 1), value)
         self.logger.dump(self.num_timesteps)
         self.curves.append(point)
@@ -375,6 +379,7 @@ class PolicyTrainer:
         evaluation = SimTwinEval(cfg.eval, self.task, curves, self.out, label, cfg.progress)
         clock = WallClock(self.out, cfg.max_minutes, max(cfg.checkpoint_every, cfg.n_envs),
                           float(state.get("rl_seconds", 0.0)), evaluation)
+        evaluation.clock = clock.elapsed  # each sim-twin point records the RL seconds spent by then
         remaining = cfg.total_timesteps - model.num_timesteps
         learn = remaining > 0 and not (clock.max_seconds and clock.spent >= clock.max_seconds)
         # while SB3's bar is live it is the run's one progress display; a sim-twin bar would write over it

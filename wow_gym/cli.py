@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-critic": ("train_critic", "train SOPHIA's critic (video + instruction -> scores, success, critique)"),
     "eval-critic": ("eval_critic", "the critic's calibration against the simulator on held-out data"),
     "train-policy": ("train_policy", "BC warm start + PPO/SAC in imagination or in the simulator, watched in the sim twin"),
+    "compare-runs": ("compare_runs", "train-policy runs side by side: sim-twin success against minutes of RL, one plot"),
     "ship-policy": ("ship_policy", "an SB3 zip from train-policy as the task's shipped policy (safetensors + JSON)"),
     "export-policy": ("export_policy", "an SB3 policy to ONNX + policy.json, parity-checked in the simulator"),
     "evaluate": ("evaluate", "policies in the imagined env and its sim twin from the same starts: success, returns, ranking"),

@@ -149,6 +149,8 @@ def test_train_in_imagination_with_bc_then_resume(tmp_path, lift_data):
     curves = json.loads((out / "curves.json").read_text())
     assert [c["timesteps"] for c in curves] == [0, 8, 16], "the sim twin before RL and every 8 steps"
     assert all(0.0 <= c["sim_success_rate"] <= 1.0 for c in curves)
+    seconds = [c["rl_seconds"] for c in curves]  # RL wall-clock at each point (compare-runs plots against it)
+    assert seconds == sorted(seconds) and seconds[-1] <= json.loads((out / "state.json").read_text())["rl_seconds"]
     assert latest_checkpoint(out).name == "rl_16_steps.zip"
     model = PPO.load(out / "final.zip", device="cpu")
     assert set(model.observation_space.spaces) == {"pixels", "agent_pos"}, "no environment_state"
