@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench lift-data world-model eval-world-model tune-deadband bench-imagine idm eval-idm critic eval-critic policy policy-compare policy-compare-keep evaluate-lift evaluate-shipped policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench lift-data world-model eval-world-model tune-deadband bench-imagine idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -71,12 +71,19 @@ lift-data: $(STAMP)
 	$(WG) collect task=lift policy=expert episodes=80 seed=10000 $(NOISY) root=data/lift/train-noisy
 	$(WG) collect task=lift policy=walk episodes=50 seed=20000 root=data/lift/train-walk
 
-# Trains into outputs/world-models/lift (rerun to resume), then ships its checkpoint as the default.
+# Trains into outputs/world-models/lift (rerun to resume), then ships its checkpoint as the default: the base
+# model, 2,000 further DiT steps weighted to moving cells, then the object state (object dynamics with its
+# moving gate, the pixel probe) added, and the pose dynamics retrained on 24-step rollouts.
+NO_OBJECTS := object_dynamics=false pixel_probe=false object_map=false
 world-model: lift-data
-	$(WG) train-world-model task=lift
+	$(WG) train-world-model task=lift $(NO_OBJECTS)
 	$(WG) train-world-model task=lift init=outputs/world-models/lift/checkpoint motion_weight=2.0 dit.steps=2000 \
-		dit.lr=2.0e-4 out=outputs/world-models/lift-motion
-	$(call ship,outputs/world-models/lift-motion,lift)
+		dit.lr=2.0e-4 $(NO_OBJECTS) out=outputs/world-models/lift-motion
+	$(WG) train-world-model task=lift init=outputs/world-models/lift-motion/checkpoint "stages=[objects,probe]" \
+		out=outputs/world-models/lift-objects
+	$(WG) train-world-model task=lift init=outputs/world-models/lift-objects/checkpoint "stages=[pose]" \
+		pose_unroll=24 pose.batch_size=128 out=outputs/world-models/lift-pose24
+	$(call ship,outputs/world-models/lift-pose24,lift)
 
 eval-world-model: lift-data
 	$(WG) eval-world-model task=lift
@@ -135,6 +142,20 @@ policy-compare-keep: policy
 	$(WG) train-policy env=WoW/Lift-Imagined-v0 out=outputs/policies/lift-rl-keep-imagined $(RL_RUN_KEEP)
 	$(WG) train-policy env=WoW/Lift-v0 out=outputs/policies/lift-rl-keep-sim $(RL_RUN_KEEP)
 
+# The interaction headline: the shipped BC policy fine-tuned for 30 min of RL only in imagination (the shaped
+# reward on the imagined object state, reward_model=state) against the same recipe in the simulator, both
+# runs side by side (one thread each), judged in the sim twin on 50 held-out seeds; compare-runs draws both
+# curves in one plot (outputs/compare/lift-rl30/compare.png).
+RL30 := init=policies/checkpoints/lift-policy total_timesteps=1000000 max_minutes=30 eval.episodes=50 \
+	value_warmup_steps=4096 bc_steps_per_update=8 threads=1 progress=false
+policy-compare-30: $(STAMP)
+	$(WG) train-policy env=WoW/Lift-Imagined-v0 reward_model=state eval.every_steps=16384 \
+		out=outputs/policies/lift-rl30-imagined $(RL30) & imagined=$$!; \
+	$(WG) train-policy env=WoW/Lift-v0 eval.every_steps=4096 out=outputs/policies/lift-rl30-sim $(RL30) & sim=$$!; \
+	wait $$imagined && wait $$sim
+	$(WG) compare-runs "runs=[outputs/policies/lift-rl30-imagined,outputs/policies/lift-rl30-sim]" \
+		"names=[imagination,simulator]" out=outputs/compare/lift-rl30
+
 # Imagined-vs-simulated agreement over 10 Lift policies (random, still, the shipped BC policy with 0-1.0
 # action noise, the RL runs of policy-compare), 16 held-out start states each.
 POLICY_SET := [{name: random, kind: random}, {name: zero, kind: zero}, {name: bc, kind: shipped}, \
@@ -154,6 +175,17 @@ SHIPPED_SET := [{name: random, kind: random}, {name: zero, kind: zero}, {name: b
 	{name: bc-noise-1.0, kind: shipped, noise_std: 1.0}]
 evaluate-shipped: $(STAMP)
 	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(SHIPPED_SET)' out=outputs/evaluate/lift-shipped
+
+# The same 8 policies and the two 30-minute RL runs of policy-compare-30 (10 policies), the imagined env's
+# reward and success from the imagined object state (imagined_reward=auto picks it for the shipped model).
+LIFT30_SET := [{name: random, kind: random}, {name: zero, kind: zero}, {name: bc, kind: shipped}, \
+	{name: bc-noise-0.15, kind: shipped, noise_std: 0.15}, {name: bc-noise-0.3, kind: shipped, noise_std: 0.3}, \
+	{name: bc-noise-0.45, kind: shipped, noise_std: 0.45}, {name: bc-noise-0.6, kind: shipped, noise_std: 0.6}, \
+	{name: bc-noise-1.0, kind: shipped, noise_std: 1.0}, \
+	{name: rl30-imagined, kind: sb3, path: outputs/policies/lift-rl30-imagined/final.zip}, \
+	{name: rl30-sim, kind: sb3, path: outputs/policies/lift-rl30-sim/final.zip}]
+evaluate-lift-30: policy-compare-30
+	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(LIFT30_SET)' out=outputs/evaluate/lift-30
 
 # Sim-to-real: `make policy-dr` trains the sim recipe under domain randomization. evaluate-unseen judges the BC
 # and sim-RL policies in the simulator under randomizations never seen in training (wider light, colour,

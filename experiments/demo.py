@@ -294,7 +294,7 @@ def _physics_plots(rollout: Any, checks: list) -> list[Picture]:
     if rollout.environment_state is not None:
         task = task_info(replayed.task)
         z = task.object_position.start + 2  # the object's height in environment_state
-        series[f"{task.object_name}, imagined (probe)"] = (t, rollout.environment_state[:, z].tolist())
+        series[f"{task.object_name}, imagined"] = (t, rollout.environment_state[:, z].tolist())
         series[f"{task.object_name}, MuJoCo"] = (t, replayed.environment_state[:, z].tolist())
     heights = line_plot(series, "episode 0: heights, imagined vs MuJoCo", "step", "z (m)")
     return [Picture(psnr, "frame agreement of imagination and physics", "physics_psnr.png"),

@@ -105,7 +105,7 @@ class PixelProbe(nn.Module):
         cols = torch.linspace(-1, 1, w, device=images.device, dtype=images.dtype)
         grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"))[None].expand(b, -1, -1, -1)
         features = self.conv(torch.cat([images, grid], dim=1))  # coordinates in: CoordConv
-        k, fh, fw = features.shape[1:]
+        fh, fw = features.shape[2:]
         attention = torch.softmax(features.flatten(2), dim=-1)  # [B,K,fh*fw]
         ys = torch.linspace(-1, 1, fh, device=images.device, dtype=features.dtype).repeat_interleave(fw)
         xs = torch.linspace(-1, 1, fw, device=images.device, dtype=features.dtype).repeat(fh)

@@ -293,8 +293,9 @@ class InteractionResult:
 
 def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sampling_steps: int | None = None,
                          seed: int = 0, batch_size: int = 256, horizon_error: int = 16,
-                         progress: bool = False) -> InteractionResult:
-    """Imagine every episode of `rollouts` whole from its first frame; score lifts and object error."""
+                         progress: bool = False, known_state: bool = False) -> InteractionResult:
+    """Imagine every episode of `rollouts` whole from its first frame; score lifts and object error.
+    known_state: start the carried object state from the simulator's instead of the probe's reading."""
     info = task_info(wm.config.task)
     if info.success_height is None:
         raise EvaluationError(f"task {info.name} has no success height; the interaction evaluation reads lifts")
@@ -310,7 +311,7 @@ def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sam
     generator = torch.Generator(device=wm.device).manual_seed(seed)
     begin = time.perf_counter()
     imagined = imagine(wm, Start.from_episodes(eps, [0] * len(eps), 1), actions, steps, generator,
-                       sampling_steps, batch_size, progress, desc="whole episodes")
+                       sampling_steps, batch_size, progress, desc="whole episodes", known_state=known_state)
     seconds = time.perf_counter() - begin
     where, z = info.object_position, info.object_position.start + 2
     video = probe_object_state(wm, imagined.pixels)  # [N, T, E] (padding frames read too; masked below)

@@ -102,12 +102,12 @@ def acceptance_lines(figures: dict[str, float]) -> list[str]:
                          f"{fmt(a - b)} dB |")
     if "interaction_seen_state" in figures:
         f = {k.removeprefix("interaction_"): v for k, v in figures.items() if k.startswith("interaction_")}
-        lines += [f"| lifts seen in imagination, of {f['sim_lifts']:.0f} simulated lifts (%): state / video | "
-                  f"{fmt(f['seen_state'], 1, 1)} | {fmt(f['seen_video'], 1, 1)} | |",
-                  f"| false lifts, of {f['episodes'] - f['sim_lifts']:.0f} episodes without one (%): state / "
-                  f"video | {fmt(f['false_state'], 1, 1)} | {fmt(f['false_video'], 1, 1)} | |",
-                  f"| imagined env success agrees with the simulator's (% of {f['episodes']:.0f} episodes) | "
-                  f"{fmt(f['success_agreement'], 1, 1)} | | |"]
+        lines += [(f"| lifts seen in imagination, of {f['sim_lifts']:.0f} simulated lifts (%): state / video | "
+                   f"{fmt(f['seen_state'], 1, 1)} | {fmt(f['seen_video'], 1, 1)} | |"),
+                  (f"| false lifts, of {f['episodes'] - f['sim_lifts']:.0f} episodes without one (%): state / "
+                   f"video | {fmt(f['false_state'], 1, 1)} | {fmt(f['false_video'], 1, 1)} | |"),
+                  (f"| imagined env success agrees with the simulator's (% of {f['episodes']:.0f} episodes) | "
+                   f"{fmt(f['success_agreement'], 1, 1)} | | |")]
         for at in ("h16", "end"):
             a, b = f[f"object_error_state_{at}_mm"], f[f"object_error_copy_last_{at}_mm"]
             lines.append(f"| object error at {'h=16' if at == 'h16' else 'the episode end'} vs copy-last (mm) | "
@@ -134,9 +134,9 @@ def _sections(results: EvalResults) -> list[str]:
                    "object does too (state: the carried object state; video: the probe on the imagined "
                    "frames); *false*: % of the other episodes where it does. Object error in mm against the "
                    "simulator's true state."), "",
-                  "| source | episodes | sim lifts | seen state % | seen video % | false state % | "
-                  "false video % | success agrees % | object mm h=16 state / video / copy-last | "
-                  "object mm end state / video / copy-last |", "|---|" + "---:|" * 9]
+                  ("| source | episodes | sim lifts | seen state % | seen video % | false state % | "
+                   "false video % | success agrees % | object mm h=16 state / video / copy-last | "
+                   "object mm end state / video / copy-last |"), "|---|" + "---:|" * 9]
         for group, f in results.interaction.figures.items():
             err = {at: " / ".join(fmt(f[f"object_error_{p}_{at}_mm"], 1, 1) for p in ("state", "video", "copy_last"))
                    for at in ("h16", "end")}

@@ -146,3 +146,22 @@ def test_the_imagined_env_can_reward_the_imagined_object_state(lift_data):
     env.close()
     with pytest.raises(ValueError, match="carries the object state"):
         gym.make("WoW/Lift-Imagined-v0", model=WorldModel.random("dit-test", env_state_dim=10), reward_model="state")
+
+
+def test_interaction_evaluation_scores_lifts_and_object_error(lift_data, lift_expert_episode):
+    from wow_gym.world_models.video.evaluation import evaluate_interaction
+
+    model = WorldModel.random("dit-test", env_state_dim=10, **OBJECTS)
+    with torch.no_grad():  # the moving gate shut for good: the imagined cube never leaves its start
+        model.objects.net[-1].bias[-1] = -50.0
+    episodes = {"expert": [lift_expert_episode], "short": [DatasetReader(lift_data)[0]]}
+    result = evaluate_interaction(model, episodes, known_state=True, horizon_error=4)
+    every, lifted, still = result.figures["all"], result.figures["expert"], result.figures["short"]
+    assert every["episodes"] == 2 and every["sim_lifts"] == 1  # the 70-step expert lifts; 12 steps do not
+    assert lifted["seen_state"] == 0.0 and still["false_state"] == 0.0
+    assert every["success_agreement"] == 50.0  # the imagined env never succeeds; the expert episode does
+    for at in ("h16", "end"):  # a cube that stays where it started is the copy-last baseline (support settles
+        # the freshly spawned cube, 0.08 mm above rest + lean, onto that ceiling)
+        assert every[f"object_error_state_{at}_mm"] == pytest.approx(every[f"object_error_copy_last_{at}_mm"],
+                                                                     abs=0.2)
+    assert lifted["object_error_copy_last_end_mm"] > 30  # the expert carried the cube away
