@@ -37,9 +37,9 @@ from wow_gym.devices import resolve_device
 from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
 from wow_gym.policies.bc import BCConfig, BCDataset, bc_batch, bc_loss, behaviour_clone, load_bc_dataset
 from wow_gym.policies.features import policy_kwargs
+from wow_gym.policies.shipped import load_policy
 from wow_gym.policies.sim_eval import SimEvalConfig, make_sim, run_sim_episodes, sb3_actor
 from wow_gym.policies.spec import POLICY_KEYS
-from wow_gym.policies.shipped import load_policy
 from wow_gym.provenance import atomic_write_text
 from wow_gym.registry import TASKS
 from wow_gym.sb3_vec_env import SB3VecEnv
