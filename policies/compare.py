@@ -68,7 +68,8 @@ def compare_runs(folders: list[str | Path], out: str | Path, names: list[str] | 
     runs = [read_run(f, None if names is None else names[i]) for i, f in enumerate(folders)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plot = line_plot({f"{r.name} ({r.env})": (r.minutes, [100 * s for s in r.success]) for r in runs},
+    # minutes to one decimal: line_plot labels every distinct x, and a long legend is cut at the plot's edge
+    plot = line_plot({r.name: ([round(m, 1) for m in r.minutes], [100 * s for s in r.success]) for r in runs},
                      "sim-twin success while training", "minutes of RL (sim-twin evaluations excluded)",
                      "sim success %")
     save_png(plot, out / "compare.png")
