@@ -365,6 +365,7 @@ class EvaluateResults:
     success: Correlation  # success rates, imagined vs sim
     returns: Correlation  # imagined return vs the simulator's return
     seconds: float
+    imagined_reward: str = "critic"  # the imagined env's reward and success: critic or state
 
 
 class PairedEnvs:
@@ -493,4 +494,5 @@ def evaluate(config: EvaluateConfig) -> EvaluateResults:
         task_info(config.task).name, str(world_model), str(config.critic or shipped_checkpoint(config.task, "critic")),
         config.n_episodes, config.max_steps, config.seed, config.randomize, results,
         success=correlation(figure["sim_success_rate"], figure["imagined_success_rate"]),
-        returns=correlation(figure["sim_return"], figure["imagined_return"]), seconds=time.time() - start)
+        returns=correlation(figure["sim_return"], figure["imagined_return"]), seconds=time.time() - start,
+        imagined_reward=envs.reward)

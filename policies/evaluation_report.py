@@ -14,11 +14,13 @@ from wow_gym.policies.evaluation import EvaluateResults
 from wow_gym.provenance import atomic_write_text, git_commit
 from wow_gym.world_models.plots import COLORS, fmt, panel, save_png, to_json
 
-NOTES = """Success: any step's `is_success` (imagined: SOPHIA's critic on the imagined frames; sim: the
-simulator). Returns are sums over the episode: imagined = the critic's reward on imagined frames, sim = the
-simulator's shaped reward, sim critic = the critic's reward on the simulator's own frames. Exploitability =
-mean(imagined return - sim critic return): what the critic pays in imagination beyond what it pays the same
-policy on real physics. Agreement = the fraction of start states where imagined and sim success agree.
+NOTES = """Success: any step's `is_success` (imagined: SOPHIA's critic on the imagined frames, or with the
+state reward the imagined object above the task's height; sim: the simulator). Returns are sums over the
+episode: imagined = the imagined env's reward (the critic's on imagined frames, or the simulator's shaped
+reward computed on the imagined object state), sim = the simulator's shaped reward, sim critic = the critic's
+reward on the simulator's own frames. Exploitability = mean(imagined return - the same reward on the
+simulator's episode: sim critic return, or sim return with the state reward): what the imagined env pays
+beyond what the same policy earns on real physics. Agreement = the fraction of start states where imagined and sim success agree.
 MMRV (mean maximum rank violation, SIMPLER) = (1/N) sum_i max_j |s_i - s_j| 1[(v_i < v_j) != (s_i < s_j)],
 s = sim, v = imagined: 0 is a perfect ranking. Domain randomization, if any, is on the simulator side only;
 the imagined episode starts from the nominal rendering of the same physical state."""
@@ -94,7 +96,8 @@ def write_report(results: EvaluateResults, out_dir: str | Path) -> Path:
                                f"imagined {what}", bounds), out_dir / name)
     r, commit = results, git_commit().get("commit", "unknown")
     lines = [f"# Policies in imagination and in the simulator: {r.task}", "",
-             (f"world model `{r.world_model}`, critic `{r.critic}`, commit `{commit}`; {r.n_episodes} start "
+             (f"world model `{r.world_model}`, critic `{r.critic}`, imagined reward `{r.imagined_reward}`, "
+              f"commit `{commit}`; {r.n_episodes} start "
               f"states (seeds {r.seed}..{r.seed + r.n_episodes - 1}), {r.max_steps} steps, sim randomization "
               f"`{r.randomize}`, {r.seconds:.0f} s"), "",
              "## Per policy", "", *summary_lines(r), "", NOTES, "",

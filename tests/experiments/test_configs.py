@@ -219,7 +219,8 @@ def test_train_world_model_tiny_budget_then_eval(tmp_path):
     _wow_gym(["collect", "task=lift", "policy=expert", "episodes=1", "max_steps=10", "workers=1",
               "progress=false", f"root={data}"], tmp_path)
     stages = ["autoencoder={steps: 4, batch_size: 4}", "pose={steps: 3, batch_size: 4}",
-              "heads={steps: 3, batch_size: 4}", "dit={steps: 4, batch_size: 4}"]
+              "heads={steps: 3, batch_size: 4}", "dit={steps: 4, batch_size: 4}", "objects={steps: 3, batch_size: 4}",
+              "probe={steps: 3, batch_size: 4}"]
     out = _wow_gym(["train-world-model", f"datasets=[{{root: {data}}}]", f"out={tmp_path / 'wm'}",
                     "preset=dit-test", "latent_channels=4", *stages, "checkpoint_every=2", "progress=false"],
                    tmp_path)
@@ -229,7 +230,8 @@ def test_train_world_model_tiny_budget_then_eval(tmp_path):
     assert list((tmp_path / "wm" / "tensorboard").glob("events.out.tfevents.*"))
     out = _wow_gym(["eval-world-model", f"checkpoint={tmp_path / 'wm' / 'checkpoint'}", f"datasets=[{data}]",
                     "horizons=[1,2]", "reference_horizon=2", "starts_per_episode=1", "steps_sweep=[1]",
-                    "plan_horizon=2", "examples=1", "progress=false", f"out={tmp_path / 'eval'}"], tmp_path)
+                    "plan_horizon=2", "examples=1", "progress=false", f"interaction_datasets=[{data}]",
+                    f"out={tmp_path / 'eval'}"], tmp_path)
     assert "| plan PSNR" in out
 
 

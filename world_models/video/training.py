@@ -95,6 +95,13 @@ class TrainWorldModelConfig(RunSettings):
     init: str | None = None
     stages: list[str] | None = None  # stages to train (None: all of them, or only dit with init)
 
+    @property
+    def train_stages(self) -> list[str]:
+        """The stages this run trains: `stages`, or every stage (only the DiT with init)."""
+        if self.stages is not None:
+            return list(self.stages)
+        return ["dit"] if self.init is not None else list(RUN_ORDER)
+
     def __post_init__(self) -> None:
         task_info(self.task)
         if not self.datasets:
@@ -104,9 +111,7 @@ class TrainWorldModelConfig(RunSettings):
             stage = getattr(self, name)
             if isinstance(stage, dict):
                 setattr(self, name, StageConfig(**stage))
-        if self.stages is None:
-            self.stages = ["dit"] if self.init is not None else list(RUN_ORDER)
-        unknown = sorted(set(self.stages) - set(STAGES))
+        unknown = sorted(set(self.stages or []) - set(STAGES))
         if unknown:
             raise ValueError(f"stages {unknown} do not exist; choose from {list(RUN_ORDER)}")
         if self.object_dynamics and task_info(self.task).object_pose is None:
@@ -114,7 +119,7 @@ class TrainWorldModelConfig(RunSettings):
                              "carried as state; set object_dynamics=false (and object_map=false)")
         if self.object_map and not (self.object_dynamics and self.pose_map):
             raise ValueError("object_map needs object_dynamics=true and pose_map=true")
-        for name in ("object_drift", "object_weight"):
+        for name in ("object_drift", "object_weight", "object_still"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.motion_weight >= 0:
@@ -266,10 +271,10 @@ class Trainer(StagedTrainer):
             new.object_map = True
             added.append("dit")
         new = WorldModelConfig(**new.to_dict())  # re-derive the DiT's flags
-        missing = sorted(set(added) - set(cfg.stages))
+        missing = sorted(set(added) - set(cfg.train_stages))
         if missing:
             raise ValueError(f"init={cfg.init} lacks parts this run adds; train them too: stages={missing} "
-                             f"(now {cfg.stages})")
+                             f"(now {cfg.train_stages})")
         stats = dict(init.stats)
         if new.object_dims is not None and "object_mean" not in stats:
             stats |= object_stats(self.data, new.object_dims, new.object_offset_dims)
@@ -294,7 +299,7 @@ class Trainer(StagedTrainer):
 
     def run(self) -> Path:
         for stage in RUN_ORDER:
-            if stage in self.config.stages:  # with init, the rest is the checkpoint's
+            if stage in self.config.train_stages:  # with init, the rest is the checkpoint's
                 getattr(self, f"_train_{stage}")()
             if stage == "autoencoder":
                 self._encode_latents()
@@ -334,7 +339,7 @@ class Trainer(StagedTrainer):
             torch.save(raw, buffer)
             atomic_write_bytes(path, buffer.getvalue())
         if self.config.init is None:
-            self.model.set_stats(compute_stats(self.data, raw))
+            self.model.set_stats({**self.model.stats, **compute_stats(self.data, raw)})  # object stats kept
             self.model.to(self.device)
         mean = torch.tensor(self.model.stats["latent_mean"]).view(1, -1, 1, 1)
         std = torch.tensor(self.model.stats["latent_std"]).view(1, -1, 1, 1)

@@ -62,7 +62,7 @@ def results(checkpoint, heldout):
     return evaluate_world_model(EvalWorldModelConfig(
         checkpoint=str(checkpoint), datasets=[str(p) for p in heldout], horizons=HORIZONS,
         reference_horizon=4, starts_per_episode=2, steps_sweep=[1, 2], plan_horizon=2, examples=2,
-        progress=False))
+        interaction_datasets=[str(p) for p in heldout], progress=False))
 
 
 def test_psnr_on_known_inputs():
@@ -185,10 +185,11 @@ def test_unusable_heldout_data_fails_with_clear_messages(tmp_path, checkpoint, h
         load_heldout([str(tmp_path / "heldout-small")], image_size=64)
     with pytest.raises(EvaluationError, match="reference_horizon 8 must be one of"):
         evaluate_world_model(EvalWorldModelConfig(checkpoint=str(checkpoint), datasets=[str(heldout[0])],
-                                                  horizons=[1, 2], reference_horizon=8))
+                                                  horizons=[1, 2], reference_horizon=8, interaction_datasets=[]))
     with pytest.raises(EvaluationError, match="residual_deadband must be >= 0"):
         evaluate_world_model(EvalWorldModelConfig(checkpoint=str(checkpoint), datasets=[str(heldout[0])],
-                                                  horizons=[1, 2], reference_horizon=2, residual_deadband=-1))
+                                                  horizons=[1, 2], reference_horizon=2, residual_deadband=-1,
+                                                  interaction_datasets=[]))
 
 
 def test_bench_imagine_directly_and_through_the_vector_env(checkpoint):

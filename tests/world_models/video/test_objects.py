@@ -111,7 +111,7 @@ def test_a_trained_checkpoint_gains_object_state_in_a_further_run(tmp_path, lift
         object_dynamics=False, pixel_probe=False, object_map=False, progress=False)
     plain = Trainer(base, RobosuiteEnv).run()
     extend = TrainWorldModelConfig(**{**vars(base), "out": str(tmp_path / "objects"), "init": str(plain),
-                                      "object_dynamics": True, "pixel_probe": True, "object_map": True, "stages": None,
+                                      "object_dynamics": True, "pixel_probe": True, "object_map": True,
                                       "objects": StageConfig(3, 8), "probe": StageConfig(3, 8)})
     with pytest.raises(ValueError, match="lacks parts this run adds"):
         Trainer(extend, RobosuiteEnv)  # stages default to [dit] with init: objects and probe would stay untrained
