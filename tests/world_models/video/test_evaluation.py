@@ -168,7 +168,11 @@ def test_report_files_and_acceptance_keys(results, tmp_path):
     keys = {"psnr_h4_model", "psnr_h4_copy_last", "eef_error_h4_true", "eef_error_h4_shuffled",
             "eef_error_h4_lower_pct", "psnr_h4_true", "psnr_h4_shuffled", "psnr_h4_action_gain_db",
             "plan_psnr", "plan_psnr_copy_first"}
-    assert set(saved["acceptance"]) == keys
+    interaction = {f"interaction_{k}" for k in ("episodes", "sim_lifts", "seen_state", "seen_video", "false_state",
+                                                "false_video", "success_agreement")}
+    interaction |= {f"interaction_object_error_{p}_{at}_mm" for p in ("state", "video", "copy_last")
+                    for at in ("h16", "end")}
+    assert set(saved["acceptance"]) == keys | interaction
     assert saved["acceptance"]["psnr_h4_copy_last"] == pytest.approx(
         results.open_loop.metrics["all"]["psnr"]["copy_last"][1])
     assert saved["open_loop"]["starts"]["all"] == 8 and "examples" not in saved["open_loop"]
