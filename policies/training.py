@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,6 +100,12 @@ class TrainPolicyConfig:
     value_warmup_steps: int = 0  # PPO: env steps of RL that train only the value function (a fresh critic
     #                              behind a warm-started actor would otherwise steer it with noise)
     bc_steps_per_update: int = 0  # BC gradient steps on bc.datasets after every RL update (keeps RL near the data)
+    # Self-imitation: BC gradient steps after every RL update on the run's own successful training episodes
+    # (in an imagined env: those the imagination calls successes), kept in a buffer of the newest
+    # `self_imitation_frames` frames. 0: off.
+    self_imitation_steps: int = 0
+    self_imitation_frames: int = 20_000
+    self_imitation_lr: float = 1e-4
     checkpoint_every: int = 2048  # env steps
     seed: int = 0
     device: str = "auto"
@@ -309,35 +316,99 @@ class BCRegularizer(BaseCallback):
     """`steps` behaviour-cloning gradient steps after every RL update: RL fine-tuning that stays near the
     demonstrations (the alternating form of BC-regularised policy gradients, as in DAPG)."""
 
-    def __init__(self, data: BCDataset, config: BCConfig, steps: int, seed: int) -> None:
+    name = "bc"  # the TensorBoard key: train/<name>_loss
+
+    def __init__(self, data: BCDataset | None, config: BCConfig, steps: int, seed: int, lr: float | None = None
+                 ) -> None:
         super().__init__()
         self.data, self.config, self.steps = data, config, steps
+        self.lr = config.lr * 0.1 if lr is None else lr
         self.rng, self.generator = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
         self.optimizer: torch.optim.Optimizer | None = None
+
+    def _dataset(self) -> BCDataset | None:
+        return self.data
 
     def _on_rollout_start(self) -> None:  # runs after each update (and once before the first rollout)
         if self.optimizer is None:
             self.optimizer = torch.optim.AdamW(
                 [p for name, p in self.model.policy.named_parameters() if "value" not in name],
-                lr=self.config.lr * 0.1, weight_decay=self.config.weight_decay)
+                lr=self.lr, weight_decay=self.config.weight_decay)
+            return
+        data = self._dataset()
+        if data is None or self.steps == 0:
             return
         if not any(p.requires_grad for group in self.optimizer.param_groups for p in group["params"]):
             return  # the actor is frozen (value warm-up): nothing to clone into yet
         self.model.policy.set_training_mode(True)
         losses = []
         for _ in range(self.steps):
-            index = self.rng.integers(0, len(self.data), self.config.batch_size)
-            loss = bc_loss(self.model, *bc_batch(self.data, index, self.config.shift, self.generator,
-                                                 self.model.device))
+            index = self.rng.integers(0, len(data), self.config.batch_size)
+            loss = bc_loss(self.model, *bc_batch(data, index, self.config.shift, self.generator, self.model.device))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             losses.append(loss.item())
         self.model.policy.set_training_mode(False)
-        self.logger.record("train/bc_loss", float(np.mean(losses)))
+        self.logger.record(f"train/{self.name}_loss", float(np.mean(losses)))
 
     def _on_step(self) -> bool:
         return True
+
+
+class SelfImitation(BCRegularizer):
+    """BCRegularizer's steps on the run's own successful episodes instead of a dataset (self-imitation,
+    Oh et al. 2018, in its success-filtered form): the sampled actions of every training episode that ended
+    in success are cloned back into the actor, so exploration that found a success is kept even when the
+    policy-gradient step from a sparse, noisy return is small. SB3 has no such thing.
+
+    Episodes are gathered per env from the frames the actions were taken on (SB3 hands the callback the
+    step's actions and keeps the pre-step observation in `model._last_obs`); only finished, successful
+    episodes enter the buffer, which keeps the newest `frames` frames. The buffer is not saved: a resumed
+    run starts it empty."""
+
+    name = "self_imitation"
+
+    def __init__(self, steps: int, frames: int, lr: float, config: BCConfig, seed: int) -> None:
+        if steps < 0 or frames < 1 or not lr > 0:
+            raise ValueError(f"self_imitation_steps must be >= 0, self_imitation_frames >= 1 and "
+                             f"self_imitation_lr > 0, got {steps}, {frames}, {lr}")
+        super().__init__(None, config, steps, seed, lr)
+        self.frames = frames
+        self._open: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = []  # per env: this episode so far
+        self._successes: deque[tuple[np.ndarray, ...]] = deque()  # (pixels, agent_pos, action) per episode
+        self.episodes = 0  # successful episodes taken in
+
+    def _on_step(self) -> bool:
+        obs, actions = self.model._last_obs, np.asarray(self.locals["actions"], dtype=np.float32)
+        dones, infos = self.locals["dones"], self.locals["infos"]
+        if not self._open:
+            self._open = [[] for _ in range(len(dones))]
+        low, high = self.model.action_space.low, self.model.action_space.high
+        for i, steps in enumerate(self._open):
+            # SB3 hands the policy channel-first frames; BCDataset keeps them as the envs give them
+            steps.append((np.ascontiguousarray(obs["pixels"][i].transpose(1, 2, 0)), obs["agent_pos"][i].copy(),
+                          np.clip(actions[i], low, high)))
+            if dones[i]:
+                if infos[i].get("is_success", False):
+                    self._take(steps)
+                self._open[i] = []
+        return True
+
+    def _take(self, steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        self._successes.append(tuple(np.stack(column) for column in zip(*steps)))
+        self.episodes += 1
+        while sum(len(e[2]) for e in self._successes) - len(self._successes[0][2]) >= self.frames:
+            self._successes.popleft()  # keep the newest episodes that fill `frames`
+        self.data = None  # rebuilt at the next update
+        self.logger.record("train/self_imitation_episodes", self.episodes)
+
+    def _dataset(self) -> BCDataset | None:
+        if self.data is None and self._successes:
+            pixels, agent_pos, action = (np.concatenate(c)[-self.frames:] for c in zip(*self._successes))
+            episode = np.concatenate([np.full(len(e[2]), i) for i, e in enumerate(self._successes)])[-self.frames:]
+            self.data = BCDataset(pixels, agent_pos.astype(np.float32), action, episode)
+        return self.data
 
 
 def write_state(out: Path, values: dict[str, Any]) -> None:
@@ -424,6 +495,9 @@ class PolicyTrainer:
             data = load_bc_dataset(cfg.bc.datasets, cfg.bc.successful_only, cfg.bc.max_episodes,
                                    image_size=venv.observation_space["pixels"].shape[1], progress=cfg.progress)
             callbacks.append(BCRegularizer(data, cfg.bc, cfg.bc_steps_per_update, cfg.seed))
+        if cfg.self_imitation_steps > 0:
+            callbacks.append(SelfImitation(cfg.self_imitation_steps, cfg.self_imitation_frames,
+                                           cfg.self_imitation_lr, cfg.bc, cfg.seed))
         return callbacks
 
     def _model(self, venv: VecEnv) -> tuple[BaseAlgorithm, dict[str, float] | None]:

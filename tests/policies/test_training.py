@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.logger import configure
 
 from wow_gym.policies.bc import BCConfig, behaviour_clone, load_bc_dataset, random_shift
 from wow_gym.policies.export import check_parity, export_policy
@@ -17,6 +18,7 @@ from wow_gym.policies.sim_eval import SimEvalConfig, make_sim, run_sim_episodes,
 from wow_gym.policies.training import (
     PolicyTrainer,
     PPOConfig,
+    SelfImitation,
     TrainPolicyConfig,
     latest_checkpoint,
     parse_env_id,
@@ -243,3 +245,50 @@ def test_value_warmup_freezes_the_actor_and_bc_steps_keep_cloning(tmp_path, robo
     after = PPO.load(cloned["final"], device="cpu").policy.state_dict()
     assert not torch.equal(after["action_net.weight"], initial["action_net.weight"]), "BC steps move the actor"
     assert torch.equal(after["value_net.weight"], initial["value_net.weight"]), "PPO at lr 0, BC leaves the critic"
+
+
+def test_self_imitation_clones_only_finished_successful_episodes(robot_env):
+    from gymnasium.wrappers import FilterObservation
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = DummyVecEnv([lambda: robot_env, lambda: FilterObservation(gym.make("WoW/Lift-v0"), ["pixels", "agent_pos"])])
+    model = PPO("MultiInputPolicy", venv, policy_kwargs=policy_kwargs(features_dim=32, net_arch=(32,)),
+                n_steps=4, batch_size=8, seed=0, device="cpu")
+    model.set_logger(configure(None, []))  # learn() would set one
+    callback = SelfImitation(steps=3, frames=5, lr=1e-2, config=BCConfig(batch_size=4), seed=0)
+    callback.init_callback(model)
+    callback.on_rollout_start()  # the first call only builds the optimizer
+    model._last_obs = model.get_env().reset()  # channel-first, as SB3 wraps image envs
+    frames = []
+
+    def step(actions, dones, successes):
+        frames.append({k: v.copy() for k, v in model._last_obs.items()})
+        callback.update_locals({"actions": np.asarray(actions, np.float32), "dones": np.asarray(dones),
+                                "infos": [{"is_success": s} for s in successes]})
+        assert callback.on_step()
+        model._last_obs = {k: np.roll(v, 1, axis=0) for k, v in model._last_obs.items()}  # other frames
+
+    step([[2.0] * 7, [0.5] * 7], [False, False], [False, False])
+    callback.on_rollout_start()
+    assert callback._dataset() is None, "nothing finished yet, nothing to clone"
+    step([[-3.0] * 7, [0.25] * 7], [True, True], [True, False])  # env 0 succeeds, env 1 fails
+    data = callback._dataset()
+    assert len(data) == 2 and callback.episodes == 1
+    np.testing.assert_array_equal(data.action, [[1.0] * 7, [-1.0] * 7])  # env 0's actions, clipped to the space
+    for row, frame in enumerate(frames):  # the frames the actions were taken on, channel-last
+        np.testing.assert_array_equal(data.pixels[row], frame["pixels"][0].transpose(1, 2, 0))
+        np.testing.assert_array_equal(data.agent_pos[row], frame["agent_pos"][0])
+    for _ in range(3):  # three more two-step successes of env 1: the buffer keeps the newest 5 frames
+        step([[0.0] * 7, [0.1] * 7], [False, False], [False, False])
+        step([[0.0] * 7, [0.2] * 7], [False, True], [False, True])
+    data = callback._dataset()
+    assert callback.episodes == 4 and len(data) == 5
+    np.testing.assert_allclose(data.action[-2:, 0], [0.1, 0.2])
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    callback.on_rollout_start()
+    after = model.policy.state_dict()
+    assert not torch.equal(after["action_net.weight"], before["action_net.weight"]), "successes are cloned"
+    assert torch.equal(after["value_net.weight"], before["value_net.weight"]), "the critic is left alone"
+    with pytest.raises(ValueError, match="self_imitation_frames >= 1"):
+        SelfImitation(steps=1, frames=0, lr=1e-4, config=BCConfig(), seed=0)
+    venv.envs[1].close()
