@@ -47,6 +47,9 @@ class WorldModelConfig:
     pixel_probe: bool = False
     # The DiT is also told where the object is in the picture (needs camera and object_dims).
     object_map: bool = False
+    # Pose dynamics also reads the carried object state (its height, orientation and offset from the gripper):
+    # closing fingers stop on an object between them and close fully on nothing (needs object_dims).
+    pose_objects: bool = False
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
     version: int = FORMAT_VERSION
@@ -73,6 +76,8 @@ class WorldModelConfig:
             if sorted(dims) != list(range(self.env_state_dim)):
                 raise ValueError(f"object_dims + object_offset_dims must cover environment_state's "
                                  f"{self.env_state_dim} entries once each, got {dims}")
+        if self.pose_objects and self.object_dims is None:
+            raise ValueError("pose_objects needs object_dims (the carried object state)")
         if self.object_map and (self.object_dims is None or self.camera is None):
             raise ValueError("object_map needs object_dims (the carried object state) and camera")
         if not self.residual_deadband >= 0:

@@ -12,22 +12,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# WorldModel._object_features of a 7-D object pose: height, orientation quaternion and offset from the gripper
+OBJECT_FEATURES = 8
+
 
 class PoseDynamics(nn.Module):
-    """Predicts the normalised change of agent_pos over one control step."""
+    """Predicts the normalised change of agent_pos over one control step; with `object_features`, also from
+    the carried object's features (WorldModel._object_features). Without them the fingers cannot tell a
+    grasp from a miss: trained on data where closing mostly meets the cube, they stop at the cube's width
+    even where there is nothing between them, and an imagined miss looks like a grasp."""
 
-    def __init__(self, pose_dim: int = 9, action_dim: int = 7, width: int = 256) -> None:
+    def __init__(self, pose_dim: int = 9, action_dim: int = 7, width: int = 256, object_features: int = 0) -> None:
         super().__init__()
+        self.object_features = object_features
         self.net = nn.Sequential(
-            nn.Linear(2 * pose_dim + 2 * action_dim, width), nn.SiLU(),
+            nn.Linear(2 * pose_dim + 2 * action_dim + object_features, width), nn.SiLU(),
             nn.Linear(width, width), nn.SiLU(),
             nn.Linear(width, width), nn.SiLU(),
             nn.Linear(width, pose_dim),
         )
 
     def forward(self, pose: torch.Tensor, velocity: torch.Tensor, action: torch.Tensor,
-                prev_action: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([pose, velocity, action, prev_action], dim=-1))
+                prev_action: torch.Tensor, objects: torch.Tensor | None = None) -> torch.Tensor:
+        if (objects is None) != (self.object_features == 0):
+            raise ValueError(f"this pose dynamics reads {self.object_features} object features; got "
+                             f"{None if objects is None else objects.shape[-1]}")
+        inputs = [pose, velocity, action, prev_action] + ([] if objects is None else [objects])
+        return self.net(torch.cat(inputs, dim=-1))
 
 
 class LatentHead(nn.Module):

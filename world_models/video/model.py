@@ -35,7 +35,13 @@ from wow_gym.world_models.video.autoencoder import (
 )
 from wow_gym.world_models.video.config import FORMAT_VERSION, WorldModelConfig, default_stats
 from wow_gym.world_models.video.dit import DiTConfig, VideoDiT
-from wow_gym.world_models.video.dynamics import LatentHead, ObjectDynamics, PixelProbe, PoseDynamics
+from wow_gym.world_models.video.dynamics import (
+    OBJECT_FEATURES,
+    LatentHead,
+    ObjectDynamics,
+    PixelProbe,
+    PoseDynamics,
+)
 from wow_gym.world_models.video.flow import euler_sample, guided
 from wow_gym.world_models.video.pose_map import FEATURES as POSE_MAP_FEATURES
 from wow_gym.world_models.video.pose_map import pose_map
@@ -107,7 +113,8 @@ class WorldModel(nn.Module):
         ae, p = config.autoencoder, config.agent_pos_dim
         self.autoencoder = build_autoencoder(ae)
         self.dit = VideoDiT(config.dit)
-        self.pose = PoseDynamics(p, config.action_dim)
+        self.pose = PoseDynamics(p, config.action_dim,
+                                 object_features=OBJECT_FEATURES if config.pose_objects else 0)
         self.probe = (PixelProbe(config.env_state_dim) if config.pixel_probe
                       else LatentHead(ae.latent_channels, ae.latent_size, config.env_state_dim))
         if config.object_dims is not None:
@@ -325,10 +332,18 @@ class WorldModel(nn.Module):
         """[B,8]: the object's normalised height and orientation and its offset from the gripper."""
         return torch.cat([self._norm(objects, "object")[:, 2:], (objects[:, :3] - pose[:, :3]) / self._offset_std], 1)
 
-    def _pose_step(self, poses: torch.Tensor, action: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    def _pose_step(self, poses: torch.Tensor, action: torch.Tensor, prev: torch.Tensor,
+                   objects: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw agent_pos [B,P] one step on from [B,2,P] (before, now); `objects` [B,7] are read where the
+        pose dynamics reads the object (pose_objects)."""
         now = poses[:, -1]
         velocity = (now - poses[:, -2]) / self._dpose_std
-        delta = self.pose(self._norm(now, "pose"), velocity, action, prev)
+        features = None
+        if self.config.pose_objects:
+            if objects is None:
+                raise ValueError("this world model's pose dynamics reads the object state; pass objects")
+            features = self._object_features(objects, now)
+        delta = self.pose(self._norm(now, "pose"), velocity, action, prev, features)
         nxt = now + delta * self._dpose_std
         quat = nxt[:, QUAT]
         return torch.cat([nxt[:, :3], quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-6), nxt[:, 7:]], dim=1)
@@ -416,7 +431,7 @@ class WorldModel(nn.Module):
         steps = sampling_steps or self.config.sampling_steps
         prev = state.actions[:, -1] if state.actions.shape[1] else torch.zeros_like(action)
         with self._autocast():
-            next_pose = self._pose_step(state.poses, action, prev).float()
+            next_pose = self._pose_step(state.poses, action, prev, state.objects).float()
             chunk = torch.cat([state.actions, action[:, None]], dim=1)
             pose_cond = self._norm(torch.stack([state.poses[:, -1], next_pose], dim=1), "pose")
             both = torch.stack([state.poses[:, -1], next_pose], dim=1)

@@ -28,6 +28,7 @@ from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
 from wow_gym.world_models.video.config import WorldModelConfig, default_stats
 from wow_gym.world_models.video.dit import DiTConfig
+from wow_gym.world_models.video.dynamics import OBJECT_FEATURES
 from wow_gym.world_models.video.flow import flow_pair, sample_time
 from wow_gym.world_models.video.model import WorldModel
 from wow_gym.world_models.video.pose_map import project
@@ -83,6 +84,10 @@ class TrainWorldModelConfig(RunSettings):
     object_dynamics: bool = True
     pixel_probe: bool = True
     object_map: bool = False
+    # With object dynamics: pose dynamics also reads the object state (fingers stop on the object between them
+    # and close fully on nothing), trained on the data's object states along its rollouts. Added to an init
+    # checkpoint, the old pose dynamics is widened (the object inputs start at zero weight).
+    pose_objects: bool = False
     object_unroll: int = 8  # object dynamics is trained on open-loop rollouts of this many steps ...
     object_drift: float = 0.01  # ... with the arm displaced by up to this many metres (std) over the rollout
     object_still: float = 0.001  # metres: an object that moves less in a step is still (the moving gate's label)
@@ -247,7 +252,7 @@ class Trainer(StagedTrainer):
                 dit=DiTConfig(preset=config.preset, patch=config.patch),
                 camera=task_camera(make_sim, info.name, config.image_size) if config.pose_map else None,
                 object_dims=dims, object_offset_dims=offset, pixel_probe=config.pixel_probe,
-                object_map=config.object_map,
+                object_map=config.object_map, pose_objects=config.pose_objects and dims is not None,
             )
             stats = compute_stats(self.data) | (object_stats(self.data, dims, offset) if dims else {})
             self.model = WorldModel(wm_config, {**default_stats(wm_config), **stats})
@@ -270,17 +275,24 @@ class Trainer(StagedTrainer):
         if cfg.object_map and not old.object_map:
             new.object_map = True
             added.append("dit")
+        if cfg.pose_objects and new.object_dims is not None and not old.pose_objects:
+            new.pose_objects = True
+            added.append("pose")
         new = WorldModelConfig(**new.to_dict())  # re-derive the DiT's flags
         missing = sorted(set(added) - set(cfg.train_stages))
         if missing:
             raise ValueError(f"init={cfg.init} lacks parts this run adds; train them too: stages={missing} "
-                             f"(now {cfg.train_stages})")
+                             f"(now {cfg.train_stages})" + (" or set pose_objects=false" if "pose" in missing else ""))
         stats = dict(init.stats)
         if new.object_dims is not None and "object_mean" not in stats:
             stats |= object_stats(self.data, new.object_dims, new.object_offset_dims)
         model = WorldModel(new, stats)
         kept = {k: v for k, v in init.state_dict().items()
                 if not (k.startswith("probe.") and "probe" in added)}
+        if "pose" in added:  # the old pose dynamics, widened: the object inputs start at zero weight, so the
+            #                  run starts from the old model's predictions instead of from scratch
+            first = kept["pose.net.0.weight"]
+            kept["pose.net.0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], OBJECT_FEATURES)], 1)
         result = model.load_state_dict(kept, strict=False)
         unexpected = [k for k in result.unexpected_keys]
         fresh = [k for k in result.missing_keys if not k.startswith(("objects.", "probe.", "dit.object_map_in."))]
@@ -355,10 +367,12 @@ class Trainer(StagedTrainer):
             poses = torch.stack([data.poses[data.back(idx, 1)], data.poses[idx]], 1).to(self.device)
             prev = torch.where((data.frame_offset(idx) > 0)[:, None], data.actions[data.back(idx, 1)], 0.0)
             prev = prev.to(self.device)
+            dims = m.config.object_dims if m.config.pose_objects else None
             loss = 0.0
             for k in range(steps):
                 action = data.actions[idx + k].to(self.device)
-                nxt = m._pose_step(poses, action, prev)
+                objects = data.env_states[idx + k][:, dims].to(self.device) if dims is not None else None
+                nxt = m._pose_step(poses, action, prev, objects)
                 target = data.poses[idx + k + 1].to(self.device)
                 loss = loss + F.mse_loss(nxt / m._dpose_std, target / m._dpose_std)
                 poses, prev = torch.stack([poses[:, -1], nxt], 1), action

@@ -79,6 +79,8 @@ def test_carried_object_state_follows_its_dynamics_and_sets_success(lift_data):
 
 
 def test_object_config_is_checked(camera):
+    with pytest.raises(ValueError, match="pose_objects needs object_dims"):
+        WorldModelConfig(env_state_dim=10, pose_objects=True)
     with pytest.raises(ValueError, match="cover environment_state"):
         WorldModelConfig(env_state_dim=12, **OBJECTS)
     with pytest.raises(ValueError, match="7 environment_state entries"):
@@ -112,6 +114,7 @@ def test_a_trained_checkpoint_gains_object_state_in_a_further_run(tmp_path, lift
     plain = Trainer(base, RobosuiteEnv).run()
     extend = TrainWorldModelConfig(**{**vars(base), "out": str(tmp_path / "objects"), "init": str(plain),
                                       "object_dynamics": True, "pixel_probe": True, "object_map": True,
+                                      "pose_objects": False,
                                       "objects": StageConfig(3, 8), "probe": StageConfig(3, 8)})
     with pytest.raises(ValueError, match="lacks parts this run adds"):
         Trainer(extend, RobosuiteEnv)  # stages default to [dit] with init: objects and probe would stay untrained
@@ -124,6 +127,23 @@ def test_a_trained_checkpoint_gains_object_state_in_a_further_run(tmp_path, lift
     assert set(after.stats) - set(before.stats) == {"object_mean", "object_std", "dobject_std", "offset_std"}
     for s in ("objects", "probe", "dit"):
         assert torch.load(tmp_path / "objects" / "stages" / f"{s}.pt", weights_only=False)["done"]
+    # pose dynamics that reads the object is a new pose model: only a run that trains the pose stage adds it
+    contact = TrainWorldModelConfig(**{**vars(extend), "out": str(tmp_path / "contact"), "init": str(tmp_path / "objects"
+                                                                                                      / "checkpoint"),
+                                       "pose_objects": True, "stages": ["dit"]})
+    with pytest.raises(ValueError, match="pose_objects=false"):
+        Trainer(contact, RobosuiteEnv)
+    contact.stages = ["pose"]
+    widened = Trainer(contact, RobosuiteEnv)
+    poses, action = torch.randn(3, 2, 9), torch.randn(3, 7)
+    objects = torch.cat([torch.randn(3, 3), torch.nn.functional.normalize(torch.randn(3, 4), dim=1)], 1)
+    with torch.no_grad():  # it starts from the old predictions: the object inputs' weights start at zero
+        torch.testing.assert_close(widened.model.to("cpu")._pose_step(poses, action, action, objects),
+                                   after._pose_step(poses, action, action))
+    touched = WorldModel.load(widened.run())
+    assert touched.config.pose_objects and touched.pose.object_features == 8
+    for a, b in zip(after.objects.parameters(), touched.objects.parameters()):
+        torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="stages \\['nope'\\] do not exist"):
         TrainWorldModelConfig(datasets=[{"root": str(lift_data)}], stages=["nope"])
 
@@ -165,3 +185,23 @@ def test_interaction_evaluation_scores_lifts_and_object_error(lift_data, lift_ex
         assert every[f"object_error_state_{at}_mm"] == pytest.approx(every[f"object_error_copy_last_{at}_mm"],
                                                                      abs=0.2)
     assert lifted["object_error_copy_last_end_mm"] > 30  # the expert carried the cube away
+
+
+def test_pose_dynamics_can_read_the_object_state(lift_data):
+    model = WorldModel.random("dit-test", env_state_dim=10, pose_objects=True, **OBJECTS)
+    ep = DatasetReader(lift_data)[0]
+
+    def next_pose(shift: float) -> np.ndarray:
+        given = ep.environment_state[1:2].copy()
+        given[0, 0] += shift  # the cube 15 cm to the side: between the fingers or not
+        state = model.start(ep.pixels[None, :2], ep.agent_pos[None, :2], ep.action[None, :1],
+                            environment_state=given)
+        return model.step(state, ep.action[None, 1], torch.Generator().manual_seed(0)).agent_pos[0]
+
+    assert not np.allclose(next_pose(0.0), next_pose(0.15))
+    poses = torch.tensor(ep.agent_pos[None, :2])
+    with pytest.raises(ValueError, match="reads the object state"):
+        model._pose_step(poses, torch.zeros(1, 7), torch.zeros(1, 7))
+    plain = WorldModel.random("dit-test", env_state_dim=10, **OBJECTS)
+    with pytest.raises(ValueError, match="reads 0 object features"):
+        plain.pose(torch.zeros(1, 9), torch.zeros(1, 9), torch.zeros(1, 7), torch.zeros(1, 7), torch.zeros(1, 8))
