@@ -376,6 +376,7 @@ class SelfImitation(BCRegularizer):
         super().__init__(None, config, steps, seed, lr)
         self.frames = frames
         self._open: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = []  # per env: this episode so far
+        self._succeeded = np.zeros(0, bool)  # per env: has this episode succeeded yet
         self._successes: deque[tuple[np.ndarray, ...]] = deque()  # (pixels, agent_pos, action) per episode
         self.episodes = 0  # successful episodes taken in
 
@@ -383,16 +384,17 @@ class SelfImitation(BCRegularizer):
         obs, actions = self.model._last_obs, np.asarray(self.locals["actions"], dtype=np.float32)
         dones, infos = self.locals["dones"], self.locals["infos"]
         if not self._open:
-            self._open = [[] for _ in range(len(dones))]
+            self._open, self._succeeded = [[] for _ in range(len(dones))], np.zeros(len(dones), bool)
         low, high = self.model.action_space.low, self.model.action_space.high
         for i, steps in enumerate(self._open):
             # SB3 hands the policy channel-first frames; BCDataset keeps them as the envs give them
             steps.append((np.ascontiguousarray(obs["pixels"][i].transpose(1, 2, 0)), obs["agent_pos"][i].copy(),
                           np.clip(actions[i], low, high)))
+            self._succeeded[i] |= bool(infos[i].get("is_success", False))  # at any step of the episode
             if dones[i]:
-                if infos[i].get("is_success", False):
+                if self._succeeded[i]:
                     self._take(steps)
-                self._open[i] = []
+                self._open[i], self._succeeded[i] = [], False
         return True
 
     def _take(self, steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:

@@ -278,12 +278,14 @@ def test_self_imitation_clones_only_finished_successful_episodes(robot_env):
     for row, frame in enumerate(frames):  # the frames the actions were taken on, channel-last
         np.testing.assert_array_equal(data.pixels[row], frame["pixels"][0].transpose(1, 2, 0))
         np.testing.assert_array_equal(data.agent_pos[row], frame["agent_pos"][0])
-    for _ in range(3):  # three more two-step successes of env 1: the buffer keeps the newest 5 frames
+    for _ in range(3):  # three more two-step successes of env 1
         step([[0.0] * 7, [0.1] * 7], [False, False], [False, False])
         step([[0.0] * 7, [0.2] * 7], [False, True], [False, True])
+    step([[0.0] * 7, [0.3] * 7], [False, False], [False, True])  # a success before the episode ends
+    step([[0.0] * 7, [0.4] * 7], [False, True], [False, False])  # (without terminate_on_success) counts
     data = callback._dataset()
-    assert callback.episodes == 4 and len(data) == 5
-    np.testing.assert_allclose(data.action[-2:, 0], [0.1, 0.2])
+    assert callback.episodes == 5 and len(data) == 5
+    np.testing.assert_allclose(data.action[:, 0], [0.2, 0.1, 0.2, 0.3, 0.4], rtol=1e-6)  # the newest 5 frames
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
     callback.on_rollout_start()
     after = model.policy.state_dict()

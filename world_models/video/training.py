@@ -28,7 +28,6 @@ from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
 from wow_gym.world_models.video.config import WorldModelConfig, default_stats
 from wow_gym.world_models.video.dit import DiTConfig
-from wow_gym.world_models.video.dynamics import OBJECT_FEATURES
 from wow_gym.world_models.video.flow import flow_pair, sample_time
 from wow_gym.world_models.video.model import WorldModel
 from wow_gym.world_models.video.pose_map import project
@@ -86,7 +85,8 @@ class TrainWorldModelConfig(RunSettings):
     object_map: bool = False
     # With object dynamics: pose dynamics also reads the object state (fingers stop on the object between them
     # and close fully on nothing), trained on the data's object states along its rollouts. Added to an init
-    # checkpoint, the old pose dynamics is widened (the object inputs start at zero weight).
+    # checkpoint, the pose dynamics starts fresh (a copy widened with zero-weight object inputs kept the old
+    # solution: its fingers still stopped at the cube's width on a miss).
     pose_objects: bool = False
     object_unroll: int = 8  # object dynamics is trained on open-loop rollouts of this many steps ...
     object_drift: float = 0.01  # ... with the arm displaced by up to this many metres (std) over the rollout
@@ -288,14 +288,11 @@ class Trainer(StagedTrainer):
             stats |= object_stats(self.data, new.object_dims, new.object_offset_dims)
         model = WorldModel(new, stats)
         kept = {k: v for k, v in init.state_dict().items()
-                if not (k.startswith("probe.") and "probe" in added)}
-        if "pose" in added:  # the old pose dynamics, widened: the object inputs start at zero weight, so the
-            #                  run starts from the old model's predictions instead of from scratch
-            first = kept["pose.net.0.weight"]
-            kept["pose.net.0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], OBJECT_FEATURES)], 1)
+                if not (k.startswith(("probe.", "pose.")) and k.split(".")[0] in added)}
         result = model.load_state_dict(kept, strict=False)
         unexpected = [k for k in result.unexpected_keys]
-        fresh = [k for k in result.missing_keys if not k.startswith(("objects.", "probe.", "dit.object_map_in."))]
+        built = ("objects.", "probe.", "dit.object_map_in.") + (("pose.",) if "pose" in added else ())
+        fresh = [k for k in result.missing_keys if not k.startswith(built)]
         if unexpected or fresh:
             raise CheckpointError(f"init={cfg.init} does not fit this model: unexpected {unexpected}, "
                                   f"missing {fresh}")

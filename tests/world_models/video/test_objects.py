@@ -134,13 +134,7 @@ def test_a_trained_checkpoint_gains_object_state_in_a_further_run(tmp_path, lift
     with pytest.raises(ValueError, match="pose_objects=false"):
         Trainer(contact, RobosuiteEnv)
     contact.stages = ["pose"]
-    widened = Trainer(contact, RobosuiteEnv)
-    poses, action = torch.randn(3, 2, 9), torch.randn(3, 7)
-    objects = torch.cat([torch.randn(3, 3), torch.nn.functional.normalize(torch.randn(3, 4), dim=1)], 1)
-    with torch.no_grad():  # it starts from the old predictions: the object inputs' weights start at zero
-        torch.testing.assert_close(widened.model.to("cpu")._pose_step(poses, action, action, objects),
-                                   after._pose_step(poses, action, action))
-    touched = WorldModel.load(widened.run())
+    touched = WorldModel.load(Trainer(contact, RobosuiteEnv).run())
     assert touched.config.pose_objects and touched.pose.object_features == 8
     for a, b in zip(after.objects.parameters(), touched.objects.parameters()):
         torch.testing.assert_close(a, b)
