@@ -106,6 +106,10 @@ class TrainPolicyConfig:
     self_imitation_steps: int = 0
     self_imitation_frames: int = 20_000
     self_imitation_lr: float = 1e-4
+    # Keep the image + proprio feature extractor as the warm start left it: RL (and its BC steps) train only
+    # the layers after it, so training on imagined frames cannot tune the features to the imagination's
+    # rendering instead of the simulator's.
+    freeze_features: bool = False
     checkpoint_every: int = 2048  # env steps
     seed: int = 0
     device: str = "auto"
@@ -453,6 +457,10 @@ class PolicyTrainer:
         clock = WallClock(self.out, cfg.max_minutes, max(cfg.checkpoint_every, cfg.n_envs),
                           float(state.get("rl_seconds", 0.0)), evaluation)
         evaluation.clock = clock.elapsed  # each sim-twin point records the RL seconds spent by then
+        if cfg.freeze_features:
+            for name, parameter in model.policy.named_parameters():
+                if "features_extractor" in name:  # PPO's shared one, SAC's actor's and critic's
+                    parameter.requires_grad_(False)
         remaining = cfg.total_timesteps - model.num_timesteps
         learn = remaining > 0 and not (clock.max_seconds and clock.spent >= clock.max_seconds)
         # while SB3's bar is live it is the run's one progress display; a sim-twin bar would write over it

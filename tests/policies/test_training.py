@@ -245,6 +245,13 @@ def test_value_warmup_freezes_the_actor_and_bc_steps_keep_cloning(tmp_path, robo
     after = PPO.load(cloned["final"], device="cpu").policy.state_dict()
     assert not torch.equal(after["action_net.weight"], initial["action_net.weight"]), "BC steps move the actor"
     assert torch.equal(after["value_net.weight"], initial["value_net.weight"]), "PPO at lr 0, BC leaves the critic"
+    frozen = PolicyTrainer(_tiny(tmp_path / "frozen", init=str(tmp_path / "start.zip"), freeze_features=True,
+                                 bc_steps_per_update=2, eval=SimEvalConfig(every_steps=0, episodes=1, max_steps=2),
+                                 bc=BCConfig(datasets=[str(lift_data)], successful_only=False, batch_size=8))).run()
+    after = PPO.load(frozen["final"], device="cpu").policy.state_dict()
+    extractor = [k for k in after if k.startswith("features_extractor.")]
+    assert extractor and all(torch.equal(after[k], initial[k]) for k in extractor), "the features stay"
+    assert not torch.equal(after["action_net.weight"], initial["action_net.weight"]), "the layers after learn"
 
 
 def test_self_imitation_clones_only_finished_successful_episodes(robot_env):

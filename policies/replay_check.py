@@ -1,0 +1,169 @@
+"""`wow-gym replay-check`: where a policy's imagination and physics part ways under the same actions.
+
+A policy acts in the imagined env from simulator start states (closed loop on the imagined frames); the
+action sequence it chose is then replayed open loop in the simulator from the same states. Per episode: did
+the imagination call it a success, did physics; per step: how far the imagined gripper, fingers and object
+are from the simulator's. An imagined success that the replay does not reproduce is what RL in imagination
+learns to exploit, and the gripper's drift under the policy's own actions says how far to trust a grasp.
+
+`wow-gym evaluate` runs the policy closed loop in both worlds (success rates, agreement); this replays one
+world's actions in the other, so each difference is the world model's and not the policy's reaction to it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from wow_gym.envs.imagined_env import ImaginedVectorEnv
+from wow_gym.policies.evaluation import PolicyEntry, make_policy
+from wow_gym.policies.sim_eval import make_sim
+from wow_gym.registry import task_info
+from wow_gym.world_models.video.imagination import load_world_model
+
+
+@dataclass
+class ReplayCheckConfig:
+    task: str = "lift"
+    policy: PolicyEntry = field(default_factory=lambda: PolicyEntry(kind="shipped"))
+    world_model: str | None = None  # a checkpoint dir; None: the task's shipped world model
+    episodes: int = 16
+    max_steps: int = 60
+    seed: int = 960000  # episode i starts from the simulator layout of seed + i
+    parallel: int = 8  # simulators (about 0.5 GB each) and imagined envs per wave
+    horizons: list[int] = field(default_factory=lambda: [1, 8, 16, 24, 32, 48])
+    out: str = "outputs/replay-check/lift"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.policy, dict):
+            self.policy = PolicyEntry(**self.policy)
+        if self.episodes < 1 or self.max_steps < 1 or self.parallel < 1:
+            raise ValueError(f"episodes, max_steps and parallel must be >= 1, got {self.episodes}, "
+                             f"{self.max_steps}, {self.parallel}")
+        bad = [h for h in self.horizons if not 1 <= h <= self.max_steps]
+        if bad:
+            raise ValueError(f"horizons {bad} are outside 1..max_steps ({self.max_steps})")
+
+
+@dataclass
+class ReplayCheckResult:
+    policy: str
+    episodes: int
+    imagined_success: list[bool]
+    replay_success: list[bool]
+    # [episode, step] metres: imagined minus replayed gripper position, finger gap and object position
+    eef_error: np.ndarray = field(repr=False)
+    gap_error: np.ndarray = field(repr=False)
+    object_error: np.ndarray = field(repr=False)
+    horizons: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def figures(self) -> dict[str, float]:
+        imagined, replay = np.array(self.imagined_success), np.array(self.replay_success)
+        out = {"imagined_success_rate": float(imagined.mean()), "replay_success_rate": float(replay.mean()),
+               "false_successes": int((imagined & ~replay).sum()), "missed_successes": int((~imagined & replay).sum()),
+               "agreement": float((imagined == replay).mean())}
+        for h in self.horizons:
+            out[f"eef_error_h{h}_mm"] = 1000 * float(self.eef_error[:, h - 1].mean())
+            out[f"gap_error_h{h}_mm"] = 1000 * float(self.gap_error[:, h - 1].mean())
+            out[f"object_error_h{h}_mm"] = 1000 * float(self.object_error[:, h - 1].mean())
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"policy": self.policy, "episodes": self.episodes, "seconds": self.seconds,
+                "figures": self.figures, "imagined_success": self.imagined_success,
+                "replay_success": self.replay_success,
+                "eef_error_mm": (1000 * self.eef_error).round(2).tolist(),
+                "gap_error_mm": (1000 * self.gap_error).round(2).tolist(),
+                "object_error_mm": (1000 * self.object_error).round(2).tolist()}
+
+
+def _gap(agent_pos: np.ndarray) -> np.ndarray:
+    return agent_pos[..., 7] - agent_pos[..., 8]  # the fingers' joint gap (Lift's Panda gripper)
+
+
+def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
+    """Imagine `episodes` episodes under the policy, replay each action sequence in the simulator."""
+    started = time.monotonic()
+    info = task_info(config.task)
+    model = load_world_model(info.name, config.world_model)
+    size = min(config.parallel, config.episodes)
+    sims = [make_sim(info.name, "none", image_size=model.config.image_size,
+                     max_episode_steps=config.max_steps + 1) for _ in range(size)]
+    imagined = ImaginedVectorEnv(num_envs=size, task=info.name, model=model, reward_model="state",
+                                 max_episode_steps=config.max_steps + 1)
+    policy = make_policy(config.policy, imagined.single_observation_space, info.name)
+    position = info.object_position
+    imagined_success, replay_success, errors = [], [], {"eef": [], "gap": [], "object": []}
+    bar = tqdm(total=2 * config.episodes * config.max_steps, desc="replay check", unit="step",
+               disable=not config.progress)
+    try:
+        for first in range(0, config.episodes, size):
+            count = min(size, config.episodes - first)
+            for j, sim in enumerate(sims):
+                sim.reset(seed=config.seed + first + j)
+            states = np.stack([sim.unwrapped.get_sim_state() for sim in sims])
+            observation, _ = imagined.reset(seed=config.seed + first, options={"sim_state": states})
+            policy.reset(size, config.seed + first)
+            actions, poses, env_states, success = [], [], [], np.zeros(size, bool)
+            for _ in range(config.max_steps):
+                action = np.clip(policy.act(observation), -1, 1).astype(np.float32)
+                observation, _, _, _, step_info = imagined.step(action)
+                actions.append(action)
+                poses.append(observation["agent_pos"].copy())
+                env_states.append(observation["environment_state"].copy())
+                success |= np.asarray(step_info["is_success"], bool)
+                bar.update(count)
+            actions, poses, env_states = np.stack(actions, 1), np.stack(poses, 1), np.stack(env_states, 1)
+            for j in range(count):
+                replayed, real_pose, real_state = False, [], []
+                for t in range(config.max_steps):
+                    sim_observation, _, _, _, sim_info = sims[j].step(actions[j, t])
+                    replayed |= bool(sim_info.get("is_success", False))
+                    real_pose.append(sim_observation["agent_pos"])
+                    real_state.append(sim_observation["environment_state"])
+                    bar.update(1)
+                real_pose, real_state = np.stack(real_pose), np.stack(real_state)
+                imagined_success.append(bool(success[j]))
+                replay_success.append(replayed)
+                errors["eef"].append(np.linalg.norm(poses[j, :, :3] - real_pose[:, :3], axis=1))
+                errors["gap"].append(np.abs(_gap(poses[j]) - _gap(real_pose)))
+                errors["object"].append(np.linalg.norm(env_states[j, :, position] - real_state[:, position], axis=1))
+    finally:
+        bar.close()
+        imagined.close()
+        for sim in sims:
+            sim.close()
+    return ReplayCheckResult(config.policy.name, config.episodes, imagined_success, replay_success,
+                             np.stack(errors["eef"]), np.stack(errors["gap"]), np.stack(errors["object"]),
+                             list(config.horizons), time.monotonic() - started)
+
+
+def report_lines(result: ReplayCheckResult) -> list[str]:
+    """The figures as a markdown table: success in each world, then errors per horizon."""
+    f = result.figures
+    header = ("| imagined success | replayed in the simulator | imagined successes physics rejects | "
+              "physics successes imagination missed | agreement |")
+    row = (f"| {100 * f['imagined_success_rate']:.1f}% | {100 * f['replay_success_rate']:.1f}% | "
+           f"{f['false_successes']} | {f['missed_successes']} | {100 * f['agreement']:.1f}% |")
+    lines = [f"# Replay check: {result.policy}, {result.episodes} episodes", "", header, "|---|---|---|---|---|",
+             row, "", "| step | gripper error (mm) | finger-gap error (mm) | object error (mm) |", "|---|---|---|---|"]
+    lines += [f"| {h} | {f[f'eef_error_h{h}_mm']:.1f} | {f[f'gap_error_h{h}_mm']:.1f} | "
+              f"{f[f'object_error_h{h}_mm']:.1f} |" for h in result.horizons]
+    return lines
+
+
+def error_plot(result: ReplayCheckResult):
+    """Mean imagined-vs-replayed error of the gripper, the finger gap and the object against the step."""
+    from wow_gym.world_models.plots import line_plot
+
+    steps = list(range(1, result.eef_error.shape[1] + 1))
+    series = {name: (steps, (1000 * error.mean(0)).tolist()) for name, error in
+              (("gripper", result.eef_error), ("finger gap", result.gap_error), ("object", result.object_error))}
+    return line_plot(series, f"imagined vs replayed in the simulator: {result.policy}", "step", "mean error (mm)")
