@@ -36,7 +36,6 @@ class ReplayCheckConfig:
     seed: int = 960000  # episode i starts from the simulator layout of seed + i
     parallel: int = 8  # simulators (about 0.5 GB each) and imagined envs per wave
     horizons: list[int] = field(default_factory=lambda: [1, 8, 16, 24, 32, 48])
-    out: str = "outputs/replay-check/lift"
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -32,6 +32,7 @@ MAPPINGS = [
     ("eval_idm", "", "wow_gym.world_models.idm.evaluation:EvalIDMConfig"),
     ("eval_world_model", "", "wow_gym.world_models.video.evaluation:EvalWorldModelConfig"),
     ("evaluate", "", "wow_gym.policies.evaluation:EvaluateConfig"),
+    ("replay_check", "", "wow_gym.policies.replay_check:ReplayCheckConfig"),
     ("train_critic", "", "wow_gym.world_models.critic.training:TrainCriticConfig"),
     ("train_idm", "", "wow_gym.world_models.idm.training:TrainIDMConfig"),
     ("train_policy", "", "wow_gym.policies.training:TrainPolicyConfig"),
