@@ -373,7 +373,8 @@ class PairedEnvs:
     batch), reset to the same start states. The n_episodes run in waves of that size, so memory stays that
     of `parallel` simulators (each robosuite env holds about 0.5 GB) however many episodes are asked for; a
     last, partial wave runs full size and its extra rows are dropped. Each sim env carries its own critic
-    stream over the one shared critic network."""
+    stream over the one shared critic network; without a critic (critic=None) the simulators are bare and
+    the imagined env's reward is the state reward."""
 
     def __init__(self, config: EvaluateConfig, model: Any, critic: Any) -> None:
         info = task_info(config.task)
@@ -382,6 +383,8 @@ class PairedEnvs:
         make = partial(_sim_env, info.name, model.config.image_size, config.max_steps, config.randomize, critic)
         self.sim = gym.vector.SyncVectorEnv([make for _ in range(self.size)])
         self.reward = imagined_reward(config.imagined_reward, model)
+        if critic is None and self.reward == "critic":
+            raise ValueError("the critic reward needs a critic; pass one or imagined_reward=state")
         # One step past max_steps: the episodes end where we stop stepping, never in a same-step autoreset.
         self.imagined = ImaginedVectorEnv(num_envs=self.size, task=info.name, model=model,
                                           reward_model=(CriticRewardModel(critic=critic) if self.reward == "critic"
@@ -415,6 +418,8 @@ def imagined_reward(name: str, model: Any) -> str:
 
 def _sim_env(task: str, image_size: int, max_steps: int, randomize: str, critic: Any) -> gym.Env:
     env = make_sim(task, randomize, image_size=image_size, max_episode_steps=max_steps)
+    if critic is None:
+        return env
     # A CriticRewardModel keeps per-row state, so each env gets its own (the network is shared).
     return CriticReward(env, reward_model=CriticRewardModel(critic=critic))
 

@@ -19,9 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from wow_gym.envs.imagined_env import ImaginedVectorEnv
-from wow_gym.policies.evaluation import PolicyEntry, make_policy
-from wow_gym.policies.sim_eval import make_sim
+from wow_gym.policies.evaluation import EvaluateConfig, PairedEnvs, PolicyEntry, make_policy
 from wow_gym.registry import task_info
 from wow_gym.world_models.video.imagination import load_world_model
 
@@ -92,38 +90,33 @@ def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
     started = time.monotonic()
     info = task_info(config.task)
     model = load_world_model(info.name, config.world_model)
-    size = min(config.parallel, config.episodes)
-    sims = [make_sim(info.name, "none", image_size=model.config.image_size,
-                     max_episode_steps=config.max_steps + 1) for _ in range(size)]
-    imagined = ImaginedVectorEnv(num_envs=size, task=info.name, model=model, reward_model="state",
-                                 max_episode_steps=config.max_steps + 1)
-    policy = make_policy(config.policy, imagined.single_observation_space, info.name)
+    # evaluate's paired worlds: waves of `parallel` simulators and imagined envs reset to the same states
+    envs = PairedEnvs(EvaluateConfig(task=info.name, n_episodes=config.episodes, max_steps=config.max_steps,
+                                     seed=config.seed, parallel=config.parallel, imagined_reward="state",
+                                     policies=[config.policy]), model, critic=None)
+    policy = make_policy(config.policy, envs.imagined.single_observation_space, info.name)
     position = info.object_position
     imagined_success, replay_success, errors = [], [], {"eef": [], "gap": [], "object": []}
     bar = tqdm(total=2 * config.episodes * config.max_steps, desc="replay check", unit="step",
                disable=not config.progress)
     try:
-        for first in range(0, config.episodes, size):
-            count = min(size, config.episodes - first)
-            for j, sim in enumerate(sims):
-                sim.reset(seed=config.seed + first + j)
-            states = np.stack([sim.unwrapped.get_sim_state() for sim in sims])
-            observation, _ = imagined.reset(seed=config.seed + first, options={"sim_state": states})
-            policy.reset(size, config.seed + first)
-            actions, poses, env_states, success = [], [], [], np.zeros(size, bool)
+        for first, count in envs.waves:
+            _, observation = envs.reset(first)
+            policy.reset(envs.size, config.seed + first)
+            actions, poses, env_states, success = [], [], [], np.zeros(envs.size, bool)
             for _ in range(config.max_steps):
                 action = np.clip(policy.act(observation), -1, 1).astype(np.float32)
-                observation, _, _, _, step_info = imagined.step(action)
+                observation, _, _, _, step_info = envs.imagined.step(action)
                 actions.append(action)
                 poses.append(observation["agent_pos"].copy())
                 env_states.append(observation["environment_state"].copy())
                 success |= np.asarray(step_info["is_success"], bool)
                 bar.update(count)
             actions, poses, env_states = np.stack(actions, 1), np.stack(poses, 1), np.stack(env_states, 1)
-            for j in range(count):
-                replayed, real_pose, real_state = False, [], []
+            for j in range(count):  # each simulator on its own, open loop: no vector autoreset
+                sim, replayed, real_pose, real_state = envs.sim.envs[j], False, [], []
                 for t in range(config.max_steps):
-                    sim_observation, _, _, _, sim_info = sims[j].step(actions[j, t])
+                    sim_observation, _, _, _, sim_info = sim.step(actions[j, t])
                     replayed |= bool(sim_info.get("is_success", False))
                     real_pose.append(sim_observation["agent_pos"])
                     real_state.append(sim_observation["environment_state"])
@@ -136,9 +129,7 @@ def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
                 errors["object"].append(np.linalg.norm(env_states[j, :, position] - real_state[:, position], axis=1))
     finally:
         bar.close()
-        imagined.close()
-        for sim in sims:
-            sim.close()
+        envs.close()
     return ReplayCheckResult(config.policy.name, config.episodes, imagined_success, replay_success,
                              np.stack(errors["eef"]), np.stack(errors["gap"]), np.stack(errors["object"]),
                              list(config.horizons), time.monotonic() - started)

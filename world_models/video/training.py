@@ -287,8 +287,8 @@ class Trainer(StagedTrainer):
         if new.object_dims is not None and "object_mean" not in stats:
             stats |= object_stats(self.data, new.object_dims, new.object_offset_dims)
         model = WorldModel(new, stats)
-        kept = {k: v for k, v in init.state_dict().items()
-                if not (k.startswith(("probe.", "pose.")) and k.split(".")[0] in added)}
+        rebuilt = {"probe", "pose"} & set(added)  # parts whose old weights do not fit the new ones
+        kept = {k: v for k, v in init.state_dict().items() if k.split(".")[0] not in rebuilt}
         result = model.load_state_dict(kept, strict=False)
         unexpected = [k for k in result.unexpected_keys]
         built = ("objects.", "probe.", "dit.object_map_in.") + (("pose.",) if "pose" in added else ())
