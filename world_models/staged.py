@@ -1,9 +1,13 @@
-"""Resumable training in named stages, shared by the world model and FM-IDM trainers.
+"""Resumable training in named stages, shared by the world model, FM-IDM and critic trainers.
 
 Every stage saves its training state (weights, optimiser, LR schedule, EMA, step, RNG) atomically every
 `checkpoint_every` steps into <out>/stages/<stage>.pt and marks itself done at the end, so a run started
 again with the same `out` picks up at the last checkpoint. One loop for all: AdamW, linear warm-up then
 cosine decay to a tenth, gradient clipping, a tqdm bar, TensorBoard scalars under <out>/tensorboard.
+
+Under `torchrun --nproc_per_node=N` (wow_gym/distributed.py) every process draws the same global batch of
+`batch_size` rows and a stage's loss_fn computes on `self.shard`'s rows of it; gradients are averaged before
+each step. Rank 0 alone writes checkpoints, TensorBoard and the progress bar; every rank resumes from them.
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ from __future__ import annotations
 import io
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
+from wow_gym import distributed
 from wow_gym.data.atomic import atomic_write_bytes
-from wow_gym.devices import resolve_device
 
 
 @dataclass
@@ -42,7 +48,20 @@ class RunSettings:
     progress: bool = True
 
 
+# loss_fn(global batch size, generator): draws the whole global batch (so every process draws the same
+# rows and the generator stays in step), computes on self.shard's rows; (loss, floats to log).
 LossFn = Callable[[int, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
+_LOSS = "\0loss"  # the loss itself among the logs averaged over the processes
+
+
+class _NoWriter:
+    """TensorBoard's writer on the ranks that do not write."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class StagedTrainer:
@@ -56,12 +75,27 @@ class StagedTrainer:
         self.out = Path(out)
         self.stage_dir = self.out / "stages"
         self.stage_dir.mkdir(parents=True, exist_ok=True)
-        self.seed, self.progress = settings.seed, settings.progress
+        self.seed = settings.seed
         self.log_every, self.checkpoint_every = settings.log_every, settings.checkpoint_every
         if settings.threads:
             torch.set_num_threads(settings.threads)
-        self.device = torch.device(resolve_device(settings.device))
-        self.tb = SummaryWriter(str(self.out / "tensorboard"))
+        self.shard, self.device = distributed.start(settings.device)
+        self.progress = settings.progress and self.shard.is_main
+        self.tb = SummaryWriter(str(self.out / "tensorboard")) if self.shard.is_main else _NoWriter()
+
+    @contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Rank 0 runs the block first (e.g. to fill a cache), then the other ranks (which find it filled)."""
+        if not self.shard.is_main:
+            distributed.barrier()
+        yield
+        if self.shard.is_main:
+            distributed.barrier()
+
+    def close(self) -> None:
+        """End of run: close TensorBoard, wait for every rank (rank 0 has written the outputs), leave the group."""
+        self.tb.close()
+        distributed.stop()
 
     def extra_state(self) -> dict[str, Any]:
         """What else every stage file records (e.g. data statistics)."""
@@ -74,6 +108,8 @@ class StagedTrainer:
         return self.stage_dir / f"{stage}.pt"
 
     def _save_stage(self, stage: str, step: int, modules: dict[str, Any], done: bool, g: torch.Generator) -> None:
+        if not self.shard.is_main:
+            return
         buffer = io.BytesIO()
         torch.save({"step": step, "done": done, "rng": g.get_state(), **self.extra_state(),
                     **{k: v.state_dict() for k, v in modules.items()}}, buffer)
@@ -86,6 +122,7 @@ class StagedTrainer:
     def _loop(self, stage: str, modules: dict[str, Any], params: list[torch.nn.Parameter], cfg: StageConfig,
               loss_fn: LossFn, ema: AveragedModel | None = None) -> None:
         """Optimise `params` for cfg.steps steps of loss_fn(batch_size, generator), resuming if saved."""
+        self.shard.check_batch(cfg.batch_size, f"stage {stage}")
         g = torch.Generator().manual_seed(self.seed + self.stages.index(stage))
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=self.weight_decay(stage))
         warmup = min(200, cfg.steps // 10 + 1)
@@ -94,26 +131,19 @@ class StagedTrainer:
         bundle = {**modules, "optimizer": optimizer, "schedule": schedule}
         if ema is not None:
             bundle["ema"] = ema
-        saved = self._load_stage(stage)
-        start = 0
-        if saved is not None:
-            for key, obj in bundle.items():
-                obj.load_state_dict(saved[key])
-            g.set_state(saved["rng"])
-            start = saved["step"]
-            if saved["done"]:
-                return
+        start = self._restore(stage, bundle, g)
+        if start is None:
+            return
         bar = tqdm(total=cfg.steps, initial=start, desc=f"train {stage}", disable=not self.progress)
         for module in modules.values():
             module.train()
         t0, running = time.time(), {}
         for step in range(start, cfg.steps):
             loss, logs = loss_fn(cfg.batch_size, g)
-            if not math.isfinite(loss.item()):  # before the step: a NaN step would ruin the weights
-                raise FloatingPointError(f"{stage} loss became {loss.item()} at step {step}; lower the "
-                                         "learning rate or check the data")
+            logs = self._checked_logs(stage, step, loss, logs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
@@ -122,10 +152,7 @@ class StagedTrainer:
             for k, v in logs.items():
                 running[k] = running.get(k, 0.0) + v
             if (step + 1) % self.log_every == 0:
-                for k, v in running.items():
-                    self.tb.add_scalar(f"{stage}/{k}", v / self.log_every, step + 1)
-                self.tb.add_scalar(f"{stage}/lr", schedule.get_last_lr()[0], step + 1)
-                self.tb.add_scalar(f"{stage}/steps_per_s", (step + 1 - start) / (time.time() - t0), step + 1)
+                self._log(stage, step + 1, running, schedule.get_last_lr()[0], (step + 1 - start) / (time.time() - t0))
                 bar.set_postfix({k: f"{v / self.log_every:.4g}" for k, v in running.items()})
                 running = {}
             bar.update()
@@ -135,3 +162,33 @@ class StagedTrainer:
         for module in modules.values():
             module.eval()
         self._save_stage(stage, cfg.steps, bundle, True, g)
+
+    def _restore(self, stage: str, bundle: dict[str, Any], g: torch.Generator) -> int | None:
+        """Load the stage's saved state into bundle and g on every rank: the step to start at, None when the
+        stage is done. Every rank then holds rank 0's weights (the same seed built them; this makes sure)."""
+        saved = self._load_stage(stage)
+        if saved is not None:
+            for key, obj in bundle.items():
+                obj.load_state_dict(saved[key])
+            g.set_state(saved["rng"])
+            if saved["done"]:
+                return None
+        modules = [m for m in bundle.values() if isinstance(m, torch.nn.Module)]
+        distributed.broadcast_parameters([t for m in modules for t in (*m.parameters(), *m.buffers())])
+        return saved["step"] if saved is not None else 0
+
+    def _checked_logs(self, stage: str, step: int, loss: torch.Tensor, logs: dict[str, float]) -> dict[str, float]:
+        """The step's logs averaged over the ranks; raises (on every rank) if the loss is not finite."""
+        logs = distributed.mean_over_processes({**logs, _LOSS: loss.item()}, self.device)
+        value = logs.pop(_LOSS)
+        if not math.isfinite(value):  # before the step: a NaN step would ruin the weights
+            raise FloatingPointError(f"{stage} loss became {value} at step {step}; lower the "
+                                     "learning rate or check the data")
+        return logs
+
+    def _log(self, stage: str, step: int, running: dict[str, float], lr: float, steps_per_s: float) -> None:
+        """TensorBoard points of the last log_every steps (rank 0; the others' writer does nothing)."""
+        for k, v in running.items():
+            self.tb.add_scalar(f"{stage}/{k}", v / self.log_every, step)
+        self.tb.add_scalar(f"{stage}/lr", lr, step)
+        self.tb.add_scalar(f"{stage}/steps_per_s", steps_per_s, step)
