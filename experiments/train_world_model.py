@@ -3,6 +3,9 @@
 Stages: autoencoder -> pose dynamics -> reward/probe heads -> DiT (EMA). Progress bars, TensorBoard in
 <out>/tensorboard, a resumable checkpoint every `checkpoint_every` steps, the finished model in
 <out>/checkpoint (model.safetensors + config.json), the resolved config and git commit in <out>.
+
+Data parallel on N processes (gloo on CPUs, nccl on GPUs; batch sizes are global, split over the processes):
+  torchrun --standalone --nproc_per_node=N -m wow_gym.cli train-world-model [key=value ...]
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ def _trainer(cfg):
 
 def main(argv: list[str]) -> int:
     done = run_trainer("train_world_model", argv, __doc__, _trainer)
-    if done is not None:
+    if done is not None and done[0].shard.is_main:
         trainer, final = done
         print(f"world model written to {final} ({trainer.model.num_parameters()} parameters)")
     return 0

@@ -116,8 +116,9 @@ class CriticTrainer(StagedTrainer):
         texts = sorted({*self.positives, *self.negatives, *self.own_text})
         self.text_index = {t: i for i, t in enumerate(texts)}
         self.text_table = torch.from_numpy(embed_instructions(texts)).to(self.device)
-        self.bank = self._corrupted()
-        self.imagined = self._imagined()
+        with self.main_first():  # rank 0 renders the corrupted clips and imagines the episodes into caches
+            self.bank = self._corrupted()
+            self.imagined = self._imagined()
 
     def _read(self, config: TrainCriticConfig) -> tuple[list[Rollout], np.ndarray, list[str]]:
         """The training episodes, whether each follows the task's instruction, and its own instruction."""
@@ -159,12 +160,13 @@ class CriticTrainer(StagedTrainer):
 
     def run(self) -> dict[str, Path]:
         self._loop("critic", {"model": self.net}, list(self.net.parameters()), self.config.train, self._loss)
-        critic = LearnedCritic(self.critic_config, self.net.cpu())
-        path = critic.save(self.out / "checkpoint", {
-            "train_kinds": list(self.config.train_kinds), "held_out_kinds": [
-                k for k in CORRUPTIONS if k not in self.config.train_kinds],
-            "datasets": [d.root for d in self.config.datasets]})
-        self.tb.close()
+        path = self.out / "checkpoint"
+        if self.shard.is_main:
+            path = LearnedCritic(self.critic_config, self.net.cpu()).save(path, {
+                "train_kinds": list(self.config.train_kinds), "held_out_kinds": [
+                    k for k in CORRUPTIONS if k not in self.config.train_kinds],
+                "datasets": [d.root for d in self.config.datasets]})
+        self.close()
         return {"checkpoint": path}
 
     # -- batches -------------------------------------------------------------------------------------------
@@ -179,38 +181,40 @@ class CriticTrainer(StagedTrainer):
         counts[0] += batch - counts.sum()
         return counts.tolist()
 
-    def _loss(self, batch: int, g: torch.Generator):
+    def _rows(self, batch: int, g: torch.Generator) -> list[dict]:
+        """The global batch's clips and labels: real, corrupted, then imagined (every process draws them all)."""
         rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=g)))
         n_real, n_bad, n_imag = self._counts(batch)
-        rows = [self._real(rng) for _ in range(n_real)] + [self._bad(rng) for _ in range(n_bad)] + [
+        return [self._real(rng) for _ in range(n_real)] + [self._bad(rng) for _ in range(n_bad)] + [
             self._imagined_clip(rng) for _ in range(n_imag)]
-        frames = torch.from_numpy(np.stack([r["frames"] for r in rows])).to(self.device)
-        text = self.text_table[torch.tensor([self.text_index[r["text"]] for r in rows], device=self.device)]
+
+    def _loss(self, batch: int, g: torch.Generator):
+        rows = self._rows(batch, g)
+        mine = self.shard.take(rows)  # this process runs the network on its rows; masks count the global batch
+        frames = torch.from_numpy(np.stack([r["frames"] for r in mine])).to(self.device)
+        text = self.text_table[torch.tensor([self.text_index[r["text"]] for r in mine], device=self.device)]
         out = self.net(frames, text)
 
-        def stack(name: str, dtype=torch.float32) -> torch.Tensor:
-            return torch.from_numpy(np.stack([r[name] for r in rows])).to(self.device, dtype)
+        def stack(name: str, dtype=torch.float32, among: list[dict] = mine) -> torch.Tensor:
+            return torch.from_numpy(np.stack([r[name] for r in among])).to(self.device, dtype)
 
-        frame_mask = stack("frame_mask")  # [B,K] per-frame labels valid
-        fm = frame_mask.clamp_min(0)
-        denom = fm.sum().clamp_min(1)
-        success = (F.binary_cross_entropy_with_logits(out["success"], stack("success"), reduction="none") * fm).sum() / denom
-        progress = (F.smooth_l1_loss(out["progress"], stack("progress"), reduction="none", beta=0.1) * fm).sum() / denom
-        stage = (F.cross_entropy(out["stage"].flatten(0, 1), stack("stage", torch.long).flatten(), reduction="none")
-                 * fm.flatten()).sum() / denom
-        offset = (F.smooth_l1_loss(out["offset"], stack("offset"), reduction="none", beta=0.1).mean(-1) * fm).sum() / denom
-        opening = (F.smooth_l1_loss(out["opening"], stack("opening"), reduction="none", beta=0.1) * fm).sum() / denom
+        fm = stack("frame_mask", among=rows).clamp_min(0)  # [B,K] per-frame labels valid
+        mean = self.shard.masked_mean
+        success = mean(F.binary_cross_entropy_with_logits(out["success"], stack("success"), reduction="none"), fm)
+        progress = mean(F.smooth_l1_loss(out["progress"], stack("progress"), reduction="none", beta=0.1), fm)
+        stage = mean(F.cross_entropy(out["stage"].flatten(0, 1), stack("stage", torch.long).flatten(),
+                                     reduction="none").view(len(mine), -1), fm)
+        offset = mean(F.smooth_l1_loss(out["offset"], stack("offset"), reduction="none", beta=0.1).mean(-1), fm)
+        opening = mean(F.smooth_l1_loss(out["opening"], stack("opening"), reduction="none", beta=0.1), fm)
         plausible = F.binary_cross_entropy_with_logits(out["plausible"], stack("plausible"))
         kind = F.cross_entropy(out["kind"], stack("kind", torch.long))
         smooth = F.binary_cross_entropy_with_logits(out["smooth"], stack("smooth"))
-        fmask = stack("follow_mask")
-        follows = (F.binary_cross_entropy_with_logits(out["follows"], stack("follows"), reduction="none")
-                   * fmask).sum() / fmask.sum().clamp_min(1)
+        follows = mean(F.binary_cross_entropy_with_logits(out["follows"], stack("follows"), reduction="none"),
+                       stack("follow_mask", among=rows))
         loss = (success + 2 * progress + 0.5 * stage + 0.5 * offset + 0.5 * opening + plausible + 0.5 * kind
                 + 0.5 * smooth + 0.5 * follows)
         with torch.no_grad():
-            label = stack("success")
-            acc = (((out["success"] > 0) == (label > 0.5)).float() * fm).sum() / denom
+            acc = mean(((out["success"] > 0) == (stack("success") > 0.5)).float(), fm)
             pacc = ((out["plausible"] > 0) == (stack("plausible") > 0.5)).float().mean()
         return loss, {"loss": loss.item(), "success_acc": acc.item(), "plausible_acc": pacc.item(),
                       "progress": progress.item(), "follows": follows.item()}

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.data.flat import check_episode, flatten_episodes, read_episodes
+from wow_gym.distributed import Shard
 from wow_gym.registry import task_info
 from wow_gym.rollout import Rollout
 from wow_gym.simulator import SimFactory
@@ -166,10 +167,12 @@ class IDMTrainer(StagedTrainer):
         self.config = config
         self.stages = ("mask_head", *(f"idm-{v}" for v in VARIANTS))
         info = task_info(config.task)
-        self.data = IDMData(config.datasets, info.name, config.image_size, self.out / "masks", make_sim,
-                            config.progress)
+        with self.main_first():  # rank 0 renders the arm masks and imagines the video into the caches
+            self.data = IDMData(config.datasets, info.name, config.image_size, self.out / "masks", make_sim,
+                                self.progress)
+            frames = self._imagine() if config.imagined_fraction else None
         self.stats = self.data.action_stats()
-        self.imagined = self.data.with_frames(self._imagine(), config.progress) if config.imagined_fraction else None
+        self.imagined = self.data.with_frames(frames, self.progress) if frames is not None else None
         self.models = {v: self._build(v) for v in config.variants}
         # One mask head, shared by every variant's checkpoint.
         self.mask_head = self.models[config.variants[0]].mask_head
@@ -192,12 +195,19 @@ class IDMTrainer(StagedTrainer):
         written = {}
         for variant, model in self.models.items():
             self._train_variant(variant, model)
-            written[variant] = model.cpu().save(self.out / variant)
-            model.to(self.device)
+            written[variant] = self._save(model, variant)
         if "fm-idm" in self.models:
-            written["checkpoint"] = self.models["fm-idm"].cpu().save(self.out / "checkpoint")
-        self.tb.close()
+            written["checkpoint"] = self._save(self.models["fm-idm"], "checkpoint")
+        self.close()
         return written
+
+    def _save(self, model: InverseDynamics, name: str) -> Path:
+        """Write a finished model into <out>/<name> (rank 0 does; every rank gets the folder)."""
+        if not self.shard.is_main:
+            return self.out / name
+        path = model.cpu().save(self.out / name)
+        model.to(self.device)
+        return path
 
     def _imagine(self) -> torch.Tensor:
         """World-model video of every training episode (cached in <out>/imagined/ per model weights, data,
@@ -224,7 +234,7 @@ class IDMTrainer(StagedTrainer):
         data, head = self.data, self.mask_head
 
         def loss_fn(batch: int, g: torch.Generator):
-            idx = torch.randint(len(data.frames), (batch,), generator=g)
+            idx = self.shard.take(torch.randint(len(data.frames), (batch,), generator=g))
             logits = head(to_images(data.frames[idx].to(self.device)))[:, 0]
             target = data.sim_masks[idx].float().to(self.device)
             bce = F.binary_cross_entropy_with_logits(logits, target)
@@ -254,13 +264,15 @@ class IDMTrainer(StagedTrainer):
         def loss_fn(batch: int, g: torch.Generator):
             idx = data.steps[torch.randint(len(data.steps), (batch,), generator=g)]
             n_imagined = 0 if self.imagined is None else round(batch * self.config.imagined_fraction)
-            parts = [data.batch(idx[:batch - n_imagined], model.config.future)]
-            if n_imagined:  # the same steps' actions, seen through the world model's frames
-                parts.append(self.imagined.batch(idx[batch - n_imagined:], model.config.future))
+            imagined = self.shard.take(torch.arange(batch) >= batch - n_imagined)  # the batch's last rows
+            idx = self.shard.take(idx)
+            parts = [data.batch(idx[~imagined], model.config.future)]
+            if imagined.any():  # the same steps' actions, seen through the world model's frames
+                parts.append(self.imagined.batch(idx[imagined], model.config.future))
             frames, flows, masks = (torch.cat(x).to(self.device) for x in zip(*parts))
             x = model.stack_inputs(frames, flows, masks)
             if self.config.shift:
-                x = random_shift(x, self.config.shift, g, keep=coord_channels)
+                x = random_shift(x, self.config.shift, g, keep=coord_channels, shard=self.shard)
             pred = net(x)
             target = model.normalize(data.actions[idx].to(self.device))
             per_dim = F.smooth_l1_loss(pred, target, reduction="none").mean(0)
@@ -292,14 +304,18 @@ def imagine_training_video(wm: WorldModel, data: IDMData, sampling_steps: int | 
     return out
 
 
-def random_shift(x: torch.Tensor, pad: int, g: torch.Generator, keep: slice | None = None) -> torch.Tensor:
+def random_shift(x: torch.Tensor, pad: int, g: torch.Generator, keep: slice | None = None,
+                 shard: Shard | None = None) -> torch.Tensor:
     """DrQ's random-shift augmentation: each sample of x [B,C,H,W] moves by up to `pad` pixels in x and y,
     edges replicated; channels `keep` (the coordinate channels) stay put. Every other channel of a sample
     moves together, so frames, flows and masks stay registered (a translation leaves flow vectors as they are).
-    Indexing rather than torchvision's RandomCrop: that draws one offset per call, not per sample."""
+    Indexing rather than torchvision's RandomCrop: that draws one offset per call, not per sample.
+    With a `shard`, x is that process's rows of a global batch: offsets are drawn for the global batch."""
+    shard = shard or Shard()
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    dy, dx = (torch.randint(0, 2 * pad + 1, (b,), generator=g).to(x.device) for _ in range(2))
+    dy, dx = (shard.take(torch.randint(0, 2 * pad + 1, (b * shard.world_size,), generator=g)).to(x.device)
+              for _ in range(2))
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     out = padded[torch.arange(b, device=x.device)[:, None, None, None],

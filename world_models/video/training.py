@@ -236,7 +236,7 @@ class Trainer(StagedTrainer):
         super().__init__(config.out, config)
         self.config = config
         info = task_info(config.task)
-        self.data = TrainingData(config.datasets, config.image_size, config.progress)
+        self.data = TrainingData(config.datasets, config.image_size, self.progress)
         torch.manual_seed(config.seed)
         dims, offset = (object_dims(info.name, self.data.env_states.shape[1]) if config.object_dynamics
                         else (None, None))
@@ -311,11 +311,13 @@ class Trainer(StagedTrainer):
             if stage in self.config.train_stages:  # with init, the rest is the checkpoint's
                 getattr(self, f"_train_{stage}")()
             if stage == "autoencoder":
-                self._encode_latents()
+                with self.main_first():  # rank 0 encodes and caches the latents, the other ranks read them
+                    self._encode_latents()
         final = self.out / "checkpoint"
-        self.model.cpu().save(final)
-        self.model.to(self.device)
-        self.tb.close()
+        if self.shard.is_main:
+            self.model.cpu().save(final)
+            self.model.to(self.device)
+        self.close()
         return final
 
     # -- stages ------------------------------------------------------------------------------------------
@@ -324,8 +326,10 @@ class Trainer(StagedTrainer):
         ae, data = self.model.autoencoder, self.data
 
         def loss_fn(batch: int, g: torch.Generator):
-            idx = torch.randint(data.num_frames, (batch,), generator=g)
+            idx = self.shard.take(torch.randint(data.num_frames, (batch,), generator=g))
             images = pixels_to_tensor(data.pixels[idx].to(self.device))
+            # under torchrun the latent noise is drawn per process, at its rows' latent std: the same law as
+            # in one process, not the same draws
             return autoencoder_loss(ae, images, latent_noise=self.config.latent_noise, generator=g)
 
         self._loop("autoencoder", {"model": ae}, list(ae.parameters()), self.config.autoencoder, loss_fn)
@@ -340,7 +344,7 @@ class Trainer(StagedTrainer):
             chunks = []
             with torch.inference_mode():
                 for i in tqdm(range(0, self.data.num_frames, 512), desc="encoding frames",
-                              disable=not self.config.progress):
+                              disable=not self.progress):
                     images = pixels_to_tensor(self.data.pixels[i:i + 512].to(self.device))
                     chunks.append(ae.encode(images).float().cpu())
             raw = torch.cat(chunks)
@@ -361,6 +365,7 @@ class Trainer(StagedTrainer):
             idx = data.transitions(batch, g, unroll)
             remaining = data.lengths[data.episode_of[idx]] - 1 - data.frame_offset(idx)
             steps = int(min(unroll, remaining.min().item()))
+            idx = self.shard.take(idx)
             poses = torch.stack([data.poses[data.back(idx, 1)], data.poses[idx]], 1).to(self.device)
             prev = torch.where((data.frame_offset(idx) > 0)[:, None], data.actions[data.back(idx, 1)], 0.0)
             prev = prev.to(self.device)
@@ -392,6 +397,7 @@ class Trainer(StagedTrainer):
             remaining = data.lengths[data.episode_of[idx]] - 1 - data.frame_offset(idx)
             steps = int(min(unroll, remaining.min().item()))
             drift = (cfg.object_drift * torch.randn(batch, 3, generator=g)).to(self.device)
+            idx, drift = self.shard.take(idx), self.shard.take(drift)
             objects = data.env_states[idx][:, dims].to(self.device)
             object_loss, gate_loss = 0.0, 0.0
             for k in range(steps):
@@ -420,13 +426,16 @@ class Trainer(StagedTrainer):
             return
 
         def loss_fn(batch: int, g: torch.Generator):
-            idx = torch.randint(data.num_frames, (batch,), generator=g)
+            rows = self.shard.rows(batch)
+            idx = torch.randint(data.num_frames, (batch,), generator=g)[rows]
             images = pixels_to_tensor(data.pixels[idx].to(self.device))
-            blurred = batch // 4  # imagined frames carry the autoencoder's blur: a quarter are its decodings
+            # imagined frames carry the autoencoder's blur: the batch's first quarter are its decodings
+            blurred = int((torch.arange(batch) < batch // 4)[rows].sum())
             with torch.no_grad():
                 decoded = m.autoencoder.decode(m.denormalize_latents(data.latents[idx[:blurred]]))
             images = torch.cat([decoded.float().clamp(-1, 1), images[blurred:]])
-            images = images + 0.02 * torch.randn(images.shape, generator=g).to(self.device)
+            noise = torch.randn((batch, *images.shape[1:]), generator=g)[rows]
+            images = images + 0.02 * noise.to(self.device)
             state = m._norm(data.env_states[idx].to(self.device), "env_state")
             loss = F.mse_loss(m.probe(images), state)
             return loss, {"loss": loss.item()}
@@ -439,15 +448,17 @@ class Trainer(StagedTrainer):
 
         def loss_fn(batch: int, g: torch.Generator):
             idx = torch.randint(data.num_frames, (batch,), generator=g)
-            z = data.latents[idx]
-            z = z + 0.1 * torch.randn(z.shape, generator=g).to(self.device)  # imagined latents are not exact
+            noise = torch.randn((batch, *data.latents.shape[1:]), generator=g)
+            has = data.frame_offset(idx) > 0  # frame 0 received no reward
+            idx, noise = self.shard.take(idx), self.shard.take(noise)
+            z = data.latents[idx] + 0.1 * noise.to(self.device)  # imagined latents are not exact
             state = m._norm(data.env_states[idx].to(self.device), "env_state")
             probe = torch.zeros(()) if m.config.pixel_probe else F.mse_loss(m.probe(z), state)  # else: stage probe
             out = m.reward(z, m._norm(data.poses[idx].to(self.device), "pose"))
-            has = data.frame_offset(idx) > 0  # frame 0 received no reward
             reward = m._norm(data.rewards[idx].to(self.device), "reward").view(-1)
-            r_loss = F.mse_loss(out[has, 0], reward[has])
-            s_loss = F.binary_cross_entropy_with_logits(out[has, 1], data.success[idx][has].float().to(self.device))
+            r_loss = self.shard.masked_mean((out[:, 0] - reward).pow(2), has)
+            s_loss = self.shard.masked_mean(F.binary_cross_entropy_with_logits(
+                out[:, 1], data.success[idx].float().to(self.device), reduction="none"), has)
             loss = probe + r_loss + s_loss
             return loss, {"probe": probe.item(), "reward": r_loss.item(), "success_bce": s_loss.item()}
 
@@ -498,6 +509,7 @@ class Trainer(StagedTrainer):
             b = self.dit_batch(batch, g)
             time_ = sample_time(batch, g, uniform=self.config.uniform_time).to(self.device)
             noise = torch.randn(b["delta"].shape, generator=g).to(self.device)
+            b, time_, noise = self.shard.take_each(b), self.shard.take(time_), self.shard.take(noise)
             noisy, target = flow_pair(b["delta"], time_, noise)
             pred = m.dit(noisy, b["context"], time_, b["ctx_noise"], b["actions"], b["text"], b["pose"],
                          b["keep_action"], b["keep_text"], b["pose_map"], b.get("object_map"))
