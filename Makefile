@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench lift-data world-model eval-world-model tune-deadband bench-imagine idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench lift-data world-model eval-world-model eval-one-step tune-deadband bench-imagine idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -73,7 +73,8 @@ lift-data: $(STAMP)
 
 # Trains into outputs/world-models/lift (rerun to resume), then ships its checkpoint as the default: the base
 # model, 2,000 further DiT steps weighted to moving cells, then the object state (object dynamics with its
-# moving gate, the pixel probe) added, and the pose dynamics retrained on 24-step rollouts.
+# moving gate, the pixel probe) added, the pose dynamics retrained on 24-step rollouts, and the one-step sampler
+# distilled from the DiT (imagining at sampling_steps=1 uses it).
 NO_OBJECTS := object_dynamics=false pixel_probe=false object_map=false
 world-model: lift-data
 	$(WG) train-world-model task=lift $(NO_OBJECTS)
@@ -83,7 +84,17 @@ world-model: lift-data
 		out=outputs/world-models/lift-objects
 	$(WG) train-world-model task=lift init=outputs/world-models/lift-objects/checkpoint "stages=[pose]" \
 		pose_unroll=24 pose.batch_size=128 out=outputs/world-models/lift-pose24
-	$(call ship,outputs/world-models/lift-pose24,lift)
+	$(WG) train-world-model task=lift init=outputs/world-models/lift-pose24/checkpoint "stages=[distill]" \
+		out=outputs/world-models/lift-distill
+	$(call ship,outputs/world-models/lift-distill,lift)
+
+# The one-step sampler against two steps of the DiT it was distilled from, open loop on the held-out sets, with
+# and without the deadband (the 2-step runs are the DiT the shipped model had before the distillation).
+ONE_STEP_EVAL := plan_horizon=0 "interaction_datasets=[]" "steps_sweep=[]" examples=0
+eval-one-step: lift-data
+	for steps in 1 2; do for band in 24 0; do \
+		$(WG) eval-world-model task=lift sampling_steps=$$steps residual_deadband=$$band $(ONE_STEP_EVAL) \
+			out=outputs/eval-world-model/one-step/steps$$steps-band$$band || exit 1; done; done
 
 # The same model with pose dynamics that reads the object state (pose_objects: fingers stop on the cube between
 # them and close fully on nothing), trained afresh on 8- then 24-step rollouts; not shipped (see README).

@@ -50,6 +50,10 @@ class WorldModelConfig:
     # Pose dynamics also reads the carried object state (its height, orientation and offset from the gripper):
     # closing fingers stop on an object between them and close fully on nothing (needs object_dims).
     pose_objects: bool = False
+    # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
+    # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.
+    one_step: bool = False
+    distill_steps: int = 2
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
     version: int = FORMAT_VERSION
@@ -80,6 +84,8 @@ class WorldModelConfig:
             raise ValueError("pose_objects needs object_dims (the carried object state)")
         if self.object_map and (self.object_dims is None or self.camera is None):
             raise ValueError("object_map needs object_dims (the carried object state) and camera")
+        if self.distill_steps < 2:
+            raise ValueError(f"distill_steps must be >= 2 (the teacher's steps), got {self.distill_steps}")
         if not self.residual_deadband >= 0:
             raise ValueError(f"residual_deadband must be >= 0 pixel levels, got {self.residual_deadband}")
         if self.camera is not None and np.asarray(self.camera).shape != (3, 4):

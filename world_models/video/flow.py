@@ -37,11 +37,15 @@ def euler_sample(
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Integrate dx/dt = velocity(x, t) from noise at t=0 to t=1 in `steps` equal Euler steps."""
+    """Integrate dx/dt = velocity(x, t) from noise at t=0 (`noise`, or drawn) to t=1 in `steps` Euler steps."""
     if steps < 1:
         raise ValueError(f"sampling steps must be >= 1, got {steps}")
-    x = torch.randn(shape, generator=generator, device=device, dtype=torch.float32).to(dtype)
+    if noise is None:
+        noise = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+    x = noise.to(dtype)
+    device = x.device
     for i in range(steps):
         t = torch.full((shape[0],), i / steps, device=device, dtype=dtype)
         x = x + velocity(x, t) / steps

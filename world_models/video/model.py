@@ -87,6 +87,11 @@ class ImaginationState:
             for f in fields(self):
                 getattr(self, f.name)[index] = getattr(other, f.name).to(getattr(self, f.name).dtype)
 
+    def bytes_per_episode(self) -> float:
+        """Memory the state holds per imagined episode (its tensors' bytes over the batch)."""
+        total = sum(getattr(self, f.name).numel() * getattr(self, f.name).element_size() for f in fields(self))
+        return total / max(self.batch_size, 1)
+
     def select(self, rows: np.ndarray | list[int]) -> ImaginationState:
         index = torch.as_tensor(rows, dtype=torch.long, device=self.latents.device)
         return ImaginationState(*(getattr(self, f.name)[index].clone() for f in fields(self)))
@@ -113,6 +118,8 @@ class WorldModel(nn.Module):
         ae, p = config.autoencoder, config.agent_pos_dim
         self.autoencoder = build_autoencoder(ae)
         self.dit = VideoDiT(config.dit)
+        # the distilled one-step sampler (train stage "distill"), used when imagining at 1 sampling step
+        self.one_step_dit = VideoDiT(config.dit) if config.one_step else None
         self.pose = PoseDynamics(p, config.action_dim,
                                  object_features=OBJECT_FEATURES if config.pose_objects else 0)
         self.probe = (PixelProbe(config.env_state_dim) if config.pixel_probe
@@ -385,9 +392,15 @@ class WorldModel(nn.Module):
         state[:, self._offset_index] = objects[:, :3] - pose[:, :3]
         return state
 
+    def sampler(self, steps: int) -> VideoDiT:
+        """The DiT that imagines at `steps` Euler steps: the distilled one-step DiT at 1 where there is one."""
+        return self.one_step_dit if steps == 1 and self.one_step_dit is not None else self.dit
+
     def _velocity_fn(self, state: ImaginationState, chunk: torch.Tensor, pose_cond: torch.Tensor,
                      keep_action: bool, guidance_action: float, guidance_text: float,
-                     gripper_map: torch.Tensor | None = None, object_map: torch.Tensor | None = None):
+                     gripper_map: torch.Tensor | None = None, object_map: torch.Tensor | None = None,
+                     dit: VideoDiT | None = None):
+        dit = dit or self.dit
         b = state.batch_size
         ctx = state.latents
         noise_level = torch.full((b,), self.config.ctx_noise, device=self.device)
@@ -403,13 +416,13 @@ class WorldModel(nn.Module):
             omap = torch.zeros_like(gmap)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            v = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, state.keep_text, gmap, omap)
+            v = dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, state.keep_text, gmap, omap)
             if keep_action and guidance_action != 1.0:
-                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, zeros, state.keep_text, gmap,
+                v_u = dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, zeros, state.keep_text, gmap,
                                omap)
                 v = guided(v, v_u, guidance_action)
             if guidance_text != 1.0:
-                v_u = self.dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, zeros, gmap, omap)
+                v_u = dit(x, ctx, t, noise_level, chunk, state.text, pose_cond, keep_a, zeros, gmap, omap)
                 v = guided(v, v_u, guidance_text)
             return v
 
@@ -440,7 +453,8 @@ class WorldModel(nn.Module):
             if self.config.object_dims is not None:
                 objects = self._object_step(both, state.objects, action).float()
             object_map = self.object_map(torch.stack([state.objects, objects], dim=1))
-            velocity = self._velocity_fn(state, chunk, pose_cond, True, guidance, 1.0, gripper_map, object_map)
+            velocity = self._velocity_fn(state, chunk, pose_cond, True, guidance, 1.0, gripper_map, object_map,
+                                         self.sampler(steps))
             latent = self._advance(state, velocity, steps, generator)
         state.latents = torch.cat([state.latents[:, 1:], latent[:, None]], dim=1)
         state.poses = both
@@ -501,7 +515,7 @@ class WorldModel(nn.Module):
         frames = []
         with self._autocast():
             for _ in range(horizon):
-                velocity = self._velocity_fn(state, chunk, pose_cond, False, 1.0, guidance)
+                velocity = self._velocity_fn(state, chunk, pose_cond, False, 1.0, guidance, dit=self.sampler(steps))
                 latent = self._advance(state, velocity, steps, generator)
                 state.latents = torch.cat([state.latents[:, 1:], latent[:, None]], dim=1)
                 frames.append(latent)

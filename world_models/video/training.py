@@ -9,6 +9,7 @@ the DiT) is written to <out>/checkpoint as safetensors + config.json with the da
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,16 @@ from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
 from wow_gym.world_models.video.config import WorldModelConfig, default_stats
 from wow_gym.world_models.video.dit import DiTConfig
-from wow_gym.world_models.video.flow import flow_pair, sample_time
+from wow_gym.world_models.video.flow import euler_sample, flow_pair, sample_time
 from wow_gym.world_models.video.model import WorldModel
 from wow_gym.world_models.video.pose_map import project
 
+logger = logging.getLogger(__name__)
+
 # Each stage seeds its generator from its index here (new stages go last, so older runs keep their seeds);
 # they run in RUN_ORDER.
-STAGES = ("autoencoder", "pose", "heads", "dit", "objects", "probe")
-RUN_ORDER = ("autoencoder", "pose", "objects", "heads", "probe", "dit")
+STAGES = ("autoencoder", "pose", "heads", "dit", "objects", "probe", "distill")
+RUN_ORDER = ("autoencoder", "pose", "objects", "heads", "probe", "dit", "distill")
 
 
 @dataclass
@@ -65,6 +68,11 @@ class TrainWorldModelConfig(RunSettings):
     dit: StageConfig = field(default_factory=lambda: StageConfig(3500, 64, 4e-4))
     objects: StageConfig = field(default_factory=lambda: StageConfig(3000, 256, 1e-3))
     probe: StageConfig = field(default_factory=lambda: StageConfig(3000, 64, 1e-3))
+    # The one-step sampler: a copy of the DiT taught to go in one Euler step where the DiT goes in
+    # `distill_steps` (progressive distillation, Salimans & Ho 2022, one halving); imagining at
+    # sampling_steps=1 then uses it. Not in a run unless named in `stages`.
+    distill: StageConfig = field(default_factory=lambda: StageConfig(1500, 64, 2e-4))
+    distill_steps: int = 2
     latent_noise: float = 0.2  # autoencoder decodes noised latents (relative std): a smooth latent space
     uniform_time: float = 0.25  # share of DiT training times drawn uniformly (the rest logit-normal)
     pose_unroll: int = 8  # pose dynamics is trained on rollouts of this many steps
@@ -105,7 +113,7 @@ class TrainWorldModelConfig(RunSettings):
         """The stages this run trains: `stages`, or every stage (only the DiT with init)."""
         if self.stages is not None:
             return list(self.stages)
-        return ["dit"] if self.init is not None else list(RUN_ORDER)
+        return ["dit"] if self.init is not None else [s for s in RUN_ORDER if s != "distill"]
 
     def __post_init__(self) -> None:
         task_info(self.task)
@@ -235,6 +243,7 @@ class Trainer(StagedTrainer):
     def __init__(self, config: TrainWorldModelConfig, make_sim: SimFactory) -> None:
         super().__init__(config.out, config)
         self.config = config
+        self.fresh_student = True  # the distill stage starts its student as a copy of the DiT
         info = task_info(config.task)
         self.data = TrainingData(config.datasets, config.image_size, self.progress)
         torch.manual_seed(config.seed)
@@ -253,6 +262,7 @@ class Trainer(StagedTrainer):
                 camera=task_camera(make_sim, info.name, config.image_size) if config.pose_map else None,
                 object_dims=dims, object_offset_dims=offset, pixel_probe=config.pixel_probe,
                 object_map=config.object_map, pose_objects=config.pose_objects and dims is not None,
+                one_step="distill" in config.train_stages, distill_steps=config.distill_steps,
             )
             stats = compute_stats(self.data) | (object_stats(self.data, dims, offset) if dims else {})
             self.model = WorldModel(wm_config, {**default_stats(wm_config), **stats})
@@ -278,6 +288,16 @@ class Trainer(StagedTrainer):
         if cfg.pose_objects and new.object_dims is not None and not old.pose_objects:
             new.pose_objects = True
             added.append("pose")
+        if "distill" in cfg.train_stages:
+            new.one_step, new.distill_steps = True, cfg.distill_steps
+            if not old.one_step or "dit" in cfg.train_stages or old.distill_steps != cfg.distill_steps:
+                added.append("distill")  # a fresh student of this run's DiT
+            else:
+                self.fresh_student = False  # the init's student of the same DiT is distilled further
+        elif old.one_step and "dit" in cfg.train_stages:  # the student would follow a DiT that is gone
+            new.one_step = False
+            logger.warning("init=%s has a one-step DiT distilled from the DiT this run retrains: it is dropped; "
+                           "add distill to stages to distil it again", cfg.init)
         new = WorldModelConfig(**new.to_dict())  # re-derive the DiT's flags
         missing = sorted(set(added) - set(cfg.train_stages))
         if missing:
@@ -288,10 +308,12 @@ class Trainer(StagedTrainer):
             stats |= object_stats(self.data, new.object_dims, new.object_offset_dims)
         model = WorldModel(new, stats)
         rebuilt = {"probe", "pose"} & set(added)  # parts whose old weights do not fit the new ones
+        if "distill" in added or not new.one_step:
+            rebuilt.add("one_step_dit")
         kept = {k: v for k, v in init.state_dict().items() if k.split(".")[0] not in rebuilt}
         result = model.load_state_dict(kept, strict=False)
         unexpected = [k for k in result.unexpected_keys]
-        built = ("objects.", "probe.", "dit.object_map_in.") + (("pose.",) if "pose" in added else ())
+        built = ("objects.", "probe.", "dit.object_map_in.", "one_step_dit.") + (("pose.",) if "pose" in added else ())
         fresh = [k for k in result.missing_keys if not k.startswith(built)]
         if unexpected or fresh:
             raise CheckpointError(f"init={cfg.init} does not fit this model: unexpected {unexpected}, "
@@ -524,3 +546,34 @@ class Trainer(StagedTrainer):
         self._loop("dit", {"model": m.dit}, list(m.dit.parameters()), self.config.dit, loss_fn, ema=ema)
         m.dit.load_state_dict(ema.module.state_dict())
 
+
+    def _train_distill(self) -> None:
+        """The one-step DiT, started as a copy of the trained DiT (or init's student of the same DiT): from
+        noise x0 at t=0 its one velocity must land where the DiT's `distill_steps` Euler steps land, on the
+        DiT's own training batches (every condition drop included, so plans distil too)."""
+        m, steps = self.model, self.model.config.distill_steps
+        if self.fresh_student:
+            m.one_step_dit.load_state_dict(m.dit.state_dict())
+        ema = AveragedModel(m.one_step_dit, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay))
+        m.dit.eval().requires_grad_(False)
+
+        def loss_fn(batch: int, g: torch.Generator):
+            b = self.dit_batch(batch, g)
+            noise = torch.randn(b["delta"].shape, generator=g).to(self.device)
+            b, noise = self.shard.take_each(b), self.shard.take(noise)  # this process's rows under torchrun
+            args = (b["context"], b["ctx_noise"], b["actions"], b["text"], b["pose"], b["keep_action"],
+                    b["keep_text"], b["pose_map"], b.get("object_map"))
+
+            def call(dit, x, t):
+                return dit(x, args[0], t, *args[1:])
+
+            with torch.no_grad():
+                target = euler_sample(lambda x, t: call(m.dit, x, t), noise.shape, steps, noise=noise)
+            start = torch.zeros(len(noise), device=self.device)
+            pred = noise + call(m.one_step_dit, noise, start)
+            loss = (pred - target).pow(2).mean()
+            return loss, {"loss": loss.item()}
+
+        self._loop("distill", {"model": m.one_step_dit}, list(m.one_step_dit.parameters()), self.config.distill,
+                   loss_fn, ema=ema)
+        m.one_step_dit.load_state_dict(ema.module.state_dict())

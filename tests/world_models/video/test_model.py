@@ -265,3 +265,60 @@ def test_a_model_with_a_camera_draws_the_gripper_into_its_condition(lift_data):
     assert not torch.allclose(step(), with_map)
     with pytest.raises(ValueError, match="3x4 projection"):
         WorldModel.random("dit-test", env_state_dim=10, camera=[[1.0, 0.0]])
+
+
+def test_the_distilled_one_step_dit_lands_where_two_steps_of_the_dit_land(tmp_path, lift_data):
+    teacher = WorldModel.random("dit-test", env_state_dim=10)
+    torch.manual_seed(1)
+    for layer in (teacher.dit.final_mod, teacher.dit.out):  # zero-initialised: give the teacher a flow to follow
+        torch.nn.init.normal_(layer.weight, std=0.2)
+    teacher.save(tmp_path / "teacher")
+    config = TrainWorldModelConfig(
+        datasets=[{"root": str(lift_data)}], out=str(tmp_path / "run"), init=str(tmp_path / "teacher"),
+        stages=["distill"], distill=StageConfig(60, 16, 2e-3), object_dynamics=False, pixel_probe=False,
+        pose_map=False, ema_decay=0.5, progress=False, checkpoint_every=1000, log_every=10)
+    trainer = Trainer(config, RobosuiteEnv)
+    model = WorldModel.load(trainer.run())
+    start = WorldModel.load(tmp_path / "teacher")
+    assert model.config.one_step and model.config.distill_steps == 2
+    assert model.sampler(1) is model.one_step_dit and model.sampler(2) is model.dit
+    assert start.sampler(1) is start.dit, "a model without a one-step DiT takes one step of its DiT"
+    for a, b in zip(start.dit.parameters(), model.dit.parameters()):
+        torch.testing.assert_close(a, b)  # the teacher is kept as it was
+
+    # on fresh batches, one step of the student is much nearer the teacher's two than one step of the teacher
+    from wow_gym.world_models.video.flow import euler_sample
+    b = trainer.dit_batch(32, torch.Generator().manual_seed(123))
+    args = (b["context"], b["ctx_noise"], b["actions"], b["text"], b["pose"], b["keep_action"], b["keep_text"])
+    noise = torch.randn(b["delta"].shape, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        def landing(dit, steps):
+            return euler_sample(lambda x, t: dit(x, args[0], t, *args[1:]), noise.shape, steps, noise=noise)
+        two = landing(model.dit, 2)
+        student, plain = landing(model.one_step_dit, 1), landing(model.dit, 1)
+    assert (student - two).pow(2).mean() < 0.5 * (plain - two).pow(2).mean()
+
+    # imagining at 1 step goes through the student, at 2 through the DiT
+    ep = DatasetReader(lift_data)[0]
+    pixels, poses = ep.pixels[:2], ep.agent_pos[:2]
+    outputs = {}
+    for name, wm in (("start", start), ("distilled", model)):
+        for steps in (1, 2):
+            state = wm.start(pixels[None], poses[None])
+            outputs[name, steps] = wm.step(state, np.zeros((1, 7), np.float32), torch.Generator().manual_seed(0),
+                                           sampling_steps=steps).latents
+    torch.testing.assert_close(outputs["start", 2], outputs["distilled", 2])
+    assert not torch.allclose(outputs["start", 1], outputs["distilled", 1])
+    with pytest.raises(ValueError, match="distill_steps must be >= 2"):
+        WorldModel.random("dit-test", distill_steps=1)
+
+    # a further distill run goes on from the student; one that retrains the DiT drops it
+    further = TrainWorldModelConfig(**{**vars(config), "out": str(tmp_path / "further"),
+                                       "init": str(tmp_path / "run" / "checkpoint"), "distill": StageConfig(1, 4, 1e-12)})
+    continued = WorldModel.load(Trainer(further, RobosuiteEnv).run())
+    for a, b in zip(model.one_step_dit.parameters(), continued.one_step_dit.parameters()):
+        torch.testing.assert_close(a, b)
+    again = TrainWorldModelConfig(**{**vars(config), "out": str(tmp_path / "again"), "stages": ["dit"],
+                                     "init": str(tmp_path / "run" / "checkpoint"), "dit": StageConfig(2, 4)})
+    retrained = WorldModel.load(Trainer(again, RobosuiteEnv).run())
+    assert not retrained.config.one_step and retrained.one_step_dit is None
