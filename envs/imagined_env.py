@@ -88,8 +88,9 @@ def make_reward_model(task: str, reward_model: RewardModel | str | None,
         logger.warning("no shipped SOPHIA critic for %s: the imagined env's reward comes from the world model's "
                        "heads; train a critic with `wow-gym train-critic task=%s`", task, task.lower())
         reward_model = "heads"
-    if reward_model is None or reward_model == "critic":
-        return CriticRewardModel(task=task)
+    if reward_model is None or reward_model == "critic":  # on the world model's device, with its autocast
+        return (CriticRewardModel(task=task) if model is None else
+                CriticRewardModel(task=task, device=model.device, autocast=model.autocast))
     if reward_model == "heads":
         return HeadRewardModel()
     if reward_model == "state":
@@ -185,14 +186,14 @@ class ImaginedEnv(gym.Env):
 
     def __init__(self, task: str = "Lift", checkpoint: str | Path | None = None,
                  model: WorldModel | None = None, image_size: int | None = None,
-                 sampling_steps: int | None = None, device: str = "cpu",
+                 sampling_steps: int | None = None, device: str = "auto", autocast: bool | str = "auto",
                  terminate_on_success: bool = False, reward_model: RewardModel | str | None = None,
                  instruction: str | None = None, render_mode: str | None = None) -> None:
         info = task_info(task)
         self.render_mode = _check_render_mode(render_mode)
         self.task, self.instruction = info.name, instruction or info.instruction
         self.terminate_on_success = terminate_on_success
-        self.model = load_world_model(info.name, checkpoint, model=model, device=device,
+        self.model = load_world_model(info.name, checkpoint, model=model, device=device, autocast=autocast,
                                       image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
         self.observation_space, self.action_space = imagined_spaces(self.model)
         k = self.model.config.context_frames
@@ -265,7 +266,8 @@ class ImaginedVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, task: str = "Lift", checkpoint: str | Path | None = None,
                  model: WorldModel | None = None, image_size: int | None = None,
-                 sampling_steps: int | None = None, device: str = "cpu", terminate_on_success: bool = False,
+                 sampling_steps: int | None = None, device: str = "auto", autocast: bool | str = "auto",
+                 terminate_on_success: bool = False,
                  reward_model: RewardModel | str | None = None, instruction: str | None = None,
                  render_mode: str | None = None, max_episode_steps: int | None = None) -> None:
         info = task_info(task)
@@ -279,7 +281,7 @@ class ImaginedVectorEnv(VectorEnv):
         self.max_episode_steps = info.max_episode_steps if max_episode_steps is None else max_episode_steps
         if self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
-        self.model = load_world_model(info.name, checkpoint, model=model, device=device,
+        self.model = load_world_model(info.name, checkpoint, model=model, device=device, autocast=autocast,
                                       image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
         self.single_observation_space, self.single_action_space = imagined_spaces(self.model)
         self.observation_space = batch_space(self.single_observation_space, num_envs)

@@ -1,4 +1,5 @@
-"""Which torch device a setting names: "auto" is the GPU when one is present, else the CPU."""
+"""Which torch device a setting names ("auto": the GPU when one is present, else the CPU), and whether bf16
+autocast runs on it ("auto": on a GPU, and on a CPU with native bf16 units, where it is faster)."""
 
 from __future__ import annotations
 
@@ -10,3 +11,18 @@ def resolve_device(device: str | torch.device) -> str | torch.device:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 matrix maths natively (AVX512-BF16 or AMX), as oneDNN reports it."""
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_autocast(autocast: bool | str, device: str | torch.device) -> bool:
+    """bf16 autocast on `device`: a bool as given, or for "auto" on a GPU and on a CPU with native bf16."""
+    if isinstance(autocast, bool):
+        return autocast
+    if autocast != "auto":
+        raise ValueError(f"autocast must be true, false or 'auto', got {autocast!r}")
+    kind = torch.device(resolve_device(device)).type
+    return kind == "cuda" or (kind == "cpu" and cpu_has_bf16())

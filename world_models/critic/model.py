@@ -100,6 +100,11 @@ class CriticNet(nn.Module):
         b, t = frames.shape[:2]
         return self.encoder(self.frame_inputs(frames).flatten(0, 1)).view(b, t, -1)
 
+    def encode_last(self, frames: torch.Tensor) -> torch.Tensor:
+        """Features [B,w] of the last of frames [B,T,H,W,3] (its motion against the one before): one encoder
+        pass per row, where encode() would run every frame."""
+        return self.encoder(self.frame_inputs(frames[:, -2:])[:, -1])
+
     def readings(self, features: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
         """features [B,T,w] of T <= clip_frames frames (oldest first), text [B,384]."""
         t = features.shape[1]
@@ -274,7 +279,7 @@ class CriticStream:
             self.run = np.zeros(batch_size, dtype=int)
         index = torch.as_tensor(rows, dtype=torch.long, device=self.critic.device)
         first = self.critic.net.encode(frames[:, None])[:, 0]  # no previous frame: zero motion
-        self.features[index] = first[:, None].expand(-1, self.config.clip_frames, -1)
+        self.features[index] = first.float()[:, None].expand(-1, self.config.clip_frames, -1)
         self.previous[index] = frames
         self.run[rows] = 0
         return self._read(np.asarray(rows))
@@ -287,9 +292,8 @@ class CriticStream:
         frames = torch.from_numpy(self.critic.check_frames(frames)).to(self.critic.device)
         if len(frames) != len(self.features):
             raise ValueError(f"expected {len(self.features)} frames (one per row), got {len(frames)}")
-        pair = torch.stack([self.previous, frames], dim=1)
-        newest = self.critic.net.encode(pair)[:, 1]  # motion against the row's previous frame
-        self.features = torch.cat([self.features[:, 1:], newest[:, None]], dim=1)
+        newest = self.critic.net.encode_last(torch.stack([self.previous, frames], dim=1))
+        self.features = torch.cat([self.features[:, 1:], newest.float()[:, None]], dim=1)
         self.previous = frames.clone()
         return self._read(np.arange(len(frames)))
 
@@ -309,8 +313,10 @@ class CriticRewardModel:
     """SOPHIA as the imagined env's reward and termination: reward = progress + success_bonus * success,
     returned with its named terms (critic_progress, critic_success, critic_plausible)."""
 
-    def __init__(self, critic: LearnedCritic | None = None, task: str = "lift") -> None:
-        self.critic = critic or LearnedCritic.load(task=task)
+    def __init__(self, critic: LearnedCritic | None = None, task: str = "lift", device: str | torch.device = "cpu",
+                 autocast: bool = False) -> None:
+        self.critic = critic or LearnedCritic.load(task=task, device=device)
+        self.autocast = autocast  # bf16 (wow_gym.devices.resolve_autocast decides where it pays)
         self.instruction: str | None = None
         self.stream: CriticStream | None = None
 
@@ -320,10 +326,11 @@ class CriticRewardModel:
         instruction = instructions[0]
         if self.stream is None or self.instruction != instruction:  # a new text embedding
             self.instruction, self.stream = instruction, CriticStream(self.critic, instruction)
-        if rows is not None:
-            r = self.stream.reset(np.asarray(rows), output.pixels, batch_size or len(rows))
-        else:
-            r = self.stream.push(output.pixels)
+        with torch.autocast(self.critic.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            if rows is not None:
+                r = self.stream.reset(np.asarray(rows), output.pixels, batch_size or len(rows))
+            else:
+                r = self.stream.push(output.pixels)
         return self._reward(r)
 
     def _reward(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

@@ -39,7 +39,7 @@ class ImagineBenchConfig:
     sim_warmup_steps: int = 10
     sim_num_envs: int = 2
     device: str = "auto"
-    autocast: bool = False
+    autocast: bool | str = "auto"
     seed: int = 0
     progress: bool = True
 
@@ -55,6 +55,8 @@ class ImagineRow:
     ms_per_batched_step: float
     peak_rss_mb: float
     peak_cuda_mb: float | None
+    state_kib_per_env: float | None = None  # what one imagined episode's state holds (WorldModel.step rows)
+    rss_mib_per_env: float | None = None  # RSS growth over the row's start, per env (allocators keep memory)
 
 
 @dataclass
@@ -112,22 +114,26 @@ def time_imagination(wm: WorldModel, batch_size: int, sampling_steps: int, steps
     k, size, p = wm.config.context_frames, wm.config.image_size, wm.config.agent_pos_dim
     pixels = rng.integers(0, 256, (batch_size, k, size, size, 3), dtype=np.uint8)
     pose = np.broadcast_to(np.asarray(wm.stats["pose_mean"], np.float32), (batch_size, k, p))
+    before = rss_mb()
     state = wm.start(pixels, pose, np.zeros((batch_size, k - 1, wm.config.action_dim), np.float32))
     generator = torch.Generator(device=wm.device).manual_seed(seed)
     elapsed, peak, cuda = _timed(lambda a: wm.step(state, a, generator, sampling_steps), batch_size, steps,
                                  warmup, rng, wm.device)
     return ImagineRow("WorldModel.step", batch_size, sampling_steps, batch_size * steps / elapsed,
-                      1000 * elapsed / steps, peak, cuda)
+                      1000 * elapsed / steps, peak, cuda, state.bytes_per_episode() / 1024,
+                      max(peak - before, 0.0) / batch_size)
 
 
 def time_vector_env(env: gym.vector.VectorEnv, sampling_steps: int, steps: int, warmup: int, seed: int = 0,
                     device: torch.device | None = None) -> ImagineRow:
     """Imagined steps/s through a Gymnasium vector env (reset from its default start, random actions)."""
     rng = np.random.default_rng(seed)
+    before = rss_mb()
     env.reset(seed=seed)
     elapsed, peak, cuda = _timed(env.step, env.num_envs, steps, warmup, rng, device or torch.device("cpu"))
     return ImagineRow(type(env.unwrapped).__name__, env.num_envs, sampling_steps,
-                      env.num_envs * steps / elapsed, 1000 * elapsed / steps, peak, cuda)
+                      env.num_envs * steps / elapsed, 1000 * elapsed / steps, peak, cuda,
+                      rss_mib_per_env=max(peak - before, 0.0) / env.num_envs)
 
 
 def bench_imagination(wm: WorldModel, config: ImagineBenchConfig,
@@ -156,13 +162,19 @@ def format_imagine_table(result: ImagineBenchResult) -> str:
     lines += [f"| {label} | {rate:.1f} |" for label, rate in result.sim.items()]
     ratios = "".join(f" x sim ({label}) |" for label in result.sim)
     lines += ["", (f"| imagined via | batch | sampling steps | steps/s | ms per batched step |{ratios} "
-                   "peak RSS MiB | peak CUDA MiB |"),
-              "|---|" + "---:|" * (6 + len(result.sim))]
+                   "peak RSS MiB | RSS growth MiB per env | state KiB per env | peak CUDA MiB |"),
+              "|---|" + "---:|" * (8 + len(result.sim))]
+
+    def cell(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
     for r in result.imagined:
         cells = "".join(f" {r.steps_per_second / rate:.1f} |" for rate in result.sim.values())
-        cuda = f"{r.peak_cuda_mb:.0f}" if r.peak_cuda_mb is not None else "-"
         lines.append(f"| {r.path} | {r.batch_size} | {r.sampling_steps} | {r.steps_per_second:.1f} | "
-                     f"{r.ms_per_batched_step:.1f} |{cells} {r.peak_rss_mb:.0f} | {cuda} |")
+                     f"{r.ms_per_batched_step:.1f} |{cells} {r.peak_rss_mb:.0f} | {cell(r.rss_mib_per_env, 2)} | "
+                     f"{cell(r.state_kib_per_env, 1)} | {cell(r.peak_cuda_mb, 0)} |")
     lines += ["", (f"peak RSS per row: sampled after every timed step (/proc/self/statm); process peak "
-                   f"(ru_maxrss) {result.max_rss_mb:.0f} MiB")]
+                   f"(ru_maxrss) {result.max_rss_mb:.0f} MiB. RSS growth per env: the row's peak over the "
+                   "RSS at its start, per env (0 once earlier rows left the allocator that memory). State per "
+                   "env: the tensors one imagined episode carries between steps.")]
     return "\n".join(lines)

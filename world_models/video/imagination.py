@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wow_gym.devices import resolve_device
+from wow_gym.devices import resolve_autocast, resolve_device
 from wow_gym.rollout import ACTION_DIM, Rollout
 from wow_gym.world_models.checkpoint import CheckpointError, shipped_checkpoint
 from wow_gym.world_models.video.model import ImaginationState, StepOutput, WorldModel
@@ -32,15 +32,15 @@ def world_model_path(task: str, checkpoint: str | Path | None = None) -> Path:
 
 
 def load_world_model(task: str, checkpoint: str | Path | None = None, *, model: WorldModel | None = None,
-                     device: str | torch.device = "cpu", autocast: bool = False,
+                     device: str | torch.device = "cpu", autocast: bool | str = False,
                      image_size: int | None = None, agent_pos_dim: int | None = None) -> WorldModel:
     """The world model of a task: `model` as given, else `checkpoint`, else the shipped checkpoint, on
-    `device` ("auto": a GPU if present) with `autocast`; CheckpointError when it cannot serve this task
-    and these sizes."""
+    `device` ("auto": a GPU if present) with bf16 `autocast` (wow_gym.devices.resolve_autocast);
+    CheckpointError when it cannot serve this task and these sizes."""
     if model is None:
         source = str(world_model_path(task, checkpoint))
         model = WorldModel.load(source, device=resolve_device(device))
-        model.autocast = autocast
+        model.autocast = resolve_autocast(autocast, model.device)
     else:
         source = "the model passed in"
     if model.config.task.lower() != task.lower():
