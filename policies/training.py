@@ -22,17 +22,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.wrappers import FilterObservation
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import VecEnv, VecMonitor
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecMonitor
 
 from wow_gym.devices import resolve_device
 from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
@@ -89,6 +91,9 @@ class TrainPolicyConfig:
     max_minutes: float | None = None  # wall-clock budget of the RL phase (summed over resumes); None: none
     terminate_on_success: bool = True
     randomize: bool = False  # sim training only: RandomizeDomain at every reset
+    # sim training only: "sync" steps the n_envs simulators in turn in this process; "subproc" runs each in
+    # its own process (SB3's SubprocVecEnv), so N cores step N simulators at once
+    sim_vec_env: str = "sync"
     world_model: str | None = None  # imagined envs: a checkpoint dir; None: the shipped one
     reward_model: str | None = None  # imagined envs: critic | heads | state; None: the shipped critic
     sampling_steps: int | None = None
@@ -143,17 +148,25 @@ def make_train_env(config: TrainPolicyConfig, world_model: Any = None) -> VecEnv
         elif config.world_model is not None:
             kwargs["checkpoint"] = config.world_model
         env = gym.make_vec(config.env, num_envs=config.n_envs, **kwargs)
+    elif config.sim_vec_env == "subproc":
+        # SB3's own process-per-env VecEnv; it resets finished envs itself, so the keys are kept per env
+        venv = SubprocVecEnv([partial(_sim_env, config, keep=POLICY_KEYS) for _ in range(config.n_envs)],
+                             start_method="forkserver")
+        venv.seed(config.seed)
+        return VecMonitor(venv)
     else:
-        def make(rank: int):
-            def thunk() -> gym.Env:
-                sim = gym.make(config.env, terminate_on_success=config.terminate_on_success)
-                return RandomizeDomain(sim, DomainRandomizationConfig()) if config.randomize else sim
-            return thunk
-
-        env = gym.vector.SyncVectorEnv([make(i) for i in range(config.n_envs)])
+        env = gym.vector.SyncVectorEnv([partial(_sim_env, config) for _ in range(config.n_envs)])
     venv = SB3VecEnv(env, keys=POLICY_KEYS)
     venv.seed(config.seed)
     return VecMonitor(venv)
+
+
+def _sim_env(config: TrainPolicyConfig, keep: tuple[str, ...] | None = None) -> gym.Env:
+    """One training simulator (module level: SubprocVecEnv pickles it into its worker)."""
+    sim = gym.make(config.env, terminate_on_success=config.terminate_on_success)
+    if config.randomize:
+        sim = RandomizeDomain(sim, DomainRandomizationConfig())
+    return FilterObservation(sim, list(keep)) if keep is not None else sim
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -434,6 +447,9 @@ class PolicyTrainer:
     def __init__(self, config: TrainPolicyConfig) -> None:
         if config.algo not in ALGORITHMS:
             raise ValueError(f"algo must be one of {sorted(ALGORITHMS)}, got {config.algo!r}")
+        if config.sim_vec_env not in ("sync", "subproc"):
+            raise ValueError(f"sim_vec_env must be 'sync' (one process) or 'subproc' (a process per simulator), "
+                             f"got {config.sim_vec_env!r}")
         if config.n_envs < 1 or config.total_timesteps < 0:
             raise ValueError(f"n_envs must be >= 1 and total_timesteps >= 0, got {config.n_envs}, "
                              f"{config.total_timesteps}")

@@ -1,6 +1,7 @@
 """train-policy's parts on real data, the real world model and the real simulator: the image + proprio
 extractor, behaviour cloning, the sim-twin evaluation, checkpoints, resume and the wall-clock budget."""
 
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -21,8 +22,10 @@ from wow_gym.policies.training import (
     SelfImitation,
     TrainPolicyConfig,
     latest_checkpoint,
+    make_train_env,
     parse_env_id,
 )
+from wow_gym.policies.spec import POLICY_KEYS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -130,6 +133,26 @@ def test_env_ids_are_checked():
         parse_env_id("WoW/Lift-v9")
     with pytest.raises(ValueError, match="algo must be one of"):
         PolicyTrainer(TrainPolicyConfig(algo="dqn", out="/tmp/unused"))
+
+
+def test_simulators_in_subprocesses_step_as_the_in_process_ones():
+    config = _tiny("/tmp/unused", env="WoW/Lift-v0", terminate_on_success=False)
+    envs = [make_train_env(config), make_train_env(dataclasses.replace(config, sim_vec_env="subproc"))]
+    try:
+        first = [env.reset() for env in envs]
+        assert sorted(first[1]) == sorted(POLICY_KEYS), "the policy sees only its keys"
+        actions = np.random.default_rng(0).uniform(-1, 1, (3, 2, 7)).astype(np.float32)
+        steps = [[env.step(a)[:2] for a in actions] for env in envs]
+    finally:
+        for env in envs:
+            env.close()
+    for key in POLICY_KEYS:
+        assert np.array_equal(first[0][key], first[1][key])
+    for (obs_a, reward_a), (obs_b, reward_b) in zip(*steps):
+        assert np.array_equal(reward_a, reward_b.astype(np.float32))  # SB3VecEnv hands SB3 float32 rewards
+        assert all(np.array_equal(obs_a[key], obs_b[key]) for key in POLICY_KEYS)
+    with pytest.raises(ValueError, match="sim_vec_env must be 'sync'"):
+        PolicyTrainer(dataclasses.replace(config, sim_vec_env="ray"))
 
 
 def _tiny(out, **kwargs):
