@@ -1,17 +1,18 @@
 """Collect episodes from scripted policies into a LeRobot v3.0 dataset, in parallel and resumable.
 
 Episode i always uses seed `config.seed + i`, so an interrupted collection resumes where it stopped and
-produces the same dataset as an uninterrupted one. Worker processes simulate; the parent writes each
-finished episode atomically, so Ctrl-C loses nothing but the episodes in flight.
+produces the same dataset as an uninterrupted one, however the episodes were spread over workers. Worker
+processes (local, or Ray actors when `ray.address` is set) simulate; the parent writes each finished episode
+atomically and in order, so Ctrl-C loses nothing but the episodes in flight.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
 import signal
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
 from wow_gym.provenance import write_run_metadata
 from wow_gym.registry import CONTROL_FREQ, task_info
 from wow_gym.rollout import Rollout
+from wow_gym.scale import RayConfig, map_ordered
 
 POLICIES = ("expert", "random", "walk")
 
@@ -40,11 +42,12 @@ class CollectConfig:
     noise: ExpertNoiseConfig = field(default_factory=ExpertNoiseConfig)
     root: str = "outputs/datasets/lift-expert"
     seed: int = 0
-    workers: int = 2
+    workers: int = 2  # local simulator processes (when ray.address is null)
     image_size: int = 64
     max_steps: int | None = None
     domain_randomization: DomainRandomizationConfig | None = None
     progress: bool = True
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         task_info(self.task)  # raises with the list of tasks
@@ -153,21 +156,21 @@ class _DeferredInterrupt:
             raise KeyboardInterrupt
 
 
-_worker: dict[str, Any] = {}
+class CollectWorker:
+    """One simulator collecting episodes by index: episode i from seed config.seed + i, whichever process runs it."""
 
+    def __init__(self, config: CollectConfig, interrupt: _DeferredInterrupt | None = None) -> None:
+        self.config, self.interrupt = config, interrupt
+        self.env = make_env(config)
 
-def _init_worker(config: CollectConfig) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
-    _worker["config"] = config
-    _worker["env"] = make_env(config)
+    def __call__(self, episode_index: int) -> tuple[int, Rollout]:
+        seed = self.config.seed + episode_index
+        policy = make_policy(self.config, np.random.default_rng(seed))
+        pair_id = f"{self.config.task.lower()}-{self.config.policy}-seed{seed}"
+        return episode_index, record_episode(self.env, policy, seed, pair_id, self.interrupt)
 
-
-def _collect_one(episode_index: int, interrupt: _DeferredInterrupt | None = None) -> tuple[int, Rollout]:
-    config: CollectConfig = _worker["config"]
-    seed = config.seed + episode_index
-    policy = make_policy(config, np.random.default_rng(seed))
-    pair_id = f"{config.task.lower()}-{config.policy}-seed{seed}"
-    return episode_index, record_episode(_worker["env"], policy, seed, pair_id, interrupt)
+    def close(self) -> None:
+        self.env.close()
 
 
 def collect(config: CollectConfig) -> CollectResult:
@@ -203,26 +206,19 @@ def collect(config: CollectConfig) -> CollectResult:
 
 
 def _run(config: CollectConfig, todo: list[int]):
-    """Yield (episode_index, Rollout) in order, from worker processes or in-process for workers=1."""
+    """Yield (episode_index, Rollout) in order: from Ray actors, local worker processes, or in-process for
+    workers=1 (where Ctrl-C is deferred to a safe point between two steps)."""
     if not todo:
         return
-    if config.workers == 1:
-        _init_worker(config)
-        interrupt = _DeferredInterrupt()
-        signal.signal(signal.SIGINT, interrupt)
-        try:
-            for index in todo:
-                yield _collect_one(index, interrupt)
-        finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            _worker["env"].close()
+    if config.ray.enabled or config.workers > 1:
+        yield from map_ordered(partial(CollectWorker, config), todo, config.ray, processes=config.workers)
         return
-    # spawn, not fork: EGL contexts and torch threads do not survive a fork cleanly.
-    context = mp.get_context("spawn")
-    pool = context.Pool(min(config.workers, len(todo)), initializer=_init_worker, initargs=(config,))
+    interrupt = _DeferredInterrupt()
+    worker = CollectWorker(config, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     try:
-        yield from pool.imap(_collect_one, todo)
-        pool.close()
+        for index in todo:
+            yield worker(index)
     finally:
-        pool.terminate()
-        pool.join()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        worker.close()
