@@ -9,6 +9,11 @@ policies: how well the imagined ranking predicts the simulator's (Pearson, Spear
 
 Domain randomization (`randomize`) perturbs the simulator side only; the world model has none, so the
 imagined episode starts from the nominal rendering of the same physical state.
+
+With `ray.address` set, the simulator side of every (policy, wave) runs on Ray actors that keep their
+simulators, while this process rolls the imagined side in one world-model batch as each simulated wave
+arrives. A wave is the same unit of work in both paths (same envs, same seeds, same policy batch), so the
+results are those of the serial run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 from tqdm import tqdm
 
@@ -39,6 +45,7 @@ from wow_gym.policies.sim_eval import (
 )
 from wow_gym.registry import task_info
 from wow_gym.rollout import ACTION_DIM
+from wow_gym.scale import RayConfig, map_ordered
 from wow_gym.world_models.checkpoint import CheckpointError, shipped_checkpoint
 from wow_gym.world_models.critic.model import CriticRewardModel, LearnedCritic
 from wow_gym.world_models.video.imagination import load_world_model
@@ -98,6 +105,7 @@ class EvaluateConfig:
     parallel: int = 8  # simulators (and imagined envs) at a time; episodes run in waves of this many
     gifs: bool = True
     progress: bool = True
+    ray: RayConfig = field(default_factory=RayConfig)  # address set: the simulator side runs on Ray actors
 
     def __post_init__(self) -> None:
         self.policies = [_entry(p) for p in self.policies]
@@ -377,25 +385,16 @@ class PairedEnvs:
     the imagined env's reward is the state reward."""
 
     def __init__(self, config: EvaluateConfig, model: Any, critic: Any) -> None:
-        info = task_info(config.task)
         self.seed, self.n_episodes = config.seed, config.n_episodes
-        self.size = min(config.parallel, config.n_episodes)
-        make = partial(_sim_env, info.name, model.config.image_size, config.max_steps, config.randomize, critic)
-        self.sim = gym.vector.SyncVectorEnv([make for _ in range(self.size)])
+        self.size = wave_size(config)
+        self.sim = sim_vector_env(config, model.config.image_size, critic)
         self.reward = imagined_reward(config.imagined_reward, model)
-        if critic is None and self.reward == "critic":
-            raise ValueError("the critic reward needs a critic; pass one or imagined_reward=state")
-        # One step past max_steps: the episodes end where we stop stepping, never in a same-step autoreset.
-        self.imagined = ImaginedVectorEnv(num_envs=self.size, task=info.name, model=model,
-                                          reward_model=(CriticRewardModel(critic=critic) if self.reward == "critic"
-                                                        else "state"),
-                                          sampling_steps=config.sampling_steps,
-                                          max_episode_steps=config.max_steps + 1)
+        self.imagined = imagined_vector_env(config, model, critic)
 
     @property
     def waves(self) -> list[tuple[int, int]]:
         """(first episode, episodes kept) of each wave."""
-        return [(first, min(self.size, self.n_episodes - first)) for first in range(0, self.n_episodes, self.size)]
+        return waves(self.n_episodes, self.size)
 
     def reset(self, first: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Row j of both worlds from the sim layout of seed + first + j (randomized first, then restored)."""
@@ -407,6 +406,33 @@ class PairedEnvs:
     def close(self) -> None:
         self.sim.close()
         self.imagined.close()
+
+
+def wave_size(config: EvaluateConfig) -> int:
+    """Episodes per wave: the envs of each world stepped in lockstep."""
+    return min(config.parallel, config.n_episodes)
+
+
+def waves(n_episodes: int, size: int) -> list[tuple[int, int]]:
+    """(first episode, episodes kept) of each wave of `size` envs over n_episodes start states."""
+    return [(first, min(size, n_episodes - first)) for first in range(0, n_episodes, size)]
+
+
+def sim_vector_env(config: EvaluateConfig, image_size: int, critic: Any) -> gym.vector.SyncVectorEnv:
+    """A wave's simulators in lockstep, each with its own critic stream (bare for critic=None)."""
+    make = partial(_sim_env, task_info(config.task).name, image_size, config.max_steps, config.randomize, critic)
+    return gym.vector.SyncVectorEnv([make for _ in range(wave_size(config))])
+
+
+def imagined_vector_env(config: EvaluateConfig, model: Any, critic: Any) -> ImaginedVectorEnv:
+    """A wave's imagined envs: one world-model batch, rewarded by the critic or by the imagined state."""
+    reward = imagined_reward(config.imagined_reward, model)
+    if critic is None and reward == "critic":
+        raise ValueError("the critic reward needs a critic; pass one or imagined_reward=state")
+    # One step past max_steps: the episodes end where we stop stepping, never in a same-step autoreset.
+    return ImaginedVectorEnv(num_envs=wave_size(config), task=task_info(config.task).name, model=model,
+                             reward_model=CriticRewardModel(critic=critic) if reward == "critic" else "state",
+                             sampling_steps=config.sampling_steps, max_episode_steps=config.max_steps + 1)
 
 
 def imagined_reward(name: str, model: Any) -> str:
@@ -425,7 +451,7 @@ def _sim_env(task: str, image_size: int, max_steps: int, randomize: str, critic:
 
 
 def rollout(env: gym.vector.VectorEnv, policy: Policy, observation: dict[str, np.ndarray], steps: int,
-            seed: int, bar: tqdm) -> dict[str, np.ndarray]:
+            seed: int, bar: tqdm | None = None) -> dict[str, np.ndarray]:
     """Step a vector env `steps` times under a policy: success [n], critic and sim rewards [n,T], frames."""
     n = env.num_envs
     policy.reset(n, seed)
@@ -438,31 +464,50 @@ def rollout(env: gym.vector.VectorEnv, policy: Policy, observation: dict[str, np
         if "reward_sim" in info:
             reward_sim[:, t] = info["reward_sim"]
         frames.append(observation["pixels"][0])
-        bar.update(1)
+        if bar is not None:
+            bar.update(1)
     return {"success": success, "critic_success": critic_success, "reward": reward, "reward_sim": reward_sim,
             "frames": np.stack(frames)}
+
+
+@dataclass
+class WavePair:
+    """One wave of one policy in both worlds: start-frame PSNR and each world's rollout, `count` rows kept."""
+
+    first: int
+    count: int
+    start_psnr: np.ndarray
+    sim: dict[str, np.ndarray]
+    imagined: dict[str, np.ndarray]
 
 
 def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_steps: int, bar: tqdm,
                     keep_frames: bool = True) -> PolicyResult:
     """Both worlds from the same start states, wave by wave; before each world of a wave the policy is reset
     with the same seed, so random and noisy policies draw the same noise in both."""
-    starts, sim, imagined, frames = [], [], [], {}
+    pairs = []
     for first, count in envs.waves:
         sim_observation, imagined_observation = envs.reset(first)
-        starts.append(psnr(sim_observation["pixels"], imagined_observation["pixels"])[:count])
-        for world, env, observation, out in (("sim", envs.sim, sim_observation, sim),
-                                             ("imagined", envs.imagined, imagined_observation, imagined)):
-            bar.set_description(f"{entry.name} {world}")
-            result = rollout(env, policy, observation, max_steps, envs.seed + first, bar)
-            if keep_frames and first == 0:
-                frames[world] = result.pop("frames")
-            out.append({k: v[:count] for k, v in result.items() if k != "frames"})
-    starts = np.concatenate(starts)
-    sim, imagined = ({k: np.concatenate([w[k] for w in waves]) for k in waves[0]} for waves in (sim, imagined))
+        seed = envs.seed + first
+        bar.set_description(f"{entry.name} sim")
+        sim = rollout(envs.sim, policy, sim_observation, max_steps, seed, bar)
+        bar.set_description(f"{entry.name} imagined")
+        imagined = rollout(envs.imagined, policy, imagined_observation, max_steps, seed, bar)
+        pairs.append(WavePair(first, count, psnr(sim_observation["pixels"], imagined_observation["pixels"])[:count],
+                              sim, imagined))
+    return policy_result(entry, pairs, envs.seed, envs.reward, keep_frames)
+
+
+def policy_result(entry: PolicyEntry, pairs: list[WavePair], seed: int, reward: str,
+                  keep_frames: bool = True) -> PolicyResult:
+    """A policy's figures from its waves in both worlds (the frames of episode 0 when keep_frames)."""
+    frames = {world: getattr(pairs[0], world)["frames"] for world in ("sim", "imagined")} if keep_frames else {}
+    starts = np.concatenate([p.start_psnr for p in pairs])
+    sim, imagined = ({k: np.concatenate([getattr(p, world)[k][:p.count] for p in pairs])
+                      for k in ("success", "critic_success", "reward", "reward_sim")} for world in ("sim", "imagined"))
     sim_return, sim_critic, imagined_return = (x.sum(1) for x in (sim["reward_sim"], sim["reward"],
                                                                    imagined["reward"]))
-    episodes = [PairedEpisode(envs.seed + i, bool(sim["success"][i]), bool(imagined["success"][i]),
+    episodes = [PairedEpisode(seed + i, bool(sim["success"][i]), bool(imagined["success"][i]),
                               float(sim_return[i]), float(imagined_return[i]), float(sim_critic[i]),
                               bool(sim["critic_success"][i]), float(starts[i])) for i in range(len(starts))]
     return PolicyResult(
@@ -472,8 +517,81 @@ def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_st
         imagined_return=float(imagined_return.mean()), sim_return=float(sim_return.mean()),
         sim_critic_return=float(sim_critic.mean()),
         # how much more the imagined env pays than the same reward on the simulator's episode
-        exploitability=float(np.mean(imagined_return - (sim_critic if envs.reward == "critic" else sim_return))),
+        exploitability=float(np.mean(imagined_return - (sim_critic if reward == "critic" else sim_return))),
         agreement=float(np.mean(imagined["success"] == sim["success"])), frames=frames)
+
+
+# -- the simulator side on Ray -----------------------------------------------------------------------------
+
+
+@dataclass
+class SimWave:
+    """The simulator side of one wave of one policy: its start states and first frames, and the rollout."""
+
+    states: np.ndarray
+    pixels: np.ndarray
+    result: dict[str, np.ndarray]
+
+
+class SimWorker:
+    """A worker process's wave of simulators (with the critic, loaded here) and the policies built on demand;
+    called with (policy entry, first episode), it rolls that wave exactly as the serial run does. The critic
+    runs on as many torch threads as the caller's: the thread count changes float reductions, and with them
+    the critic's reward in the last bits."""
+
+    def __init__(self, config: EvaluateConfig, image_size: int, observation_space: spaces.Dict,
+                 torch_threads: int) -> None:
+        torch.set_num_threads(torch_threads)
+        self.config, self.observation_space = config, observation_space
+        critic = LearnedCritic.load(config.critic, config.task)
+        self.env = sim_vector_env(config, image_size, critic)
+        self.policies: dict[str, Policy] = {}
+
+    def __call__(self, job: tuple[PolicyEntry, int]) -> SimWave:
+        entry, first = job
+        if entry.name not in self.policies:
+            self.policies[entry.name] = make_policy(entry, self.observation_space, self.config.task)
+        size, seed = self.env.num_envs, self.config.seed + first
+        observation, _ = self.env.reset(seed=[seed + j for j in range(size)])
+        states = np.stack([env.unwrapped.get_sim_state() for env in self.env.envs])
+        result = rollout(self.env, self.policies[entry.name], observation, self.config.max_steps, seed)
+        if not (self.config.gifs and first == 0):
+            result.pop("frames")
+        return SimWave(states, observation["pixels"], result)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def evaluate_on_ray(config: EvaluateConfig, entries: list[PolicyEntry], policies: list[Policy], model: Any,
+                    critic: Any, bar: tqdm) -> list[PolicyResult]:
+    """The simulator side of every (policy, wave) on Ray actors; the imagined side here, one world-model
+    batch per wave, reset to the states each simulated wave started from."""
+    observation_space, _ = imagined_spaces(model)
+    parts = waves(config.n_episodes, wave_size(config))
+    jobs = [(entry, first) for entry in entries for first, _ in parts]
+    worker = partial(SimWorker, config, model.config.image_size, observation_space, torch.get_num_threads())
+    simulated = map_ordered(worker, jobs, config.ray)
+    imagined_env = imagined_vector_env(config, model, critic)
+    reward = imagined_reward(config.imagined_reward, model)
+    results = []
+    try:
+        for entry, policy in zip(entries, policies):
+            pairs = []
+            for first, count in parts:
+                bar.set_description(f"{entry.name} sim (ray)")
+                sim = next(simulated)
+                bar.update(config.max_steps)
+                observation, _ = imagined_env.reset(seed=config.seed + first, options={"sim_state": sim.states})
+                bar.set_description(f"{entry.name} imagined")
+                imagined = rollout(imagined_env, policy, observation, config.max_steps, config.seed + first, bar)
+                pairs.append(WavePair(first, count, psnr(sim.pixels, observation["pixels"])[:count], sim.result,
+                                      imagined))
+            results.append(policy_result(entry, pairs, config.seed, reward, config.gifs))
+    finally:
+        simulated.close()
+        imagined_env.close()
+    return results
 
 
 def evaluate(config: EvaluateConfig) -> EvaluateResults:
@@ -484,14 +602,18 @@ def evaluate(config: EvaluateConfig) -> EvaluateResults:
     critic = LearnedCritic.load(config.critic, config.task)
     observation_space, _ = imagined_spaces(model)
     policies = [make_policy(entry, observation_space, config.task) for entry in entries]  # fail before the envs
-    envs = PairedEnvs(config, model, critic)
-    try:
-        total = 2 * len(entries) * len(envs.waves) * config.max_steps
-        with tqdm(total=total, disable=not config.progress, unit="step") as bar:
-            results = [evaluate_policy(entry, policy, envs, config.max_steps, bar, config.gifs)
-                       for entry, policy in zip(entries, policies)]
-    finally:
-        envs.close()
+    reward = imagined_reward(config.imagined_reward, model)
+    total = 2 * len(entries) * len(waves(config.n_episodes, wave_size(config))) * config.max_steps
+    with tqdm(total=total, disable=not config.progress, unit="step") as bar:
+        if config.ray.enabled:
+            results = evaluate_on_ray(config, entries, policies, model, critic, bar)
+        else:
+            envs = PairedEnvs(config, model, critic)
+            try:
+                results = [evaluate_policy(entry, policy, envs, config.max_steps, bar, config.gifs)
+                           for entry, policy in zip(entries, policies)]
+            finally:
+                envs.close()
     figure = {key: np.array([getattr(r, key) for r in results]) for key in
               ("sim_success_rate", "imagined_success_rate", "sim_return", "imagined_return")}
     world_model = config.world_model or shipped_checkpoint(config.task, "world-model")
@@ -500,4 +622,4 @@ def evaluate(config: EvaluateConfig) -> EvaluateResults:
         config.n_episodes, config.max_steps, config.seed, config.randomize, results,
         success=correlation(figure["sim_success_rate"], figure["imagined_success_rate"]),
         returns=correlation(figure["sim_return"], figure["imagined_return"]), seconds=time.time() - start,
-        imagined_reward=envs.reward)
+        imagined_reward=reward)
