@@ -5,12 +5,18 @@ decodes its frames into actions, the sim twin replays them from that same state,
 replayed episodes are compared step by step: PSNR/SSIM of the frames, end-effector and object trajectory
 error (mean distance, dynamic time warping, discrete Fréchet distance) and whether both agree on success.
 Rollouts that agree within `VerifyThresholds` count as verified (source=imagined_verified).
+
+`physics_checks` checks many rollouts at once: FM-IDM decodes them here, the replays run on Ray actors when
+`ray.address` is set (each keeping its sim env), and each replay starts from its own state, so the figures
+are those of checking the rollouts one by one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,6 +24,7 @@ import numpy as np
 from wow_gym.checks import check_actions
 from wow_gym.metrics import dtw_distance, frechet_distance, psnr, ssim
 from wow_gym.rollout import Rollout
+from wow_gym.scale import RayConfig, map_ordered
 from wow_gym.tasks import task_info
 
 
@@ -56,6 +63,27 @@ def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = 
                    truncated=np.zeros(steps, bool), source="sim", task=getattr(env, "task", ""),
                    is_success=np.asarray(success), environment_state=np.stack(states).astype(np.float32),
                    sim_state=np.stack(sims))
+
+
+class Replayer:
+    """A worker that keeps one sim env and replays (sim_state, actions) jobs in it."""
+
+    def __init__(self, make_env: Callable[[], Any], render: bool = True) -> None:
+        self.env, self.render = make_env(), render
+
+    def __call__(self, job: tuple[np.ndarray, np.ndarray]) -> Rollout:
+        sim_state, actions = job
+        return replay(self.env, sim_state, actions, self.render)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def replay_all(make_env: Callable[[], Any], jobs: Sequence[tuple[np.ndarray, np.ndarray]],
+               ray: RayConfig | None = None, render: bool = True) -> list[Rollout]:
+    """Replay each (sim_state, actions [T, 7]) job from its state: in one env here, or on Ray actors when
+    ray.address is set; the replays in the order of the jobs. `make_env` must be picklable for Ray."""
+    return list(map_ordered(partial(Replayer, make_env, render), jobs, ray))
 
 
 def trajectory_errors(imagined: np.ndarray, replayed: np.ndarray) -> dict[str, float]:
@@ -103,9 +131,25 @@ def physics_check(imagined: Rollout, sim_state: np.ndarray, idm: Any, env: Any,
                   thresholds: VerifyThresholds | None = None, actions: np.ndarray | None = None) -> PhysicsCheck:
     """Decode `imagined`'s frames with `idm` (or take `actions`), replay them in `env` from `sim_state`
     (the state the imagination started from) and compare. Sets imagined.idm_action and imagined.physics."""
-    thresholds = thresholds or VerifyThresholds()
     decoded = idm.predict(imagined.pixels) if actions is None else np.asarray(actions, np.float32)
-    replayed = replay(env, sim_state, decoded)
+    return compare_replay(imagined, decoded, replay(env, sim_state, decoded), thresholds)
+
+
+def physics_checks(imagined: Sequence[Rollout], sim_states: Sequence[np.ndarray], idm: Any,
+                   make_env: Callable[[], Any], thresholds: VerifyThresholds | None = None,
+                   ray: RayConfig | None = None) -> list[PhysicsCheck]:
+    """physics_check of each rollout from its start state: FM-IDM decodes here, the replays run through
+    replay_all (on Ray when ray.address is set) in envs made by `make_env`."""
+    decoded = [idm.predict(rollout.pixels) for rollout in imagined]
+    replayed = replay_all(make_env, list(zip(sim_states, decoded)), ray)
+    return [compare_replay(r, a, p, thresholds) for r, a, p in zip(imagined, decoded, replayed)]
+
+
+def compare_replay(imagined: Rollout, decoded: np.ndarray, replayed: Rollout,
+                   thresholds: VerifyThresholds | None = None) -> PhysicsCheck:
+    """The agreement of an imagined rollout and the replay of its decoded actions; sets imagined.idm_action
+    and imagined.physics."""
+    thresholds = thresholds or VerifyThresholds()
     if replayed.pixels.shape != imagined.pixels.shape:
         raise ValueError(f"the sim twin renders {replayed.pixels.shape[1:]} frames, the imagined rollout has "
                          f"{imagined.pixels.shape[1:]}; make the env with the world model's image size")

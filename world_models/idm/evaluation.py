@@ -10,22 +10,29 @@ imagined video.
    (b) as an instruction-conditioned plan; FM-IDM decodes the video, MuJoCo replays it (the physics check),
    and the success of those replays is counted. Rollouts that agree with physics are written to a dataset
    with source=imagined_verified.
+
+The MuJoCo replays of (2) and (3) run on Ray actors when `ray.address` is set (FM-IDM and the world model
+stay in this process); every replay starts from its own recorded state, so the figures are the serial run's.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from wow_gym.data import DatasetWriter
-from wow_gym.physics_check import PhysicsCheck, VerifyThresholds, physics_check, replay, verified_rollout
+from wow_gym.physics_check import PhysicsCheck, VerifyThresholds, physics_checks, replay_all, verified_rollout
 from wow_gym.registry import CONTROL_FREQ, task_info
 from wow_gym.rollout import Rollout
+from wow_gym.scale import RayConfig
 from wow_gym.simulator import SimFactory
 from wow_gym.world_models.checkpoint import shipped_checkpoint
 from wow_gym.world_models.idm.config import VARIANTS
@@ -57,10 +64,13 @@ class EvalIDMConfig:
     image_size: int = 64
     seed: int = 0
     progress: bool = True
+    ray: RayConfig = field(default_factory=RayConfig)  # address set: the MuJoCo replays run on Ray actors
 
     def __post_init__(self) -> None:
         if isinstance(self.thresholds, dict):
             self.thresholds = VerifyThresholds(**self.thresholds)
+        if isinstance(self.ray, dict):
+            self.ray = RayConfig(**self.ray)
 
 
 @dataclass
@@ -109,9 +119,13 @@ def action_nrmse(decoded: list[np.ndarray], episodes: list[Rollout]) -> np.ndarr
     return np.sqrt(((pred - true) ** 2).mean(0)) / np.maximum(true.std(0), 1e-3)
 
 
-def replay_successes(env, episodes: list[Rollout], actions: list[np.ndarray]) -> list[bool]:
-    """Whether replaying each action sequence from its episode's first state solves the task."""
-    return [replay(env, e.sim_state[0], a, render=False).success for e, a in zip(episodes, actions)]
+def replay_successes(make_env: Callable[[], Any], episodes: list[Rollout], actions: list[np.ndarray],
+                     ray: RayConfig | None = None, desc: str = "replay", progress: bool = False) -> list[bool]:
+    """Whether replaying each action sequence from its episode's first state solves the task (in envs made by
+    `make_env`, on Ray when ray.address is set)."""
+    jobs = [(e.sim_state[0], a) for e, a in zip(episodes, actions)]
+    replays = replay_all(make_env, jobs, ray, render=False)
+    return [r.success for r in tqdm(replays, total=len(jobs), desc=desc, disable=not progress)]
 
 
 def imagine_cases(wm: WorldModel, episodes: list[Rollout], mode: str, horizon: int,
@@ -166,16 +180,17 @@ def evaluate_idm(config: EvalIDMConfig, out: Path, make_sim: SimFactory) -> IDMR
     nrmse = {name: error(name, headline) for name in models}
     by_source = {source: {name: error(name, eps) for name in models} for source, eps in heldout.items()}
 
-    sim = make_sim(config.task, image_size=config.image_size, use_camera=False)
-    replays = {}
-    for source, eps in grouped(config.replay_datasets).items():
-        row = {"episodes": float(len(eps)),
-               "oracle": float(np.mean(replay_successes(sim, eps, [e.action for e in eps])))}
-        for name in tqdm(models, desc=f"replay {source}", disable=not config.progress):
-            row[name] = float(np.mean(replay_successes(sim, eps, [decoded[id(e)][name] for e in eps])))
-        replays[source] = row
-    sim.close()
-
+    blind_sim = partial(make_sim, config.task, image_size=config.image_size, use_camera=False)
+    replay_groups = grouped(config.replay_datasets)
+    actions = {(source, name): [e.action if name == "oracle" else decoded[id(e)][name] for e in eps]
+               for source, eps in replay_groups.items() for name in ["oracle", *models]}
+    # one map over every (source, variant): each worker builds its simulator once
+    episodes = [e for source, name in actions for e in replay_groups[source]]
+    solved = iter(replay_successes(blind_sim, episodes, [a for group in actions.values() for a in group],
+                                   config.ray, desc="replay held-out actions", progress=config.progress))
+    replays = {source: {"episodes": float(len(eps))} for source, eps in replay_groups.items()}
+    for (source, name), group in actions.items():
+        replays[source][name] = float(np.mean([next(solved) for _ in group]))
     cases: list[ImaginedCase] = []
     verified: list[Rollout] = []
     if config.imagine_dataset and config.imagine_episodes > 0:
@@ -183,17 +198,17 @@ def evaluate_idm(config: EvalIDMConfig, out: Path, make_sim: SimFactory) -> IDMR
         fm.check_compatible(wm.config.image_size, source="the world model's frames")
         starts = load_heldout([config.imagine_dataset], wm.config.image_size, config.imagine_episodes)
         start_eps = [e for eps in starts.values() for e in eps]
-        env = make_sim(config.task, image_size=wm.config.image_size)
+        camera_sim = partial(make_sim, config.task, image_size=wm.config.image_size)
         generator = torch.Generator().manual_seed(config.seed)
-        for mode in ("actions", "plan") if config.plans else ("actions",):
+        for mode in tqdm(("actions", "plan") if config.plans else ("actions",), desc="physics check",
+                         disable=not config.progress):
             rollouts = imagine_cases(wm, start_eps, mode, config.imagine_horizon, generator, config.sampling_steps)
-            for i, (episode, rollout) in enumerate(tqdm(list(zip(start_eps, rollouts)), desc=f"physics check {mode}",
-                                                        disable=not config.progress)):
-                check = physics_check(rollout, episode.sim_state[0], fm, env, config.thresholds)
+            checks = physics_checks(rollouts, [e.sim_state[0] for e in start_eps], fm, camera_sim,
+                                    config.thresholds, config.ray)
+            for i, (rollout, check) in enumerate(zip(rollouts, checks)):
                 cases.append(ImaginedCase(mode, i, rollout, check, check.summary()))
                 if check.verified:
                     verified.append(verified_rollout(rollout, check))
-        env.close()
     root = out / "imagined_verified"
     if verified and config.write_verified:
         writer = DatasetWriter(root, fps=CONTROL_FREQ, camera=task_info(config.task).camera)
