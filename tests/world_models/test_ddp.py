@@ -34,9 +34,9 @@ def _overrides(data: Path, init: Path, out: Path) -> list[str]:
             f"checkpoint_every={CHECKPOINT_EVERY}", "log_every=5", "threads=1", "device=cpu", "progress=false"]
 
 
-def _torchrun(overrides: list[str], cwd: Path) -> subprocess.Popen:
+def _torchrun(overrides: list[str], cwd: Path, command: str = "train-world-model") -> subprocess.Popen:
     command = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2",
-               "-m", "wow_gym.cli", "train-world-model", *overrides]
+               "-m", "wow_gym.cli", command, *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -51,10 +51,10 @@ def _kill_mid_dit(process: subprocess.Popen, out: Path, timeout: float = 300) ->
     assert state.is_file(), f"no DiT checkpoint appeared; torchrun said:\n{output[-3000:]}"
 
 
-def _stage_tensors(out: Path) -> dict[str, torch.Tensor]:
+def _stage_tensors(out: Path, stages: tuple[str, ...] = STAGES) -> dict[str, torch.Tensor]:
     """Every float weight (and the DiT's EMA) of every stage's saved state."""
     tensors = {}
-    for stage in STAGES:
+    for stage in stages:
         saved = torch.load(out / "stages" / f"{stage}.pt", weights_only=False)
         assert saved["done"], stage
         for part in ("model", "probe", "reward", "ema"):
@@ -62,6 +62,14 @@ def _stage_tensors(out: Path) -> dict[str, torch.Tensor]:
                 if value.is_floating_point():
                     tensors[f"{stage}/{part}/{name}"] = value
     return tensors
+
+
+def _assert_same_weights(parallel: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> None:
+    assert reference.keys() == parallel.keys()
+    diffs = {name: (parallel[name] - value).abs() for name, value in reference.items()}
+    far = sum(int((d > TOLERANCE).sum()) for d in diffs.values())
+    worst = sorted(((d.max().item(), name) for name, d in diffs.items()), reverse=True)[:3]
+    assert far <= ALLOWED_FAR * sum(d.numel() for d in diffs.values()), f"{far} weights differ; worst {worst}"
 
 
 def _tensorboard_steps(events: Path) -> dict[str, list[int]]:
@@ -98,10 +106,34 @@ def test_two_processes_train_like_one_at_the_same_global_batch_and_resume_when_k
     config = to_dataclass(TrainWorldModelConfig, load_config("train_world_model", _overrides(lift_data, init, one), ""))
     Trainer(config, RobosuiteEnv).run()  # one process, uninterrupted, the same global batch
     reference, parallel = _stage_tensors(one), _stage_tensors(two)
-    assert reference.keys() == parallel.keys() and any(k.startswith("heads/reward/") for k in reference)
-    diffs = {name: (parallel[name] - value).abs() for name, value in reference.items()}
-    far = sum(int((d > TOLERANCE).sum()) for d in diffs.values())
-    worst = sorted(((d.max().item(), name) for name, d in diffs.items()), reverse=True)[:3]
-    assert far <= ALLOWED_FAR * sum(d.numel() for d in diffs.values()), f"{far} weights differ; worst {worst}"
+    assert any(k.startswith("heads/reward/") for k in reference)
+    _assert_same_weights(parallel, reference)
     init_dit = WorldModel.load(init).dit.state_dict()
     assert any((parallel[f"dit/model/{k}"] - v.float()).abs().max() > 10 * TOLERANCE for k, v in init_dit.items())
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_idm_and_critic_train_on_two_processes_like_one(tmp_path, lift_data):
+    """train-idm (with imagined rows and random shifts) and train-critic (masked means over clip labels) under
+    torchrun against one process at the same global batch."""
+    init = WorldModel.random("dit-test", env_state_dim=10).save(tmp_path / "wm")
+    runs = {
+        "train-idm": ([f"datasets=[{lift_data}]", f"world_model={init}", "width=8", "variants=[plain,fm-idm]",
+                       "mask_head={steps: 4, batch_size: 4}", "idm={steps: 6, batch_size: 8}"],
+                      ("mask_head", "idm-plain", "idm-fm-idm")),
+        "train-critic": ([f"datasets=[{{root: {lift_data}}}]", f"world_model={init}", "width=32", "layers=1",
+                          "per_kind=2", "train={steps: 10, batch_size: 8}"], ("critic",)),
+    }
+    for command, (overrides, stages) in runs.items():
+        common = [*overrides, "threads=1", "device=cpu", "progress=false"]
+        two, one = tmp_path / command / "two", tmp_path / command / "one"
+        process = _torchrun([*common, f"out={two}"], tmp_path, command)
+        output, _ = process.communicate(timeout=900)
+        assert process.returncode == 0, output[-3000:]
+        assert len(list((two / "tensorboard").glob("events.out.tfevents.*"))) == 1
+        single = subprocess.run([str(Path(sys.executable).with_name("wow-gym")), command, *common, f"out={one}"],
+                                check=False, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert single.returncode == 0, single.stderr[-3000:]
+        assert (two / "checkpoint").is_dir() and (one / "checkpoint").is_dir()
+        _assert_same_weights(_stage_tensors(two, stages), _stage_tensors(one, stages))
