@@ -166,7 +166,7 @@ policy: lift-data
 # BC + PPO in imagination against the same recipe in the simulator, 15 min of RL each from the same warm
 # start, both judged in the sim twin on 20 held-out seeds (curves.png, summary.json in each run folder).
 RL_RUN := init=outputs/policies/lift-bc/bc.zip total_timesteps=1000000 max_minutes=15 eval.every_steps=8192 \
-	eval.episodes=20 threads=1
+	eval.episodes=20 threads=1 autocast=false
 policy-compare: policy
 	$(WG) train-policy env=WoW/Lift-Imagined-v0 out=outputs/policies/lift-rl-imagined $(RL_RUN)
 	$(WG) train-policy env=WoW/Lift-v0 out=outputs/policies/lift-rl-sim $(RL_RUN)
@@ -174,7 +174,7 @@ policy-compare: policy
 # The same comparison with RL that keeps to the demonstrations: the critic warms up alone for 4096 steps and
 # 8 BC steps follow every PPO update; 10 min of RL each.
 RL_RUN_KEEP := init=outputs/policies/lift-bc/bc.zip total_timesteps=1000000 max_minutes=10 eval.every_steps=8192 \
-	eval.episodes=20 eval.parallel=4 value_warmup_steps=4096 bc_steps_per_update=8 threads=1
+	eval.episodes=20 eval.parallel=4 value_warmup_steps=4096 bc_steps_per_update=8 threads=1 autocast=false
 policy-compare-keep: policy
 	$(WG) train-policy env=WoW/Lift-Imagined-v0 out=outputs/policies/lift-rl-keep-imagined $(RL_RUN_KEEP)
 	$(WG) train-policy env=WoW/Lift-v0 out=outputs/policies/lift-rl-keep-sim $(RL_RUN_KEEP)
@@ -184,7 +184,7 @@ policy-compare-keep: policy
 # runs side by side (one thread each), judged in the sim twin on 50 held-out seeds; compare-runs draws both
 # curves in one plot (outputs/compare/lift-rl30/compare.png).
 RL30 := init=policies/checkpoints/lift-policy total_timesteps=1000000 max_minutes=30 eval.episodes=50 \
-	value_warmup_steps=4096 bc_steps_per_update=8 threads=1 progress=false
+	value_warmup_steps=4096 bc_steps_per_update=8 threads=1 progress=false autocast=false
 policy-compare-30: $(STAMP)
 	$(WG) train-policy env=WoW/Lift-Imagined-v0 reward_model=state eval.every_steps=16384 \
 		out=outputs/policies/lift-rl30-imagined $(RL30) & imagined=$$!; \
@@ -198,7 +198,8 @@ policy-compare-30: $(STAMP)
 # shipped world model, on the contact-aware one (world-model-contact), and with the feature extractor frozen.
 SIL10 := env=WoW/Lift-Imagined-v0 reward_model=state init=policies/checkpoints/lift-policy total_timesteps=1000000 \
 	max_minutes=10 eval.episodes=50 eval.every_steps=1000000 value_warmup_steps=4096 bc_steps_per_update=4 \
-	self_imitation_steps=32 self_imitation_lr=3e-4 ppo.learning_rate=1e-5 progress=false
+	self_imitation_steps=32 self_imitation_lr=3e-4 ppo.learning_rate=1e-5 progress=false \
+	autocast=false
 policy-sil-10: world-model-contact
 	$(WG) train-policy $(SIL10) threads=1 out=outputs/policies/sil-explore2
 	$(WG) train-policy $(SIL10) threads=1 world_model=outputs/world-models/lift-posobj24/checkpoint \

@@ -89,8 +89,8 @@ def make_reward_model(task: str, reward_model: RewardModel | str | None,
                        "heads; train a critic with `wow-gym train-critic task=%s`", task, task.lower())
         reward_model = "heads"
     if reward_model is None or reward_model == "critic":  # on the world model's device, with its autocast
-        return (CriticRewardModel(task=task) if model is None else
-                CriticRewardModel(task=task, device=model.device, autocast=model.autocast))
+        return CriticRewardModel(task=task, device=model.device if model is not None else "cpu",
+                                 autocast=model is not None and model.autocast)
     if reward_model == "heads":
         return HeadRewardModel()
     if reward_model == "state":

@@ -97,6 +97,7 @@ class TrainPolicyConfig:
     world_model: str | None = None  # imagined envs: a checkpoint dir; None: the shipped one
     reward_model: str | None = None  # imagined envs: critic | heads | state; None: the shipped critic
     sampling_steps: int | None = None
+    autocast: bool | str = "auto"  # imagined envs: bf16 autocast (true | false | auto: GPUs, CPUs with bf16 units)
     init: str | None = None  # start from this SB3 zip (e.g. another run's bc.zip) or shipped policy folder
     bc: BCConfig = field(default_factory=BCConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -142,7 +143,8 @@ def make_train_env(config: TrainPolicyConfig, world_model: Any = None) -> VecEnv
             raise ValueError("randomize=true perturbs the simulator's scene; the imagined env has none to "
                              "perturb (train in WoW/<Task>-v0 with randomize=true)")
         kwargs: dict[str, Any] = {"terminate_on_success": config.terminate_on_success,
-                                  "sampling_steps": config.sampling_steps, "reward_model": config.reward_model}
+                                  "sampling_steps": config.sampling_steps, "reward_model": config.reward_model,
+                                  "autocast": config.autocast}
         if world_model is not None:
             kwargs["model"] = world_model
         elif config.world_model is not None:

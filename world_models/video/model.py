@@ -400,7 +400,7 @@ class WorldModel(nn.Module):
                      keep_action: bool, guidance_action: float, guidance_text: float,
                      gripper_map: torch.Tensor | None = None, object_map: torch.Tensor | None = None,
                      dit: VideoDiT | None = None):
-        dit = dit or self.dit
+        dit = self.dit if dit is None else dit
         b = state.batch_size
         ctx = state.latents
         noise_level = torch.full((b,), self.config.ctx_noise, device=self.device)
