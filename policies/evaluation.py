@@ -13,7 +13,10 @@ imagined episode starts from the nominal rendering of the same physical state.
 With `ray.address` set, the simulator side of every (policy, wave) runs on Ray actors that keep their
 simulators, while this process rolls the imagined side in one world-model batch as each simulated wave
 arrives. A wave is the same unit of work in both paths (same envs, same seeds, same policy batch), so the
-results are those of the serial run.
+results are those of the serial run. In both paths the critic scores a simulated wave here, from its frames,
+after the wave has run: so a worker needs no critic and one torch thread (more threads per worker only
+fight over the cores), and the critic's figures are computed the same way, on the same thread count, in
+both paths.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from gymnasium import spaces
 from tqdm import tqdm
 
 from wow_gym.envs.imagined_env import ImaginedVectorEnv, imagined_spaces
-from wow_gym.envs.wrappers import CriticReward
 from wow_gym.metrics import psnr
 from wow_gym.policies.export import load_sb3
 from wow_gym.policies.shipped import load_policy
@@ -380,14 +382,14 @@ class PairedEnvs:
     """Up to `parallel` sim envs stepped in lockstep (one SyncVectorEnv) and as many imagined envs (one model
     batch), reset to the same start states. The n_episodes run in waves of that size, so memory stays that
     of `parallel` simulators (each robosuite env holds about 0.5 GB) however many episodes are asked for; a
-    last, partial wave runs full size and its extra rows are dropped. Each sim env carries its own critic
-    stream over the one shared critic network; without a critic (critic=None) the simulators are bare and
-    the imagined env's reward is the state reward."""
+    last, partial wave runs full size and its extra rows are dropped. The simulators are bare; the critic
+    scores their frames after each wave (`score_sim`); without a critic (critic=None) the imagined env's
+    reward is the state reward."""
 
     def __init__(self, config: EvaluateConfig, model: Any, critic: Any) -> None:
         self.seed, self.n_episodes = config.seed, config.n_episodes
-        self.size = wave_size(config)
-        self.sim = sim_vector_env(config, model.config.image_size, critic)
+        self.size, self.critic, self.instruction = wave_size(config), critic, task_info(config.task).instruction
+        self.sim = sim_vector_env(config, model.config.image_size)
         self.reward = imagined_reward(config.imagined_reward, model)
         self.imagined = imagined_vector_env(config, model, critic)
 
@@ -418,9 +420,10 @@ def waves(n_episodes: int, size: int) -> list[tuple[int, int]]:
     return [(first, min(size, n_episodes - first)) for first in range(0, n_episodes, size)]
 
 
-def sim_vector_env(config: EvaluateConfig, image_size: int, critic: Any) -> gym.vector.SyncVectorEnv:
-    """A wave's simulators in lockstep, each with its own critic stream (bare for critic=None)."""
-    make = partial(_sim_env, task_info(config.task).name, image_size, config.max_steps, config.randomize, critic)
+def sim_vector_env(config: EvaluateConfig, image_size: int) -> gym.vector.SyncVectorEnv:
+    """A wave's simulators in lockstep (bare: the critic scores their frames afterwards, `score_sim`)."""
+    make = partial(make_sim, task_info(config.task).name, config.randomize, image_size=image_size,
+                   max_episode_steps=config.max_steps)
     return gym.vector.SyncVectorEnv([make for _ in range(wave_size(config))])
 
 
@@ -442,20 +445,26 @@ def imagined_reward(name: str, model: Any) -> str:
     return name
 
 
-def _sim_env(task: str, image_size: int, max_steps: int, randomize: str, critic: Any) -> gym.Env:
-    env = make_sim(task, randomize, image_size=image_size, max_episode_steps=max_steps)
-    if critic is None:
-        return env
-    # A CriticRewardModel keeps per-row state, so each env gets its own (the network is shared).
-    return CriticReward(env, reward_model=CriticRewardModel(critic=critic))
+def score_sim(result: dict[str, np.ndarray], critic: Any, instruction: str) -> dict[str, np.ndarray]:
+    """A simulated wave's rollout (with all_frames) read by SOPHIA: `reward` becomes the critic's reward and
+    `critic_success` its verdict, what a CriticReward wrapper would have paid step by step, with the
+    simulator's own reward in `reward_sim`; the frames kept are row 0's. Scored in one critic batch for the
+    wave (critic=None: the simulator's reward and success stand)."""
+    frames = result["frames"]
+    result = {**result, "reward_sim": result["reward"], "frames": frames[0]}
+    if critic is not None:
+        reward, success = CriticRewardModel(critic=critic).score_episodes(frames, instruction)
+        result.update(reward=reward, critic_success=success.any(1))
+    return result
 
 
 def rollout(env: gym.vector.VectorEnv, policy: Policy, observation: dict[str, np.ndarray], steps: int,
-            seed: int, bar: tqdm | None = None) -> dict[str, np.ndarray]:
-    """Step a vector env `steps` times under a policy: success [n], critic and sim rewards [n,T], frames."""
+            seed: int, bar: tqdm | None = None, all_frames: bool = False) -> dict[str, np.ndarray]:
+    """Step a vector env `steps` times under a policy: success [n], critic and sim rewards [n,T], and the
+    frames [T+1,H,W,3] of row 0 (of every row, [n,T+1,H,W,3], with all_frames)."""
     n = env.num_envs
     policy.reset(n, seed)
-    frames, success, critic_success = [observation["pixels"][0]], np.zeros(n, bool), np.zeros(n, bool)
+    frames, success, critic_success = [observation["pixels"]], np.zeros(n, bool), np.zeros(n, bool)
     reward, reward_sim = np.zeros((n, steps)), np.full((n, steps), np.nan)
     for t in range(steps):
         observation, reward[:, t], _, _, info = env.step(policy.act(observation))
@@ -463,11 +472,11 @@ def rollout(env: gym.vector.VectorEnv, policy: Policy, observation: dict[str, np
         critic_success |= np.asarray(info.get("critic_success", info["is_success"]), bool)
         if "reward_sim" in info:
             reward_sim[:, t] = info["reward_sim"]
-        frames.append(observation["pixels"][0])
+        frames.append(observation["pixels"])
         if bar is not None:
             bar.update(1)
     return {"success": success, "critic_success": critic_success, "reward": reward, "reward_sim": reward_sim,
-            "frames": np.stack(frames)}
+            "frames": np.stack(frames, axis=1) if all_frames else np.stack(frames)[:, 0]}
 
 
 @dataclass
@@ -490,7 +499,8 @@ def evaluate_policy(entry: PolicyEntry, policy: Policy, envs: PairedEnvs, max_st
         sim_observation, imagined_observation = envs.reset(first)
         seed = envs.seed + first
         bar.set_description(f"{entry.name} sim")
-        sim = rollout(envs.sim, policy, sim_observation, max_steps, seed, bar)
+        sim = score_sim(rollout(envs.sim, policy, sim_observation, max_steps, seed, bar, all_frames=True),
+                        envs.critic, envs.instruction)
         bar.set_description(f"{entry.name} imagined")
         imagined = rollout(envs.imagined, policy, imagined_observation, max_steps, seed, bar)
         pairs.append(WavePair(first, count, psnr(sim_observation["pixels"], imagined_observation["pixels"])[:count],
@@ -534,17 +544,15 @@ class SimWave:
 
 
 class SimWorker:
-    """A worker process's wave of simulators (with the critic, loaded here) and the policies built on demand;
-    called with (policy entry, first episode), it rolls that wave exactly as the serial run does. The critic
-    runs on as many torch threads as the caller's: the thread count changes float reductions, and with them
-    the critic's reward in the last bits."""
+    """A worker process's wave of bare simulators and the policies, built on demand; called with (policy
+    entry, first episode), it rolls that wave exactly as the serial run does and returns every row's frames
+    for the caller's critic. One torch thread: the workers already fill the cores, and a policy's actions
+    do not depend on the thread count (the Ray test holds the episodes to the serial run's)."""
 
-    def __init__(self, config: EvaluateConfig, image_size: int, observation_space: spaces.Dict,
-                 torch_threads: int) -> None:
-        torch.set_num_threads(torch_threads)
+    def __init__(self, config: EvaluateConfig, image_size: int, observation_space: spaces.Dict) -> None:
+        torch.set_num_threads(1)
         self.config, self.observation_space = config, observation_space
-        critic = LearnedCritic.load(config.critic, config.task)
-        self.env = sim_vector_env(config, image_size, critic)
+        self.env = sim_vector_env(config, image_size)
         self.policies: dict[str, Policy] = {}
 
     def __call__(self, job: tuple[PolicyEntry, int]) -> SimWave:
@@ -554,9 +562,8 @@ class SimWorker:
         size, seed = self.env.num_envs, self.config.seed + first
         observation, _ = self.env.reset(seed=[seed + j for j in range(size)])
         states = np.stack([env.unwrapped.get_sim_state() for env in self.env.envs])
-        result = rollout(self.env, self.policies[entry.name], observation, self.config.max_steps, seed)
-        if not (self.config.gifs and first == 0):
-            result.pop("frames")
+        result = rollout(self.env, self.policies[entry.name], observation, self.config.max_steps, seed,
+                         all_frames=True)
         return SimWave(states, observation["pixels"], result)
 
     def close(self) -> None:
@@ -570,7 +577,8 @@ def evaluate_on_ray(config: EvaluateConfig, entries: list[PolicyEntry], policies
     observation_space, _ = imagined_spaces(model)
     parts = waves(config.n_episodes, wave_size(config))
     jobs = [(entry, first) for entry in entries for first, _ in parts]
-    worker = partial(SimWorker, config, model.config.image_size, observation_space, torch.get_num_threads())
+    worker = partial(SimWorker, config, model.config.image_size, observation_space)
+    instruction = task_info(config.task).instruction
     simulated = map_ordered(worker, jobs, config.ray)
     imagined_env = imagined_vector_env(config, model, critic)
     reward = imagined_reward(config.imagined_reward, model)
@@ -585,8 +593,8 @@ def evaluate_on_ray(config: EvaluateConfig, entries: list[PolicyEntry], policies
                 observation, _ = imagined_env.reset(seed=config.seed + first, options={"sim_state": sim.states})
                 bar.set_description(f"{entry.name} imagined")
                 imagined = rollout(imagined_env, policy, observation, config.max_steps, config.seed + first, bar)
-                pairs.append(WavePair(first, count, psnr(sim.pixels, observation["pixels"])[:count], sim.result,
-                                      imagined))
+                pairs.append(WavePair(first, count, psnr(sim.pixels, observation["pixels"])[:count],
+                                      score_sim(sim.result, critic, instruction), imagined))
             results.append(policy_result(entry, pairs, config.seed, reward, config.gifs))
     finally:
         simulated.close()

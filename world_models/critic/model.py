@@ -16,7 +16,7 @@ Simulator state is only ever a training label (world_models/critic/data.py) and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -271,7 +271,7 @@ class CriticStream:
     @torch.no_grad()
     def reset(self, rows: np.ndarray, frames: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
         """(Re)start `rows` at their first frames [n,H,W,3]; their readings."""
-        frames = torch.from_numpy(self.critic.check_frames(frames)).to(self.critic.device)
+        frames = torch.tensor(self.critic.check_frames(frames), device=self.critic.device)  # a copy: may be read-only
         if self.features is None or len(self.features) != batch_size:
             self.features = torch.zeros(batch_size, self.config.clip_frames, self.config.width,
                                         device=self.critic.device)
@@ -289,7 +289,7 @@ class CriticStream:
         """Every row's next frame [B,H,W,3]; every row's readings."""
         if self.features is None:
             raise RuntimeError("reset the stream before pushing frames")
-        frames = torch.from_numpy(self.critic.check_frames(frames)).to(self.critic.device)
+        frames = torch.tensor(self.critic.check_frames(frames), device=self.critic.device)  # a copy: may be read-only
         if len(frames) != len(self.features):
             raise ValueError(f"expected {len(self.features)} frames (one per row), got {len(frames)}")
         newest = self.critic.net.encode_last(torch.stack([self.previous, frames], dim=1))
@@ -307,6 +307,12 @@ class CriticStream:
         return {"success": done, "success_prob": success.astype(np.float32),
                 "progress": progress.astype(np.float32),
                 "plausible": _sigmoid(r["plausible"].float().cpu().numpy()).astype(np.float32)}
+
+
+class _Pixels(NamedTuple):
+    """What the reward model reads of a step: its frames [B,H,W,3]."""
+
+    pixels: np.ndarray
 
 
 class CriticRewardModel:
@@ -332,6 +338,18 @@ class CriticRewardModel:
             else:
                 r = self.stream.push(output.pixels)
         return self._reward(r)
+
+    def score_episodes(self, frames: np.ndarray, instruction: str) -> tuple[np.ndarray, np.ndarray]:
+        """Whole episodes [n,T+1,H,W,3] read as the env would have read them step by step, all n in one
+        batch: the reward [n,T] and success [n,T] after each of the T steps."""
+        if frames.ndim != 5:
+            raise ValueError(f"expected episodes of frames [n, T+1, H, W, 3], got shape {frames.shape}")
+        n, steps = len(frames), frames.shape[1] - 1
+        self(_Pixels(frames[:, 0]), [instruction], rows=np.arange(n), batch_size=n)
+        reward, success = np.zeros((n, steps), np.float32), np.zeros((n, steps), bool)
+        for t in range(steps):
+            reward[:, t], success[:, t], _ = self(_Pixels(frames[:, t + 1]), [instruction])
+        return reward, success
 
     def _reward(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         bonus = self.critic.config.success_bonus * r["success"].astype(np.float32)

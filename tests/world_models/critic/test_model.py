@@ -2,6 +2,8 @@
 shipped critic on fresh sim episodes, streaming = batch readings, the reward model in the imagined env and
 beside the sim reward, checkpoints and bad input."""
 
+from types import SimpleNamespace
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -121,6 +123,23 @@ def test_stream_matches_whole_clip_readings(lift_critic, lift_expert_episode):
     for frame in frames[1:]:
         progress.append(stream.push(np.stack([frame, frame]))["progress"][0])
     assert np.allclose(progress, np.clip(whole["progress"], 0, 1), atol=1e-4)
+
+
+def test_scoring_whole_episodes_pays_what_the_step_by_step_wrapper_pays(lift_critic, lift_expert_episode):
+    frames = lift_expert_episode.pixels
+    episodes = np.stack([frames, frames[::-1]])  # a lift, and the same frames run backwards
+    reward, success = CriticRewardModel(lift_critic).score_episodes(episodes, lift_expert_episode.instruction)
+    assert reward.shape == success.shape == (2, len(frames) - 1)
+    for row, episode in enumerate(episodes):  # one env's stream at batch 1, as CriticReward reads it
+        model, step = CriticRewardModel(lift_critic), [SimpleNamespace(pixels=frame[None]) for frame in episode]
+        model(step[0], [lift_expert_episode.instruction], rows=np.array([0]), batch_size=1)
+        steps = [model(step[t], [lift_expert_episode.instruction]) for t in range(1, len(frames))]
+        assert np.allclose(reward[row], [r[0] for r, _, _ in steps], atol=1e-5)
+        assert success[row].tolist() == [bool(s[0]) for _, s, _ in steps]
+    # the lift is seen where it happens: late in the episode, early when it runs backwards
+    assert success[0].any() and not success[0, :5].any() and success[1, :10].any()
+    with pytest.raises(ValueError, match=r"expected episodes of frames \[n, T\+1, H, W, 3\]"):
+        CriticRewardModel(lift_critic).score_episodes(frames, lift_expert_episode.instruction)
 
 
 def test_success_needs_consecutive_frames():
