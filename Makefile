@@ -126,8 +126,11 @@ tune-deadband: $(STAMP)
 			"steps_sweep=[]" examples=0 out=outputs/eval-world-model/tune-deadband-$$band || exit 1; \
 	done
 
+# The full table (batch 1/8/32/128 x 1/2/4 steps, eager), then the issue-18 row: batch 32 at 1 step with the
+# DiTs torch.compiled against one simulator process, alternated 5 times in one run (medians).
 bench-imagine: $(STAMP)
 	$(WG) bench imagine task=lift
+	$(WG) bench imagine task=lift compile=true "batch_sizes=[32]" "sampling_steps=[1]" steps=50 repeats=5 sim_num_envs=1
 
 # Paired evaluation of 4 policies x 16 held-out starts, serial and on a local 2-CPU Ray cluster: the same
 # episodes, and each run's wall-clock (evaluate's own clock, in results.json).

@@ -187,6 +187,7 @@ class ImaginedEnv(gym.Env):
     def __init__(self, task: str = "Lift", checkpoint: str | Path | None = None,
                  model: WorldModel | None = None, image_size: int | None = None,
                  sampling_steps: int | None = None, device: str = "auto", autocast: bool | str = "auto",
+                 compile: bool = False,
                  terminate_on_success: bool = False, reward_model: RewardModel | str | None = None,
                  instruction: str | None = None, render_mode: str | None = None) -> None:
         info = task_info(task)
@@ -194,7 +195,7 @@ class ImaginedEnv(gym.Env):
         self.task, self.instruction = info.name, instruction or info.instruction
         self.terminate_on_success = terminate_on_success
         self.model = load_world_model(info.name, checkpoint, model=model, device=device, autocast=autocast,
-                                      image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
+                                      compile=compile, image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
         self.observation_space, self.action_space = imagined_spaces(self.model)
         k = self.model.config.context_frames
         self.source = ContextSource(self.task, self.instruction, self.observation_space, k)
@@ -267,6 +268,7 @@ class ImaginedVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, task: str = "Lift", checkpoint: str | Path | None = None,
                  model: WorldModel | None = None, image_size: int | None = None,
                  sampling_steps: int | None = None, device: str = "auto", autocast: bool | str = "auto",
+                 compile: bool = False,
                  terminate_on_success: bool = False,
                  reward_model: RewardModel | str | None = None, instruction: str | None = None,
                  render_mode: str | None = None, max_episode_steps: int | None = None) -> None:
@@ -282,7 +284,7 @@ class ImaginedVectorEnv(VectorEnv):
         if self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         self.model = load_world_model(info.name, checkpoint, model=model, device=device, autocast=autocast,
-                                      image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
+                                      compile=compile, image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
         self.single_observation_space, self.single_action_space = imagined_spaces(self.model)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 
 import gymnasium as gym
 
@@ -82,13 +83,15 @@ def _bench_imagine(cfg, out) -> int:
         bench_imagination,
         format_imagine_table,
         max_rss_mb,
+        median_rows,
     )
     from wow_gym.world_models.video.imagination import load_world_model
 
     config = to_dataclass(ImagineBenchConfig, cfg)
     write_run_metadata(out, dataclasses.asdict(config))
     try:
-        wm = load_world_model(config.task, config.checkpoint, device=config.device, autocast=config.autocast)
+        wm = load_world_model(config.task, config.checkpoint, device=config.device, autocast=config.autocast,
+                              compile=config.compile)
     except CheckpointError as error:
         raise SystemExit(f"wow-gym bench imagine: {error}") from None
     setting = f"{wm.config.image_size}px-fast"  # the default look, at the model's resolution
@@ -96,21 +99,28 @@ def _bench_imagine(cfg, out) -> int:
         raise SystemExit(f"wow-gym bench imagine: envs/benchmark.py has no camera setting {setting!r} for "
                          f"this {wm.config.image_size}px model (settings: {list(CAMERA_SETTINGS)}); add one")
     vector = [setting] if config.sim_num_envs > 1 else []
-    sim_rows = bench_sim(SimBenchConfig(
+    sim_config = SimBenchConfig(
         tasks=[wm.config.task], settings=[setting], vector_settings=vector,
         num_envs=max(config.sim_num_envs, 2), steps=config.sim_steps, warmup_steps=config.sim_warmup_steps,
-        seed=config.seed, progress=config.progress))
+        seed=config.seed, progress=config.progress)
     env_id = task_info(wm.config.task).imagined_env_id
 
     def make_vector_env(batch: int, steps: int) -> gym.vector.VectorEnv:
+        # a horizon past the timed steps: no reset inside them, as in the simulator's rate
         return gym.make_vec(env_id, num_envs=batch, vectorization_mode="vector_entry_point", model=wm,
-                            sampling_steps=steps, device=str(wm.device))
+                            sampling_steps=steps, device=str(wm.device),
+                            max_episode_steps=config.warmup_steps + config.steps + 1)
 
-    rows = bench_imagination(wm, config, make_vector_env if config.vector_env else None)
+    # Alternate the two worlds `repeats` times and keep each rate's median: a shared machine's slow spells
+    # then fall on both sides of the ratio.
+    sim_rounds, rounds = [], []
+    for _ in range(config.repeats):
+        sim_rounds.append({f"{r.setting}, {r.processes} proc": r.steps_per_second for r in bench_sim(sim_config)})
+        rounds.append(bench_imagination(wm, config, make_vector_env if config.vector_env else None))
+    sim = {label: float(statistics.median(r[label] for r in sim_rounds)) for label in sim_rounds[0]}
     result = ImagineBenchResult(wm.config.task, wm.config.image_size, str(wm.device),
-                                sum(p.numel() for p in wm.parameters()),
-                                {f"{r.setting}, {r.processes} proc": r.steps_per_second for r in sim_rows},
-                                rows, max_rss_mb())
+                                sum(p.numel() for p in wm.parameters()), sim, median_rows(rounds),
+                                max_rss_mb(), wm.autocast, wm.compiled, config.repeats)
     table = format_imagine_table(result)
     atomic_write_text(out / "bench_imagine.md", table + "\n")
     atomic_write_text(out / "bench_imagine.json", json.dumps(dataclasses.asdict(result), indent=2))

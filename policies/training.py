@@ -98,6 +98,7 @@ class TrainPolicyConfig:
     reward_model: str | None = None  # imagined envs: critic | heads | state; None: the shipped critic
     sampling_steps: int | None = None
     autocast: bool | str = "auto"  # imagined envs: bf16 autocast (true | false | auto: GPUs, CPUs with bf16 units)
+    compile: bool = False  # imagined envs: torch.compile the world model's DiTs (WorldModel.compile_samplers)
     init: str | None = None  # start from this SB3 zip (e.g. another run's bc.zip) or shipped policy folder
     bc: BCConfig = field(default_factory=BCConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -144,7 +145,7 @@ def make_train_env(config: TrainPolicyConfig, world_model: Any = None) -> VecEnv
                              "perturb (train in WoW/<Task>-v0 with randomize=true)")
         kwargs: dict[str, Any] = {"terminate_on_success": config.terminate_on_success,
                                   "sampling_steps": config.sampling_steps, "reward_model": config.reward_model,
-                                  "autocast": config.autocast}
+                                  "autocast": config.autocast, "compile": config.compile}
         if world_model is not None:
             kwargs["model"] = world_model
         elif config.world_model is not None:

@@ -1,7 +1,11 @@
-"""Which torch device a setting names ("auto": the GPU when one is present, else the CPU), and whether bf16
-autocast runs on it ("auto": on a GPU, and on a CPU with native bf16 units, where it is faster)."""
+"""Which torch device a setting names ("auto": the GPU when one is present, else the CPU), whether bf16
+autocast runs on it ("auto": on a GPU, and on a CPU with native bf16 units, where it is faster), and whether
+torch.compile can build kernels for it."""
 
 from __future__ import annotations
+
+import os
+import shutil
 
 import torch
 
@@ -26,3 +30,15 @@ def resolve_autocast(autocast: bool | str, device: str | torch.device) -> bool:
         raise ValueError(f"autocast must be true, false or 'auto', got {autocast!r}")
     kind = torch.device(resolve_device(device)).type
     return kind == "cuda" or (kind == "cpu" and cpu_has_bf16())
+
+
+def check_compilable(device: str | torch.device) -> None:
+    """Raise a clear error where torch.compile cannot build kernels for `device`: on a CPU its inductor
+    backend compiles C++ (the compiler in $CXX, else g++ or clang++), and without one it would fail only at
+    the first imagined step, deep inside torch."""
+    if torch.device(resolve_device(device)).type != "cpu":
+        return
+    compilers = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "clang++"]
+    if not any(shutil.which(c) for c in compilers):
+        raise RuntimeError(f"compile=true needs a C++ compiler for torch.compile's CPU kernels ({' or '.join(compilers)} "
+                           "on PATH); install one (apt install g++) or set compile=false")

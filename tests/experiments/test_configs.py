@@ -206,12 +206,15 @@ def test_bench_imagine_tiny_budget(tmp_path):
     checkpoint, _ = _tiny_world_model_and_heldout(tmp_path)
     out = _wow_gym(["bench", "imagine", f"checkpoint={checkpoint}", "batch_sizes=[1,2]", "sampling_steps=[1]",
                     "steps=2", "warmup_steps=1", "sim_steps=3", "sim_warmup_steps=1", "sim_num_envs=1",
-                    "progress=false"], tmp_path)
+                    "repeats=2", "progress=false"], tmp_path)
+    assert "the median of 2 alternating rounds" in out
     assert "| 64px-fast, 1 proc |" in out
     assert "| WorldModel.step | 2 | 1 |" in out and "| ImaginedVectorEnv | 2 | 1 |" in out
     written = next(Path(tmp_path, "outputs", "bench-imagine").glob("*/bench_imagine.json"))
     result = json.loads(written.read_text())
     assert [r["batch_size"] for r in result["imagined"]] == [1, 1, 2, 2] and result["max_rss_mb"] > 0
+    assert [r["reset_ms_per_env"] is not None for r in result["imagined"]] == [False, True] * 2
+    assert result["compiled"] is False and result["repeats"] == 2
 
 
 def test_train_world_model_tiny_budget_then_eval(tmp_path):

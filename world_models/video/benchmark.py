@@ -10,6 +10,7 @@ reported once for the whole run. tracemalloc is not used: it sees Python objects
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import time
@@ -34,12 +35,14 @@ class ImagineBenchConfig:
     sampling_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
     steps: int = 20
     warmup_steps: int = 2
+    repeats: int = 1
     vector_env: bool = True
     sim_steps: int = 100
     sim_warmup_steps: int = 10
     sim_num_envs: int = 2
     device: str = "auto"
     autocast: bool | str = "auto"
+    compile: bool = False
     seed: int = 0
     progress: bool = True
 
@@ -57,6 +60,7 @@ class ImagineRow:
     peak_cuda_mb: float | None
     state_kib_per_env: float | None = None  # what one imagined episode's state holds (WorldModel.step rows)
     rss_mib_per_env: float | None = None  # RSS growth over the row's start, per env (allocators keep memory)
+    reset_ms_per_env: float | None = None  # ImaginedVectorEnv rows: one reset of every env (fresh layouts), per env
 
 
 @dataclass
@@ -70,6 +74,9 @@ class ImagineBenchResult:
     sim: dict[str, float]
     imagined: list[ImagineRow]
     max_rss_mb: float  # ru_maxrss: the peak over the whole process
+    autocast: bool = False  # the model ran under bf16 autocast
+    compiled: bool = False  # its DiTs were torch.compiled (WorldModel.compile_samplers)
+    repeats: int = 1  # alternating rounds (simulator, then imagined) each rate is the median of
 
 
 def rss_mb() -> float:
@@ -125,15 +132,23 @@ def time_imagination(wm: WorldModel, batch_size: int, sampling_steps: int, steps
 
 
 def time_vector_env(env: gym.vector.VectorEnv, sampling_steps: int, steps: int, warmup: int, seed: int = 0,
-                    device: torch.device | None = None) -> ImagineRow:
-    """Imagined steps/s through a Gymnasium vector env (reset from its default start, random actions)."""
+                    device: torch.device | None = None, time_reset: bool = False) -> ImagineRow:
+    """Steps/s through a Gymnasium vector env (reset from its default start, random actions); with
+    time_reset, also one reset of every env, per env. Make the env with a horizon past warmup + steps to time
+    steps within episodes, as the simulator's rate is (a reset of the imagined default start renders a
+    fresh simulator layout per env: time_reset measures it on its own)."""
     rng = np.random.default_rng(seed)
     before = rss_mb()
-    env.reset(seed=seed)
+    env.reset(seed=seed)  # the first reset also builds what the env starts from (the start source's simulator)
+    reset_ms = None
+    if time_reset:
+        begin = time.perf_counter()
+        env.reset(seed=seed + 1)
+        reset_ms = 1000 * (time.perf_counter() - begin) / env.num_envs
     elapsed, peak, cuda = _timed(env.step, env.num_envs, steps, warmup, rng, device or torch.device("cpu"))
     return ImagineRow(type(env.unwrapped).__name__, env.num_envs, sampling_steps,
                       env.num_envs * steps / elapsed, 1000 * elapsed / steps, peak, cuda,
-                      rss_mib_per_env=max(peak - before, 0.0) / env.num_envs)
+                      rss_mib_per_env=max(peak - before, 0.0) / env.num_envs, reset_ms_per_env=reset_ms)
 
 
 def bench_imagination(wm: WorldModel, config: ImagineBenchConfig,
@@ -148,22 +163,39 @@ def bench_imagination(wm: WorldModel, config: ImagineBenchConfig,
             env = make_vector_env(b, s)
             try:
                 rows.append(time_vector_env(env, s, config.steps, config.warmup_steps, config.seed,
-                                            wm.device))
+                                            wm.device, time_reset=True))
             finally:
                 env.close()
     return rows
 
 
+def median_rows(rounds: list[list[ImagineRow]]) -> list[ImagineRow]:
+    """One row per measurement of several rounds of the same rows: the median rate and time, the most memory."""
+    def median(values: list[float | None]) -> float | None:
+        return None if values[0] is None else float(np.median(values))
+
+    def most(values: list[float | None]) -> float | None:
+        return None if values[0] is None else max(values)
+
+    return [dataclasses.replace(
+        same[0], steps_per_second=median([r.steps_per_second for r in same]),
+        ms_per_batched_step=median([r.ms_per_batched_step for r in same]),
+        reset_ms_per_env=median([r.reset_ms_per_env for r in same]),
+        peak_rss_mb=most([r.peak_rss_mb for r in same]), peak_cuda_mb=most([r.peak_cuda_mb for r in same]),
+        rss_mib_per_env=most([r.rss_mib_per_env for r in same])) for same in zip(*rounds)]
+
+
 def format_imagine_table(result: ImagineBenchResult) -> str:
     """Markdown: the simulator rates, then imagined rows with their ratio to each simulator rate."""
     lines = [(f"{result.task}, {result.image_size}x{result.image_size} frames, world model of "
-              f"{result.parameters / 1e6:.2f}M parameters on {result.device}"), "",
+              f"{result.parameters / 1e6:.2f}M parameters on {result.device}"
+              f"{', bf16 autocast' if result.autocast else ''}{', torch.compile' if result.compiled else ''}"), "",
              "| simulator | env steps/s |", "|---|---:|"]
     lines += [f"| {label} | {rate:.1f} |" for label, rate in result.sim.items()]
     ratios = "".join(f" x sim ({label}) |" for label in result.sim)
     lines += ["", (f"| imagined via | batch | sampling steps | steps/s | ms per batched step |{ratios} "
-                   "peak RSS MiB | RSS growth MiB per env | state KiB per env | peak CUDA MiB |"),
-              "|---|" + "---:|" * (8 + len(result.sim))]
+                   "peak RSS MiB | RSS growth MiB per env | state KiB per env | reset ms per env | peak CUDA MiB |"),
+              "|---|" + "---:|" * (9 + len(result.sim))]
 
     def cell(value: float | None, digits: int) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
@@ -172,9 +204,13 @@ def format_imagine_table(result: ImagineBenchResult) -> str:
         cells = "".join(f" {r.steps_per_second / rate:.1f} |" for rate in result.sim.values())
         lines.append(f"| {r.path} | {r.batch_size} | {r.sampling_steps} | {r.steps_per_second:.1f} | "
                      f"{r.ms_per_batched_step:.1f} |{cells} {r.peak_rss_mb:.0f} | {cell(r.rss_mib_per_env, 2)} | "
-                     f"{cell(r.state_kib_per_env, 1)} | {cell(r.peak_cuda_mb, 0)} |")
+                     f"{cell(r.state_kib_per_env, 1)} | {cell(r.reset_ms_per_env, 1)} | {cell(r.peak_cuda_mb, 0)} |")
     lines += ["", (f"peak RSS per row: sampled after every timed step (/proc/self/statm); process peak "
                    f"(ru_maxrss) {result.max_rss_mb:.0f} MiB. RSS growth per env: the row's peak over the "
                    "RSS at its start, per env (0 once earlier rows left the allocator that memory). State per "
-                   "env: the tensors one imagined episode carries between steps.")]
+                   "env: the tensors one imagined episode carries between steps. Steps/s of both worlds are "
+                   "timed within episodes (no reset inside the timed steps); reset ms per env: one reset of "
+                   "every imagined env from fresh simulator layouts, which renders them in a simulator."
+                   + (f" Every rate is the median of {result.repeats} alternating rounds (the simulator, then "
+                      "the imagined rows)." if result.repeats > 1 else ""))]
     return "\n".join(lines)

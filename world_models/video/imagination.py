@@ -32,11 +32,12 @@ def world_model_path(task: str, checkpoint: str | Path | None = None) -> Path:
 
 
 def load_world_model(task: str, checkpoint: str | Path | None = None, *, model: WorldModel | None = None,
-                     device: str | torch.device = "cpu", autocast: bool | str = False,
+                     device: str | torch.device = "cpu", autocast: bool | str = False, compile: bool = False,
                      image_size: int | None = None, agent_pos_dim: int | None = None) -> WorldModel:
     """The world model of a task: `model` as given, else `checkpoint`, else the shipped checkpoint, on
-    `device` ("auto": a GPU if present) with bf16 `autocast` (wow_gym.devices.resolve_autocast);
-    CheckpointError when it cannot serve this task and these sizes."""
+    `device` ("auto": a GPU if present) with bf16 `autocast` (wow_gym.devices.resolve_autocast), its DiTs
+    torch.compiled with `compile` (WorldModel.compile_samplers; a model passed in too); CheckpointError
+    when it cannot serve this task and these sizes."""
     if model is None:
         source = str(world_model_path(task, checkpoint))
         model = WorldModel.load(source, device=resolve_device(device))
@@ -50,6 +51,8 @@ def load_world_model(task: str, checkpoint: str | Path | None = None, *, model: 
         raise CheckpointError(f"world model ({source}) predicts {model.config.agent_pos_dim}-D agent_pos, "
                               f"the env has {agent_pos_dim}-D agent_pos; train a model on data from this env")
     model.check_compatible(image_size=image_size, action_dim=ACTION_DIM, source=source)
+    if compile:
+        model.compile_samplers()
     return model
 
 

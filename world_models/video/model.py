@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wow_gym.checks import check_actions, check_frames, check_poses
+from wow_gym.devices import check_compilable
 from wow_gym.registry import task_info
 from wow_gym.world_models.checkpoint import (
     CONFIG_FILE,
@@ -391,6 +392,24 @@ class WorldModel(nn.Module):
         state[:, self._object_index] = objects
         state[:, self._offset_index] = objects[:, :3] - pose[:, :3]
         return state
+
+    def compile_samplers(self) -> None:
+        """torch.compile the DiTs that imagination samples with, in place, for inference: the weights are
+        frozen into the kernels (inductor's `freezing`: casts and layouts done once), so a DiT changed after
+        its first compiled call must be compiled again (reload the model). State dict and checkpoint are
+        unchanged. Kernels are built at the first step of each batch size and autocast setting (30-40 s per
+        DiT on 2 CPU cores); after that a batch-32 step is 1.3-1.5x faster on this project's CPU machines
+        (`wow-gym bench imagine compile=true`). Outputs match eager mode to float rounding."""
+        check_compilable(self.device)
+        for dit in (self.dit, self.one_step_dit):
+            if dit is not None and dit._compiled_call_impl is None:
+                # the imagined batch keeps its size: no dynamic-shape kernels
+                dit.compile(dynamic=False, options={"freezing": True})
+
+    @property
+    def compiled(self) -> bool:
+        """Whether compile_samplers() has compiled the DiTs."""
+        return self.dit._compiled_call_impl is not None
 
     def sampler(self, steps: int) -> VideoDiT:
         """The DiT that imagines at `steps` Euler steps: the distilled one-step DiT at 1 where there is one."""

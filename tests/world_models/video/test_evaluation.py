@@ -16,9 +16,11 @@ from wow_gym.world_models import WorldModel
 from wow_gym.world_models.video.benchmark import (
     ImagineBenchConfig,
     ImagineBenchResult,
+    ImagineRow,
     bench_imagination,
     format_imagine_table,
     max_rss_mb,
+    median_rows,
 )
 from wow_gym.world_models.video.evaluation import (
     PSNR_CAP_DB,
@@ -196,6 +198,16 @@ def test_unusable_heldout_data_fails_with_clear_messages(tmp_path, checkpoint, h
                                                   interaction_datasets=[]))
 
 
+def test_repeated_bench_rounds_keep_the_median_rate_and_the_most_memory():
+    def row(rate, rss, reset):
+        return ImagineRow("ImaginedVectorEnv", 32, 1, rate, 32000 / rate, rss, None, None, rss / 32, reset)
+
+    (merged,) = median_rows([[row(300.0, 900.0, 30.0)], [row(500.0, 800.0, 10.0)], [row(400.0, 1000.0, 20.0)]])
+    assert merged.steps_per_second == 400.0 and merged.ms_per_batched_step == pytest.approx(32000 / 400)
+    assert merged.peak_rss_mb == 1000.0 and merged.rss_mib_per_env == 1000.0 / 32
+    assert merged.reset_ms_per_env == 20.0 and merged.peak_cuda_mb is None and merged.batch_size == 32
+
+
 def test_bench_imagine_directly_and_through_the_vector_env(checkpoint):
     wm = WorldModel.load(checkpoint)
     sim = bench_sim(SimBenchConfig(tasks=["Lift"], settings=["64px-fast"], vector_settings=[], steps=3,
@@ -212,9 +224,11 @@ def test_bench_imagine_directly_and_through_the_vector_env(checkpoint):
     assert all(r.steps_per_second > 0 and r.peak_rss_mb > 0 and r.peak_cuda_mb is None for r in rows)
     for r in rows:
         assert r.steps_per_second == pytest.approx(2 * 1000 / r.ms_per_batched_step)
+    assert rows[0].reset_ms_per_env is None and rows[1].reset_ms_per_env > 0  # the env's resets, timed apart
     result = ImagineBenchResult("Lift", 64, "cpu", 1, {"64px-fast, 1 proc": sim[0].steps_per_second}, rows,
                                 max_rss_mb())
     table = format_imagine_table(result)
     ratio = rows[0].steps_per_second / sim[0].steps_per_second
     assert f"| WorldModel.step | 2 | 1 | {rows[0].steps_per_second:.1f} |" in table
     assert f"| {ratio:.1f} |" in table
+    assert "reset ms per env |" in table and f"| {rows[1].reset_ms_per_env:.1f} |" in table
