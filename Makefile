@@ -141,7 +141,8 @@ ray-check: $(STAMP)
 	$(WG) evaluate $(RAY_EVAL) ray.address=local ray.num_cpus=2 out=outputs/ray-check/ray
 	$(PY) -c 'import json; a, b = (json.load(open(f"outputs/ray-check/{w}/results.json")) for w in ("serial", "ray")); \
 		same = [x["episodes"] == y["episodes"] for x, y in zip(a["policies"], b["policies"])]; \
-		print("episodes identical per policy:", same, "| seconds: serial", round(a["seconds"], 1), "ray", round(b["seconds"], 1)); \
+		print("episodes identical per policy:", same, "| seconds: serial", round(a["seconds"], 1), "ray", round(b["seconds"], 1), \
+			"| cores the serial run kept busy:", round(a["cpu_seconds"] / a["seconds"], 2)); \
 		raise SystemExit(0 if same and all(same) else 1)'
 
 # FM-IDM: trains every ablation variant into outputs/idm/lift (rerun to resume), ships FM-IDM as the default.

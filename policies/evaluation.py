@@ -376,6 +376,7 @@ class EvaluateResults:
     returns: Correlation  # imagined return vs the simulator's return
     seconds: float
     imagined_reward: str = "critic"  # the imagined env's reward and success: critic or state
+    cpu_seconds: float = 0.0  # this process's CPU time, all its threads (not Ray's workers): cores busy = / seconds
 
 
 class PairedEnvs:
@@ -604,7 +605,7 @@ def evaluate_on_ray(config: EvaluateConfig, entries: list[PolicyEntry], policies
 
 def evaluate(config: EvaluateConfig) -> EvaluateResults:
     """Every policy of the config in both worlds; the world model and critic are loaded once for all."""
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     entries = expand_entries(config.policies)
     model = load_world_model(config.task, config.world_model)
     critic = LearnedCritic.load(config.critic, config.task)
@@ -630,4 +631,4 @@ def evaluate(config: EvaluateConfig) -> EvaluateResults:
         config.n_episodes, config.max_steps, config.seed, config.randomize, results,
         success=correlation(figure["sim_success_rate"], figure["imagined_success_rate"]),
         returns=correlation(figure["sim_return"], figure["imagined_return"]), seconds=time.time() - start,
-        imagined_reward=reward)
+        imagined_reward=reward, cpu_seconds=time.process_time() - cpu_start)

@@ -7,6 +7,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 
 from wow_gym.policies.evaluation import (
@@ -204,6 +205,7 @@ def test_report_results_and_plots_are_written(evaluated):
     _, out = evaluated
     data = json.loads((out / "results.json").read_text())
     assert {"task", "world_model", "critic", "policies", "success", "returns", "seconds"} <= set(data)
+    assert 0 < data["cpu_seconds"] < 2 * torch.get_num_threads() * data["seconds"]  # this process's threads
     policy = data["policies"][1]
     assert policy["name"] == "ppo" and "frames" not in policy and len(policy["episodes"]) == 2
     assert {"sim_success", "imagined_success", "sim_return", "imagined_return", "sim_critic_return",
