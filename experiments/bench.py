@@ -87,7 +87,10 @@ def _bench_imagine(cfg, out) -> int:
     )
     from wow_gym.world_models.video.imagination import load_world_model
 
-    config = to_dataclass(ImagineBenchConfig, cfg)
+    try:
+        config = to_dataclass(ImagineBenchConfig, cfg)
+    except ValueError as error:
+        raise SystemExit(f"wow-gym bench imagine: {error}") from None
     write_run_metadata(out, dataclasses.asdict(config))
     try:
         wm = load_world_model(config.task, config.checkpoint, device=config.device, autocast=config.autocast,

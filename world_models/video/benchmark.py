@@ -46,6 +46,11 @@ class ImagineBenchConfig:
     seed: int = 0
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1 (alternating rounds of simulator and imagined rows), "
+                             f"got {self.repeats}")
+
 
 @dataclass(frozen=True)
 class ImagineRow:

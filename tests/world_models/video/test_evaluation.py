@@ -206,6 +206,8 @@ def test_repeated_bench_rounds_keep_the_median_rate_and_the_most_memory():
     assert merged.steps_per_second == 400.0 and merged.ms_per_batched_step == pytest.approx(32000 / 400)
     assert merged.peak_rss_mb == 1000.0 and merged.rss_mib_per_env == 1000.0 / 32
     assert merged.reset_ms_per_env == 20.0 and merged.peak_cuda_mb is None and merged.batch_size == 32
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        ImagineBenchConfig(repeats=0)
 
 
 def test_bench_imagine_directly_and_through_the_vector_env(checkpoint):
