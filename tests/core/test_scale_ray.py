@@ -1,7 +1,8 @@
 """Simulator work on a local 2-CPU Ray cluster gives the serial run's results: paired evaluation (the sim side
 bit for bit, every episode's figures equal), collection (every array of every episode equal, resumed
-through Ray), the physics check's replays, and a worker killed mid-run is restarted and its episode retried. Real simulators, critic and
-world model; no timers: the killed worker marks its death in a file before it exits."""
+through Ray), the physics check's replays, and a worker killed mid-run is restarted and its episode
+retried. Real simulators, critic and world model; no timers: the killed worker marks its death in a file
+before it exits."""
 
 import dataclasses
 import os

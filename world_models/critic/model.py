@@ -16,7 +16,7 @@ Simulator state is only ever a training label (world_models/critic/data.py) and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -309,12 +309,6 @@ class CriticStream:
                 "plausible": _sigmoid(r["plausible"].float().cpu().numpy()).astype(np.float32)}
 
 
-class _Pixels(NamedTuple):
-    """What the reward model reads of a step: its frames [B,H,W,3]."""
-
-    pixels: np.ndarray
-
-
 class CriticRewardModel:
     """SOPHIA as the imagined env's reward and termination: reward = progress + success_bonus * success,
     returned with its named terms (critic_progress, critic_success, critic_plausible)."""
@@ -341,14 +335,17 @@ class CriticRewardModel:
 
     def score_episodes(self, frames: np.ndarray, instruction: str) -> tuple[np.ndarray, np.ndarray]:
         """Whole episodes [n,T+1,H,W,3] read as the env would have read them step by step, all n in one
-        batch: the reward [n,T] and success [n,T] after each of the T steps."""
+        batch on a stream of their own (this model's stream is left as it is): the reward [n,T] and success
+        [n,T] after each of the T steps."""
         if frames.ndim != 5:
             raise ValueError(f"expected episodes of frames [n, T+1, H, W, 3], got shape {frames.shape}")
         n, steps = len(frames), frames.shape[1] - 1
-        self(_Pixels(frames[:, 0]), [instruction], rows=np.arange(n), batch_size=n)
+        stream = CriticStream(self.critic, instruction)
         reward, success = np.zeros((n, steps), np.float32), np.zeros((n, steps), bool)
-        for t in range(steps):
-            reward[:, t], success[:, t], _ = self(_Pixels(frames[:, t + 1]), [instruction])
+        with torch.autocast(self.critic.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            stream.reset(np.arange(n), frames[:, 0], n)
+            for t in range(steps):
+                reward[:, t], success[:, t], _ = self._reward(stream.push(frames[:, t + 1]))
         return reward, success
 
     def _reward(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

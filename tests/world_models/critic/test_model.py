@@ -128,7 +128,9 @@ def test_stream_matches_whole_clip_readings(lift_critic, lift_expert_episode):
 def test_scoring_whole_episodes_pays_what_the_step_by_step_wrapper_pays(lift_critic, lift_expert_episode):
     frames = lift_expert_episode.pixels
     episodes = np.stack([frames, frames[::-1]])  # a lift, and the same frames run backwards
-    reward, success = CriticRewardModel(lift_critic).score_episodes(episodes, lift_expert_episode.instruction)
+    scorer = CriticRewardModel(lift_critic)
+    reward, success = scorer.score_episodes(episodes, lift_expert_episode.instruction)
+    assert scorer.stream is None  # scored on a stream of its own: an env's stream would be left as it was
     assert reward.shape == success.shape == (2, len(frames) - 1)
     for row, episode in enumerate(episodes):  # one env's stream at batch 1, as CriticReward reads it
         model, step = CriticRewardModel(lift_critic), [SimpleNamespace(pixels=frame[None]) for frame in episode]
