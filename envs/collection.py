@@ -1,4 +1,4 @@
-"""Collect episodes from scripted policies into a LeRobot v3.0 dataset, in parallel and resumable.
+"""Collect episodes from scripted or trained policies into a LeRobot v3.0 dataset, in parallel and resumable.
 
 Episode i always uses seed `config.seed + i`, so an interrupted collection resumes where it stopped and
 produces the same dataset as an uninterrupted one, however the episodes were spread over workers. Worker
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,6 +31,9 @@ from wow_gym.rollout import Rollout
 from wow_gym.scale import RayConfig, map_ordered
 
 POLICIES = ("expert", "random", "walk")
+# trained policies (the task's shipped policy, or an SB3 zip): loaded by the policies layer, which hands
+# collect() a factory (wow_gym.policies.collection.collect; envs/ may not import policies/)
+TRAINED_POLICIES = ("shipped", "sb3")
 
 
 @dataclass
@@ -39,6 +43,7 @@ class CollectConfig:
     task: str = "lift"
     episodes: int = 200
     policy: str = "expert"
+    policy_path: str | None = None  # policy=sb3: the zip; policy=shipped: a shipped-format folder (None: the task's)
     noise: ExpertNoiseConfig = field(default_factory=ExpertNoiseConfig)
     root: str = "outputs/datasets/lift-expert"
     seed: int = 0
@@ -51,8 +56,15 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         task_info(self.task)  # raises with the list of tasks
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.policy not in POLICIES + TRAINED_POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES + TRAINED_POLICIES}, got {self.policy!r}")
+        if self.policy == "sb3" and not self.policy_path:
+            raise ValueError("policy=sb3 needs policy_path=<an SB3 zip> (a train-policy run's final.zip)")
+        if self.policy in TRAINED_POLICIES:
+            scripted = [k for k in ("pause_prob", "target_jitter", "failure_prob") if getattr(self.noise, k)]
+            if scripted:
+                raise ValueError(f"noise.{', noise.'.join(scripted)} shape the scripted expert's plan; a trained "
+                                 "policy takes noise.action_std only")
         if self.episodes < 1 or self.workers < 1:
             raise ValueError(f"episodes and workers must be >= 1, got {self.episodes} and {self.workers}")
 
@@ -81,8 +93,17 @@ def make_env(config: CollectConfig) -> gym.Env:
     return env
 
 
-def make_policy(config: CollectConfig, rng: np.random.Generator) -> ScriptedPolicy:
-    """The policy named by config.policy."""
+PolicyFactory = Callable[[CollectConfig, np.random.Generator], ScriptedPolicy]
+
+
+def make_policy(config: CollectConfig, rng: np.random.Generator,
+                factory: PolicyFactory | None = None) -> ScriptedPolicy:
+    """The policy named by config.policy (a trained one made by `factory`)."""
+    if config.policy in TRAINED_POLICIES:
+        if factory is None:
+            raise ValueError(f"policy={config.policy} is a trained policy: collect it with "
+                             "wow_gym.policies.collection.collect (what `wow-gym collect` runs)")
+        return factory(config, rng)
     if config.policy == "expert":
         return make_expert(config.task, config.noise, rng)
     return RandomPolicy(rng) if config.policy == "random" else RandomWalkPolicy(rng)
@@ -159,13 +180,14 @@ class _DeferredInterrupt:
 class CollectWorker:
     """One simulator collecting episodes by index: episode i from seed config.seed + i, whichever process runs it."""
 
-    def __init__(self, config: CollectConfig, interrupt: _DeferredInterrupt | None = None) -> None:
-        self.config, self.interrupt = config, interrupt
+    def __init__(self, config: CollectConfig, interrupt: _DeferredInterrupt | None = None,
+                 policy_factory: PolicyFactory | None = None) -> None:
+        self.config, self.interrupt, self.policy_factory = config, interrupt, policy_factory
         self.env = make_env(config)
 
     def __call__(self, episode_index: int) -> tuple[int, Rollout]:
         seed = self.config.seed + episode_index
-        policy = make_policy(self.config, np.random.default_rng(seed))
+        policy = make_policy(self.config, np.random.default_rng(seed), self.policy_factory)
         pair_id = f"{self.config.task.lower()}-{self.config.policy}-seed{seed}"
         return episode_index, record_episode(self.env, policy, seed, pair_id, self.interrupt)
 
@@ -173,8 +195,9 @@ class CollectWorker:
         self.env.close()
 
 
-def collect(config: CollectConfig) -> CollectResult:
-    """Collect config.episodes episodes into config.root, skipping those already there."""
+def collect(config: CollectConfig, policy_factory: PolicyFactory | None = None) -> CollectResult:
+    """Collect config.episodes episodes into config.root, skipping those already there; `policy_factory`
+    makes the trained policies (policy=shipped | sb3)."""
     from torch.utils.tensorboard import SummaryWriter  # tensorboard is heavy; import only when collecting
 
     root = Path(config.root)
@@ -188,7 +211,7 @@ def collect(config: CollectConfig) -> CollectResult:
     bar = tqdm(total=config.episodes, initial=skipped, desc=f"collect {config.task}/{config.policy}",
                unit="ep", disable=not config.progress)
     try:
-        for index, rollout in _run(config, todo):
+        for index, rollout in _run(config, todo, policy_factory):
             writer.write(rollout, episode_index=index)
             written += 1
             successes += rollout.success
@@ -205,16 +228,17 @@ def collect(config: CollectConfig) -> CollectResult:
     return CollectResult(root, written, skipped, successes, time.time() - start, interrupted)
 
 
-def _run(config: CollectConfig, todo: list[int]):
+def _run(config: CollectConfig, todo: list[int], policy_factory: PolicyFactory | None = None):
     """Yield (episode_index, Rollout) in order: from Ray actors, local worker processes, or in-process for
     workers=1 (where Ctrl-C is deferred to a safe point between two steps)."""
     if not todo:
         return
     if config.ray.enabled or config.workers > 1:
-        yield from map_ordered(partial(CollectWorker, config), todo, config.ray, processes=config.workers)
+        yield from map_ordered(partial(CollectWorker, config, policy_factory=policy_factory), todo, config.ray,
+                               processes=config.workers)
         return
     interrupt = _DeferredInterrupt()
-    worker = CollectWorker(config, interrupt)
+    worker = CollectWorker(config, interrupt, policy_factory)
     signal.signal(signal.SIGINT, interrupt)
     try:
         for index in todo:

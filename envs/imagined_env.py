@@ -29,7 +29,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from wow_gym.checks import check_actions
-from wow_gym.envs.imagined_starts import Context, ContextSource, split_options, stack_contexts
+from wow_gym.envs.imagined_starts import Context, ContextSource, StartPool, split_options, stack_contexts
 from wow_gym.envs.robosuite_env import AGENT_POS_DIM
 from wow_gym.registry import CONTROL_FREQ, task_info
 from wow_gym.rollout import ACTION_DIM
@@ -179,6 +179,15 @@ def _check_render_mode(render_mode: str | None) -> str | None:
 # -- the envs -----------------------------------------------------------------------------------------------
 
 
+def start_pool(starts: StartPool | str | Sequence[str] | None, steps: Sequence[int] = (0, 0)) -> StartPool | None:
+    """The StartPool of `starts`: one given, or the episodes of dataset roots, started at steps in `steps`."""
+    if starts is None or isinstance(starts, StartPool):
+        return starts
+    if len(steps) != 2:
+        raise ValueError(f"start_steps must be [first, last] step of the stored episodes, got {list(steps)}")
+    return StartPool.from_datasets(starts, (steps[0], steps[1]))
+
+
 class ImaginedEnv(gym.Env):
     """One imagined episode at a time, with the sim twin's spaces; truncation comes from the TimeLimit."""
 
@@ -189,7 +198,9 @@ class ImaginedEnv(gym.Env):
                  sampling_steps: int | None = None, device: str = "auto", autocast: bool | str = "auto",
                  compile: bool = False,
                  terminate_on_success: bool = False, reward_model: RewardModel | str | None = None,
-                 instruction: str | None = None, render_mode: str | None = None) -> None:
+                 instruction: str | None = None, render_mode: str | None = None,
+                 starts: StartPool | str | Sequence[str] | None = None,
+                 start_steps: Sequence[int] = (0, 0)) -> None:
         info = task_info(task)
         self.render_mode = _check_render_mode(render_mode)
         self.task, self.instruction = info.name, instruction or info.instruction
@@ -198,14 +209,16 @@ class ImaginedEnv(gym.Env):
                                       compile=compile, image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
         self.observation_space, self.action_space = imagined_spaces(self.model)
         k = self.model.config.context_frames
-        self.source = ContextSource(self.task, self.instruction, self.observation_space, k)
+        self.source = ContextSource(self.task, self.instruction, self.observation_space, k,
+                                    start_pool(starts, start_steps))
         self.batch = ImaginedBatch(self.model, make_reward_model(info.name, reward_model, self.model),
                                    self.instruction, sampling_steps)
         self._history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=k)  # for generate()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Start an episode from real frames; by default the first frame of a seeded simulator layout.
+        """Start an episode from real frames; by default the first frame of a seeded simulator layout (with
+        `starts`: a random step in `start_steps` of a random stored episode).
 
         options: exactly one of 'sim_state' (a simulator state), 'episode' (a Rollout, + 'start' step) or
         'pixels' [k,H,W,3] uint8 + 'agent_pos' [k,9] (+ 'actions' [k-1,7]).
@@ -259,7 +272,8 @@ class ImaginedVectorEnv(VectorEnv):
     """N imagined episodes stepped in one model batch, with same-step autoreset and per-env truncation.
 
     An env that terminates or reaches max_episode_steps is reset in the same step (from a fresh seeded
-    simulator layout); its last observation and info are in info['final_obs'] / info['final_info'].
+    simulator layout, or a stored episode's state with `starts`); its last observation and info are in
+    info['final_obs'] / info['final_info'].
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ,
@@ -271,7 +285,9 @@ class ImaginedVectorEnv(VectorEnv):
                  compile: bool = False,
                  terminate_on_success: bool = False,
                  reward_model: RewardModel | str | None = None, instruction: str | None = None,
-                 render_mode: str | None = None, max_episode_steps: int | None = None) -> None:
+                 render_mode: str | None = None, max_episode_steps: int | None = None,
+                 starts: StartPool | str | Sequence[str] | None = None,
+                 start_steps: Sequence[int] = (0, 0)) -> None:
         info = task_info(task)
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -289,7 +305,7 @@ class ImaginedVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.source = ContextSource(self.task, self.instruction, self.single_observation_space,
-                                    self.model.config.context_frames)
+                                    self.model.config.context_frames, start_pool(starts, start_steps))
         self.batch = ImaginedBatch(self.model, make_reward_model(info.name, reward_model, self.model),
                                    self.instruction, sampling_steps)
         self.episode_steps = np.zeros(num_envs, dtype=np.int64)

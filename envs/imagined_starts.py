@@ -2,19 +2,24 @@
 
 An imagined episode starts from real frames: the first frame of a seeded simulator layout, an exact
 simulator state (both rendered by the simulator twin, built on first use only), up to K frames of a
-stored episode, or frames given by the caller. Vector envs pass one entry per env being reset.
+stored episode, or frames given by the caller. Vector envs pass one entry per env being reset. With a
+StartPool, a reset without options starts from a random step of a random stored episode instead of a fresh
+layout: short imagined episodes from states a policy really visits (mid-approach, at the grasp), where the
+world model's open-loop drift is still small.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
 from wow_gym.checks import check_actions, check_frames, check_poses
+from wow_gym.data import DatasetReader
 from wow_gym.envs.robosuite_env import AGENT_POS_DIM, RobosuiteEnv
 from wow_gym.rollout import ACTION_DIM, Rollout
 from wow_gym.world_models import CheckpointError
@@ -52,15 +57,52 @@ def start_kind(options: Mapping[str, Any]) -> str | None:
     return kind
 
 
+class StartPool:
+    """Stored episodes that imagined episodes start from, at a step drawn uniformly from `steps` (lo, hi)
+    (clipped to each episode's last step; episodes with no step >= lo are left out)."""
+
+    def __init__(self, episodes: Sequence[Rollout], steps: tuple[int, int] = (0, 0), source: str = "") -> None:
+        lo, hi = (int(s) for s in steps)
+        if not 0 <= lo <= hi:
+            raise ValueError(f"start steps must be 0 <= lo <= hi, got {tuple(steps)}")
+        self.steps = (lo, hi)
+        self.episodes = [e for e in episodes if e.num_steps >= lo]
+        if not self.episodes:
+            raise ValueError(f"no episode{' in ' + source if source else ''} reaches step {lo}: "
+                             f"{len(episodes)} episodes, the longest has "
+                             f"{max((e.num_steps for e in episodes), default=0)} steps; lower the first start step")
+
+    @classmethod
+    def from_datasets(cls, roots: str | Sequence[str], steps: tuple[int, int] = (0, 0),
+                      max_episodes: int | None = None) -> StartPool:
+        """Every episode of the LeRobot datasets at `roots` (at most `max_episodes` from each)."""
+        roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+        if not roots:
+            raise ValueError("imagined starts need at least one dataset root")
+        episodes: list[Rollout] = []
+        for root in roots:
+            reader = DatasetReader(root)
+            episodes += [reader[i] for i in range(len(reader) if max_episodes is None else min(max_episodes, len(reader)))]
+        return cls(episodes, steps, source=", ".join(str(r) for r in roots))
+
+    def draw(self, rng: np.random.Generator) -> tuple[Rollout, int]:
+        """A random episode and start step."""
+        episode = self.episodes[int(rng.integers(len(self.episodes)))]
+        lo, hi = self.steps
+        return episode, int(rng.integers(lo, min(hi, episode.num_steps) + 1))
+
+
 class ContextSource:
-    """Turns reset options into a Context; owns the simulator twin, made on first use only."""
+    """Turns reset options into a Context; owns the simulator twin, made on first use only. A reset without
+    options starts from a fresh seeded layout, or from the StartPool where one is given."""
 
     def __init__(self, task: str, instruction: str, observation_space: spaces.Dict,
-                 context_frames: int) -> None:
+                 context_frames: int, starts: StartPool | None = None) -> None:
         self.task, self.instruction = task, instruction
         self.observation_space = observation_space
         self.image_size = observation_space["pixels"].shape[0]
         self.context_frames = context_frames
+        self.starts = starts
         self.twin: RobosuiteEnv | None = None
 
     def context(self, options: Mapping[str, Any], rng: np.random.Generator) -> Context:
@@ -70,6 +112,8 @@ class ContextSource:
             return self.from_episode(options["episode"], options.get("start", 0))
         if kind == "pixels":
             return self.from_frames(options["pixels"], options["agent_pos"], options.get("actions"))
+        if kind is None and self.starts is not None:
+            return self.from_episode(*self.starts.draw(rng))
         return self.from_sim(int(rng.integers(2**31 - 1)), options.get("sim_state"))
 
     def from_sim(self, seed: int, sim_state: np.ndarray | None = None) -> Context:

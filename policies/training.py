@@ -99,6 +99,13 @@ class TrainPolicyConfig:
     sampling_steps: int | None = None
     autocast: bool | str = "auto"  # imagined envs: bf16 autocast (true | false | auto: GPUs, CPUs with bf16 units)
     compile: bool = False  # imagined envs: torch.compile the world model's DiTs (WorldModel.compile_samplers)
+    # imagined envs: start episodes from random steps (imagined_start_steps: first, last) of the episodes in
+    # these LeRobot datasets (for example the start policy's own rollouts, `wow-gym collect policy=shipped`)
+    # instead of fresh layouts, and cut them after imagined_horizon steps (None: the task's horizon); a cut
+    # episode is truncated, so PPO bootstraps its value
+    imagined_starts: list[str] | None = None
+    imagined_start_steps: list[int] = field(default_factory=lambda: [0, 0])
+    imagined_horizon: int | None = None
     init: str | None = None  # start from this SB3 zip (e.g. another run's bc.zip) or shipped policy folder
     bc: BCConfig = field(default_factory=BCConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -146,6 +153,10 @@ def make_train_env(config: TrainPolicyConfig, world_model: Any = None) -> VecEnv
         kwargs: dict[str, Any] = {"terminate_on_success": config.terminate_on_success,
                                   "sampling_steps": config.sampling_steps, "reward_model": config.reward_model,
                                   "autocast": config.autocast, "compile": config.compile}
+        if config.imagined_starts:
+            kwargs.update(starts=list(config.imagined_starts), start_steps=list(config.imagined_start_steps))
+        if config.imagined_horizon is not None:
+            kwargs["max_episode_steps"] = config.imagined_horizon
         if world_model is not None:
             kwargs["model"] = world_model
         elif config.world_model is not None:
@@ -458,6 +469,12 @@ class PolicyTrainer:
                              f"{config.total_timesteps}")
         self.config = config
         self.task, self.imagined = parse_env_id(config.env)
+        if not self.imagined and (config.imagined_starts or config.imagined_horizon is not None):
+            raise ValueError("imagined_starts and imagined_horizon shape the imagined env's episodes; "
+                             f"{config.env} is the simulator (use WoW/{self.task}-Imagined-v0)")
+        if config.imagined_horizon is not None and config.imagined_horizon < 1:
+            raise ValueError(f"imagined_horizon must be >= 1 (imagined steps per episode), got "
+                             f"{config.imagined_horizon}")
         self.out = Path(config.out)
         self.stage_dir = self.out / "checkpoints"  # what an interrupted run says to resume from
         self.out.mkdir(parents=True, exist_ok=True)

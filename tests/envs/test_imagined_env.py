@@ -8,7 +8,9 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector.utils import batch_space
 
 from wow_gym import TASKS, Rollout
+from wow_gym.data import DatasetReader
 from wow_gym.envs.imagined_env import ImaginedEnv
+from wow_gym.envs.imagined_starts import StartPool
 from wow_gym.envs.robosuite_env import RobosuiteEnv
 from wow_gym.registry import imagined_env_ids
 from wow_gym.world_models import CheckpointError, WorldModel, shipped_checkpoint
@@ -299,6 +301,52 @@ def test_vector_env_is_deterministic_and_autoresets_only_finished_envs(lift_mode
         for row in (0, 2, 3):
             np.testing.assert_allclose(ending[step][0]["agent_pos"][row], plain[step][0]["agent_pos"][row],
                                        atol=1e-5)
+
+
+def _stored_step(episodes, pixels, agent_pos):
+    """(episode index, step) of the stored frame equal to pixels and agent_pos; None when there is none."""
+    for e, episode in enumerate(episodes):
+        for t in range(len(episode.pixels)):
+            if np.array_equal(episode.pixels[t], pixels) and np.array_equal(episode.agent_pos[t], agent_pos):
+                return e, t
+    return None
+
+
+def test_a_start_pool_starts_episodes_at_stored_steps_and_cuts_them_at_the_horizon(lift_model, lift_data):
+    episodes = [DatasetReader(lift_data)[i] for i in range(2)]
+
+    def run():
+        venv = gym.make_vec("WoW/Lift-Imagined-v0", num_envs=4, model=lift_model, starts=[str(lift_data)],
+                            start_steps=(3, 6), max_episode_steps=2)
+        out = [venv.reset(seed=2)] + [venv.step(np.zeros((4, 7), np.float32)) for _ in range(2)]
+        poses = venv.unwrapped.batch.imagination.state.poses.clone()
+        venv.close()
+        return out, poses
+
+    (first, one, two), poses = run()
+    starts = [_stored_step(episodes, first[0]["pixels"][i], first[0]["agent_pos"][i]) for i in range(4)]
+    assert all(s is not None and 3 <= s[1] <= 6 for s in starts), starts
+    assert len(set(starts)) > 1, "four draws from 2 episodes x 4 steps are not all the same"
+    assert not one[3].any() and two[3].all(), "truncated after max_episode_steps"
+    assert two[4]["_final_obs"].all()
+    restarts = [_stored_step(episodes, two[0]["pixels"][i], two[0]["agent_pos"][i]) for i in range(4)]
+    assert all(s is not None and 3 <= s[1] <= 6 for s in restarts), "autoreset draws from the pool too"
+    for i, (e, t) in enumerate(restarts):  # the context is the stored frames up to the start step
+        torch.testing.assert_close(poses[i], torch.tensor(episodes[e].agent_pos[t - 1:t + 1]))
+    (again, *_), _ = run()
+    assert all(np.array_equal(first[0][k], again[0][k]) for k in first[0]), "same seed, same starts"
+
+
+def test_start_pool_errors_say_what_was_expected(lift_model, lift_data):
+    episodes = [DatasetReader(lift_data)[0]]
+    with pytest.raises(ValueError, match="0 <= lo <= hi"):
+        StartPool(episodes, (5, 2))
+    with pytest.raises(ValueError, match="reaches step 40.*longest has 12 steps"):
+        StartPool(episodes, (40, 50))
+    with pytest.raises(ValueError, match="start_steps must be"):
+        ImaginedEnv(model=lift_model, starts=[str(lift_data)], start_steps=(1, 2, 3))
+    assert StartPool(episodes, (10, 30)).draw(np.random.default_rng(0))[1] in (10, 11, 12), \
+        "the last step is clipped to the episode's"
 
 
 def test_vector_reset_mask_restarts_only_the_masked_envs_from_given_frames(lift_model, lift_episode):

@@ -213,6 +213,20 @@ def test_train_in_the_sim_stops_at_its_wall_clock_budget(tmp_path):
     assert again["timesteps"] == summary["timesteps"], "the budget is spent: a rerun trains no further"
 
 
+def test_imagined_starts_and_horizon_reach_the_imagined_env_and_only_it(lift_data):
+    config = _tiny("/tmp/unused", imagined_starts=[str(lift_data)], imagined_start_steps=[2, 4],
+                   imagined_horizon=3)
+    venv = make_train_env(config)
+    env = venv.venv.env  # VecMonitor -> SB3VecEnv -> the imagined vector env
+    assert env.max_episode_steps == 3 and env.source.starts.steps == (2, 4)
+    assert len(env.source.starts.episodes) == 2
+    venv.close()
+    with pytest.raises(ValueError, match="is the simulator"):
+        PolicyTrainer(_tiny("/tmp/unused", env="WoW/Lift-v0", imagined_starts=[str(lift_data)]))
+    with pytest.raises(ValueError, match="imagined_horizon must be >= 1"):
+        PolicyTrainer(_tiny("/tmp/unused", imagined_horizon=0))
+
+
 def test_randomize_is_for_the_simulator():
     with pytest.raises(ValueError, match="the imagined env has none to perturb"):
         PolicyTrainer(_tiny("/tmp/unused", randomize=True)).run()
