@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench lift-data world-model eval-world-model eval-one-step tune-deadband bench-imagine ray-check idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench lift-data world-model eval-world-model eval-one-step tune-deadband bench-imagine ray-check idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -209,6 +209,19 @@ policy-sil-10: world-model-contact
 	$(WG) train-policy $(SIL10) threads=1 world_model=outputs/world-models/lift-posobj24/checkpoint \
 		out=outputs/policies/sil-explore3
 	$(WG) train-policy $(SIL10) threads=2 freeze_features=true out=outputs/policies/sil-explore4
+
+# Short imagined episodes from the states the start policy really visits: the shipped policy's own episodes
+# (training seeds, 60 steps, clean and with 0.1 action noise) as imagined starts, at steps 10-40, cut after 16
+# imagined steps (value bootstrap), on the contact-aware world model; then the self-imitation recipe of
+# policy-sil-10 for 10 min, judged in the sim twin on 50 held-out seeds before and after.
+lift-bc-starts: $(STAMP)
+	$(WG) collect task=lift policy=shipped episodes=40 seed=60000 max_steps=60 root=data/lift/train-bc
+	$(WG) collect task=lift policy=shipped episodes=40 seed=61000 max_steps=60 noise.action_std=0.1 \
+		root=data/lift/train-bc-noisy
+SHORT := imagined_starts=[data/lift/train-bc,data/lift/train-bc-noisy] "imagined_start_steps=[10,40]" \
+	imagined_horizon=16 world_model=outputs/world-models/lift-posobj24/checkpoint
+policy-short-10: lift-bc-starts world-model-contact
+	$(WG) train-policy $(SIL10) $(SHORT) threads=2 out=outputs/policies/short-sil
 
 # Where imagination and physics part ways: each policy acts in imagination, its actions are replayed in MuJoCo
 # (16 held-out starts, 100 steps): the shipped policy on the shipped and the contact-aware world model, and the
