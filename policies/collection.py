@@ -22,15 +22,15 @@ from wow_gym.rollout import ACTION_DIM
 
 
 class TrainedPolicyFactory:
-    """Makes the collector's policy for each episode; the trained policy is loaded once per process, on the
-    first episode's reset (the factory is pickled into worker processes before it has loaded anything)."""
+    """Makes the collector's policy for each episode. The trained policy is loaded here (so a bad path fails
+    before any episode) and once in each worker process: pickling leaves the loaded model behind."""
 
     def __init__(self, config: CollectConfig) -> None:
         self.entry = PolicyEntry(name=config.policy, kind=config.policy, path=config.policy_path)
         self.task, self.action_std = config.task, config.noise.action_std
         self._policy: Policy | None = None
         env = make_env(config)
-        try:  # load it here once, so a bad path or a policy for other spaces fails before any episode
+        try:
             self.load(env.observation_space)
         finally:
             env.close()

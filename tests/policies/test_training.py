@@ -225,6 +225,10 @@ def test_imagined_starts_and_horizon_reach_the_imagined_env_and_only_it(lift_dat
         PolicyTrainer(_tiny("/tmp/unused", env="WoW/Lift-v0", imagined_starts=[str(lift_data)]))
     with pytest.raises(ValueError, match="imagined_horizon must be >= 1"):
         PolicyTrainer(_tiny("/tmp/unused", imagined_horizon=0))
+    with pytest.raises(ValueError, match="0 <= first <= last"):
+        PolicyTrainer(_tiny("/tmp/unused", imagined_starts=[str(lift_data)], imagined_start_steps=[9, 3]))
+    with pytest.raises(ValueError, match="does not exist"):
+        PolicyTrainer(_tiny("/tmp/unused", imagined_starts=["/nonexistent/dataset"]))
 
 
 def test_randomize_is_for_the_simulator():
