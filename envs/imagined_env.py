@@ -183,9 +183,7 @@ def start_pool(starts: StartPool | str | Sequence[str] | None, steps: Sequence[i
     """The StartPool of `starts`: one given, or the episodes of dataset roots, started at steps in `steps`."""
     if starts is None or isinstance(starts, StartPool):
         return starts
-    if len(steps) != 2:
-        raise ValueError(f"start_steps must be [first, last] step of the stored episodes, got {list(steps)}")
-    return StartPool.from_datasets(starts, (steps[0], steps[1]))
+    return StartPool.from_datasets(starts, steps)
 
 
 class ImaginedEnv(gym.Env):

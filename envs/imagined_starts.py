@@ -57,15 +57,20 @@ def start_kind(options: Mapping[str, Any]) -> str | None:
     return kind
 
 
-class StartPool:
-    """Stored episodes that imagined episodes start from, at a step drawn uniformly from `steps` (lo, hi)
-    (clipped to each episode's last step; episodes with no step >= lo are left out)."""
+def check_start_steps(steps: Sequence[int]) -> tuple[int, int]:
+    """(first, last) of start steps [first, last]; ValueError unless 0 <= first <= last."""
+    if len(steps) != 2 or not 0 <= steps[0] <= steps[1]:
+        raise ValueError(f"start_steps must be [first, last] with 0 <= first <= last, got {list(steps)}")
+    return int(steps[0]), int(steps[1])
 
-    def __init__(self, episodes: Sequence[Rollout], steps: tuple[int, int] = (0, 0), source: str = "") -> None:
-        lo, hi = (int(s) for s in steps)
-        if not 0 <= lo <= hi:
-            raise ValueError(f"start steps must be 0 <= lo <= hi, got {tuple(steps)}")
-        self.steps = (lo, hi)
+
+class StartPool:
+    """Stored episodes that imagined episodes start from, at a step drawn uniformly from `steps` (first, last)
+    (clipped to each episode's last step; episodes with no step >= first are left out)."""
+
+    def __init__(self, episodes: Sequence[Rollout], steps: Sequence[int] = (0, 0), source: str = "") -> None:
+        self.steps = check_start_steps(steps)
+        lo = self.steps[0]
         self.episodes = [e for e in episodes if e.num_steps >= lo]
         if not self.episodes:
             raise ValueError(f"no episode{' in ' + source if source else ''} reaches step {lo}: "
@@ -73,16 +78,15 @@ class StartPool:
                              f"{max((e.num_steps for e in episodes), default=0)} steps; lower the first start step")
 
     @classmethod
-    def from_datasets(cls, roots: str | Sequence[str], steps: tuple[int, int] = (0, 0),
-                      max_episodes: int | None = None) -> StartPool:
-        """Every episode of the LeRobot datasets at `roots` (at most `max_episodes` from each)."""
+    def from_datasets(cls, roots: str | Sequence[str], steps: Sequence[int] = (0, 0)) -> StartPool:
+        """Every episode of the LeRobot datasets at `roots`."""
         roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
         if not roots:
             raise ValueError("imagined starts need at least one dataset root")
         episodes: list[Rollout] = []
         for root in roots:
             reader = DatasetReader(root)
-            episodes += [reader[i] for i in range(len(reader) if max_episodes is None else min(max_episodes, len(reader)))]
+            episodes += [reader[i] for i in range(len(reader))]
         return cls(episodes, steps, source=", ".join(str(r) for r in roots))
 
     def draw(self, rng: np.random.Generator) -> tuple[Rollout, int]:

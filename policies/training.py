@@ -38,6 +38,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecMonitor
 
 from wow_gym.data import DatasetReader
 from wow_gym.devices import resolve_device
+from wow_gym.envs.imagined_starts import check_start_steps
 from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
 from wow_gym.policies.bc import BCConfig, BCDataset, bc_batch, bc_loss, behaviour_clone, load_bc_dataset
 from wow_gym.policies.features import policy_kwargs
@@ -476,9 +477,7 @@ class PolicyTrainer:
         if config.imagined_horizon is not None and config.imagined_horizon < 1:
             raise ValueError(f"imagined_horizon must be >= 1 (imagined steps per episode), got "
                              f"{config.imagined_horizon}")
-        steps = list(config.imagined_start_steps)
-        if len(steps) != 2 or not 0 <= steps[0] <= steps[1]:
-            raise ValueError(f"imagined_start_steps must be [first, last] with 0 <= first <= last, got {steps}")
+        check_start_steps(config.imagined_start_steps)
         for root in config.imagined_starts or []:
             DatasetReader(root)  # a clear DatasetError now, not in the middle of the run
         self.out = Path(config.out)

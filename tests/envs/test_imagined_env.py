@@ -339,7 +339,7 @@ def test_a_start_pool_starts_episodes_at_stored_steps_and_cuts_them_at_the_horiz
 
 def test_start_pool_errors_say_what_was_expected(lift_model, lift_data):
     episodes = [DatasetReader(lift_data)[0]]
-    with pytest.raises(ValueError, match="0 <= lo <= hi"):
+    with pytest.raises(ValueError, match="0 <= first <= last"):
         StartPool(episodes, (5, 2))
     with pytest.raises(ValueError, match="reaches step 40.*longest has 12 steps"):
         StartPool(episodes, (40, 50))
