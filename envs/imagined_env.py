@@ -10,7 +10,9 @@ info["reward_<term>"]); "heads" selects the world model's own heads, trained on 
 reward and success follow what the imagination does to the object.
 
 `ImaginedEnv` (one episode) and `ImaginedVectorEnv` (N episodes, one model call per step) share one
-engine, `ImaginedBatch`, a thin use of the one imagination path (world_models.video.imagination).
+engine, `ImaginedBatch`, which drives a world-model backend (wow_gym.backends): by default the task's DiT
+(world_models.video.backend.DiTBackend, the one imagination path), or `backend=` any backend that steps
+under actions and predicts state, a user's `module:Class` included.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from typing import Any, ClassVar, Protocol
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from wow_gym.backends import BackendStep, WorldModelBackend, make_backend, require, require_env_backend
 from wow_gym.checks import check_actions
 from wow_gym.envs.imagined_starts import Context, ContextSource, StartPool, split_options, stack_contexts
 from wow_gym.envs.robosuite_env import AGENT_POS_DIM
@@ -36,7 +38,8 @@ from wow_gym.rollout import ACTION_DIM
 from wow_gym.world_models import StepOutput, WorldModel
 from wow_gym.world_models.checkpoint import shipped_tasks
 from wow_gym.world_models.critic.model import CriticRewardModel
-from wow_gym.world_models.video.imagination import Imagination, load_world_model
+from wow_gym.world_models.video.backend import DiTBackend
+from wow_gym.world_models.video.imagination import load_world_model
 
 SOURCE = "imagined"
 logger = logging.getLogger(__name__)
@@ -50,15 +53,19 @@ class RewardModel(Protocol):
     success, {name: [n]}). `rows` is given when rows of a batch of `batch_size` (re)start, with their first
     frames in `output`; it is None for a step of every row. Stateful models (the critic) use it."""
 
-    def __call__(self, output: StepOutput, instructions: Sequence[str], rows: np.ndarray | None = None,
-                 batch_size: int | None = None) -> tuple[np.ndarray, ...]: ...
+    def __call__(self, output: StepOutput | BackendStep, instructions: Sequence[str],
+                 rows: np.ndarray | None = None, batch_size: int | None = None) -> tuple[np.ndarray, ...]: ...
 
 
 class HeadRewardModel:
     """The world model's own reward and success heads (trained on the simulator's shaped reward)."""
 
-    def __call__(self, output: StepOutput, instructions: Sequence[str], rows: np.ndarray | None = None,
-                 batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, output: StepOutput | BackendStep, instructions: Sequence[str],
+                 rows: np.ndarray | None = None, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        missing = [name for name in ("reward", "success") if getattr(output, name) is None]
+        if missing:
+            raise ValueError("reward_model='heads' needs a world model with reward and success heads; this "
+                             "backend predicts no reward: use 'critic'")
         return np.asarray(output.reward, dtype=np.float32), np.asarray(output.success, dtype=bool)
 
 
@@ -71,8 +78,9 @@ class StateRewardModel:
         if self.reward is None:
             raise ValueError(f"task {task!r} has no state_reward in wow_gym/tasks; use reward_model='critic'")
 
-    def __call__(self, output: StepOutput, instructions: Sequence[str], rows: np.ndarray | None = None,
-                 batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def __call__(self, output: StepOutput | BackendStep, instructions: Sequence[str],
+                 rows: np.ndarray | None = None, batch_size: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         success = np.asarray(output.success, dtype=bool)
         terms = self.reward(np.asarray(output.environment_state), np.asarray(output.agent_pos), success)
         reward = np.sum(list(terms.values()), axis=0).astype(np.float32)
@@ -106,9 +114,13 @@ def make_reward_model(task: str, reward_model: RewardModel | str | None,
 # -- model and spaces ---------------------------------------------------------------------------------------
 
 
-def imagined_spaces(model: WorldModel) -> tuple[spaces.Dict, spaces.Box]:
-    """The sim twin's observation and action spaces, built from the model's config (no simulator)."""
-    size, env_state_dim = model.config.image_size, model.config.env_state_dim
+def imagined_spaces(model: WorldModel | WorldModelBackend) -> tuple[spaces.Dict, spaces.Box]:
+    """The sim twin's observation and action spaces, built from the model's config or the backend's
+    declared frame size and state sizes (no simulator)."""
+    if isinstance(model, WorldModel):
+        size, env_state_dim = model.config.image_size, model.config.env_state_dim
+    else:
+        size, env_state_dim = model.capabilities.resolution[0], model.capabilities.state_dims[1]
     observation_space = spaces.Dict({
         "pixels": spaces.Box(0, 255, (size, size, 3), np.uint8),
         "agent_pos": spaces.Box(-np.inf, np.inf, (AGENT_POS_DIM,), np.float32),
@@ -120,27 +132,48 @@ def imagined_spaces(model: WorldModel) -> tuple[spaces.Dict, spaces.Box]:
 # -- the engine ---------------------------------------------------------------------------------------------
 
 
-class ImaginedBatch:
-    """B imagined episodes in one model batch (an `Imagination`): start rows from contexts, step all rows,
-    score them."""
+def resolve_backend(task: str, backend: WorldModelBackend | str | None, checkpoint: str | Path | None,
+                    model: WorldModel | None, sampling_steps: int | None, **load: Any
+                    ) -> tuple[WorldModelBackend, WorldModel | None]:
+    """(the backend the env drives, the DiT behind it or None): `backend` as given or by name
+    (wow_gym.backends.make_backend), else the task's DiT (`model`, else `checkpoint`, else shipped)."""
+    if backend is None:
+        model = load_world_model(task, checkpoint, model=model, agent_pos_dim=AGENT_POS_DIM, **load)
+        return DiTBackend(task, model=model, sampling_steps=sampling_steps), model
+    if checkpoint is not None or model is not None:
+        raise ValueError("pass either backend= or the DiT's checkpoint= / model=, not both")
+    if isinstance(backend, str):
+        backend = make_backend(backend, task)
+    require_env_backend(backend)
+    if backend.capabilities.state_dims[0] != AGENT_POS_DIM:
+        raise ValueError(f"backend {backend.name!r} predicts {backend.capabilities.state_dims[0]}-D agent_pos; "
+                         f"the sim twin has {AGENT_POS_DIM}-D agent_pos")
+    return backend, getattr(backend, "wm", None)
 
-    def __init__(self, model: WorldModel, reward_model: RewardModel, instruction: str,
-                 sampling_steps: int | None = None) -> None:
-        self.model, self.reward_model, self.instruction = model, reward_model, instruction
-        self.imagination = Imagination(model, torch.Generator(device=model.device), sampling_steps)
+
+class ImaginedBatch:
+    """B imagined episodes in one backend batch: start rows from contexts, step all rows, score them."""
+
+    def __init__(self, backend: WorldModelBackend, reward_model: RewardModel, instruction: str) -> None:
+        self.backend, self.reward_model, self.instruction = backend, reward_model, instruction
+        self.imagination = getattr(backend, "imagination", None)  # the DiT's episodes in flight, to inspect
+        self.started = False
 
     def seed(self, rng: np.random.Generator) -> None:
-        """Seed the sampler's noise from the env's RNG (same seed, same actions: same frames)."""
-        self.imagination.generator.manual_seed(int(rng.integers(2**63 - 1)))
+        """Seed the backend's sampler from the env's RNG (same seed, same actions: same frames)."""
+        self.backend.seed(int(rng.integers(2**63 - 1)))
 
     def start(self, rows: np.ndarray, contexts: Sequence[Context], batch_size: int
               ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(Re)start `rows` from their contexts: their observations [n, ...] and success [n]."""
-        pixels, agent_pos, actions = stack_contexts(contexts, self.model.config.context_frames)
+        pixels, agent_pos, actions = stack_contexts(contexts, self.backend.capabilities.context_frames)
         every = len(rows) == batch_size  # every row, in order
+        if not (every or self.started):
+            raise RuntimeError("start every row (reset without reset_mask) before restarting some of them")
         instructions = [self.instruction] * len(rows)
-        self.imagination.start(pixels, agent_pos, actions, instructions, None if every else rows)
-        output = self.imagination.observe(None if every else rows)
+        self.backend.start(pixels, agent_pos, actions, instructions, **({} if every else {"rows": rows}))
+        self.started = True
+        output = self.backend.observe(None if every else rows)
         _, success, _ = self._judge(output, rows, batch_size)
         observation = {"pixels": pixels[:, -1], "agent_pos": agent_pos[:, -1],
                        "environment_state": output.environment_state}
@@ -149,15 +182,15 @@ class ImaginedBatch:
     def step(self, actions: np.ndarray
              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """One imagined step of every row: observations [B, ...], reward [B], success [B], reward terms."""
-        if self.imagination.state is None:
+        if not self.started:
             raise RuntimeError("call reset() before step()")
-        output = self.imagination.step(actions)
+        output = self.backend.step(actions)
         reward, success, terms = self._judge(output)
         observation = {"pixels": output.pixels, "agent_pos": output.agent_pos,
                        "environment_state": output.environment_state}
         return observation, reward, success, terms
 
-    def _judge(self, output: StepOutput, rows: np.ndarray | None = None, batch_size: int | None = None
+    def _judge(self, output: StepOutput | BackendStep, rows: np.ndarray | None = None, batch_size: int | None = None
                ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         b = len(output.pixels)
         result = self.reward_model(output, [self.instruction] * b, rows=rows, batch_size=batch_size)
@@ -198,19 +231,19 @@ class ImaginedEnv(gym.Env):
                  terminate_on_success: bool = False, reward_model: RewardModel | str | None = None,
                  instruction: str | None = None, render_mode: str | None = None,
                  starts: StartPool | str | Sequence[str] | None = None,
-                 start_steps: Sequence[int] = (0, 0)) -> None:
+                 start_steps: Sequence[int] = (0, 0), backend: WorldModelBackend | str | None = None) -> None:
         info = task_info(task)
         self.render_mode = _check_render_mode(render_mode)
         self.task, self.instruction = info.name, instruction or info.instruction
         self.terminate_on_success = terminate_on_success
-        self.model = load_world_model(info.name, checkpoint, model=model, device=device, autocast=autocast,
-                                      compile=compile, image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
-        self.observation_space, self.action_space = imagined_spaces(self.model)
-        k = self.model.config.context_frames
+        backend, self.model = resolve_backend(info.name, backend, checkpoint, model, sampling_steps, device=device,
+                                              autocast=autocast, compile=compile, image_size=image_size)
+        self.observation_space, self.action_space = imagined_spaces(backend)
+        k = backend.capabilities.context_frames
         self.source = ContextSource(self.task, self.instruction, self.observation_space, k,
                                     start_pool(starts, start_steps))
-        self.batch = ImaginedBatch(self.model, make_reward_model(info.name, reward_model, self.model),
-                                   self.instruction, sampling_steps)
+        self.batch = ImaginedBatch(backend, make_reward_model(info.name, reward_model, self.model),
+                                   self.instruction)
         self._history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=k)  # for generate()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -253,8 +286,9 @@ class ImaginedEnv(gym.Env):
         """An instruction-conditioned plan from the current context (no actions): frames [horizon,H,W,3]."""
         if not self._history:
             raise RuntimeError("call reset() before generate()")
+        require(self.batch.backend, "plans_from_instruction")
         pixels, agent_pos = (np.stack(x)[None] for x in zip(*self._history))
-        return self.batch.imagination.plan(pixels, agent_pos, instruction or self.instruction, horizon)[0]
+        return self.batch.backend.plan(pixels, agent_pos, [instruction or self.instruction], horizon)[0]
 
     def close(self) -> None:
         self.source.close()
@@ -285,7 +319,7 @@ class ImaginedVectorEnv(VectorEnv):
                  reward_model: RewardModel | str | None = None, instruction: str | None = None,
                  render_mode: str | None = None, max_episode_steps: int | None = None,
                  starts: StartPool | str | Sequence[str] | None = None,
-                 start_steps: Sequence[int] = (0, 0)) -> None:
+                 start_steps: Sequence[int] = (0, 0), backend: WorldModelBackend | str | None = None) -> None:
         info = task_info(task)
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -297,15 +331,15 @@ class ImaginedVectorEnv(VectorEnv):
         self.max_episode_steps = info.max_episode_steps if max_episode_steps is None else max_episode_steps
         if self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
-        self.model = load_world_model(info.name, checkpoint, model=model, device=device, autocast=autocast,
-                                      compile=compile, image_size=image_size, agent_pos_dim=AGENT_POS_DIM)
-        self.single_observation_space, self.single_action_space = imagined_spaces(self.model)
+        backend, self.model = resolve_backend(info.name, backend, checkpoint, model, sampling_steps, device=device,
+                                              autocast=autocast, compile=compile, image_size=image_size)
+        self.single_observation_space, self.single_action_space = imagined_spaces(backend)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.source = ContextSource(self.task, self.instruction, self.single_observation_space,
-                                    self.model.config.context_frames, start_pool(starts, start_steps))
-        self.batch = ImaginedBatch(self.model, make_reward_model(info.name, reward_model, self.model),
-                                   self.instruction, sampling_steps)
+                                    backend.capabilities.context_frames, start_pool(starts, start_steps))
+        self.batch = ImaginedBatch(backend, make_reward_model(info.name, reward_model, self.model),
+                                   self.instruction)
         self.episode_steps = np.zeros(num_envs, dtype=np.int64)
         self._observation: dict[str, np.ndarray] | None = None
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from wow_gym.backends import BackendError, WorldModelBackend, backend_name, require
 from wow_gym.devices import resolve_autocast, resolve_device
 from wow_gym.rollout import ACTION_DIM, Rollout
 from wow_gym.world_models.checkpoint import CheckpointError, shipped_checkpoint
@@ -249,9 +250,23 @@ def rollouts(start: Start, imagined: Imagined, actions: np.ndarray | None = None
     return out
 
 
-def plan_rollout(wm: WorldModel, episode: Rollout, instruction: str, horizon: int,
+def plan_rollout(wm: WorldModel | WorldModelBackend, episode: Rollout, instruction: str, horizon: int,
                  generator: torch.Generator | None = None, sampling_steps: int | None = None) -> Rollout:
     """A plan of `horizon` steps from an episode's first frame under `instruction`, as an imagined Rollout
-    that carries the probe's object state (so the physics check can verify it)."""
+    that carries the probe's object state (so the physics check can verify it). `wm` may be any backend
+    that plans (wow_gym.backends); its object state is its `read_state` of the frames where it has one,
+    else unknown (NaN: the physics check then judges the replay's success alone)."""
     start = replace(Start.from_episodes([episode], [0], 1), instructions=[instruction])
-    return rollouts(start, plan(wm, start, horizon, generator, sampling_steps))[0]
+    if isinstance(wm, WorldModel):
+        return rollouts(start, plan(wm, start, horizon, generator, sampling_steps))[0]
+    require(wm, "plans_from_instruction")
+    frames = np.asarray(wm.plan(start.pixels, start.agent_pos, [instruction], horizon))
+    expected = (1, horizon, *start.pixels.shape[2:])
+    if frames.shape != expected or frames.dtype != np.uint8:
+        raise BackendError(f"backend {backend_name(wm)!r} planned {frames.dtype} frames {frames.shape}; expected "
+                           f"uint8 {expected} (the task's frames, see wow_gym.backends.resample_video)")
+    env_dim = episode.environment_state.shape[-1] if episode.environment_state is not None else 0
+    state = (wm.read_state(frames) if callable(getattr(wm, "read_state", None))
+             else np.full((1, horizon, env_dim), np.nan, np.float32))
+    unknown = np.full((1, horizon, start.agent_pos.shape[-1]), np.nan, np.float32)
+    return rollouts(start, Imagined(frames, unknown, state, None, np.full(1, horizon)))[0]

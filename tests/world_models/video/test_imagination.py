@@ -85,6 +85,24 @@ def test_plans_match_generate_and_carry_the_probed_object_state(tiny_model, epis
     assert one.instruction == "lift the cube" and np.isfinite(one.environment_state).all()
 
 
+def test_plan_rollout_takes_any_backend_that_plans(episodes):
+    from wow_gym.backends import BackendError, CopyLast, ShuffledActions
+
+    still = plan_rollout(CopyLast(), episodes[1], "lift the cube", 4)
+    assert still.num_steps == 4 and (still.pixels == episodes[1].pixels[:1]).all()
+    assert np.isnan(still.environment_state[1:]).all(), "a backend without a probe imagines no object state"
+    np.testing.assert_array_equal(still.environment_state[0], episodes[1].environment_state[0])
+
+    class Wrong(CopyLast):
+        def plan(self, pixels, agent_pos, instructions, horizon):
+            return np.zeros((1, horizon, 32, 32, 3), np.uint8)
+
+    with pytest.raises(BackendError, match="expected uint8"):
+        plan_rollout(Wrong(), episodes[1], "lift the cube", 2)
+    with pytest.raises(BackendError, match="cannot plan from an instruction"):
+        plan_rollout(ShuffledActions(CopyLast()), episodes[1], "lift the cube", 2)
+
+
 def test_restarting_some_rows_leaves_the_others_in_flight(tiny_model, episodes):
     pixels = np.stack([e.pixels[:1] for e in episodes[:2]])
     poses = np.stack([e.agent_pos[:1] for e in episodes[:2]])
