@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench lift-data world-model eval-world-model eval-one-step tune-deadband bench-imagine ray-check idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data world-model eval-world-model eval-one-step tune-deadband bench-imagine ray-check idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -131,6 +131,11 @@ tune-deadband: $(STAMP)
 bench-imagine: $(STAMP)
 	$(WG) bench imagine task=lift
 	$(WG) bench imagine task=lift compile=true "batch_sizes=[32]" "sampling_steps=[1]" steps=50 repeats=5 sim_num_envs=1
+
+# WoWBench-style leaderboard of every world-model backend against MuJoCo, on the default budget (README
+# "World-model backends"); outputs/wowbench/leaderboard.md, results.json, report.html.
+wowbench: $(STAMP)
+	$(WG) wowbench task=lift out=outputs/wowbench
 
 # Paired evaluation of 4 policies x 16 held-out starts, serial and on a local 2-CPU Ray cluster: the same
 # episodes, and each run's wall-clock (evaluate's own clock, in results.json).

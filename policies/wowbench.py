@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy import linalg
+from scipy.ndimage import median_filter
 from tqdm import tqdm
 
 from wow_gym.backends import make_backend, stack_steps
@@ -207,25 +208,40 @@ def positions(task: str, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return obj - state[..., info.gripper_offset], obj
 
 
+# Law thresholds, tuned on a split of their own (wowbench's episodes from seeds 980000+, the benchmark's are
+# 970000+) so that the simulator's true object state breaks none and the object probe's reading of the
+# simulator's own frames (5-frame median; its error is 5-15 mm, spikes to 40 mm) rarely does: the largest
+# one-step move there was 25 mm true / 43 mm probed, the deepest sink 6 / 29 mm, the largest sideways
+# move before the hand came within 10 cm 37 / 18 mm (a push by the arm's links, not its hand).
+JUMP = 0.06  # m in one step: the object vanished or teleported
+SINK = 0.035  # m below its rest height: inside the table
+CONTACT = 0.10  # m from the gripper: the hand (fingers and palm) can touch the object
+SLIDE = 0.03  # m sideways before any contact
+FLOAT = 0.03  # m above rest, out of reach, for FLOAT_STEPS steps: held up by nothing
+FLOAT_STEPS = 5
+
+
 def law_violations(task: str, state: np.ndarray) -> dict[str, bool]:
-    """Which physical laws one episode's object state [T,E] breaks (a law the task has no geometry for is
-    kept): the object jumps more than 3 cm in a step (permanence); sinks more than 1.5 cm into the table
-    (interpenetration); moves more than 2 cm before the gripper first comes within reach (motion before
-    contact); floats 3 cm above its rest height for 5 steps while out of reach (gravity)."""
+    """Which physical laws one episode's object state [T,E] breaks, on its 5-step running median (the
+    probe's reading is noisy): the object moves more than JUMP in a step (permanence); sinks SINK into the
+    table (interpenetration); slides SLIDE sideways before the hand first comes within CONTACT (motion
+    before contact: vertical settling at the start is not motion); floats FLOAT above rest for
+    FLOAT_STEPS steps out of reach (gravity). A law the task has no geometry for is kept."""
     info = task_info(task)
+    state = median_filter(np.asarray(state, np.float64), size=(5, 1), mode="nearest")
     eef, obj = positions(task, state)
     reach = np.linalg.norm(obj - eef, axis=-1)
-    out = {"permanence": bool(np.linalg.norm(np.diff(obj, axis=0), axis=-1).max(initial=0) > 0.03)}
-    near = np.flatnonzero(reach < info.grasp_reach + 0.02)
+    out = {"permanence": bool(np.linalg.norm(np.diff(obj, axis=0), axis=-1).max(initial=0) > JUMP)}
+    near = np.flatnonzero(reach < CONTACT)
     before = obj[: near[0] + 1] if len(near) else obj
-    out["motion_before_contact"] = bool(np.linalg.norm(before - obj[0], axis=-1).max(initial=0) > 0.02)
+    out["motion_before_contact"] = bool(np.linalg.norm(before[:, :2] - obj[0, :2], axis=-1).max(initial=0) > SLIDE)
     if info.rest_height is None:
         out["interpenetration"] = out["gravity"] = False
         return out
-    out["interpenetration"] = bool(obj[:, 2].min() < info.rest_height - 0.015)
-    floating = (obj[:, 2] > info.rest_height + 0.03) & (reach > info.grasp_reach + 0.03)
+    out["interpenetration"] = bool(obj[:, 2].min() < info.rest_height - SINK)
+    floating = (obj[:, 2] > info.rest_height + FLOAT) & (reach > info.grasp_reach + FLOAT)
     runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], floating.astype(int), [0]]))))[::2]
-    out["gravity"] = bool(runs.max(initial=0) >= 5)
+    out["gravity"] = bool(runs.max(initial=0) >= FLOAT_STEPS)
     return out
 
 
@@ -270,7 +286,7 @@ def prediction(backend: Any, cond: Condition, config: WowBenchConfig, features: 
 
 
 def trajectory_and_laws(backend: Any, cond: Condition, config: WowBenchConfig, probe: DiTBackend, critic: Any,
-                        row: Row, instruction: str, sim_laws: dict[str, float]) -> np.ndarray:
+                        row: Row, instruction: str, sim_laws: dict[str, dict[str, float]]) -> np.ndarray:
     """Whole imagined episodes from each episode's first context under its actions: DTW / Fréchet of the
     arm and the object against the simulator, the laws broken, the critic's plausibility; returns the
     imagined frames [B,T+1,H,W,3] (the first context frame first)."""
@@ -299,9 +315,11 @@ def trajectory_and_laws(backend: Any, cond: Condition, config: WowBenchConfig, p
     row.values["law_violations"] = np.mean([broken[law] for law in LAWS], axis=0)
     row.values["plausibility"] = np.array(plausible)
     row.laws = {law: float(np.mean(broken[law])) for law in LAWS}
-    if not sim_laws:
-        sim = [law_violations(config.task, state_s[i]) for i in range(len(eps))]
-        sim_laws.update({law: float(np.mean([s[law] for s in sim])) for law in LAWS})
+    if not sim_laws:  # the same checks on the simulator: its true object state, and the probe's reading
+        for name, states in (("simulator (true state)", [ep.environment_state[k - 1:k + steps] for ep in eps]),
+                             ("simulator (probe)", list(state_s))):
+            hits = [law_violations(config.task, s) for s in states]
+            sim_laws[name] = {law: float(np.mean([h[law] for h in hits])) for law in LAWS}
     return imagined
 
 
@@ -345,6 +363,7 @@ class BenchResults:
     order: dict[str, dict[str, bool]]  # randomize -> family -> the expected order holds
     order_failures: list[str]
     seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # where the time went
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -429,10 +448,19 @@ def run_bench(config: WowBenchConfig, idm: Any, critic: Any) -> BenchResults:
     order: dict[str, dict[str, bool]] = {}
     failures: list[str] = []
     rng = np.random.default_rng(config.seed)
+    stages: dict[str, float] = {}
+
+    def timed(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        begin = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - begin
+
     for randomize, per_kind, plans in conditions:
-        cond = simulate(config, randomize, per_kind)
+        cond = timed("simulate", simulate, config, randomize, per_kind)
         env = make_sim(config.task, randomize, max_episode_steps=config.plan_horizon) if plans else None
-        sim_laws: dict[str, float] = {}
+        sim_laws: dict[str, dict[str, float]] = {}
         figures[randomize], laws[randomize] = {}, {}
         real_clips = None
         bar = tqdm(backends, desc=f"wowbench ({randomize})", disable=not config.progress, unit="backend")
@@ -441,16 +469,18 @@ def run_bench(config: WowBenchConfig, idm: Any, critic: Any) -> BenchResults:
             row = Row(backend.name, randomize)
             clips = None
             if backend.capabilities.steps_under_actions:
-                clips, real_clips, owner = prediction(backend, cond, config, features, row, instruction)
-                trajectory_and_laws(backend, cond, config, dit, critic, row, instruction, sim_laws)
+                clips, real_clips, owner = timed("prediction", prediction, backend, cond, config, features, row,
+                                                 instruction)
+                timed("trajectory and laws", trajectory_and_laws, backend, cond, config, dit, critic, row,
+                      instruction, sim_laws)
             if plans and backend.capabilities.plans_from_instruction:
-                planning(backend, cond, plans, config, idm, env, critic, row, instruction)
+                timed("planning", planning, backend, cond, plans, config, idm, env, critic, row, instruction)
             figures[randomize][backend.name] = {m: interval(v, config.bootstrap, rng) for m, v in row.values.items()}
             if clips is not None:
                 figures[randomize][backend.name]["frechet_video"] = frechet_interval(
                     clips, real_clips, owner, len(cond.episodes), rng, max(config.bootstrap // 10, 20))
             laws[randomize][backend.name] = row.laws
-        laws[randomize]["simulator"] = sim_laws
+        laws[randomize].update(sim_laws)
         if env is not None:
             env.close()
         names = [b.name for b in backends]
@@ -460,7 +490,8 @@ def run_bench(config: WowBenchConfig, idm: Any, critic: Any) -> BenchResults:
             order[randomize][family] = ok
             failures += [f"{randomize}: {w}" for w in why]
     summary = [{"name": b.name, **{k: v for k, v in asdict(b.capabilities).items()}} for b in backends]
-    return BenchResults(asdict(config), summary, figures, laws, order, failures, time.perf_counter() - started)
+    return BenchResults(asdict(config), summary, figures, laws, order, failures, time.perf_counter() - started,
+                        {k: round(v, 1) for k, v in stages.items()})
 
 
 def frechet_interval(clips: np.ndarray, real: np.ndarray, owner: np.ndarray, episodes: int,
@@ -509,7 +540,8 @@ def markdown_lines(results: BenchResults) -> list[str]:
     order fails."""
     lines = [f"# WoWBench-style leaderboard: {results.config['task']}", "",
              ("Means with 95 % bootstrap intervals over episodes; ↑ higher is better, ↓ lower; "
-              f"{results.seconds:.0f} s. Expected order: every DiT row beats copy-last and the degraded "
+              f"{results.seconds:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in results.stage_seconds.items())}). "
+              "Expected order: every DiT row beats copy-last and the degraded "
               "(shuffled-actions) row; on the physical laws only the degraded row (a still video breaks "
               "none), on planning only copy-last (the degraded row does not plan)."), ""]
     for randomize in results.figures:
@@ -564,7 +596,8 @@ def write_report(results: BenchResults, out: Path) -> Path:
             header, rows = leaderboard(results, randomize, family)
             ok = "holds" if results.order[randomize][family] else "does not hold"
             blocks += [Text(f"{family}: the expected order {ok}"), Table(header, rows)]
-        blocks += [Text("laws broken (share of episodes; `simulator`: the same checks on MuJoCo's frames)"),
+        blocks += [Text("laws broken, share of episodes; the simulator rows: the same checks on MuJoCo's true "
+                        "object state and on the probe's reading of MuJoCo's frames (the probe's own noise)"),
                    Table(*law_table(results, randomize)),
                    Picture(picture, f"PSNR against horizon, randomize={randomize}", f"psnr_{randomize}.png")]
         report.add(f"Leaderboard (randomize={randomize})", *blocks)
