@@ -33,14 +33,18 @@ class ArmOnly:
 
     def observe(self, rows=None):
         rows = slice(None) if rows is None else rows
-        return BackendStep(self.frames[rows], self.pose[rows], np.zeros((len(self.frames[rows]), 10), np.float32),
-                           np.zeros(len(self.frames[rows]), bool))
+        return self._output(self.frames[rows], self.pose[rows])
 
     def step(self, actions):
         self.pose = self.pose.copy()
         self.pose[:, :3] += 0.01 * actions[:, :3]
-        return BackendStep(self.frames.copy(), self.pose.copy(), np.zeros((len(self.pose), 10), np.float32),
-                           np.zeros(len(self.pose), bool))
+        return self._output(self.frames.copy(), self.pose.copy())
+
+    @staticmethod
+    def _output(frames, pose):
+        """Its own reward: how high the gripper is; success above 1.2 m."""
+        n = len(frames)
+        return BackendStep(frames, pose, np.zeros((n, 10), np.float32), pose[:, 2] > 1.2, pose[:, 2].astype(np.float32))
 
     def plan(self, pixels, agent_pos, instructions, horizon):
         return np.repeat(pixels[:, -1:], horizon, axis=1)
@@ -48,14 +52,15 @@ class ArmOnly:
 
 def test_a_users_backend_steps_the_vector_env_and_autoreset_restarts_only_finished_rows():
     model = ArmOnly()
-    venv = ImaginedVectorEnv(num_envs=2, backend=model, max_episode_steps=2)
+    venv = ImaginedVectorEnv(num_envs=2, backend=model, max_episode_steps=2, reward_model="heads")
     observation, _ = venv.reset(seed=5)
     assert model.starts == [None] and isinstance(model.last_seed, int)
     first = observation["agent_pos"].copy()
     actions = np.array([[1, 0, 0, 0, 0, 0, -1], [0, -1, 0, 0, 0, 0, 1]], np.float32)
     observation, reward, terminated, truncated, info = venv.step(actions)
     np.testing.assert_allclose(observation["agent_pos"][:, :3], first[:, :3] + 0.01 * actions[:, :3], atol=1e-6)
-    assert reward.shape == (2,) and np.isfinite(reward).all() and not truncated.any()
+    np.testing.assert_allclose(reward, observation["agent_pos"][:, 2], atol=1e-6)  # the backend's own reward
+    assert not truncated.any() and not info["is_success"].any()
     observation, _, _, truncated, info = venv.step(actions)
     assert truncated.all() and "final_obs" in info
     assert model.starts[-1] is None, "both rows ended together: every row restarts"
@@ -65,7 +70,7 @@ def test_a_users_backend_steps_the_vector_env_and_autoreset_restarts_only_finish
 
 
 def test_generate_plans_through_the_backend_and_unfit_backends_are_refused():
-    env = ImaginedEnv(backend=ArmOnly())
+    env = ImaginedEnv(backend=ArmOnly(), reward_model="heads")
     env.reset(seed=1)
     plan = env.generate(3)
     assert plan.shape == (3, 64, 64, 3) and plan.dtype == np.uint8
