@@ -1,5 +1,6 @@
-"""The WoW backends on tiny random diffusers pipelines built here (nothing downloaded): a plan from the real
-simulator's frame, decoded by FM-IDM and replayed in MuJoCo; the errors; resample_video's frame choice."""
+"""The WoW backends on tiny random diffusers pipelines (tiny_pipelines.py; nothing downloaded): a plan from
+the real simulator's frame, decoded by FM-IDM and replayed in MuJoCo; the errors; resample_video's frame
+choice."""
 
 import json
 import os
@@ -9,27 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub reads it:
 
 import numpy as np
 import pytest
-import torch
-from diffusers import (
-    AutoencoderKLWan,
-    Cosmos2VideoToWorldPipeline,
-    CosmosTransformer3DModel,
-    FlowMatchEulerDiscreteScheduler,
-    WanImageToVideoPipeline,
-    WanTransformer3DModel,
-)
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import (
-    CLIPImageProcessor,
-    CLIPVisionConfig,
-    CLIPVisionModel,
-    PreTrainedTokenizerFast,
-    T5Config,
-    T5EncoderModel,
-    UMT5Config,
-    UMT5EncoderModel,
-)
 
+from tests.world_models.wow.tiny_pipelines import save_tiny_cosmos2, save_tiny_wan_i2v
 from wow_gym.backends import BackendError, make_backend, require, resample_video
 from wow_gym.envs.robosuite_env import RobosuiteEnv
 from wow_gym.physics_check import VerifyThresholds, physics_check
@@ -41,73 +23,16 @@ from wow_gym.world_models.wow.adapters import PassThroughSafetyChecker, frames_f
 HORIZON = 8  # control steps; step 8 (0.4 s) is 16 fps frame 6, so 9 frames (4k+1) are generated
 TINY = {"height": 32, "width": 32, "num_inference_steps": 2, "device": "cpu", "seed": 3}
 OFF = {"wow-dit-2b": {"safety_checker": "off"}, "wow-wan-14b": {}}
-WORDS = ["lift", "the", "red", "cube", "pick", "it", "up", "open", "door", "a", "robot", "arm"]
 
 
 # -- tiny pipelines ----------------------------------------------------------------------------------------
-
-
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over a few words, built in code (the real ones are T5/UMT5 SentencePiece)."""
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
-                                   unk_token="<unk>")
-
-
-def tiny_text_config(config_class: type) -> T5Config:
-    return config_class(vocab_size=len(WORDS) + 3, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                        relative_attention_num_buckets=8)
-
-
-def tiny_vae() -> AutoencoderKLWan:
-    torch.manual_seed(0)
-    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                            temperal_downsample=[False, True, True])
-
-
-def save_tiny_cosmos(path) -> None:
-    """A random Cosmos2 Video2World pipeline (diffusers' own test sizes). No padding mask: the released
-    model's needs torchvision, which this machine lacks (tested below)."""
-    torch.manual_seed(0)
-    transformer = CosmosTransformer3DModel(
-        in_channels=17, out_channels=16, num_attention_heads=2, attention_head_dim=16, num_layers=2, mlp_ratio=2,
-        text_embed_dim=32, adaln_lora_dim=4, max_size=(8, 16, 16), patch_size=(1, 2, 2), rope_scale=(2.0, 1.0, 1.0),
-        concat_padding_mask=False, extra_pos_embed_type="learnable")
-    pipe = Cosmos2VideoToWorldPipeline(
-        text_encoder=T5EncoderModel(tiny_text_config(T5Config)).eval(), tokenizer=tiny_tokenizer(),
-        transformer=transformer, vae=tiny_vae(), scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
-        safety_checker=PassThroughSafetyChecker())
-    pipe.safety_checker = None  # saved as absent: the adapter supplies the user's choice when loading
-    pipe.save_pretrained(path)
-
-
-def save_tiny_wan(path) -> None:
-    """A random Wan2.1 I2V pipeline with a CLIP image encoder, as the 14B I2V model has."""
-    torch.manual_seed(0)
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36, out_channels=16,
-        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32, image_dim=4)
-    encoder = CLIPVisionModel(CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
-                                               num_attention_heads=2, image_size=32, intermediate_size=16,
-                                               patch_size=4))
-    pipe = WanImageToVideoPipeline(
-        tokenizer=tiny_tokenizer(), text_encoder=UMT5EncoderModel(tiny_text_config(UMT5Config)).eval(),
-        vae=tiny_vae(), scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), transformer=transformer,
-        image_encoder=encoder.eval(), image_processor=CLIPImageProcessor(crop_size=32, size=32))
-    pipe.save_pretrained(path)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, one_torch_thread):
     """Backend name -> the folder of its tiny pipeline."""
     root = tmp_path_factory.mktemp("wow")
-    save_tiny_cosmos(root / "cosmos")
-    save_tiny_wan(root / "wan")
-    return {"wow-dit-2b": root / "cosmos", "wow-wan-14b": root / "wan"}
+    return {"wow-dit-2b": save_tiny_cosmos2(root / "cosmos"), "wow-wan-14b": save_tiny_wan_i2v(root / "wan")}
 
 
 @pytest.fixture(scope="module")

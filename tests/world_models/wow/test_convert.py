@@ -15,25 +15,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from diffusers import (
-    AutoencoderKLWan,
-    CosmosTransformer3DModel,
-    FlowMatchEulerDiscreteScheduler,
-    WanImageToVideoPipeline,
-    WanTransformer3DModel,
-)
+from diffusers import CosmosTransformer3DModel, WanImageToVideoPipeline, WanTransformer3DModel
 from diffusers.models.transformers import transformer_cosmos
 from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (
-    CLIPImageProcessor,
-    CLIPVisionConfig,
-    CLIPVisionModelWithProjection,
-    PreTrainedTokenizerFast,
-    T5Config,
-    T5EncoderModel,
-)
 
+from tests.world_models.wow.tiny_pipelines import WAN_I2V, save_tiny_wan_i2v
 from wow_gym.cli import main as wow_gym_main
 from wow_gym.world_models.wow.convert import (
     ARCHITECTURES,
@@ -49,10 +35,7 @@ COSMOS = {"in_channels": 5, "out_channels": 4, "num_attention_heads": 2, "attent
           "num_layers": 2, "mlp_ratio": 2.0, "text_embed_dim": 16, "adaln_lora_dim": 4, "max_size": (4, 32, 32),
           "patch_size": (1, 2, 2), "rope_scale": (1.0, 3.0, 3.0), "concat_padding_mask": True,
           "extra_pos_embed_type": None}
-WAN = {"patch_size": (1, 2, 2), "num_attention_heads": 2, "attention_head_dim": 12, "in_channels": 12,
-       "out_channels": 4, "text_dim": 16, "freq_dim": 32, "ffn_dim": 32, "num_layers": 2,
-       "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "image_dim": 8,
-       "added_kv_proj_dim": 24, "rope_max_seq_len": 32}
+WAN = WAN_I2V  # the transformer of the tiny base pipeline
 BF16 = torch.bfloat16
 OVERLAY = "WoW_video_dit.pt"
 
@@ -131,13 +114,6 @@ def random_tensors(shapes: dict, prefix: str = "", seed: int = 0) -> dict[str, t
 def write_config(path, cls, values):
     path.write_text(json.dumps({"_class_name": cls.__name__, **values}))
     return path
-
-
-def float32_policy_without_accelerate(cls, monkeypatch):
-    """diffusers 0.42 loads a model that keeps modules in float32 only through accelerate, which the project
-    does not install; without it the float32 policy is switched off for the load."""
-    if importlib.util.find_spec("accelerate") is None:
-        monkeypatch.setattr(cls, "_keep_in_fp32_modules", None)
 
 
 def resize_without_torchvision(monkeypatch):
@@ -225,7 +201,6 @@ def test_dit_2b_converts_every_name_and_loads(cosmos_release, tmp_path, monkeypa
             ("patch_embed.proj.weight", "x_embedder.proj.1.weight")]:
         assert torch.equal(saved[diffusers_name], ema["net_ema." + released].to(BF16)), diffusers_name
 
-    float32_policy_without_accelerate(CosmosTransformer3DModel, monkeypatch)
     resize_without_torchvision(monkeypatch)
     model = CosmosTransformer3DModel.from_pretrained(tmp_path / "dit" / "transformer", local_files_only=True)
     with torch.no_grad():
@@ -267,27 +242,6 @@ def test_out_is_not_replaced_unless_asked(cosmos_release, tmp_path):
 
 # ---------------------------------------------------------------- wan-14b (Wan2.1 shards + WoW_video_dit.pt)
 
-def tiny_wan_pipeline(folder):
-    """A tiny WanImageToVideoPipeline saved to folder: the `base` a user fetches, with a random transformer."""
-    torch.manual_seed(0)
-    words = Tokenizer(models.WordLevel({"<pad>": 0, "<unk>": 1, "robot": 2, "lifts": 3}, unk_token="<unk>"))
-    words.pre_tokenizer = pre_tokenizers.Whitespace()
-    WanImageToVideoPipeline(
-        tokenizer=PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>", unk_token="<unk>"),
-        text_encoder=T5EncoderModel(T5Config(vocab_size=4, d_model=16, d_kv=8, d_ff=16, num_layers=1,
-                                             num_heads=2)),
-        image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(
-            hidden_size=8, projection_dim=8, num_hidden_layers=1, num_attention_heads=2, image_size=16,
-            intermediate_size=16, patch_size=4)),
-        image_processor=CLIPImageProcessor(crop_size=16, size=16),
-        transformer=WanTransformer3DModel(**WAN),
-        vae=AutoencoderKLWan(base_dim=3, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                             temperal_downsample=[False, True, True]),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-    ).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def wan_release(tmp_path_factory):
     """WoW-1-Wan-14B/ as released: two Wan2.1 DiT shards and WoW_video_dit.pt, the fine-tune of every tensor
@@ -302,10 +256,10 @@ def wan_release(tmp_path_factory):
     overlay = {k: v for k, v in random_tensors(wan21_i2v_release(WAN), "dit.", seed=4).items()
                if not k.startswith(("dit.patch_embedding", "dit.img_emb"))}
     torch.save(overlay, release / OVERLAY)
-    return release, base, overlay, tiny_wan_pipeline(root / "Wan2.1-I2V-14B-720P-Diffusers")
+    return release, base, overlay, save_tiny_wan_i2v(root / "Wan2.1-I2V-14B-720P-Diffusers")
 
 
-def test_wan_14b_from_the_cli_overlays_the_fine_tune_into_a_whole_pipeline(wan_release, tmp_path, monkeypatch):
+def test_wan_14b_from_the_cli_overlays_the_fine_tune_into_a_whole_pipeline(wan_release, tmp_path):
     release, base, overlay, pipeline = wan_release
     out = tmp_path / "wan"
     assert wow_gym_main(["convert-wow", "model=wan-14b", f"checkpoint={release}", f"base={pipeline}",
@@ -336,15 +290,15 @@ def test_wan_14b_from_the_cli_overlays_the_fine_tune_into_a_whole_pipeline(wan_r
     for name in ("vae", "text_encoder", "tokenizer", "scheduler", "image_encoder", "image_processor"):
         assert (out / name).is_dir() and not (out / name).is_symlink(), name
     assert (out / "model_index.json").read_bytes() == (pipeline / "model_index.json").read_bytes()
-    float32_policy_without_accelerate(WanTransformer3DModel, monkeypatch)
     pipe = WanImageToVideoPipeline.from_pretrained(out, local_files_only=True)
     assert torch.equal(pipe.transformer.blocks[0].attn1.to_q.weight.detach().to(BF16),
                        saved["blocks.0.attn1.to_q.weight"])
     with torch.no_grad():
-        sample = pipe.transformer.eval()(torch.randn(1, 12, 1, 16, 16), timestep=torch.tensor([500]),
-                                         encoder_hidden_states=torch.randn(1, 8, 16),
-                                         encoder_hidden_states_image=torch.randn(1, 5, 8)).sample
-    assert sample.shape == (1, 4, 1, 16, 16) and torch.isfinite(sample).all()
+        sample = pipe.transformer.eval()(torch.randn(1, WAN["in_channels"], 1, 16, 16),
+                                         timestep=torch.tensor([500]),
+                                         encoder_hidden_states=torch.randn(1, 8, WAN["text_dim"]),
+                                         encoder_hidden_states_image=torch.randn(1, 5, WAN["image_dim"])).sample
+    assert sample.shape == (1, WAN["out_channels"], 1, 16, 16) and torch.isfinite(sample).all()
 
 
 def test_base_components_can_be_symlinked(wan_release, tmp_path):
