@@ -84,6 +84,7 @@ class WowBenchConfig:
     baselines: bool = True  # the copy-last row and a degraded row (the DiT under shuffled actions)
     degraded_steps: int = 2
     backends: list[str] = field(default_factory=list)  # more rows: built-in names or module:Class
+    wow_dir: str | None = "models"  # <wow_dir>/wow-dit-2b, <wow_dir>/wow-wan-14b: rows when converted there
     backend_options: dict[str, dict[str, Any]] | None = None  # spec (or its Class) -> its options
     kinds: list[str] = field(default_factory=lambda: ["expert", "heavy-noise", "walk"])
     episodes: int = 8  # per action kind, randomize=none
@@ -379,15 +380,29 @@ def interval(values: np.ndarray, resamples: int, rng: np.random.Generator) -> li
     return [float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
+WOW_MODELS = ("wow-dit-2b", "wow-wan-14b")
+
+
+def present_wow_models(config: WowBenchConfig) -> list[str]:
+    """The released WoW models converted into <wow_dir>/<name> (`wow-gym convert-wow`) and not already rows."""
+    if not config.wow_dir:
+        return []
+    return [name for name in WOW_MODELS if name not in config.backends
+            and (Path(config.wow_dir) / name / "model_index.json").is_file()]
+
+
 def backend_options(config: WowBenchConfig, spec: str) -> dict[str, Any]:
     """The options of backend `spec`, keyed by the spec or by its part after ':' (a command line cannot
-    write a key with a colon in it)."""
+    write a key with a colon in it); a WoW model found in wow_dir gets its folder as `path`."""
     short, given = spec.rpartition(":")[2], config.backend_options or {}
-    unknown = [k for k in given if k not in config.backends
-               and k not in [s.rpartition(":")[2] for s in config.backends]]
+    rows = [*config.backends, *WOW_MODELS]
+    unknown = [k for k in given if k not in rows and k not in [s.rpartition(":")[2] for s in rows]]
     if unknown:
         raise BenchError(f"backend_options names {unknown}, which are not in backends={config.backends}")
-    return dict(given.get(spec, given.get(short, {})))
+    options = dict(given.get(spec, given.get(short, {})))
+    if spec in WOW_MODELS and config.wow_dir and "path" not in options:
+        options["path"] = str(Path(config.wow_dir) / spec)
+    return options
 
 
 def build_backends(config: WowBenchConfig, dit: DiTBackend) -> list[Any]:
@@ -400,7 +415,7 @@ def build_backends(config: WowBenchConfig, dit: DiTBackend) -> list[Any]:
     if config.baselines:
         rows.append(make_backend("dit", config.task, shuffled_actions=True, model=dit.wm,
                                  sampling_steps=config.degraded_steps, seed=config.seed))
-    for spec in config.backends:
+    for spec in [*config.backends, *present_wow_models(config)]:
         rows.append(make_backend(spec, config.task, **backend_options(config, spec)))
     names = [r.name for r in rows]
     if len(set(names)) != len(names):

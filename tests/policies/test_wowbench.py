@@ -7,6 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from tests.world_models.wow.tiny_pipelines import save_tiny_wan_i2v
 from wow_gym.backends import BackendError, make_backend
 from wow_gym.cli import main as wow_gym
 from wow_gym.policies.wowbench import (
@@ -58,17 +59,23 @@ def lift_state(obj: np.ndarray, eef: np.ndarray) -> np.ndarray:
     return state
 
 
-def test_a_users_backend_runs_through_the_benchmark_beside_the_built_in_rows(tmp_path, monkeypatch, capsys):
+def test_a_users_backend_and_a_converted_wow_model_run_through_the_benchmark(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_world_model.py").write_text(textwrap.dedent(USER_BACKEND))
     monkeypatch.syspath_prepend(str(tmp_path))
+    save_tiny_wan_i2v(tmp_path / "models" / "wow-wan-14b")  # as `wow-gym convert-wow` would leave it
     out = tmp_path / "bench"
-    assert wow_gym(["wowbench", "backends=[my_world_model:Brighter]", "backend_options={Brighter: {gain: 4}}",
+    wan = "{height: 32, width: 32, num_inference_steps: 2, device: cpu}"
+    assert wow_gym(["wowbench", "backends=[my_world_model:Brighter]",
+                    f"backend_options={{Brighter: {{gain: 4}}, wow-wan-14b: {wan}}}", f"wow_dir={tmp_path / 'models'}",
                     "dit_steps=[1]", "kinds=[expert]", "episodes=2", "unseen_episodes=0", "episode_steps=6",
                     "horizons=[1,4]", "windows=1", "plans=1", "plan_horizon=4", "bootstrap=20", "progress=false",
                     f"out={out}"]) == 0
     results = json.loads((out / "results.json").read_text())
     rows = results["figures"]["none"]
-    assert list(rows) == ["copy-last", "dit-1step", "dit-2step+shuffled-actions", "brighter"]
+    assert list(rows) == ["copy-last", "dit-1step", "dit-2step+shuffled-actions", "brighter", "wow-wan-14b"]
+    plan_only = rows["wow-wan-14b"]
+    assert set(plan_only) == {"plan_success", "instruction_following"}, "a plan-only model is ranked on plans"
+    assert 0 <= plan_only["plan_success"][0] <= 1
     mine = rows["brighter"]
     for metric in ("psnr@1", "psnr@4", "ssim@4", "perceptual@4", "frechet_video", "eef_dtw_mm", "object_dtw_mm",
                    "law_violations", "plausibility", "plan_success", "instruction_following"):
