@@ -145,6 +145,10 @@ def resolve_backend(task: str, backend: WorldModelBackend | str | None, checkpoi
     if isinstance(backend, str):
         backend = make_backend(backend, task)
     require_env_backend(backend)
+    size = load.get("image_size")
+    if size is not None and backend.capabilities.resolution != (size, size):
+        raise ValueError(f"backend {backend.name!r} gives {backend.capabilities.resolution} frames, not the "
+                         f"{size}x{size} asked for")
     if backend.capabilities.state_dims[0] != AGENT_POS_DIM:
         raise ValueError(f"backend {backend.name!r} predicts {backend.capabilities.state_dims[0]}-D agent_pos; "
                          f"the sim twin has {AGENT_POS_DIM}-D agent_pos")

@@ -77,6 +77,8 @@ def test_generate_plans_through_the_backend_and_unfit_backends_are_refused():
     env.close()
     with pytest.raises(BackendError, match="does not predict them"):
         ImaginedEnv(backend=CopyLast())
+    with pytest.raises(ValueError, match=r"gives \(64, 64\) frames, not the 96x96"):
+        ImaginedEnv(backend=ArmOnly(), image_size=96)
     with pytest.raises(ValueError, match="either backend= or"):
         ImaginedEnv(backend=ArmOnly(), checkpoint="somewhere")
     with pytest.raises(BackendError, match="or 'module:Class'"):
