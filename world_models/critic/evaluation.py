@@ -25,6 +25,7 @@ import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from wow_gym.backends import make_backend
 from wow_gym.metrics import auc, binary_figures
 from wow_gym.physics_check import physics_check, replay
 from wow_gym.registry import task_info
@@ -61,6 +62,8 @@ class EvalCriticConfig:
     refine_dataset: str | None = None
     refine_starts: int = 12
     refine_rounds: int = 3
+    plan_backend: str | None = None  # the backend that plans the refinement cases; None: the world model
+    plan_backend_options: dict[str, Any] | None = None
     plan_horizon: int = 60
     sampling_steps: int | None = None
     max_episodes: int | None = None
@@ -259,6 +262,10 @@ def refine_cases(config: EvalCriticConfig, critic: LearnedCritic, wm: Any, env: 
     starts = [e for eps in load_heldout([config.refine_dataset], config.image_size, config.refine_starts).values()
               for e in eps][:config.refine_starts]
     refiner = TemplateRefiner()
+    # any backend that plans (wow_gym.backends: a WoW model, a user's module:Class), else the world model
+    planner = (wm if config.plan_backend is None
+               else make_backend(config.plan_backend, config.task, **(config.plan_backend_options or {})))
+    info = task_info(config.task)
     cases = []
     for i, episode in enumerate(tqdm(starts, desc="plan, critique, refine", disable=not config.progress)):
         generator = torch.Generator().manual_seed(config.seed + i)
@@ -266,11 +273,11 @@ def refine_cases(config: EvalCriticConfig, critic: LearnedCritic, wm: Any, env: 
 
         def generate(instruction: str, episode: Rollout = episode, generator: torch.Generator = generator,
                      plans: list[Rollout] = plans) -> np.ndarray:
-            plans.append(plan_rollout(wm, episode, instruction, config.plan_horizon, generator,
+            plans.append(plan_rollout(planner, episode, instruction, config.plan_horizon, generator,
                                       config.sampling_steps))
             return plans[-1].pixels
 
-        rounds = refine_loop(generate, critic, refiner, episode.instruction or wm.config.instruction, wm.config.task,
+        rounds = refine_loop(generate, critic, refiner, episode.instruction or info.instruction, info.name,
                              config.refine_rounds)
         chosen = final_round(rounds)
         outcome = {}
