@@ -163,6 +163,8 @@ def _world_model_sections(report: Report, shipped: Shipped, episodes: list, cfg:
             return
         with clock(f"SOPHIA's critic and the refinement loop on {task}"):
             _critic_section(report, shipped, episodes, imagined, env, cfg, headline)
+        with clock(f"ranking world models against MuJoCo on {task} (wowbench)"):
+            _wowbench_section(report, shipped, cfg, out, headline)
         if shipped.policy is not None:
             policy_sections(report, shipped, env, cfg, out, clock, headline)
     finally:
@@ -322,6 +324,39 @@ def _critic_section(report: Report, shipped: Shipped, episodes: list, imagined: 
                Text("The shipped critic reads each clip (frames and instruction only) and names what went "
                     "wrong; the simulator's verdict beside it."), table,
                *_refine_blocks(shipped, episodes[0], imagined[0].num_steps, env, cfg, headline))
+
+
+def _wowbench_section(report: Report, shipped: Shipped, cfg: Any, out: Path,
+                      headline: list[tuple[str, str]]) -> None:
+    """`wow-gym wowbench` on the demo's budget: every backend from the same held-out starts against MuJoCo."""
+    from wow_gym.policies.wowbench import (
+        FAMILIES,
+        WowBenchConfig,
+        law_table,
+        leaderboard,
+        run_bench,
+        write_report,
+    )
+
+    config = WowBenchConfig(**{"task": shipped.task.lower(), "progress": cfg.progress,
+                               **OmegaConf.to_container(cfg.wowbench, resolve=True)})
+    results = run_bench(config, shipped.idm, shipped.critic)
+    write_report(results, out / "wowbench")
+    rows = results.figures["none"]
+    h = max(config.horizons)
+    dits = [n for n in rows if n.startswith("dit-") and "shuffled" not in n]
+    best = max(dits, key=lambda n: rows[n][f"psnr@{h}"][0])
+    headline.append((f"{best} vs copy-last, PSNR h={h} (wowbench)",
+                     f"{rows[best][f'psnr@{h}'][0]:.1f} vs {rows['copy-last'][f'psnr@{h}'][0]:.1f} dB"))
+    blocks: list[Any] = [Text(f"Every world-model backend from the same {len(config.kinds) * config.episodes} "
+                              f"held-out simulator starts (seeds {config.seed}+; {', '.join(config.kinds)}), scored "
+                              "against MuJoCo with 95 % bootstrap intervals; `make wowbench` runs the full budget "
+                              "(README, World-model backends). Full tables: wowbench/leaderboard.md.")]
+    for family in FAMILIES:
+        ok = "holds" if results.order["none"][family] else "does not hold"
+        blocks += [Text(f"{family}: the expected order {ok}"), Table(*leaderboard(results, "none", family))]
+    blocks += [Text("laws broken (share of episodes)"), Table(*law_table(results, "none"))]
+    report.add(f"Which world model to trust ({shipped.task}): every backend against MuJoCo", *blocks)
 
 
 def _refine_blocks(shipped: Shipped, first: Any, horizon: int, env: Any, cfg: Any,

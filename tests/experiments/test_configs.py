@@ -25,6 +25,7 @@ MAPPINGS = [
     ("collect", "", "wow_gym.envs.collection:CollectConfig"),
     ("convert_wow", "", "wow_gym.world_models.wow.convert:ConvertWoWConfig"),
     ("demo", "fine_tune.ppo", "wow_gym.policies.training:PPOConfig"),
+    ("demo", "wowbench", "wow_gym.policies.wowbench:WowBenchConfig"),
     ("deploy", "", "wow_gym.policies.runner:RunnerConfig"),
     ("deploy", "robot", "wow_gym.policies.spec:RobotConfig"),
     ("deploy", "shield", "wow_gym.policies.shield:ShieldConfig"),
@@ -57,6 +58,10 @@ RUN_LEVEL = {
     **{("demo", f"fine_tune.ppo.{key}"): "the demo fine-tunes a warm-started policy for two minutes with "
        "gentler PPO steps than training from scratch"
        for key in ("n_steps", "batch_size", "n_epochs", "learning_rate", "target_kl")},
+    **{("demo", f"wowbench.{key}"): "the demo ranks the world models on a budget of about a minute; "
+       "`make wowbench` runs the full one"
+       for key in ("dit_steps", "kinds", "episodes", "unseen_episodes", "episode_steps", "windows", "plans",
+                   "plan_horizon", "bootstrap")},
 }
 
 

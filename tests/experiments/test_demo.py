@@ -15,9 +15,12 @@ TINY = ["tasks=[lift,door]", "episodes_per_task=1", "max_steps=10", "horizons=[1
         "fine_tune.n_envs=2", "fine_tune.ppo.n_steps=8", "fine_tune.ppo.batch_size=16",
         "fine_tune.eval_episodes=1", "fine_tune.eval_max_steps=5", "paired.episodes=1", "paired.max_steps=5",
         "paired.throughput_steps=2",
-        "deploy.max_steps=5", "deploy.parity_observations=2"]
+        "deploy.max_steps=5", "deploy.parity_observations=2", "wowbench.dit_steps=[1]", "wowbench.kinds=[expert]",
+        "wowbench.episodes=1", "wowbench.episode_steps=6", "wowbench.horizons=[1,4]", "wowbench.plans=1",
+        "wowbench.plan_horizon=4", "wowbench.bootstrap=20"]
 SECTIONS = ("At a glance", "Expert episodes", "Imagined Lift beside the simulator", "Physics check (Lift)",
-            "SOPHIA's critic (Lift)", "Fine-tuning in imagination (Lift)",
+            "SOPHIA's critic (Lift)", "Which world model to trust (Lift): every backend against MuJoCo",
+            "Fine-tuning in imagination (Lift)",
             "Policies in imagination and in the sim twin (Lift)", "Throughput, measured in this run",
             "Export and a shadow run on the simulated arm", "This run")
 
@@ -50,7 +53,7 @@ def _check_report(out):
                  "| 0 | lift the red cube |"):
         assert line in markdown, line
     for name in ("lift.gif", "door.gif", "contact_sheet.png", "physics_lift_0.gif", "refine_lift.gif",
-                 "config.yaml", "run.json"):
+                 "config.yaml", "run.json", "wowbench/leaderboard.md", "wowbench/results.json"):
         assert (out / name).exists(), name
 
 
