@@ -123,8 +123,9 @@ class DiffusersPlanBackend:
                    if importlib.util.find_spec(name) is None}
         if missing:
             reasons = "; ".join(f"{name}: {why}" for name, why in missing.items())
+            extra = " (accelerate and ftfy come with pip install 'wow_gym[wow]')" if set(missing) - {"torchvision"} else ""
             raise BackendError(f"{self.name} needs {', '.join(missing)} ({reasons}); "
-                               f"pip install {' '.join(missing)}")
+                               f"pip install {' '.join(missing)}{extra}")
         where = str(resolve_device(device))
         torch_dtype = self.resolve_dtype(dtype, where)
         try:
