@@ -129,6 +129,8 @@ class Condition:
     randomize: str
     episodes: list[Rollout]
     kinds: list[str]
+    # what every backend is compared with, computed for the first and reused (the simulator side)
+    reference: dict[str, Any] = field(default_factory=dict)
 
 
 def simulate(config: WowBenchConfig, randomize: str, per_kind: int) -> Condition:
@@ -177,13 +179,14 @@ class Features:
 
     @torch.no_grad()
     def frames(self, pixels: np.ndarray) -> np.ndarray:
-        """Latents [..., C, h, w] of frames [..., H, W, 3], each channel standardised over the frame."""
+        """Latents [..., C, h, w] of frames [..., H, W, 3]."""
         z = self.wm.encode(pixels.reshape(-1, *pixels.shape[-3:])).float().cpu().numpy()
         return z.reshape(*pixels.shape[:-3], *z.shape[1:])
 
-    def perceptual(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Mean squared latent difference per frame [...] (lower is closer)."""
-        return ((self.frames(a) - self.frames(b)) ** 2).mean(axis=(-3, -2, -1))
+    def perceptual(self, a: np.ndarray, b_latents: np.ndarray) -> np.ndarray:
+        """Mean squared latent difference per frame [...] of frames `a` and the latents of the frames they
+        are compared with (lower is closer)."""
+        return ((self.frames(a) - b_latents) ** 2).mean(axis=(-3, -2, -1))
 
     def clips(self, pixels: np.ndarray) -> np.ndarray:
         """One feature per clip [N, 3C] of clips [N,T,H,W,3]: the channel means' mean, spread and mean
@@ -248,8 +251,8 @@ def law_violations(task: str, state: np.ndarray) -> dict[str, bool]:
 
 @dataclass
 class Row:
-    """One backend's per-episode figures under one condition (metric -> values [episodes]) and the
-    Fréchet video distance (one value, with its bootstrap interval)."""
+    """One backend's per-episode figures under one condition (metric -> values [episodes]) and the share
+    of episodes that break each law."""
 
     backend: str
     randomize: str
@@ -279,11 +282,15 @@ def prediction(backend: Any, cond: Condition, config: WowBenchConfig, features: 
     def per_episode(x: np.ndarray) -> np.ndarray:
         return np.array([x[owner == e].mean() for e in range(len(cond.episodes))])
 
+    ref = cond.reference
+    if "clips" not in ref:  # the simulator's windows are the same for every backend
+        ref["clips"], ref["latents"] = features.clips(truth), features.frames(truth)
     for h in config.horizons:
         row.values[f"psnr@{h}"] = per_episode(psnr(imagined[:, h - 1], truth[:, h - 1]))
         row.values[f"ssim@{h}"] = per_episode(ssim(imagined[:, h - 1], truth[:, h - 1]))
-        row.values[f"perceptual@{h}"] = per_episode(features.perceptual(imagined[:, h - 1], truth[:, h - 1]))
-    return features.clips(imagined), features.clips(truth), owner
+        row.values[f"perceptual@{h}"] = per_episode(features.perceptual(imagined[:, h - 1],
+                                                                        ref["latents"][:, h - 1]))
+    return features.clips(imagined), ref["clips"], owner
 
 
 def trajectory_and_laws(backend: Any, cond: Condition, config: WowBenchConfig, probe: DiTBackend, critic: Any,
@@ -299,7 +306,9 @@ def trajectory_and_laws(backend: Any, cond: Condition, config: WowBenchConfig, p
                     [instruction] * len(eps))
     imagined = np.concatenate([np.stack([ep.pixels[k - 1:k] for ep in eps]), out["pixels"]], axis=1)
     real = np.stack([ep.pixels[k - 1:k + steps] for ep in eps])
-    state_i, state_s = probe.read_state(imagined), probe.read_state(real)
+    if "state" not in cond.reference:  # the probe's reading of the simulator's frames, once per condition
+        cond.reference["state"] = probe.read_state(real)
+    state_i, state_s = probe.read_state(imagined), cond.reference["state"]
     (eef_i, obj_i), (eef_s, obj_s) = positions(config.task, state_i), positions(config.task, state_s)
     figures: dict[str, list[float]] = {name: [] for name, _ in METRICS["trajectory"]}
     broken = {law: [] for law in LAWS}
