@@ -571,35 +571,68 @@ class SimWorker:
         self.env.close()
 
 
+def start_states(config: EvaluateConfig, image_size: int, parts: list[tuple[int, int]]) -> dict[int, np.ndarray]:
+    """Every wave's start states [size, state], read off one simulator here: a start state is a function of
+    its seed alone (the simulators reset row j of a wave to seed + first + j), so these are the states the
+    actors start from, and the imagined side need not wait for them."""
+    env = make_sim(task_info(config.task).name, config.randomize, image_size=image_size, use_camera=False,
+                   max_episode_steps=config.max_steps)
+    try:
+        states = {}
+        for first, _ in parts:
+            rows = []
+            for j in range(wave_size(config)):
+                env.reset(seed=config.seed + first + j)
+                rows.append(env.unwrapped.get_sim_state())
+            states[first] = np.stack(rows)
+        return states
+    finally:
+        env.close()
+
+
 def evaluate_on_ray(config: EvaluateConfig, entries: list[PolicyEntry], policies: list[Policy], model: Any,
                     critic: Any, bar: tqdm) -> list[PolicyResult]:
-    """The simulator side of every (policy, wave) on Ray actors; the imagined side here, one world-model
-    batch per wave, reset to the states each simulated wave started from."""
+    """The simulator side of every (policy, wave) on Ray actors, all queued at once; meanwhile the imagined
+    side runs here, one world-model batch per wave, from the same start states (`start_states`), so both
+    sides run at the same time. Each simulated wave is checked to have started where its imagined wave did."""
     observation_space, _ = imagined_spaces(model)
     parts = waves(config.n_episodes, wave_size(config))
     jobs = [(entry, first) for entry in entries for first, _ in parts]
     worker = partial(SimWorker, config, model.config.image_size, observation_space)
     instruction = task_info(config.task).instruction
-    simulated = map_ordered(worker, jobs, config.ray)
-    imagined_env = imagined_vector_env(config, model, critic)
+    simulated = map_ordered(worker, jobs, config.ray)  # the actors start now
     reward = imagined_reward(config.imagined_reward, model)
-    results = []
     try:
-        for entry, policy in zip(entries, policies):
+        states = start_states(config, model.config.image_size, parts)
+        imagined_env = imagined_vector_env(config, model, critic)
+        imagined = {}
+        try:
+            for entry, policy in zip(entries, policies):
+                for first, _ in parts:
+                    bar.set_description(f"{entry.name} imagined")
+                    observation, _ = imagined_env.reset(seed=config.seed + first,
+                                                        options={"sim_state": states[first]})
+                    imagined[entry.name, first] = observation["pixels"], rollout(
+                        imagined_env, policy, observation, config.max_steps, config.seed + first, bar)
+        finally:
+            imagined_env.close()
+        results = []
+        for entry in entries:
             pairs = []
             for first, count in parts:
                 bar.set_description(f"{entry.name} sim (ray)")
                 sim = next(simulated)
+                if not np.array_equal(sim.states, states[first]):
+                    raise RuntimeError(f"the simulators of wave {first} of {entry.name} started from other states "
+                                       "than their seeds give here; the workers' simulator differs from the "
+                                       "driver's (same wow_gym, robosuite and mujoco on every node?)")
                 bar.update(config.max_steps)
-                observation, _ = imagined_env.reset(seed=config.seed + first, options={"sim_state": sim.states})
-                bar.set_description(f"{entry.name} imagined")
-                imagined = rollout(imagined_env, policy, observation, config.max_steps, config.seed + first, bar)
-                pairs.append(WavePair(first, count, psnr(sim.pixels, observation["pixels"])[:count],
-                                      score_sim(sim.result, critic, instruction), imagined))
+                pixels, imagined_result = imagined[entry.name, first]
+                pairs.append(WavePair(first, count, psnr(sim.pixels, pixels)[:count],
+                                      score_sim(sim.result, critic, instruction), imagined_result))
             results.append(policy_result(entry, pairs, config.seed, reward, config.gifs))
     finally:
         simulated.close()
-        imagined_env.close()
     return results
 
 

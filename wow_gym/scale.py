@@ -4,8 +4,8 @@ Every caller (collection, paired evaluation, physics checks, IDM replays) has th
 is expensive to build (a robosuite env holds ~0.5 GB and takes seconds) applied to many small, seeded jobs.
 `map_ordered(make_worker, jobs, ray)` builds one worker per process and yields `worker(job)` in the order of
 the jobs, so a result never depends on which process ran it. On Ray each worker is an actor kept for the
-whole map (`ray.util.ActorPool`); an actor whose process dies is restarted and its job retried
-(`max_restarts`, `max_task_retries`), so a run survives lost workers. Ray is an optional extra
+whole map, with its share of the jobs queued on it from the start; an actor whose process dies is restarted
+and its jobs retried (`max_restarts`, `max_task_retries`), so a run survives lost workers. Ray is an optional extra
 (`pip install 'wow_gym[ray]'`) and is imported only when an address is set.
 """
 
@@ -140,18 +140,46 @@ class _ActorWorker:
 
 
 def _map_on_ray(make_worker: Callable[[], Worker], jobs: list, config: RayConfig) -> Iterator:
+    """Start the actors and queue every job now, round robin: an actor runs its queue back to back, so it
+    never waits for the caller to collect a result before its next job (ray.util.ActorPool hands an actor its
+    next job only when the caller takes that actor's result in order, and a caller that works on each result,
+    as evaluate does with the imagined side, left the actors idle meanwhile). A restarted actor runs its
+    queued jobs again (max_task_retries)."""
     ray = connect(config)
-    from ray.util import ActorPool
-
     count = config.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // config.cpus_per_worker))
     actor = ray.remote(_ActorWorker).options(num_cpus=config.cpus_per_worker, max_restarts=config.max_retries,
                                              max_task_retries=config.max_retries)
     actors = [actor.remote(make_worker) for _ in range(min(count, len(jobs)))]
-    try:
-        yield from ActorPool(actors).map(lambda a, job: a.run.remote(job), jobs)
-    finally:
-        for a in actors:
-            ray.kill(a)
+    futures = [actors[i % len(actors)].run.remote(job) for i, job in enumerate(jobs)]
+    return _RayResults(ray, futures, actors)
+
+
+class _RayResults:
+    """The map's results in job order; closing it (or running out) kills the actors, also before the first
+    result was taken (a generator's finally would not run then)."""
+
+    def __init__(self, ray: Any, futures: list, actors: list) -> None:
+        self.ray, self.futures, self.actors, self.taken, self.closed = ray, futures, actors, 0, False
+
+    def __iter__(self) -> _RayResults:
+        return self
+
+    def __next__(self) -> Any:
+        if self.taken == len(self.futures) or self.closed:
+            self.close()
+            raise StopIteration
+        try:
+            result = self.ray.get(self.futures[self.taken])
+        except BaseException:
+            self.close()
+            raise
+        self.taken += 1
+        return result
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+        self.actors, self.closed = [], True
 
 
 def _close(worker: Any) -> None:

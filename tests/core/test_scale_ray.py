@@ -108,6 +108,19 @@ def test_a_killed_worker_is_restarted_and_the_run_gives_the_serial_results(clust
     _assert_same_episodes([r for _, r in on_ray], serial)
 
 
+def test_a_ray_map_closed_before_its_first_result_kills_its_actors(cluster, serial_walk):
+    config, _ = serial_walk
+    results = map_ordered(partial(CollectWorker, config), range(3), ON_RAY)  # every job is queued now
+    actors = list(results.actors)
+    assert len(actors) == 2
+    results.close()  # e.g. the caller failed before taking a result
+    for actor in actors:
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.run.remote(0))
+    with pytest.raises(StopIteration):
+        next(results)
+
+
 def test_physics_check_replays_on_ray_match_the_serial_ones(cluster, serial_walk):
     from wow_gym.envs.robosuite_env import RobosuiteEnv
     from wow_gym.physics_check import replay_all

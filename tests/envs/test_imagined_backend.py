@@ -81,5 +81,9 @@ def test_generate_plans_through_the_backend_and_unfit_backends_are_refused():
         ImaginedEnv(backend=ArmOnly(), image_size=96)
     with pytest.raises(ValueError, match="either backend= or"):
         ImaginedEnv(backend=ArmOnly(), checkpoint="somewhere")
+    with pytest.raises(ValueError, match="sampling_steps set the shipped DiT's sampler"):
+        ImaginedEnv(backend=ArmOnly(), sampling_steps=1)
+    with pytest.raises(ValueError, match="compile set the shipped DiT's sampler"):
+        ImaginedVectorEnv(num_envs=2, backend=ArmOnly(), compile=True)
     with pytest.raises(BackendError, match="or 'module:Class'"):
         ImaginedEnv(backend="not-a-backend")
