@@ -138,7 +138,8 @@ wowbench: $(STAMP)
 	$(WG) wowbench task=lift out=outputs/wowbench
 
 # Paired evaluation of 4 policies x 16 held-out starts, serial and on a local 2-CPU Ray cluster: the same
-# episodes, and each run's wall-clock (evaluate's own clock, in results.json).
+# episodes, and each run's wall-clock (evaluate's own clock, in results.json). Then simulator work alone: 40
+# random-walk episodes collected serially, on the Ray cluster and in 2 local processes (each line ends in its time).
 RAY_EVAL := "policies=[{name:random,kind:random},{name:zero,kind:zero},{name:shipped,kind:shipped},{name:shipped-noisy,kind:shipped,noise_std:0.3}]" \
 	task=lift n_episodes=16 seed=960000 max_steps=50 gifs=false progress=false
 ray-check: $(STAMP)
@@ -149,6 +150,12 @@ ray-check: $(STAMP)
 		print("episodes identical per policy:", same, "| seconds: serial", round(a["seconds"], 1), "ray", round(b["seconds"], 1), \
 			"| cores the serial run kept busy:", round(a["cpu_seconds"] / a["seconds"], 2)); \
 		raise SystemExit(0 if same and all(same) else 1)'
+	rm -rf outputs/ray-check/collect && mkdir -p outputs/ray-check/collect
+	for mode in serial ray processes; do \
+		case $$mode in serial) how=workers=1;; ray) how="ray.address=local ray.num_cpus=2";; processes) how=workers=2;; esac; \
+		$(WG) collect task=lift policy=walk episodes=40 seed=990000 max_steps=50 progress=false $$how \
+			root=outputs/ray-check/collect/$$mode > outputs/ray-check/collect/$$mode.log || exit 1; \
+		echo "collect, $$mode: $$(tail -1 outputs/ray-check/collect/$$mode.log)"; done
 
 # FM-IDM: trains every ablation variant into outputs/idm/lift (rerun to resume), ships FM-IDM as the default.
 idm: lift-data
