@@ -145,8 +145,8 @@ def resolve_backend(task: str, backend: WorldModelBackend | str | None, checkpoi
     dit_only = {"sampling_steps": sampling_steps is not None, "compile": bool(load.get("compile"))}
     if any(dit_only.values()):
         given = [k for k, v in dit_only.items() if v]
-        raise ValueError(f"{' and '.join(given)} set the shipped DiT's sampler, and backend= replaces it; give "
-                         "them to the backend instead (e.g. make_backend('dit', task, sampling_steps=1))")
+        raise ValueError(f"{' and '.join(given)} set the shipped DiT's sampler, and backend= replaces it; "
+                         "give them to the backend instead (e.g. make_backend('dit', task, sampling_steps=1))")
     if isinstance(backend, str):
         backend = make_backend(backend, task)
     require_env_backend(backend)

@@ -571,7 +571,8 @@ class SimWorker:
         self.env.close()
 
 
-def start_states(config: EvaluateConfig, image_size: int, parts: list[tuple[int, int]]) -> dict[int, np.ndarray]:
+def start_states(config: EvaluateConfig, image_size: int, parts: list[tuple[int, int]]
+                 ) -> dict[int, np.ndarray]:
     """Every wave's start states [size, state], read off one simulator here: a start state is a function of
     its seed alone (the simulators reset row j of a wave to seed + first + j), so these are the states the
     actors start from, and the imagined side need not wait for them."""
@@ -612,8 +613,11 @@ def evaluate_on_ray(config: EvaluateConfig, entries: list[PolicyEntry], policies
                     bar.set_description(f"{entry.name} imagined")
                     observation, _ = imagined_env.reset(seed=config.seed + first,
                                                         options={"sim_state": states[first]})
-                    imagined[entry.name, first] = observation["pixels"], rollout(
-                        imagined_env, policy, observation, config.max_steps, config.seed + first, bar)
+                    result = rollout(imagined_env, policy, observation, config.max_steps, config.seed + first,
+                                     bar)
+                    if first != parts[0][0]:
+                        result["frames"] = None  # only the first wave's frames are kept (policy_result)
+                    imagined[entry.name, first] = observation["pixels"], result
         finally:
             imagined_env.close()
         results = []
@@ -623,9 +627,9 @@ def evaluate_on_ray(config: EvaluateConfig, entries: list[PolicyEntry], policies
                 bar.set_description(f"{entry.name} sim (ray)")
                 sim = next(simulated)
                 if not np.array_equal(sim.states, states[first]):
-                    raise RuntimeError(f"the simulators of wave {first} of {entry.name} started from other states "
-                                       "than their seeds give here; the workers' simulator differs from the "
-                                       "driver's (same wow_gym, robosuite and mujoco on every node?)")
+                    raise RuntimeError(f"the simulators of wave {first} of {entry.name} started from other "
+                                       "states than their seeds give here; the workers' simulator differs from "
+                                       "the driver's (same wow_gym, robosuite and mujoco on every node?)")
                 bar.update(config.max_steps)
                 pixels, imagined_result = imagined[entry.name, first]
                 pairs.append(WavePair(first, count, psnr(sim.pixels, pixels)[:count],

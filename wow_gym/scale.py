@@ -5,8 +5,8 @@ is expensive to build (a robosuite env holds ~0.5 GB and takes seconds) applied 
 `map_ordered(make_worker, jobs, ray)` builds one worker per process and yields `worker(job)` in the order of
 the jobs, so a result never depends on which process ran it. On Ray each worker is an actor kept for the
 whole map, with its share of the jobs queued on it from the start; an actor whose process dies is restarted
-and its jobs retried (`max_restarts`, `max_task_retries`), so a run survives lost workers. Ray is an optional extra
-(`pip install 'wow_gym[ray]'`) and is imported only when an address is set.
+and its jobs retried (`max_restarts`, `max_task_retries`), so a run survives lost workers. Ray is an optional
+extra (`pip install 'wow_gym[ray]'`) and is imported only when an address is set.
 """
 
 from __future__ import annotations

@@ -224,11 +224,9 @@ def test_bench_imagine_tiny_budget(tmp_path):
     assert result["compiled"] is False and result["repeats"] == 2
 
 
-def test_train_world_model_tiny_budget_then_eval(tmp_path):
+def test_train_world_model_tiny_budget_then_eval(tmp_path, lift_data):
     """Train every stage on a tiny real dataset from the CLI, then evaluate the result."""
-    data = tmp_path / "heldout-expert"
-    _wow_gym(["collect", "task=lift", "policy=expert", "episodes=1", "max_steps=10", "workers=1",
-              "progress=false", f"root={data}"], tmp_path)
+    data = lift_data  # collect's own CLI test is test_collect_tiny_budget_then_resume
     stages = ["autoencoder={steps: 4, batch_size: 4}", "pose={steps: 3, batch_size: 4}",
               "heads={steps: 3, batch_size: 4}", "dit={steps: 4, batch_size: 4}", "objects={steps: 3, batch_size: 4}",
               "probe={steps: 3, batch_size: 4}"]
@@ -274,14 +272,12 @@ def test_train_idm_then_eval_idm_tiny_budget(tmp_path):
     assert verified[0].num_steps == 4
 
 
-def test_train_critic_then_eval_critic_tiny_budget(tmp_path):
+def test_train_critic_then_eval_critic_tiny_budget(tmp_path, lift_data):
     """SOPHIA's critic from the CLI: corrupted and imagined clips, a few training steps, a resume, then the
     whole calibration (sim and imagined success, AUC, refinement with FM-IDM replays) on tiny real data."""
     from wow_gym.world_models import WorldModel
 
-    data = tmp_path / "heldout-expert"
-    _wow_gym(["collect", "task=lift", "policy=expert", "episodes=2", "max_steps=12", "workers=1",
-              "progress=false", f"root={data}"], tmp_path)
+    data = lift_data  # two 12-step expert episodes
     world_model = WorldModel.random("dit-test", env_state_dim=10).save(tmp_path / "wm")
     args = ["train-critic", f"datasets=[{{root: {data}}}]", f"out={tmp_path / 'critic'}", f"world_model={world_model}",
             "width=32", "layers=1", "per_kind=2", "checkpoint_every=2", "progress=false"]
@@ -303,12 +299,10 @@ def test_train_critic_then_eval_critic_tiny_budget(tmp_path):
     assert list((tmp_path / "eval" / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_train_policy_then_evaluate_export_and_deploy_tiny_budget(tmp_path):
+def test_train_policy_then_evaluate_export_and_deploy_tiny_budget(tmp_path, lift_data):
     """The policy pipeline from the CLI: BC + PPO in imagination, its checkpoints evaluated in both worlds,
     the final policy exported and run live by the deployment runner on the sim arm beside the in-process one."""
-    data = tmp_path / "expert"
-    _wow_gym(["collect", "task=lift", "policy=expert", "episodes=1", "max_steps=10", "workers=1",
-              "progress=false", f"root={data}"], tmp_path)
+    data = lift_data
     run = tmp_path / "policy"
     out = _wow_gym(["train-policy", f"out={run}", f"bc.datasets=[{data}]", "bc.epochs=1", "bc.successful_only=false",
                     "total_timesteps=8", "n_envs=2", "ppo.n_steps=4", "ppo.batch_size=8", "ppo.n_epochs=1",
