@@ -93,12 +93,16 @@ world-model: lift-data
 	$(call ship,outputs/world-models/lift-distill3,lift)
 
 # The one-step sampler against two steps of the DiT it was distilled from, open loop on the held-out sets, with
-# and without the deadband (the 2-step runs are the DiT the shipped model had before the distillation).
+# and without the deadband (the 2-step runs are the DiT the shipped model had before the distillation); then
+# the difference of their action gains (true vs shuffled actions), paired start by start, with its interval.
 ONE_STEP_EVAL := plan_horizon=0 "interaction_datasets=[]" "steps_sweep=[]" examples=0
 eval-one-step: lift-data
 	for steps in 1 2; do for band in 24 0; do \
 		$(WG) eval-world-model task=lift sampling_steps=$$steps residual_deadband=$$band $(ONE_STEP_EVAL) \
 			out=outputs/eval-world-model/one-step/steps$$steps-band$$band || exit 1; done; done
+	for band in 24 0; do $(PY) -c "from wow_gym.world_models.video.evaluation import compare_action_gain as c; \
+		m, lo, hi = c('outputs/eval-world-model/one-step/steps1-band$$band', 'outputs/eval-world-model/one-step/steps2-band$$band'); \
+		print(f'deadband $$band: action gain at h=8, 1 step minus 2 steps, start by start: {m:+.2f} dB (95 % CI {lo:+.2f} to {hi:+.2f})')"; done
 
 # The same model with pose dynamics that reads the object state (pose_objects: fingers stop on the cube between
 # them and close fully on nothing), trained afresh on 8- then 24-step rollouts; not shipped (see README).

@@ -43,7 +43,7 @@ from wow_gym.envs.collection import record_episode
 from wow_gym.envs.experts import ExpertNoiseConfig
 from wow_gym.envs.experts.catalog import make_expert
 from wow_gym.envs.exploration import RandomPolicy, RandomWalkPolicy
-from wow_gym.metrics import dtw_distance, frechet_distance, psnr, ssim
+from wow_gym.metrics import bootstrap_interval, dtw_distance, frechet_distance, psnr, ssim
 from wow_gym.policies.sim_eval import make_sim
 from wow_gym.rollout import Rollout
 from wow_gym.tasks import task_info
@@ -379,16 +379,6 @@ class BenchResults:
         return asdict(self)
 
 
-def interval(values: np.ndarray, resamples: int, rng: np.random.Generator) -> list[float]:
-    """[mean, low, high]: the 95 % percentile bootstrap interval of the mean over episodes."""
-    values = np.asarray(values, np.float64)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return [float("nan")] * 3
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
-    return [float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
 WOW_MODELS = ("wow-dit-2b", "wow-wan-14b")
 
 
@@ -499,7 +489,7 @@ def run_bench(config: WowBenchConfig, idm: Any, critic: Any) -> BenchResults:
                       instruction, sim_laws)
             if plans and backend.capabilities.plans_from_instruction:
                 timed("planning", planning, backend, cond, plans, config, idm, env, critic, row, instruction)
-            figures[randomize][backend.name] = {m: interval(v, config.bootstrap, rng) for m, v in row.values.items()}
+            figures[randomize][backend.name] = {m: bootstrap_interval(v, config.bootstrap, rng) for m, v in row.values.items()}
             if clips is not None:
                 figures[randomize][backend.name]["frechet_video"] = frechet_interval(
                     clips, real_clips, owner, len(cond.episodes), rng, max(config.bootstrap // 10, 20))

@@ -118,3 +118,14 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     ranks = rankdata(np.concatenate([positive, negative]))
     return float((ranks[:len(positive)].sum() - len(positive) * (len(positive) + 1) / 2)
                  / (len(positive) * len(negative)))
+
+
+def bootstrap_interval(values: np.ndarray, resamples: int, rng: np.random.Generator) -> list[float]:
+    """[mean, low, high]: the 95 % percentile bootstrap interval of the mean over the values' first axis
+    (episodes, starts); values that are not finite are left out."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return [float("nan")] * 3
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
+    return [float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]

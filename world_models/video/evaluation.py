@@ -10,6 +10,7 @@ quality and time per sampling-step count.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 
 from wow_gym.data import DatasetReader
 from wow_gym.data.flat import read_episodes
-from wow_gym.metrics import PSNR_CAP_DB, psnr, ssim
+from wow_gym.metrics import PSNR_CAP_DB, bootstrap_interval, psnr, ssim
 from wow_gym.rollout import Rollout
 from wow_gym.tasks import task_info
 from wow_gym.world_models.video.imagination import (
@@ -33,6 +34,7 @@ from wow_gym.world_models.video.imagination import (
 from wow_gym.world_models.video.model import WorldModel
 
 PREDICTORS = ("model", "copy_last", "shuffled")
+GAIN_RESAMPLES = 2000  # bootstrap resamples of the starts for the action gain's interval
 
 
 class EvaluationError(ValueError):
@@ -113,6 +115,9 @@ class OpenLoopResult:
     metrics: dict[str, dict[str, dict[str, list[float]]]]
     windows: list[Window]
     examples: list[Example] = field(default_factory=list, repr=False, metadata={"json": False})
+    # per start [N][len(horizons)]: PSNR under the true actions minus under the time-shuffled ones (dB), the
+    # windows in `windows`' order, so two runs on the same data pair start by start
+    action_gain_db: list[list[float]] = field(default_factory=list)
 
 
 def evaluate_open_loop(wm: WorldModel, rollouts: dict[str, list[Rollout]],
@@ -143,8 +148,10 @@ def evaluate_open_loop(wm: WorldModel, rollouts: dict[str, list[Rollout]],
                for g, mask in groups.items()}
     chosen = _example_windows(windows, examples)
     shown = [_example(rollouts, windows[i], both.pixels[i]) for i in chosen]
+    gain = per_start["psnr"]["model"] - per_start["psnr"]["shuffled"]
     return OpenLoopResult(horizons, sampling_steps or wm.config.sampling_steps,
-                          {g: int(mask.sum()) for g, mask in groups.items()}, metrics, windows, shown)
+                          {g: int(mask.sum()) for g, mask in groups.items()}, metrics, windows, shown,
+                          gain.tolist())
 
 
 def _errors(wm: WorldModel, rollouts: dict[str, list[Rollout]], windows: list[Window], index: np.ndarray,
@@ -468,6 +475,26 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
                        time.perf_counter() - begin, wm.config.residual_deadband, interaction)
 
 
+def compare_action_gain(first: str | Path, second: str | Path, horizon: int = 8) -> list[float]:
+    """[mean, low, high] of the action gain (PSNR under true minus time-shuffled actions) of the run in
+    `first` minus that of `second`, start by start, at `horizon`, with its 95 % bootstrap interval: e.g. the
+    one-step sampler against two steps on the same held-out windows. Both are eval-world-model outputs."""
+    runs = []
+    for folder in (first, second):
+        path = Path(folder) / "results.json"
+        if not path.is_file():
+            raise EvaluationError(f"{path} does not exist; give folders written by wow-gym eval-world-model")
+        runs.append(json.loads(path.read_text())["open_loop"])
+    if runs[0]["windows"] != runs[1]["windows"] or runs[0]["horizons"] != runs[1]["horizons"]:
+        raise EvaluationError(f"{first} and {second} scored other windows; run both on the same datasets")
+    if horizon not in runs[0]["horizons"] or not all(r.get("action_gain_db") for r in runs):
+        raise EvaluationError(f"both runs need per-start action gains at h={horizon} (horizons "
+                              f"{runs[0]['horizons']}; results.json from before they were saved has none)")
+    i = runs[0]["horizons"].index(horizon)
+    diff = np.asarray(runs[0]["action_gain_db"])[:, i] - np.asarray(runs[1]["action_gain_db"])[:, i]
+    return bootstrap_interval(diff, GAIN_RESAMPLES, np.random.default_rng(0))
+
+
 def acceptance_figures(open_loop: OpenLoopResult, plan: PlanResult | None, reference_horizon: int = 8
                        ) -> dict[str, float]:
     """The headline figures over all sources: PSNR vs copy-last at h=4/8/16, true vs shuffled actions at
@@ -486,6 +513,10 @@ def acceptance_figures(open_loop: OpenLoopResult, plan: PlanResult | None, refer
     figures[f"psnr_h{h}_true"] = m["psnr"]["model"][i]
     figures[f"psnr_h{h}_shuffled"] = m["psnr"]["shuffled"][i]
     figures[f"psnr_h{h}_action_gain_db"] = m["psnr"]["model"][i] - m["psnr"]["shuffled"][i]
+    if open_loop.action_gain_db:  # its 95 % bootstrap interval over starts
+        _, low, high = bootstrap_interval(np.asarray(open_loop.action_gain_db)[:, i], GAIN_RESAMPLES,
+                                          np.random.default_rng(0))
+        figures[f"psnr_h{h}_action_gain_low_db"], figures[f"psnr_h{h}_action_gain_high_db"] = low, high
     if plan is not None:
         figures["plan_psnr"] = float(np.mean(plan.psnr["plan"]))
         figures["plan_psnr_copy_first"] = float(np.mean(plan.psnr["copy_first"]))

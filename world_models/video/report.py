@@ -98,8 +98,10 @@ def acceptance_lines(figures: dict[str, float]) -> list[str]:
             lines.append(f"| eef error h={h}, true vs shuffled actions (mm) | {fmt(a, 1000, 1)} | "
                          f"{fmt(b, 1000, 1)} | {_percent_lower(figures[f'eef_error_h{h}_lower_pct'])} |")
             a, b = figures[f"psnr_h{h}_true"], figures[f"psnr_h{h}_shuffled"]
+            low, high = (figures.get(f"psnr_h{h}_action_gain_{end}_db") for end in ("low", "high"))
+            spread = "" if low is None else f" (95 % CI {fmt(low)} to {fmt(high)})"
             lines.append(f"| PSNR h={h}, true vs shuffled actions (dB) | {fmt(a)} | {fmt(b)} | "
-                         f"{fmt(a - b)} dB |")
+                         f"{fmt(a - b)} dB{spread} |")
     if "interaction_seen_state" in figures:
         f = {k.removeprefix("interaction_"): v for k, v in figures.items() if k.startswith("interaction_")}
         lines += [(f"| lifts seen in imagination, of {f['sim_lifts']:.0f} simulated lifts (%): state / video | "

@@ -169,6 +169,7 @@ def test_report_files_and_acceptance_keys(results, tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     keys = {"psnr_h4_model", "psnr_h4_copy_last", "eef_error_h4_true", "eef_error_h4_shuffled",
             "eef_error_h4_lower_pct", "psnr_h4_true", "psnr_h4_shuffled", "psnr_h4_action_gain_db",
+            "psnr_h4_action_gain_low_db", "psnr_h4_action_gain_high_db",
             "plan_psnr", "plan_psnr_copy_first"}
     interaction = {f"interaction_{k}" for k in ("episodes", "sim_lifts", "seen_state", "seen_video", "false_state",
                                                 "false_video", "success_agreement")}
@@ -178,6 +179,29 @@ def test_report_files_and_acceptance_keys(results, tmp_path):
     assert saved["acceptance"]["psnr_h4_copy_last"] == pytest.approx(
         results.open_loop.metrics["all"]["psnr"]["copy_last"][1])
     assert saved["open_loop"]["starts"]["all"] == 8 and "examples" not in saved["open_loop"]
+    # the action gain per start (paired across runs on the same data) and its bootstrap interval
+    gain, acc = np.asarray(saved["open_loop"]["action_gain_db"]), saved["acceptance"]
+    assert gain.shape == (8, len(HORIZONS))
+    h4 = sorted(HORIZONS).index(4)
+    assert acc["psnr_h4_action_gain_db"] == pytest.approx(gain[:, h4].mean())
+    assert acc["psnr_h4_action_gain_low_db"] < acc["psnr_h4_action_gain_db"] < acc["psnr_h4_action_gain_high_db"]
+    assert "dB (95 % CI" in report.read_text()
+
+    # two runs on the same windows compare start by start; a run against itself differs by exactly 0
+    from wow_gym.world_models.video.evaluation import compare_action_gain
+    assert compare_action_gain(tmp_path, tmp_path, horizon=4) == [0.0, 0.0, 0.0]
+    other = tmp_path / "other"
+    other.mkdir()
+    shifted = json.loads((tmp_path / "results.json").read_text())
+    shifted["open_loop"]["action_gain_db"] = (gain + 0.5).tolist()
+    (other / "results.json").write_text(json.dumps(shifted))
+    assert compare_action_gain(other, tmp_path, horizon=4) == pytest.approx([0.5, 0.5, 0.5])
+    shifted["open_loop"]["windows"] = shifted["open_loop"]["windows"][::-1]
+    (other / "results.json").write_text(json.dumps(shifted))
+    with pytest.raises(EvaluationError, match="scored other windows"):
+        compare_action_gain(other, tmp_path, horizon=4)
+    with pytest.raises(EvaluationError, match="does not exist"):
+        compare_action_gain(tmp_path / "missing", tmp_path)
     text = report.read_text()
     assert "| PSNR h=4 vs copy-last (dB) |" in text and "### Source: walk" in text
     assert "Task.object_position" in text and "(example_0.gif)" in text
