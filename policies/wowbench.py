@@ -489,7 +489,8 @@ def run_bench(config: WowBenchConfig, idm: Any, critic: Any) -> BenchResults:
                       instruction, sim_laws)
             if plans and backend.capabilities.plans_from_instruction:
                 timed("planning", planning, backend, cond, plans, config, idm, env, critic, row, instruction)
-            figures[randomize][backend.name] = {m: bootstrap_interval(v, config.bootstrap, rng) for m, v in row.values.items()}
+            figures[randomize][backend.name] = {m: bootstrap_interval(v, config.bootstrap, rng)
+                                                for m, v in row.values.items()}
             if clips is not None:
                 figures[randomize][backend.name]["frechet_video"] = frechet_interval(
                     clips, real_clips, owner, len(cond.episodes), rng, max(config.bootstrap // 10, 20))
