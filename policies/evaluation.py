@@ -401,7 +401,7 @@ class PairedEnvs:
 
     def reset(self, first: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Row j of both worlds from the sim layout of seed + first + j (randomized first, then restored)."""
-        sim_observation, _ = self.sim.reset(seed=[self.seed + first + j for j in range(self.size)])
+        sim_observation, _ = self.sim.reset(seed=wave_seeds(self.seed, first, self.size))
         states = np.stack([env.unwrapped.get_sim_state() for env in self.sim.envs])
         imagined_observation, _ = self.imagined.reset(seed=self.seed + first, options={"sim_state": states})
         return sim_observation, imagined_observation
@@ -419,6 +419,11 @@ def wave_size(config: EvaluateConfig) -> int:
 def waves(n_episodes: int, size: int) -> list[tuple[int, int]]:
     """(first episode, episodes kept) of each wave of `size` envs over n_episodes start states."""
     return [(first, min(size, n_episodes - first)) for first in range(0, n_episodes, size)]
+
+
+def wave_seeds(seed: int, first: int, size: int) -> list[int]:
+    """The reset seed of each row of the wave that starts at episode `first`: row j is episode first + j."""
+    return [seed + first + j for j in range(size)]
 
 
 def sim_vector_env(config: EvaluateConfig, image_size: int) -> gym.vector.SyncVectorEnv:
@@ -561,7 +566,7 @@ class SimWorker:
         if entry.name not in self.policies:
             self.policies[entry.name] = make_policy(entry, self.observation_space, self.config.task)
         size, seed = self.env.num_envs, self.config.seed + first
-        observation, _ = self.env.reset(seed=[seed + j for j in range(size)])
+        observation, _ = self.env.reset(seed=wave_seeds(self.config.seed, first, size))
         states = np.stack([env.unwrapped.get_sim_state() for env in self.env.envs])
         result = rollout(self.env, self.policies[entry.name], observation, self.config.max_steps, seed,
                          all_frames=True)
@@ -574,16 +579,16 @@ class SimWorker:
 def start_states(config: EvaluateConfig, image_size: int, parts: list[tuple[int, int]]
                  ) -> dict[int, np.ndarray]:
     """Every wave's start states [size, state], read off one simulator here: a start state is a function of
-    its seed alone (the simulators reset row j of a wave to seed + first + j), so these are the states the
-    actors start from, and the imagined side need not wait for them."""
+    its seed alone (`wave_seeds`, as the actors reset their simulators), so these are the states the actors
+    start from, and the imagined side need not wait for them."""
     env = make_sim(task_info(config.task).name, config.randomize, image_size=image_size, use_camera=False,
                    max_episode_steps=config.max_steps)
     try:
         states = {}
         for first, _ in parts:
             rows = []
-            for j in range(wave_size(config)):
-                env.reset(seed=config.seed + first + j)
+            for seed in wave_seeds(config.seed, first, wave_size(config)):
+                env.reset(seed=seed)
                 rows.append(env.unwrapped.get_sim_state())
             states[first] = np.stack(rows)
         return states

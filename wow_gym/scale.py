@@ -159,13 +159,13 @@ class _RayResults:
     result was taken (a generator's finally would not run then)."""
 
     def __init__(self, ray: Any, futures: list, actors: list) -> None:
-        self.ray, self.futures, self.actors, self.taken, self.closed = ray, futures, actors, 0, False
+        self.ray, self.futures, self.actors, self.taken = ray, futures, actors, 0  # actors: [] once closed
 
     def __iter__(self) -> _RayResults:
         return self
 
     def __next__(self) -> Any:
-        if self.taken == len(self.futures) or self.closed:
+        if self.taken == len(self.futures) or not self.actors:
             self.close()
             raise StopIteration
         try:
@@ -179,7 +179,7 @@ class _RayResults:
     def close(self) -> None:
         for a in self.actors:
             self.ray.kill(a)
-        self.actors, self.closed = [], True
+        self.actors = []
 
 
 def _close(worker: Any) -> None:
