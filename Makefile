@@ -92,17 +92,24 @@ world-model: lift-data
 		distill.steps=1000 distill.lr=1.0e-4 out=outputs/world-models/lift-distill3
 	$(call ship,outputs/world-models/lift-distill3,lift)
 
-# The one-step sampler against two steps of the DiT it was distilled from, open loop on the held-out sets, with
-# and without the deadband (the 2-step runs are the DiT the shipped model had before the distillation); then
-# the difference of their action gains (true vs shuffled actions), paired start by start, with its interval.
-ONE_STEP_EVAL := plan_horizon=0 "interaction_datasets=[]" "steps_sweep=[]" examples=0
+# The one-step sampler against two steps of the DiT it was distilled from, open loop on all eight held-out sets
+# (the four of eval-world-model, 50 more expert episodes and the three action kinds absent from training: heavy
+# noise, shaky, pausing; 616 starts), with and without the deadband (the 2-step runs are the DiT the shipped model
+# had before the distillation); then the difference of their action gains (true vs shuffled actions), paired
+# start by start, with its interval, over all starts and per held-out set.
+HELDOUT_OPEN_LOOP := data/lift/heldout-expert,data/lift/heldout-noisy,data/lift/heldout-walk,data/lift/heldout-random
+HELDOUT_EXTRA := data/lift/heldout-replay-expert,data/lift/heldout-heavy-noise,data/lift/heldout-shaky,data/lift/heldout-pausing
+ONE_STEP_EVAL := plan_horizon=0 "interaction_datasets=[]" "steps_sweep=[]" examples=0 "datasets=[$(HELDOUT_OPEN_LOOP),$(HELDOUT_EXTRA)]"
 eval-one-step: lift-data
 	for steps in 1 2; do for band in 24 0; do \
 		$(WG) eval-world-model task=lift sampling_steps=$$steps residual_deadband=$$band $(ONE_STEP_EVAL) \
 			out=outputs/eval-world-model/one-step/steps$$steps-band$$band || exit 1; done; done
 	for band in 24 0; do $(PY) -c "from wow_gym.world_models.video.evaluation import compare_action_gain as c; \
-		m, lo, hi = c('outputs/eval-world-model/one-step/steps1-band$$band', 'outputs/eval-world-model/one-step/steps2-band$$band'); \
-		print(f'deadband $$band: action gain at h=8, 1 step minus 2 steps, start by start: {m:+.2f} dB (95 % CI {lo:+.2f} to {hi:+.2f})')"; done
+		run = 'outputs/eval-world-model/one-step/steps{}-band$$band'.format; \
+		print('deadband $$band: action gain at h=8, 1 step minus 2 steps, start by start (95 % CI)'); \
+		kinds = [None, 'expert', 'noisy', 'walk', 'random', 'replay-expert', 'heavy-noise', 'shaky', 'pausing']; \
+		[print(f'  {k or \"all\"}: {m:+.2f} dB ({lo:+.2f} to {hi:+.2f})') for k in kinds for m, lo, hi in [c(run(1), run(2), 8, k)]]"; \
+	done
 
 # The same model with pose dynamics that reads the object state (pose_objects: fingers stop on the cube between
 # them and close fully on nothing), trained afresh on 8- then 24-step rollouts; not shipped (see README).

@@ -475,10 +475,12 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
                        time.perf_counter() - begin, wm.config.residual_deadband, interaction)
 
 
-def compare_action_gain(first: str | Path, second: str | Path, horizon: int = 8) -> list[float]:
+def compare_action_gain(first: str | Path, second: str | Path, horizon: int = 8, source: str | None = None
+                        ) -> list[float]:
     """[mean, low, high] of the action gain (PSNR under true minus time-shuffled actions) of the run in
     `first` minus that of `second`, start by start, at `horizon`, with its 95 % bootstrap interval: e.g. the
-    one-step sampler against two steps on the same held-out windows. Both are eval-world-model outputs."""
+    one-step sampler against two steps on the same held-out windows. Both are eval-world-model outputs.
+    `source` (expert, walk, heavy-noise ...) keeps the starts of that held-out set only."""
     runs = []
     for folder in (first, second):
         path = Path(folder) / "results.json"
@@ -492,6 +494,12 @@ def compare_action_gain(first: str | Path, second: str | Path, horizon: int = 8)
                               f"{runs[0]['horizons']}; results.json from before they were saved has none)")
     i = runs[0]["horizons"].index(horizon)
     diff = np.asarray(runs[0]["action_gain_db"])[:, i] - np.asarray(runs[1]["action_gain_db"])[:, i]
+    if source is not None:
+        sources = np.array([w["source"] for w in runs[0]["windows"]])
+        if not np.any(sources == source):
+            raise EvaluationError(f"no start of source {source!r} in {first}; its sources are "
+                                  f"{sorted(set(sources.tolist()))}")
+        diff = diff[sources == source]
     return bootstrap_interval(diff, GAIN_RESAMPLES, np.random.default_rng(0))
 
 

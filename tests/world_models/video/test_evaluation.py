@@ -196,6 +196,15 @@ def test_report_files_and_acceptance_keys(results, tmp_path):
     shifted["open_loop"]["action_gain_db"] = (gain + 0.5).tolist()
     (other / "results.json").write_text(json.dumps(shifted))
     assert compare_action_gain(other, tmp_path, horizon=4) == pytest.approx([0.5, 0.5, 0.5])
+    # one source's starts alone: only the walk starts gain here
+    walk = np.array([w["source"] == "walk" for w in shifted["open_loop"]["windows"]])
+    assert walk.any() and not walk.all()
+    shifted["open_loop"]["action_gain_db"] = (gain + 0.5 * walk[:, None]).tolist()
+    (other / "results.json").write_text(json.dumps(shifted))
+    assert compare_action_gain(other, tmp_path, horizon=4, source="walk") == pytest.approx([0.5, 0.5, 0.5])
+    assert compare_action_gain(other, tmp_path, horizon=4, source="expert") == pytest.approx([0.0, 0.0, 0.0])
+    with pytest.raises(EvaluationError, match="no start of source 'shaky'"):
+        compare_action_gain(other, tmp_path, horizon=4, source="shaky")
     shifted["open_loop"]["windows"] = shifted["open_loop"]["windows"][::-1]
     (other / "results.json").write_text(json.dumps(shifted))
     with pytest.raises(EvaluationError, match="scored other windows"):
