@@ -50,7 +50,8 @@ _DATA = "where the data lives is a run-level choice; the dataclass asks for it (
 RUN_LEVEL = {
     **{("train_idm", "datasets"): _DATA, ("train_critic", "datasets"): _DATA,
        ("train_world_model", "datasets"): _DATA, ("train_policy", "bc.datasets"): _DATA,
-       ("eval_critic", "datasets"): _DATA, ("eval_critic", "refine_dataset"): _DATA,
+       ("eval_critic", "datasets"): _DATA, ("eval_critic", "unseen_datasets"): _DATA,
+       ("eval_critic", "refine_dataset"): _DATA,
        ("eval_idm", "datasets"): _DATA, ("eval_idm", "replay_datasets"): _DATA,
        ("eval_idm", "imagine_dataset"): _DATA, ("eval_idm", "variants_dir"): _DATA},
     ("deploy", "shadow"): "the CLI starts in shadow mode so a first run sends nothing to an arm; "
@@ -287,15 +288,20 @@ def test_train_critic_then_eval_critic_tiny_budget(tmp_path, lift_data):
     assert list((tmp_path / "critic" / "clips").glob("corrupted-*.npz"))
     assert list((tmp_path / "critic" / "clips").glob("imagined-*.npz"))
     out = _wow_gym(["eval-critic", f"checkpoint={tmp_path / 'critic' / 'checkpoint'}", f"world_model={world_model}",
-                    f"datasets=[{data}]", f"refine_dataset={data}", "refine_starts=1", "refine_rounds=2",
+                    f"datasets=[{data}]", f"unseen_datasets=[{data}]", f"refine_dataset={data}", "refine_starts=1",
+                    "refine_rounds=2",
                     "plan_horizon=4", "corrupt_per_kind=1", "real_clips=4", "progress=false",
                     f"out={tmp_path / 'eval'}"], tmp_path)
     assert "success detection on 2 held-out sim rollouts" in out and "plausibility AUC" in out
     assert "refinement, 1 start states" in out
+    # the same episodes scored again as an action kind absent from training: apart, with the same figures
+    assert "success detection on 2 sim rollouts of action kinds absent from training (expert)" in out
     for name in ("report.md", "results.json", "progress.png", "refine_0.gif", "run.json"):
         assert (tmp_path / "eval" / name).exists(), name
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert results["held_out_kinds"] == ["sink", "pass_through", "shuffle"]
+    assert results["unseen_sources"] == ["expert"] and results["unseen_kinds"] == results["sim_episodes"]
+    assert "| sim, action kinds absent from training (episodes) | 2 |" in (tmp_path / "eval" / "report.md").read_text()
     assert list((tmp_path / "eval" / "tensorboard").glob("events.out.tfevents.*"))
 
 

@@ -56,6 +56,7 @@ class EvalCriticConfig:
     world_model: str | None = None
     idm: str | None = None
     datasets: list[str] = field(default_factory=list)
+    unseen_datasets: list[str] = field(default_factory=list)  # sim episodes of action kinds never trained on
     corrupt_per_kind: int = 40
     real_clips: int = 320
     imagined: bool = True
@@ -93,7 +94,7 @@ class CriticResults:
     held_out_kinds: list[str]
     sim_episodes: dict[str, float]
     sim_frames: dict[str, float]
-    by_source: dict[str, dict[str, float]]
+    by_source: dict[str, dict[str, float]]  # every held-out and unseen dataset's own figures
     progress_spearman: dict[str, float]
     failure_modes: dict[str, Any]
     imagined: dict[str, float]
@@ -102,6 +103,8 @@ class CriticResults:
     cases: list[RefinementCase] = field(default_factory=list, metadata={"json": False})
     examples: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    unseen_kinds: dict[str, float] = field(default_factory=dict)  # sim episodes of unseen_datasets, together
+    unseen_sources: list[str] = field(default_factory=list)  # their sources (heavy-noise ...), in by_source
 
 
 def _episode_readings(critic: LearnedCritic, episodes: list[Rollout], frames: list[np.ndarray] | None = None,
@@ -135,6 +138,17 @@ def evaluate_critic(config: EvalCriticConfig, make_sim: SimFactory) -> CriticRes
     sim_frames = binary_figures(np.concatenate(per_frame), np.concatenate([lab["success"] for lab in labels]))
     by_source = {s: binary_figures(verdict[np.array(sources) == s], truth[np.array(sources) == s])
                  for s in grouped}
+    unseen_kinds, unseen_sources = {}, []
+    if config.unseen_datasets:  # action kinds the critic's training never saw (heavier noise, shakes, pauses)
+        unseen = load_heldout(config.unseen_datasets, config.image_size, config.max_episodes)
+        unseen_episodes = [e for eps in unseen.values() for e in eps]
+        _, unseen_verdict, _ = _verdicts(critic, _episode_readings(
+            critic, unseen_episodes, progress=config.progress, desc="critic on unseen action kinds"))
+        unseen_truth = np.array([e.success for e in unseen_episodes])
+        row_source = np.array([s for s, eps in unseen.items() for _ in eps])
+        unseen_kinds, unseen_sources = binary_figures(unseen_verdict, unseen_truth), list(unseen)
+        by_source |= {s: binary_figures(unseen_verdict[row_source == s], unseen_truth[row_source == s])
+                      for s in unseen}
     rhos = [spearmanr(np.clip(r["progress"], 0, 1), lab["progress"]).statistic for r, lab in zip(readings, labels)
             if np.ptp(lab["progress"]) > 1e-6]
     pooled = spearmanr(np.concatenate([np.clip(r["progress"], 0, 1) for r in readings]),
@@ -221,7 +235,7 @@ def evaluate_critic(config: EvalCriticConfig, make_sim: SimFactory) -> CriticRes
     env.close()
     return CriticResults(str(config.checkpoint or "shipped"), held_out_kinds, sim_episodes, sim_frames, by_source,
                          progress_spearman, failure_modes, imagined, plausibility_auc, refinement, cases, examples,
-                         time.perf_counter() - begin)
+                         time.perf_counter() - begin, unseen_kinds, unseen_sources)
 
 
 def _plausibility(critic: LearnedCritic, clips: list[np.ndarray], instruction: str, batch: int = 64) -> np.ndarray:

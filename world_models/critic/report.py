@@ -18,6 +18,15 @@ def acceptance_lines(r: CriticResults) -> list[str]:
              f"F1 {s['f1']:.3f}, false-positive rate {100 * s['false_positive_rate']:.1f}% "
              f"(per frame: accuracy {100 * r.sim_frames['accuracy']:.1f}%, FPR "
              f"{100 * r.sim_frames['false_positive_rate']:.1f}%)"]
+    u = r.unseen_kinds
+    if u:
+        failures = int(u["n"] - u["positives"])
+        called = (f" ({round(u['false_positive_rate'] * failures)} of {failures} failures called successes)"
+                  if failures else "")
+        lines.append(f"success detection on {int(u['n'])} sim rollouts of action kinds absent from training "
+                     f"({', '.join(r.unseen_sources)}): accuracy {100 * u['accuracy']:.1f}%, "
+                     f"F1 {fmt(u['f1'], digits=3)}, false-positive rate "
+                     f"{fmt(u['false_positive_rate'], 100, 1)}%{called}")
     if i:
         lines.append(f"success detection on {int(i['n'])} imagined rollouts vs the simulator's verdict on the paired "
                      f"replay: accuracy {100 * i['accuracy']:.1f}%, F1 {fmt(i['f1'], digits=3)}, false-positive rate "
@@ -68,6 +77,8 @@ def write_critic_report(r: CriticResults, config: dict, out_dir: str | Path) -> 
     lines += ["", "## Success detection", "", "| rollouts | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     rows = {"held-out sim (episodes)": r.sim_episodes, "held-out sim (frames)": r.sim_frames,
             **{f"sim: {s}": v for s, v in r.by_source.items()}}
+    if r.unseen_kinds:
+        rows["sim, action kinds absent from training (episodes)"] = r.unseen_kinds
     if r.imagined:
         rows["imagined vs paired replay"] = r.imagined
     for name, row in rows.items():
@@ -128,7 +139,8 @@ def write_critic_tensorboard(r: CriticResults, log_dir: str | Path) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(str(log_dir)) as tb:
-        for group, row in (("sim_episodes", r.sim_episodes), ("imagined", r.imagined),
+        for group, row in (("sim_episodes", r.sim_episodes), ("unseen_kinds", r.unseen_kinds),
+                           ("imagined", r.imagined),
                            ("plausibility_auc", r.plausibility_auc), ("refinement", r.refinement),
                            ("progress_spearman", r.progress_spearman)):
             add_scalars(tb, group, row)
