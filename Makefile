@@ -55,6 +55,9 @@ NOISY := noise.action_std=0.15 noise.pause_prob=0.03 noise.target_jitter=0.02 no
 HEAVY := noise.action_std=0.4 noise.pause_prob=0.06 noise.target_jitter=0.04 noise.failure_prob=0.4
 SHAKY := noise.action_std=0.3 noise.pause_prob=0.1 noise.target_jitter=0.03
 PAUSING := noise.action_std=0.22 noise.pause_prob=0.15 noise.pause_steps=8
+# Hard negatives for the critic (train-critic's defaults; the world model does not train on them): the noisy
+# expert failing on purpose every episode, and the noisy expert handing over to a random walk at step 15-70.
+FAILING := noise.action_std=0.15 noise.pause_prob=0.03 noise.target_jitter=0.02 noise.failure_prob=1.0
 # $(call ship,<training out>,<name>): a finished run's checkpoint becomes world_models/checkpoints/<name>.
 ship = mkdir -p world_models/checkpoints/$(2) && \
 	cp $(1)/checkpoint/model.safetensors $(1)/checkpoint/config.json world_models/checkpoints/$(2)/
@@ -70,6 +73,8 @@ lift-data: $(STAMP)
 	$(WG) collect task=lift policy=expert episodes=80 seed=0 root=data/lift/train-expert
 	$(WG) collect task=lift policy=expert episodes=80 seed=10000 $(NOISY) root=data/lift/train-noisy
 	$(WG) collect task=lift policy=walk episodes=50 seed=20000 root=data/lift/train-walk
+	$(WG) collect task=lift policy=expert episodes=60 seed=30000 $(FAILING) root=data/lift/train-failures
+	$(WG) collect task=lift policy=expert-walk episodes=60 seed=40000 $(NOISY) root=data/lift/train-expert-walk
 
 # Trains into outputs/world-models/lift (rerun to resume), then ships its checkpoint as the default: the base
 # model, 2,000 further DiT steps weighted to moving cells, then the object state (object dynamics with its

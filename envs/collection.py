@@ -23,14 +23,14 @@ from tqdm import tqdm
 
 from wow_gym.data import DatasetWriter
 from wow_gym.envs.experts import ExpertNoiseConfig, make_expert
-from wow_gym.envs.exploration import RandomPolicy, RandomWalkPolicy, ScriptedPolicy
+from wow_gym.envs.exploration import ExpertThenWalk, RandomPolicy, RandomWalkPolicy, ScriptedPolicy
 from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
 from wow_gym.provenance import write_run_metadata
 from wow_gym.registry import CONTROL_FREQ, task_info
 from wow_gym.rollout import Rollout
 from wow_gym.scale import RayConfig, map_ordered
 
-POLICIES = ("expert", "random", "walk")
+POLICIES = ("expert", "random", "walk", "expert-walk")
 # trained policies (the task's shipped policy, or an SB3 zip): loaded by the policies layer, which hands
 # collect() a factory (wow_gym.policies.collection.collect; envs/ may not import policies/)
 TRAINED_POLICIES = ("shipped", "sb3")
@@ -106,6 +106,8 @@ def make_policy(config: CollectConfig, rng: np.random.Generator,
         return factory(config, rng)
     if config.policy == "expert":
         return make_expert(config.task, config.noise, rng)
+    if config.policy == "expert-walk":
+        return ExpertThenWalk(make_expert(config.task, config.noise, rng), rng)
     return RandomPolicy(rng) if config.policy == "random" else RandomWalkPolicy(rng)
 
 

@@ -57,3 +57,33 @@ class RandomWalkPolicy:
         if self.rng.random() < self.gripper_switch_prob:
             self._action[6] = -self._action[6]
         return self._action.astype(np.float32), "move randomly"
+
+
+class ExpertThenWalk:
+    """The scripted expert up to a step drawn per episode, then the random walk from wherever the expert left
+    the arm, with the expert's last gripper command: raised, tilted and wandering grippers near the object,
+    holding it or having left it on the table, that neither the expert nor a walk from the start pose shows
+    (hard negatives for a success critic)."""
+
+    def __init__(self, expert: ScriptedPolicy, rng: np.random.Generator, switch_steps: tuple[int, int] = (15, 70)
+                 ) -> None:
+        if not 0 <= switch_steps[0] <= switch_steps[1]:
+            raise ValueError(f"switch_steps must be (low, high) with 0 <= low <= high, got {switch_steps}")
+        self.expert, self.rng, self.switch_steps = expert, rng, switch_steps
+        self.walk = RandomWalkPolicy(rng)
+
+    def reset(self, env: gym.Env) -> None:
+        """Reset both; draw the step at which the walk takes over."""
+        self.expert.reset(env)
+        self.walk.reset(env)
+        self.switch = int(self.rng.integers(self.switch_steps[0], self.switch_steps[1] + 1))
+        self.steps = 0
+
+    def act(self, observation: dict[str, Any]) -> tuple[np.ndarray, str]:
+        """The expert's action before the switch, the walk's after it."""
+        self.steps += 1
+        if self.steps <= self.switch:
+            action, subtask = self.expert.act(observation)
+            self.walk._action[6] = np.sign(action[6]) or 1.0  # the walk keeps the gripper as the expert left it
+            return action, subtask
+        return self.walk.act(observation)

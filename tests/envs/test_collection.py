@@ -1,4 +1,5 @@
-"""Collection: Ctrl-C loses only the episode in flight, rerunning resumes, episodes are reproducible."""
+"""Collection: Ctrl-C loses only the episode in flight, rerunning resumes, episodes are reproducible; the
+expert-then-walk exploration policy hands over at its step."""
 
 import signal
 import subprocess
@@ -7,6 +8,7 @@ import time
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 from wow_gym.data import DatasetReader
 from wow_gym.envs.collection import CollectConfig, collect, record_episode
@@ -53,3 +55,24 @@ def test_collected_episode_matches_a_direct_rollout(tmp_path):
     assert np.array_equal(stored.sim_state, direct.sim_state)
     assert np.array_equal(stored.agent_pos, direct.agent_pos)
     assert stored.subtask == direct.subtask and stored.instruction == "lift the red cube"
+
+
+def test_expert_then_walk_hands_over_at_its_switch_step():
+    from wow_gym.envs.experts import ExpertNoiseConfig, make_expert
+    from wow_gym.envs.exploration import ExpertThenWalk
+
+    env = gym.make("WoW/Lift-v0", max_episode_steps=8)
+    rng = np.random.default_rng(3)
+    policy = ExpertThenWalk(make_expert("lift", ExpertNoiseConfig(), rng), rng, switch_steps=(3, 3))
+    try:
+        episode = record_episode(env, policy, seed=3)
+    finally:
+        env.close()
+    # three expert steps (its sub-instructions), then the walk, which starts with the expert's gripper command
+    assert all(s != "move randomly" for s in episode.subtask[:3]) and set(episode.subtask[3:]) == {"move randomly"}
+    assert episode.action[3, 6] == np.sign(episode.action[2, 6])
+    assert not np.allclose(episode.action[3:, :6], 0.0)
+    with pytest.raises(ValueError, match="switch_steps"):
+        ExpertThenWalk(make_expert("lift", ExpertNoiseConfig(), rng), rng, switch_steps=(5, 2))
+    config = CollectConfig(task="lift", policy="expert-walk", episodes=1, root="unused", workers=1)
+    assert config.policy == "expert-walk"
