@@ -58,6 +58,10 @@ class RandomWalkPolicy:
             self._action[6] = -self._action[6]
         return self._action.astype(np.float32), "move randomly"
 
+    def hold_gripper(self, command: float) -> None:
+        """Keep the gripper at `command` (its sign: open or close) until the walk flips it."""
+        self._action[6] = np.sign(command) or 1.0
+
 
 class ExpertThenWalk:
     """The scripted expert up to a step drawn per episode, then the random walk from wherever the expert left
@@ -84,6 +88,6 @@ class ExpertThenWalk:
         self.steps += 1
         if self.steps <= self.switch:
             action, subtask = self.expert.act(observation)
-            self.walk._action[6] = np.sign(action[6]) or 1.0  # the walk keeps the gripper as the expert left it
+            self.walk.hold_gripper(action[6])  # the walk starts with the gripper as the expert left it
             return action, subtask
         return self.walk.act(observation)
