@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from wow_gym.data import DatasetReader
-from wow_gym.envs.collection import CollectConfig, collect, record_episode
+from wow_gym.envs.collection import CollectConfig, collect, make_policy, record_episode
 from wow_gym.envs.exploration import RandomWalkPolicy
 
 
@@ -74,5 +74,6 @@ def test_expert_then_walk_hands_over_at_its_switch_step():
     assert not np.allclose(episode.action[3:, :6], 0.0)
     with pytest.raises(ValueError, match="switch_steps"):
         ExpertThenWalk(make_expert("lift", ExpertNoiseConfig(), rng), rng, switch_steps=(5, 2))
+    # collect's policy=expert-walk builds it
     config = CollectConfig(task="lift", policy="expert-walk", episodes=1, root="unused", workers=1)
-    assert config.policy == "expert-walk"
+    assert isinstance(make_policy(config, np.random.default_rng(0)), ExpertThenWalk)

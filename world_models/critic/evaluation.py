@@ -114,6 +114,13 @@ def _episode_readings(critic: LearnedCritic, episodes: list[Rollout], frames: li
             tqdm(list(zip(episodes, frames)), desc=desc, disable=not progress)]
 
 
+def _per_source(verdict: np.ndarray, truth: np.ndarray, sources: list[str]) -> dict[str, dict[str, float]]:
+    """Success-detection figures of each source's episodes (sources: one per episode, in order)."""
+    sources = np.array(sources)
+    return {s: binary_figures(verdict[sources == s], truth[sources == s])
+            for s in dict.fromkeys(sources.tolist())}
+
+
 def _verdicts(critic: LearnedCritic, readings: list[dict[str, np.ndarray]]
               ) -> tuple[list[Critique], np.ndarray, list[np.ndarray]]:
     """Each episode's critique, its success verdict, and the per-frame verdicts behind it."""
@@ -136,8 +143,7 @@ def evaluate_critic(config: EvalCriticConfig, make_sim: SimFactory) -> CriticRes
     truth = np.array([e.success for e in episodes])
     sim_episodes = binary_figures(verdict, truth)
     sim_frames = binary_figures(np.concatenate(per_frame), np.concatenate([lab["success"] for lab in labels]))
-    by_source = {s: binary_figures(verdict[np.array(sources) == s], truth[np.array(sources) == s])
-                 for s in grouped}
+    by_source = _per_source(verdict, truth, sources)
     unseen_kinds, unseen_sources = {}, []
     if config.unseen_datasets:  # action kinds the critic's training never saw (heavier noise, shakes, pauses)
         unseen = load_heldout(config.unseen_datasets, config.image_size, config.max_episodes)
@@ -145,10 +151,8 @@ def evaluate_critic(config: EvalCriticConfig, make_sim: SimFactory) -> CriticRes
         _, unseen_verdict, _ = _verdicts(critic, _episode_readings(
             critic, unseen_episodes, progress=config.progress, desc="critic on unseen action kinds"))
         unseen_truth = np.array([e.success for e in unseen_episodes])
-        row_source = np.array([s for s, eps in unseen.items() for _ in eps])
         unseen_kinds, unseen_sources = binary_figures(unseen_verdict, unseen_truth), list(unseen)
-        by_source |= {s: binary_figures(unseen_verdict[row_source == s], unseen_truth[row_source == s])
-                      for s in unseen}
+        by_source |= _per_source(unseen_verdict, unseen_truth, [s for s, eps in unseen.items() for _ in eps])
     rhos = [spearmanr(np.clip(r["progress"], 0, 1), lab["progress"]).statistic for r, lab in zip(readings, labels)
             if np.ptp(lab["progress"]) > 1e-6]
     pooled = spearmanr(np.concatenate([np.clip(r["progress"], 0, 1) for r in readings]),
