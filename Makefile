@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data world-model eval-world-model eval-one-step tune-deadband bench-imagine ray-check idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data world-model eval-world-model eval-one-step tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -132,14 +132,26 @@ eval-world-model: lift-data
 # How the shipped model's residual_deadband (24) was picked: open-loop figures per band on tuning episodes
 # (seeds 800000+: neither training nor held-out data), one eval-world-model run per band.
 TUNE := data/lift/tune-expert,data/lift/tune-noisy,data/lift/tune-walk,data/lift/tune-random
-tune-deadband: $(STAMP)
+tune-data: $(STAMP)
 	$(WG) collect task=lift policy=expert episodes=8 seed=800000 root=data/lift/tune-expert
 	$(WG) collect task=lift policy=expert episodes=8 seed=810000 $(NOISY) root=data/lift/tune-noisy
 	$(WG) collect task=lift policy=walk episodes=8 seed=820000 root=data/lift/tune-walk
 	$(WG) collect task=lift policy=random episodes=6 seed=830000 root=data/lift/tune-random
+
+tune-deadband: tune-data
 	for band in 0 8 12 16 24 32; do \
 		$(WG) eval-world-model task=lift "datasets=[$(TUNE)]" residual_deadband=$$band plan_horizon=0 \
 			"steps_sweep=[]" examples=0 out=outputs/eval-world-model/tune-deadband-$$band || exit 1; \
+	done
+
+# How the shipped model's object layer was chosen, on the same tuning episodes: off, on (objects drawn where
+# lifted or dropped), and on with pushes along the table drawn too; open loop and whole-episode interaction.
+tune-object-layer: tune-data
+	for mode in off on pushes; do \
+		case $$mode in off) layer="object_layer=false";; on) layer="object_layer=true object_layer_pushes=false";; \
+			pushes) layer="object_layer=true object_layer_pushes=true";; esac; \
+		$(WG) eval-world-model task=lift "datasets=[$(TUNE)]" "interaction_datasets=[$(TUNE)]" $$layer plan_horizon=0 \
+			"steps_sweep=[]" examples=0 out=outputs/eval-world-model/tune-layer-$$mode || exit 1; \
 	done
 
 # The full table (batch 1/8/32/128 x 1/2/4 steps, eager), then the issue-18 row: batch 32 at 1 step with the

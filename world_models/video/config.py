@@ -47,6 +47,12 @@ class WorldModelConfig:
     pixel_probe: bool = False
     # The DiT is also told where the object is in the picture (needs camera and object_dims).
     object_map: bool = False
+    # The object layer (world_models/video/object_layer.py) moves the pictured object to its carried pose in
+    # every imagined frame: the task's box (Task.object_extents) seen through `camera`, textured from the
+    # newest real context frame (needs object_dims, camera and residual_decoding).
+    object_layer: bool = False
+    # ... where the object rests on its support too (pushed along the table); False: there it stays in place
+    object_layer_pushes: bool = False
     # Pose dynamics also reads the carried object state (its height, orientation and offset from the gripper):
     # closing fingers stop on an object between them and close fully on nothing (needs object_dims).
     pose_objects: bool = False
@@ -84,6 +90,8 @@ class WorldModelConfig:
             raise ValueError("pose_objects needs object_dims (the carried object state)")
         if self.object_map and (self.object_dims is None or self.camera is None):
             raise ValueError("object_map needs object_dims (the carried object state) and camera")
+        if self.object_layer and (self.object_dims is None or self.camera is None or not self.residual_decoding):
+            raise ValueError("object_layer needs object_dims (the carried object state), camera and residual_decoding")
         if self.distill_steps < 2:
             raise ValueError(f"distill_steps must be >= 2 (the teacher's steps), got {self.distill_steps}")
         if not self.residual_deadband >= 0:

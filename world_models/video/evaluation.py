@@ -23,6 +23,7 @@ from wow_gym.data.flat import read_episodes
 from wow_gym.metrics import PSNR_CAP_DB, bootstrap_interval, psnr, ssim
 from wow_gym.rollout import Rollout
 from wow_gym.tasks import task_info
+from wow_gym.world_models.video.config import WorldModelConfig
 from wow_gym.world_models.video.imagination import (
     Start,
     imagine,
@@ -380,6 +381,8 @@ class EvalWorldModelConfig:
     starts_per_episode: int = 4
     sampling_steps: int | None = None
     residual_deadband: float | None = None  # None: the checkpoint's
+    object_layer: bool | None = None  # the object drawn at its carried pose; None: the checkpoint's
+    object_layer_pushes: bool | None = None  # ... also where it rests on the table; None: the checkpoint's
     steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     # whole episodes imagined from their first frame (lifts seen, object error); [] skips it
     interaction_datasets: list[str] = field(default_factory=lambda: [
@@ -408,6 +411,7 @@ class EvalResults:
     seconds: float
     residual_deadband: float = 0.0  # the model's, as evaluated (WorldModelConfig.residual_deadband)
     interaction: InteractionResult | None = None
+    object_layer: str = "off"  # the model's, as evaluated: off, on, or on with pushes (WorldModelConfig)
 
 
 def policy_source(root: str | Path) -> str:
@@ -438,6 +442,13 @@ def load_heldout(roots: list[str], image_size: int, max_episodes: int | None = N
     return grouped
 
 
+def layer_mode(config: WorldModelConfig) -> str:
+    """The object layer as the report names it: off, on, or on with pushes drawn too."""
+    if not config.object_layer:
+        return "off"
+    return "on, pushes too" if config.object_layer_pushes else "on"
+
+
 def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
     """Open loop with baselines, plans and the sampling-step sweep of one checkpoint on held-out data."""
     begin = time.perf_counter()
@@ -451,6 +462,13 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
             raise EvaluationError(f"residual_deadband must be >= 0 pixel levels (0: off), got "
                                   f"{config.residual_deadband}")
         wm.config.residual_deadband = float(config.residual_deadband)
+    if config.object_layer is not None:
+        if config.object_layer and wm.layer is None:
+            raise EvaluationError(f"object_layer=true needs a model that carries the object state and a task with "
+                                  f"object_extents; {path} has no object layer")
+        wm.config.object_layer = bool(config.object_layer)
+    if config.object_layer_pushes is not None:
+        wm.config.object_layer_pushes = bool(config.object_layer_pushes)
     rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes)
     common = {"seed": config.seed, "batch_size": config.batch_size, "progress": config.progress}
     open_loop = evaluate_open_loop(wm, rollouts, tuple(config.horizons), config.sampling_steps,
@@ -472,7 +490,7 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
     if interaction is not None:
         acceptance |= {f"interaction_{k}": v for k, v in interaction.figures["all"].items()}
     return EvalResults(str(path), wm.config.task, sources, episodes, open_loop, plan, sweep, acceptance,
-                       time.perf_counter() - begin, wm.config.residual_deadband, interaction)
+                       time.perf_counter() - begin, wm.config.residual_deadband, interaction, layer_mode(wm.config))
 
 
 def compare_action_gain(first: str | Path, second: str | Path, horizon: int = 8, source: str | None = None

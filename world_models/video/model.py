@@ -44,11 +44,13 @@ from wow_gym.world_models.video.dynamics import (
     PoseDynamics,
 )
 from wow_gym.world_models.video.flow import euler_sample, guided
+from wow_gym.world_models.video.object_layer import ObjectLayer
 from wow_gym.world_models.video.pose_map import FEATURES as POSE_MAP_FEATURES
 from wow_gym.world_models.video.pose_map import pose_map
 
 TRAIN_COMMAND = "wow-gym train-world-model"
 QUAT = slice(3, 7)  # agent_pos[3:7] is the end-effector quaternion; object state [3:7] the object's
+LAYER_BAND = 24.0  # levels: a change this large in the old object's place is the DiT's drawing (no deadband)
 FALL = 0.04  # metres an unheld object falls per control step (20 Hz: about free fall over a short drop)
 
 
@@ -61,7 +63,8 @@ class ImaginationState:
     frame [B,H,W,3] the newest real context frame and reference [B,H,W,3] its own decoding (float): a
     residually decoded imagined frame is frame + (decoding - reference), and the residual deadband falls
     back to frame (both zeros when the model does not decode residually); objects [B,7] the raw object
-    state (position, quaternion) carried by the object dynamics ([B,0] for a model without it).
+    state (position, quaternion) carried by the object dynamics ([B,0] for a model without it), and anchor
+    [B,7] the object's state in `frame` (where the object layer finds it).
     """
 
     latents: torch.Tensor
@@ -72,6 +75,7 @@ class ImaginationState:
     frame: torch.Tensor
     reference: torch.Tensor
     objects: torch.Tensor
+    anchor: torch.Tensor
 
     @property
     def batch_size(self) -> int:
@@ -141,6 +145,12 @@ class WorldModel(nn.Module):
         self.autocast = False  # bf16 autocast on CPU: faster on CPUs with bf16 units
         if config.camera is not None:
             self.register_buffer("_camera", torch.tensor(config.camera, dtype=torch.float32), persistent=False)
+        # built wherever it can be, used where config.object_layer says (an evaluation may switch it)
+        self.layer = None
+        if config.object_dims is not None and config.camera is not None and info.object_extents is not None:
+            self.layer = ObjectLayer(torch.tensor(config.camera), info.object_extents, config.image_size)
+        if config.object_layer and self.layer is None:
+            raise ValueError(f"object_layer needs the task's object_extents; {config.task} has none")
 
     # -- construction ------------------------------------------------------------------------------------
 
@@ -333,8 +343,9 @@ class WorldModel(nn.Module):
             environment_state = check_poses(environment_state, (b, self.config.env_state_dim),
                                             "start environment_state")
             objects = torch.as_tensor(np.asarray(environment_state), device=self.device)[:, self._object_index]
+        objects = objects.float().contiguous()
         return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, newest, reference,
-                                objects.float().contiguous())
+                                objects, objects.clone())
 
     def _object_features(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """[B,8]: the object's normalised height and orientation and its offset from the gripper."""
@@ -481,8 +492,10 @@ class WorldModel(nn.Module):
         state.actions = torch.cat([state.actions, action[:, None]], dim=1)[:, 1:]
         return self._observe(latent, next_pose, state)
 
-    def _pixels(self, latents: torch.Tensor, state: ImaginationState) -> torch.Tensor:
-        """uint8 frames of latents [B,...,C,h,w]: decoded on each row's residual anchor, the deadband applied."""
+    def _pixels(self, latents: torch.Tensor, state: ImaginationState, objects: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """uint8 frames of latents [B,...,C,h,w]: decoded on each row's residual anchor, the deadband applied;
+        with `objects` [B,7] (frames [B,C,h,w] only) and the object layer on, the object drawn there."""
         decoded = self.decode(latents).float()
         shape = (state.frame.shape[0], *[1] * (decoded.dim() - 4), *state.frame.shape[1:])
         real, change = state.frame.view(shape), decoded - state.reference.view(shape)
@@ -491,14 +504,29 @@ class WorldModel(nn.Module):
             moved = (change.abs().amax(-1) > band).float()  # [B,...,H,W]
             flat = moved.reshape(-1, 1, *moved.shape[-2:])
             change = change * F.max_pool2d(flat, 3, stride=1, padding=1).reshape(moved.shape)[..., None]
-        return (real + change).round().clamp(0, 255).to(torch.uint8)
+        frames = real + change
+        if objects is not None and self.config.object_layer:
+            frames = self.layer(frames, real, state.anchor, self._drawn_pose(objects, state.anchor), band or LAYER_BAND)
+        return frames.round().clamp(0, 255).to(torch.uint8)
+
+    def _drawn_pose(self, objects: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        """Where the object layer draws the object: its carried pose [B,7], except where it rests on its support
+        (no higher than rest height + lean) and its anchor did too (within another lean: a start's height is
+        read off one view), where it stays at the anchor's place. Chosen on the tuning episodes (seeds
+        800000+; `make tune-object-layer`): drawing pushes on the table as well (`object_layer_pushes`) cost
+        open-loop PSNR."""
+        if self.support is None or self.config.object_layer_pushes:
+            return objects
+        rest, lean = self.support[:2]
+        resting = (objects[:, 2] <= rest + lean) & (anchor[:, 2] <= rest + 2 * lean)
+        return torch.where(resting[:, None], anchor, objects)
 
     @torch.no_grad()
     def _observe(self, latent: torch.Tensor, pose: torch.Tensor, state: ImaginationState) -> StepOutput:
         """The step's frame, pose, object state (carried, or the latent probe's reading) and reward heads;
         success is the carried object's height where the model carries it and the task has one."""
         with self._autocast():
-            pixels = self._pixels(latent, state)
+            pixels = self._pixels(latent, state, state.objects if self.config.object_dims is not None else None)
             if self.config.object_dims is not None:
                 env_state = self.environment_state(state.objects, pose)
             elif self.config.pixel_probe:

@@ -91,6 +91,9 @@ class TrainWorldModelConfig(RunSettings):
     object_dynamics: bool = True
     pixel_probe: bool = True
     object_map: bool = False
+    # With object dynamics, a camera and the task's object_extents: every imagined frame draws the object at its
+    # carried pose (WorldModelConfig.object_layer; nothing to train, so set on an init checkpoint too)
+    object_layer: bool = True
     # With object dynamics: pose dynamics also reads the object state (fingers stop on the object between them
     # and close fully on nothing), trained on the data's object states along its rollouts. Added to an init
     # checkpoint, the pose dynamics starts fresh (a copy widened with zero-weight object inputs kept the old
@@ -262,11 +265,16 @@ class Trainer(StagedTrainer):
                 camera=task_camera(make_sim, info.name, config.image_size) if config.pose_map else None,
                 object_dims=dims, object_offset_dims=offset, pixel_probe=config.pixel_probe,
                 object_map=config.object_map, pose_objects=config.pose_objects and dims is not None,
+                object_layer=self._layered(dims is not None, config.pose_map),
                 one_step="distill" in config.train_stages, distill_steps=config.distill_steps,
             )
             stats = compute_stats(self.data) | (object_stats(self.data, dims, offset) if dims else {})
             self.model = WorldModel(wm_config, {**default_stats(wm_config), **stats})
         self.model.to(self.device)
+
+    def _layered(self, objects: bool, camera: bool) -> bool:
+        """Whether the model draws its object with the object layer: asked for, and it can."""
+        return self.config.object_layer and objects and camera and task_info(self.config.task).object_extents is not None
 
     def _extend(self, init: WorldModel, dims: list[int] | None, offset: list[int] | None) -> WorldModel:
         """The init checkpoint with this run's deadband and the parts this run adds (object dynamics, pixel
@@ -275,6 +283,7 @@ class Trainer(StagedTrainer):
         init.check_compatible(image_size=cfg.image_size, action_dim=self.data.actions.shape[1], source=cfg.init)
         old = init.config
         new = WorldModelConfig(**{**old.to_dict(), "residual_deadband": cfg.residual_deadband})
+        new.object_layer = self._layered(dims is not None or old.object_dims is not None, old.camera is not None)
         added = []
         if dims is not None and old.object_dims is None:
             new.object_dims, new.object_offset_dims = dims, offset

@@ -58,6 +58,9 @@ class Task:
     lean: float = 0.01
     grasp_reach: float = 0.03
     grasp_gap: tuple[float, float] | None = None
+    # the object's half-extents as a box (metres, in its own frame): the world model's object layer draws it
+    # where its carried pose says (world_models/video/object_layer.py); None: the picture is the DiT's alone
+    object_extents: tuple[float, float, float] | None = None
     critic_stages: tuple[CriticStage, ...]
     stage_labels: StageLabeller = field(compare=False)
     failure_hints: Mapping[str, str] = field(hash=False)

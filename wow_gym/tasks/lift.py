@@ -28,6 +28,9 @@ STAGES = (
 GRASP_GAP = (0.034, 0.05)
 GRASP_REACH = 0.04
 REST_HEIGHT = 0.82  # the cube's centre resting on the table (0.8 m + half its 4 cm)
+# robosuite draws the cube's half-size from 0.020-0.022 m; the mean's outline on held-out first frames
+# overlaps the red pixels best (intersection over union 0.80 over 10 episodes; 0.78 at 0.020)
+CUBE_HALF_EXTENTS = (0.021, 0.021, 0.021)
 
 
 def shaped_reward(state: np.ndarray, agent_pos: np.ndarray, success: np.ndarray) -> dict[str, np.ndarray]:
@@ -63,6 +66,7 @@ TASK = Task(
     rest_height=REST_HEIGHT,
     grasp_reach=GRASP_REACH,
     grasp_gap=GRASP_GAP,
+    object_extents=CUBE_HALF_EXTENTS,
     critic_stages=STAGES,
     stage_labels=stage_labels,
     failure_hints={
