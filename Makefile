@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data world-model eval-world-model eval-one-step tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data world-model eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -115,6 +115,13 @@ eval-one-step: lift-data
 		kinds = [None, 'expert', 'noisy', 'walk', 'random', 'replay-expert', 'heavy-noise', 'shaky', 'pausing']; \
 		[print(f'  {k or \"all\"}: {m:+.2f} dB ({lo:+.2f} to {hi:+.2f})') for k in kinds for m, lo, hi in [c(run(1), run(2), 8, k)]]"; \
 	done
+
+# The shipped model's open loop on all eight held-out sets (kinds of action absent from training included), with
+# and without the deadband: PSNR against copy-last and the action gain per set.
+eval-open-loop-all: lift-data
+	for band in 24 0; do \
+		$(WG) eval-world-model task=lift residual_deadband=$$band $(ONE_STEP_EVAL) \
+			out=outputs/eval-world-model/all-sets/band$$band || exit 1; done
 
 # The same model with pose dynamics that reads the object state (pose_objects: fingers stop on the cube between
 # them and close fully on nothing), trained afresh on 8- then 24-step rollouts; not shipped (see README).
