@@ -90,8 +90,10 @@ class WorldModelConfig:
             raise ValueError("pose_objects needs object_dims (the carried object state)")
         if self.object_map and (self.object_dims is None or self.camera is None):
             raise ValueError("object_map needs object_dims (the carried object state) and camera")
-        if self.object_layer and (self.object_dims is None or self.camera is None or not self.residual_decoding):
-            raise ValueError("object_layer needs object_dims (the carried object state), camera and residual_decoding")
+        if self.object_layer and (self.object_dims is None or self.camera is None
+                                  or not self.residual_decoding):
+            raise ValueError("object_layer needs object_dims (the carried object state), camera and "
+                             "residual_decoding")
         if self.distill_steps < 2:
             raise ValueError(f"distill_steps must be >= 2 (the teacher's steps), got {self.distill_steps}")
         if not self.residual_deadband >= 0:

@@ -464,8 +464,8 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
         wm.config.residual_deadband = float(config.residual_deadband)
     if config.object_layer is not None:
         if config.object_layer and wm.layer is None:
-            raise EvaluationError(f"object_layer=true needs a model that carries the object state and a task with "
-                                  f"object_extents; {path} has no object layer")
+            raise EvaluationError(f"object_layer=true needs a model that carries the object state and a task "
+                                  f"with object_extents; {path} has no object layer")
         wm.config.object_layer = bool(config.object_layer)
     if config.object_layer_pushes is not None:
         wm.config.object_layer_pushes = bool(config.object_layer_pushes)
@@ -490,7 +490,8 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
     if interaction is not None:
         acceptance |= {f"interaction_{k}": v for k, v in interaction.figures["all"].items()}
     return EvalResults(str(path), wm.config.task, sources, episodes, open_loop, plan, sweep, acceptance,
-                       time.perf_counter() - begin, wm.config.residual_deadband, interaction, layer_mode(wm.config))
+                       time.perf_counter() - begin, wm.config.residual_deadband, interaction,
+                       layer_mode(wm.config))
 
 
 def compare_action_gain(first: str | Path, second: str | Path, horizon: int = 8, source: str | None = None

@@ -506,15 +506,16 @@ class WorldModel(nn.Module):
             change = change * F.max_pool2d(flat, 3, stride=1, padding=1).reshape(moved.shape)[..., None]
         frames = real + change
         if objects is not None and self.config.object_layer:
-            frames = self.layer(frames, real, state.anchor, self._drawn_pose(objects, state.anchor), band or LAYER_BAND)
+            drawn = self._drawn_pose(objects, state.anchor)
+            frames = self.layer(frames, real, state.anchor, drawn, band or LAYER_BAND)
         return frames.round().clamp(0, 255).to(torch.uint8)
 
     def _drawn_pose(self, objects: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-        """Where the object layer draws the object: its carried pose [B,7], except where it rests on its support
-        (no higher than rest height + lean) and its anchor did too (within another lean: a start's height is
-        read off one view), where it stays at the anchor's place. Chosen on the tuning episodes (seeds
-        800000+; `make tune-object-layer`): drawing pushes on the table as well (`object_layer_pushes`) cost
-        open-loop PSNR."""
+        """Where the object layer draws the object: its carried pose [B,7], except where it rests on its
+        support (no higher than rest height + lean) and its anchor did too (within another lean: a start's
+        height is read off one view), where it stays at the anchor's place. Chosen on the tuning episodes
+        (seeds 800000+; `make tune-object-layer`): drawing pushes on the table as well (`object_layer_pushes`)
+        cost open-loop PSNR."""
         if self.support is None or self.config.object_layer_pushes:
             return objects
         rest, lean = self.support[:2]
@@ -526,7 +527,8 @@ class WorldModel(nn.Module):
         """The step's frame, pose, object state (carried, or the latent probe's reading) and reward heads;
         success is the carried object's height where the model carries it and the task has one."""
         with self._autocast():
-            pixels = self._pixels(latent, state, state.objects if self.config.object_dims is not None else None)
+            carried = state.objects if self.config.object_dims is not None else None
+            pixels = self._pixels(latent, state, carried)
             if self.config.object_dims is not None:
                 env_state = self.environment_state(state.objects, pose)
             elif self.config.pixel_probe:

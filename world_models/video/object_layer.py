@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 MARGIN = 2  # pixels the anchor outline is widened by (the probe's pose error is about 1.3 px)
-KEY = (20.0, 60.0)  # a real pixel this far (levels, RGB distance) from the fill colour is not / fully the object
+KEY = (20.0, 60.0)  # levels (RGB distance) from the fill colour: a real pixel this near is not the object,
+# this far fully the object
 
 
 def quat_matrix(quat: torch.Tensor) -> torch.Tensor:
@@ -48,7 +49,8 @@ class ObjectLayer(torch.nn.Module):
         super().__init__()
         camera = torch.as_tensor(camera, dtype=torch.float64)
         if camera.shape != (3, 4):
-            raise ValueError(f"the object layer needs a 3x4 camera projection, got shape {tuple(camera.shape)}")
+            raise ValueError(f"the object layer needs a 3x4 camera projection, got shape "
+                             f"{tuple(camera.shape)}")
         half = torch.as_tensor(half_extents, dtype=torch.float32)
         if half.shape != (3,) or bool((half <= 0).any()):
             raise ValueError(f"object half-extents must be 3 positive lengths in metres, got {half_extents}")
@@ -91,7 +93,8 @@ class ObjectLayer(torch.nn.Module):
         something the DiT drew there (the arm), kept rather than erased."""
         size = self.size
         if frames.shape[1:3] != (size, size):
-            raise ValueError(f"the object layer was built for {size} px frames, got {tuple(frames.shape[1:3])}")
+            raise ValueError(f"the object layer was built for {size} px frames, got "
+                             f"{tuple(frames.shape[1:3])}")
         with torch.autocast(frames.device.type, enabled=False):  # in float32 under bf16 autocast
             return self._compose(frames.float(), real.float(), anchor.float(), pose.float(), band)
 
@@ -110,18 +113,19 @@ class ObjectLayer(torch.nn.Module):
         # the DiT fades the object where it stood (a blend of the object and the fill) but draws the arm
         # passing there in other colours: a pixel farther than `band` from that blend is the arm, kept
         span = fill - real
-        blend = ((frames - real) * span).sum(-1, keepdim=True) / (span * span).sum(-1, keepdim=True).clamp_min(1.0)
+        along = ((frames - real) * span).sum(-1, keepdim=True)
+        blend = along / (span * span).sum(-1, keepdim=True).clamp_min(1.0)
         drawn = ((frames - (real + blend.clamp(0, 1) * span)).norm(dim=-1, keepdim=True) > band).float()
         erase = alpha * (1 - drawn)
         background = frames * (1 - erase) + fill * erase
-        # the object's pixels (alpha-premultiplied) and alpha, moved by the shift of its projected centre: output
-        # pixel p reads the anchor frame at p - shift. (Scaled by the change of its depth as well, the tuning
-        # episodes' PSNR at h = 16 was 0.1 dB lower: the anchor's depth, read off one view, is the least sure.)
+        # the object's pixels (alpha-premultiplied) and alpha, moved by the shift of its projected centre:
+        # output pixel p reads the anchor frame at p - shift
         shift = self._project(pose[:, :3]) - self._project(anchor[:, :3])  # [B, 2] pixels (column, row)
         centres = torch.arange(size, dtype=frames.dtype, device=frames.device) + 0.5
         ys, xs = torch.meshgrid(centres, centres, indexing="ij")
         source = torch.stack([xs, ys], dim=-1)[None] - shift[:, None, None]  # [B, H, W, 2]
         grid = source / size * 2 - 1  # pixel centres at i + 0.5: align_corners=False
-        sprite = F.grid_sample(torch.cat([real * alpha, alpha], -1).permute(0, 3, 1, 2), grid, mode="bilinear",
-                               padding_mode="zeros", align_corners=False).permute(0, 2, 3, 1)
+        layer = torch.cat([real * alpha, alpha], -1).permute(0, 3, 1, 2)
+        sprite = F.grid_sample(layer, grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=False).permute(0, 2, 3, 1)
         return background * (1 - sprite[..., 3:]) + sprite[..., :3]

@@ -91,8 +91,8 @@ class TrainWorldModelConfig(RunSettings):
     object_dynamics: bool = True
     pixel_probe: bool = True
     object_map: bool = False
-    # With object dynamics, a camera and the task's object_extents: every imagined frame draws the object at its
-    # carried pose (WorldModelConfig.object_layer; nothing to train, so set on an init checkpoint too)
+    # With object dynamics, a camera and the task's object_extents: every imagined frame draws the object at
+    # its carried pose (WorldModelConfig.object_layer; nothing to train, so set on an init checkpoint too)
     object_layer: bool = True
     # With object dynamics: pose dynamics also reads the object state (fingers stop on the object between them
     # and close fully on nothing), trained on the data's object states along its rollouts. Added to an init
@@ -274,7 +274,8 @@ class Trainer(StagedTrainer):
 
     def _layered(self, objects: bool, camera: bool) -> bool:
         """Whether the model draws its object with the object layer: asked for, and it can."""
-        return self.config.object_layer and objects and camera and task_info(self.config.task).object_extents is not None
+        extents = task_info(self.config.task).object_extents
+        return self.config.object_layer and objects and camera and extents is not None
 
     def _extend(self, init: WorldModel, dims: list[int] | None, offset: list[int] | None) -> WorldModel:
         """The init checkpoint with this run's deadband and the parts this run adds (object dynamics, pixel
@@ -283,7 +284,8 @@ class Trainer(StagedTrainer):
         init.check_compatible(image_size=cfg.image_size, action_dim=self.data.actions.shape[1], source=cfg.init)
         old = init.config
         new = WorldModelConfig(**{**old.to_dict(), "residual_deadband": cfg.residual_deadband})
-        new.object_layer = self._layered(dims is not None or old.object_dims is not None, old.camera is not None)
+        carries = dims is not None or old.object_dims is not None
+        new.object_layer = self._layered(carries, old.camera is not None)
         added = []
         if dims is not None and old.object_dims is None:
             new.object_dims, new.object_offset_dims = dims, offset

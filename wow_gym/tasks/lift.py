@@ -28,8 +28,8 @@ STAGES = (
 GRASP_GAP = (0.034, 0.05)
 GRASP_REACH = 0.04
 REST_HEIGHT = 0.82  # the cube's centre resting on the table (0.8 m + half its 4 cm)
-# robosuite draws the cube's half-size from 0.020-0.022 m; the mean's outline on held-out first frames
-# overlaps the red pixels best (intersection over union 0.80 over 10 episodes; 0.78 at 0.020)
+# robosuite draws the cube's half-size from 0.020-0.022 m: the object layer's box is the mean (its outline
+# against the simulator's red pixels: tests/world_models/video/test_object_layer.py)
 CUBE_HALF_EXTENTS = (0.021, 0.021, 0.021)
 
 

@@ -87,17 +87,19 @@ def test_the_arm_drawn_over_the_object_is_kept_and_a_faded_object_redrawn(layer,
 
 def test_the_world_model_draws_its_carried_object(camera, lift_expert_episode):
     ep = lift_expert_episode
-    model = WorldModel.random("dit-test", env_state_dim=10, camera=camera.tolist(), object_layer=True, **OBJECTS)
+    model = WorldModel.random("dit-test", env_state_dim=10, camera=camera.tolist(), object_layer=True,
+                              **OBJECTS)
     with torch.no_grad():  # object dynamics that lift the cube 5 cm in one step, the moving gate open
         model.objects.net[-1].weight.zero_()
-        model.objects.net[-1].bias.copy_(torch.cat([torch.tensor([0, 0, 0.05, 0, 0, 0, 0]) / model._dobject_std,
-                                                    torch.ones(1)]))
+        rise = torch.tensor([0, 0, 0.05, 0, 0, 0, 0]) / model._dobject_std
+        model.objects.net[-1].bias.copy_(torch.cat([rise, torch.ones(1)]))
     support, model.support = model.support, None  # no gravity: the test's cube is not held
 
     def lifted_frame(on: bool) -> np.ndarray:
         model.config.object_layer = on
-        state = model.start(ep.pixels[None, REST - 1:REST + 1], ep.agent_pos[None, REST - 1:REST + 1],
-                            ep.action[None, REST:REST + 1], environment_state=ep.environment_state[REST:REST + 1])
+        context, now = slice(REST - 1, REST + 1), slice(REST, REST + 1)
+        state = model.start(ep.pixels[None, context], ep.agent_pos[None, context], ep.action[None, now],
+                            environment_state=ep.environment_state[now])
         torch.testing.assert_close(state.anchor, state.objects)
         return model.step(state, ep.action[None, REST + 1], torch.Generator().manual_seed(0)).pixels[0]
 
@@ -108,7 +110,8 @@ def test_the_world_model_draws_its_carried_object(camera, lift_expert_episode):
     # pushed along the table the object is drawn where it stood; lifted, or dropped from a lifted start, where
     # it is carried to
     anchor = pose(ep, REST)
-    pushed, raised = anchor + torch.tensor([0, 0.03, 0, 0, 0, 0, 0]), anchor + torch.tensor([0, 0, 0.05, 0, 0, 0, 0])
+    pushed = anchor + torch.tensor([0, 0.03, 0, 0, 0, 0, 0])
+    raised = anchor + torch.tensor([0, 0, 0.05, 0, 0, 0, 0])
     model.support = support
     torch.testing.assert_close(model._drawn_pose(pushed, anchor), anchor)
     torch.testing.assert_close(model._drawn_pose(raised, anchor), raised)
