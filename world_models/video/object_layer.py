@@ -17,6 +17,8 @@ pixels unlike the colour around it (the table) are the object's. Each imagined f
 Keying the object's pixels by colour inside a widened outline, rather than taking the outline itself,
 keeps the layer right when the anchor pose is a few millimetres off (a start read off pixels by the probe
 is, by about 9 mm). An object that has not moved is drawn again where it was, over the DiT's fading of it.
+The key is by colour against the surroundings only: where the anchor frame shows the arm within the widened
+outline, those arm pixels count as the object's and travel (or stay) with it.
 Hand-written: no library moves a keyed sprite by a projected 3-D displacement in batched torch (a
 renderer would need the scene and its lights, which a world model does not have).
 """
@@ -88,9 +90,9 @@ class ObjectLayer(torch.nn.Module):
                 band: float = 24.0) -> torch.Tensor:
         """Imagined frames [B, H, W, 3] (float, 0-255) with the object taken from the real anchor frames
         [B, H, W, 3] (where it is at raw pose `anchor` [B, 7]) and drawn at raw pose `pose` [B, 7], moved by
-        the shift of its projected centre. Inside the old object, an
-        imagined pixel more than `band` levels from any blend of the real pixel and the fill colour is
-        something the DiT drew there (the arm), kept rather than erased."""
+        the shift of its projected centre. Inside the old object, an imagined pixel more than `band` levels
+        from any blend of the real pixel and the fill colour is something the DiT drew there (the arm), kept
+        rather than erased."""
         size = self.size
         if frames.shape[1:3] != (size, size):
             raise ValueError(f"the object layer was built for {size} px frames, got "
