@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from wow_gym.world_models.video.pose_map import project
+
 MARGIN = 2  # pixels the anchor outline is widened by (the probe's pose error is about 1.3 px)
 KEY = (20.0, 60.0)  # levels (RGB distance) from the fill colour: a real pixel this near is not the object,
 # this far fully the object
@@ -81,11 +83,6 @@ class ObjectLayer(torch.nn.Module):
         far = torch.maximum(t1, t2).amin(-1)
         return ((far >= near) & (far > 0)).reshape(-1, self.size, self.size)
 
-    def _project(self, points: torch.Tensor) -> torch.Tensor:
-        """World points [..., 3] -> pixel (column, row) [..., 2]."""
-        h = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1) @ self.camera.T
-        return h[..., :2] / h[..., 2:].clamp_min(1e-6)
-
     def forward(self, frames: torch.Tensor, real: torch.Tensor, anchor: torch.Tensor, pose: torch.Tensor,
                 band: float = 24.0) -> torch.Tensor:
         """Imagined frames [B, H, W, 3] (float, 0-255) with the object taken from the real anchor frames
@@ -122,7 +119,8 @@ class ObjectLayer(torch.nn.Module):
         background = frames * (1 - erase) + fill * erase
         # the object's pixels (alpha-premultiplied) and alpha, moved by the shift of its projected centre:
         # output pixel p reads the anchor frame at p - shift
-        shift = self._project(pose[:, :3]) - self._project(anchor[:, :3])  # [B, 2] pixels (column, row)
+        # [B, 2] pixels (column, row)
+        shift = project(self.camera, pose[:, :3]) - project(self.camera, anchor[:, :3])
         centres = torch.arange(size, dtype=frames.dtype, device=frames.device) + 0.5
         ys, xs = torch.meshgrid(centres, centres, indexing="ij")
         source = torch.stack([xs, ys], dim=-1)[None] - shift[:, None, None]  # [B, H, W, 2]
