@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data world-model eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -76,6 +76,14 @@ lift-data: $(STAMP)
 	$(WG) collect task=lift policy=expert episodes=60 seed=30000 $(FAILING) root=data/lift/train-failures
 	$(WG) collect task=lift policy=expert-walk episodes=60 seed=40000 $(NOISY) root=data/lift/train-expert-walk
 
+# On-policy data for the world model's dynamics (as in DAgger): the shipped BC policy's own episodes in the
+# simulator, clean and with action noise (training seeds 50000-70039). Its failures (fingers landing on the cube,
+# closing beside it) are what imagination must reproduce for training in it to pay off in physics.
+lift-bc-data: $(STAMP)
+	$(WG) collect task=lift policy=shipped episodes=40 seed=50000 root=data/lift/train-bc
+	$(WG) collect task=lift policy=shipped episodes=40 seed=60000 noise.action_std=0.15 root=data/lift/train-bc-noisy15
+	$(WG) collect task=lift policy=shipped episodes=40 seed=70000 noise.action_std=0.3 root=data/lift/train-bc-noisy30
+
 # Trains into outputs/world-models/lift (rerun to resume), then ships its checkpoint as the default: the base
 # model, 2,000 further DiT steps weighted to moving cells, then the object state (object dynamics with its
 # moving gate, the pixel probe) added, the pose dynamics retrained on 24-step rollouts, and the one-step sampler
@@ -132,6 +140,22 @@ world-model-contact: world-model
 		pose_objects=true pose_unroll=24 pose.batch_size=128 out=outputs/world-models/lift-posobj24
 	$(WG) eval-world-model task=lift checkpoint=outputs/world-models/lift-posobj24/checkpoint \
 		out=outputs/eval-world-model/posobj24-band24
+
+# The same contact-aware pose dynamics trained with the BC policy's own episodes added (lift-bc-data, as in
+# DAgger), from the shipped model, and the object dynamics trained further on them; then the paired evaluation
+# of evaluate-lift-30 (10 policies) and eval-world-model on it. Not shipped (see README).
+WITH_BC := 'datasets=[{root:data/lift/train-expert},{root:data/lift/train-noisy},{root:data/lift/train-walk,instruction:"move the arm around"},{root:data/lift/train-bc},{root:data/lift/train-bc-noisy15},{root:data/lift/train-bc-noisy30}]'
+world-model-dagger: lift-data lift-bc-data policy-compare-30
+	$(WG) train-world-model task=lift init=world_models/checkpoints/lift "stages=[pose]" pose_objects=true \
+		$(WITH_BC) out=outputs/world-models/lift-dagger8
+	$(WG) train-world-model task=lift init=outputs/world-models/lift-dagger8/checkpoint "stages=[pose]" \
+		pose_objects=true pose_unroll=24 pose.batch_size=128 $(WITH_BC) out=outputs/world-models/lift-dagger24
+	$(WG) train-world-model task=lift init=outputs/world-models/lift-dagger24/checkpoint "stages=[objects]" \
+		$(WITH_BC) out=outputs/world-models/lift-dagger
+	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(LIFT30_SET)' \
+		world_model=outputs/world-models/lift-dagger/checkpoint out=outputs/evaluate/lift-30-dagger
+	$(WG) eval-world-model task=lift checkpoint=outputs/world-models/lift-dagger/checkpoint \
+		out=outputs/eval-world-model/dagger
 
 eval-world-model: lift-data
 	$(WG) eval-world-model task=lift

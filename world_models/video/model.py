@@ -382,20 +382,29 @@ class WorldModel(nn.Module):
         quat = moved[:, QUAT]
         moved = torch.cat([moved[:, :3], quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-6)], dim=1)
         if self.support is not None:
-            moved = self._supported(moved, nxt)
+            moved = self._supported(moved, objects, poses)
         return (moved, logit) if with_logit else moved
 
-    def _supported(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-        """Support and gravity (the task's rest height, lean and grasp test): an object higher than it can lean
-        that the gripper does not hold falls (FALL metres a step, down to that height), keeping x, y and
-        orientation. A learned regression alone lets an untouched object drift up to a false lift."""
-        rest, lean, reach, low, high = self.support
+    def _held(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """[B] bool: the task's grasp test, objects [B,7] within reach of the gripper pose [B,P] and the
+        fingers' gap inside the task's grasp range."""
+        _, _, reach, low, high = self.support
         gap = pose[:, 7] - pose[:, 8]
-        held = ((objects[:, :3] - pose[:, :3]).norm(dim=-1) < reach) & (gap > low) & (gap < high)
-        ceiling = rest + lean
-        fallen = torch.maximum(objects[:, 2] - FALL, torch.full_like(objects[:, 2], ceiling)).minimum(objects[:, 2])
-        z = torch.where(held, objects[:, 2], fallen)
-        return torch.cat([objects[:, :2], z[:, None], objects[:, 3:]], dim=1)
+        return ((objects[:, :3] - pose[:, :3]).norm(dim=-1) < reach) & (gap > low) & (gap < high)
+
+    def _supported(self, moved: torch.Tensor, before: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+        """Support and gravity (the task's rest height, lean and grasp test) on the learned step from `before`
+        to `moved` (objects [B,7]) while the gripper goes from poses[:, 0] to poses[:, 1]. An object is held
+        where the gripper holds it both before and after the step. One that is not held goes no higher than its
+        rest height + lean or, if it was higher, than where it was less a fall (FALL metres a step), keeping x,
+        y and orientation. A learned regression alone lets an untouched object drift up to a false lift, or
+        jump to a closed gripper centimetres away and ride it up."""
+        rest, lean = self.support[:2]
+        held = self._held(before, poses[:, 0]) & self._held(moved, poses[:, 1])
+        ceiling = torch.full_like(moved[:, 2], rest + lean)
+        fallen = torch.maximum(before[:, 2] - FALL, ceiling).minimum(moved[:, 2])
+        z = torch.where(held, moved[:, 2], fallen)
+        return torch.cat([moved[:, :2], z[:, None], moved[:, 3:]], dim=1)
 
     def environment_state(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """Raw environment_state [B,E] of carried object states [B,7] and agent_pos [B,P]."""

@@ -61,7 +61,7 @@ def test_carried_object_state_follows_its_dynamics_and_sets_success(lift_data):
     cube = torch.tensor([[0.0, 0.0, 0.95, 0, 0, 0, 1.0]])
     far = torch.tensor([[0.0, 0.0, 1.2, 0, 0, 0, 1.0, 0.04, -0.04]])  # fingers open, 25 cm above
     fell = model._object_step(torch.stack([far, far], 1), cube, torch.zeros(1, 7))
-    assert fell[0, 2].item() == pytest.approx(0.95 + rise - 0.04, abs=1e-5)
+    assert fell[0, 2].item() == pytest.approx(0.95 - 0.04, abs=1e-5)  # from where it was, whatever the step says
     resting = cube.clone()
     resting[0, 2] = 0.828  # nudged up past rest + lean (0.83): it goes no higher than that
     assert model._object_step(torch.stack([far, far], 1), resting, torch.zeros(1, 7))[0, 2].item() == \
@@ -69,6 +69,16 @@ def test_carried_object_state_follows_its_dynamics_and_sets_success(lift_data):
     holding = torch.tensor([[0.0, 0.0, 0.95, 0, 0, 0, 1.0, 0.021, -0.021]])  # gap 0.042 around the cube
     carried = model._object_step(torch.stack([holding, holding], 1), cube, torch.zeros(1, 7))
     assert carried[0, 2].item() == pytest.approx(0.95 + rise, abs=1e-5)
+    # a step that takes a resting object up to a closed gripper 3 cm to the side and 5 cm above it: in reach
+    # after the step but not before, so it is not held and stays down
+    with torch.no_grad():
+        model.objects.net[-1].bias[2] = 0.05 / model._dobject_std[2]
+    beside = torch.tensor([[0.03, 0.0, 0.87, 0, 0, 0, 1.0, 0.021, -0.021]])
+    on_table = cube.clone()
+    on_table[0, 2] = 0.82
+    assert model._held(on_table + torch.tensor([[0, 0, 0.05, 0, 0, 0, 0]]), beside).item()
+    jumped = model._object_step(torch.stack([beside, beside], 1), on_table, torch.zeros(1, 7))
+    assert jumped[0, 2].item() == pytest.approx(0.83, abs=1e-5)
 
     # without a given state, the probe reads it off the newest frame
     started = model.start(ep.pixels[None, :2], ep.agent_pos[None, :2], ep.action[None, :1])
