@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from wow_gym.world_models.video.pose_map import project
 
 MARGIN = 2  # pixels the anchor outline is widened by (the probe's pose error is about 1.3 px)
-KEY = (20.0, 60.0)  # levels (RGB distance) from the fill colour: a real pixel this near is not the object,
-# this far fully the object
+# levels (RGB distance) from the fill colour: a real pixel this near is not the object, this far fully it
+KEY = (20.0, 60.0)
 
 
 def quat_matrix(quat: torch.Tensor) -> torch.Tensor:
@@ -118,8 +118,7 @@ class ObjectLayer(torch.nn.Module):
         erase = alpha * (1 - drawn)
         background = frames * (1 - erase) + fill * erase
         # the object's pixels (alpha-premultiplied) and alpha, moved by the shift of its projected centre:
-        # output pixel p reads the anchor frame at p - shift
-        # [B, 2] pixels (column, row)
+        # output pixel p reads the anchor frame at p - shift ([B, 2] pixels: column, row)
         shift = project(self.camera, pose[:, :3]) - project(self.camera, anchor[:, :3])
         centres = torch.arange(size, dtype=frames.dtype, device=frames.device) + 0.5
         ys, xs = torch.meshgrid(centres, centres, indexing="ij")

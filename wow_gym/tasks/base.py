@@ -7,17 +7,27 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 import numpy as np
 
 SIM_VERSION = 0
 IMAGINED_VERSION = 0
 
+ArrayT = TypeVar("ArrayT")  # a numpy array or a torch tensor
+
 # environment_state [T+1, E], per-frame reward [T+1] and success [T+1] -> the critic's stage label [T+1]
 StageLabeller = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 # environment_state [N, E], agent_pos [N, P] and success [N] -> the simulator's shaped reward as named terms
 # [N] each (their sum is the reward), for a world model that imagines the object state
 StateReward = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
+
+
+def grasped(distance: ArrayT, gap: ArrayT, reach: float, gap_range: tuple[float, float]) -> ArrayT:
+    """The grasp test on arrays or tensors alike: the object within `reach` metres of the gripper (`distance`)
+    and the fingers' gap (agent_pos[7] - agent_pos[8]) strictly inside `gap_range`. The one definition the
+    tasks' shaped rewards and the world model's support rule share."""
+    return (distance < reach) & (gap > gap_range[0]) & (gap < gap_range[1])
 
 
 @dataclass(frozen=True)
