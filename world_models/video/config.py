@@ -56,6 +56,10 @@ class WorldModelConfig:
     # Pose dynamics also reads the carried object state (its height, orientation and offset from the gripper):
     # closing fingers stop on an object between them and close fully on nothing (needs object_dims).
     pose_objects: bool = False
+    # The imagined gripper stops where its fingertips meet the table or the carried object's top face
+    # (world_models/video/contact.py), as the simulated one does (needs object_dims and the task's
+    # object_extents and table_height).
+    arm_contact: bool = False
     # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
     # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.
     one_step: bool = False
@@ -88,6 +92,8 @@ class WorldModelConfig:
                                  f"{self.env_state_dim} entries once each, got {dims}")
         if self.pose_objects and self.object_dims is None:
             raise ValueError("pose_objects needs object_dims (the carried object state)")
+        if self.arm_contact and self.object_dims is None:
+            raise ValueError("arm_contact needs object_dims (the carried object state)")
         if self.object_map and (self.object_dims is None or self.camera is None):
             raise ValueError("object_map needs object_dims (the carried object state) and camera")
         if self.object_layer and (self.object_dims is None or self.camera is None

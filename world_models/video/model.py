@@ -36,6 +36,7 @@ from wow_gym.world_models.video.autoencoder import (
     tensor_to_pixels,
 )
 from wow_gym.world_models.video.config import FORMAT_VERSION, WorldModelConfig, default_stats
+from wow_gym.world_models.video.contact import contact_stop
 from wow_gym.world_models.video.dit import DiTConfig, VideoDiT
 from wow_gym.world_models.video.dynamics import (
     OBJECT_FEATURES,
@@ -152,6 +153,12 @@ class WorldModel(nn.Module):
             self.layer = ObjectLayer(torch.tensor(config.camera), info.object_extents, config.image_size)
         if config.object_layer and self.layer is None:
             raise ValueError(f"object_layer needs the task's object_extents; {config.task} has none")
+        self.table_height = info.table_height
+        if config.arm_contact:
+            if info.object_extents is None or info.table_height is None:
+                raise ValueError(f"arm_contact needs the task's object_extents and table_height; "
+                                 f"{config.task} lacks them")
+            self.register_buffer("_extents", torch.tensor(info.object_extents), persistent=False)
 
     # -- construction ------------------------------------------------------------------------------------
 
@@ -485,6 +492,9 @@ class WorldModel(nn.Module):
         prev = state.actions[:, -1] if state.actions.shape[1] else torch.zeros_like(action)
         with self._autocast():
             next_pose = self._pose_step(state.poses, action, prev, state.objects).float()
+            if self.config.arm_contact:
+                next_pose = contact_stop(state.poses[:, -1], next_pose, state.objects, self._extents,
+                                         self.table_height)
             chunk = torch.cat([state.actions, action[:, None]], dim=1)
             pose_cond = self._norm(torch.stack([state.poses[:, -1], next_pose], dim=1), "pose")
             both = torch.stack([state.poses[:, -1], next_pose], dim=1)

@@ -94,6 +94,9 @@ class TrainWorldModelConfig(RunSettings):
     # With object dynamics, a camera and the task's object_extents: every imagined frame draws the object at
     # its carried pose (WorldModelConfig.object_layer; nothing to train, so set on an init checkpoint too)
     object_layer: bool = True
+    # With object dynamics and the task's object_extents and table_height: the imagined gripper stops where its
+    # fingertips meet the table or the object's top (WorldModelConfig.arm_contact; nothing to train either)
+    arm_contact: bool = True
     # With object dynamics: pose dynamics also reads the object state (fingers stop on the object between them
     # and close fully on nothing), trained on the data's object states along its rollouts. Added to an init
     # checkpoint, the pose dynamics starts fresh (a copy widened with zero-weight object inputs kept the old
@@ -266,6 +269,7 @@ class Trainer(StagedTrainer):
                 object_dims=dims, object_offset_dims=offset, pixel_probe=config.pixel_probe,
                 object_map=config.object_map, pose_objects=config.pose_objects and dims is not None,
                 object_layer=self._layered(dims is not None, config.pose_map),
+                arm_contact=self._contact(dims is not None),
                 one_step="distill" in config.train_stages, distill_steps=config.distill_steps,
             )
             stats = compute_stats(self.data) | (object_stats(self.data, dims, offset) if dims else {})
@@ -277,6 +281,12 @@ class Trainer(StagedTrainer):
         extents = task_info(self.config.task).object_extents
         return self.config.object_layer and objects and camera and extents is not None
 
+    def _contact(self, objects: bool) -> bool:
+        """Whether the model stops its imagined gripper on the table and the object: asked for, and it can."""
+        info = task_info(self.config.task)
+        return (self.config.arm_contact and objects and info.object_extents is not None
+                and info.table_height is not None)
+
     def _extend(self, init: WorldModel, dims: list[int] | None, offset: list[int] | None) -> WorldModel:
         """The init checkpoint with this run's deadband and the parts this run adds (object dynamics, pixel
         probe, object map), built fresh; its statistics are kept (its DiT was trained on them)."""
@@ -286,6 +296,7 @@ class Trainer(StagedTrainer):
         new = WorldModelConfig(**{**old.to_dict(), "residual_deadband": cfg.residual_deadband})
         carries = dims is not None or old.object_dims is not None
         new.object_layer = self._layered(carries, old.camera is not None)
+        new.arm_contact = self._contact(carries)
         added = []
         if dims is not None and old.object_dims is None:
             new.object_dims, new.object_offset_dims = dims, offset

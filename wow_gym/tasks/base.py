@@ -71,6 +71,8 @@ class Task:
     # the object's half-extents as a box (metres, in its own frame): the world model's object layer draws it
     # where its carried pose says (world_models/video/object_layer.py); None: the picture is the DiT's alone
     object_extents: tuple[float, float, float] | None = None
+    # the table's top (metres): where the world model's arm contact stops the imagined fingertips
+    table_height: float | None = None
     critic_stages: tuple[CriticStage, ...]
     stage_labels: StageLabeller = field(compare=False)
     failure_hints: Mapping[str, str] = field(hash=False)

@@ -27,6 +27,7 @@ STAGES = (
 # reach, a grasp
 GRASP_GAP = (0.034, 0.05)
 GRASP_REACH = 0.04
+TABLE_HEIGHT = 0.8  # robosuite Lift's table top
 REST_HEIGHT = 0.82  # the cube's centre resting on the table (0.8 m + half its 4 cm)
 # robosuite draws the cube's half-size from 0.020-0.022 m: the object layer's box is the mean (its outline
 # against the simulator's red pixels: tests/world_models/video/test_object_layer.py)
@@ -67,6 +68,7 @@ TASK = Task(
     grasp_reach=GRASP_REACH,
     grasp_gap=GRASP_GAP,
     object_extents=CUBE_HALF_EXTENTS,
+    table_height=TABLE_HEIGHT,
     critic_stages=STAGES,
     stage_labels=stage_labels,
     failure_hints={
