@@ -4,15 +4,22 @@ the carried object, as the simulated one does.
 The pose dynamics is a regression on the arm's own state and the actions. Where a policy pushes down with a
 finger resting on the cube's top edge, the simulated arm stops (MuJoCo's contact), but the learned step keeps
 going down about a millimetre a step: the imagined fingers slide down around the cube and close on it, and
-imagination calls a grasp that physics does not make (stop 30's closed-loop diagnosis of the BC policy).
-This rule is the geometry of that stop. After the learned step, each fingertip of the next pose is tested
-against what is under it: the object's top face where the tip is over the object's footprint and was above
-that face (less BESIDE) before the step, else the table. A tip may sink SINK below the face (the simulator's
-soft contact lets a pressing finger sink that far); below that, the arm's descent this step is cut back so
-that the lowest tip rests there. The rule only ever cuts a descent: it never lifts the arm above where it was.
+imagination calls a grasp that physics does not make. This rule is the geometry of that stop. After the
+learned step, each fingertip of the next pose is tested against what is under it: the object's top face where
+the tip is over the object's footprint and was above that face (less BESIDE) before the step, else the table.
+A tip may sink SINK below the face (the simulator's soft contact lets a pressing finger sink that far); below
+that, the step's descent is cut back so that the lowest tip rests there. The rule only ever cuts a descent: it
+never lifts the arm above where it was.
+
+The footprint is the disc inscribed in the top face, whatever the object's turn about the vertical. A start's
+orientation is read off one frame by the probe, and a cube looks the same every 90 degrees, so the read turn
+is often tens of degrees off; a square footprint turned that far puts its corners under fingers that pass
+beside the real cube. On 32 tuning starts (seeds 800000+), the BC policy's imagined success against the
+simulator's: with 0.15 action noise 22 % (square) and 31 % (disc) against 34 %; without noise 62 % and 69 %
+against 50 %; without the rule 38 % and 91 %.
 
 Hand-written: a collision library (MuJoCo itself) would need a scene of the imagined arm and object rebuilt
-every step for each episode of the batch; the test needed is eight points against one box and a plane.
+every step for each episode of the batch; the test needed is eight points against a disc and a plane.
 """
 
 from __future__ import annotations
@@ -21,11 +28,12 @@ import torch
 
 from wow_gym.world_models.video.object_layer import quat_matrix
 
-# The Panda gripper's fingertips in the end-effector frame (robosuite's grip site, agent_pos[:3:7]): the
-# fingers open along local y (finger 1 at +agent_pos[7], finger 2 at agent_pos[8] < 0), local z points along
-# the approach (down, for a gripper pointing at the table). Each tip is a 17.4 x 14.3 mm face 9.2 mm past the
-# grip site, from the finger's inner face outwards. Read off the finger collision meshes of robosuite 1.5's
-# Panda gripper (tests/world_models/video/test_contact.py checks them against the simulator's model).
+# The Panda gripper's fingertips in the end-effector frame (robosuite's grip site: agent_pos[:3] and [3:7]):
+# the fingers open along local y (finger 1 at +agent_pos[7], finger 2 at agent_pos[8] < 0), local z points
+# along the approach (down, for a gripper pointing at the table). Each tip is a 17.4 x 14.3 mm face 9.2 mm
+# past the grip site, from the finger's inner face outwards. Read off the finger collision meshes of
+# robosuite 1.5's Panda gripper (tests/world_models/video/test_contact.py checks them against the
+# simulator's model).
 TIP_AHEAD = 0.0092  # local z
 TIP_HALF_WIDTH = 0.0087  # local x
 TIP_DEPTH = 0.0143  # local y, outwards from the finger's inner face
@@ -63,7 +71,7 @@ def contact_stop(now: torch.Tensor, nxt: torch.Tensor, objects: torch.Tensor, ha
     # the tips in the object's frame
     inside = torch.einsum("bji,bnj->bni", rotation, after - objects[:, None, :3].float())
     top = objects[:, 2:3].float() + half_extents[2]  # [B, 1]: the top face's height (an upright object)
-    over = (inside[..., :2].abs() < half_extents[:2]).all(-1)
+    over = inside[..., :2].norm(dim=-1) < half_extents[:2].min()  # the footprint's inscribed disc
     on = over & (before[..., 2] > top - BESIDE)
     floor = torch.where(on, top - SINK, torch.full_like(top, table).expand_as(on))
     rise = (floor - after[..., 2]).amax(-1).clamp_min(0)  # [B]
