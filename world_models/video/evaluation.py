@@ -383,6 +383,7 @@ class EvalWorldModelConfig:
     residual_deadband: float | None = None  # None: the checkpoint's
     object_layer: bool | None = None  # the object drawn at its carried pose; None: the checkpoint's
     object_layer_pushes: bool | None = None  # ... also where it rests on the table; None: the checkpoint's
+    arm_contact: bool | None = None  # fingertips stop on the table and the object; None: the checkpoint's
     steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     # whole episodes imagined from their first frame (lifts seen, object error); [] skips it
     interaction_datasets: list[str] = field(default_factory=lambda: [
@@ -412,6 +413,7 @@ class EvalResults:
     residual_deadband: float = 0.0  # the model's, as evaluated (WorldModelConfig.residual_deadband)
     interaction: InteractionResult | None = None
     object_layer: str = "off"  # the model's, as evaluated: off, on, or on with pushes (WorldModelConfig)
+    arm_contact: bool = False  # the model's, as evaluated (WorldModelConfig.arm_contact)
 
 
 def policy_source(root: str | Path) -> str:
@@ -469,6 +471,11 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
         wm.config.object_layer = bool(config.object_layer)
     if config.object_layer_pushes is not None:
         wm.config.object_layer_pushes = bool(config.object_layer_pushes)
+    if config.arm_contact is not None:
+        if config.arm_contact and not wm.can_contact:
+            raise EvaluationError(f"arm_contact=true needs a model that carries the object state and a task "
+                                  f"with object_extents and table_height; {path} cannot stop its arm")
+        wm.config.arm_contact = bool(config.arm_contact)
     rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes)
     common = {"seed": config.seed, "batch_size": config.batch_size, "progress": config.progress}
     open_loop = evaluate_open_loop(wm, rollouts, tuple(config.horizons), config.sampling_steps,
@@ -491,7 +498,7 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
         acceptance |= {f"interaction_{k}": v for k, v in interaction.figures["all"].items()}
     return EvalResults(str(path), wm.config.task, sources, episodes, open_loop, plan, sweep, acceptance,
                        time.perf_counter() - begin, wm.config.residual_deadband, interaction,
-                       layer_mode(wm.config))
+                       layer_mode(wm.config), wm.config.arm_contact)
 
 
 def compare_action_gain(first: str | Path, second: str | Path, horizon: int = 8, source: str | None = None

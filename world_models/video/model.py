@@ -153,12 +153,16 @@ class WorldModel(nn.Module):
             self.layer = ObjectLayer(torch.tensor(config.camera), info.object_extents, config.image_size)
         if config.object_layer and self.layer is None:
             raise ValueError(f"object_layer needs the task's object_extents; {config.task} has none")
+        # arm contact: possible wherever the task allows, used where config.arm_contact says (an evaluation
+        # may switch it)
         self.table_height = info.table_height
-        if config.arm_contact:
-            if info.object_extents is None or info.table_height is None:
-                raise ValueError(f"arm_contact needs the task's object_extents and table_height; "
-                                 f"{config.task} lacks them")
+        self.can_contact = (config.object_dims is not None and info.object_extents is not None
+                            and info.table_height is not None)
+        if self.can_contact:
             self.register_buffer("_extents", torch.tensor(info.object_extents), persistent=False)
+        if config.arm_contact and not self.can_contact:
+            raise ValueError(f"arm_contact needs the task's object_extents and table_height; {config.task} "
+                             "lacks them")
 
     # -- construction ------------------------------------------------------------------------------------
 

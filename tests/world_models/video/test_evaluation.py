@@ -214,6 +214,7 @@ def test_report_files_and_acceptance_keys(results, tmp_path):
     text = report.read_text()
     assert "| PSNR h=4 vs copy-last (dB) |" in text and "### Source: walk" in text
     assert "Task.object_position" in text and "(example_0.gif)" in text
+    assert "arm contact off" in text
 
 
 def test_unusable_heldout_data_fails_with_clear_messages(tmp_path, checkpoint, heldout):
@@ -228,6 +229,10 @@ def test_unusable_heldout_data_fails_with_clear_messages(tmp_path, checkpoint, h
     with pytest.raises(EvaluationError, match="residual_deadband must be >= 0"):
         evaluate_world_model(EvalWorldModelConfig(checkpoint=str(checkpoint), datasets=[str(heldout[0])],
                                                   horizons=[1, 2], reference_horizon=2, residual_deadband=-1,
+                                                  interaction_datasets=[]))
+    with pytest.raises(EvaluationError, match="arm_contact=true needs a model that carries the object state"):
+        evaluate_world_model(EvalWorldModelConfig(checkpoint=str(checkpoint), datasets=[str(heldout[0])],
+                                                  horizons=[1, 2], reference_horizon=2, arm_contact=True,
                                                   interaction_datasets=[]))
 
 
