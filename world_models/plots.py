@@ -55,10 +55,13 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], title: str, x_
         return (left + (x - x0) / (x1 - x0) * (right - left), bottom - (y - y0) / (y1 - y0) * (bottom - top))
 
     draw.rectangle([left, top, right, bottom], outline="black")
-    for x in sorted({p[0] for p in points}):
+    ticks = sorted({p[0] for p in points})  # the data's own x values (horizons, steps) where they fit ...
+    if len(ticks) > 1 and min(np.diff([at(x, y0)[0] for x in ticks])) < 36:
+        ticks = list(np.linspace(x0, x1, 7))  # ... else evenly spaced ones, whose labels do not overlap
+    for x in ticks:
         px = at(x, y0)[0]
         draw.line([px, bottom, px, bottom + 4], fill="black")
-        draw.text((px, bottom + 6), f"{x:g}", fill="black", font=font, anchor="mt")
+        draw.text((px, bottom + 6), f"{x:.3g}", fill="black", font=font, anchor="mt")
     for y in np.linspace(y0, y1, 6):
         py = at(x0, y)[1]
         draw.line([left - 4, py, left, py], fill="black")
