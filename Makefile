@@ -58,6 +58,9 @@ PAUSING := noise.action_std=0.22 noise.pause_prob=0.15 noise.pause_steps=8
 # Hard negatives for the critic (train-critic's defaults; the world model does not train on them): the noisy
 # expert failing on purpose every episode, and the noisy expert handing over to a random walk at step 15-70.
 FAILING := noise.action_std=0.15 noise.pause_prob=0.03 noise.target_jitter=0.02 noise.failure_prob=1.0
+# ... and near misses every episode: the noisy expert closing just above the cube or beside it (a finger on it or
+# past it), then lifting as if it held it, the failure the BC policy makes and a critic must not call a lift.
+NEAR_MISSES := $(FAILING) 'noise.failure_kinds=[near_miss]'
 # $(call ship,<training out>,<name>): a finished run's checkpoint becomes world_models/checkpoints/<name>.
 ship = mkdir -p world_models/checkpoints/$(2) && \
 	cp $(1)/checkpoint/model.safetensors $(1)/checkpoint/config.json world_models/checkpoints/$(2)/
@@ -75,6 +78,7 @@ lift-data: $(STAMP)
 	$(WG) collect task=lift policy=walk episodes=50 seed=20000 root=data/lift/train-walk
 	$(WG) collect task=lift policy=expert episodes=60 seed=30000 $(FAILING) root=data/lift/train-failures
 	$(WG) collect task=lift policy=expert-walk episodes=60 seed=40000 $(NOISY) root=data/lift/train-expert-walk
+	$(WG) collect task=lift policy=expert episodes=60 seed=45000 $(NEAR_MISSES) root=data/lift/train-near-miss
 
 # On-policy data for the world model's dynamics (as in DAgger): the shipped BC policy's own episodes in the
 # simulator, clean and with action noise (training seeds 50000-70039). Its failures (fingers landing on the cube,

@@ -2,9 +2,16 @@
 
 from wow_gym.envs.experts.catalog import EXPERTS, make_expert
 from wow_gym.envs.experts.evaluation import ExpertEvaluation, evaluate_expert
-from wow_gym.envs.experts.scripted import FAILURE_KINDS, ExpertNoiseConfig, Phase, ScriptedExpert
+from wow_gym.envs.experts.scripted import (
+    ALL_FAILURE_KINDS,
+    FAILURE_KINDS,
+    NEAR_MISS,
+    ExpertNoiseConfig,
+    Phase,
+    ScriptedExpert,
+)
 
 __all__ = [
-    "EXPERTS", "ExpertEvaluation", "ExpertNoiseConfig", "FAILURE_KINDS", "Phase", "ScriptedExpert",
-    "evaluate_expert", "make_expert",
+    "ALL_FAILURE_KINDS", "EXPERTS", "ExpertEvaluation", "ExpertNoiseConfig", "FAILURE_KINDS", "NEAR_MISS",
+    "Phase", "ScriptedExpert", "evaluate_expert", "make_expert",
 ]

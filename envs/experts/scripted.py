@@ -14,7 +14,14 @@ import numpy as np
 
 from wow_gym.envs.experts.control import OPEN, UP, down_orientation, gripper_yaw, pose_action
 
-FAILURE_KINDS = ("miss_grasp", "release_early", "stop_halfway")
+FAILURE_KINDS = ("miss_grasp", "release_early", "stop_halfway")  # the default choice of a deliberate failure
+# A near miss closes a little above the object, or 2.5-4.5 cm beside it, so that a finger lands on it or
+# passes just beside it, then carries on as if it held it: the failure a learned policy makes (and an
+# imagination or a critic must not call a lift). Chosen only when noise.failure_kinds names it.
+NEAR_MISS = "near_miss"
+ALL_FAILURE_KINDS = (*FAILURE_KINDS, NEAR_MISS)
+NEAR_MISS_HIGH = (0.02, 0.05)  # metres above the grasp point (the fingertips reach 9 mm below it)
+NEAR_MISS_SIDE = (0.025, 0.045)  # metres beside it
 MAX_REGRASPS = 2  # how often an expert that dropped its object goes back for it
 GRIPPER_STEPS = 10  # the Panda gripper needs about 10 steps to close from fully open, or to open
 RELEASE_LIFT = 0.10  # metres a deliberate early release backs away upward
@@ -28,9 +35,15 @@ class ExpertNoiseConfig:
     pause_prob: float = 0.0  # chance per step to start a pause (zero motion, gripper held) ...
     pause_steps: int = 5  # ... lasting this many steps
     target_jitter: float = 0.0  # metres: std of a per-episode perturbation of each phase's target position
-    failure_prob: float = 0.0  # chance per episode of a deliberate failure, of a kind chosen at random
+    failure_prob: float = 0.0  # chance per episode of a deliberate failure, of a kind chosen at random ...
+    failure_kinds: tuple[str, ...] = FAILURE_KINDS  # ... among these (ALL_FAILURE_KINDS)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "failure_kinds", tuple(self.failure_kinds))  # a list from a config is fine
+        unknown = [k for k in self.failure_kinds if k not in ALL_FAILURE_KINDS]
+        if unknown or not self.failure_kinds:
+            raise ValueError("ExpertNoiseConfig.failure_kinds must be a non-empty subset of "
+                             f"{list(ALL_FAILURE_KINDS)}, got {list(self.failure_kinds)}")
         for name in ("action_std", "target_jitter"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ExpertNoiseConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -92,6 +105,13 @@ class ScriptedExpert(ABC):
         angle = self.rng.uniform(0, 2 * np.pi)
         return self.rng.uniform(0.05, 0.08) * np.array([np.cos(angle), np.sin(angle), 0.0])
 
+    def near_miss_offset(self) -> np.ndarray:
+        """Where a near miss goes instead: a little above the grasp point, or just beside it (NEAR_MISS)."""
+        if self.rng.random() < 0.5:
+            return np.array([0.0, 0.0, self.rng.uniform(*NEAR_MISS_HIGH)])
+        angle = self.rng.uniform(0, 2 * np.pi)
+        return self.rng.uniform(*NEAR_MISS_SIDE) * np.array([np.cos(angle), np.sin(angle), 0.0])
+
     # -- simulator state ---------------------------------------------------------------------------------
 
     @property
@@ -126,9 +146,10 @@ class ScriptedExpert(ABC):
         self.phases = self.build_phases()
         self.failure = None
         if self.rng.random() < self.noise.failure_prob:
-            self.failure = str(self.rng.choice(FAILURE_KINDS))
+            self.failure = str(self.rng.choice(self.noise.failure_kinds))
         self._jitter = self.rng.normal(0.0, self.noise.target_jitter, (len(self.phases), 3))
-        self._miss = self.miss_offset() if self.failure == "miss_grasp" else np.zeros(3)
+        self._miss = {"miss_grasp": self.miss_offset, NEAR_MISS: self.near_miss_offset}.get(
+            self.failure, lambda: np.zeros(3))()
         essential = [i for i, p in enumerate(self.phases) if p.essential and i > 0]
         self._stop_at = int(self.rng.choice(essential)) if self.failure == "stop_halfway" else None
         self._regrasps = 0

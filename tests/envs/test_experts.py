@@ -10,6 +10,7 @@ import wow_gym
 from wow_gym.envs.experts import (
     EXPERTS,
     FAILURE_KINDS,
+    NEAR_MISS,
     ExpertEvaluation,
     ExpertNoiseConfig,
     evaluate_expert,
@@ -90,6 +91,26 @@ def test_failure_prob_one_makes_lift_fail() -> None:
     assert evaluation.success_rate == 0.0
 
 
+def test_near_misses_close_by_the_cube_and_fail() -> None:
+    """noise.failure_kinds=[near_miss]: every episode closes the gripper just above or beside the cube, within
+    a few centimetres of it (not 5-8 cm away as miss_grasp); most lift nothing (a finger may catch an edge)."""
+    noise = ExpertNoiseConfig(failure_prob=1.0, failure_kinds=[NEAR_MISS])
+    assert noise.failure_kinds == (NEAR_MISS,)
+    evaluation = evaluate_expert("Lift", seeds=range(4), noise=noise, progress=False)
+    assert evaluation.failures == (NEAR_MISS,) * 4
+    assert evaluation.success_rate <= 0.25, evaluation.successes_by_seed
+    env = gym.make("WoW/Lift-v0", use_camera=False)
+    try:
+        for seed in range(4):
+            env.reset(seed=seed)
+            expert = make_expert("Lift", noise, np.random.default_rng(seed))
+            expert.reset(env)
+            miss = np.linalg.norm(expert.near_miss_offset())
+            assert 0.02 <= miss <= 0.045
+    finally:
+        env.close()
+
+
 def test_expert_reports_failing() -> None:
     env = gym.make("WoW/Lift-v0", use_camera=False)
     try:
@@ -127,7 +148,8 @@ def test_act_before_reset_is_an_error() -> None:
 
 
 @pytest.mark.parametrize("field, value", [("action_std", -0.1), ("pause_prob", 1.5), ("failure_prob", -1.0),
-                                          ("pause_steps", 0), ("target_jitter", -0.01)])
+                                          ("pause_steps", 0), ("target_jitter", -0.01),
+                                          ("failure_kinds", ["fall_over"]), ("failure_kinds", [])])
 def test_noise_config_rejects_bad_values(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         ExpertNoiseConfig(**{field: value})

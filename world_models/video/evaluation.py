@@ -23,6 +23,8 @@ from wow_gym.data.flat import read_episodes
 from wow_gym.metrics import PSNR_CAP_DB, bootstrap_interval, psnr, ssim
 from wow_gym.rollout import Rollout
 from wow_gym.tasks import task_info
+from wow_gym.world_models.checkpoint import shipped_tasks
+from wow_gym.world_models.critic.model import LearnedCritic
 from wow_gym.world_models.video.config import WorldModelConfig
 from wow_gym.world_models.video.imagination import (
     Start,
@@ -288,6 +290,8 @@ class InteractionResult:
     figures[group] holds: episodes; sim_lifts (episodes whose simulated object rises above the task's
     success height); seen_state / seen_video (% of those whose imagined object state / imagined video, read
     by the probe, rises above it too); false_state / false_video (% of the other episodes where it does);
+    seen_critic / false_critic the same for SOPHIA's critic reading the imagined video (its success verdict,
+    the imagined env's default success), when a critic is given;
     success_agreement (% of episodes whose imagined env success, ever, matches the simulator's); and the
     object position error in mm at h = 16 and at the episode's end of the state, the video and copy-last
     (the object stays where it started). For a model without carried object state, state is the probe's
@@ -301,9 +305,11 @@ class InteractionResult:
 
 def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sampling_steps: int | None = None,
                          seed: int = 0, batch_size: int = 256, horizon_error: int = 16,
-                         progress: bool = False, known_state: bool = False) -> InteractionResult:
+                         progress: bool = False, known_state: bool = False,
+                         critic: LearnedCritic | None = None) -> InteractionResult:
     """Imagine every episode of `rollouts` whole from its first frame; score lifts and object error.
-    known_state: start the carried object state from the simulator's instead of the probe's reading."""
+    known_state: start the carried object state from the simulator's instead of the probe's reading.
+    critic: a LearnedCritic of the task that reads each imagined video (first frame and imagined ones) too."""
     info = task_info(wm.config.task)
     if info.success_height is None:
         raise EvaluationError(f"task {info.name} has no success height; the interaction evaluation reads lifts")
@@ -331,6 +337,8 @@ def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sam
             "sim": bool((truth[:, z] > info.success_height).any()),
             "state": bool((imagined.environment_state[i, :t, z] > info.success_height).any()),
             "video": bool((video[i, :t, z] > info.success_height).any()),
+            **({} if critic is None else {"critic": critic.critique(np.concatenate(
+                [e.pixels[:1], imagined.pixels[i, :t]]), e.instruction or info.instruction).success}),
             "sim_success": e.success if e.is_success is not None else None,
             "env_success": bool(imagined.success[i, :t].any()),
             **{f"{name}_{at}": float(1000 * np.linalg.norm(reading[k] - truth[k, where]))
@@ -356,6 +364,8 @@ def _interaction_figures(rows: list[dict]) -> dict[str, float]:
     out = {"episodes": float(len(rows)), "sim_lifts": float(len(lifts)),
            "seen_state": pct(lifts, "state"), "seen_video": pct(lifts, "video"),
            "false_state": pct(still, "state"), "false_video": pct(still, "video"),
+           **({"seen_critic": pct(lifts, "critic"), "false_critic": pct(still, "critic")}
+              if "critic" in rows[0] else {}),
            "success_agreement": (100.0 * float(np.mean([r["sim_success"] == r["env_success"] for r in known]))
                                  if known else float("nan"))}
     for key in rows[0]:
@@ -384,6 +394,7 @@ class EvalWorldModelConfig:
     object_layer: bool | None = None  # the object drawn at its carried pose; None: the checkpoint's
     object_layer_pushes: bool | None = None  # ... also where it rests on the table; None: the checkpoint's
     arm_contact: bool | None = None  # fingertips stop on the table and the object; None: the checkpoint's
+    critic: str | None = None  # a critic that reads the whole imagined episodes too; None: shipped; "none"
     steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     # whole episodes imagined from their first frame (lifts seen, object error); [] skips it
     interaction_datasets: list[str] = field(default_factory=lambda: [
@@ -488,7 +499,11 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
     interaction = None
     if config.interaction_datasets:
         whole = load_heldout(list(config.interaction_datasets), wm.config.image_size, config.max_episodes)
-        interaction = evaluate_interaction(wm, whole, config.sampling_steps, **common)
+        critic = None
+        if config.critic != "none" and (config.critic is not None
+                                        or task_info(wm.config.task).name in shipped_tasks("critic")):
+            critic = LearnedCritic.load(config.critic, wm.config.task, device=wm.device)
+        interaction = evaluate_interaction(wm, whole, config.sampling_steps, critic=critic, **common)
     sources: dict[str, list[str]] = {}
     for root in config.datasets:
         sources.setdefault(policy_source(root), []).append(str(root))

@@ -104,10 +104,13 @@ def acceptance_lines(figures: dict[str, float]) -> list[str]:
                          f"{fmt(a - b)} dB{spread} |")
     if "interaction_seen_state" in figures:
         f = {k.removeprefix("interaction_"): v for k, v in figures.items() if k.startswith("interaction_")}
-        lines += [(f"| lifts seen in imagination, of {f['sim_lifts']:.0f} simulated lifts (%): state / video | "
-                   f"{fmt(f['seen_state'], 1, 1)} | {fmt(f['seen_video'], 1, 1)} | |"),
+        critic = "seen_critic" in f  # the critic's reading of the imagined video, in the third column
+        lines += [(f"| lifts seen in imagination, of {f['sim_lifts']:.0f} simulated lifts (%): state / video"
+                   f"{' / critic' if critic else ''} | {fmt(f['seen_state'], 1, 1)} | "
+                   f"{fmt(f['seen_video'], 1, 1)} | {fmt(f['seen_critic'], 1, 1) if critic else ''} |"),
                   (f"| false lifts, of {f['episodes'] - f['sim_lifts']:.0f} episodes without one (%): state / "
-                   f"video | {fmt(f['false_state'], 1, 1)} | {fmt(f['false_video'], 1, 1)} | |"),
+                   f"video{' / critic' if critic else ''} | {fmt(f['false_state'], 1, 1)} | "
+                   f"{fmt(f['false_video'], 1, 1)} | {fmt(f['false_critic'], 1, 1) if critic else ''} |"),
                   (f"| imagined env success agrees with the simulator's (% of {f['episodes']:.0f} episodes) | "
                    f"{fmt(f['success_agreement'], 1, 1)} | | |")]
         for at in ("h16", "end"):
@@ -134,18 +137,19 @@ def _sections(results: EvalResults) -> list[str]:
                    "state read off that frame by the probe (as the imagined env starts). *seen*: % of the "
                    "episodes whose simulated object rises above the task's success height where the imagined "
                    "object does too (state: the carried object state; video: the probe on the imagined "
-                   "frames); *false*: % of the other episodes where it does. Object error in mm against the "
+                   "frames; critic: SOPHIA's critic's success verdict on the imagined video, where one was "
+                   "read); *false*: % of the other episodes where it does. Object error in mm against the "
                    "simulator's true state."), "",
-                  ("| source | episodes | sim lifts | seen state % | seen video % | false state % | "
-                   "false video % | success agrees % | object mm h=16 state / video / copy-last | "
-                   "object mm end state / video / copy-last |"), "|---|" + "---:|" * 9]
+                  ("| source | episodes | sim lifts | seen state / video / critic % | false state / video / "
+                   "critic % | success agrees % | object mm h=16 state / video / copy-last | "
+                   "object mm end state / video / copy-last |"), "|---|" + "---:|" * 7]
         for group, f in results.interaction.figures.items():
             err = {at: " / ".join(fmt(f[f"object_error_{p}_{at}_mm"], 1, 1) for p in ("state", "video", "copy_last"))
                    for at in ("h16", "end")}
-            lines.append(f"| {group} | {f['episodes']:.0f} | {f['sim_lifts']:.0f} | {fmt(f['seen_state'], 1, 1)} | "
-                         f"{fmt(f['seen_video'], 1, 1)} | {fmt(f['false_state'], 1, 1)} | "
-                         f"{fmt(f['false_video'], 1, 1)} | {fmt(f['success_agreement'], 1, 1)} | {err['h16']} | "
-                         f"{err['end']} |")
+            seen, false = (" / ".join(fmt(f[f"{kind}_{p}"], 1, 1) for p in ("state", "video", "critic")
+                                      if f"{kind}_{p}" in f) for kind in ("seen", "false"))
+            lines.append(f"| {group} | {f['episodes']:.0f} | {f['sim_lifts']:.0f} | {seen} | {false} | "
+                         f"{fmt(f['success_agreement'], 1, 1)} | {err['h16']} | {err['end']} |")
         lines.append("")
     if results.plan is not None:
         plan = results.plan

@@ -172,7 +172,7 @@ def test_report_files_and_acceptance_keys(results, tmp_path):
             "psnr_h4_action_gain_low_db", "psnr_h4_action_gain_high_db",
             "plan_psnr", "plan_psnr_copy_first"}
     interaction = {f"interaction_{k}" for k in ("episodes", "sim_lifts", "seen_state", "seen_video", "false_state",
-                                                "false_video", "success_agreement")}
+                                                "false_video", "seen_critic", "false_critic", "success_agreement")}
     interaction |= {f"interaction_object_error_{p}_{at}_mm" for p in ("state", "video", "copy_last")
                     for at in ("h16", "end")}
     assert set(saved["acceptance"]) == keys | interaction
@@ -186,6 +186,10 @@ def test_report_files_and_acceptance_keys(results, tmp_path):
     assert acc["psnr_h4_action_gain_db"] == pytest.approx(gain[:, h4].mean())
     assert acc["psnr_h4_action_gain_low_db"] < acc["psnr_h4_action_gain_db"] < acc["psnr_h4_action_gain_high_db"]
     assert "dB (95 % CI" in report.read_text()
+    # the shipped critic read every whole imagined episode too (critic: null), its verdicts as percentages
+    assert "state / video / critic |" in report.read_text()
+    assert all(0 <= acc[f"interaction_{k}_critic"] <= 100 for k in ("seen", "false")
+               if not np.isnan(acc[f"interaction_{k}_critic"]))
 
     # two runs on the same windows compare start by start; a run against itself differs by exactly 0
     from wow_gym.world_models.video.evaluation import compare_action_gain
