@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -58,9 +58,6 @@ PAUSING := noise.action_std=0.22 noise.pause_prob=0.15 noise.pause_steps=8
 # Hard negatives for the critic (train-critic's defaults; the world model does not train on them): the noisy
 # expert failing on purpose every episode, and the noisy expert handing over to a random walk at step 15-70.
 FAILING := noise.action_std=0.15 noise.pause_prob=0.03 noise.target_jitter=0.02 noise.failure_prob=1.0
-# ... and near misses every episode: the noisy expert closing just above the cube or beside it (a finger on it or
-# past it), then lifting as if it held it, the failure the BC policy makes and a critic must not call a lift.
-NEAR_MISSES := $(FAILING) 'noise.failure_kinds=[near_miss]'
 # $(call ship,<training out>,<name>): a finished run's checkpoint becomes world_models/checkpoints/<name>.
 ship = mkdir -p world_models/checkpoints/$(2) && \
 	cp $(1)/checkpoint/model.safetensors $(1)/checkpoint/config.json world_models/checkpoints/$(2)/
@@ -78,7 +75,6 @@ lift-data: $(STAMP)
 	$(WG) collect task=lift policy=walk episodes=50 seed=20000 root=data/lift/train-walk
 	$(WG) collect task=lift policy=expert episodes=60 seed=30000 $(FAILING) root=data/lift/train-failures
 	$(WG) collect task=lift policy=expert-walk episodes=60 seed=40000 $(NOISY) root=data/lift/train-expert-walk
-	$(WG) collect task=lift policy=expert episodes=60 seed=45000 $(NEAR_MISSES) root=data/lift/train-near-miss
 
 # On-policy data for the world model's dynamics (as in DAgger): the shipped BC policy's own episodes in the
 # simulator, clean and with action noise (training seeds 50000-70039). Its failures (fingers landing on the cube,
@@ -235,6 +231,25 @@ critic: lift-data
 
 eval-critic: lift-data
 	$(WG) eval-critic task=lift
+
+# A critic trained with near misses too (not shipped): the noisy expert closing just above the cube or beside it
+# (a finger on it or past it) in every episode, then lifting as if it held it, the failure the BC policy makes.
+# Compared with the shipped critic on held-out data (eval-critic) and on the BC policy's own episodes (tuning).
+NEAR_MISSES := noise.action_std=0.15 noise.pause_prob=0.03 noise.target_jitter=0.02 noise.failure_prob=1.0 \
+	'noise.failure_kinds=[near_miss]'
+CRITIC_DATA := {root: data/lift/train-expert}, {root: data/lift/train-noisy}, \
+	{root: data/lift/train-walk, instruction: move the arm around}, {root: data/lift/train-failures}, \
+	{root: data/lift/train-expert-walk}
+ON_BC := "datasets=[data/lift/train-bc,data/lift/train-bc-noisy15,data/lift/train-bc-noisy30,data/lift/tune-bc-noisy20]" \
+	"unseen_datasets=[]" imagined=false refine_dataset=null corrupt_per_kind=4 real_clips=32
+critic-near-miss: lift-data lift-bc-data
+	$(WG) collect task=lift policy=expert episodes=60 seed=45000 $(NEAR_MISSES) root=data/lift/train-near-miss
+	$(WG) train-critic task=lift 'datasets=[$(CRITIC_DATA), {root: data/lift/train-near-miss}]' \
+		out=outputs/critic/lift-nearmiss
+	$(WG) eval-critic task=lift checkpoint=outputs/critic/lift-nearmiss/checkpoint out=outputs/eval-critic/nearmiss
+	$(WG) collect task=lift policy=shipped episodes=24 seed=80000 noise.action_std=0.2 root=data/lift/tune-bc-noisy20
+	$(WG) eval-critic task=lift checkpoint=null $(ON_BC) out=outputs/eval-critic/bc-shipped
+	$(WG) eval-critic task=lift checkpoint=outputs/critic/lift-nearmiss/checkpoint $(ON_BC) out=outputs/eval-critic/bc-nearmiss
 
 # The shipped Lift policy: behaviour cloning from pixels on the expert and noisy-expert data (about 15 min),
 # evaluated on 20 held-out sim seeds, shipped as policies/checkpoints/lift-policy.
