@@ -22,8 +22,8 @@ from wow_gym.envs.benchmark import (
     bench_sim,
     format_table,
 )
-from wow_gym.experiments.config_loading import load_config, run_dir, to_dataclass
-from wow_gym.provenance import atomic_write_text, write_run_metadata
+from wow_gym.experiments.config_loading import start_run, to_dataclass
+from wow_gym.provenance import atomic_write_text
 from wow_gym.registry import task_info
 
 TARGETS = ("sim", "data", "imagine")
@@ -36,16 +36,16 @@ def main(argv: list[str]) -> int:
     if argv[0] in ("-h", "--help"):
         argv = argv[1:] + ["--help"]
     target = argv[0] if argv[0] in TARGETS else "sim"
-    cfg = load_config(f"bench_{target}", argv[1:] if argv[0] in TARGETS else argv, __doc__)
-    if cfg is None:
+    argv = argv[1:] if argv[0] in TARGETS else argv
+    started = start_run(f"bench_{target}", argv, __doc__, f"bench-{target}")
+    if started is None:
         return 0
-    out = run_dir(f"bench-{target}")
+    cfg, out = started  # out: the `out` key, else outputs/bench-<target>/<timestamp>; config and commit in it
     if target == "data":
         return _bench_data(to_dataclass(DataBenchConfig, cfg), out)
     if target == "imagine":
         return _bench_imagine(cfg, out)
     config = to_dataclass(SimBenchConfig, cfg)
-    write_run_metadata(out, dataclasses.asdict(config))
     rows = bench_sim(config)
     table = format_table(rows)
     atomic_write_text(out / "bench_sim.md", table + "\n")
@@ -56,7 +56,6 @@ def main(argv: list[str]) -> int:
 
 
 def _bench_data(config: DataBenchConfig, out) -> int:
-    write_run_metadata(out, dataclasses.asdict(config))
     result = bench_data(config)
     exact = ", ".join(f"{k} {'exact' if v else 'DIFFERS'}" for k, v in result.exact_fields.items())
     report = "\n".join([
@@ -91,7 +90,6 @@ def _bench_imagine(cfg, out) -> int:
         config = to_dataclass(ImagineBenchConfig, cfg)
     except ValueError as error:
         raise SystemExit(f"wow-gym bench imagine: {error}") from None
-    write_run_metadata(out, dataclasses.asdict(config))
     try:
         wm = load_world_model(config.task, config.checkpoint, device=config.device, autocast=config.autocast,
                               compile=config.compile)

@@ -168,9 +168,13 @@ def test_eval_experts_tiny_budget(tmp_path):
 
 
 def test_bench_data_tiny_budget(tmp_path):
-    out = _wow_gym(["bench", "data", "episodes=2", "steps=6", "seconds=0.5", "batch_size=4"], tmp_path)
+    out = _wow_gym(["bench", "data", "episodes=2", "steps=6", "seconds=0.5", "batch_size=4",
+                    f"out={tmp_path / 'bench'}"], tmp_path)
     assert "action exact" in out and "sim_state exact" in out and "DIFFERS" not in out
     assert "samples/s" in out
+    for name in ("bench_data.txt", "bench_data.json", "config.yaml", "run.json"):  # into `out`, as asked
+        assert (tmp_path / "bench" / name).is_file(), name
+    assert not Path(tmp_path, "outputs", "bench-data").exists()
 
 
 def _tiny_world_model_and_heldout(tmp_path):
