@@ -503,6 +503,12 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
         if config.critic != "none" and (config.critic is not None
                                         or task_info(wm.config.task).name in shipped_tasks("critic")):
             critic = LearnedCritic.load(config.critic, wm.config.task, device=wm.device)
+            if critic.config.image_size != wm.config.image_size:
+                if config.critic is not None:  # asked for by name: say why it cannot read this model's frames
+                    raise EvaluationError(f"the critic reads {critic.config.image_size} px frames and the "
+                                          f"world model imagines {wm.config.image_size} px; give a critic of "
+                                          f"that size, or critic=none")
+                critic = None  # the shipped critic reads another size: the probe alone reads the video
         interaction = evaluate_interaction(wm, whole, config.sampling_steps, critic=critic, **common)
     sources: dict[str, list[str]] = {}
     for root in config.datasets:
