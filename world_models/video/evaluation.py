@@ -462,6 +462,20 @@ def layer_mode(config: WorldModelConfig) -> str:
     return "on, pushes too" if config.object_layer_pushes else "on"
 
 
+def _video_critic(name: str | None, wm: WorldModel) -> LearnedCritic | None:
+    """The critic that reads the whole imagined episodes: `name` (a checkpoint), or for None the task's
+    shipped critic where there is one that reads the model's frame size; "none": no critic."""
+    if name == "none" or (name is None and task_info(wm.config.task).name not in shipped_tasks("critic")):
+        return None
+    critic = LearnedCritic.load(name, wm.config.task, device=wm.device)
+    if critic.config.image_size == wm.config.image_size:
+        return critic
+    if name is None:
+        return None  # the shipped critic reads another size: the probe alone reads the video
+    raise EvaluationError(f"the critic reads {critic.config.image_size} px frames and the world model "
+                          f"imagines {wm.config.image_size} px; give a critic of that size, or critic=none")
+
+
 def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
     """Open loop with baselines, plans and the sampling-step sweep of one checkpoint on held-out data."""
     begin = time.perf_counter()
@@ -499,16 +513,7 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
     interaction = None
     if config.interaction_datasets:
         whole = load_heldout(list(config.interaction_datasets), wm.config.image_size, config.max_episodes)
-        critic = None
-        if config.critic != "none" and (config.critic is not None
-                                        or task_info(wm.config.task).name in shipped_tasks("critic")):
-            critic = LearnedCritic.load(config.critic, wm.config.task, device=wm.device)
-            if critic.config.image_size != wm.config.image_size:
-                if config.critic is not None:  # asked for by name: say why it cannot read this model's frames
-                    raise EvaluationError(f"the critic reads {critic.config.image_size} px frames and the "
-                                          f"world model imagines {wm.config.image_size} px; give a critic of "
-                                          f"that size, or critic=none")
-                critic = None  # the shipped critic reads another size: the probe alone reads the video
+        critic = _video_critic(config.critic, wm)
         interaction = evaluate_interaction(wm, whole, config.sampling_steps, critic=critic, **common)
     sources: dict[str, list[str]] = {}
     for root in config.datasets:
