@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -58,9 +58,14 @@ PAUSING := noise.action_std=0.22 noise.pause_prob=0.15 noise.pause_steps=8
 # Hard negatives for the critic (train-critic's defaults; the world model does not train on them): the noisy
 # expert failing on purpose every episode, and the noisy expert handing over to a random walk at step 15-70.
 FAILING := noise.action_std=0.15 noise.pause_prob=0.03 noise.target_jitter=0.02 noise.failure_prob=1.0
+# Near misses (world-model-pose512 and critic-near-miss train on them; no shipped model does): the noisy expert
+# closing just above the cube or beside it in every episode, then lifting as if it held it, as the BC policy fails.
+NEAR_MISSES := $(FAILING) 'noise.failure_kinds=[near_miss]'
 # $(call ship,<training out>,<name>): a finished run's checkpoint becomes world_models/checkpoints/<name>.
 ship = mkdir -p world_models/checkpoints/$(2) && \
 	cp $(1)/checkpoint/model.safetensors $(1)/checkpoint/config.json world_models/checkpoints/$(2)/
+# lift-data ends with the shipped BC policy's own episodes on held-out seeds, clean and with action noise: an
+# action kind no world model trains on, and the one imagination must get right for RL in it to pay off in physics.
 lift-data: $(STAMP)
 	$(WG) collect task=lift policy=expert episodes=12 seed=900000 root=data/lift/heldout-expert
 	$(WG) collect task=lift policy=expert episodes=12 seed=910000 $(NOISY) root=data/lift/heldout-noisy
@@ -75,6 +80,9 @@ lift-data: $(STAMP)
 	$(WG) collect task=lift policy=walk episodes=50 seed=20000 root=data/lift/train-walk
 	$(WG) collect task=lift policy=expert episodes=60 seed=30000 $(FAILING) root=data/lift/train-failures
 	$(WG) collect task=lift policy=expert-walk episodes=60 seed=40000 $(NOISY) root=data/lift/train-expert-walk
+	$(WG) collect task=lift policy=expert episodes=60 seed=45000 $(NEAR_MISSES) root=data/lift/train-near-miss
+	$(WG) collect task=lift policy=shipped episodes=24 seed=980000 root=data/lift/heldout-bc
+	$(WG) collect task=lift policy=shipped episodes=24 seed=985000 noise.action_std=0.2 root=data/lift/heldout-bc-noisy
 
 # On-policy data for the world model's dynamics (as in DAgger): the shipped BC policy's own episodes in the
 # simulator, clean and with action noise (training seeds 50000-70039). Its failures (fingers landing on the cube,
@@ -131,10 +139,23 @@ eval-open-loop-all: lift-data
 		$(WG) eval-world-model task=lift residual_deadband=$$band $(ONE_STEP_EVAL) \
 			out=outputs/eval-world-model/all-sets/band$$band || exit 1; done
 
+# The shipped model with its pose dynamics twice as wide (pose_width=512), trained afresh for 6,000 steps of
+# 8-step rollouts on the world model's data plus the failing, expert-then-walk and near-miss episodes; then
+# eval-world-model on it. Not shipped (see README): closer to the simulated arm on the tuning episodes, fewer
+# lifts seen on the held-out ones.
+POSE_DATA := 'datasets=[{root: data/lift/train-expert}, {root: data/lift/train-noisy}, \
+	{root: data/lift/train-walk, instruction: move the arm around}, {root: data/lift/train-failures}, \
+	{root: data/lift/train-expert-walk}, {root: data/lift/train-near-miss}]'
+world-model-pose512: lift-data
+	$(WG) train-world-model task=lift init=world_models/checkpoints/lift "stages=[pose]" pose_width=512 \
+		pose.steps=6000 $(POSE_DATA) out=outputs/world-models/lift-pose512
+	$(WG) eval-world-model task=lift checkpoint=outputs/world-models/lift-pose512/checkpoint \
+		out=outputs/eval-world-model/pose512
+
 # The same model with pose dynamics that reads the object state (pose_objects: fingers stop on the cube between
 # them and close fully on nothing), trained afresh on 8- then 24-step rollouts; not shipped (see README).
 world-model-contact: world-model
-	$(WG) train-world-model task=lift init=outputs/world-models/lift-pose24/checkpoint "stages=[pose]" \
+	$(WG) train-world-model task=lift init=outputs/world-models/lift-objects/checkpoint "stages=[pose]" \
 		pose_objects=true out=outputs/world-models/lift-posobj8
 	$(WG) train-world-model task=lift init=outputs/world-models/lift-posobj8/checkpoint "stages=[pose]" \
 		pose_objects=true pose_unroll=24 pose.batch_size=128 out=outputs/world-models/lift-posobj24
@@ -235,15 +256,12 @@ eval-critic: lift-data
 # A critic trained with near misses too (not shipped): the noisy expert closing just above the cube or beside it
 # (a finger on it or past it) in every episode, then lifting as if it held it, the failure the BC policy makes.
 # Compared with the shipped critic on held-out data (eval-critic) and on the BC policy's own episodes (tuning).
-NEAR_MISSES := noise.action_std=0.15 noise.pause_prob=0.03 noise.target_jitter=0.02 noise.failure_prob=1.0 \
-	'noise.failure_kinds=[near_miss]'
 CRITIC_DATA := {root: data/lift/train-expert}, {root: data/lift/train-noisy}, \
 	{root: data/lift/train-walk, instruction: move the arm around}, {root: data/lift/train-failures}, \
 	{root: data/lift/train-expert-walk}
 ON_BC := "datasets=[data/lift/train-bc,data/lift/train-bc-noisy15,data/lift/train-bc-noisy30,data/lift/tune-bc-noisy20]" \
 	"unseen_datasets=[]" imagined=false refine_dataset=null corrupt_per_kind=4 real_clips=32
 critic-near-miss: lift-data lift-bc-data
-	$(WG) collect task=lift policy=expert episodes=60 seed=45000 $(NEAR_MISSES) root=data/lift/train-near-miss
 	$(WG) train-critic task=lift 'datasets=[$(CRITIC_DATA), {root: data/lift/train-near-miss}]' \
 		out=outputs/critic/lift-nearmiss
 	$(WG) eval-critic task=lift checkpoint=outputs/critic/lift-nearmiss/checkpoint out=outputs/eval-critic/nearmiss

@@ -56,6 +56,8 @@ class WorldModelConfig:
     # Pose dynamics also reads the carried object state (its height, orientation and offset from the gripper):
     # closing fingers stop on an object between them and close fully on nothing (needs object_dims).
     pose_objects: bool = False
+    # Hidden width of the pose dynamics' MLP (PoseDynamics). 256 for the checkpoints before this key existed.
+    pose_width: int = 256
     # The imagined gripper stops where its fingertips meet the table or the carried object's top face
     # (world_models/video/contact.py), as the simulated one does (needs object_dims and the task's
     # object_extents and table_height).
@@ -100,6 +102,8 @@ class WorldModelConfig:
                                   or not self.residual_decoding):
             raise ValueError("object_layer needs object_dims (the carried object state), camera and "
                              "residual_decoding")
+        if self.pose_width < 1:
+            raise ValueError(f"pose_width must be >= 1, got {self.pose_width}")
         if self.distill_steps < 2:
             raise ValueError(f"distill_steps must be >= 2 (the teacher's steps), got {self.distill_steps}")
         if not self.residual_deadband >= 0:

@@ -398,7 +398,8 @@ class EvalWorldModelConfig:
     steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     # whole episodes imagined from their first frame (lifts seen, object error); [] skips it
     interaction_datasets: list[str] = field(default_factory=lambda: [
-        f"data/lift/heldout-{s}" for s in ("expert", "noisy", "walk", "random", "replay-expert", "heavy-noise", "shaky", "pausing")])
+        f"data/lift/heldout-{s}" for s in ("expert", "noisy", "walk", "random", "replay-expert", "heavy-noise", "shaky",
+                                           "pausing", "bc", "bc-noisy")])
     plan_horizon: int = 16
     examples: int = 4
     batch_size: int = 256

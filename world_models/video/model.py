@@ -127,7 +127,7 @@ class WorldModel(nn.Module):
         self.dit = VideoDiT(config.dit)
         # the distilled one-step sampler (train stage "distill"), used when imagining at 1 sampling step
         self.one_step_dit = VideoDiT(config.dit) if config.one_step else None
-        self.pose = PoseDynamics(p, config.action_dim,
+        self.pose = PoseDynamics(p, config.action_dim, width=config.pose_width,
                                  object_features=OBJECT_FEATURES if config.pose_objects else 0)
         self.probe = (PixelProbe(config.env_state_dim) if config.pixel_probe
                       else LatentHead(ae.latent_channels, ae.latent_size, config.env_state_dim))

@@ -102,6 +102,9 @@ class TrainWorldModelConfig(RunSettings):
     # checkpoint, the pose dynamics starts fresh (a copy widened with zero-weight object inputs kept the old
     # solution: its fingers still stopped at the cube's width on a miss).
     pose_objects: bool = False
+    # Hidden width of the pose dynamics (WorldModelConfig.pose_width). null: 256, or the init checkpoint's;
+    # a width other than the init's starts the pose dynamics fresh (train stage pose).
+    pose_width: int | None = None
     object_unroll: int = 8  # object dynamics is trained on open-loop rollouts of this many steps ...
     object_drift: float = 0.01  # ... with the arm displaced by up to this many metres (std) over the rollout
     object_still: float = 0.001  # metres: an object that moves less in a step is still (the moving gate's label)
@@ -268,6 +271,7 @@ class Trainer(StagedTrainer):
                 camera=task_camera(make_sim, info.name, config.image_size) if config.pose_map else None,
                 object_dims=dims, object_offset_dims=offset, pixel_probe=config.pixel_probe,
                 object_map=config.object_map, pose_objects=config.pose_objects and dims is not None,
+                pose_width=config.pose_width or 256,
                 object_layer=self._layered(dims is not None, config.pose_map),
                 arm_contact=self._contact(dims is not None),
                 one_step="distill" in config.train_stages, distill_steps=config.distill_steps,
@@ -310,6 +314,9 @@ class Trainer(StagedTrainer):
         if cfg.pose_objects and new.object_dims is not None and not old.pose_objects:
             new.pose_objects = True
             added.append("pose")
+        if cfg.pose_width is not None and cfg.pose_width != old.pose_width:
+            new.pose_width = cfg.pose_width
+            added.append("pose")
         if "distill" in cfg.train_stages:
             new.one_step, new.distill_steps = True, cfg.distill_steps
             if not old.one_step or "dit" in cfg.train_stages or old.distill_steps != cfg.distill_steps:
@@ -324,7 +331,9 @@ class Trainer(StagedTrainer):
         missing = sorted(set(added) - set(cfg.train_stages))
         if missing:
             raise ValueError(f"init={cfg.init} lacks parts this run adds; train them too: stages={missing} "
-                             f"(now {cfg.train_stages})" + (" or set pose_objects=false" if "pose" in missing else ""))
+                             f"(now {cfg.train_stages})" + (f" or keep the init's pose dynamics: pose_objects="
+                                                            f"{str(old.pose_objects).lower()}, pose_width="
+                                                            f"{old.pose_width}" if "pose" in missing else ""))
         stats = dict(init.stats)
         if new.object_dims is not None and "object_mean" not in stats:
             stats |= object_stats(self.data, new.object_dims, new.object_offset_dims)

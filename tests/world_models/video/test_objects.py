@@ -141,12 +141,23 @@ def test_a_trained_checkpoint_gains_object_state_in_a_further_run(tmp_path, lift
     contact = TrainWorldModelConfig(**{**vars(extend), "out": str(tmp_path / "contact"), "init": str(tmp_path / "objects"
                                                                                                       / "checkpoint"),
                                        "pose_objects": True, "stages": ["dit"]})
-    with pytest.raises(ValueError, match="pose_objects=false"):
+    with pytest.raises(ValueError, match="pose_objects=false, pose_width=256"):
         Trainer(contact, RobosuiteEnv)
     contact.stages = ["pose"]
     touched = WorldModel.load(Trainer(contact, RobosuiteEnv).run())
     assert touched.config.pose_objects and touched.pose.object_features == 8
     for a, b in zip(after.objects.parameters(), touched.objects.parameters()):
+        torch.testing.assert_close(a, b)
+    # so is a pose dynamics of another width; the rest of the model is kept
+    wider = TrainWorldModelConfig(**{**vars(extend), "out": str(tmp_path / "wider"), "init": str(tmp_path / "objects"
+                                                                                                  / "checkpoint"),
+                                     "pose_width": 48, "stages": ["dit"]})
+    with pytest.raises(ValueError, match="pose_width=256"):
+        Trainer(wider, RobosuiteEnv)
+    wider.stages = ["pose"]
+    widened = WorldModel.load(Trainer(wider, RobosuiteEnv).run())
+    assert widened.config.pose_width == 48 and widened.pose.net[0].out_features == 48
+    for a, b in zip(after.objects.parameters(), widened.objects.parameters()):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="stages \\['nope'\\] do not exist"):
         TrainWorldModelConfig(datasets=[{"root": str(lift_data)}], stages=["nope"])
