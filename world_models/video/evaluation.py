@@ -329,6 +329,7 @@ def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sam
     seconds = time.perf_counter() - begin
     where, z = info.object_position, info.object_position.start + 2
     video = probe_object_state(wm, imagined.pixels)  # [N, T, E] (padding frames read too; masked below)
+    under_arm = None if wm.config.object_dims is None else objects_under_sim_arm(wm, eps, known_state)
     rows = []
     for i, e in enumerate(eps):
         t = int(steps[i])
@@ -339,6 +340,7 @@ def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sam
             "video": bool((video[i, :t, z] > info.success_height).any()),
             **({} if critic is None else {"critic": critic.critique(np.concatenate(
                 [e.pixels[:1], imagined.pixels[i, :t]]), e.instruction or info.instruction).success}),
+            **({} if under_arm is None else {"arm": bool((under_arm[i, :t, 2] > info.success_height).any())}),
             "sim_success": e.success if e.is_success is not None else None,
             "env_success": bool(imagined.success[i, :t].any()),
             **{f"{name}_{at}": float(1000 * np.linalg.norm(reading[k] - truth[k, where]))
@@ -351,6 +353,29 @@ def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sam
     groups = {"all": np.ones(len(eps), bool), **{s: sources == s for s in rollouts if np.any(sources == s)}}
     figures = {g: _interaction_figures([r for r, keep in zip(rows, mask) if keep]) for g, mask in groups.items()}
     return InteractionResult(horizon_error, figures, seconds)
+
+
+@torch.no_grad()
+def objects_under_sim_arm(wm: WorldModel, episodes: list[Rollout], known_state: bool = False) -> np.ndarray:
+    """[N, T, 3]: the carried object's position after each step of every episode (padded to the longest) when
+    the model's object dynamics follows the simulator's recorded arm instead of its own imagined one, from the
+    same start as the imagined episodes (the probe's reading of the first frame, or with known_state the
+    simulator's). Where the imagined state lifts the object and this does not, the imagined arm's drift
+    made the lift; where both lift it and the simulator does not, the object dynamics did."""
+    horizon = max(e.num_steps for e in episodes)
+    poses = np.stack([np.concatenate([e.agent_pos, np.repeat(e.agent_pos[-1:], horizon - e.num_steps, 0)])
+                      for e in episodes])
+    actions = np.stack([np.pad(e.action, ((0, horizon - e.num_steps), (0, 0))) for e in episodes])
+    first = (np.stack([e.environment_state[0] for e in episodes]) if known_state
+             else wm.read_state(np.stack([e.pixels[0] for e in episodes])))
+    objects = torch.as_tensor(np.asarray(first), device=wm.device)[:, wm._object_index].float()
+    poses = torch.as_tensor(poses, device=wm.device).float()
+    actions = torch.as_tensor(actions, device=wm.device).float()
+    out = []
+    for t in range(horizon):
+        objects = wm._object_step(poses[:, t:t + 2], objects, actions[:, t]).float()
+        out.append(objects[:, :3].cpu().numpy())
+    return np.stack(out, 1)
 
 
 def _interaction_figures(rows: list[dict]) -> dict[str, float]:
@@ -366,6 +391,7 @@ def _interaction_figures(rows: list[dict]) -> dict[str, float]:
            "false_state": pct(still, "state"), "false_video": pct(still, "video"),
            **({"seen_critic": pct(lifts, "critic"), "false_critic": pct(still, "critic")}
               if "critic" in rows[0] else {}),
+           **({"seen_sim_arm": pct(lifts, "arm"), "false_sim_arm": pct(still, "arm")} if "arm" in rows[0] else {}),
            "success_agreement": (100.0 * float(np.mean([r["sim_success"] == r["env_success"] for r in known]))
                                  if known else float("nan"))}
     for key in rows[0]:

@@ -138,17 +138,21 @@ def _sections(results: EvalResults) -> list[str]:
                    "episodes whose simulated object rises above the task's success height where the imagined "
                    "object does too (state: the carried object state; video: the probe on the imagined "
                    "frames; critic: SOPHIA's critic's success verdict on the imagined video, where one was "
-                   "read); *false*: % of the other episodes where it does. Object error in mm against the "
-                   "simulator's true state."), "",
+                   "read); *false*: % of the other episodes where it does. *simulated arm*: the same for the "
+                   "model's object dynamics following the simulator's recorded arm from the same start instead "
+                   "of the imagined one (where the state lifts and this does not, the imagined arm's drift "
+                   "made the lift). Object error in mm against the simulator's true state."), "",
                   ("| source | episodes | sim lifts | seen state / video / critic % | false state / video / "
-                   "critic % | success agrees % | object mm h=16 state / video / copy-last | "
-                   "object mm end state / video / copy-last |"), "|---|" + "---:|" * 7]
+                   "critic % | seen / false with the simulated arm % | success agrees % | object mm h=16 "
+                   "state / video / copy-last | object mm end state / video / copy-last |"), "|---|" + "---:|" * 8]
         for group, f in results.interaction.figures.items():
             err = {at: " / ".join(fmt(f[f"object_error_{p}_{at}_mm"], 1, 1) for p in ("state", "video", "copy_last"))
                    for at in ("h16", "end")}
             seen, false = (" / ".join(fmt(f[f"{kind}_{p}"], 1, 1) for p in ("state", "video", "critic")
                                       if f"{kind}_{p}" in f) for kind in ("seen", "false"))
-            lines.append(f"| {group} | {f['episodes']:.0f} | {f['sim_lifts']:.0f} | {seen} | {false} | "
+            arm = (f"{fmt(f['seen_sim_arm'], 1, 1)} / {fmt(f['false_sim_arm'], 1, 1)}" if "seen_sim_arm" in f
+                   else "-")
+            lines.append(f"| {group} | {f['episodes']:.0f} | {f['sim_lifts']:.0f} | {seen} | {false} | {arm} | "
                          f"{fmt(f['success_agreement'], 1, 1)} | {err['h16']} | {err['end']} |")
         lines.append("")
     if results.plan is not None:

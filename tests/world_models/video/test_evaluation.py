@@ -1,5 +1,6 @@
 """Open-loop evaluation of a tiny random world model on tiny held-out data: metrics, baselines, report."""
 
+import copy
 import json
 
 import gymnasium as gym
@@ -12,6 +13,7 @@ import wow_gym  # noqa: F401  (registers the env ids)
 from wow_gym.data import DatasetReader, DatasetWriter
 from wow_gym.data.fakes import random_rollout
 from wow_gym.envs.benchmark import SimBenchConfig, bench_sim
+from wow_gym.tasks.lift import SUCCESS_HEIGHT
 from wow_gym.world_models import WorldModel
 from wow_gym.world_models.video.benchmark import (
     ImagineBenchConfig,
@@ -29,12 +31,13 @@ from wow_gym.world_models.video.evaluation import (
     evaluate_world_model,
     load_heldout,
     make_windows,
+    objects_under_sim_arm,
     psnr,
     shuffle_in_time,
     ssim,
     start_steps,
 )
-from wow_gym.world_models.video.imagination import probe_object_state
+from wow_gym.world_models.video.imagination import load_world_model, probe_object_state
 from wow_gym.world_models.video.report import write_report, write_tensorboard
 
 HORIZONS = [1, 4]
@@ -276,3 +279,20 @@ def test_bench_imagine_directly_and_through_the_vector_env(checkpoint):
     assert f"| WorldModel.step | 2 | 1 | {rows[0].steps_per_second:.1f} |" in table
     assert f"| {ratio:.1f} |" in table
     assert "reset ms per env |" in table and f"| {rows[1].reset_ms_per_env:.1f} |" in table
+
+
+def test_the_shipped_object_dynamics_lifts_the_cube_only_under_an_arm_that_grasps_it(lift_expert_episode):
+    """objects_under_sim_arm (eval-world-model's *simulated arm* column): the shipped model's object dynamics
+    following the simulator's recorded arm lifts the cube where the expert does; the same arm 10 cm to the
+    side closes on nothing and leaves the cube on the table."""
+    wm = load_world_model("lift")
+    episode = lift_expert_episode
+    lifted = objects_under_sim_arm(wm, [episode], known_state=True)
+    assert lifted.shape == (1, episode.num_steps, 3)
+    assert lifted[0, :, 2].max() > SUCCESS_HEIGHT
+    np.testing.assert_allclose(lifted[0, 0, :2], episode.environment_state[1, :2], atol=0.01)  # it starts there
+    beside = copy.deepcopy(episode)
+    beside.agent_pos[:, 1] += 0.10
+    missed = objects_under_sim_arm(wm, [episode, beside], known_state=True)
+    np.testing.assert_allclose(missed[0], lifted[0], atol=1e-5)  # batched alongside another: the same
+    assert missed[1, :, 2].max() < episode.environment_state[0, 2] + 0.01
