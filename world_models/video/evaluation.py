@@ -291,7 +291,8 @@ class InteractionResult:
     success height); seen_state / seen_video (% of those whose imagined object state / imagined video, read
     by the probe, rises above it too); false_state / false_video (% of the other episodes where it does);
     seen_critic / false_critic the same for SOPHIA's critic reading the imagined video (its success verdict,
-    the imagined env's default success), when a critic is given;
+    the imagined env's default success), when a critic is given; seen_sim_arm / false_sim_arm the same for the
+    object dynamics following the simulator's recorded arm (objects_under_sim_arm), for a model that carries it;
     success_agreement (% of episodes whose imagined env success, ever, matches the simulator's); and the
     object position error in mm at h = 16 and at the episode's end of the state, the video and copy-last
     (the object stays where it started). For a model without carried object state, state is the probe's
