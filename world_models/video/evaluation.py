@@ -374,7 +374,7 @@ def objects_under_sim_arm(wm: WorldModel, episodes: list[Rollout], known_state: 
     actions = torch.as_tensor(actions, device=wm.device).float()
     out = []
     for t in range(horizon):
-        objects = wm._object_step(poses[:, t:t + 2], objects, actions[:, t]).float()
+        objects = wm._object_step(poses[:, t:t + 2], objects, actions[:, t])
         out.append(objects[:, :3].cpu().numpy())
     return np.stack(out, 1)
 

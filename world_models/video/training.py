@@ -271,7 +271,7 @@ class Trainer(StagedTrainer):
                 camera=task_camera(make_sim, info.name, config.image_size) if config.pose_map else None,
                 object_dims=dims, object_offset_dims=offset, pixel_probe=config.pixel_probe,
                 object_map=config.object_map, pose_objects=config.pose_objects and dims is not None,
-                pose_width=config.pose_width or 256,
+                pose_width=config.pose_width or WorldModelConfig.pose_width,
                 object_layer=self._layered(dims is not None, config.pose_map),
                 arm_contact=self._contact(dims is not None),
                 one_step="distill" in config.train_stages, distill_steps=config.distill_steps,
