@@ -62,6 +62,10 @@ class WorldModelConfig:
     # (world_models/video/contact.py), as the simulated one does (needs object_dims and the task's
     # object_extents and table_height).
     arm_contact: bool = False
+    # The imagined fingers follow robosuite's integrated gripper command through a model of the finger servos
+    # and close on the carried object only where it lies between the pads (world_models/video/fingers.py),
+    # instead of the pose dynamics' learned finger step (needs object_dims and the task's object_extents).
+    finger_rule: bool = False
     # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
     # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.
     one_step: bool = False
@@ -96,6 +100,8 @@ class WorldModelConfig:
             raise ValueError("pose_objects needs object_dims (the carried object state)")
         if self.arm_contact and self.object_dims is None:
             raise ValueError("arm_contact needs object_dims (the carried object state)")
+        if self.finger_rule and self.object_dims is None:
+            raise ValueError("finger_rule needs object_dims (the carried object state)")
         if self.object_map and (self.object_dims is None or self.camera is None):
             raise ValueError("object_map needs object_dims (the carried object state) and camera")
         if self.object_layer and (self.object_dims is None or self.camera is None

@@ -421,6 +421,7 @@ class EvalWorldModelConfig:
     object_layer: bool | None = None  # the object drawn at its carried pose; None: the checkpoint's
     object_layer_pushes: bool | None = None  # ... also where it rests on the table; None: the checkpoint's
     arm_contact: bool | None = None  # fingertips stop on the table and the object; None: the checkpoint's
+    finger_rule: bool | None = None  # fingers by gripper command and object between them; None: checkpoint's
     critic: str | None = None  # a critic that reads the whole imagined episodes too; None: shipped; "none"
     steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     # whole episodes imagined from their first frame (lifts seen, object error); [] skips it
@@ -453,6 +454,7 @@ class EvalResults:
     interaction: InteractionResult | None = None
     object_layer: str = "off"  # the model's, as evaluated: off, on, or on with pushes (WorldModelConfig)
     arm_contact: bool = False  # the model's, as evaluated (WorldModelConfig.arm_contact)
+    finger_rule: bool = False  # the model's, as evaluated (WorldModelConfig.finger_rule)
 
 
 def policy_source(root: str | Path) -> str:
@@ -529,6 +531,11 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
             raise EvaluationError(f"arm_contact=true needs a model that carries the object state and a task "
                                   f"with object_extents and table_height; {path} cannot stop its arm")
         wm.config.arm_contact = bool(config.arm_contact)
+    if config.finger_rule is not None:
+        if config.finger_rule and not wm.can_grip:
+            raise EvaluationError(f"finger_rule=true needs a model that carries the object state and a task "
+                                  f"with object_extents; {path} cannot close its fingers on the object")
+        wm.config.finger_rule = bool(config.finger_rule)
     rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes)
     common = {"seed": config.seed, "batch_size": config.batch_size, "progress": config.progress}
     open_loop = evaluate_open_loop(wm, rollouts, tuple(config.horizons), config.sampling_steps,
@@ -552,7 +559,7 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
         acceptance |= {f"interaction_{k}": v for k, v in interaction.figures["all"].items()}
     return EvalResults(str(path), wm.config.task, sources, episodes, open_loop, plan, sweep, acceptance,
                        time.perf_counter() - begin, wm.config.residual_deadband, interaction,
-                       layer_mode(wm.config), wm.config.arm_contact)
+                       layer_mode(wm.config), wm.config.arm_contact, wm.config.finger_rule)
 
 
 def compare_action_gain(first: str | Path, second: str | Path, horizon: int = 8, source: str | None = None

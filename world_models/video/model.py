@@ -45,6 +45,7 @@ from wow_gym.world_models.video.dynamics import (
     PixelProbe,
     PoseDynamics,
 )
+from wow_gym.world_models.video.fingers import finger_step, infer_gripper, push_between
 from wow_gym.world_models.video.flow import euler_sample, guided
 from wow_gym.world_models.video.object_layer import ObjectLayer
 from wow_gym.world_models.video.pose_map import FEATURES as POSE_MAP_FEATURES
@@ -66,7 +67,8 @@ class ImaginationState:
     residually decoded imagined frame is frame + (decoding - reference), and the residual deadband falls
     back to frame (both zeros when the model does not decode residually); objects [B,7] the raw object
     state (position, quaternion) carried by the object dynamics ([B,0] for a model without it), and anchor
-    [B,7] the object's state in `frame` (where the object layer finds it).
+    [B,7] the object's state in `frame` (where the object layer finds it); gripper [B,3] the gripper's command
+    and its fingers' opening velocities where the finger rule moves the fingers ([B,0] elsewhere).
     """
 
     latents: torch.Tensor
@@ -78,6 +80,7 @@ class ImaginationState:
     reference: torch.Tensor
     objects: torch.Tensor
     anchor: torch.Tensor
+    gripper: torch.Tensor
 
     @property
     def batch_size(self) -> int:
@@ -158,11 +161,16 @@ class WorldModel(nn.Module):
         self.table_height = info.table_height
         self.can_contact = (config.object_dims is not None and info.object_extents is not None
                             and info.table_height is not None)
-        if self.can_contact:
+        # the finger rule: possible wherever the model carries a box-shaped object (an evaluation may switch
+        # it)
+        self.can_grip = config.object_dims is not None and info.object_extents is not None
+        if self.can_grip:
             self.register_buffer("_extents", torch.tensor(info.object_extents), persistent=False)
         if config.arm_contact and not self.can_contact:
             raise ValueError(f"arm_contact needs the task's object_extents and table_height; {config.task} "
                              "lacks them")
+        if config.finger_rule and not self.can_grip:
+            raise ValueError(f"finger_rule needs the task's object_extents; {config.task} lacks them")
 
     # -- construction ------------------------------------------------------------------------------------
 
@@ -356,8 +364,13 @@ class WorldModel(nn.Module):
                                             "start environment_state")
             objects = torch.as_tensor(np.asarray(environment_state), device=self.device)[:, self._object_index]
         objects = objects.float().contiguous()
+        if self.config.finger_rule:
+            last_grip = acts[:, -1, -1] if k > 1 and H > 1 else None
+            gripper = infer_gripper(poses, last_grip)
+        else:
+            gripper = torch.zeros(b, 0, device=self.device)
         return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, newest, reference,
-                                objects, objects.clone())
+                                objects, objects.clone(), gripper.contiguous())
 
     def _object_features(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """[B,8]: the object's normalised height and orientation and its offset from the gripper."""
@@ -417,6 +430,16 @@ class WorldModel(nn.Module):
         fallen = torch.maximum(before[:, 2] - FALL, ceiling).minimum(moved[:, 2])
         z = torch.where(held, moved[:, 2], fallen)
         return torch.cat([moved[:, :2], z[:, None], moved[:, 3:]], dim=1)
+
+    def _settled(self, objects: torch.Tensor) -> torch.Tensor:
+        """Objects [B,7] with those resting on their support (no higher than rest height + lean) at their
+        rest height: the learned step lets an untouched object drift up to the lean, and the finger rule asks
+        how far the object's top stands above the fingertips."""
+        if self.support is None:
+            return objects
+        rest, lean = self.support[:2]
+        z = torch.where(objects[:, 2] <= rest + lean, torch.full_like(objects[:, 2], rest), objects[:, 2])
+        return torch.cat([objects[:, :2], z[:, None], objects[:, 3:]], dim=1)
 
     def environment_state(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """Raw environment_state [B,E] of carried object states [B,7] and agent_pos [B,P]."""
@@ -496,6 +519,10 @@ class WorldModel(nn.Module):
         prev = state.actions[:, -1] if state.actions.shape[1] else torch.zeros_like(action)
         with self._autocast():
             next_pose = self._pose_step(state.poses, action, prev, state.objects).float()
+            gripper = state.gripper
+            if self.config.finger_rule:
+                next_pose, gripper = finger_step(state.poses[:, -1], next_pose, state.gripper, action[:, -1],
+                                                 self._settled(state.objects), self._extents)
             if self.config.arm_contact:
                 next_pose = contact_stop(state.poses[:, -1], next_pose, state.objects, self._extents,
                                          self.table_height)
@@ -506,6 +533,8 @@ class WorldModel(nn.Module):
             objects = state.objects
             if self.config.object_dims is not None:
                 objects = self._object_step(both, state.objects, action).float()
+            if self.config.finger_rule:
+                objects = push_between(state.poses[:, -1], next_pose, objects, self._extents)
             object_map = self.object_map(torch.stack([state.objects, objects], dim=1))
             velocity = self._velocity_fn(state, chunk, pose_cond, True, guidance, 1.0, gripper_map, object_map,
                                          self.sampler(steps))
@@ -513,6 +542,7 @@ class WorldModel(nn.Module):
         state.latents = torch.cat([state.latents[:, 1:], latent[:, None]], dim=1)
         state.poses = both
         state.objects = objects
+        state.gripper = gripper
         state.actions = torch.cat([state.actions, action[:, None]], dim=1)[:, 1:]
         return self._observe(latent, next_pose, state)
 

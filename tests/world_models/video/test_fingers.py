@@ -1,0 +1,194 @@
+"""The finger rule: its constants against the simulator's gripper, its fingers against the simulator's closing
+on the cube and beside it, and a world model that imagines with it."""
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+
+from wow_gym.envs.robosuite_env import CONTROL_FREQ, RobosuiteEnv
+from wow_gym.tasks.lift import CUBE_HALF_EXTENTS
+from wow_gym.world_models.video import fingers
+from wow_gym.world_models.video.fingers import command_step, finger_step, infer_gripper, push_between
+from wow_gym.world_models.video.object_layer import quat_matrix
+
+EXTENTS = torch.tensor(CUBE_HALF_EXTENTS)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    env = RobosuiteEnv("Lift", use_camera=False)
+    yield env
+    env.close()
+
+
+def test_the_constants_are_the_simulated_gripper(sim):
+    m = sim.model
+    for finger in ("finger_joint1", "finger_joint2"):
+        joint, actuator = finger, f"gripper_{finger}"
+        j = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, f"gripper0_right_{joint}")
+        a = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, f"gripper0_right_{actuator}")
+        dof = m.jnt_dofadr[j]
+        assert m.dof_damping[dof] == fingers.DAMPING
+        assert m.dof_frictionloss[dof] == fingers.FRICTION_LOSS
+        assert m.actuator_gainprm[a, 0] == fingers.KP
+        assert tuple(np.abs(m.actuator_forcerange[a])) == (fingers.FORCE_LIMIT, fingers.FORCE_LIMIT)
+        assert np.ptp(m.jnt_range[j]) == pytest.approx(fingers.RANGE)
+        # the joint's inertia: armature, then the finger and its pad
+        body = m.jnt_bodyid[j]
+        moved = m.body_mass[body] + m.body_mass[m.body_parentid == body].sum()
+        assert m.dof_armature[dof] + moved == pytest.approx(fingers.MASS)
+    assert m.opt.timestep == fingers.TIMESTEP
+    assert round(1 / CONTROL_FREQ / m.opt.timestep) == fingers.SUBSTEPS
+    gripper = sim.robosuite.robots[0].gripper["right"]
+    assert gripper.speed == fingers.SPEED
+
+
+def observe(obs: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    pose = torch.tensor(obs["agent_pos"])[None].float()
+    return pose, torch.tensor(obs["environment_state"][:7])[None].float()
+
+
+def drive(env: RobosuiteEnv, obs: dict[str, np.ndarray], target: np.ndarray, grips: list[float]
+          ) -> tuple[dict[str, np.ndarray], list[torch.Tensor], torch.Tensor]:
+    """Steps from `obs` with proportional OSC moves toward `target` (x, y, z) and the grip actions `grips`:
+    the last observation, the simulator's agent_pos before and after each step, and the actions."""
+    poses, actions = [observe(obs)[0]], []
+    for grip in grips:
+        action = np.zeros(7, np.float32)
+        action[:3] = np.clip((target - poses[-1][0, :3].numpy()) * 15, -1, 1)
+        action[6] = grip
+        obs = env.step(action)[0]
+        poses.append(observe(obs)[0])
+        actions.append(torch.tensor(action)[None])
+    return obs, poses, torch.cat(actions)
+
+
+def run_rule(poses: list[torch.Tensor], actions: torch.Tensor, cube: torch.Tensor) -> torch.Tensor:
+    """The rule's finger gaps [T] along the simulator's arm, open loop from the first pose (an episode's
+    start)."""
+    gripper = infer_gripper(poses[0][:, None].expand(-1, 2, -1), None)
+    now, gaps = poses[0], []
+    for t, arm in enumerate(poses[1:]):
+        now, gripper = finger_step(now, arm.clone(), gripper, actions[t:t + 1, 6], cube, EXTENTS)
+        gaps.append(now[0, 7] - now[0, 8])
+    return torch.stack(gaps)
+
+
+def test_free_fingers_follow_the_simulated_ones_open_loop(sim):
+    obs = sim.reset(seed=0)[0]
+    pose, cube = observe(obs)
+    # far above the cube: open, close, hesitate (0 leaves the command), open again
+    grips = [-1.0] * 12 + [1.0] * 12 + [0.0] * 3 + [-0.3] * 10
+    _, poses, actions = drive(sim, obs, pose[0, :3].numpy() + np.array([0.0, 0.0, 0.05]), grips)
+    gaps = run_rule(poses, actions, cube)
+    simulated = torch.stack([p[0, 7] - p[0, 8] for p in poses[1:]])
+    assert (gaps - simulated).abs().max().item() < 0.002
+    assert simulated.min().item() < 0.005 and simulated.max().item() > 0.075  # it did close and open fully
+
+
+def test_fingers_close_on_a_cube_between_them_and_past_one_beside_them(sim):
+    for offset, held in ((0.0, True), (0.04, False)):
+        obs = sim.reset(seed=3)[0]
+        pose, cube = observe(obs)
+        across = quat_matrix(pose[:, 3:7])[0, :, 0].numpy()  # the pads' width axis
+        # open above the cube (moved `offset` along the pads' width), down around it, then close
+        beside = cube[0, :3].numpy() + across * offset
+        obs, poses, actions = drive(sim, obs, beside + np.array([0.0, 0.0, 0.06]), [-1.0] * 25)
+        _, down, more = drive(sim, obs, beside, [-1.0] * 25 + [1.0] * 15)
+        poses, actions = poses + down[1:], torch.cat([actions, more])
+        gaps = run_rule(poses, actions, cube)
+        simulated = poses[-1][0, 7] - poses[-1][0, 8]
+        width = 2 * CUBE_HALF_EXTENTS[1]
+        if held:
+            assert simulated.item() == pytest.approx(width, abs=0.003), "the simulator grips the cube"
+            assert gaps[-1].item() == pytest.approx(width, abs=0.003)
+        else:
+            assert simulated.item() < 0.01, "the simulator closes beside the cube"
+            assert gaps[-1].item() < 0.01
+
+
+def test_the_command_steps_toward_the_action_sign_and_is_read_off_resting_fingers():
+    command = torch.tensor([0.0, 1.0, -1.0, 0.4])
+    assert torch.allclose(command_step(command, torch.tensor([1.0, -0.2, 0.7, 0.0])),
+                          torch.tensor([-0.2, 1.0, -1.0, 0.4]))
+    # an episode's start (robosuite's reset: command 0, fingers at 20.8 mm), fully open, fully closed
+    poses = torch.zeros(3, 2, 9)
+    poses[:, :, 7] = torch.tensor([0.0208, 0.039, 0.0])[:, None]
+    poses[:, :, 8] = -poses[:, :, 7]
+    assert torch.allclose(infer_gripper(poses, None)[:, 0], torch.tensor([0.0, 1.0, -1.0]))
+    # fingers stopped on a cube under a closing action: fully closed
+    held = poses[:1].clone()
+    held[:, :, 7], held[:, :, 8] = 0.021, -0.021
+    assert infer_gripper(held, torch.tensor([1.0]))[0, 0].item() == -1.0
+    assert infer_gripper(held, torch.tensor([-1.0]))[0, 0].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_closing_fingers_push_the_cube_between_them_and_off_the_pads_edge():
+    # the gripper pointing down at the origin (local y = world y, local z = world down)
+    pose = torch.zeros(1, 9)
+    pose[0, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # 180 degrees about x
+    pose[0, 7], pose[0, 8] = 0.025, -0.025  # 50 mm apart
+    cube = torch.tensor([[0.0, -0.01, -0.02, 0.0, 0.0, 0.0, 1.0]])  # 10 mm toward finger 2, under the pads
+    rotation = quat_matrix(pose[:, 3:7])[0]
+    assert torch.allclose(rotation[:, 1], torch.tensor([0.0, -1.0, 0.0]), atol=1e-6)
+    pushed = push_between(pose, pose, cube, EXTENTS)
+    local = rotation.T @ (pushed[0, :3] - pose[0, :3])
+    assert local[1].item() == pytest.approx(0.025 - CUBE_HALF_EXTENTS[1], abs=1e-6)  # against finger 1's face
+    # a cube overlapping the pads across by 3 mm (less than OVERLAP_ACROSS), fingers closed past its width
+    edge = fingers.TIP_HALF_WIDTH + CUBE_HALF_EXTENTS[0]
+    pose[0, 7], pose[0, 8] = 0.01, -0.01
+    grazed = cube.clone()
+    grazed[0, :3] = pose[0, :3] + rotation @ torch.tensor([edge - 0.003, 0.0, 0.0])
+    out = rotation.T @ (push_between(pose, pose, grazed, EXTENTS)[0, :3] - pose[0, :3])
+    assert out[0].item() == pytest.approx(edge, abs=1e-6)
+    # well away from the gripper nothing moves
+    far = cube.clone()
+    far[0, 0] = 0.2
+    assert torch.equal(push_between(pose, pose, far, EXTENTS), far)
+
+
+def test_a_world_model_imagines_with_the_finger_rule(lift_data):
+    from wow_gym.data import DatasetReader
+    from wow_gym.world_models import WorldModel
+
+    with pytest.raises(ValueError, match="finger_rule needs object_dims"):
+        WorldModel.random("dit-test", env_state_dim=10, finger_rule=True)
+    wm = WorldModel.random("dit-test", env_state_dim=10, object_dims=list(range(7)),
+                           object_offset_dims=[7, 8, 9], finger_rule=True)
+    ep = DatasetReader(lift_data)[0]
+    state = wm.start(ep.pixels[None, :1], ep.agent_pos[None, :1],
+                     environment_state=ep.environment_state[:1].copy())
+    assert state.gripper.shape == (1, 3)
+    close = np.zeros((1, 7), np.float32)
+    close[0, 6] = 1.0
+    for _ in range(3):
+        out = wm.step(state, close)
+    assert state.gripper[0, 0].item() == pytest.approx(-0.6)  # three steps of closing from the reset's 0
+    # the episode starts high above the cube: the fingers close freely, as the servo alone moves them,
+    # whatever the untrained pose dynamics says
+    opening = torch.tensor(ep.agent_pos[:1, 7:9]).float() * torch.tensor([1.0, -1.0])
+    velocity = torch.zeros(1, 2)
+    for command in (-0.2, -0.4, -0.6):
+        opening, velocity = fingers.servo(opening, velocity, torch.tensor([command]))
+    assert out.agent_pos[0, 7] == pytest.approx(opening[0, 0].item(), abs=1e-5)
+    assert out.agent_pos[0, 8] == pytest.approx(-opening[0, 1].item(), abs=1e-5)
+    assert out.agent_pos[0, 7] < ep.agent_pos[0, 7] - 0.004
+    assert state.select([0, 0]).gripper.shape == (2, 3)
+
+
+def test_fingers_gripping_a_cube_stay_where_they_found_it():
+    # the gripper pointing down, fingers on a cube a little smaller than the nominal one (40.9 mm, off centre)
+    pose = torch.zeros(1, 9)
+    pose[0, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    pose[0, 7], pose[0, 8] = 0.0208, -0.0201
+    cube = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
+    gripper = torch.tensor([[-1.0, 0.0, 0.0]])  # closing
+    held, after = finger_step(pose, pose.clone(), gripper, torch.ones(1), cube, EXTENTS)
+    assert torch.equal(held[0, 7:9], pose[0, 7:9])
+    assert after[0, 0].item() == -1.0
+    assert torch.equal(push_between(pose, held, cube, EXTENTS), cube)  # a gripped cube is not re-centred
+    # opening lets go
+    opening = torch.tensor([[1.0, 0.0, 0.0]])
+    opened, _ = finger_step(pose, pose.clone(), opening, -torch.ones(1), cube, EXTENTS)
+    assert opened[0, 7] - opened[0, 8] > pose[0, 7] - pose[0, 8] + 0.005

@@ -1,0 +1,198 @@
+"""The imagined fingers: robosuite's gripper command, the finger servos, and the object between the pads.
+
+The pose dynamics learned the fingers from data where closing mostly meets the cube, so its fingers stop at
+the cube's width wherever they close, also beside the cube: the BC policy closes 2-3 cm off the cube's centre,
+the simulated fingers close on nothing, the imagined ones stop as if they held it, and imagination calls a
+lift that physics does not make. Neither reading the object state (pose_objects) nor more near-miss data
+taught it the difference. The fingers are simple enough to write down instead:
+
+- The command. robosuite's Panda gripper integrates its action: every control step the command moves SPEED
+  toward the sign of the action's last entry, clipped to [-1, 1] (PandaGripper.format_action), and each
+  finger's position servo aims at the middle of its range plus the command times half the range. The
+  imagined state carries this command, which the pose (the fingers' positions) cannot tell: a finger pressed
+  on the cube looks the same under any closing command.
+- The servos. Each finger joint is a position actuator (gain KP, force limit FORCE_LIMIT) on a slide joint
+  with DAMPING, FRICTION_LOSS and an armature, integrated at the simulator's timestep for one control step:
+  the free finger's trajectory, within 2 mm of the simulated one open loop (test_fingers.py).
+- The object. Where the carried object (a box of the task's half extents) lies in the pads' closing sweep and
+  between the fingers, the fingers close no further than its width across them; the first finger to meet it
+  pushes it over to the other (a resting cube slides under 20 N), so the gap stops at the width. A box that
+  overlaps the pads too little is squeezed out past their edge. Elsewhere the fingers close on nothing, fully.
+  Fingers already gripping a box stay where they found it.
+
+It is not the default (WorldModelConfig.finger_rule): the imagined arm drifts from the simulated one, the
+rule then grips cubes the simulated fingers missed, and on held-out episodes imagination saw more lifts but
+called more false ones (README; `wow-gym eval-world-model task=lift finger_rule=true`).
+
+Hand-written: what it models is a slide joint, a servo and a box across a gap; MuJoCo itself would need the
+imagined arm and object rebuilt as a scene every step for each episode of the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from wow_gym.world_models.video.contact import TIP_AHEAD, TIP_HALF_WIDTH
+from wow_gym.world_models.video.object_layer import quat_matrix
+
+# robosuite 1.5's Panda gripper (panda_gripper.xml, panda_gripper.py); test_fingers.py checks them against the
+# simulator's model
+SPEED = 0.2  # command change per control step
+RANGE = 0.04  # each finger joint's travel (metres): closed at 0, open at RANGE
+KP = 1000.0  # the position actuator's gain (N/m)
+FORCE_LIMIT = 20.0  # N
+DAMPING = 100.0  # N s/m
+FRICTION_LOSS = 1.0  # N
+MASS = 1.0 + 0.1 + 0.01  # kg: the joint's armature, the finger and its pad
+TIMESTEP = 0.002  # s, the simulator's step
+SUBSTEPS = 25  # simulator steps per 20 Hz control step
+# How far up the fingers reach from their tips, along the approach (metres): a box above the fingertips but
+# within this is in the sweep. The fingers are 5.4 cm long; the hand above them stops anything higher.
+FINGER_LENGTH = 0.054
+# A box blocks the fingers only where the pads overlap it by this much across (along their width) and its
+# top is this far above the fingertips. Less, and the squeeze pushes it out past the pads' edge or from under
+# their tips and the fingers close on nothing. Over the simulator's closings near the cube in the six training
+# sets of `make lift-data` (260 closings; counted by hand in stop 34, its closing note has the figures): with
+# the cube's top well above the tips, 2 of 5 held with an overlap across of 0-4 mm, 5 of 7 at 4-6 mm, 152 of
+# 153 from 8 mm; with the cube well within the pads across, 2 of 22 held with its top less than 10 mm above
+# the tips, 156 of 157 from 10 mm.
+OVERLAP_ACROSS = 0.005
+OVERLAP_DOWN = 0.010
+# Fingers whose gap is within this of the box's width grip it already
+GRIPPING = 0.003
+# A box in the sweep is between the fingers where its centre lies between their inner faces before the step,
+# or this far outside one
+BETWEEN = 0.003
+
+
+def command_step(command: torch.Tensor, grip_action: torch.Tensor) -> torch.Tensor:
+    """The gripper command [B] after one control step with grip actions [B] (> 0 closes). The command is
+    robosuite's first entry: +1 aims the fingers fully open, -1 fully closed."""
+    return (command - SPEED * torch.sign(grip_action)).clamp(-1.0, 1.0)
+
+
+def servo(opening: torch.Tensor, velocity: torch.Tensor, command: torch.Tensor
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Free fingers after one control step under the command [B]: each finger's opening [B, 2] (its joint
+    travel from closed, metres) and its velocity [B, 2], from those before. MuJoCo's Euler step: damping
+    implicit, the friction loss a dry friction that holds the joint where the servo's push does not exceed it,
+    the joint's range a hard stop."""
+    target = (0.5 + 0.5 * command)[:, None] * RANGE
+    slip = FRICTION_LOSS * TIMESTEP / (MASS + TIMESTEP * DAMPING)
+    for _ in range(SUBSTEPS):
+        force = (KP * (target - opening)).clamp(-FORCE_LIMIT, FORCE_LIMIT)
+        free = (velocity * MASS + TIMESTEP * force) / (MASS + TIMESTEP * DAMPING)
+        velocity = torch.where(free.abs() <= slip, torch.zeros_like(free), free - torch.sign(free) * slip)
+        opening = opening + TIMESTEP * velocity
+        stopped = (opening < 0) | (opening > RANGE)
+        opening = opening.clamp(0.0, RANGE)
+        velocity = torch.where(stopped, torch.zeros_like(velocity), velocity)
+    return opening, velocity
+
+
+def _box_in_gripper(pose: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor,
+                    gripping: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The box's centre in the gripper frame [B, 3], the gripper's rotation [B, 3, 3] and whether the box is
+    in the pads' closing sweep [B]: overlapping them across and along the approach. The box is taken square to
+    the pads and upright, as squeezing turns it: a carried box's imagined turn is often tens of degrees off
+    (the probe reads a start's turn only up to the box's symmetry). Fingers already `gripping` [B] the box
+    keep it with any overlap: squeezed, friction holds it where a new grasp would push it out."""
+    rotation = quat_matrix(pose[:, 3:7])  # gripper -> world
+    local = torch.einsum("bji,bj->bi", rotation, objects[:, :3] - pose[:, :3])
+    x, _, z = local.unbind(-1)
+    across = torch.where(gripping, 0.0, OVERLAP_ACROSS)
+    down = torch.where(gripping, 0.0, OVERLAP_DOWN)
+    sweep = ((x.abs() < TIP_HALF_WIDTH + half_extents[0] - across)
+             & (z - half_extents[2] < TIP_AHEAD - down)
+             & (z + half_extents[2] > TIP_AHEAD - FINGER_LENGTH))
+    return local, rotation, sweep
+
+
+def blocking_gap(pose: torch.Tensor, before: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor
+                 ) -> torch.Tensor:
+    """[B]: the smallest gap the fingers of raw agent_pos `pose` [B, P] can close to with the box `objects`
+    [B, 7] (position, xyzw quaternion; half extents [3]) where it is, or 0 where they close on nothing.
+    `before` [B, 2] are the fingers' openings before the step: the box's centre must lie between them."""
+    gripping = (before.sum(-1) - 2 * half_extents[1]).abs() < GRIPPING
+    local, _, sweep = _box_in_gripper(pose, objects, half_extents, gripping)
+    y = local[:, 1]
+    between = (y < before[:, 0] + BETWEEN) & (y > -before[:, 1] - BETWEEN)
+    return torch.where(sweep & between, 2 * half_extents[1], torch.zeros_like(y))
+
+
+def push_between(now: torch.Tensor, pose: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor
+                 ) -> torch.Tensor:
+    """Raw object states [B, 7] after the fingers going from raw agent_pos `now` [B, P] to `pose` pushed the
+    box, as the simulator's do:
+    - a box in the sweep whose centre lies between the fingers moves across the gripper until it lies wholly
+      between them (the first finger to meet a resting cube slides it over to the other);
+    - a box the fingers closed past, overlapping the pads across by less than OVERLAP_ACROSS, is pushed out
+      past the pads' edge (the squeeze's sideways push).
+    The learned object dynamics does neither: it leaves a box half inside a finger, and draws a box near a
+    closing gripper in toward its middle, as in the grasps it learned from. A box the fingers gripped before
+    the step stays where the dynamics puts it: held, it is not pushed, and a start's box is where the probe
+    read it (re-centring it between the fingers would draw the probe's error into the picture)."""
+    with torch.autocast(pose.device.type, enabled=False):
+        now, pose, objects = now.float(), pose.float(), objects.float()
+        half_extents = half_extents.float()
+        gap = pose[:, 7] - pose[:, 8]
+        gripping = (now[:, 7] - now[:, 8] - 2 * half_extents[1]).abs() < GRIPPING
+        local, rotation, sweep = _box_in_gripper(pose, objects, half_extents, gripping)
+        x, y, z = local.unbind(-1)
+        left, right = pose[:, 7], -pose[:, 8]
+        between = (y < left + BETWEEN) & (y > -right - BETWEEN)
+        room = ((left + right) / 2 - half_extents[1]).clamp_min(0)  # how far the centre may stray from middle
+        middle = (left - right) / 2
+        pushed = torch.minimum(torch.maximum(y, middle - room), middle + room)
+        across = torch.where(sweep & between & ~gripping, pushed - y, torch.zeros_like(y))
+        # the pads' edge: the box overlaps them across, too little to hold, and the fingers closed past its
+        # width
+        edge = TIP_HALF_WIDTH + half_extents[0]
+        level = ((z - half_extents[2] < TIP_AHEAD - OVERLAP_DOWN)
+                 & (z + half_extents[2] > TIP_AHEAD - FINGER_LENGTH))
+        slips = (level & between & ~gripping & (gap < 2 * half_extents[1]) & (x.abs() < edge)
+                 & (x.abs() >= edge - OVERLAP_ACROSS))
+        out = torch.where(slips, torch.sign(x) * edge - x, torch.zeros_like(x))
+        moved = objects[:, :3] + rotation[:, :, 1] * across[:, None] + rotation[:, :, 0] * out[:, None]
+        return torch.cat([moved, objects[:, 3:]], dim=1)
+
+
+def finger_step(now: torch.Tensor, nxt: torch.Tensor, gripper: torch.Tensor, grip_action: torch.Tensor,
+                objects: torch.Tensor, half_extents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next raw agent_pos [B, P] with its fingers (entries 7, 8) set by the rule, and the next gripper
+    state [B, 3] (command, both fingers' opening velocities). `now` [B, P] is the pose before the step, `nxt`
+    after it (its arm), `gripper` [B, 3] the gripper state before, grip_action [B] the action's last entry,
+    objects [B, 7] the carried box before the step. In float32 under bf16 autocast too: a finger's travel is
+    millimetres."""
+    with torch.autocast(now.device.type, enabled=False):
+        now, nxt, gripper = now.float(), nxt.float(), gripper.float()
+        command = command_step(gripper[:, 0], grip_action.float())
+        before = torch.stack([now[:, 7], -now[:, 8]], dim=1)  # each finger's opening
+        opening, velocity = servo(before, gripper[:, 1:], command)
+        floor = blocking_gap(now, before, objects.float(), half_extents.float())
+        # fingers gripping the box stay where they found it: its true size (the task's boxes vary about their
+        # nominal extents) is what they show
+        gripping = (floor > 0) & ((before.sum(-1) - floor).abs() < GRIPPING)
+        floor = torch.where(gripping, before.sum(-1), floor)
+        short = (floor - opening.sum(-1)).clamp_min(0)  # [B]: how far the free fingers overshoot the box
+        opening = torch.where((gripping & (short > 0))[:, None], before, opening + short[:, None] / 2)
+        velocity = torch.where((short > 0)[:, None], torch.zeros_like(velocity), velocity)
+        fingers = torch.stack([opening[:, 0], -opening[:, 1]], dim=1)
+        return torch.cat([nxt[:, :7], fingers, nxt[:, 9:]], dim=1), torch.cat([command[:, None], velocity], 1)
+
+
+def infer_gripper(poses: torch.Tensor, last_grip: torch.Tensor | None) -> torch.Tensor:
+    """A start's gripper state [B, 3] from its last two raw agent_pos [B, 2, P] and its last grip action [B]
+    (None at an episode's first frame). The command is read off the fingers' resting openings (the servo holds
+    a free finger about 1 mm short of its target against the friction loss); fingers stopped short of closed
+    under a closing action press on something, and their command is taken as fully closed. The velocities
+    are the last step's average."""
+    opening = torch.stack([poses[:, -1, 7], -poses[:, -1, 8]], dim=1).float()
+    velocity = torch.stack([poses[:, -1, 7] - poses[:, -2, 7], poses[:, -2, 8] - poses[:, -1, 8]], dim=1)
+    velocity = velocity.float() / (TIMESTEP * SUBSTEPS)
+    # the command moves in steps of SPEED from 0 at the simulator's reset
+    command = torch.round((opening.mean(-1) / RANGE * 2 - 1).clamp(-1, 1) / SPEED) * SPEED
+    if last_grip is not None:
+        pressing = (last_grip > 0) & (velocity.abs().amax(-1) < 0.005) & (opening.mean(-1) > 0.004)
+        command = torch.where(pressing, torch.full_like(command, -1.0), command)
+    return torch.cat([command[:, None], velocity], dim=1)
