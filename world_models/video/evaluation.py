@@ -362,7 +362,8 @@ def objects_under_sim_arm(wm: WorldModel, episodes: list[Rollout], known_state: 
     the model's object dynamics follows the simulator's recorded arm instead of its own imagined one, from the
     same start as the imagined episodes (the probe's reading of the first frame, or with known_state the
     simulator's). Where the imagined state lifts the object and this does not, the imagined arm's drift
-    made the lift; where both lift it and the simulator does not, the object dynamics did."""
+    made the lift; where both lift it and the simulator does not, the object dynamics did. The simulator's
+    fingers are followed too, so the finger rule (WorldModelConfig.finger_rule) plays no part."""
     horizon = max(e.num_steps for e in episodes)
     poses = np.stack([np.concatenate([e.agent_pos, np.repeat(e.agent_pos[-1:], horizon - e.num_steps, 0)])
                       for e in episodes])

@@ -170,6 +170,10 @@ def finger_step(now: torch.Tensor, nxt: torch.Tensor, gripper: torch.Tensor, gri
         before = torch.stack([now[:, 7], -now[:, 8]], dim=1)  # each finger's opening
         opening, velocity = servo(before, gripper[:, 1:], command)
         floor = blocking_gap(now, before, objects.float(), half_extents.float())
+        # fingers already closer than the box is wide cannot have it between them: the rule only ever stops a
+        # closing, it never opens the fingers around a box (a drifted arm, or a start's misread box, puts one
+        # inside closed fingers)
+        floor = torch.where(before.sum(-1) > floor - GRIPPING, floor, torch.zeros_like(floor))
         # fingers gripping the box stay where they found it: its true size (the task's boxes vary about their
         # nominal extents) is what they show
         gripping = (floor > 0) & ((before.sum(-1) - floor).abs() < GRIPPING)
@@ -183,10 +187,10 @@ def finger_step(now: torch.Tensor, nxt: torch.Tensor, gripper: torch.Tensor, gri
 
 def infer_gripper(poses: torch.Tensor, last_grip: torch.Tensor | None) -> torch.Tensor:
     """A start's gripper state [B, 3] from its last two raw agent_pos [B, 2, P] and its last grip action [B]
-    (None at an episode's first frame). The command is read off the fingers' resting openings (the servo holds
-    a free finger about 1 mm short of its target against the friction loss); fingers stopped short of closed
-    under a closing action press on something, and their command is taken as fully closed. The velocities
-    are the last step's average."""
+    (None without a previous action: a start from one frame). The command is read off the fingers' resting
+    openings (the servo holds a free finger about 1 mm short of its target against the friction loss); fingers
+    stopped short of closed under a closing action press on something, and their command is taken as fully
+    closed. The velocities are the last step's average."""
     opening = torch.stack([poses[:, -1, 7], -poses[:, -1, 8]], dim=1).float()
     velocity = torch.stack([poses[:, -1, 7] - poses[:, -2, 7], poses[:, -2, 8] - poses[:, -1, 8]], dim=1)
     velocity = velocity.float() / (TIMESTEP * SUBSTEPS)

@@ -521,6 +521,9 @@ class WorldModel(nn.Module):
             next_pose = self._pose_step(state.poses, action, prev, state.objects).float()
             gripper = state.gripper
             if self.config.finger_rule:
+                if gripper.shape[1] != 3:
+                    raise ValueError("this state was started without the finger rule's gripper state; "
+                                     "start it again with finger_rule on")
                 next_pose, gripper = finger_step(state.poses[:, -1], next_pose, state.gripper, action[:, -1],
                                                  self._settled(state.objects), self._extents)
             if self.config.arm_contact:
@@ -533,8 +536,10 @@ class WorldModel(nn.Module):
             objects = state.objects
             if self.config.object_dims is not None:
                 objects = self._object_step(both, state.objects, action).float()
-            if self.config.finger_rule:
-                objects = push_between(state.poses[:, -1], next_pose, objects, self._extents)
+            if self.config.finger_rule:  # the push as the rule sees the object (settled), applied to it
+                settled = self._settled(objects)
+                pushed = push_between(state.poses[:, -1], next_pose, settled, self._extents)
+                objects = objects + (pushed - settled)
             object_map = self.object_map(torch.stack([state.objects, objects], dim=1))
             velocity = self._velocity_fn(state, chunk, pose_cond, True, guidance, 1.0, gripper_map, object_map,
                                          self.sampler(steps))

@@ -241,6 +241,10 @@ def test_unusable_heldout_data_fails_with_clear_messages(tmp_path, checkpoint, h
         evaluate_world_model(EvalWorldModelConfig(checkpoint=str(checkpoint), datasets=[str(heldout[0])],
                                                   horizons=[1, 2], reference_horizon=2, arm_contact=True,
                                                   interaction_datasets=[]))
+    with pytest.raises(EvaluationError, match="finger_rule=true needs a model that carries the object state"):
+        evaluate_world_model(EvalWorldModelConfig(checkpoint=str(checkpoint), datasets=[str(heldout[0])],
+                                                  horizons=[1, 2], reference_horizon=2, finger_rule=True,
+                                                  interaction_datasets=[]))
 
 
 def test_repeated_bench_rounds_keep_the_median_rate_and_the_most_memory():
