@@ -18,6 +18,16 @@ def lift_env():
     env.close()
 
 
+@pytest.fixture(scope="module")
+def lift_physics():
+    """The Lift sim twin without a camera (physics only), made once per test module."""
+    from wow_gym.envs.robosuite_env import RobosuiteEnv
+
+    env = RobosuiteEnv("Lift", use_camera=False)
+    yield env
+    env.close()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -15,22 +15,15 @@ from wow_gym.world_models.video.object_layer import quat_matrix
 EXTENTS = torch.tensor(CUBE_HALF_EXTENTS)
 
 
-@pytest.fixture(scope="module")
-def sim():
-    env = RobosuiteEnv("Lift", use_camera=False)
-    yield env
-    env.close()
-
-
 def observe(obs: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """agent_pos [1, 9] and the cube's pose [1, 7] of an observation."""
     return (torch.tensor(obs["agent_pos"])[None].double(),
             torch.tensor(obs["environment_state"][:7])[None].double())
 
 
-def test_fingertips_are_the_lowest_corners_of_the_simulated_fingers(sim):
-    pose, _ = observe(sim.reset(seed=0)[0])
-    m, d = sim.model, sim.data
+def test_fingertips_are_the_lowest_corners_of_the_simulated_fingers(lift_physics):
+    pose, _ = observe(lift_physics.reset(seed=0)[0])
+    m, d = lift_physics.model, lift_physics.data
     tips = fingertips(pose.float())[0].numpy()  # [8, 3]
     rotation = quat_matrix(pose[:, 3:7].float())[0].numpy()
     for finger, corners in (("finger1", tips[:4]), ("finger2", tips[4:])):
@@ -65,17 +58,17 @@ def press(env: RobosuiteEnv, obs: dict[str, np.ndarray], target: np.ndarray, ste
     return obs
 
 
-def test_the_stop_holds_a_finger_on_the_cube_top_where_the_simulator_does(sim):
-    obs = sim.reset(seed=3)[0]
+def test_the_stop_holds_a_finger_on_the_cube_top_where_the_simulator_does(lift_physics):
+    obs = lift_physics.reset(seed=3)[0]
     pose, cube = observe(obs)
-    obs = press(sim, obs, pose[0, :3].numpy(), 10)  # open the fingers where the arm is
+    obs = press(lift_physics, obs, pose[0, :3].numpy(), 10)  # open the fingers where the arm is
     pose, cube = observe(obs)
     # one finger's tip over the middle of the cube's top, the other beyond it: open fingers are 8 cm apart
     above = cube[0, :3].numpy() + np.array([0.0, 0.0, 0.08])
     finger_axis = quat_matrix(pose[:, 3:7].float())[0, :, 1].numpy()
     above -= finger_axis * (pose[0, 7].item() + 0.004)
-    obs = press(sim, obs, above, 40)
-    pose, cube = observe(press(sim, obs, above, 30, down=0.5))
+    obs = press(lift_physics, obs, above, 40)
+    pose, cube = observe(press(lift_physics, obs, above, 30, down=0.5))
     z = pose[0, 2].item()
     top = cube[0, 2].item() + CUBE_HALF_EXTENTS[2]
     assert fingertips(pose.float())[0, :, 2].min().item() > top - 0.015, "the finger rests on the top"
@@ -90,8 +83,8 @@ def test_the_stop_holds_a_finger_on_the_cube_top_where_the_simulator_does(sim):
     assert stopped[0, 2].item() > lower[0, 2].item() + 0.004
 
 
-def test_fingers_beside_the_cube_and_an_arm_going_up_are_untouched(sim):
-    pose, cube = observe(sim.reset(seed=3)[0])
+def test_fingers_beside_the_cube_and_an_arm_going_up_are_untouched(lift_physics):
+    pose, cube = observe(lift_physics.reset(seed=3)[0])
     # the open gripper centred over the cube: both fingers outside its faces, going down past its top
     now = pose.clone()
     now[0, :3] = cube[0, :3] + torch.tensor([0.0, 0.0, 0.03], dtype=now.dtype)
@@ -108,8 +101,8 @@ def test_fingers_beside_the_cube_and_an_arm_going_up_are_untouched(sim):
     assert torch.equal(contact_stop(low.float(), up.float(), cube.float(), EXTENTS, TABLE_HEIGHT), up.float())
 
 
-def test_the_table_stops_the_fingertips_and_the_stop_never_lifts(sim):
-    pose, cube = observe(sim.reset(seed=3)[0])
+def test_the_table_stops_the_fingertips_and_the_stop_never_lifts(lift_physics):
+    pose, cube = observe(lift_physics.reset(seed=3)[0])
     far = cube.clone()
     far[0, :2] += 0.3  # the cube out of the way
     now = pose.clone()

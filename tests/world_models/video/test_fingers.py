@@ -15,15 +15,8 @@ from wow_gym.world_models.video.object_layer import quat_matrix
 EXTENTS = torch.tensor(CUBE_HALF_EXTENTS)
 
 
-@pytest.fixture(scope="module")
-def sim():
-    env = RobosuiteEnv("Lift", use_camera=False)
-    yield env
-    env.close()
-
-
-def test_the_constants_are_the_simulated_gripper(sim):
-    m = sim.model
+def test_the_constants_are_the_simulated_gripper(lift_physics):
+    m = lift_physics.model
     for finger in ("finger_joint1", "finger_joint2"):
         joint, actuator = finger, f"gripper_{finger}"
         j = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, f"gripper0_right_{joint}")
@@ -40,7 +33,7 @@ def test_the_constants_are_the_simulated_gripper(sim):
         assert m.dof_armature[dof] + moved == pytest.approx(fingers.MASS)
     assert m.opt.timestep == fingers.TIMESTEP
     assert round(1 / CONTROL_FREQ / m.opt.timestep) == fingers.SUBSTEPS
-    gripper = sim.robosuite.robots[0].gripper["right"]
+    gripper = lift_physics.robosuite.robots[0].gripper["right"]
     assert gripper.speed == fingers.SPEED
 
 
@@ -75,29 +68,29 @@ def run_rule(poses: list[torch.Tensor], actions: torch.Tensor, cube: torch.Tenso
     return torch.stack(gaps)
 
 
-def test_free_fingers_follow_the_simulated_ones_open_loop(sim):
-    obs = sim.reset(seed=0)[0]
+def test_free_fingers_follow_the_simulated_ones_open_loop(lift_physics):
+    obs = lift_physics.reset(seed=0)[0]
     pose, cube = observe(obs)
     # far above the cube: open, close, hesitate (0 leaves the command), open again
     grips = [-1.0] * 12 + [1.0] * 12 + [0.0] * 3 + [-0.3] * 10
-    _, poses, actions = drive(sim, obs, pose[0, :3].numpy() + np.array([0.0, 0.0, 0.05]), grips)
+    _, poses, actions = drive(lift_physics, obs, pose[0, :3].numpy() + np.array([0.0, 0.0, 0.05]), grips)
     gaps = run_rule(poses, actions, cube)
     simulated = torch.stack([p[0, 7] - p[0, 8] for p in poses[1:]])
     assert (gaps - simulated).abs().max().item() < 0.002
     assert simulated.min().item() < 0.005 and simulated.max().item() > 0.075  # it did close and open fully
 
 
-def test_fingers_close_on_a_cube_between_them_and_past_one_beside_them(sim):
+def test_fingers_close_on_a_cube_between_them_and_past_one_beside_them(lift_physics):
     # the pads (8.7 mm half width) overlap the 21 mm cube by 9.7 / 2.7 mm at 20 / 27 mm off centre: the
     # simulator holds the first and squeezes the second out, the near miss the rule must tell from a grasp
     for offset, held in ((0.0, True), (0.02, True), (0.027, False), (0.04, False)):
-        obs = sim.reset(seed=3)[0]
+        obs = lift_physics.reset(seed=3)[0]
         pose, cube = observe(obs)
         across = quat_matrix(pose[:, 3:7])[0, :, 0].numpy()  # the pads' width axis
         # open above the cube (moved `offset` along the pads' width), down around it, then close
         beside = cube[0, :3].numpy() + across * offset
-        obs, poses, actions = drive(sim, obs, beside + np.array([0.0, 0.0, 0.06]), [-1.0] * 25)
-        _, down, more = drive(sim, obs, beside, [-1.0] * 25 + [1.0] * 15)
+        obs, poses, actions = drive(lift_physics, obs, beside + np.array([0.0, 0.0, 0.06]), [-1.0] * 25)
+        _, down, more = drive(lift_physics, obs, beside, [-1.0] * 25 + [1.0] * 15)
         poses, actions = poses + down[1:], torch.cat([actions, more])
         gaps = run_rule(poses, actions, cube)
         simulated = poses[-1][0, 7] - poses[-1][0, 8]
