@@ -90,6 +90,11 @@ def servo(opening: torch.Tensor, velocity: torch.Tensor, command: torch.Tensor
     return opening, velocity
 
 
+def _gripping(gap: torch.Tensor, half_extents: torch.Tensor) -> torch.Tensor:
+    """[B]: fingers `gap` [B] apart grip the box already (their gap within GRIPPING of its width)."""
+    return (gap - 2 * half_extents[1]).abs() < GRIPPING
+
+
 def _box_in_gripper(pose: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor,
                     gripping: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The box's centre in the gripper frame [B, 3], the gripper's rotation [B, 3, 3] and whether the box is
@@ -112,11 +117,15 @@ def blocking_gap(pose: torch.Tensor, before: torch.Tensor, objects: torch.Tensor
                  ) -> torch.Tensor:
     """[B]: the smallest gap the fingers of raw agent_pos `pose` [B, P] can close to with the box `objects`
     [B, 7] (position, xyzw quaternion; half extents [3]) where it is, or 0 where they close on nothing.
-    `before` [B, 2] are the fingers' openings before the step: the box's centre must lie between them."""
-    gripping = (before.sum(-1) - 2 * half_extents[1]).abs() < GRIPPING
-    local, _, sweep = _box_in_gripper(pose, objects, half_extents, gripping)
+    `before` [B, 2] are the fingers' openings before the step: the box's centre must lie between them, and they
+    must be about as wide apart as the box at least. Fingers already closer cannot have it between them (a
+    drifted arm, or a start's misread box, puts one inside closed fingers): the rule only ever stops a closing,
+    it never opens the fingers around a box."""
+    gap = before.sum(-1)
+    local, _, sweep = _box_in_gripper(pose, objects, half_extents, _gripping(gap, half_extents))
     y = local[:, 1]
-    between = (y < before[:, 0] + BETWEEN) & (y > -before[:, 1] - BETWEEN)
+    between = ((y < before[:, 0] + BETWEEN) & (y > -before[:, 1] - BETWEEN)
+               & (gap > 2 * half_extents[1] - GRIPPING))
     return torch.where(sweep & between, 2 * half_extents[1], torch.zeros_like(y))
 
 
@@ -136,7 +145,7 @@ def push_between(now: torch.Tensor, pose: torch.Tensor, objects: torch.Tensor, h
         now, pose, objects = now.float(), pose.float(), objects.float()
         half_extents = half_extents.float()
         gap = pose[:, 7] - pose[:, 8]
-        gripping = (now[:, 7] - now[:, 8] - 2 * half_extents[1]).abs() < GRIPPING
+        gripping = _gripping(now[:, 7] - now[:, 8], half_extents)
         local, rotation, sweep = _box_in_gripper(pose, objects, half_extents, gripping)
         x, y, z = local.unbind(-1)
         left, right = pose[:, 7], -pose[:, 8]
@@ -169,14 +178,11 @@ def finger_step(now: torch.Tensor, nxt: torch.Tensor, gripper: torch.Tensor, gri
         command = command_step(gripper[:, 0], grip_action.float())
         before = torch.stack([now[:, 7], -now[:, 8]], dim=1)  # each finger's opening
         opening, velocity = servo(before, gripper[:, 1:], command)
-        floor = blocking_gap(now, before, objects.float(), half_extents.float())
-        # fingers already closer than the box is wide cannot have it between them: the rule only ever stops a
-        # closing, it never opens the fingers around a box (a drifted arm, or a start's misread box, puts one
-        # inside closed fingers)
-        floor = torch.where(before.sum(-1) > floor - GRIPPING, floor, torch.zeros_like(floor))
+        half_extents = half_extents.float()
+        floor = blocking_gap(now, before, objects.float(), half_extents)
         # fingers gripping the box stay where they found it: its true size (the task's boxes vary about their
         # nominal extents) is what they show
-        gripping = (floor > 0) & ((before.sum(-1) - floor).abs() < GRIPPING)
+        gripping = (floor > 0) & _gripping(before.sum(-1), half_extents)
         floor = torch.where(gripping, before.sum(-1), floor)
         short = (floor - opening.sum(-1)).clamp_min(0)  # [B]: how far the free fingers overshoot the box
         opening = torch.where((gripping & (short > 0))[:, None], before, opening + short[:, None] / 2)

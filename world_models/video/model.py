@@ -437,9 +437,14 @@ class WorldModel(nn.Module):
         how far the object's top stands above the fingertips."""
         if self.support is None:
             return objects
-        rest, lean = self.support[:2]
-        z = torch.where(objects[:, 2] <= rest + lean, torch.full_like(objects[:, 2], rest), objects[:, 2])
+        z = torch.where(self._resting(objects), torch.full_like(objects[:, 2], self.support[0]), objects[:, 2])
         return torch.cat([objects[:, :2], z[:, None], objects[:, 3:]], dim=1)
+
+    def _resting(self, objects: torch.Tensor, lean: float = 1.0) -> torch.Tensor:
+        """[B]: objects [B,7] no higher than their rest height + `lean` times the task's lean (a model with
+        support numbers only)."""
+        rest, task_lean = self.support[:2]
+        return objects[:, 2] <= rest + lean * task_lean
 
     def environment_state(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """Raw environment_state [B,E] of carried object states [B,7] and agent_pos [B,P]."""
@@ -577,8 +582,7 @@ class WorldModel(nn.Module):
         cost open-loop PSNR."""
         if self.support is None or self.config.object_layer_pushes:
             return objects
-        rest, lean = self.support[:2]
-        resting = (objects[:, 2] <= rest + lean) & (anchor[:, 2] <= rest + 2 * lean)
+        resting = self._resting(objects) & self._resting(anchor, lean=2.0)
         return torch.where(resting[:, None], anchor, objects)
 
     @torch.no_grad()
