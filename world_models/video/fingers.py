@@ -117,10 +117,10 @@ def blocking_gap(pose: torch.Tensor, before: torch.Tensor, objects: torch.Tensor
                  ) -> torch.Tensor:
     """[B]: the smallest gap the fingers of raw agent_pos `pose` [B, P] can close to with the box `objects`
     [B, 7] (position, xyzw quaternion; half extents [3]) where it is, or 0 where they close on nothing.
-    `before` [B, 2] are the fingers' openings before the step: the box's centre must lie between them, and they
-    must be about as wide apart as the box at least. Fingers already closer cannot have it between them (a
-    drifted arm, or a start's misread box, puts one inside closed fingers): the rule only ever stops a closing,
-    it never opens the fingers around a box."""
+    `before` [B, 2] are the fingers' openings before the step: the box's centre must lie between them, and
+    they must be about as wide apart as the box at least. Fingers already closer cannot have it between them
+    (a drifted arm, or a start's misread box, puts one inside closed fingers): the rule only ever stops a
+    closing, it never opens the fingers around a box."""
     gap = before.sum(-1)
     local, _, sweep = _box_in_gripper(pose, objects, half_extents, _gripping(gap, half_extents))
     y = local[:, 1]

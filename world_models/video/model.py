@@ -437,7 +437,8 @@ class WorldModel(nn.Module):
         how far the object's top stands above the fingertips."""
         if self.support is None:
             return objects
-        z = torch.where(self._resting(objects), torch.full_like(objects[:, 2], self.support[0]), objects[:, 2])
+        rest = torch.full_like(objects[:, 2], self.support[0])
+        z = torch.where(self._resting(objects), rest, objects[:, 2])
         return torch.cat([objects[:, :2], z[:, None], objects[:, 3:]], dim=1)
 
     def _resting(self, objects: torch.Tensor, lean: float = 1.0) -> torch.Tensor:
