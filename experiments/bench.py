@@ -95,6 +95,11 @@ def _bench_imagine(cfg, out) -> int:
                               compile=config.compile)
     except CheckpointError as error:
         raise SystemExit(f"wow-gym bench imagine: {error}") from None
+    if config.arm_physics is not None:
+        if config.arm_physics and wm.config.object_dims is None:
+            raise SystemExit("wow-gym bench imagine: arm_physics=true needs a model that carries the object "
+                             "state")
+        wm.config.arm_physics = config.arm_physics
     setting = f"{wm.config.image_size}px-fast"  # the default look, at the model's resolution
     if setting not in CAMERA_SETTINGS:
         raise SystemExit(f"wow-gym bench imagine: envs/benchmark.py has no camera setting {setting!r} for "
@@ -121,7 +126,7 @@ def _bench_imagine(cfg, out) -> int:
     sim = {label: float(statistics.median(r[label] for r in sim_rounds)) for label in sim_rounds[0]}
     result = ImagineBenchResult(wm.config.task, wm.config.image_size, str(wm.device),
                                 sum(p.numel() for p in wm.parameters()), sim, median_rows(rounds),
-                                max_rss_mb(), wm.autocast, wm.compiled, config.repeats)
+                                max_rss_mb(), wm.autocast, wm.compiled, config.repeats, wm.config.arm_physics)
     table = format_imagine_table(result)
     atomic_write_text(out / "bench_imagine.md", table + "\n")
     atomic_write_text(out / "bench_imagine.json", json.dumps(dataclasses.asdict(result), indent=2))

@@ -43,6 +43,7 @@ class ImagineBenchConfig:
     device: str = "auto"
     autocast: bool | str = "auto"
     compile: bool = False
+    arm_physics: bool | None = None
     seed: int = 0
     progress: bool = True
 
@@ -82,6 +83,7 @@ class ImagineBenchResult:
     autocast: bool = False  # the model ran under bf16 autocast
     compiled: bool = False  # its DiTs were torch.compiled (WorldModel.compile_samplers)
     repeats: int = 1  # alternating rounds (simulator, then imagined) each rate is the median of
+    arm_physics: bool = False  # the imagined arm was the robot's own, in MuJoCo (WorldModelConfig)
 
 
 def rss_mb() -> float:
@@ -194,7 +196,8 @@ def format_imagine_table(result: ImagineBenchResult) -> str:
     """Markdown: the simulator rates, then imagined rows with their ratio to each simulator rate."""
     lines = [(f"{result.task}, {result.image_size}x{result.image_size} frames, world model of "
               f"{result.parameters / 1e6:.2f}M parameters on {result.device}"
-              f"{', bf16 autocast' if result.autocast else ''}{', torch.compile' if result.compiled else ''}"), "",
+              f"{', bf16 autocast' if result.autocast else ''}{', torch.compile' if result.compiled else ''}"
+              f"{', the robot arm in MuJoCo' if result.arm_physics else ''}"), "",
              "| simulator | env steps/s |", "|---|---:|"]
     lines += [f"| {label} | {rate:.1f} |" for label, rate in result.sim.items()]
     ratios = "".join(f" x sim ({label}) |" for label in result.sim)

@@ -423,6 +423,7 @@ class EvalWorldModelConfig:
     object_layer_pushes: bool | None = None  # ... also where it rests on the table; None: the checkpoint's
     arm_contact: bool | None = None  # fingertips stop on the table and the object; None: the checkpoint's
     finger_rule: bool | None = None  # fingers by gripper command and object between them; None: checkpoint's
+    arm_physics: bool | None = None  # the robot's own arm and fingers in MuJoCo; None: the checkpoint's
     critic: str | None = None  # a critic that reads the whole imagined episodes too; None: shipped; "none"
     steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     # whole episodes imagined from their first frame (lifts seen, object error); [] skips it
@@ -456,6 +457,7 @@ class EvalResults:
     object_layer: str = "off"  # the model's, as evaluated: off, on, or on with pushes (WorldModelConfig)
     arm_contact: bool = False  # the model's, as evaluated (WorldModelConfig.arm_contact)
     finger_rule: bool = False  # the model's, as evaluated (WorldModelConfig.finger_rule)
+    arm_physics: bool = False  # the model's, as evaluated (WorldModelConfig.arm_physics)
 
 
 def policy_source(root: str | Path) -> str:
@@ -537,6 +539,11 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
             raise EvaluationError(f"finger_rule=true needs a model that carries the object state and a task "
                                   f"with object_extents; {path} cannot close its fingers on the object")
         wm.config.finger_rule = bool(config.finger_rule)
+    if config.arm_physics is not None:
+        if config.arm_physics and wm.config.object_dims is None:
+            raise EvaluationError(f"arm_physics=true needs a model that carries the object state; {path} "
+                                  "does not")
+        wm.config.arm_physics = bool(config.arm_physics)
     rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes)
     common = {"seed": config.seed, "batch_size": config.batch_size, "progress": config.progress}
     open_loop = evaluate_open_loop(wm, rollouts, tuple(config.horizons), config.sampling_steps,
@@ -560,7 +567,8 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
         acceptance |= {f"interaction_{k}": v for k, v in interaction.figures["all"].items()}
     return EvalResults(str(path), wm.config.task, sources, episodes, open_loop, plan, sweep, acceptance,
                        time.perf_counter() - begin, wm.config.residual_deadband, interaction,
-                       layer_mode(wm.config), wm.config.arm_contact, wm.config.finger_rule)
+                       layer_mode(wm.config), wm.config.arm_contact, wm.config.finger_rule,
+                       wm.config.arm_physics)
 
 
 def compare_action_gain(first: str | Path, second: str | Path, horizon: int = 8, source: str | None = None

@@ -29,6 +29,8 @@ from wow_gym.world_models.checkpoint import (
     save_checkpoint,
 )
 from wow_gym.world_models.text import embed_instructions
+from wow_gym.world_models.video.arm import STATE_DIM as ARM_STATE_DIM
+from wow_gym.world_models.video.arm import PhysicsArm
 from wow_gym.world_models.video.autoencoder import (
     AutoencoderConfig,
     build_autoencoder,
@@ -68,7 +70,9 @@ class ImaginationState:
     back to frame (both zeros when the model does not decode residually); objects [B,7] the raw object
     state (position, quaternion) carried by the object dynamics ([B,0] for a model without it), and anchor
     [B,7] the object's state in `frame` (where the object layer finds it); gripper [B,3] the gripper's command
-    and its fingers' opening velocities where the finger rule moves the fingers ([B,0] elsewhere).
+    and its fingers' opening velocities where the finger rule moves the fingers ([B,0] elsewhere); arm
+    [B,arm.STATE_DIM] float64 the arm's joints, their velocities, posture target, finger velocities and
+    gripper command where the robot's own arm moves it (arm_physics; [B,0] elsewhere).
     """
 
     latents: torch.Tensor
@@ -81,6 +85,7 @@ class ImaginationState:
     objects: torch.Tensor
     anchor: torch.Tensor
     gripper: torch.Tensor
+    arm: torch.Tensor
 
     @property
     def batch_size(self) -> int:
@@ -171,6 +176,14 @@ class WorldModel(nn.Module):
                              "lacks them")
         if config.finger_rule and not self.can_grip:
             raise ValueError(f"finger_rule needs the task's object_extents; {config.task} lacks them")
+        self._physics_arm: PhysicsArm | None = None  # built at first use (it builds the task's simulator)
+
+    @property
+    def physics_arm(self) -> PhysicsArm:
+        """The robot's arm in MuJoCo (arm_physics), built once."""
+        if self._physics_arm is None:
+            self._physics_arm = PhysicsArm(self.config.task)
+        return self._physics_arm
 
     # -- construction ------------------------------------------------------------------------------------
 
@@ -364,13 +377,17 @@ class WorldModel(nn.Module):
                                             "start environment_state")
             objects = torch.as_tensor(np.asarray(environment_state), device=self.device)[:, self._object_index]
         objects = objects.float().contiguous()
-        if self.config.finger_rule:
+        gripper = torch.zeros(b, 0, device=self.device)
+        arm = torch.zeros(b, 0, dtype=torch.float64, device=self.device)
+        if self.config.finger_rule or self.config.arm_physics:
             last_grip = acts[:, -1, -1] if k > 1 and H > 1 else None
             gripper = infer_gripper(poses, last_grip)
-        else:
-            gripper = torch.zeros(b, 0, device=self.device)
+            if self.config.arm_physics:
+                last = torch.as_tensor(actions[:, -1], device=self.device) if k > 1 else None
+                arm = self.physics_arm.solve(poses, gripper, last)
+                gripper = torch.zeros(b, 0, device=self.device)
         return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, newest, reference,
-                                objects, objects.clone(), gripper.contiguous())
+                                objects, objects.clone(), gripper.contiguous(), arm.contiguous())
 
     def _object_features(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """[B,8]: the object's normalised height and orientation and its offset from the gripper."""
@@ -523,16 +540,24 @@ class WorldModel(nn.Module):
         action = action.clamp(-1, 1)
         steps = sampling_steps or self.config.sampling_steps
         prev = state.actions[:, -1] if state.actions.shape[1] else torch.zeros_like(action)
+        arm = state.arm
         with self._autocast():
-            next_pose = self._pose_step(state.poses, action, prev, state.objects).float()
             gripper = state.gripper
-            if self.config.finger_rule:
+            if self.config.arm_physics:
+                if arm.shape[1] != ARM_STATE_DIM:
+                    raise ValueError("this state was started without the robot arm's state; start it again "
+                                     "with arm_physics on")
+                arm, next_pose = self.physics_arm.step(arm, state.poses[:, -1, 7:9],
+                                                       self._settled(state.objects), action)
+            else:
+                next_pose = self._pose_step(state.poses, action, prev, state.objects).float()
+            if self.config.finger_rule and not self.config.arm_physics:
                 if gripper.shape[1] != 3:
                     raise ValueError("this state was started without the finger rule's gripper state; "
                                      "start it again with finger_rule on")
                 next_pose, gripper = finger_step(state.poses[:, -1], next_pose, state.gripper, action[:, -1],
                                                  self._settled(state.objects), self._extents)
-            if self.config.arm_contact:
+            if self.config.arm_contact and not self.config.arm_physics:
                 next_pose = contact_stop(state.poses[:, -1], next_pose, state.objects, self._extents,
                                          self.table_height)
             chunk = torch.cat([state.actions, action[:, None]], dim=1)
@@ -542,7 +567,7 @@ class WorldModel(nn.Module):
             objects = state.objects
             if self.config.object_dims is not None:
                 objects = self._object_step(both, state.objects, action).float()
-            if self.config.finger_rule:  # the push as the rule sees the object (settled), applied to it
+            if self.config.finger_rule and not self.config.arm_physics:  # the push as the rule sees the box
                 settled = self._settled(objects)
                 pushed = push_between(state.poses[:, -1], next_pose, settled, self._extents)
                 objects = objects + (pushed - settled)
@@ -554,6 +579,7 @@ class WorldModel(nn.Module):
         state.poses = both
         state.objects = objects
         state.gripper = gripper
+        state.arm = arm
         state.actions = torch.cat([state.actions, action[:, None]], dim=1)[:, 1:]
         return self._observe(latent, next_pose, state)
 

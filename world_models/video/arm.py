@@ -1,0 +1,370 @@
+"""The robot's own arm in imagination: the Panda's joints stepped in MuJoCo under robosuite's OSC_POSE
+controller, for a batch of imagined episodes, the task's object a still obstacle where imagination puts it.
+
+The learned pose dynamics maps (pose, its last change, the actions) to the next end-effector pose. The arm's
+true state is its seven joints and their velocities: the end-effector pose leaves the elbow free, and the
+controller's response to an action depends on the whole posture (its operational-space inertia couples
+position and orientation). A learned step from the pose alone is off by a fraction of a millimetre a step,
+consistently in one direction along a trajectory, so open loop the imagined gripper is 10-35 mm from the
+simulated one after 40 steps, while the simulator itself is not sensitive (a 1 mrad nudge of every joint at
+the start moves its gripper about 1 mm after 40 steps). Near a grasp, that drift decides whether the fingers
+close around the cube or beside it.
+
+The arm is the robot's, not the world's: its description (robosuite's Panda MJCF) and its controller are what
+a real arm ships with. So the imagined arm is the robot model and the controller, run as robosuite runs them
+(every 2 ms physics substep: kinematics, the controller's torques, integration), fingers included (their
+servos follow robosuite's integrated gripper command, carried in the state). The task's object takes part
+only as an obstacle: at each control step it is put where the world model's object state says, standing
+still, so the fingers close on it or past it and the arm stops on its top; what the object itself does is
+still the world model's (its learned object dynamics), and the simulator's own move of it is discarded.
+
+Measured against the simulator (scratch checks of stop 35, the closing note has them): from the simulator's
+exact state, the same hand to 0.01 mm over 20 steps; from a start solved from agent_pos alone, 0.4 / 0.7 /
+1.2 mm at steps 10 / 20 / 40 on the noisy expert's training episodes, where the learned pose dynamics is
+7 / 11 / 16 mm off.
+
+Hand-written: robosuite's controller is written for one simulator; this runs it for a batch of states held
+in tensors, with the controller's algebra batched in numpy.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import mujoco
+import numpy as np
+import torch
+
+ARM_JOINTS = 7
+# a batch's arm state: joint positions, joint velocities, the controller's nullspace posture target, the
+# finger joints' velocities and the gripper's command (robosuite's PandaGripper.current_action[0])
+POSTURE = slice(2 * ARM_JOINTS, 3 * ARM_JOINTS)
+FINGER_VELOCITY = slice(3 * ARM_JOINTS, 3 * ARM_JOINTS + 2)
+COMMAND = 3 * ARM_JOINTS + 2
+STATE_DIM = 3 * ARM_JOINTS + 3
+GRIPPER_SPEED = 0.2  # robosuite's PandaGripper.speed
+NULL_KP = 10.0  # robosuite's nullspace_torques gain (control_utils.nullspace_torques' joint_kp)
+IK_ITERATIONS = 300
+IK_TOLERANCE = 1e-9  # metres and radians
+IK_SEEDS = 32
+# the start's step shot again (PhysicsArm.solve): Gauss-Newton iterations, the velocity nudge (rad/s) of its
+# finite differences, radians of hand turn weighed as this many metres, and how near (m) the shot must land
+SHOT_ITERATIONS = 2
+SHOT_EPSILON = 1e-3
+SHOT_TURN = 0.1
+SHOT_TOLERANCE = 2e-3  # the rest posture, then postures drawn across the joints' range (a fixed draw)
+
+
+class PhysicsArm:
+    """Steps arm states [B, STATE_DIM] of `task` under 7-D OSC_POSE actions; poses come back as agent_pos
+    [:7] (grip site position, hand body quaternion xyzw), the fingers taken from the caller."""
+
+    def __init__(self, task: str) -> None:
+        from wow_gym.envs.robosuite_env import RobosuiteEnv  # imports robosuite: only for models that use it
+
+        env = RobosuiteEnv(task, use_camera=False)
+        try:
+            robot = env.robosuite.robots[0]
+            controller = robot.composite_controller.part_controllers["right"]
+            self.model = copy.deepcopy(env.model)
+            self.kp, self.kd = np.asarray(controller.kp, float), np.asarray(controller.kd, float)
+            self.scale = np.asarray(controller.output_max, float)  # input range [-1, 1]
+            self.torque_low = np.asarray(controller.actuator_min, float)
+            self.torque_high = np.asarray(controller.actuator_max, float)
+            self.origin_pos = np.asarray(controller.origin_pos, float)
+            self.origin_ori = np.asarray(controller.origin_ori, float)
+            self.rest_posture = np.asarray(robot.init_qpos, float)
+            self.joint_range = self.model.jnt_range[:ARM_JOINTS].T.copy()  # [2, 7]: low, high
+            draws = np.random.default_rng(0).uniform(*self.joint_range, (IK_SEEDS - 1, ARM_JOINTS))
+            self.seeds = np.concatenate([self.rest_posture[None], draws])
+            self.site = self.model.site(controller.ref_name).id
+            self.hand = self.model.body(robot.robot_model.eef_name["right"]).id
+            self.arm_actuators = np.asarray(robot._ref_actuators_indexes_dict["right"])
+            self.finger_actuators = np.asarray(robot._ref_actuators_indexes_dict["right_gripper"])
+            fingers = [j for j in range(self.model.njnt) if "finger_joint" in self.model.joint(j).name]
+            self.finger_qpos = self.model.jnt_qposadr[fingers]
+            self.finger_qvel = self.model.jnt_dofadr[fingers]
+            low, high = self.model.actuator_ctrlrange[self.finger_actuators].T
+            self.finger_mid, self.finger_half = (high + low) / 2, (high - low) / 2  # SimpleGripController
+            free = [j for j in range(self.model.njnt) if self.model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+            self.object_qpos = self.model.jnt_qposadr[free[0]] if free else None
+            self.park = env.data.qpos.copy()
+            if self.object_qpos is not None:  # without an object state, the object falls far below the scene
+                self.park[self.object_qpos:self.object_qpos + 3] = (10.0, 10.0, -10.0)
+            self.substeps = int(round(env.robosuite.control_timestep / env.robosuite.model_timestep))
+        finally:
+            env.close()
+        self._datas: list[mujoco.MjData] = []
+        self.unstable = 0  # steps where MuJoCo found the physics unstable and the arm was held instead
+
+    def _pool(self, b: int) -> list[mujoco.MjData]:
+        while len(self._datas) < b:
+            self._datas.append(mujoco.MjData(self.model))
+        return self._datas[:b]
+
+    def _load(self, data: mujoco.MjData, state: np.ndarray, fingers: np.ndarray, objects: np.ndarray | None
+              ) -> None:
+        data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number = 0
+        data.qpos[:] = self.park
+        data.qvel[:] = 0.0
+        data.qpos[:ARM_JOINTS] = state[:ARM_JOINTS]
+        data.qvel[:ARM_JOINTS] = state[ARM_JOINTS:2 * ARM_JOINTS]
+        data.qpos[self.finger_qpos] = fingers
+        data.qvel[self.finger_qvel] = state[FINGER_VELOCITY]
+        if objects is not None:  # position, quaternion xyzw -> MuJoCo's wxyz
+            where = slice(self.object_qpos, self.object_qpos + 7)
+            data.qpos[where] = np.concatenate([objects[:3], objects[6:7], objects[3:6]])
+
+    def pose(self, data: mujoco.MjData) -> np.ndarray:
+        """agent_pos of a data whose kinematics are current."""
+        quat = data.xquat[self.hand]  # wxyz
+        return np.concatenate([data.site_xpos[self.site], quat[1:], quat[:1], data.qpos[self.finger_qpos]])
+
+    def step(self, state: torch.Tensor, fingers: torch.Tensor, objects: torch.Tensor | None,
+             action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(next arm states [B, STATE_DIM], next agent_pos [B, 9]) after one control step of actions [B, 7]
+        from arm states [B, STATE_DIM], finger joints [B, 2] and the task object's pose [B, 7] (position,
+        quaternion xyzw; None: no object), which stands still through the step."""
+        states = state.detach().double().cpu().numpy().copy()
+        finger = fingers.detach().double().cpu().numpy()
+        obj = None if objects is None else objects.detach().double().cpu().numpy()
+        if obj is not None:
+            obj = self.squared(obj, state)
+        act = np.clip(action.detach().double().cpu().numpy(), -1.0, 1.0)
+        b = len(states)
+        # robosuite's PandaGripper.format_action, once per control step; +1 aims the fingers fully open
+        states[:, COMMAND] = np.clip(states[:, COMMAND] - GRIPPER_SPEED * np.sign(act[:, -1]), -1.0, 1.0)
+        finger_ctrl = self.finger_mid + self.finger_half * states[:, COMMAND, None] * np.array([1.0, -1.0])
+        datas = self._pool(b)
+        for i, data in enumerate(datas):
+            self._load(data, states[i], finger[i], None if obj is None else obj[i])
+            data.ctrl[self.finger_actuators] = finger_ctrl[i]
+        posture = states[:, POSTURE]
+        goal_pos = goal_ori = None
+        for substep in range(self.substeps):
+            frames = []
+            for data in datas:
+                mujoco.mj_step1(self.model, data)
+                frames.append(self._frame(data))
+            pos, mat, vel, jac, mass, bias, q, qd = (np.stack(x) for x in zip(*frames))
+            if substep == 0:  # robosuite sets the goal once per control step, from the achieved pose
+                delta = act[:, :6] * self.scale
+                local = (pos - self.origin_pos) @ self.origin_ori
+                goal_pos = local + delta[:, :3]
+                goal_ori = _axis_angle_matrix(delta[:, 3:]) @ (self.origin_ori.T @ mat)
+            torques = self._torques(goal_pos, goal_ori, pos, mat, vel, jac, mass, bias, q, qd, posture)
+            for data, tau in zip(datas, torques):
+                data.ctrl[self.arm_actuators] = tau
+                mujoco.mj_step2(self.model, data)
+        poses = np.empty((b, 9))
+        for i, data in enumerate(datas):
+            if data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number:
+                # MuJoCo reset this one mid-step (an object put where the fingers are can kick the solver):
+                # the arm stays where it was, at rest, rather than jumping to the model's default posture
+                self._load(data, states[i], finger[i], None)
+                data.qvel[:] = 0.0
+                states[i, ARM_JOINTS:2 * ARM_JOINTS] = 0.0
+                states[i, FINGER_VELOCITY] = 0.0
+                self.unstable += 1
+            mujoco.mj_kinematics(self.model, data)
+            poses[i] = self.pose(data)
+            states[i, :ARM_JOINTS] = data.qpos[:ARM_JOINTS]
+            states[i, ARM_JOINTS:2 * ARM_JOINTS] = data.qvel[:ARM_JOINTS]
+            states[i, FINGER_VELOCITY] = data.qvel[self.finger_qvel]
+        return (torch.as_tensor(states, dtype=state.dtype, device=state.device),
+                torch.as_tensor(poses, dtype=torch.float32, device=state.device))
+
+    def squared(self, objects: np.ndarray, state: torch.Tensor) -> np.ndarray:
+        """Objects [B, 7] turned about the vertical to the nearest quarter turn of the hand's heading (a box
+        is the same every quarter turn). The probe reads a cube's turn from one 64 px frame only to tens of
+        degrees, and a cube turned 45 degrees to the fingers stops them at its diagonal (58 mm for Lift's
+        41 mm cube) where the simulator's fingers square the cube up as they close."""
+        data = self._pool(1)[0]
+        out = objects.copy()
+        for i, (obj, joints) in enumerate(zip(objects, state.detach().double().cpu().numpy())):
+            data.qpos[:ARM_JOINTS] = joints[:ARM_JOINTS]
+            mujoco.mj_kinematics(self.model, data)
+            hand = data.xmat[self.hand].reshape(3, 3)
+            box = _quat_matrix_xyzw(obj[3:7])
+            turn = np.arctan2(hand[1, 0], hand[0, 0]) - np.arctan2(box[1, 0], box[0, 0])
+            turn = (turn + np.pi / 4) % (np.pi / 2) - np.pi / 4
+            quat = np.zeros(4)
+            mujoco.mju_mulQuat(quat, np.array([np.cos(turn / 2), 0.0, 0.0, np.sin(turn / 2)]),
+                               np.array([obj[6], obj[3], obj[4], obj[5]]))
+            out[i, 3:7] = np.concatenate([quat[1:], quat[:1]])
+        return out
+
+    def _frame(self, data: mujoco.MjData) -> tuple[np.ndarray, ...]:
+        """What robosuite's controller reads after mj_step1: site pose and velocity, Jacobian, arm mass
+        matrix, gravity/Coriolis compensation, joints."""
+        jacp, jacr = np.zeros((3, self.model.nv)), np.zeros((3, self.model.nv))
+        mujoco.mj_jacSite(self.model, data, jacp, jacr, self.site)
+        jac = np.vstack([jacp, jacr])[:, :ARM_JOINTS]
+        full = np.zeros((self.model.nv, self.model.nv))
+        mujoco.mj_fullM(self.model, full, data.qM)
+        qd = data.qvel[:ARM_JOINTS].copy()
+        return (data.site_xpos[self.site].copy(), data.site_xmat[self.site].reshape(3, 3).copy(),
+                np.vstack([jacp, jacr]) @ data.qvel, jac, full[:ARM_JOINTS, :ARM_JOINTS],
+                data.qfrc_bias[:ARM_JOINTS].copy(), data.qpos[:ARM_JOINTS].copy(), qd)
+
+    def _torques(self, goal_pos, goal_ori, pos, mat, vel, jac, mass, bias, q, qd, posture) -> np.ndarray:
+        """robosuite's OperationalSpaceController.run_controller (uncoupled position and orientation, fixed
+        impedance, fixed base), batched."""
+        desired_pos = self.origin_pos + goal_pos @ self.origin_ori.T
+        desired_ori = self.origin_ori @ goal_ori
+        ori_error = 0.5 * sum(np.cross(mat[:, :, k], desired_ori[:, :, k]) for k in range(3))
+        force = self.kp[:3] * (desired_pos - pos) - self.kd[:3] * vel[:, :3]
+        torque = self.kp[3:] * ori_error - self.kd[3:] * vel[:, 3:]
+        inv_mass = np.linalg.inv(mass)
+        jt = np.swapaxes(jac, 1, 2)
+        lambda_full = np.linalg.pinv(jac @ inv_mass @ jt)
+        lambda_pos = np.linalg.pinv(jac[:, :3] @ inv_mass @ jt[:, :, :3])
+        lambda_ori = np.linalg.pinv(jac[:, 3:] @ inv_mass @ jt[:, :, 3:])
+        wrench = np.concatenate([np.einsum("bij,bj->bi", lambda_pos, force),
+                                 np.einsum("bij,bj->bi", lambda_ori, torque)], axis=1)
+        tau = np.einsum("bji,bj->bi", jac, wrench) + bias
+        jbar = inv_mass @ jt @ lambda_full
+        nullspace = np.eye(ARM_JOINTS) - jbar @ jac
+        pose_torques = np.einsum("bij,bj->bi", mass, NULL_KP * (posture - q) - 2 * np.sqrt(NULL_KP) * qd)
+        tau = tau + np.einsum("bji,bj->bi", nullspace, pose_torques)
+        return np.clip(tau, self.torque_low, self.torque_high)
+
+    def solve(self, poses: torch.Tensor, gripper: torch.Tensor, last_action: torch.Tensor | None = None
+              ) -> torch.Tensor:
+        """Arm states [B, STATE_DIM] for the last two agent_pos [B, 2, P] (grip site position, hand quaternion
+        xyzw, fingers) and gripper states [B, 3] (fingers.infer_gripper: command, opening velocities). The
+        joints come by damped least squares from the robot's rest posture, which is also the posture target
+        (robosuite starts an episode near it).
+
+        The joint velocities matter as much as the joints: under the controller the arm's velocity changes
+        within a control step, so the last step's average velocity is a poor start (on the random walks of
+        the tuning split, 11 / 17 / 24 mm off the simulator at steps 4 / 8 / 16 against 1.5 / 2.7 / 3.6 from
+        its exact velocities). With the action between the two poses (`last_action` [B, 7]), the step is
+        shot again: the joints at the first pose and the velocities (Gauss-Newton) that take the hand to the
+        second under that action; without it, the average velocity."""
+        both = poses.detach().double().cpu().numpy()
+        grip = gripper.detach().double().cpu().numpy()
+        b = len(both)
+        dt = self.model.opt.timestep * self.substeps
+        out = np.zeros((b, STATE_DIM))
+        out[:, POSTURE] = self.rest_posture
+        out[:, FINGER_VELOCITY] = grip[:, 1:3] * np.array([1.0, -1.0])
+        out[:, COMMAND] = grip[:, 0]
+        first = np.stack([self._joints(pose) for pose in both[:, 0]]) if last_action is not None else None
+        for i, pose in enumerate(both[:, -1]):
+            out[i, :ARM_JOINTS] = self._joints(pose)
+            out[i, ARM_JOINTS:2 * ARM_JOINTS] = self._average_velocity(out[i, :ARM_JOINTS], both[i], dt)
+        if last_action is None:
+            return torch.as_tensor(out, dtype=torch.float64, device=poses.device)
+        start = out.copy()
+        start[:, :ARM_JOINTS] = first
+        for i in range(b):
+            start[i, ARM_JOINTS:2 * ARM_JOINTS] = self._average_velocity(first[i], both[i], dt)
+        action = last_action.detach().double().cpu().numpy()
+        # the command before the action: the one after it, stepped back (a clipped command is a guess)
+        start[:, COMMAND] = np.clip(grip[:, 0] + GRIPPER_SPEED * np.sign(action[:, -1]), -1.0, 1.0)
+        fingers = torch.as_tensor(both[:, 0, 7:9])
+        want = np.stack([_quat_matrix_xyzw(pose[3:7]) for pose in both[:, -1]])
+        eye = np.eye(ARM_JOINTS) * SHOT_EPSILON
+
+        def shoot(velocities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """[B, 1 + 7, 6] residuals at the velocities [B, 7] and at each nudged one; the end states [B]."""
+            trial = np.repeat(start[:, None], ARM_JOINTS + 1, axis=1)
+            trial[:, :, ARM_JOINTS:2 * ARM_JOINTS] = velocities[:, None] + np.concatenate([np.zeros((1, 7)), eye])
+            ends, reached = self.step(torch.as_tensor(trial.reshape(-1, STATE_DIM)),
+                                      fingers.repeat_interleave(ARM_JOINTS + 1, 0), None,
+                                      torch.as_tensor(action).repeat_interleave(ARM_JOINTS + 1, 0))
+            reached = reached.double().numpy().reshape(b, ARM_JOINTS + 1, -1)
+            residual = np.zeros((b, ARM_JOINTS + 1, 6))
+            for i in range(b):
+                for k in range(ARM_JOINTS + 1):
+                    turn = _rotation_error(want[i], _quat_matrix_xyzw(reached[i, k, 3:7]))
+                    residual[i, k] = np.concatenate([both[i, -1, :3] - reached[i, k, :3], SHOT_TURN * turn])
+            return residual, ends.numpy().reshape(b, ARM_JOINTS + 1, STATE_DIM)[:, 0]
+
+        velocities = start[:, ARM_JOINTS:2 * ARM_JOINTS].copy()
+        for _ in range(SHOT_ITERATIONS):
+            residual, _ = shoot(velocities)
+            jac = (residual[:, 0, :, None] - residual[:, 1:].transpose(0, 2, 1)) / SHOT_EPSILON  # [B, 6, 7]
+            velocities = velocities + np.einsum("bij,bj->bi", np.linalg.pinv(jac), residual[:, 0])
+        residual, ends = shoot(velocities)
+        hit = np.abs(residual[:, 0, :3]).max(-1) < SHOT_TOLERANCE  # elsewhere keep the solved pose
+        out[hit, :2 * ARM_JOINTS] = ends[hit, :2 * ARM_JOINTS]
+        return torch.as_tensor(out, dtype=torch.float64, device=poses.device)
+
+    def _joints(self, pose: np.ndarray) -> np.ndarray:
+        """[7] joints that put the hand at agent_pos `pose`: the first seed that gets there, else the nearest."""
+        data = self._pool(1)[0]
+        want = _quat_matrix_xyzw(pose[3:7])
+        best, miss = None, np.inf
+        for seed in self.seeds:
+            error = self._reach(data, seed, pose, want)
+            if error < miss:
+                best, miss = data.qpos[:ARM_JOINTS].copy(), error
+            if error < IK_TOLERANCE:
+                break
+        return best
+
+    def _average_velocity(self, joints: np.ndarray, poses: np.ndarray, dt: float) -> np.ndarray:
+        """[7] joint velocities that move the hand at joints [7] as it moved, on average, between agent_pos
+        poses [2, P] a control step `dt` apart."""
+        data = self._pool(1)[0]
+        data.qpos[:ARM_JOINTS] = joints
+        mujoco.mj_kinematics(self.model, data)
+        mujoco.mj_comPos(self.model, data)
+        turn, spin = np.zeros(4), np.zeros(3)
+        mujoco.mju_mat2Quat(turn, (_quat_matrix_xyzw(poses[1, 3:7]) @ _quat_matrix_xyzw(poses[0, 3:7]).T).ravel())
+        mujoco.mju_quat2Vel(spin, turn, dt)
+        return np.linalg.pinv(self._jacobian(data)) @ np.concatenate([(poses[1, :3] - poses[0, :3]) / dt, spin])
+
+    def _reach(self, data: mujoco.MjData, seed: np.ndarray, pose: np.ndarray, want: np.ndarray) -> float:
+        """Joints in `data` that put the hand at `pose` (want: its rotation matrix), by damped least squares
+        from `seed`, at first also pulled toward the rest posture within the pose's nullspace (the branch
+        robosuite's nullspace term keeps the arm on), inside the joints' range. Returns the largest error left
+        (metres, radians)."""
+        self._load(data, np.concatenate([seed, np.zeros(STATE_DIM - ARM_JOINTS)]), pose[7:9], None)
+        for iteration in range(IK_ITERATIONS):
+            mujoco.mj_kinematics(self.model, data)
+            mujoco.mj_comPos(self.model, data)
+            now = self.pose(data)
+            error = np.concatenate([pose[:3] - now[:3], _rotation_error(want, _quat_matrix_xyzw(now[3:7]))])
+            if np.abs(error).max() < IK_TOLERANCE:
+                return float(np.abs(error).max())
+            jac = self._jacobian(data)
+            inverse = jac.T @ np.linalg.inv(jac @ jac.T + 1e-6 * np.eye(6))
+            pull = 0.5 if iteration < IK_ITERATIONS // 3 else 0.0
+            toward_rest = (np.eye(ARM_JOINTS) - inverse @ jac) @ (self.rest_posture - data.qpos[:ARM_JOINTS])
+            step = inverse @ error + pull * toward_rest
+            data.qpos[:ARM_JOINTS] = np.clip(data.qpos[:ARM_JOINTS] + step, *self.joint_range)
+        mujoco.mj_kinematics(self.model, data)
+        now = self.pose(data)
+        return float(np.abs(np.concatenate([pose[:3] - now[:3],
+                                            _rotation_error(want, _quat_matrix_xyzw(now[3:7]))])).max())
+
+    def _jacobian(self, data: mujoco.MjData) -> np.ndarray:
+        """[6, 7]: the grip site's linear and the hand's angular velocity per arm joint velocity."""
+        jacp, jacr = np.zeros((3, self.model.nv)), np.zeros((3, self.model.nv))
+        mujoco.mj_jacSite(self.model, data, jacp, jacr, self.site)
+        return np.vstack([jacp, jacr])[:, :ARM_JOINTS]
+
+
+def _axis_angle_matrix(rotvec: np.ndarray) -> np.ndarray:
+    """[B, 3, 3] rotations of axis-angle vectors [B, 3] (Rodrigues)."""
+    angle = np.linalg.norm(rotvec, axis=-1, keepdims=True)
+    axis = np.where(angle > 1e-12, rotvec / np.maximum(angle, 1e-12), 0.0)
+    x, y, z = axis[:, 0], axis[:, 1], axis[:, 2]
+    zero = np.zeros_like(x)
+    k = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], 1)
+    a = angle[:, :, None]
+    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * (k @ k)
+
+
+def _quat_matrix_xyzw(quat: np.ndarray) -> np.ndarray:
+    out = np.zeros(9)
+    mujoco.mju_quat2Mat(out, np.array([quat[3], quat[0], quat[1], quat[2]]) / np.linalg.norm(quat))
+    return out.reshape(3, 3)
+
+
+def _rotation_error(desired: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """robosuite's orientation_error: the small rotation taking `current` to `desired`."""
+    return 0.5 * sum(np.cross(current[:, k], desired[:, k]) for k in range(3))
