@@ -96,9 +96,6 @@ def _bench_imagine(cfg, out) -> int:
     except CheckpointError as error:
         raise SystemExit(f"wow-gym bench imagine: {error}") from None
     if config.arm_physics is not None:
-        if config.arm_physics and wm.config.object_dims is None:
-            raise SystemExit("wow-gym bench imagine: arm_physics=true needs a model that carries the object "
-                             "state")
         wm.config.arm_physics = config.arm_physics
     setting = f"{wm.config.image_size}px-fast"  # the default look, at the model's resolution
     if setting not in CAMERA_SETTINGS:

@@ -1,5 +1,5 @@
 """The robot's own arm in imagination: the Panda's joints stepped in MuJoCo under robosuite's OSC_POSE
-controller, for a batch of imagined episodes, the task's object a still obstacle where imagination puts it.
+controller, for a batch of imagined episodes.
 
 The learned pose dynamics maps (pose, its last change, the actions) to the next end-effector pose. The arm's
 true state is its seven joints and their velocities: the end-effector pose leaves the elbow free, and the
@@ -12,16 +12,16 @@ close around the cube or beside it.
 
 The arm is the robot's, not the world's: its description (robosuite's Panda MJCF) and its controller are what
 a real arm ships with. So the imagined arm is the robot model and the controller, run as robosuite runs them
-(every 2 ms physics substep: kinematics, the controller's torques, integration), fingers included (their
-servos follow robosuite's integrated gripper command, carried in the state). The task's object takes part
-only as an obstacle: at each control step it is put where the world model's object state says, standing
-still, so the fingers close on it or past it and the arm stops on its top; what the object itself does is
-still the world model's (its learned object dynamics), and the simulator's own move of it is discarded.
+(every 2 ms physics substep: kinematics, the controller's torques, integration), in a copy of the task's
+model where the task's objects collide with nothing; the table and the robot's mount stay solid. The fingers
+are held where the caller puts them (the world model's fingers: the finger rule, or learned), and what the
+arm meets of the object stays the world model's too (the contact stop, the finger rule); `follow` moves the
+joints to where such a rule left the hand.
 
-Measured against the simulator (scratch checks of stop 35, the closing note has them): from the simulator's
-exact state, the same hand to 0.01 mm over 20 steps; from a start solved from agent_pos alone, 0.4 / 0.7 /
-1.2 mm at steps 10 / 20 / 40 on the noisy expert's training episodes, where the learned pose dynamics is
-7 / 11 / 16 mm off.
+Making the object solid here instead (at the pose the world model carries, standing still through each step)
+was tried and dropped: the probe reads the cube's start 5-10 mm off, and a solid cube there pushes the arm
+aside or stops fingers where the simulated ones pass (tuning split: 8 of 22 lifts seen, against 19 of 22
+with the finger rule).
 
 Hand-written: robosuite's controller is written for one simulator; this runs it for a batch of states held
 in tensors, with the controller's algebra batched in numpy.
@@ -36,28 +36,24 @@ import numpy as np
 import torch
 
 ARM_JOINTS = 7
-# a batch's arm state: joint positions, joint velocities, the controller's nullspace posture target, the
-# finger joints' velocities and the gripper's command (robosuite's PandaGripper.current_action[0])
+# a batch's arm state: joint positions, joint velocities, and the controller's nullspace posture target
 POSTURE = slice(2 * ARM_JOINTS, 3 * ARM_JOINTS)
-FINGER_VELOCITY = slice(3 * ARM_JOINTS, 3 * ARM_JOINTS + 2)
-COMMAND = 3 * ARM_JOINTS + 2
-STATE_DIM = 3 * ARM_JOINTS + 3
-GRIPPER_SPEED = 0.2  # robosuite's PandaGripper.speed
+STATE_DIM = 3 * ARM_JOINTS
 NULL_KP = 10.0  # robosuite's nullspace_torques gain (control_utils.nullspace_torques' joint_kp)
 IK_ITERATIONS = 300
 IK_TOLERANCE = 1e-9  # metres and radians
-IK_SEEDS = 32
+IK_SEEDS = 32  # the rest posture, then postures drawn across the joints' range (a fixed draw)
 # the start's step shot again (PhysicsArm.solve): Gauss-Newton iterations, the velocity nudge (rad/s) of its
 # finite differences, radians of hand turn weighed as this many metres, and how near (m) the shot must land
 SHOT_ITERATIONS = 2
 SHOT_EPSILON = 1e-3
 SHOT_TURN = 0.1
-SHOT_TOLERANCE = 2e-3  # the rest posture, then postures drawn across the joints' range (a fixed draw)
+SHOT_TOLERANCE = 2e-3
 
 
 class PhysicsArm:
-    """Steps arm states [B, STATE_DIM] of `task` under 7-D OSC_POSE actions; poses come back as agent_pos
-    [:7] (grip site position, hand body quaternion xyzw), the fingers taken from the caller."""
+    """Steps arm states [B, STATE_DIM] of `task` under 7-D OSC_POSE actions; hand poses come back as
+    agent_pos[:7] (grip site position, hand body quaternion xyzw)."""
 
     def __init__(self, task: str) -> None:
         from wow_gym.envs.robosuite_env import RobosuiteEnv  # imports robosuite: only for models that use it
@@ -66,7 +62,7 @@ class PhysicsArm:
         try:
             robot = env.robosuite.robots[0]
             controller = robot.composite_controller.part_controllers["right"]
-            self.model = copy.deepcopy(env.model)
+            self.model = _without_objects(env.model)
             self.kp, self.kd = np.asarray(controller.kp, float), np.asarray(controller.kd, float)
             self.scale = np.asarray(controller.output_max, float)  # input range [-1, 1]
             self.torque_low = np.asarray(controller.actuator_min, float)
@@ -83,14 +79,7 @@ class PhysicsArm:
             self.finger_actuators = np.asarray(robot._ref_actuators_indexes_dict["right_gripper"])
             fingers = [j for j in range(self.model.njnt) if "finger_joint" in self.model.joint(j).name]
             self.finger_qpos = self.model.jnt_qposadr[fingers]
-            self.finger_qvel = self.model.jnt_dofadr[fingers]
-            low, high = self.model.actuator_ctrlrange[self.finger_actuators].T
-            self.finger_mid, self.finger_half = (high + low) / 2, (high - low) / 2  # SimpleGripController
-            free = [j for j in range(self.model.njnt) if self.model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
-            self.object_qpos = self.model.jnt_qposadr[free[0]] if free else None
             self.park = env.data.qpos.copy()
-            if self.object_qpos is not None:  # without an object state, the object falls far below the scene
-                self.park[self.object_qpos:self.object_qpos + 3] = (10.0, 10.0, -10.0)
             self.substeps = int(round(env.robosuite.control_timestep / env.robosuite.model_timestep))
         finally:
             env.close()
@@ -102,114 +91,68 @@ class PhysicsArm:
             self._datas.append(mujoco.MjData(self.model))
         return self._datas[:b]
 
-    def _load(self, data: mujoco.MjData, state: np.ndarray, fingers: np.ndarray, objects: np.ndarray | None
-              ) -> None:
+    def _load(self, data: mujoco.MjData, state: np.ndarray, fingers: np.ndarray) -> None:
         data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number = 0
         data.qpos[:] = self.park
         data.qvel[:] = 0.0
         data.qpos[:ARM_JOINTS] = state[:ARM_JOINTS]
         data.qvel[:ARM_JOINTS] = state[ARM_JOINTS:2 * ARM_JOINTS]
         data.qpos[self.finger_qpos] = fingers
-        data.qvel[self.finger_qvel] = state[FINGER_VELOCITY]
-        if objects is not None:  # position, quaternion xyzw -> MuJoCo's wxyz
-            where = slice(self.object_qpos, self.object_qpos + 7)
-            data.qpos[where] = np.concatenate([objects[:3], objects[6:7], objects[3:6]])
+        data.ctrl[self.finger_actuators] = fingers  # their position servos hold them there
 
     def pose(self, data: mujoco.MjData) -> np.ndarray:
-        """agent_pos of a data whose kinematics are current."""
+        """agent_pos[:7] of a data whose kinematics are current."""
         quat = data.xquat[self.hand]  # wxyz
-        return np.concatenate([data.site_xpos[self.site], quat[1:], quat[:1], data.qpos[self.finger_qpos]])
+        return np.concatenate([data.site_xpos[self.site], quat[1:], quat[:1]])
 
-    def step(self, state: torch.Tensor, fingers: torch.Tensor, objects: torch.Tensor | None,
-             action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(next arm states [B, STATE_DIM], next agent_pos [B, 9]) after one control step of actions [B, 7]
-        from arm states [B, STATE_DIM], finger joints [B, 2] and the task object's pose [B, 7] (position,
-        quaternion xyzw; None: no object), which stands still through the step."""
+    def step(self, state: torch.Tensor, fingers: torch.Tensor, action: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(next arm states [B, STATE_DIM], next hand poses [B, 7]) after one control step of actions [B, 7]
+        (the gripper's entry unused) from arm states [B, STATE_DIM] with the fingers [B, 2] (joints)."""
         states = state.detach().double().cpu().numpy().copy()
         finger = fingers.detach().double().cpu().numpy()
-        obj = None if objects is None else objects.detach().double().cpu().numpy()
-        if obj is not None:
-            obj = self.squared(obj, state)
         act = np.clip(action.detach().double().cpu().numpy(), -1.0, 1.0)
         b = len(states)
-        # robosuite's PandaGripper.format_action, once per control step; +1 aims the fingers fully open
-        states[:, COMMAND] = np.clip(states[:, COMMAND] - GRIPPER_SPEED * np.sign(act[:, -1]), -1.0, 1.0)
-        finger_ctrl = self.finger_mid + self.finger_half * states[:, COMMAND, None] * np.array([1.0, -1.0])
         datas = self._pool(b)
         for i, data in enumerate(datas):
-            self._load(data, states[i], finger[i], None if obj is None else obj[i])
-            data.ctrl[self.finger_actuators] = finger_ctrl[i]
+            self._load(data, states[i], finger[i])
         posture = states[:, POSTURE]
         goal_pos = goal_ori = None
+        frame = _Frame(b, self.model.nv)
         for substep in range(self.substeps):
-            frames = []
-            for data in datas:
+            for i, data in enumerate(datas):
                 mujoco.mj_step1(self.model, data)
-                frames.append(self._frame(data))
-            pos, mat, vel, jac, mass, bias, q, qd = (np.stack(x) for x in zip(*frames))
+                frame.read(i, self.model, data, self.site)
             if substep == 0:  # robosuite sets the goal once per control step, from the achieved pose
                 delta = act[:, :6] * self.scale
-                local = (pos - self.origin_pos) @ self.origin_ori
-                goal_pos = local + delta[:, :3]
-                goal_ori = _axis_angle_matrix(delta[:, 3:]) @ (self.origin_ori.T @ mat)
-            torques = self._torques(goal_pos, goal_ori, pos, mat, vel, jac, mass, bias, q, qd, posture)
+                goal_pos = (frame.pos - self.origin_pos) @ self.origin_ori + delta[:, :3]
+                goal_ori = _axis_angle_matrix(delta[:, 3:]) @ (self.origin_ori.T @ frame.mat)
+            torques = self._torques(goal_pos, goal_ori, frame, posture)
             for data, tau in zip(datas, torques):
                 data.ctrl[self.arm_actuators] = tau
                 mujoco.mj_step2(self.model, data)
-        poses = np.empty((b, 9))
+        poses = np.empty((b, 7))
         for i, data in enumerate(datas):
             if data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number:
-                # MuJoCo reset this one mid-step (an object put where the fingers are can kick the solver):
-                # the arm stays where it was, at rest, rather than jumping to the model's default posture
-                self._load(data, states[i], finger[i], None)
-                data.qvel[:] = 0.0
+                # MuJoCo reset this one mid-step: the arm stays where it was, at rest, rather than jumping to
+                # the model's default posture
+                self._load(data, states[i], finger[i])
                 states[i, ARM_JOINTS:2 * ARM_JOINTS] = 0.0
-                states[i, FINGER_VELOCITY] = 0.0
                 self.unstable += 1
             mujoco.mj_kinematics(self.model, data)
             poses[i] = self.pose(data)
             states[i, :ARM_JOINTS] = data.qpos[:ARM_JOINTS]
             states[i, ARM_JOINTS:2 * ARM_JOINTS] = data.qvel[:ARM_JOINTS]
-            states[i, FINGER_VELOCITY] = data.qvel[self.finger_qvel]
         return (torch.as_tensor(states, dtype=state.dtype, device=state.device),
                 torch.as_tensor(poses, dtype=torch.float32, device=state.device))
 
-    def squared(self, objects: np.ndarray, state: torch.Tensor) -> np.ndarray:
-        """Objects [B, 7] turned about the vertical to the nearest quarter turn of the hand's heading (a box
-        is the same every quarter turn). The probe reads a cube's turn from one 64 px frame only to tens of
-        degrees, and a cube turned 45 degrees to the fingers stops them at its diagonal (58 mm for Lift's
-        41 mm cube) where the simulator's fingers square the cube up as they close."""
-        data = self._pool(1)[0]
-        out = objects.copy()
-        for i, (obj, joints) in enumerate(zip(objects, state.detach().double().cpu().numpy())):
-            data.qpos[:ARM_JOINTS] = joints[:ARM_JOINTS]
-            mujoco.mj_kinematics(self.model, data)
-            hand = data.xmat[self.hand].reshape(3, 3)
-            box = _quat_matrix_xyzw(obj[3:7])
-            turn = np.arctan2(hand[1, 0], hand[0, 0]) - np.arctan2(box[1, 0], box[0, 0])
-            turn = (turn + np.pi / 4) % (np.pi / 2) - np.pi / 4
-            quat = np.zeros(4)
-            mujoco.mju_mulQuat(quat, np.array([np.cos(turn / 2), 0.0, 0.0, np.sin(turn / 2)]),
-                               np.array([obj[6], obj[3], obj[4], obj[5]]))
-            out[i, 3:7] = np.concatenate([quat[1:], quat[:1]])
-        return out
-
-    def _frame(self, data: mujoco.MjData) -> tuple[np.ndarray, ...]:
-        """What robosuite's controller reads after mj_step1: site pose and velocity, Jacobian, arm mass
-        matrix, gravity/Coriolis compensation, joints."""
-        jacp, jacr = np.zeros((3, self.model.nv)), np.zeros((3, self.model.nv))
-        mujoco.mj_jacSite(self.model, data, jacp, jacr, self.site)
-        jac = np.vstack([jacp, jacr])[:, :ARM_JOINTS]
-        full = np.zeros((self.model.nv, self.model.nv))
-        mujoco.mj_fullM(self.model, full, data.qM)
-        qd = data.qvel[:ARM_JOINTS].copy()
-        return (data.site_xpos[self.site].copy(), data.site_xmat[self.site].reshape(3, 3).copy(),
-                np.vstack([jacp, jacr]) @ data.qvel, jac, full[:ARM_JOINTS, :ARM_JOINTS],
-                data.qfrc_bias[:ARM_JOINTS].copy(), data.qpos[:ARM_JOINTS].copy(), qd)
-
-    def _torques(self, goal_pos, goal_ori, pos, mat, vel, jac, mass, bias, q, qd, posture) -> np.ndarray:
+    def _torques(self, goal_pos: np.ndarray, goal_ori: np.ndarray, frame: _Frame, posture: np.ndarray
+                 ) -> np.ndarray:
         """robosuite's OperationalSpaceController.run_controller (uncoupled position and orientation, fixed
-        impedance, fixed base), batched."""
+        impedance, fixed base), batched: arm torques [B, 7] toward goals [B, 3] and [B, 3, 3] in the
+        controller's base frame."""
+        pos, mat, jac, mass, q, qd = frame.pos, frame.mat, frame.jac, frame.mass, frame.q, frame.qd
+        vel = np.einsum("bij,bj->bi", jac, qd)
         desired_pos = self.origin_pos + goal_pos @ self.origin_ori.T
         desired_ori = self.origin_ori @ goal_ori
         ori_error = 0.5 * sum(np.cross(mat[:, :, k], desired_ori[:, :, k]) for k in range(3))
@@ -217,24 +160,47 @@ class PhysicsArm:
         torque = self.kp[3:] * ori_error - self.kd[3:] * vel[:, 3:]
         inv_mass = np.linalg.inv(mass)
         jt = np.swapaxes(jac, 1, 2)
-        lambda_full = np.linalg.pinv(jac @ inv_mass @ jt)
-        lambda_pos = np.linalg.pinv(jac[:, :3] @ inv_mass @ jt[:, :, :3])
-        lambda_ori = np.linalg.pinv(jac[:, 3:] @ inv_mass @ jt[:, :, 3:])
+        # robosuite takes pseudo-inverses; away from a singular arm they are the inverses, which cost less
+        lambda_full = np.linalg.inv(jac @ inv_mass @ jt)
+        lambda_pos = np.linalg.inv(jac[:, :3] @ inv_mass @ jt[:, :, :3])
+        lambda_ori = np.linalg.inv(jac[:, 3:] @ inv_mass @ jt[:, :, 3:])
         wrench = np.concatenate([np.einsum("bij,bj->bi", lambda_pos, force),
                                  np.einsum("bij,bj->bi", lambda_ori, torque)], axis=1)
-        tau = np.einsum("bji,bj->bi", jac, wrench) + bias
+        tau = np.einsum("bji,bj->bi", jac, wrench) + frame.bias
         jbar = inv_mass @ jt @ lambda_full
         nullspace = np.eye(ARM_JOINTS) - jbar @ jac
         pose_torques = np.einsum("bij,bj->bi", mass, NULL_KP * (posture - q) - 2 * np.sqrt(NULL_KP) * qd)
         tau = tau + np.einsum("bji,bj->bi", nullspace, pose_torques)
         return np.clip(tau, self.torque_low, self.torque_high)
 
-    def solve(self, poses: torch.Tensor, gripper: torch.Tensor, last_action: torch.Tensor | None = None
-              ) -> torch.Tensor:
+    def follow(self, state: torch.Tensor, pose: torch.Tensor, fingers: torch.Tensor) -> torch.Tensor:
+        """Arm states [B, STATE_DIM] moved to put the hand at agent_pos `pose` [B, P] where a rule outside
+        (the contact stop) moved it after the step: the joints by one Jacobian step (a few millimetres), and
+        the hand's velocity back along the move taken away where it kept on going that way."""
+        states = state.detach().double().cpu().numpy().copy()
+        target = pose.detach().double().cpu().numpy()
+        finger = fingers.detach().double().cpu().numpy()
+        data = self._pool(1)[0]
+        for i in range(len(states)):
+            self._load(data, states[i], finger[i])
+            mujoco.mj_kinematics(self.model, data)
+            mujoco.mj_comPos(self.model, data)
+            move = target[i, :3] - data.site_xpos[self.site]
+            if not np.any(np.abs(move) > 1e-7):
+                continue
+            jac = self._jacobian(data)[:3]
+            inverse = np.linalg.pinv(jac)
+            states[i, :ARM_JOINTS] += inverse @ move
+            along = move / np.linalg.norm(move)
+            speed = along @ (jac @ states[i, ARM_JOINTS:2 * ARM_JOINTS])
+            if speed < 0:
+                states[i, ARM_JOINTS:2 * ARM_JOINTS] -= inverse @ (along * speed)
+        return torch.as_tensor(states, dtype=state.dtype, device=state.device)
+
+    def solve(self, poses: torch.Tensor, last_action: torch.Tensor | None = None) -> torch.Tensor:
         """Arm states [B, STATE_DIM] for the last two agent_pos [B, 2, P] (grip site position, hand quaternion
-        xyzw, fingers) and gripper states [B, 3] (fingers.infer_gripper: command, opening velocities). The
-        joints come by damped least squares from the robot's rest posture, which is also the posture target
-        (robosuite starts an episode near it).
+        xyzw, fingers). The joints come by damped least squares from the robot's rest posture, which is also
+        the posture target (robosuite starts an episode near it).
 
         The joint velocities matter as much as the joints: under the controller the arm's velocity changes
         within a control step, so the last step's average velocity is a poor start (on the random walks of
@@ -243,44 +209,38 @@ class PhysicsArm:
         shot again: the joints at the first pose and the velocities (Gauss-Newton) that take the hand to the
         second under that action; without it, the average velocity."""
         both = poses.detach().double().cpu().numpy()
-        grip = gripper.detach().double().cpu().numpy()
         b = len(both)
         dt = self.model.opt.timestep * self.substeps
         out = np.zeros((b, STATE_DIM))
         out[:, POSTURE] = self.rest_posture
-        out[:, FINGER_VELOCITY] = grip[:, 1:3] * np.array([1.0, -1.0])
-        out[:, COMMAND] = grip[:, 0]
-        first = np.stack([self._joints(pose) for pose in both[:, 0]]) if last_action is not None else None
         for i, pose in enumerate(both[:, -1]):
             out[i, :ARM_JOINTS] = self._joints(pose)
             out[i, ARM_JOINTS:2 * ARM_JOINTS] = self._average_velocity(out[i, :ARM_JOINTS], both[i], dt)
         if last_action is None:
             return torch.as_tensor(out, dtype=torch.float64, device=poses.device)
         start = out.copy()
-        start[:, :ARM_JOINTS] = first
         for i in range(b):
-            start[i, ARM_JOINTS:2 * ARM_JOINTS] = self._average_velocity(first[i], both[i], dt)
-        action = last_action.detach().double().cpu().numpy()
-        # the command before the action: the one after it, stepped back (a clipped command is a guess)
-        start[:, COMMAND] = np.clip(grip[:, 0] + GRIPPER_SPEED * np.sign(action[:, -1]), -1.0, 1.0)
+            start[i, :ARM_JOINTS] = self._joints(both[i, 0])
+            start[i, ARM_JOINTS:2 * ARM_JOINTS] = self._average_velocity(start[i, :ARM_JOINTS], both[i], dt)
+        action = torch.as_tensor(last_action.detach().double().cpu().numpy())
         fingers = torch.as_tensor(both[:, 0, 7:9])
         want = np.stack([_quat_matrix_xyzw(pose[3:7]) for pose in both[:, -1]])
-        eye = np.eye(ARM_JOINTS) * SHOT_EPSILON
+        nudges = np.concatenate([np.zeros((1, ARM_JOINTS)), np.eye(ARM_JOINTS) * SHOT_EPSILON])
+        rows = ARM_JOINTS + 1
 
         def shoot(velocities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """[B, 1 + 7, 6] residuals at the velocities [B, 7] and at each nudged one; the end states [B]."""
-            trial = np.repeat(start[:, None], ARM_JOINTS + 1, axis=1)
-            trial[:, :, ARM_JOINTS:2 * ARM_JOINTS] = velocities[:, None] + np.concatenate([np.zeros((1, 7)), eye])
+            trial = np.repeat(start[:, None], rows, axis=1)
+            trial[:, :, ARM_JOINTS:2 * ARM_JOINTS] = velocities[:, None] + nudges
             ends, reached = self.step(torch.as_tensor(trial.reshape(-1, STATE_DIM)),
-                                      fingers.repeat_interleave(ARM_JOINTS + 1, 0), None,
-                                      torch.as_tensor(action).repeat_interleave(ARM_JOINTS + 1, 0))
-            reached = reached.double().numpy().reshape(b, ARM_JOINTS + 1, -1)
-            residual = np.zeros((b, ARM_JOINTS + 1, 6))
+                                      fingers.repeat_interleave(rows, 0), action.repeat_interleave(rows, 0))
+            reached = reached.double().numpy().reshape(b, rows, 7)
+            residual = np.zeros((b, rows, 6))
             for i in range(b):
-                for k in range(ARM_JOINTS + 1):
+                for k in range(rows):
                     turn = _rotation_error(want[i], _quat_matrix_xyzw(reached[i, k, 3:7]))
                     residual[i, k] = np.concatenate([both[i, -1, :3] - reached[i, k, :3], SHOT_TURN * turn])
-            return residual, ends.numpy().reshape(b, ARM_JOINTS + 1, STATE_DIM)[:, 0]
+            return residual, ends.numpy().reshape(b, rows, STATE_DIM)[:, 0]
 
         velocities = start[:, ARM_JOINTS:2 * ARM_JOINTS].copy()
         for _ in range(SHOT_ITERATIONS):
@@ -293,7 +253,8 @@ class PhysicsArm:
         return torch.as_tensor(out, dtype=torch.float64, device=poses.device)
 
     def _joints(self, pose: np.ndarray) -> np.ndarray:
-        """[7] joints that put the hand at agent_pos `pose`: the first seed that gets there, else the nearest."""
+        """[7] joints that put the hand at agent_pos `pose`: from the first seed that gets there, else the
+        nearest."""
         data = self._pool(1)[0]
         want = _quat_matrix_xyzw(pose[3:7])
         best, miss = None, np.inf
@@ -313,16 +274,18 @@ class PhysicsArm:
         mujoco.mj_kinematics(self.model, data)
         mujoco.mj_comPos(self.model, data)
         turn, spin = np.zeros(4), np.zeros(3)
-        mujoco.mju_mat2Quat(turn, (_quat_matrix_xyzw(poses[1, 3:7]) @ _quat_matrix_xyzw(poses[0, 3:7]).T).ravel())
+        rotation = _quat_matrix_xyzw(poses[1, 3:7]) @ _quat_matrix_xyzw(poses[0, 3:7]).T
+        mujoco.mju_mat2Quat(turn, rotation.ravel())
         mujoco.mju_quat2Vel(spin, turn, dt)
-        return np.linalg.pinv(self._jacobian(data)) @ np.concatenate([(poses[1, :3] - poses[0, :3]) / dt, spin])
+        twist = np.concatenate([(poses[1, :3] - poses[0, :3]) / dt, spin])
+        return np.linalg.pinv(self._jacobian(data)) @ twist
 
     def _reach(self, data: mujoco.MjData, seed: np.ndarray, pose: np.ndarray, want: np.ndarray) -> float:
         """Joints in `data` that put the hand at `pose` (want: its rotation matrix), by damped least squares
         from `seed`, at first also pulled toward the rest posture within the pose's nullspace (the branch
         robosuite's nullspace term keeps the arm on), inside the joints' range. Returns the largest error left
         (metres, radians)."""
-        self._load(data, np.concatenate([seed, np.zeros(STATE_DIM - ARM_JOINTS)]), pose[7:9], None)
+        self._load(data, np.concatenate([seed, np.zeros(STATE_DIM - ARM_JOINTS)]), pose[7:9])
         for iteration in range(IK_ITERATIONS):
             mujoco.mj_kinematics(self.model, data)
             mujoco.mj_comPos(self.model, data)
@@ -346,6 +309,40 @@ class PhysicsArm:
         jacp, jacr = np.zeros((3, self.model.nv)), np.zeros((3, self.model.nv))
         mujoco.mj_jacSite(self.model, data, jacp, jacr, self.site)
         return np.vstack([jacp, jacr])[:, :ARM_JOINTS]
+
+
+def _without_objects(model: mujoco.MjModel) -> mujoco.MjModel:
+    """A copy of the task model where the objects (the bodies on free joints) collide with nothing."""
+    arm = copy.deepcopy(model)
+    free = {arm.jnt_bodyid[j] for j in range(arm.njnt) if arm.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE}
+    for g in range(arm.ngeom):
+        body = arm.geom_bodyid[g]
+        while body != 0 and body not in free:
+            body = arm.body_parentid[body]
+        if body in free:
+            arm.geom_contype[g] = 0
+            arm.geom_conaffinity[g] = 0
+    return arm
+
+
+class _Frame:
+    """What robosuite's controller reads after mj_step1, for a batch: the grip site's position and rotation,
+    its Jacobian over the arm's joints, the arm's mass matrix, gravity/Coriolis compensation, joints."""
+
+    def __init__(self, b: int, nv: int) -> None:
+        self.pos, self.mat = np.zeros((b, 3)), np.zeros((b, 3, 3))
+        self.jac, self.mass = np.zeros((b, 6, ARM_JOINTS)), np.zeros((b, ARM_JOINTS, ARM_JOINTS))
+        self.bias, self.q, self.qd = (np.zeros((b, ARM_JOINTS)) for _ in range(3))
+        self._jacp, self._jacr, self._full = np.zeros((3, nv)), np.zeros((3, nv)), np.zeros((nv, nv))
+
+    def read(self, i: int, model: mujoco.MjModel, data: mujoco.MjData, site: int) -> None:
+        mujoco.mj_jacSite(model, data, self._jacp, self._jacr, site)
+        self.jac[i, :3], self.jac[i, 3:] = self._jacp[:, :ARM_JOINTS], self._jacr[:, :ARM_JOINTS]
+        mujoco.mj_fullM(model, self._full, data.qM)
+        self.mass[i] = self._full[:ARM_JOINTS, :ARM_JOINTS]
+        self.pos[i], self.mat[i] = data.site_xpos[site], data.site_xmat[site].reshape(3, 3)
+        self.bias[i], self.q[i], self.qd[i] = (data.qfrc_bias[:ARM_JOINTS], data.qpos[:ARM_JOINTS],
+                                               data.qvel[:ARM_JOINTS])
 
 
 def _axis_angle_matrix(rotvec: np.ndarray) -> np.ndarray:

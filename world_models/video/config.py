@@ -66,9 +66,9 @@ class WorldModelConfig:
     # and close on the carried object only where it lies between the pads (world_models/video/fingers.py),
     # instead of the pose dynamics' learned finger step (needs object_dims and the task's object_extents).
     finger_rule: bool = False
-    # The imagined arm and fingers are the robot's own: its joints stepped in MuJoCo under robosuite's
-    # controller, the carried object solid where the object state puts it (world_models/video/arm.py), instead
-    # of the pose dynamics, the finger rule and the contact stop (needs object_dims).
+    # The imagined arm is the robot's own: its joints stepped in MuJoCo under robosuite's controller
+    # (world_models/video/arm.py) instead of the pose dynamics' learned step; the fingers stay the finger
+    # rule's or the pose dynamics', the contact stop still stops the hand.
     arm_physics: bool = False
     # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
     # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.
@@ -106,8 +106,6 @@ class WorldModelConfig:
             raise ValueError("arm_contact needs object_dims (the carried object state)")
         if self.finger_rule and self.object_dims is None:
             raise ValueError("finger_rule needs object_dims (the carried object state)")
-        if self.arm_physics and self.object_dims is None:
-            raise ValueError("arm_physics needs object_dims (the carried object state)")
         if self.object_map and (self.object_dims is None or self.camera is None):
             raise ValueError("object_map needs object_dims (the carried object state) and camera")
         if self.object_layer and (self.object_dims is None or self.camera is None

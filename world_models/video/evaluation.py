@@ -540,9 +540,6 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
                                   f"with object_extents; {path} cannot close its fingers on the object")
         wm.config.finger_rule = bool(config.finger_rule)
     if config.arm_physics is not None:
-        if config.arm_physics and wm.config.object_dims is None:
-            raise EvaluationError(f"arm_physics=true needs a model that carries the object state; {path} "
-                                  "does not")
         wm.config.arm_physics = bool(config.arm_physics)
     rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes)
     common = {"seed": config.seed, "batch_size": config.batch_size, "progress": config.progress}

@@ -71,8 +71,8 @@ class ImaginationState:
     state (position, quaternion) carried by the object dynamics ([B,0] for a model without it), and anchor
     [B,7] the object's state in `frame` (where the object layer finds it); gripper [B,3] the gripper's command
     and its fingers' opening velocities where the finger rule moves the fingers ([B,0] elsewhere); arm
-    [B,arm.STATE_DIM] float64 the arm's joints, their velocities, posture target, finger velocities and
-    gripper command where the robot's own arm moves it (arm_physics; [B,0] elsewhere).
+    [B,arm.STATE_DIM] float64 the arm's joints, their velocities and the controller's posture target where
+    the robot's own arm moves it (arm_physics; [B,0] elsewhere).
     """
 
     latents: torch.Tensor
@@ -378,14 +378,12 @@ class WorldModel(nn.Module):
             objects = torch.as_tensor(np.asarray(environment_state), device=self.device)[:, self._object_index]
         objects = objects.float().contiguous()
         gripper = torch.zeros(b, 0, device=self.device)
-        arm = torch.zeros(b, 0, dtype=torch.float64, device=self.device)
-        if self.config.finger_rule or self.config.arm_physics:
+        if self.config.finger_rule:
             last_grip = acts[:, -1, -1] if k > 1 and H > 1 else None
             gripper = infer_gripper(poses, last_grip)
-            if self.config.arm_physics:
-                last = torch.as_tensor(actions[:, -1], device=self.device) if k > 1 else None
-                arm = self.physics_arm.solve(poses, gripper, last)
-                gripper = torch.zeros(b, 0, device=self.device)
+        arm = torch.zeros(b, 0, dtype=torch.float64, device=self.device)
+        if self.config.arm_physics:
+            arm = self.physics_arm.solve(poses, torch.as_tensor(actions[:, -1]) if k > 1 else None)
         return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, newest, reference,
                                 objects, objects.clone(), gripper.contiguous(), arm.contiguous())
 
@@ -547,19 +545,23 @@ class WorldModel(nn.Module):
                 if arm.shape[1] != ARM_STATE_DIM:
                     raise ValueError("this state was started without the robot arm's state; start it again "
                                      "with arm_physics on")
-                arm, next_pose = self.physics_arm.step(arm, state.poses[:, -1, 7:9],
-                                                       self._settled(state.objects), action)
+                arm, hand = self.physics_arm.step(arm, state.poses[:, -1, 7:9], action)
+                fingers = (state.poses[:, -1, 7:] if self.config.finger_rule  # the rule moves them below
+                           else self._pose_step(state.poses, action, prev, state.objects).float()[:, 7:])
+                next_pose = torch.cat([hand.to(fingers.device), fingers], dim=1)
             else:
                 next_pose = self._pose_step(state.poses, action, prev, state.objects).float()
-            if self.config.finger_rule and not self.config.arm_physics:
+            if self.config.finger_rule:
                 if gripper.shape[1] != 3:
                     raise ValueError("this state was started without the finger rule's gripper state; "
                                      "start it again with finger_rule on")
                 next_pose, gripper = finger_step(state.poses[:, -1], next_pose, state.gripper, action[:, -1],
                                                  self._settled(state.objects), self._extents)
-            if self.config.arm_contact and not self.config.arm_physics:
+            if self.config.arm_contact:
                 next_pose = contact_stop(state.poses[:, -1], next_pose, state.objects, self._extents,
                                          self.table_height)
+                if self.config.arm_physics:  # the joints to where the stop left the hand
+                    arm = self.physics_arm.follow(arm, next_pose, next_pose[:, 7:9])
             chunk = torch.cat([state.actions, action[:, None]], dim=1)
             pose_cond = self._norm(torch.stack([state.poses[:, -1], next_pose], dim=1), "pose")
             both = torch.stack([state.poses[:, -1], next_pose], dim=1)
@@ -567,7 +569,7 @@ class WorldModel(nn.Module):
             objects = state.objects
             if self.config.object_dims is not None:
                 objects = self._object_step(both, state.objects, action).float()
-            if self.config.finger_rule and not self.config.arm_physics:  # the push as the rule sees the box
+            if self.config.finger_rule:  # the push as the rule sees the object (settled), applied to it
                 settled = self._settled(objects)
                 pushed = push_between(state.poses[:, -1], next_pose, settled, self._extents)
                 objects = objects + (pushed - settled)
