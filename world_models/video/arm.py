@@ -43,9 +43,8 @@ NULL_KP = 10.0  # robosuite's nullspace_torques gain (control_utils.nullspace_to
 IK_ITERATIONS = 300
 IK_TOLERANCE = 1e-9  # metres and radians
 IK_SEEDS = 32  # the rest posture, then postures drawn across the joints' range (a fixed draw)
-# the start's step shot again (PhysicsArm.solve): Gauss-Newton iterations, the velocity nudge (rad/s) of its
-# finite differences, radians of hand turn weighed as this many metres, and how near (m) the shot must land
-SHOT_ITERATIONS = 2
+# the start's step shot again (PhysicsArm.solve): the velocity nudge (rad/s) of its finite differences,
+# radians of hand turn weighed as this many metres, and how near (m) the shot must land
 SHOT_EPSILON = 1e-3
 SHOT_TURN = 0.1
 SHOT_TOLERANCE = 2e-3
@@ -228,28 +227,25 @@ class PhysicsArm:
         nudges = np.concatenate([np.zeros((1, ARM_JOINTS)), np.eye(ARM_JOINTS) * SHOT_EPSILON])
         rows = ARM_JOINTS + 1
 
-        def shoot(velocities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """[B, 1 + 7, 6] residuals at the velocities [B, 7] and at each nudged one; the end states [B]."""
-            trial = np.repeat(start[:, None], rows, axis=1)
-            trial[:, :, ARM_JOINTS:2 * ARM_JOINTS] = velocities[:, None] + nudges
-            ends, reached = self.step(torch.as_tensor(trial.reshape(-1, STATE_DIM)),
-                                      fingers.repeat_interleave(rows, 0), action.repeat_interleave(rows, 0))
-            reached = reached.double().numpy().reshape(b, rows, 7)
-            residual = np.zeros((b, rows, 6))
-            for i in range(b):
-                for k in range(rows):
-                    turn = _rotation_error(want[i], _quat_matrix_xyzw(reached[i, k, 3:7]))
-                    residual[i, k] = np.concatenate([both[i, -1, :3] - reached[i, k, :3], SHOT_TURN * turn])
-            return residual, ends.numpy().reshape(b, rows, STATE_DIM)[:, 0]
-
-        velocities = start[:, ARM_JOINTS:2 * ARM_JOINTS].copy()
-        for _ in range(SHOT_ITERATIONS):
-            residual, _ = shoot(velocities)
-            jac = (residual[:, 0, :, None] - residual[:, 1:].transpose(0, 2, 1)) / SHOT_EPSILON  # [B, 6, 7]
-            velocities = velocities + np.einsum("bij,bj->bi", np.linalg.pinv(jac), residual[:, 0])
-        residual, ends = shoot(velocities)
-        hit = np.abs(residual[:, 0, :3]).max(-1) < SHOT_TOLERANCE  # elsewhere keep the solved pose
-        out[hit, :2 * ARM_JOINTS] = ends[hit, :2 * ARM_JOINTS]
+        # one step from the average velocity and from each of its nudges: over one step the end is close to
+        # linear in the start's velocity, so one Gauss-Newton step on those finite differences lands it
+        trial = np.repeat(start[:, None], rows, axis=1)
+        trial[:, :, ARM_JOINTS:2 * ARM_JOINTS] += nudges
+        ends, reached = self.step(torch.as_tensor(trial.reshape(-1, STATE_DIM)),
+                                  fingers.repeat_interleave(rows, 0), action.repeat_interleave(rows, 0))
+        ends, reached = ends.numpy().reshape(b, rows, STATE_DIM), reached.double().numpy().reshape(b, rows, 7)
+        residual = np.zeros((b, rows, 6))
+        for i in range(b):
+            for k in range(rows):
+                turn = _rotation_error(want[i], _quat_matrix_xyzw(reached[i, k, 3:7]))
+                residual[i, k] = np.concatenate([both[i, -1, :3] - reached[i, k, :3], SHOT_TURN * turn])
+        jac = (residual[:, :1] - residual[:, 1:]).transpose(0, 2, 1) / SHOT_EPSILON  # [B, 6, 7]: -d residual
+        change = np.einsum("bij,bj->bi", np.linalg.pinv(jac), residual[:, 0])  # [B, 7]
+        moved = residual[:, 0] - np.einsum("bij,bj->bi", jac, change)
+        slope = (ends[:, 1:] - ends[:, :1]).transpose(0, 2, 1) / SHOT_EPSILON  # [B, STATE_DIM, 7]
+        landed = ends[:, 0] + np.einsum("bij,bj->bi", slope, change)
+        hit = np.abs(moved[:, :3]).max(-1) < SHOT_TOLERANCE  # elsewhere keep the solved pose
+        out[hit, :2 * ARM_JOINTS] = landed[hit, :2 * ARM_JOINTS]
         return torch.as_tensor(out, dtype=torch.float64, device=poses.device)
 
     def _joints(self, pose: np.ndarray) -> np.ndarray:
