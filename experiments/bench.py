@@ -97,6 +97,11 @@ def _bench_imagine(cfg, out) -> int:
         raise SystemExit(f"wow-gym bench imagine: {error}") from None
     if config.arm_physics is not None:
         wm.config.arm_physics = config.arm_physics
+    if config.finger_rule is not None:
+        if config.finger_rule and not wm.can_grip:
+            raise SystemExit("wow-gym bench imagine: finger_rule=true needs a model that carries the object "
+                             "state and a task with object_extents")
+        wm.config.finger_rule = config.finger_rule
     setting = f"{wm.config.image_size}px-fast"  # the default look, at the model's resolution
     if setting not in CAMERA_SETTINGS:
         raise SystemExit(f"wow-gym bench imagine: envs/benchmark.py has no camera setting {setting!r} for "
@@ -123,7 +128,8 @@ def _bench_imagine(cfg, out) -> int:
     sim = {label: float(statistics.median(r[label] for r in sim_rounds)) for label in sim_rounds[0]}
     result = ImagineBenchResult(wm.config.task, wm.config.image_size, str(wm.device),
                                 sum(p.numel() for p in wm.parameters()), sim, median_rows(rounds),
-                                max_rss_mb(), wm.autocast, wm.compiled, config.repeats, wm.config.arm_physics)
+                                max_rss_mb(), wm.autocast, wm.compiled, config.repeats, wm.config.arm_physics,
+                                wm.config.finger_rule)
     table = format_imagine_table(result)
     atomic_write_text(out / "bench_imagine.md", table + "\n")
     atomic_write_text(out / "bench_imagine.json", json.dumps(dataclasses.asdict(result), indent=2))

@@ -13,10 +13,10 @@ close around the cube or beside it.
 The arm is the robot's, not the world's: its description (robosuite's Panda MJCF) and its controller are what
 a real arm ships with. So the imagined arm is the robot model and the controller, run as robosuite runs them
 (every 2 ms physics substep: kinematics, the controller's torques, integration), in a copy of the task's
-model where the task's objects collide with nothing; the table and the robot's mount stay solid. The fingers
-are held where the caller puts them (the world model's fingers: the finger rule, or learned), and what the
-arm meets of the object stays the world model's too (the contact stop, the finger rule); `follow` moves the
-joints to where such a rule left the hand.
+model where the hand meets the table and the robot's mount and nothing else collides. The fingers are held
+where the caller puts them (the world model's fingers: the finger rule, or learned), and what the arm meets
+of the object stays the world model's (the contact stop on its top, the finger rule between the pads);
+`follow` moves the joints to where the contact stop left the hand.
 
 Making the object solid here instead (at the pose the world model carries, standing still through each step)
 was tried and dropped: the probe reads the cube's start 5-10 mm off, and a solid cube there pushes the arm
@@ -30,6 +30,7 @@ in tensors, with the controller's algebra batched in numpy.
 from __future__ import annotations
 
 import copy
+import functools
 
 import mujoco
 import numpy as np
@@ -50,6 +51,13 @@ SHOT_TURN = 0.1
 SHOT_TOLERANCE = 2e-3
 
 
+@functools.cache
+def physics_arm(task: str) -> PhysicsArm:
+    """The task's PhysicsArm, built once per process (building one builds the task's simulator). A
+    PhysicsArm steps one batch at a time: share it between the models of one thread only."""
+    return PhysicsArm(task)
+
+
 class PhysicsArm:
     """Steps arm states [B, STATE_DIM] of `task` under 7-D OSC_POSE actions; hand poses come back as
     agent_pos[:7] (grip site position, hand body quaternion xyzw)."""
@@ -61,7 +69,8 @@ class PhysicsArm:
         try:
             robot = env.robosuite.robots[0]
             controller = robot.composite_controller.part_controllers["right"]
-            self.model = _without_objects(env.model)
+            hand = env.model.body(robot.robot_model.eef_name["right"]).id
+            self.model = _arm_only(env.model, hand)
             self.kp, self.kd = np.asarray(controller.kp, float), np.asarray(controller.kd, float)
             self.scale = np.asarray(controller.output_max, float)  # input range [-1, 1]
             self.torque_low = np.asarray(controller.actuator_min, float)
@@ -73,7 +82,7 @@ class PhysicsArm:
             draws = np.random.default_rng(0).uniform(*self.joint_range, (IK_SEEDS - 1, ARM_JOINTS))
             self.seeds = np.concatenate([self.rest_posture[None], draws])
             self.site = self.model.site(controller.ref_name).id
-            self.hand = self.model.body(robot.robot_model.eef_name["right"]).id
+            self.hand = hand
             self.arm_actuators = np.asarray(robot._ref_actuators_indexes_dict["right"])
             self.finger_actuators = np.asarray(robot._ref_actuators_indexes_dict["right_gripper"])
             fingers = [j for j in range(self.model.njnt) if "finger_joint" in self.model.joint(j).name]
@@ -149,28 +158,31 @@ class PhysicsArm:
                  ) -> np.ndarray:
         """robosuite's OperationalSpaceController.run_controller (uncoupled position and orientation, fixed
         impedance, fixed base), batched: arm torques [B, 7] toward goals [B, 3] and [B, 3, 3] in the
-        controller's base frame."""
-        pos, mat, jac, mass, q, qd = frame.pos, frame.mat, frame.jac, frame.mass, frame.q, frame.qd
-        vel = np.einsum("bij,bj->bi", jac, qd)
-        desired_pos = self.origin_pos + goal_pos @ self.origin_ori.T
-        desired_ori = self.origin_ori @ goal_ori
-        ori_error = 0.5 * sum(np.cross(mat[:, :, k], desired_ori[:, :, k]) for k in range(3))
-        force = self.kp[:3] * (desired_pos - pos) - self.kd[:3] * vel[:, :3]
-        torque = self.kp[3:] * ori_error - self.kd[3:] * vel[:, 3:]
-        inv_mass = np.linalg.inv(mass)
-        jt = np.swapaxes(jac, 1, 2)
+        controller's base frame. In torch (float64), whose thread pool imagination already uses: numpy's
+        BLAS threads beside torch's fight for the cores and made these small inverses 10x slower."""
+        pos, mat, jac, mass, bias, q, qd = (torch.from_numpy(x) for x in (
+            frame.pos, frame.mat, frame.jac, frame.mass, frame.bias, frame.q, frame.qd))
+        origin_pos, origin_ori = torch.from_numpy(self.origin_pos), torch.from_numpy(self.origin_ori)
+        kp, kd = torch.from_numpy(self.kp), torch.from_numpy(self.kd)
+        vel = (jac @ qd[:, :, None])[..., 0]
+        desired_pos = origin_pos + torch.from_numpy(goal_pos) @ origin_ori.T
+        desired_ori = origin_ori @ torch.from_numpy(goal_ori)
+        ori_error = 0.5 * torch.linalg.cross(mat, desired_ori, dim=1).sum(-1)  # over the three axes
+        force = kp[:3] * (desired_pos - pos) - kd[:3] * vel[:, :3]
+        torque = kp[3:] * ori_error - kd[3:] * vel[:, 3:]
+        inv_mass = torch.linalg.inv(mass)
+        jt = jac.transpose(1, 2)
         # robosuite takes pseudo-inverses; away from a singular arm they are the inverses, which cost less
-        lambda_full = np.linalg.inv(jac @ inv_mass @ jt)
-        lambda_pos = np.linalg.inv(jac[:, :3] @ inv_mass @ jt[:, :, :3])
-        lambda_ori = np.linalg.inv(jac[:, 3:] @ inv_mass @ jt[:, :, 3:])
-        wrench = np.concatenate([np.einsum("bij,bj->bi", lambda_pos, force),
-                                 np.einsum("bij,bj->bi", lambda_ori, torque)], axis=1)
-        tau = np.einsum("bji,bj->bi", jac, wrench) + frame.bias
-        jbar = inv_mass @ jt @ lambda_full
-        nullspace = np.eye(ARM_JOINTS) - jbar @ jac
-        pose_torques = np.einsum("bij,bj->bi", mass, NULL_KP * (posture - q) - 2 * np.sqrt(NULL_KP) * qd)
-        tau = tau + np.einsum("bji,bj->bi", nullspace, pose_torques)
-        return np.clip(tau, self.torque_low, self.torque_high)
+        lambda_full = torch.linalg.inv(jac @ inv_mass @ jt)
+        lambda_pos = torch.linalg.inv(jac[:, :3] @ inv_mass @ jt[:, :, :3])
+        lambda_ori = torch.linalg.inv(jac[:, 3:] @ inv_mass @ jt[:, :, 3:])
+        wrench = torch.cat([lambda_pos @ force[:, :, None], lambda_ori @ torque[:, :, None]], dim=1)
+        tau = (jt @ wrench)[..., 0] + bias
+        nullspace = torch.eye(ARM_JOINTS, dtype=jac.dtype) - inv_mass @ jt @ lambda_full @ jac
+        toward = NULL_KP * (torch.from_numpy(posture) - q) - 2 * NULL_KP ** 0.5 * qd
+        pose_torques = mass @ toward[:, :, None]
+        tau = tau + (nullspace.transpose(1, 2) @ pose_torques)[..., 0]
+        return np.clip(tau.numpy(), self.torque_low, self.torque_high)
 
     def follow(self, state: torch.Tensor, pose: torch.Tensor, fingers: torch.Tensor) -> torch.Tensor:
         """Arm states [B, STATE_DIM] moved to put the hand at agent_pos `pose` [B, P] where a rule outside
@@ -307,15 +319,16 @@ class PhysicsArm:
         return np.vstack([jacp, jacr])[:, :ARM_JOINTS]
 
 
-def _without_objects(model: mujoco.MjModel) -> mujoco.MjModel:
-    """A copy of the task model where the objects (the bodies on free joints) collide with nothing."""
+def _arm_only(model: mujoco.MjModel, hand: int) -> mujoco.MjModel:
+    """A copy of the task model where only the hand (with the fingers on it) collides, and only with what is
+    fixed to the world (the table, the robot's mount): the objects and the arm's links collide with nothing.
+    The arm's links never reach the table in these tasks, and each collision test costs time every substep."""
     arm = copy.deepcopy(model)
-    free = {arm.jnt_bodyid[j] for j in range(arm.njnt) if arm.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE}
     for g in range(arm.ngeom):
-        body = arm.geom_bodyid[g]
-        while body != 0 and body not in free:
-            body = arm.body_parentid[body]
-        if body in free:
+        body, on_hand = arm.geom_bodyid[g], False
+        while body != 0 and not on_hand:
+            on_hand, body = body == hand, arm.body_parentid[body]
+        if not (on_hand or arm.body_weldid[arm.geom_bodyid[g]] == 0):
             arm.geom_contype[g] = 0
             arm.geom_conaffinity[g] = 0
     return arm

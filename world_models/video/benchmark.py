@@ -44,6 +44,7 @@ class ImagineBenchConfig:
     autocast: bool | str = "auto"
     compile: bool = False
     arm_physics: bool | None = None
+    finger_rule: bool | None = None
     seed: int = 0
     progress: bool = True
 
@@ -84,6 +85,7 @@ class ImagineBenchResult:
     compiled: bool = False  # its DiTs were torch.compiled (WorldModel.compile_samplers)
     repeats: int = 1  # alternating rounds (simulator, then imagined) each rate is the median of
     arm_physics: bool = False  # the imagined arm was the robot's own, in MuJoCo (WorldModelConfig)
+    finger_rule: bool = False  # the imagined fingers followed the finger rule (WorldModelConfig)
 
 
 def rss_mb() -> float:
@@ -197,7 +199,8 @@ def format_imagine_table(result: ImagineBenchResult) -> str:
     lines = [(f"{result.task}, {result.image_size}x{result.image_size} frames, world model of "
               f"{result.parameters / 1e6:.2f}M parameters on {result.device}"
               f"{', bf16 autocast' if result.autocast else ''}{', torch.compile' if result.compiled else ''}"
-              f"{', the robot arm in MuJoCo' if result.arm_physics else ''}"), "",
+              f"{', the robot arm in MuJoCo' if result.arm_physics else ''}"
+              f"{', the finger rule' if result.finger_rule else ''}"), "",
              "| simulator | env steps/s |", "|---|---:|"]
     lines += [f"| {label} | {rate:.1f} |" for label, rate in result.sim.items()]
     ratios = "".join(f" x sim ({label}) |" for label in result.sim)

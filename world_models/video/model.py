@@ -30,7 +30,7 @@ from wow_gym.world_models.checkpoint import (
 )
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.arm import STATE_DIM as ARM_STATE_DIM
-from wow_gym.world_models.video.arm import PhysicsArm
+from wow_gym.world_models.video.arm import PhysicsArm, physics_arm
 from wow_gym.world_models.video.autoencoder import (
     AutoencoderConfig,
     build_autoencoder,
@@ -180,9 +180,9 @@ class WorldModel(nn.Module):
 
     @property
     def physics_arm(self) -> PhysicsArm:
-        """The robot's arm in MuJoCo (arm_physics), built once."""
+        """The robot's arm in MuJoCo (arm_physics), built once per task and process."""
         if self._physics_arm is None:
-            self._physics_arm = PhysicsArm(self.config.task)
+            self._physics_arm = physics_arm(self.config.task)
         return self._physics_arm
 
     # -- construction ------------------------------------------------------------------------------------
@@ -558,10 +558,14 @@ class WorldModel(nn.Module):
                 next_pose, gripper = finger_step(state.poses[:, -1], next_pose, state.gripper, action[:, -1],
                                                  self._settled(state.objects), self._extents)
             if self.config.arm_contact:
+                stepped = next_pose
                 next_pose = contact_stop(state.poses[:, -1], next_pose, state.objects, self._extents,
                                          self.table_height)
-                if self.config.arm_physics:  # the joints to where the stop left the hand
-                    arm = self.physics_arm.follow(arm, next_pose, next_pose[:, 7:9])
+                stopped = (next_pose[:, :3] != stepped[:, :3]).any(-1)
+                if self.config.arm_physics and stopped.any():  # the joints to where the stop left the hand
+                    arm = arm.clone()
+                    held = next_pose[stopped]
+                    arm[stopped] = self.physics_arm.follow(arm[stopped], held, held[:, 7:9])
             chunk = torch.cat([state.actions, action[:, None]], dim=1)
             pose_cond = self._norm(torch.stack([state.poses[:, -1], next_pose], dim=1), "pose")
             both = torch.stack([state.poses[:, -1], next_pose], dim=1)
