@@ -52,7 +52,7 @@ SHOT_TOLERANCE = 2e-3
 
 
 @functools.cache
-def physics_arm(task: str) -> PhysicsArm:
+def shared_arm(task: str) -> PhysicsArm:
     """The task's PhysicsArm, built once per process (building one builds the task's simulator). A
     PhysicsArm steps one batch at a time: share it between the models of one thread only."""
     return PhysicsArm(task)
@@ -145,7 +145,7 @@ class PhysicsArm:
                 # MuJoCo reset this one mid-step: the arm stays where it was, at rest, rather than jumping to
                 # the model's default posture
                 self._load(data, states[i], finger[i])
-                states[i, ARM_JOINTS:2 * ARM_JOINTS] = 0.0
+                data.qvel[:] = 0.0
                 self.unstable += 1
             mujoco.mj_kinematics(self.model, data)
             poses[i] = self.pose(data)
@@ -217,8 +217,8 @@ class PhysicsArm:
         within a control step, so the last step's average velocity is a poor start (on the random walks of
         the tuning split, 11 / 17 / 24 mm off the simulator at steps 4 / 8 / 16 against 1.5 / 2.7 / 3.6 from
         its exact velocities). With the action between the two poses (`last_action` [B, 7]), the step is
-        shot again: the joints at the first pose and the velocities (Gauss-Newton) that take the hand to the
-        second under that action; without it, the average velocity."""
+        shot again: the joints at the first pose and the velocities (one Gauss-Newton step) that take the hand
+        to the second under that action, and the state the step ends in; without it, the average velocity."""
         both = poses.detach().double().cpu().numpy()
         b = len(both)
         dt = self.model.opt.timestep * self.substeps

@@ -30,7 +30,7 @@ from wow_gym.world_models.checkpoint import (
 )
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.arm import STATE_DIM as ARM_STATE_DIM
-from wow_gym.world_models.video.arm import PhysicsArm, physics_arm
+from wow_gym.world_models.video.arm import PhysicsArm, shared_arm
 from wow_gym.world_models.video.autoencoder import (
     AutoencoderConfig,
     build_autoencoder,
@@ -182,7 +182,7 @@ class WorldModel(nn.Module):
     def physics_arm(self) -> PhysicsArm:
         """The robot's arm in MuJoCo (arm_physics), built once per task and process."""
         if self._physics_arm is None:
-            self._physics_arm = physics_arm(self.config.task)
+            self._physics_arm = shared_arm(self.config.task)
         return self._physics_arm
 
     # -- construction ------------------------------------------------------------------------------------
