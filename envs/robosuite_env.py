@@ -23,6 +23,7 @@ from gymnasium import spaces  # noqa: E402
 
 from wow_gym.checks import check_actions  # noqa: E402
 from wow_gym.registry import CONTROL_FREQ, task_info  # noqa: E402
+from wow_gym.simulator import make_robosuite  # noqa: E402
 
 AGENT_POS_DIM = 9  # end-effector position (3), orientation quaternion xyzw (4), gripper finger joints (2)
 _STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -88,7 +89,7 @@ class RobosuiteEnv(gym.Env):
         self.render_mode = render_mode
         self.terminate_on_success = terminate_on_success
         self.render_config = RenderConfig(image_size, camera or info.camera, shadows, reflections, skybox)
-        self.robosuite = _make_robosuite(info.robosuite_env, control_freq)
+        self.robosuite = make_robosuite(info.robosuite_env, control_freq)
         self.model: mujoco.MjModel = self.robosuite.sim.model._model
         self.data: mujoco.MjData = self.robosuite.sim.data._data
         self._renderer = self._make_renderer() if use_camera else None
@@ -327,27 +328,3 @@ class RobosuiteEnv(gym.Env):
 
     def _info(self) -> dict[str, Any]:
         return {"is_success": bool(self.robosuite._check_success()), "instruction": self.instruction}
-
-
-def _make_robosuite(env_name: str, control_freq: int) -> Any:
-    import robosuite
-    from robosuite.controllers import load_composite_controller_config
-
-    controller = load_composite_controller_config(controller="BASIC", robot="Panda")
-    return robosuite.make(
-        env_name,
-        robots="Panda",
-        controller_configs=controller,
-        has_renderer=False,
-        has_offscreen_renderer=False,
-        use_camera_obs=False,
-        use_object_obs=True,
-        reward_shaping=True,
-        control_freq=control_freq,
-        ignore_done=True,
-        hard_reset=False,
-        horizon=10**9,
-        # Object sizes are sampled once when the scene is built: a fixed seed makes every instance build
-        # the same scene; per-episode randomness is reseeded on reset().
-        seed=0,
-    )

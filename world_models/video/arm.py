@@ -36,6 +36,9 @@ import mujoco
 import numpy as np
 import torch
 
+from wow_gym.registry import CONTROL_FREQ, task_info
+from wow_gym.simulator import make_robosuite
+
 ARM_JOINTS = 7
 # a batch's arm state: joint positions, joint velocities, and the controller's nullspace posture target
 POSTURE = slice(2 * ARM_JOINTS, 3 * ARM_JOINTS)
@@ -63,14 +66,14 @@ class PhysicsArm:
     agent_pos[:7] (grip site position, hand body quaternion xyzw)."""
 
     def __init__(self, task: str) -> None:
-        from wow_gym.envs.robosuite_env import RobosuiteEnv  # imports robosuite: only for models that use it
-
-        env = RobosuiteEnv(task, use_camera=False)
+        env = make_robosuite(task_info(task).robosuite_env, CONTROL_FREQ)
         try:
-            robot = env.robosuite.robots[0]
+            env.reset()
+            model, data = env.sim.model._model, env.sim.data._data
+            robot = env.robots[0]
             controller = robot.composite_controller.part_controllers["right"]
-            hand = env.model.body(robot.robot_model.eef_name["right"]).id
-            self.model = _arm_only(env.model, hand)
+            hand = model.body(robot.robot_model.eef_name["right"]).id
+            self.model = _arm_only(model, hand)
             self.kp, self.kd = np.asarray(controller.kp, float), np.asarray(controller.kd, float)
             self.scale = np.asarray(controller.output_max, float)  # input range [-1, 1]
             self.torque_low = np.asarray(controller.actuator_min, float)
@@ -87,8 +90,8 @@ class PhysicsArm:
             self.finger_actuators = np.asarray(robot._ref_actuators_indexes_dict["right_gripper"])
             fingers = [j for j in range(self.model.njnt) if "finger_joint" in self.model.joint(j).name]
             self.finger_qpos = self.model.jnt_qposadr[fingers]
-            self.park = env.data.qpos.copy()
-            self.substeps = int(round(env.robosuite.control_timestep / env.robosuite.model_timestep))
+            self.park = data.qpos.copy()
+            self.substeps = int(round(env.control_timestep / env.model_timestep))
         finally:
             env.close()
         self._datas: list[mujoco.MjData] = []
