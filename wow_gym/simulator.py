@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from wow_gym.console import quiet_robosuite
+
 
 class SimFactory(Protocol):
     """Makes the sim twin of a task: a Gymnasium env with reset(options={"sim_state": ...}), step,
@@ -22,6 +24,7 @@ def make_robosuite(env_name: str, control_freq: int) -> Any:
     """robosuite's `env_name` with the Panda under the BASIC (OSC_POSE) controller, as every wow_gym sim
     twin builds it: no renderer, object observations, shaped reward, no horizon (RobosuiteEnv wraps it;
     the imagined arm, world_models/video/arm.py, steps its robot)."""
+    quiet_robosuite()  # whoever builds the scene first: robosuite prints at import
     import robosuite
     from robosuite.controllers import load_composite_controller_config
 
