@@ -35,6 +35,7 @@ import functools
 import mujoco
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from wow_gym.registry import CONTROL_FREQ, task_info
 from wow_gym.simulator import make_robosuite
@@ -80,6 +81,8 @@ class PhysicsArm:
             self.torque_high = np.asarray(controller.actuator_max, float)
             self.origin_pos = np.asarray(controller.origin_pos, float)
             self.origin_ori = np.asarray(controller.origin_ori, float)
+            constants = (self.origin_pos, self.origin_ori, self.kp, self.kd)
+            self._gains = tuple(torch.from_numpy(x) for x in constants)  # the controller's, for _torques
             self.rest_posture = np.asarray(robot.init_qpos, float)
             self.joint_range = self.model.jnt_range[:ARM_JOINTS].T.copy()  # [2, 7]: low, high
             draws = np.random.default_rng(0).uniform(*self.joint_range, (IK_SEEDS - 1, ARM_JOINTS))
@@ -95,7 +98,6 @@ class PhysicsArm:
         finally:
             env.close()
         self._datas: list[mujoco.MjData] = []
-        self.unstable = 0  # steps where MuJoCo found the physics unstable and the arm was held instead
 
     def _pool(self, b: int) -> list[mujoco.MjData]:
         while len(self._datas) < b:
@@ -137,7 +139,7 @@ class PhysicsArm:
             if substep == 0:  # robosuite sets the goal once per control step, from the achieved pose
                 delta = act[:, :6] * self.scale
                 goal_pos = (frame.pos - self.origin_pos) @ self.origin_ori + delta[:, :3]
-                goal_ori = _axis_angle_matrix(delta[:, 3:]) @ (self.origin_ori.T @ frame.mat)
+                goal_ori = Rotation.from_rotvec(delta[:, 3:]).as_matrix() @ (self.origin_ori.T @ frame.mat)
             torques = self._torques(goal_pos, goal_ori, frame, posture)
             for data, tau in zip(datas, torques):
                 data.ctrl[self.arm_actuators] = tau
@@ -149,7 +151,6 @@ class PhysicsArm:
                 # the model's default posture
                 self._load(data, states[i], finger[i])
                 data.qvel[:] = 0.0
-                self.unstable += 1
             mujoco.mj_kinematics(self.model, data)
             poses[i] = self.pose(data)
             states[i, :ARM_JOINTS] = data.qpos[:ARM_JOINTS]
@@ -165,8 +166,7 @@ class PhysicsArm:
         BLAS threads beside torch's fight for the cores and made these small inverses 10x slower."""
         pos, mat, jac, mass, bias, q, qd = (torch.from_numpy(x) for x in (
             frame.pos, frame.mat, frame.jac, frame.mass, frame.bias, frame.q, frame.qd))
-        origin_pos, origin_ori = torch.from_numpy(self.origin_pos), torch.from_numpy(self.origin_ori)
-        kp, kd = torch.from_numpy(self.kp), torch.from_numpy(self.kd)
+        origin_pos, origin_ori, kp, kd = self._gains
         vel = (jac @ qd[:, :, None])[..., 0]
         desired_pos = origin_pos + torch.from_numpy(goal_pos) @ origin_ori.T
         desired_ori = origin_ori @ torch.from_numpy(goal_ori)
@@ -238,7 +238,7 @@ class PhysicsArm:
             start[i, ARM_JOINTS:2 * ARM_JOINTS] = self._average_velocity(start[i, :ARM_JOINTS], both[i], dt)
         action = torch.as_tensor(last_action.detach().double().cpu().numpy())
         fingers = torch.as_tensor(both[:, 0, 7:9])
-        want = np.stack([_quat_matrix_xyzw(pose[3:7]) for pose in both[:, -1]])
+        want = Rotation.from_quat(both[:, -1, 3:7]).as_matrix()  # [B, 3, 3]
         nudges = np.concatenate([np.zeros((1, ARM_JOINTS)), np.eye(ARM_JOINTS) * SHOT_EPSILON])
         rows = ARM_JOINTS + 1
 
@@ -249,11 +249,9 @@ class PhysicsArm:
         ends, reached = self.step(torch.as_tensor(trial.reshape(-1, STATE_DIM)),
                                   fingers.repeat_interleave(rows, 0), action.repeat_interleave(rows, 0))
         ends, reached = ends.numpy().reshape(b, rows, STATE_DIM), reached.double().numpy().reshape(b, rows, 7)
-        residual = np.zeros((b, rows, 6))
-        for i in range(b):
-            for k in range(rows):
-                turn = _rotation_error(want[i], _quat_matrix_xyzw(reached[i, k, 3:7]))
-                residual[i, k] = np.concatenate([both[i, -1, :3] - reached[i, k, :3], SHOT_TURN * turn])
+        turned = Rotation.from_quat(reached[..., 3:7].reshape(-1, 4)).as_matrix().reshape(b, rows, 3, 3)
+        residual = np.concatenate([both[:, -1:, :3] - reached[..., :3],
+                                   SHOT_TURN * _rotation_error(want[:, None], turned)], axis=-1)  # [B, 8, 6]
         jac = (residual[:, :1] - residual[:, 1:]).transpose(0, 2, 1) / SHOT_EPSILON  # [B, 6, 7]: -d residual
         change = np.einsum("bij,bj->bi", np.linalg.pinv(jac), residual[:, 0])  # [B, 7]
         moved = residual[:, 0] - np.einsum("bij,bj->bi", jac, change)
@@ -267,7 +265,7 @@ class PhysicsArm:
         """[7] joints that put the hand at agent_pos `pose`: from the first seed that gets there, else the
         nearest."""
         data = self._pool(1)[0]
-        want = _quat_matrix_xyzw(pose[3:7])
+        want = Rotation.from_quat(pose[3:7]).as_matrix()
         best, miss = None, np.inf
         for seed in self.seeds:
             error = self._reach(data, seed, pose, want)
@@ -284,11 +282,8 @@ class PhysicsArm:
         data.qpos[:ARM_JOINTS] = joints
         mujoco.mj_kinematics(self.model, data)
         mujoco.mj_comPos(self.model, data)
-        turn, spin = np.zeros(4), np.zeros(3)
-        rotation = _quat_matrix_xyzw(poses[1, 3:7]) @ _quat_matrix_xyzw(poses[0, 3:7]).T
-        mujoco.mju_mat2Quat(turn, rotation.ravel())
-        mujoco.mju_quat2Vel(spin, turn, dt)
-        twist = np.concatenate([(poses[1, :3] - poses[0, :3]) / dt, spin])
+        turn = Rotation.from_quat(poses[1, 3:7]) * Rotation.from_quat(poses[0, 3:7]).inv()  # world frame
+        twist = np.concatenate([poses[1, :3] - poses[0, :3], turn.as_rotvec()]) / dt
         return np.linalg.pinv(self._jacobian(data)) @ twist
 
     def _reach(self, data: mujoco.MjData, seed: np.ndarray, pose: np.ndarray, want: np.ndarray) -> float:
@@ -300,8 +295,7 @@ class PhysicsArm:
         for iteration in range(IK_ITERATIONS):
             mujoco.mj_kinematics(self.model, data)
             mujoco.mj_comPos(self.model, data)
-            now = self.pose(data)
-            error = np.concatenate([pose[:3] - now[:3], _rotation_error(want, _quat_matrix_xyzw(now[3:7]))])
+            error = self._pose_error(data, pose, want)
             if np.abs(error).max() < IK_TOLERANCE:
                 return float(np.abs(error).max())
             jac = self._jacobian(data)
@@ -311,9 +305,13 @@ class PhysicsArm:
             step = inverse @ error + pull * toward_rest
             data.qpos[:ARM_JOINTS] = np.clip(data.qpos[:ARM_JOINTS] + step, *self.joint_range)
         mujoco.mj_kinematics(self.model, data)
-        now = self.pose(data)
-        return float(np.abs(np.concatenate([pose[:3] - now[:3],
-                                            _rotation_error(want, _quat_matrix_xyzw(now[3:7]))])).max())
+        return float(np.abs(self._pose_error(data, pose, want)).max())
+
+    def _pose_error(self, data: mujoco.MjData, pose: np.ndarray, want: np.ndarray) -> np.ndarray:
+        """[6]: the hand's position and turn from where `data` has it (kinematics current) to agent_pos
+        `pose`, whose rotation is `want` [3, 3]."""
+        return np.concatenate([pose[:3] - data.site_xpos[self.site],
+                               _rotation_error(want, data.xmat[self.hand].reshape(3, 3))])
 
     def _jacobian(self, data: mujoco.MjData) -> np.ndarray:
         """[6, 7]: the grip site's linear and the hand's angular velocity per arm joint velocity."""
@@ -357,23 +355,7 @@ class _Frame:
                                                data.qvel[:ARM_JOINTS])
 
 
-def _axis_angle_matrix(rotvec: np.ndarray) -> np.ndarray:
-    """[B, 3, 3] rotations of axis-angle vectors [B, 3] (Rodrigues)."""
-    angle = np.linalg.norm(rotvec, axis=-1, keepdims=True)
-    axis = np.where(angle > 1e-12, rotvec / np.maximum(angle, 1e-12), 0.0)
-    x, y, z = axis[:, 0], axis[:, 1], axis[:, 2]
-    zero = np.zeros_like(x)
-    k = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], 1)
-    a = angle[:, :, None]
-    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * (k @ k)
-
-
-def _quat_matrix_xyzw(quat: np.ndarray) -> np.ndarray:
-    out = np.zeros(9)
-    mujoco.mju_quat2Mat(out, np.array([quat[3], quat[0], quat[1], quat[2]]) / np.linalg.norm(quat))
-    return out.reshape(3, 3)
-
-
 def _rotation_error(desired: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """robosuite's orientation_error: the small rotation taking `current` to `desired`."""
-    return 0.5 * sum(np.cross(current[:, k], desired[:, k]) for k in range(3))
+    """robosuite's orientation_error for rotation matrices [..., 3, 3]: the small rotation [..., 3] taking
+    `current` to `desired` (half the sum of the crosses of their columns)."""
+    return 0.5 * np.cross(current, desired, axis=-2).sum(-1)

@@ -176,14 +176,11 @@ class WorldModel(nn.Module):
                              "lacks them")
         if config.finger_rule and not self.can_grip:
             raise ValueError(f"finger_rule needs the task's object_extents; {config.task} lacks them")
-        self._physics_arm: PhysicsArm | None = None  # built at first use (it builds the task's simulator)
 
     @property
     def physics_arm(self) -> PhysicsArm:
-        """The robot's arm in MuJoCo (arm_physics), built once per task and process."""
-        if self._physics_arm is None:
-            self._physics_arm = shared_arm(self.config.task)
-        return self._physics_arm
+        """The robot's arm in MuJoCo (arm_physics), built at first use, once per task and process."""
+        return shared_arm(self.config.task)
 
     # -- construction ------------------------------------------------------------------------------------
 

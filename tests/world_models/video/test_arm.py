@@ -6,8 +6,9 @@ import mujoco
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
 
-from wow_gym.world_models.video.arm import ARM_JOINTS, POSTURE, STATE_DIM, PhysicsArm, _quat_matrix_xyzw
+from wow_gym.world_models.video.arm import ARM_JOINTS, POSTURE, STATE_DIM, PhysicsArm
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +31,7 @@ def hand_of(arm: PhysicsArm, state: np.ndarray) -> np.ndarray:
 
 
 def turn_degrees(first: np.ndarray, second: np.ndarray) -> float:
-    turn = _quat_matrix_xyzw(first) @ _quat_matrix_xyzw(second).T
-    return float(np.degrees(np.arccos(np.clip((np.trace(turn) - 1) / 2, -1, 1))))
+    return float(np.degrees((Rotation.from_quat(first) * Rotation.from_quat(second).inv()).magnitude()))
 
 
 def test_the_arm_steps_as_the_simulated_one(lift_physics, arm):
