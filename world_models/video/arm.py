@@ -7,8 +7,8 @@ controller's response to an action depends on the whole posture (its operational
 position and orientation). A learned step from the pose alone is off by a fraction of a millimetre a step,
 consistently in one direction along a trajectory, so open loop the imagined gripper is 10-35 mm from the
 simulated one after 40 steps, while the simulator itself is not sensitive (a 1 mrad nudge of every joint at
-the start moves its gripper about 1 mm after 40 steps). Near a grasp, that drift decides whether the fingers
-close around the cube or beside it.
+the start moves its gripper about 1 mm after 40 steps; scratch checks, stop 35's closing note has them).
+Near a grasp, that drift decides whether the fingers close around the cube or beside it.
 
 The arm is the robot's, not the world's: its description (robosuite's Panda MJCF) and its controller are what
 a real arm ships with. So the imagined arm is the robot model and the controller, run as robosuite runs them
@@ -21,7 +21,7 @@ of the object stays the world model's (the contact stop on its top, the finger r
 Making the object solid here instead (at the pose the world model carries, standing still through each step)
 was tried and dropped: the probe reads the cube's start 5-10 mm off, and a solid cube there pushes the arm
 aside or stops fingers where the simulated ones pass (tuning split: 8 of 22 lifts seen, against 19 of 22
-with the finger rule).
+with the finger rule; stop 35's closing note).
 
 Hand-written: robosuite's controller is written for one simulator; this runs it for a batch of states held
 in tensors, with the controller's algebra batched in numpy.
@@ -217,11 +217,11 @@ class PhysicsArm:
         the posture target (robosuite starts an episode near it).
 
         The joint velocities matter as much as the joints: under the controller the arm's velocity changes
-        within a control step, so the last step's average velocity is a poor start (on the random walks of
-        the tuning split, 11 / 17 / 24 mm off the simulator at steps 4 / 8 / 16 against 1.5 / 2.7 / 3.6 from
-        its exact velocities). With the action between the two poses (`last_action` [B, 7]), the step is
-        shot again: the joints at the first pose and the velocities (one Gauss-Newton step) that take the hand
-        to the second under that action, and the state the step ends in; without it, the average velocity."""
+        within a control step, so the last step's average velocity is a poor start (test_arm.py: the shot
+        stays closer to the simulator). With the action between the two poses (`last_action` [B, 7]), the
+        step is shot again: the joints at the first pose and the velocities (one Gauss-Newton step) that take
+        the hand to the second under that action, and the state the step ends in; without it, the average
+        velocity."""
         both = poses.detach().double().cpu().numpy()
         b = len(both)
         dt = self.model.opt.timestep * self.substeps
