@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -304,6 +304,17 @@ policy-compare-30: $(STAMP)
 	wait $$imagined && wait $$sim
 	$(WG) compare-runs "runs=[outputs/policies/lift-rl30-imagined,outputs/policies/lift-rl30-sim]" \
 		"names=[imagination,simulator]" out=outputs/compare/lift-rl30
+
+# The same headline with the robot's own arm in imagination: the shipped checkpoint with its arm stepped in
+# MuJoCo and the finger rule (world_model_options, no retraining), both runs side by side again.
+ARM_OPTIONS := world_model_options.arm_physics=true world_model_options.finger_rule=true
+policy-compare-30-arm: $(STAMP)
+	$(WG) train-policy env=WoW/Lift-Imagined-v0 reward_model=state eval.every_steps=16384 $(ARM_OPTIONS) \
+		out=outputs/policies/lift-rl30-arm-imagined $(RL30) & imagined=$$!; \
+	$(WG) train-policy env=WoW/Lift-v0 eval.every_steps=4096 out=outputs/policies/lift-rl30-arm-sim $(RL30) & sim=$$!; \
+	wait $$imagined && wait $$sim
+	$(WG) compare-runs "runs=[outputs/policies/lift-rl30-arm-imagined,outputs/policies/lift-rl30-arm-sim]" \
+		"names=[imagination (robot arm),simulator]" out=outputs/compare/lift-rl30-arm
 
 # Self-imitation in imagination, 10 min of RL from the shipped policy (PPO at lr 1e-5, 32 self-imitation and 4
 # dataset BC steps after every update), judged in the sim twin on 50 held-out seeds before and after: on the

@@ -12,7 +12,9 @@ reward and success follow what the imagination does to the object.
 `ImaginedEnv` (one episode) and `ImaginedVectorEnv` (N episodes, one model call per step) share one
 engine, `ImaginedBatch`, which drives a world-model backend (wow_gym.backends): by default the task's DiT
 (world_models.video.backend.DiTBackend, the one imagination path), or `backend=` any backend that steps
-under actions and predicts state, a user's `module:Class` included.
+under actions and predicts state, a user's `module:Class` included. `world_model_options` sets the DiT's
+imagination switches on the loaded checkpoint (WorldModel.set_options), e.g. {"arm_physics": True,
+"finger_rule": True}: the robot's own arm in MuJoCo and the finger rule.
 """
 
 from __future__ import annotations
@@ -136,13 +138,15 @@ def resolve_backend(task: str, backend: WorldModelBackend | str | None, checkpoi
                     model: WorldModel | None, sampling_steps: int | None, **load: Any
                     ) -> tuple[WorldModelBackend, WorldModel | None]:
     """(the backend the env drives, the DiT behind it or None): `backend` as given or by name
-    (wow_gym.backends.make_backend), else the task's DiT (`model`, else `checkpoint`, else shipped)."""
+    (wow_gym.backends.make_backend), else the task's DiT (`model`, else `checkpoint`, else shipped), with
+    load's `options` (the DiT's imagination switches, WorldModel.set_options) set on it."""
     if backend is None:
         model = load_world_model(task, checkpoint, model=model, agent_pos_dim=AGENT_POS_DIM, **load)
         return DiTBackend(task, model=model, sampling_steps=sampling_steps), model
     if checkpoint is not None or model is not None:
         raise ValueError("pass either backend= or the DiT's checkpoint= / model=, not both")
-    dit_only = {"sampling_steps": sampling_steps is not None, "compile": bool(load.get("compile"))}
+    dit_only = {"sampling_steps": sampling_steps is not None, "compile": bool(load.get("compile")),
+                "world_model_options": any(v is not None for v in (load.get("options") or {}).values())}
     if any(dit_only.values()):
         given = [k for k, v in dit_only.items() if v]
         raise ValueError(f"{' and '.join(given)} set the shipped DiT's sampler, and backend= replaces it; "
@@ -240,13 +244,15 @@ class ImaginedEnv(gym.Env):
                  terminate_on_success: bool = False, reward_model: RewardModel | str | None = None,
                  instruction: str | None = None, render_mode: str | None = None,
                  starts: StartPool | str | Sequence[str] | None = None,
-                 start_steps: Sequence[int] = (0, 0), backend: WorldModelBackend | str | None = None) -> None:
+                 start_steps: Sequence[int] = (0, 0), backend: WorldModelBackend | str | None = None,
+                 world_model_options: dict[str, Any] | None = None) -> None:
         info = task_info(task)
         self.render_mode = _check_render_mode(render_mode)
         self.task, self.instruction = info.name, instruction or info.instruction
         self.terminate_on_success = terminate_on_success
         backend, self.model = resolve_backend(info.name, backend, checkpoint, model, sampling_steps, device=device,
-                                              autocast=autocast, compile=compile, image_size=image_size)
+                                              autocast=autocast, compile=compile, image_size=image_size,
+                                              options=world_model_options)
         self.observation_space, self.action_space = imagined_spaces(backend)
         k = backend.capabilities.context_frames
         self.source = ContextSource(self.task, self.instruction, self.observation_space, k,
@@ -328,7 +334,8 @@ class ImaginedVectorEnv(VectorEnv):
                  reward_model: RewardModel | str | None = None, instruction: str | None = None,
                  render_mode: str | None = None, max_episode_steps: int | None = None,
                  starts: StartPool | str | Sequence[str] | None = None,
-                 start_steps: Sequence[int] = (0, 0), backend: WorldModelBackend | str | None = None) -> None:
+                 start_steps: Sequence[int] = (0, 0), backend: WorldModelBackend | str | None = None,
+                 world_model_options: dict[str, Any] | None = None) -> None:
         info = task_info(task)
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -341,7 +348,8 @@ class ImaginedVectorEnv(VectorEnv):
         if self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         backend, self.model = resolve_backend(info.name, backend, checkpoint, model, sampling_steps, device=device,
-                                              autocast=autocast, compile=compile, image_size=image_size)
+                                              autocast=autocast, compile=compile, image_size=image_size,
+                                              options=world_model_options)
         self.single_observation_space, self.single_action_space = imagined_spaces(backend)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)

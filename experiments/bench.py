@@ -95,13 +95,10 @@ def _bench_imagine(cfg, out) -> int:
                               compile=config.compile)
     except CheckpointError as error:
         raise SystemExit(f"wow-gym bench imagine: {error}") from None
-    if config.arm_physics is not None:
-        wm.config.arm_physics = config.arm_physics
-    if config.finger_rule is not None:
-        if config.finger_rule and not wm.can_grip:
-            raise SystemExit("wow-gym bench imagine: finger_rule=true needs a model that carries the object "
-                             "state and a task with object_extents")
-        wm.config.finger_rule = config.finger_rule
+    try:
+        wm.set_options({"arm_physics": config.arm_physics, "finger_rule": config.finger_rule})
+    except ValueError as error:
+        raise SystemExit(f"wow-gym bench imagine: {error}") from None
     setting = f"{wm.config.image_size}px-fast"  # the default look, at the model's resolution
     if setting not in CAMERA_SETTINGS:
         raise SystemExit(f"wow-gym bench imagine: envs/benchmark.py has no camera setting {setting!r} for "

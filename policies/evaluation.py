@@ -51,6 +51,7 @@ from wow_gym.scale import RayConfig, map_ordered
 from wow_gym.world_models.checkpoint import CheckpointError, shipped_checkpoint
 from wow_gym.world_models.critic.model import CriticRewardModel, LearnedCritic
 from wow_gym.world_models.video.imagination import load_world_model
+from wow_gym.world_models.video.model import checkpoint_options
 
 POLICY_KINDS = ("random", "zero", "sb3", "run", "shipped")
 IMAGINED_REWARDS = ("auto", "critic", "state")
@@ -99,6 +100,7 @@ class EvaluateConfig:
     seed: int = 0
     randomize: str = "none"
     world_model: str | None = None
+    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)  # its switches (WorldModel.set_options)
     critic: str | None = None
     sampling_steps: int | None = None
     # the imagined env's reward and success: critic (SOPHIA on the imagined frames), state (the simulator's
@@ -649,7 +651,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResults:
     """Every policy of the config in both worlds; the world model and critic are loaded once for all."""
     start, cpu_start = time.time(), time.process_time()
     entries = expand_entries(config.policies)
-    model = load_world_model(config.task, config.world_model)
+    model = load_world_model(config.task, config.world_model, options=config.world_model_options)
     critic = LearnedCritic.load(config.critic, config.task)
     observation_space, _ = imagined_spaces(model)
     policies = [make_policy(entry, observation_space, config.task) for entry in entries]  # fail before the envs

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from wow_gym.policies.evaluation import EvaluateConfig, PairedEnvs, PolicyEntry, make_policy
 from wow_gym.registry import task_info
 from wow_gym.world_models.video.imagination import load_world_model
+from wow_gym.world_models.video.model import checkpoint_options
 
 
 @dataclass
@@ -29,6 +30,7 @@ class ReplayCheckConfig:
     task: str = "lift"
     policy: PolicyEntry = field(default_factory=lambda: PolicyEntry(kind="shipped"))
     world_model: str | None = None  # a checkpoint dir; None: the task's shipped world model
+    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)  # its switches (WorldModel.set_options)
     episodes: int = 16
     max_steps: int = 60
     seed: int = 960000  # episode i starts from the simulator layout of seed + i
@@ -89,7 +91,7 @@ def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
     """Imagine `episodes` episodes under the policy, replay each action sequence in the simulator."""
     started = time.monotonic()
     info = task_info(config.task)
-    model = load_world_model(info.name, config.world_model)
+    model = load_world_model(info.name, config.world_model, options=config.world_model_options)
     # evaluate's paired worlds: waves of `parallel` simulators and imagined envs reset to the same states
     envs = PairedEnvs(EvaluateConfig(task=info.name, n_episodes=config.episodes, max_steps=config.max_steps,
                                      seed=config.seed, parallel=config.parallel, imagined_reward="state",

@@ -49,6 +49,7 @@ from wow_gym.provenance import atomic_write_text
 from wow_gym.registry import TASKS
 from wow_gym.sb3_vec_env import SB3VecEnv
 from wow_gym.world_models.plots import line_plot, save_png
+from wow_gym.world_models.video.model import checkpoint_options
 
 logger = logging.getLogger(__name__)
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
@@ -97,6 +98,9 @@ class TrainPolicyConfig:
     # its own process (SB3's SubprocVecEnv), so N cores step N simulators at once
     sim_vec_env: str = "sync"
     world_model: str | None = None  # imagined envs: a checkpoint dir; None: the shipped one
+    # imagined envs: imagination switches set on that checkpoint (WorldModel.set_options; None keeps the
+    # checkpoint's), e.g. arm_physics: the robot's own arm, stepped in MuJoCo
+    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)
     reward_model: str | None = None  # imagined envs: critic | heads | state; None: the shipped critic
     sampling_steps: int | None = None
     autocast: bool | str = "auto"  # imagined envs: bf16 autocast (true | false | auto: GPUs, CPUs with bf16 units)
@@ -148,13 +152,19 @@ def make_train_env(config: TrainPolicyConfig, world_model: Any = None) -> VecEnv
     """The training VecEnv: N imagined envs in one world-model batch, or N simulators stepped in turn; it
     hands the policy pixels and agent_pos only."""
     task, imagined = parse_env_id(config.env)
+    options = {name: value for name, value in config.world_model_options.items() if value is not None}
+    if options and not imagined:
+        raise ValueError(f"world_model_options {sorted(options)} set the imagined env's world model; "
+                         f"{config.env} is the simulator (train in WoW/<Task>-Imagined-v0, or leave them "
+                         "null)")
     if imagined:
         if config.randomize:
             raise ValueError("randomize=true perturbs the simulator's scene; the imagined env has none to "
                              "perturb (train in WoW/<Task>-v0 with randomize=true)")
         kwargs: dict[str, Any] = {"terminate_on_success": config.terminate_on_success,
                                   "sampling_steps": config.sampling_steps, "reward_model": config.reward_model,
-                                  "autocast": config.autocast, "compile": config.compile}
+                                  "autocast": config.autocast, "compile": config.compile,
+                                  "world_model_options": options}
         if config.imagined_starts:
             kwargs.update(starts=list(config.imagined_starts), start_steps=list(config.imagined_start_steps))
         if config.imagined_horizon is not None:

@@ -342,3 +342,9 @@ def test_self_imitation_clones_only_finished_successful_episodes(robot_env):
     with pytest.raises(ValueError, match="self_imitation_frames >= 1"):
         SelfImitation(steps=1, frames=0, lr=1e-4, config=BCConfig(), seed=0)
     venv.envs[1].close()
+
+
+def test_world_model_options_are_refused_for_a_simulator_run():
+    config = TrainPolicyConfig(env="WoW/Lift-v0", world_model_options={"arm_physics": True, "finger_rule": None})
+    with pytest.raises(ValueError, match=r"world_model_options \['arm_physics'\] set the imagined env's world model"):
+        make_train_env(config)

@@ -45,6 +45,7 @@ from wow_gym.world_models.idm.model import InverseDynamics
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.evaluation import load_heldout
 from wow_gym.world_models.video.imagination import load_world_model, plan_rollout
+from wow_gym.world_models.video.model import checkpoint_options
 
 
 @dataclass
@@ -54,6 +55,7 @@ class EvalCriticConfig:
     task: str = "lift"
     checkpoint: str | None = None
     world_model: str | None = None
+    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)  # its switches (WorldModel.set_options)
     idm: str | None = None
     datasets: list[str] = field(default_factory=list)
     unseen_datasets: list[str] = field(default_factory=list)  # sim episodes of action kinds never trained on
@@ -179,7 +181,8 @@ def evaluate_critic(config: EvalCriticConfig, make_sim: SimFactory) -> CriticRes
     refine = bool(config.refine_dataset and config.refine_starts > 0)
     wm = None
     if config.imagined or refine:
-        wm = load_world_model(config.task, config.world_model, image_size=config.image_size)
+        wm = load_world_model(config.task, config.world_model, image_size=config.image_size,
+                              options=config.world_model_options)
     imagined = {}
     if config.imagined:
         dream = imagine_episodes(wm, episodes, config.sampling_steps, config.seed, progress=config.progress)

@@ -39,7 +39,7 @@ from wow_gym.world_models.idm.config import VARIANTS
 from wow_gym.world_models.idm.model import InverseDynamics
 from wow_gym.world_models.video.evaluation import load_heldout
 from wow_gym.world_models.video.imagination import Start, imagine, load_world_model, plan, rollouts
-from wow_gym.world_models.video.model import WorldModel
+from wow_gym.world_models.video.model import WorldModel, checkpoint_options
 
 
 @dataclass
@@ -50,6 +50,7 @@ class EvalIDMConfig:
     checkpoint: str | None = None
     variants_dir: str | None = None
     world_model: str | None = None
+    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)  # its switches (WorldModel.set_options)
     datasets: list[str] = field(default_factory=list)
     headline_sources: list[str] = field(default_factory=lambda: ["expert", "noisy"])
     replay_datasets: list[str] = field(default_factory=list)
@@ -194,7 +195,8 @@ def evaluate_idm(config: EvalIDMConfig, out: Path, make_sim: SimFactory) -> IDMR
     cases: list[ImaginedCase] = []
     verified: list[Rollout] = []
     if config.imagine_dataset and config.imagine_episodes > 0:
-        wm = load_world_model(config.task, config.world_model, device="auto")
+        wm = load_world_model(config.task, config.world_model, device="auto",
+                              options=config.world_model_options)
         fm.check_compatible(wm.config.image_size, source="the world model's frames")
         starts = load_heldout([config.imagine_dataset], wm.config.image_size, config.imagine_episodes)
         start_eps = [e for eps in starts.values() for e in eps]

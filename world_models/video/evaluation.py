@@ -34,7 +34,7 @@ from wow_gym.world_models.video.imagination import (
     probe_object_state,
     world_model_path,
 )
-from wow_gym.world_models.video.model import WorldModel
+from wow_gym.world_models.video.model import OPTIONS, WorldModel
 
 PREDICTORS = ("model", "copy_last", "shuffled")
 GAIN_RESAMPLES = 2000  # bootstrap resamples of the starts for the action gain's interval
@@ -517,30 +517,10 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
                               f"{list(config.horizons)}")
     path = world_model_path(config.task, config.checkpoint)
     wm = load_world_model(config.task, path, device=config.device, autocast=config.autocast)
-    if config.residual_deadband is not None:
-        if not config.residual_deadband >= 0:
-            raise EvaluationError(f"residual_deadband must be >= 0 pixel levels (0: off), got "
-                                  f"{config.residual_deadband}")
-        wm.config.residual_deadband = float(config.residual_deadband)
-    if config.object_layer is not None:
-        if config.object_layer and wm.layer is None:
-            raise EvaluationError(f"object_layer=true needs a model that carries the object state and a task "
-                                  f"with object_extents; {path} has no object layer")
-        wm.config.object_layer = bool(config.object_layer)
-    if config.object_layer_pushes is not None:
-        wm.config.object_layer_pushes = bool(config.object_layer_pushes)
-    if config.arm_contact is not None:
-        if config.arm_contact and not wm.can_contact:
-            raise EvaluationError(f"arm_contact=true needs a model that carries the object state and a task "
-                                  f"with object_extents and table_height; {path} cannot stop its arm")
-        wm.config.arm_contact = bool(config.arm_contact)
-    if config.finger_rule is not None:
-        if config.finger_rule and not wm.can_grip:
-            raise EvaluationError(f"finger_rule=true needs a model that carries the object state and a task "
-                                  f"with object_extents; {path} cannot close its fingers on the object")
-        wm.config.finger_rule = bool(config.finger_rule)
-    if config.arm_physics is not None:
-        wm.config.arm_physics = bool(config.arm_physics)
+    try:  # the imagination switches this evaluation sets (None: the checkpoint's)
+        wm.set_options({name: getattr(config, name) for name in OPTIONS})
+    except ValueError as error:
+        raise EvaluationError(f"{path}: {error}") from None
     rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes)
     common = {"seed": config.seed, "batch_size": config.batch_size, "progress": config.progress}
     open_loop = evaluate_open_loop(wm, rollouts, tuple(config.horizons), config.sampling_steps,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,11 +35,13 @@ def world_model_path(task: str, checkpoint: str | Path | None = None) -> Path:
 
 def load_world_model(task: str, checkpoint: str | Path | None = None, *, model: WorldModel | None = None,
                      device: str | torch.device = "cpu", autocast: bool | str = False, compile: bool = False,
-                     image_size: int | None = None, agent_pos_dim: int | None = None) -> WorldModel:
+                     image_size: int | None = None, agent_pos_dim: int | None = None,
+                     options: dict[str, Any] | None = None) -> WorldModel:
     """The world model of a task: `model` as given, else `checkpoint`, else the shipped checkpoint, on
     `device` ("auto": a GPU if present) with bf16 `autocast` (wow_gym.devices.resolve_autocast), its DiTs
-    torch.compiled with `compile` (WorldModel.compile_samplers; a model passed in too); CheckpointError
-    when it cannot serve this task and these sizes."""
+    torch.compiled with `compile` (WorldModel.compile_samplers; a model passed in too), its imagination
+    switches set from `options` (WorldModel.set_options: arm_physics, finger_rule, ...; a model passed in
+    too); CheckpointError when it cannot serve this task, these sizes or these options."""
     if model is None:
         source = str(world_model_path(task, checkpoint))
         model = WorldModel.load(source, device=resolve_device(device))
@@ -52,6 +55,10 @@ def load_world_model(task: str, checkpoint: str | Path | None = None, *, model: 
         raise CheckpointError(f"world model ({source}) predicts {model.config.agent_pos_dim}-D agent_pos, "
                               f"the env has {agent_pos_dim}-D agent_pos; train a model on data from this env")
     model.check_compatible(image_size=image_size, action_dim=ACTION_DIM, source=source)
+    try:
+        model.set_options(options or {})
+    except ValueError as error:
+        raise CheckpointError(f"world model ({source}): {error}") from None
     if compile:
         model.compile_samplers()
     return model

@@ -57,6 +57,15 @@ TRAIN_COMMAND = "wow-gym train-world-model"
 QUAT = slice(3, 7)  # agent_pos[3:7] is the end-effector quaternion; object state [3:7] the object's
 LAYER_BAND = 24.0  # levels: a change this large in the old object's place is the DiT's drawing (no deadband)
 FALL = 0.04  # metres an unheld object falls per control step (20 Hz: about free fall over a short drop)
+# The config switches that change how a trained model imagines and nothing it learned: an evaluation, the
+# imagined env or an RL run may set them on a loaded checkpoint (WorldModel.set_options).
+OPTIONS = ("residual_deadband", "object_layer", "object_layer_pushes", "arm_contact", "finger_rule",
+           "arm_physics")
+
+
+def checkpoint_options() -> dict[str, Any]:
+    """Every imagination switch at None, the checkpoint's own setting: the configs' world_model_options."""
+    return dict.fromkeys(OPTIONS)
 
 
 @dataclass
@@ -176,6 +185,33 @@ class WorldModel(nn.Module):
                              "lacks them")
         if config.finger_rule and not self.can_grip:
             raise ValueError(f"finger_rule needs the task's object_extents; {config.task} lacks them")
+
+    def set_options(self, options: dict[str, Any]) -> None:
+        """Set imagination switches (OPTIONS, in WorldModelConfig) on this model, in place; a None value keeps
+        the checkpoint's. ValueError, naming what is expected, for an unknown name, a wrong type or a switch
+        this model or its task cannot honour; nothing is set then."""
+        given = {name: value for name, value in (options or {}).items() if value is not None}
+        unknown = sorted(set(given) - set(OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown world-model option(s) {unknown}; a trained model takes "
+                             f"{list(OPTIONS)}")
+        for name, value in given.items():
+            if name == "residual_deadband":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                    raise ValueError(f"residual_deadband must be >= 0 pixel levels (0: off), got {value!r}")
+            elif not isinstance(value, bool):
+                raise ValueError(f"world-model option {name} must be true or false, got {value!r}")
+        needs = {"object_layer": (self.layer is not None, "a model that carries the object state and a task "
+                                  "with object_extents"),
+                 "arm_contact": (self.can_contact, "a model that carries the object state and a task with "
+                                 "object_extents and table_height"),
+                 "finger_rule": (self.can_grip, "a model that carries the object state and a task with "
+                                 "object_extents")}
+        for name, (possible, what) in needs.items():
+            if given.get(name) and not possible:
+                raise ValueError(f"{name}=true needs {what}; this {self.config.task} model cannot")
+        for name, value in given.items():
+            setattr(self.config, name, float(value) if name == "residual_deadband" else value)
 
     @property
     def physics_arm(self) -> PhysicsArm:

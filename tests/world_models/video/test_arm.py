@@ -142,3 +142,27 @@ def test_a_world_model_imagines_with_the_robot_arm(lift_data):
     wm.config.arm_physics = True
     with pytest.raises(ValueError, match="without the robot arm's state"):
         wm.step(plain, ep.action[:1])
+
+
+def test_the_imagined_env_takes_the_robot_arm_as_an_option(lift_data):
+    from wow_gym.data import DatasetReader
+    from wow_gym.envs.imagined_env import ImaginedVectorEnv
+    from wow_gym.world_models import WorldModel
+
+    wm = WorldModel.random("dit-test", env_state_dim=10, object_dims=list(range(7)),
+                           object_offset_dims=[7, 8, 9], arm_contact=True)
+    ep = DatasetReader(lift_data)[0]
+    env = ImaginedVectorEnv(num_envs=2, model=wm, reward_model="state", max_episode_steps=6,
+                            world_model_options={"arm_physics": True, "finger_rule": True})
+    assert wm.config.arm_physics and wm.config.finger_rule
+    env.reset(seed=0, options={"episode": [ep, ep], "start": 1})
+    for t in range(1, 6):
+        observation, *_ = env.step(np.repeat(ep.action[t:t + 1], 2, axis=0))
+        # the untrained pose dynamics plays no part: both hands follow the recorded episode
+        assert np.abs(observation["agent_pos"][:, :3] - ep.agent_pos[t + 1, :3]).max() < 3e-3
+    arm = env.batch.imagination.state.arm.clone()
+    _, _, _, truncated, _ = env.step(np.zeros((2, 7), np.float32))
+    restarted = env.batch.imagination.state.arm  # both rows restarted from a fresh layout, their arms solved
+    assert truncated.all() and restarted.shape == (2, STATE_DIM) and not torch.equal(restarted, arm)
+    with pytest.raises(ValueError, match="world_model_options set the shipped DiT's sampler"):
+        ImaginedVectorEnv(num_envs=1, backend="copy-last", world_model_options={"arm_physics": True})

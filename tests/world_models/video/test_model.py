@@ -322,3 +322,31 @@ def test_the_distilled_one_step_dit_lands_where_two_steps_of_the_dit_land(tmp_pa
                                      "init": str(tmp_path / "run" / "checkpoint"), "dit": StageConfig(2, 4)})
     retrained = WorldModel.load(Trainer(again, RobosuiteEnv).run())
     assert not retrained.config.one_step and retrained.one_step_dit is None
+
+
+def test_imagination_switches_are_set_on_a_loaded_model_and_bad_ones_change_nothing(tmp_path):
+    from wow_gym.world_models.video.imagination import load_world_model
+    from wow_gym.world_models.video.model import OPTIONS, checkpoint_options
+
+    carrying = WorldModel.random("dit-test", env_state_dim=10, object_dims=list(range(7)),
+                                 object_offset_dims=[7, 8, 9])
+    carrying.set_options({"arm_physics": True, "finger_rule": True, "residual_deadband": 3, "arm_contact": None})
+    assert (carrying.config.arm_physics, carrying.config.finger_rule) == (True, True)
+    assert carrying.config.residual_deadband == 3.0 and carrying.config.arm_contact is False  # None: kept
+    before = carrying.config.to_dict()
+    for options, match in [({"arm_physic": True}, r"unknown world-model option\(s\) \['arm_physic'\]"),
+                           ({"finger_rule": "yes"}, "finger_rule must be true or false, got 'yes'"),
+                           ({"arm_contact": False, "residual_deadband": -1}, "residual_deadband must be >= 0")]:
+        with pytest.raises(ValueError, match=match):
+            carrying.set_options(options)
+        assert carrying.config.to_dict() == before, f"{options} changed the model though it was refused"
+    plain = WorldModel.random("dit-test", env_state_dim=10)  # carries no object state
+    with pytest.raises(ValueError, match="finger_rule=true needs a model that carries the object state"):
+        plain.set_options({"finger_rule": True})
+    plain.set_options(checkpoint_options())  # every switch None: nothing changes
+    assert set(checkpoint_options()) == set(OPTIONS) and plain.config.finger_rule is False
+    carrying.save(tmp_path / "wm")
+    loaded = load_world_model("Lift", tmp_path / "wm", options={"arm_physics": True, "finger_rule": False})
+    assert loaded.config.arm_physics and not loaded.config.finger_rule
+    with pytest.raises(CheckpointError, match=r"world model \(.*wm\): unknown world-model option"):
+        load_world_model("Lift", tmp_path / "wm", options={"physics": True})
