@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -370,23 +370,30 @@ evaluate-lift: policy-compare
 
 # The same agreement over the 8 policies that need no training run (random, still, the shipped BC policy with
 # 0-1.0 action noise): a quicker check, about 16 min on 2 cores, on the shipped models alone.
-SHIPPED_SET := [{name: random, kind: random}, {name: zero, kind: zero}, {name: bc, kind: shipped}, \
+SHIPPED_POLICIES := {name: random, kind: random}, {name: zero, kind: zero}, {name: bc, kind: shipped}, \
 	{name: bc-noise-0.15, kind: shipped, noise_std: 0.15}, {name: bc-noise-0.3, kind: shipped, noise_std: 0.3}, \
 	{name: bc-noise-0.45, kind: shipped, noise_std: 0.45}, {name: bc-noise-0.6, kind: shipped, noise_std: 0.6}, \
-	{name: bc-noise-1.0, kind: shipped, noise_std: 1.0}]
+	{name: bc-noise-1.0, kind: shipped, noise_std: 1.0}
+SHIPPED_SET := [$(SHIPPED_POLICIES)]
 evaluate-shipped: $(STAMP)
 	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(SHIPPED_SET)' out=outputs/evaluate/lift-shipped
 
 # The same 8 policies and the two 30-minute RL runs of policy-compare-30 (10 policies), the imagined env's
 # reward and success from the imagined object state (imagined_reward=auto picks it for the shipped model).
-LIFT30_SET := [{name: random, kind: random}, {name: zero, kind: zero}, {name: bc, kind: shipped}, \
-	{name: bc-noise-0.15, kind: shipped, noise_std: 0.15}, {name: bc-noise-0.3, kind: shipped, noise_std: 0.3}, \
-	{name: bc-noise-0.45, kind: shipped, noise_std: 0.45}, {name: bc-noise-0.6, kind: shipped, noise_std: 0.6}, \
-	{name: bc-noise-1.0, kind: shipped, noise_std: 1.0}, \
+LIFT30_SET := [$(SHIPPED_POLICIES), \
 	{name: rl30-imagined, kind: sb3, path: outputs/policies/lift-rl30-imagined/final.zip}, \
 	{name: rl30-sim, kind: sb3, path: outputs/policies/lift-rl30-sim/final.zip}]
 evaluate-lift-30: policy-compare-30
 	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(LIFT30_SET)' out=outputs/evaluate/lift-30
+
+# The same 10-policy agreement with the robot's own arm in imagination (ARM_OPTIONS): the 8 policies and the
+# two runs of policy-compare-30-arm.
+LIFT30_ARM_SET := [$(SHIPPED_POLICIES), \
+	{name: rl30-arm-imagined, kind: sb3, path: outputs/policies/lift-rl30-arm-imagined/final.zip}, \
+	{name: rl30-arm-sim, kind: sb3, path: outputs/policies/lift-rl30-arm-sim/final.zip}]
+evaluate-lift-30-arm: policy-compare-30-arm
+	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(LIFT30_ARM_SET)' $(ARM_OPTIONS) \
+		out=outputs/evaluate/lift-30-arm
 
 # Sim-to-real: `make policy-dr` trains the sim recipe under domain randomization. evaluate-unseen judges the BC
 # and sim-RL policies in the simulator under randomizations never seen in training (wider light, colour,
