@@ -314,7 +314,7 @@ policy-compare-30-arm: $(STAMP)
 	$(WG) train-policy env=WoW/Lift-v0 eval.every_steps=4096 out=outputs/policies/lift-rl30-arm-sim $(RL30) & sim=$$!; \
 	wait $$imagined && wait $$sim
 	$(WG) compare-runs "runs=[outputs/policies/lift-rl30-arm-imagined,outputs/policies/lift-rl30-arm-sim]" \
-		"names=[imagination with the robot arm,simulator]" out=outputs/compare/lift-rl30-arm
+		"names=[imagination + arm,simulator]" out=outputs/compare/lift-rl30-arm
 
 # Self-imitation in imagination, 10 min of RL from the shipped policy (PPO at lr 1e-5, 32 self-imitation and 4
 # dataset BC steps after every update), judged in the sim twin on 50 held-out seeds before and after: on the
