@@ -100,7 +100,8 @@ class EvaluateConfig:
     seed: int = 0
     randomize: str = "none"
     world_model: str | None = None
-    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)  # its switches (WorldModel.set_options)
+    # its imagination switches (WorldModel.set_options; None keeps the checkpoint's)
+    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)
     critic: str | None = None
     sampling_steps: int | None = None
     # the imagined env's reward and success: critic (SOPHIA on the imagined frames), state (the simulator's

@@ -30,7 +30,8 @@ class ReplayCheckConfig:
     task: str = "lift"
     policy: PolicyEntry = field(default_factory=lambda: PolicyEntry(kind="shipped"))
     world_model: str | None = None  # a checkpoint dir; None: the task's shipped world model
-    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)  # its switches (WorldModel.set_options)
+    # its imagination switches (WorldModel.set_options; None keeps the checkpoint's)
+    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)
     episodes: int = 16
     max_steps: int = 60
     seed: int = 960000  # episode i starts from the simulator layout of seed + i

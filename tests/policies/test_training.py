@@ -345,6 +345,7 @@ def test_self_imitation_clones_only_finished_successful_episodes(robot_env):
 
 
 def test_world_model_options_are_refused_for_a_simulator_run():
-    config = TrainPolicyConfig(env="WoW/Lift-v0", world_model_options={"arm_physics": True, "finger_rule": None})
-    with pytest.raises(ValueError, match=r"world_model_options \['arm_physics'\] set the imagined env's world model"):
+    config = TrainPolicyConfig(env="WoW/Lift-v0",
+                               world_model_options={"arm_physics": True, "finger_rule": None})
+    with pytest.raises(ValueError, match=r"options \['arm_physics'\] set the imagined env's world model"):
         make_train_env(config)

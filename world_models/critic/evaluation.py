@@ -55,7 +55,8 @@ class EvalCriticConfig:
     task: str = "lift"
     checkpoint: str | None = None
     world_model: str | None = None
-    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)  # its switches (WorldModel.set_options)
+    # its imagination switches (WorldModel.set_options; None keeps the checkpoint's)
+    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)
     idm: str | None = None
     datasets: list[str] = field(default_factory=list)
     unseen_datasets: list[str] = field(default_factory=list)  # sim episodes of action kinds never trained on

@@ -50,7 +50,8 @@ class EvalIDMConfig:
     checkpoint: str | None = None
     variants_dir: str | None = None
     world_model: str | None = None
-    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)  # its switches (WorldModel.set_options)
+    # its imagination switches (WorldModel.set_options; None keeps the checkpoint's)
+    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)
     datasets: list[str] = field(default_factory=list)
     headline_sources: list[str] = field(default_factory=lambda: ["expert", "noisy"])
     replay_datasets: list[str] = field(default_factory=list)

@@ -330,13 +330,15 @@ def test_imagination_switches_are_set_on_a_loaded_model_and_bad_ones_change_noth
 
     carrying = WorldModel.random("dit-test", env_state_dim=10, object_dims=list(range(7)),
                                  object_offset_dims=[7, 8, 9])
-    carrying.set_options({"arm_physics": True, "finger_rule": True, "residual_deadband": 3, "arm_contact": None})
+    carrying.set_options({"arm_physics": True, "finger_rule": True, "residual_deadband": 3,
+                          "arm_contact": None})
     assert (carrying.config.arm_physics, carrying.config.finger_rule) == (True, True)
     assert carrying.config.residual_deadband == 3.0 and carrying.config.arm_contact is False  # None: kept
     before = carrying.config.to_dict()
     for options, match in [({"arm_physic": True}, r"unknown world-model option\(s\) \['arm_physic'\]"),
                            ({"finger_rule": "yes"}, "finger_rule must be true or false, got 'yes'"),
-                           ({"arm_contact": False, "residual_deadband": -1}, "residual_deadband must be >= 0")]:
+                           ({"arm_contact": False, "residual_deadband": -1},
+                            "residual_deadband must be >= 0")]:
         with pytest.raises(ValueError, match=match):
             carrying.set_options(options)
         assert carrying.config.to_dict() == before, f"{options} changed the model though it was refused"
