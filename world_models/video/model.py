@@ -8,7 +8,7 @@ tensors in one batch, which is what makes batched imagination fast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,8 +168,6 @@ class WorldModel(nn.Module):
         self.layer = None
         if config.object_dims is not None and config.camera is not None and info.object_extents is not None:
             self.layer = ObjectLayer(torch.tensor(config.camera), info.object_extents, config.image_size)
-        if config.object_layer and self.layer is None:
-            raise ValueError(f"object_layer needs the task's object_extents; {config.task} has none")
         # arm contact: possible wherever the task allows, used where config.arm_contact says (an evaluation
         # may switch it)
         self.table_height = info.table_height
@@ -180,11 +178,8 @@ class WorldModel(nn.Module):
         self.can_grip = config.object_dims is not None and info.object_extents is not None
         if self.can_grip:
             self.register_buffer("_extents", torch.tensor(info.object_extents), persistent=False)
-        if config.arm_contact and not self.can_contact:
-            raise ValueError(f"arm_contact needs the task's object_extents and table_height; {config.task} "
-                             "lacks them")
-        if config.finger_rule and not self.can_grip:
-            raise ValueError(f"finger_rule needs the task's object_extents; {config.task} lacks them")
+        self._check_possible({name: getattr(config, name) for name in ("object_layer", "arm_contact",
+                                                                        "finger_rule")})
 
     def set_options(self, options: dict[str, Any]) -> None:
         """Set imagination switches (OPTIONS, in WorldModelConfig) on this model, in place; a None value keeps
@@ -197,10 +192,18 @@ class WorldModel(nn.Module):
                              f"{list(OPTIONS)}")
         for name, value in given.items():
             if name == "residual_deadband":
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                    raise ValueError(f"residual_deadband must be >= 0 pixel levels (0: off), got {value!r}")
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"residual_deadband must be a number of pixel levels, got {value!r}")
+                given[name] = float(value)
             elif not isinstance(value, bool):
                 raise ValueError(f"world-model option {name} must be true or false, got {value!r}")
+        self._check_possible(given)
+        checked = replace(self.config, **given)  # WorldModelConfig's own checks (the deadband's range ...)
+        for name in given:
+            setattr(self.config, name, getattr(checked, name))
+
+    def _check_possible(self, switches: dict[str, Any]) -> None:
+        """ValueError for a switch turned on that this model or its task cannot honour."""
         needs = {"object_layer": (self.layer is not None, "a model that carries the object state and a task "
                                   "with object_extents"),
                  "arm_contact": (self.can_contact, "a model that carries the object state and a task with "
@@ -208,10 +211,8 @@ class WorldModel(nn.Module):
                  "finger_rule": (self.can_grip, "a model that carries the object state and a task with "
                                  "object_extents")}
         for name, (possible, what) in needs.items():
-            if given.get(name) and not possible:
+            if switches.get(name) and not possible:
                 raise ValueError(f"{name}=true needs {what}; this {self.config.task} model cannot")
-        for name, value in given.items():
-            setattr(self.config, name, float(value) if name == "residual_deadband" else value)
 
     @property
     def physics_arm(self) -> PhysicsArm:
