@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -278,7 +278,7 @@ policy: lift-data
 # BC + PPO in imagination against the same recipe in the simulator, 15 min of RL each from the same warm
 # start, both judged in the sim twin on 20 held-out seeds (curves.png, summary.json in each run folder).
 RL_RUN := init=outputs/policies/lift-bc/bc.zip total_timesteps=1000000 max_minutes=15 eval.every_steps=8192 \
-	eval.episodes=20 threads=1 autocast=false
+	eval.episodes=20 threads=1 autocast=false absorbing_success=false
 policy-compare: policy
 	$(WG) train-policy env=WoW/Lift-Imagined-v0 out=outputs/policies/lift-rl-imagined $(RL_RUN)
 	$(WG) train-policy env=WoW/Lift-v0 out=outputs/policies/lift-rl-sim $(RL_RUN)
@@ -286,7 +286,8 @@ policy-compare: policy
 # The same comparison with RL that keeps to the demonstrations: the critic warms up alone for 4096 steps and
 # 8 BC steps follow every PPO update; 10 min of RL each.
 RL_RUN_KEEP := init=outputs/policies/lift-bc/bc.zip total_timesteps=1000000 max_minutes=10 eval.every_steps=8192 \
-	eval.episodes=20 eval.parallel=4 value_warmup_steps=4096 bc_steps_per_update=8 threads=1 autocast=false
+	eval.episodes=20 eval.parallel=4 value_warmup_steps=4096 bc_steps_per_update=8 threads=1 autocast=false \
+	absorbing_success=false
 policy-compare-keep: policy
 	$(WG) train-policy env=WoW/Lift-Imagined-v0 out=outputs/policies/lift-rl-keep-imagined $(RL_RUN_KEEP)
 	$(WG) train-policy env=WoW/Lift-v0 out=outputs/policies/lift-rl-keep-sim $(RL_RUN_KEEP)
@@ -295,8 +296,10 @@ policy-compare-keep: policy
 # reward on the imagined object state, reward_model=state) against the same recipe in the simulator, both
 # runs side by side (one thread each), judged in the sim twin on 50 held-out seeds; compare-runs draws both
 # curves in one plot (outputs/compare/lift-rl30/compare.png).
-RL30 := init=policies/checkpoints/lift-policy total_timesteps=1000000 max_minutes=30 eval.episodes=50 \
+RL30_RECIPE := init=policies/checkpoints/lift-policy total_timesteps=1000000 max_minutes=30 eval.episodes=50 \
 	value_warmup_steps=4096 bc_steps_per_update=8 threads=1 progress=false autocast=false
+# the runs of policy-compare-30 and policy-compare-30-arm, measured before absorbing_success existed
+RL30 := $(RL30_RECIPE) absorbing_success=false
 policy-compare-30: $(STAMP)
 	$(WG) train-policy env=WoW/Lift-Imagined-v0 reward_model=state eval.every_steps=16384 \
 		out=outputs/policies/lift-rl30-imagined $(RL30) & imagined=$$!; \
@@ -316,13 +319,26 @@ policy-compare-30-arm: $(STAMP)
 	$(WG) compare-runs "runs=[outputs/policies/lift-rl30-arm-imagined,outputs/policies/lift-rl30-arm-sim]" \
 		"names=[imagination + arm,simulator]" out=outputs/compare/lift-rl30-arm
 
+# The headline with success as an absorbing state (absorbing_success, the default now): the RL30 recipe, the
+# robot's own arm in imagination, side by side with the simulator run again
+# (outputs/compare/lift-rl30-absorbing).
+policy-compare-30-absorbing: $(STAMP)
+	$(WG) train-policy env=WoW/Lift-Imagined-v0 reward_model=state eval.every_steps=16384 $(ARM_OPTIONS) \
+		out=outputs/policies/lift-rl30-absorbing-imagined $(RL30_RECIPE) & imagined=$$!; \
+	$(WG) train-policy env=WoW/Lift-v0 eval.every_steps=4096 out=outputs/policies/lift-rl30-absorbing-sim \
+		$(RL30_RECIPE) & sim=$$!; \
+	wait $$imagined && wait $$sim
+	$(WG) compare-runs \
+		"runs=[outputs/policies/lift-rl30-absorbing-imagined,outputs/policies/lift-rl30-absorbing-sim]" \
+		"names=[imagination + arm,simulator]" out=outputs/compare/lift-rl30-absorbing
+
 # Self-imitation in imagination, 10 min of RL from the shipped policy (PPO at lr 1e-5, 32 self-imitation and 4
 # dataset BC steps after every update), judged in the sim twin on 50 held-out seeds before and after: on the
 # shipped world model, on the contact-aware one (world-model-contact), and with the feature extractor frozen.
 SIL10 := env=WoW/Lift-Imagined-v0 reward_model=state init=policies/checkpoints/lift-policy total_timesteps=1000000 \
 	max_minutes=10 eval.episodes=50 eval.every_steps=1000000 value_warmup_steps=4096 bc_steps_per_update=4 \
 	self_imitation_steps=32 self_imitation_lr=3e-4 ppo.learning_rate=1e-5 progress=false \
-	autocast=false
+	autocast=false absorbing_success=false
 policy-sil-10: world-model-contact
 	$(WG) train-policy $(SIL10) threads=1 out=outputs/policies/sil-explore2
 	$(WG) train-policy $(SIL10) threads=1 world_model=outputs/world-models/lift-posobj24/checkpoint \

@@ -34,7 +34,8 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecMonitor
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecEnvWrapper, VecMonitor
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from wow_gym.data import DatasetReader
 from wow_gym.devices import resolve_device
@@ -93,6 +94,12 @@ class TrainPolicyConfig:
     total_timesteps: int = 20_000  # RL steps after the warm start (0: BC only)
     max_minutes: float | None = None  # wall-clock budget of the RL phase (summed over resumes); None: none
     terminate_on_success: bool = True
+    # With terminate_on_success, a success ends the episode and with it every reward after it: under a dense
+    # reward (robosuite's shaped reward pays ~0.5 a step for reaching and grasping) an agent then earns more
+    # by never finishing. absorbing_success adds, at a terminating success, the discounted reward of staying
+    # in that success step to the task's time limit (AbsorbingSuccess), so finishing, and finishing early,
+    # is always worth the most. false: the env's reward as it is (every RL figure before 2026-12-05).
+    absorbing_success: bool = True
     randomize: bool = False  # sim training only: RandomizeDomain at every reset
     # sim training only: "sync" steps the n_envs simulators in turn in this process; "subproc" runs each in
     # its own process (SB3's SubprocVecEnv), so N cores step N simulators at once
@@ -179,12 +186,59 @@ def make_train_env(config: TrainPolicyConfig, world_model: Any = None) -> VecEnv
         venv = SubprocVecEnv([partial(_sim_env, config, keep=POLICY_KEYS) for _ in range(config.n_envs)],
                              start_method="forkserver")
         venv.seed(config.seed)
-        return VecMonitor(venv)
+        return _absorbing(config, VecMonitor(venv))
     else:
         env = gym.vector.SyncVectorEnv([partial(_sim_env, config) for _ in range(config.n_envs)])
     venv = SB3VecEnv(env, keys=POLICY_KEYS)
     venv.seed(config.seed)
-    return VecMonitor(venv)
+    return _absorbing(config, VecMonitor(venv))
+
+
+def _absorbing(config: TrainPolicyConfig, venv: VecEnv) -> VecEnv:
+    """AbsorbingSuccess outside VecMonitor (its episode returns stay the env's own), when the config asks."""
+    if not (config.absorbing_success and config.terminate_on_success):
+        return venv
+    gamma = config.ppo.gamma if config.algo == "ppo" else config.sac.gamma
+    return AbsorbingSuccess(venv, gamma, TASKS[parse_env_id(config.env)[0]].max_episode_steps)
+
+
+class AbsorbingSuccess(VecEnvWrapper):
+    """Success as an absorbing state when the env terminates on it: the step that terminates in success is
+    paid, on top of its reward r, the discounted reward of staying there until the task's time limit,
+    r * (gamma + ... + gamma^n) for the n steps left, and says so in info["success_bonus"].
+
+    Without it, terminate_on_success and a dense per-step reward disagree: robosuite's shaped Lift reward
+    pays 1 a step once lifted but up to 0.56 a step for reaching and grasping, so an episode that lifts at
+    step 40 and ends there earns less than one that holds the cube on the table for 100 steps. PPO from the
+    BC policy found exactly that, in the simulator and in imagination alike: return up, success down
+    (48% -> 12%). The return with the bonus is the return of an episode that stays lifted, so the task's own
+    ranking holds and episodes stay short. SB3 has no such wrapper; gymnasium's act on single envs, not on
+    the SB3 VecEnv both worlds are trained through."""
+
+    def __init__(self, venv: VecEnv, gamma: float, horizon: int) -> None:
+        if not 0 < gamma < 1 or horizon < 1:
+            raise ValueError(f"AbsorbingSuccess needs 0 < gamma < 1 and a horizon >= 1, got {gamma}, "
+                             f"{horizon}")
+        super().__init__(venv)
+        self.gamma, self.horizon = gamma, horizon
+        self.steps = np.zeros(venv.num_envs, dtype=np.int64)  # steps taken in each env's episode
+
+    def reset(self) -> Any:
+        self.steps[:] = 0
+        return self.venv.reset()
+
+    def step_wait(self) -> VecEnvStepReturn:
+        observation, rewards, dones, infos = self.venv.step_wait()
+        rewards = np.asarray(rewards, dtype=np.float32).copy()
+        self.steps += 1
+        for i in np.flatnonzero(dones):
+            if infos[i].get("is_success", False) and not infos[i].get("TimeLimit.truncated", False):
+                left = max(self.horizon - int(self.steps[i]), 0)
+                bonus = float(rewards[i]) * self.gamma * (1 - self.gamma ** left) / (1 - self.gamma)
+                rewards[i] += bonus
+                infos[i]["success_bonus"] = bonus
+            self.steps[i] = 0
+        return observation, rewards, dones, infos
 
 
 def _sim_env(config: TrainPolicyConfig, keep: tuple[str, ...] | None = None) -> gym.Env:
@@ -239,6 +293,7 @@ class SimTwinEval(BaseCallback):
             self._running, self._returns = np.zeros(len(dones), bool), np.zeros(len(dones))
         self._returns += rewards
         for i, info in enumerate(infos):
+            self._returns[i] -= info.get("success_bonus", 0.0)  # the env's own return, as VecMonitor's
             self._running[i] |= bool(info.get("is_success", False))
             if dones[i]:
                 self._episodes.append((bool(self._running[i]), float(self._returns[i])))

@@ -17,6 +17,7 @@ from wow_gym.policies.features import ImageProprioExtractor, SpatialSoftArgmax, 
 from wow_gym.policies.shipped import load_policy
 from wow_gym.policies.sim_eval import SimEvalConfig, make_sim, run_sim_episodes, sb3_actor
 from wow_gym.policies.training import (
+    AbsorbingSuccess,
     PolicyTrainer,
     PPOConfig,
     SelfImitation,
@@ -342,6 +343,52 @@ def test_self_imitation_clones_only_finished_successful_episodes(robot_env):
     with pytest.raises(ValueError, match="self_imitation_frames >= 1"):
         SelfImitation(steps=1, frames=0, lr=1e-4, config=BCConfig(), seed=0)
     venv.envs[1].close()
+
+
+class _StartLifted(gym.Wrapper):
+    """Every episode starts from one stored simulator state (the env's own sim_state reset option)."""
+
+    def __init__(self, env, sim_state):
+        super().__init__(env)
+        self.sim_state = sim_state
+
+    def reset(self, **kwargs):
+        return self.env.reset(options={"sim_state": self.sim_state})
+
+
+def test_a_terminating_success_is_paid_the_reward_of_staying_in_it(tmp_path):
+    import mujoco
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    lifted = gym.make("WoW/Lift-v0", terminate_on_success=True)
+    lifted.reset(seed=0)
+    sim = lifted.unwrapped
+    joint = sim.model.joint("cube_joint0")
+    sim.data.qpos[sim.model.jnt_qposadr[joint.id] + 2] += 0.15  # the cube 15 cm up: lifted at the next step
+    mujoco.mj_forward(sim.model, sim.data)
+    venv = DummyVecEnv([lambda: _StartLifted(lifted, sim.get_sim_state()),
+                        lambda: gym.make("WoW/Lift-v0", terminate_on_success=True)])
+    gamma = 0.9
+    for horizon in (100, 10):
+        wrapped = AbsorbingSuccess(venv, gamma, horizon)
+        wrapped.reset()
+        for _ in range(3):  # three one-step episodes: the step count starts again after each
+            _, rewards, dones, infos = wrapped.step(np.zeros((2, 7), np.float32))
+            assert dones.tolist() == [True, False] and infos[0]["is_success"] and not infos[1]["is_success"]
+            left = horizon - 1
+            bonus = gamma * (1 - gamma ** left) / (1 - gamma)  # robosuite pays a lifted step 1.0
+            assert infos[0]["success_bonus"] == pytest.approx(bonus)
+            assert rewards[0] == pytest.approx(1.0 + bonus) and "success_bonus" not in infos[1]
+            assert 0 <= rewards[1] < 0.6, "an unfinished step keeps the env's own reward"
+    with pytest.raises(ValueError, match="0 < gamma < 1"):
+        AbsorbingSuccess(venv, 1.0, 100)
+    venv.close()
+    config = _tiny(tmp_path, env="WoW/Lift-v0")
+    for changes, wrapped in (({}, True), ({"absorbing_success": False}, False),
+                             ({"terminate_on_success": False}, False)):
+        env = make_train_env(dataclasses.replace(config, **changes))
+        assert isinstance(env, AbsorbingSuccess) is wrapped, changes
+        env.close()
 
 
 def test_world_model_options_are_refused_for_a_simulator_run():
