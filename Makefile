@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -412,6 +412,14 @@ LIFT30_ARM_SET := [$(SHIPPED_POLICIES), \
 evaluate-lift-30-arm: policy-compare-30-arm
 	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(LIFT30_ARM_SET)' $(ARM_OPTIONS) \
 		out=outputs/evaluate/lift-30-arm
+
+# The same 10-policy agreement over the two runs of policy-compare-30-absorbing, the arm in imagination.
+LIFT30_ABSORBING_SET := [$(SHIPPED_POLICIES), \
+	{name: rl30-absorbing-imagined, kind: sb3, path: outputs/policies/lift-rl30-absorbing-imagined/final.zip}, \
+	{name: rl30-absorbing-sim, kind: sb3, path: outputs/policies/lift-rl30-absorbing-sim/final.zip}]
+evaluate-lift-30-absorbing: policy-compare-30-absorbing
+	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(LIFT30_ABSORBING_SET)' $(ARM_OPTIONS) \
+		out=outputs/evaluate/lift-30-absorbing
 
 # Sim-to-real: `make policy-dr` trains the sim recipe under domain randomization. evaluate-unseen judges the BC
 # and sim-RL policies in the simulator under randomizations never seen in training (wider light, colour,
