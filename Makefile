@@ -173,7 +173,7 @@ world-model-dagger: lift-data lift-bc-data policy-compare-30
 		pose_objects=true pose_unroll=24 pose.batch_size=128 $(WITH_BC) out=outputs/world-models/lift-dagger24
 	$(WG) train-world-model task=lift init=outputs/world-models/lift-dagger24/checkpoint "stages=[objects]" \
 		$(WITH_BC) out=outputs/world-models/lift-dagger
-	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(LIFT30_SET)' \
+	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(call PAIR_SET,rl30)' \
 		world_model=outputs/world-models/lift-dagger/checkpoint out=outputs/evaluate/lift-30-dagger
 	$(WG) eval-world-model task=lift checkpoint=outputs/world-models/lift-dagger/checkpoint \
 		out=outputs/eval-world-model/dagger
@@ -396,30 +396,25 @@ SHIPPED_SET := [$(SHIPPED_POLICIES)]
 evaluate-shipped: $(STAMP)
 	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(SHIPPED_SET)' out=outputs/evaluate/lift-shipped
 
-# The same 8 policies and the two 30-minute RL runs of policy-compare-30 (10 policies), the imagined env's
-# reward and success from the imagined object state (imagined_reward=auto picks it for the shipped model).
-LIFT30_SET := [$(SHIPPED_POLICIES), \
-	{name: rl30-imagined, kind: sb3, path: outputs/policies/lift-rl30-imagined/final.zip}, \
-	{name: rl30-sim, kind: sb3, path: outputs/policies/lift-rl30-sim/final.zip}]
+# The 10-policy agreement over an RL pair: the 8 shipped policies and the final policies of the two runs
+# outputs/policies/lift-<pair>-imagined and -sim; $(call EVALUATE_PAIR,<pair>,<options>,<out>).
+PAIR_SET = [$(SHIPPED_POLICIES), \
+	{name: $(1)-imagined, kind: sb3, path: outputs/policies/lift-$(1)-imagined/final.zip}, \
+	{name: $(1)-sim, kind: sb3, path: outputs/policies/lift-$(1)-sim/final.zip}]
+EVALUATE_PAIR = $(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(call PAIR_SET,$(1))' $(2) \
+	out=outputs/evaluate/$(3)
+
+# The 8 policies and the two 30-minute RL runs of policy-compare-30, the imagined env's reward and success
+# from the imagined object state (imagined_reward=auto picks it for the shipped model).
 evaluate-lift-30: policy-compare-30
-	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(LIFT30_SET)' out=outputs/evaluate/lift-30
+	$(call EVALUATE_PAIR,rl30,,lift-30)
 
-# The same 10-policy agreement with the robot's own arm in imagination (ARM_OPTIONS): the 8 policies and the
-# two runs of policy-compare-30-arm.
-LIFT30_ARM_SET := [$(SHIPPED_POLICIES), \
-	{name: rl30-arm-imagined, kind: sb3, path: outputs/policies/lift-rl30-arm-imagined/final.zip}, \
-	{name: rl30-arm-sim, kind: sb3, path: outputs/policies/lift-rl30-arm-sim/final.zip}]
+# The same agreement with the robot's own arm in imagination (ARM_OPTIONS) over the runs of
+# policy-compare-30-arm, and over those of policy-compare-30-absorbing.
 evaluate-lift-30-arm: policy-compare-30-arm
-	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(LIFT30_ARM_SET)' $(ARM_OPTIONS) \
-		out=outputs/evaluate/lift-30-arm
-
-# The same 10-policy agreement over the two runs of policy-compare-30-absorbing, the arm in imagination.
-LIFT30_ABSORBING_SET := [$(SHIPPED_POLICIES), \
-	{name: rl30-absorbing-imagined, kind: sb3, path: outputs/policies/lift-rl30-absorbing-imagined/final.zip}, \
-	{name: rl30-absorbing-sim, kind: sb3, path: outputs/policies/lift-rl30-absorbing-sim/final.zip}]
+	$(call EVALUATE_PAIR,rl30-arm,$(ARM_OPTIONS),lift-30-arm)
 evaluate-lift-30-absorbing: policy-compare-30-absorbing
-	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(LIFT30_ABSORBING_SET)' $(ARM_OPTIONS) \
-		out=outputs/evaluate/lift-30-absorbing
+	$(call EVALUATE_PAIR,rl30-absorbing,$(ARM_OPTIONS),lift-30-absorbing)
 
 # Sim-to-real: `make policy-dr` trains the sim recipe under domain randomization. evaluate-unseen judges the BC
 # and sim-RL policies in the simulator under randomizations never seen in training (wider light, colour,
