@@ -209,11 +209,12 @@ class AbsorbingSuccess(VecEnvWrapper):
 
     Without it, terminate_on_success and a dense per-step reward disagree: robosuite's shaped Lift reward
     pays 1 a step once lifted but up to 0.56 a step for reaching and grasping, so an episode that lifts at
-    step 40 and ends there earns less than one that holds the cube on the table for 100 steps. PPO from the
-    BC policy found exactly that, in the simulator and in imagination alike: return up, success down
-    (48% -> 12%). The return with the bonus is the return of an episode that stays lifted, so the task's own
-    ranking holds and episodes stay short. SB3 has no such wrapper; gymnasium's act on single envs, not on
-    the SB3 VecEnv both worlds are trained through."""
+    step 40 and ends there earns less than one that holds the cube on the table for 100 steps; PPO runs from
+    the BC policy showed the symptom in both worlds (return up, success down). The return with the bonus is
+    the return of an episode that stays lifted, so the task's own ranking holds and episodes stay short. The
+    steps left are counted from the episode's own first step (an imagined start mid-episode is given the
+    whole horizon). Necessary, not sufficient: at PPO's lr 1e-4 a run with it still lost in the simulator.
+    SB3 has no such wrapper; gymnasium's act on single envs, not on the SB3 VecEnv both worlds train through."""
 
     def __init__(self, venv: VecEnv, gamma: float, horizon: int) -> None:
         if not 0 < gamma < 1 or horizon < 1:
