@@ -214,7 +214,8 @@ class AbsorbingSuccess(VecEnvWrapper):
     the return of an episode that stays lifted, so the task's own ranking holds and episodes stay short. The
     steps left are counted from the episode's own first step (an imagined start mid-episode is given the
     whole horizon). Necessary, not sufficient: at PPO's lr 1e-4 a run with it still lost in the simulator.
-    SB3 has no such wrapper; gymnasium's act on single envs, not on the SB3 VecEnv both worlds train through."""
+    SB3 has no such wrapper; gymnasium's act on single envs, not on the SB3 VecEnv both worlds train
+    through."""
 
     def __init__(self, venv: VecEnv, gamma: float, horizon: int) -> None:
         if not 0 < gamma < 1 or horizon < 1:
