@@ -34,7 +34,13 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecEnvWrapper, VecMonitor
+from stable_baselines3.common.vec_env import (
+    SubprocVecEnv,
+    VecEnv,
+    VecEnvWrapper,
+    VecMonitor,
+    is_vecenv_wrapped,
+)
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from wow_gym.data import DatasetReader
@@ -221,25 +227,24 @@ class AbsorbingSuccess(VecEnvWrapper):
         if not 0 < gamma < 1 or horizon < 1:
             raise ValueError(f"AbsorbingSuccess needs 0 < gamma < 1 and a horizon >= 1, got {gamma}, "
                              f"{horizon}")
+        if not is_vecenv_wrapped(venv, VecMonitor):
+            raise ValueError("AbsorbingSuccess wraps a VecMonitor: it reads the episode's length from "
+                             "info['episode']")
         super().__init__(venv)
         self.gamma, self.horizon = gamma, horizon
-        self.steps = np.zeros(venv.num_envs, dtype=np.int64)  # steps taken in each env's episode
 
     def reset(self) -> Any:
-        self.steps[:] = 0
         return self.venv.reset()
 
     def step_wait(self) -> VecEnvStepReturn:
         observation, rewards, dones, infos = self.venv.step_wait()
         rewards = np.asarray(rewards, dtype=np.float32).copy()
-        self.steps += 1
         for i in np.flatnonzero(dones):
             if infos[i].get("is_success", False) and not infos[i].get("TimeLimit.truncated", False):
-                left = max(self.horizon - int(self.steps[i]), 0)
+                left = max(self.horizon - int(infos[i]["episode"]["l"]), 0)  # VecMonitor's episode length
                 bonus = float(rewards[i]) * self.gamma * (1 - self.gamma ** left) / (1 - self.gamma)
                 rewards[i] += bonus
                 infos[i]["success_bonus"] = bonus
-            self.steps[i] = 0
         return observation, rewards, dones, infos
 
 
@@ -269,7 +274,6 @@ class SimTwinEval(BaseCallback):
         self.train_label, self.progress = train_label, progress
         self._episodes: list[tuple[bool, float]] = []  # finished training episodes since the last point
         self._running: np.ndarray | None = None
-        self._returns: np.ndarray | None = None
         self._next = (curves[-1]["timesteps"] if curves else 0) + config.every_steps
         self.seconds = 0.0  # spent evaluating, which the wall-clock budget leaves out
         self.clock: Callable[[], float] | None = None  # RL seconds so far (WallClock.elapsed)
@@ -290,16 +294,14 @@ class SimTwinEval(BaseCallback):
         self._envs = []
 
     def _on_step(self) -> bool:
-        infos, dones, rewards = self.locals["infos"], self.locals["dones"], self.locals["rewards"]
+        infos, dones = self.locals["infos"], self.locals["dones"]
         if self._running is None:
-            self._running, self._returns = np.zeros(len(dones), bool), np.zeros(len(dones))
-        self._returns += rewards
+            self._running = np.zeros(len(dones), bool)
         for i, info in enumerate(infos):
-            self._returns[i] -= info.get("success_bonus", 0.0)  # the env's own return, as VecMonitor's
             self._running[i] |= bool(info.get("is_success", False))
-            if dones[i]:
-                self._episodes.append((bool(self._running[i]), float(self._returns[i])))
-                self._running[i], self._returns[i] = False, 0.0
+            if dones[i]:  # VecMonitor's return: the env's own reward, without AbsorbingSuccess's bonus
+                self._episodes.append((bool(self._running[i]), float(info["episode"]["r"])))
+                self._running[i] = False
         if self.config.every_steps > 0 and self.num_timesteps >= self._next:
             self._next += self.config.every_steps
             self.evaluate()

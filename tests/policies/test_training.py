@@ -358,7 +358,7 @@ class _StartLifted(gym.Wrapper):
 
 def test_a_terminating_success_is_paid_the_reward_of_staying_in_it(tmp_path):
     import mujoco
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     lifted = gym.make("WoW/Lift-v0", terminate_on_success=True)
     lifted.reset(seed=0)
@@ -366,8 +366,11 @@ def test_a_terminating_success_is_paid_the_reward_of_staying_in_it(tmp_path):
     joint = sim.model.joint("cube_joint0")
     sim.data.qpos[sim.model.jnt_qposadr[joint.id] + 2] += 0.15  # the cube 15 cm up: lifted at the next step
     mujoco.mj_forward(sim.model, sim.data)
-    venv = DummyVecEnv([lambda: _StartLifted(lifted, sim.get_sim_state()),
+    bare = DummyVecEnv([lambda: _StartLifted(lifted, sim.get_sim_state()),
                         lambda: gym.make("WoW/Lift-v0", terminate_on_success=True)])
+    with pytest.raises(ValueError, match="wraps a VecMonitor"):
+        AbsorbingSuccess(bare, 0.9, 100)
+    venv = VecMonitor(bare)  # the episode lengths it counts are the steps taken
     gamma = 0.9
     for horizon in (100, 10):
         wrapped = AbsorbingSuccess(venv, gamma, horizon)
