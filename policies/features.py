@@ -18,9 +18,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+
+from wow_gym.policies.spec import POLICY_KEYS
+
+VALUE_STATE_KEY = "environment_state"  # what the asymmetric critic reads beside agent_pos
 
 
 class SpatialSoftArgmax(nn.Module):
@@ -71,6 +76,102 @@ class ImageProprioExtractor(BaseFeaturesExtractor):
         image = torch.cat([self.keypoints(maps), maps.mean(dim=(2, 3))], dim=1)
         proprio = self.proprio((observations["agent_pos"] - self.agent_pos_mean) / self.agent_pos_std)
         return self.head(torch.cat([image, proprio], dim=1))
+
+
+def _standardiser(values: Sequence[float] | None, dim: int, default: float, name: str) -> torch.Tensor:
+    array = np.full(dim, default) if values is None else np.asarray(values, dtype=np.float64)
+    if array.shape != (dim,) or not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be {dim} finite numbers, got {np.asarray(values).tolist()}")
+    return torch.as_tensor(array, dtype=torch.float32)
+
+
+class StateExtractor(BaseFeaturesExtractor):
+    """agent_pos + the world's object state (`environment_state`) -> an MLP's features, for a value function
+    only: the asymmetric critic of AsymmetricActorCriticPolicy. Both are standardised with statistics fixed
+    at construction (the demonstrations'); a standard deviation below `min_std` is raised to it."""
+
+    def __init__(self, observation_space: gym.spaces.Dict, features_dim: int = 256,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 min_std: float = 1e-2) -> None:
+        if not isinstance(observation_space, gym.spaces.Dict) or not {"agent_pos", VALUE_STATE_KEY} <= set(
+                observation_space.spaces):
+            keys = sorted(observation_space.spaces) if isinstance(observation_space, gym.spaces.Dict) else \
+                type(observation_space).__name__
+            raise ValueError(f"StateExtractor reads agent_pos and {VALUE_STATE_KEY}, got {keys}; keep "
+                             f"{VALUE_STATE_KEY} in the training env's observations")
+        super().__init__(observation_space, features_dim)
+        dim = observation_space["agent_pos"].shape[0] + observation_space[VALUE_STATE_KEY].shape[0]
+        self.register_buffer("mean", _standardiser(mean, dim, 0.0, "StateExtractor's mean"))
+        self.register_buffer("std", _standardiser(std, dim, 1.0, "StateExtractor's std").clamp_min(min_std))
+        self.net = nn.Sequential(nn.Linear(dim, features_dim), nn.SiLU(), nn.Linear(features_dim, features_dim),
+                                 nn.SiLU())
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        state = torch.cat([observations["agent_pos"], observations[VALUE_STATE_KEY]], dim=1)
+        return self.net((state - self.mean) / self.std)
+
+
+class AsymmetricActorCriticPolicy(MultiInputActorCriticPolicy):
+    """PPO's policy with an asymmetric critic (Pinto et al., "Asymmetric Actor Critic for Image-Based Robot
+    Learning", 2018): the actor reads pixels and agent_pos through ImageProprioExtractor as every wow_gym
+    policy does, the value function reads agent_pos and the world's object state through StateExtractor.
+    Training only: the value function is thrown away at deployment (`copy_actor` puts the actor into a
+    standard policy), so the exported policy still reads what a real robot gives.
+
+    Why: warm-started from BC, PPO's value function must learn returns from 64 px frames; over a 30-minute
+    run its explained variance stayed below 0.45 in both worlds, so the advantages were mostly noise. The
+    object state is in both worlds' observations (the simulator's, and the imagined one the world model
+    carries). SB3 has no asymmetric policy; this builds the critic's extractor on SB3's own
+    non-shared-extractor path."""
+
+    actor_keys = POLICY_KEYS  # what predict() needs: the actor's keys only
+
+    def __init__(self, observation_space: gym.spaces.Dict, action_space: gym.spaces.Space, lr_schedule: Any,
+                 value_extractor_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        self.value_extractor_kwargs = dict(value_extractor_kwargs or {})
+        kwargs["share_features_extractor"] = False
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def make_features_extractor(self) -> BaseFeaturesExtractor:
+        """The actor's extractor, on pixels and agent_pos only (the keys a deployed policy reads)."""
+        actor_space = gym.spaces.Dict({key: self.observation_space[key] for key in POLICY_KEYS})
+        return self.features_extractor_class(actor_space, **self.features_extractor_kwargs)
+
+    def _build(self, lr_schedule: Any) -> None:
+        self.vf_features_extractor = StateExtractor(self.observation_space, self.features_dim,
+                                                    **self.value_extractor_kwargs)
+        super()._build(lr_schedule)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(value_extractor_kwargs=self.value_extractor_kwargs)
+        data.pop("share_features_extractor", None)
+        return data
+
+
+ACTOR_PREFIXES = ("features_extractor.", "pi_features_extractor.", "mlp_extractor.policy_net.", "action_net.",
+                  "log_std")
+
+
+def copy_actor(source: nn.Module, target: nn.Module) -> None:
+    """Copy the actor (extractor, policy MLP, action head, log-std) of one SB3 actor-critic policy into
+    another, shared or asymmetric; the target's value function is left as it is."""
+    names = {"pi_features_extractor.": "features_extractor."}  # the same module under SB3's two names
+    weights = source.state_dict()
+    actor = {}
+    for name, value in weights.items():
+        if name.startswith(ACTOR_PREFIXES):
+            actor[name] = value
+            for alias, other in names.items():
+                if name.startswith(alias):
+                    actor.setdefault(other + name[len(alias):], value)
+                elif name.startswith(other):
+                    actor.setdefault(alias + name[len(other):], value)
+    wanted = {name for name in target.state_dict() if name.startswith(ACTOR_PREFIXES)}
+    missing = wanted - set(actor)
+    if missing:
+        raise ValueError(f"the source policy has no {sorted(missing)[:4]}: it is not the same actor")
+    target.load_state_dict({name: actor[name] for name in wanted}, strict=False)
 
 
 def _check_space(space: gym.spaces.Space) -> tuple[gym.spaces.Box, gym.spaces.Box]:

@@ -114,7 +114,8 @@ def _wave(actor: Actor, envs: list[gym.Env], seeds: list[int], horizon: int, sto
 
 def sb3_actor(model: Any) -> Actor:
     """An SB3 model's deterministic action on the observation keys its policy reads."""
-    keys = list(model.observation_space.spaces)
+    # an asymmetric critic's policy (policies/features.py) names the keys its actor reads
+    keys = list(getattr(model.policy, "actor_keys", model.observation_space.spaces))
 
     def act(observation: dict[str, np.ndarray]) -> np.ndarray:
         action, _ = model.predict({key: observation[key] for key in keys}, deterministic=True)

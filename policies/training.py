@@ -48,7 +48,12 @@ from wow_gym.devices import resolve_device
 from wow_gym.envs.imagined_starts import check_start_steps
 from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
 from wow_gym.policies.bc import BCConfig, BCDataset, bc_batch, bc_loss, behaviour_clone, load_bc_dataset
-from wow_gym.policies.features import policy_kwargs
+from wow_gym.policies.features import (
+    VALUE_STATE_KEY,
+    AsymmetricActorCriticPolicy,
+    copy_actor,
+    policy_kwargs,
+)
 from wow_gym.policies.shipped import load_policy
 from wow_gym.policies.sim_eval import SimEvalConfig, make_sim, run_sim_episodes, sb3_actor
 from wow_gym.policies.spec import POLICY_KEYS
@@ -143,6 +148,10 @@ class TrainPolicyConfig:
     # the layers after it, so training on imagined frames cannot tune the features to the imagination's
     # rendering instead of the simulator's.
     freeze_features: bool = False
+    # PPO only: an asymmetric critic. The value function reads agent_pos and the world's object state
+    # (`environment_state`: the simulator's, or the one the world model imagines) instead of the frames; the
+    # actor still reads pixels and agent_pos, and final.zip holds the actor alone in a standard policy.
+    value_state: bool = False
     checkpoint_every: int = 2048  # env steps
     seed: int = 0
     device: str = "auto"
@@ -189,15 +198,22 @@ def make_train_env(config: TrainPolicyConfig, world_model: Any = None) -> VecEnv
         env = gym.make_vec(config.env, num_envs=config.n_envs, **kwargs)
     elif config.sim_vec_env == "subproc":
         # SB3's own process-per-env VecEnv; it resets finished envs itself, so the keys are kept per env
-        venv = SubprocVecEnv([partial(_sim_env, config, keep=POLICY_KEYS) for _ in range(config.n_envs)],
+        venv = SubprocVecEnv([partial(_sim_env, config, keep=training_keys(config))
+                              for _ in range(config.n_envs)],
                              start_method="forkserver")
         venv.seed(config.seed)
         return _absorbing(config, VecMonitor(venv))
     else:
         env = gym.vector.SyncVectorEnv([partial(_sim_env, config) for _ in range(config.n_envs)])
-    venv = SB3VecEnv(env, keys=POLICY_KEYS)
+    venv = SB3VecEnv(env, keys=training_keys(config))
     venv.seed(config.seed)
     return _absorbing(config, VecMonitor(venv))
+
+
+def training_keys(config: TrainPolicyConfig) -> tuple[str, ...]:
+    """The observation keys the training VecEnv hands over: the policy's, and the object state for an
+    asymmetric critic (value_state)."""
+    return (*POLICY_KEYS, VALUE_STATE_KEY) if config.value_state else POLICY_KEYS
 
 
 def _absorbing(config: TrainPolicyConfig, venv: VecEnv) -> VecEnv:
@@ -396,8 +412,9 @@ class ValueWarmup(BaseCallback):
     def _on_rollout_end(self) -> None:  # runs just before each update
         warming = self.num_timesteps <= self.steps
         if warming and not self._frozen:
+            # value_net, mlp_extractor.value_net (and an asymmetric critic's own extractor) learn
             self._frozen = [p for name, p in self.model.policy.named_parameters()
-                            if p.requires_grad and "value" not in name]  # value_net, mlp_extractor.value_net learn
+                            if p.requires_grad and "value" not in name and not name.startswith("vf_")]
             for parameter in self._frozen:
                 parameter.requires_grad_(False)
         elif not warming and self._frozen:
@@ -515,6 +532,49 @@ class SelfImitation(BCRegularizer):
         return self.data
 
 
+class KeepKeys(VecEnvWrapper):
+    """A Dict-observation VecEnv seen through some of its keys: how an asymmetric run loads a warm start
+    that reads only the policy's keys onto an env that also hands over the object state. SB3's
+    VecExtractDictObs keeps one key and drops the Dict; this keeps a Dict of several."""
+
+    def __init__(self, venv: VecEnv, keys: tuple[str, ...]) -> None:
+        missing = [key for key in keys if key not in venv.observation_space.spaces]
+        if missing:
+            raise ValueError(f"the env has no observation keys {missing}; it has "
+                             f"{sorted(venv.observation_space.spaces)}")
+        super().__init__(venv, observation_space=gym.spaces.Dict(
+            {key: venv.observation_space[key] for key in keys}))
+        self.keys = keys
+
+    def _keep(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {key: observation[key] for key in self.keys}
+
+    def reset(self) -> Any:
+        return self._keep(self.venv.reset())
+
+    def step_wait(self) -> VecEnvStepReturn:
+        observation, rewards, dones, infos = self.venv.step_wait()
+        for info in infos:
+            if "terminal_observation" in info:
+                info["terminal_observation"] = self._keep(info["terminal_observation"])
+        return self._keep(observation), rewards, dones, infos
+
+
+def value_state_statistics(datasets: list[str], space: gym.spaces.Dict) -> dict[str, Any]:
+    """StateExtractor's standardisation: agent_pos and environment_state's mean and std from the first of
+    `datasets` whose meta/stats.json has them (wow-gym collect writes it); none found: none (raw inputs)."""
+    dims = (space["agent_pos"].shape[0], space[VALUE_STATE_KEY].shape[0])
+    for root in datasets:
+        stats = DatasetReader(root).stats() or {}
+        parts = [stats.get(name) for name in ("observation.state", "observation.environment_state")]
+        if all(part is not None for part in parts) and tuple(len(part["mean"]) for part in parts) == dims:
+            return {"mean": [float(v) for part in parts for v in part["mean"]],
+                    "std": [float(v) for part in parts for v in part["std"]]}
+    logger.warning("no dataset among %s has agent_pos and environment_state statistics; the asymmetric "
+                   "critic reads them unstandardised", datasets)
+    return {}
+
+
 def write_state(out: Path, values: dict[str, Any]) -> None:
     state = read_state(out)
     state.update(values)
@@ -569,7 +629,8 @@ class PolicyTrainer:
         evaluation.clock = clock.elapsed  # each sim-twin point records the RL seconds spent by then
         if cfg.freeze_features:
             for name, parameter in model.policy.named_parameters():
-                if "features_extractor" in name:  # PPO's shared one, SAC's actor's and critic's
+                # PPO's shared one, SAC's actor's and critic's; an asymmetric critic's state MLP still learns
+                if "features_extractor" in name and not name.startswith("vf_"):
                     parameter.requires_grad_(False)
         remaining = cfg.total_timesteps - model.num_timesteps
         learn = remaining > 0 and not (clock.max_seconds and clock.spent >= clock.max_seconds)
@@ -585,7 +646,7 @@ class PolicyTrainer:
             evaluation.init_callback(model)
             evaluation.evaluate()
             evaluation.close()
-        model.save(self.out / "final.zip")
+        self._deployable(model).save(self.out / "final.zip")
         venv.close()
         state = read_state(self.out)  # the clock has written the RL time spent
         summary = {"env": cfg.env, "algo": cfg.algo, "timesteps": int(model.num_timesteps),
@@ -602,6 +663,28 @@ class PolicyTrainer:
         if cfg.algo == "ppo":
             hyper["batch_size"] = min(hyper["batch_size"], hyper["n_steps"] * cfg.n_envs)
         return hyper
+
+    def _asymmetric(self, venv: VecEnv, device: torch.device) -> BaseAlgorithm:
+        """This run's bc.zip actor in a PPO whose critic reads the object state (AsymmetricActorCriticPolicy);
+        the critic starts fresh (value_warmup_steps lets it learn before the actor moves)."""
+        cfg = self.config
+        warm = PPO.load(self.out / "bc.zip", device=device)
+        kwargs = {name: value for name, value in warm.policy_kwargs.items() if name != "share_features_extractor"}
+        kwargs["value_extractor_kwargs"] = value_state_statistics(cfg.bc.datasets, venv.observation_space)
+        model = PPO(AsymmetricActorCriticPolicy, venv, policy_kwargs=kwargs, seed=cfg.seed, device=device,
+                    tensorboard_log=str(self.out / "tensorboard"), **self._hyperparameters())
+        copy_actor(warm.policy, model.policy)
+        return model
+
+    def _deployable(self, model: BaseAlgorithm) -> BaseAlgorithm:
+        """The model final.zip holds: as trained, or for an asymmetric critic its actor in the warm start's
+        standard policy (pixels and agent_pos only, as evaluate, ship-policy and export read it)."""
+        if not isinstance(model.policy, AsymmetricActorCriticPolicy):
+            return model
+        standard = PPO.load(self.out / "bc.zip", device=model.device)
+        copy_actor(model.policy, standard.policy)
+        standard.num_timesteps = model.num_timesteps
+        return standard
 
     def _regularizers(self, venv: VecEnv) -> list[BaseCallback]:
         cfg, callbacks = self.config, []
@@ -633,12 +716,17 @@ class PolicyTrainer:
                 model.load_replay_buffer(replay)
             return model, read_state(self.out).get("bc")
         bc_path = self.out / "bc.zip"
+        if cfg.value_state and (cfg.algo != "ppo" or cfg.init is None):
+            raise ValueError("value_state (an asymmetric critic) fine-tunes a warm start with PPO: set algo=ppo "
+                             "and init= (a shipped policy folder or an SB3 zip)")
+        # the warm start reads the policy's keys; an asymmetric run's env also hands over the object state
+        policy_env = KeepKeys(venv, POLICY_KEYS) if cfg.value_state else venv
         if cfg.init is not None and not bc_path.exists():  # a shared warm start: this run's bc.zip
             init = Path(cfg.init)
             if (init / "config.json").is_file():  # a shipped policy (wow-gym ship-policy)
-                model = load_policy(init, env=venv, device=device)
+                model = load_policy(init, env=policy_env, device=device)
             elif init.is_file():
-                model = algorithm.load(cfg.init, env=venv, device=device)
+                model = algorithm.load(cfg.init, env=policy_env, device=device)
             else:
                 raise ValueError(f"init={cfg.init!r} is neither an SB3 zip (a run's bc.zip or final.zip) nor a "
                                  "shipped policy folder (e.g. policies/checkpoints/lift-policy)")
@@ -650,9 +738,12 @@ class PolicyTrainer:
             write_state(self.out, {"init": str(cfg.init), "bc": source.get("bc"),
                                    "bc_seconds": source.get("bc_seconds")})
         if bc_path.exists():
-            # this run's hyperparameters, not those the warm start was saved with
-            model = algorithm.load(bc_path, env=venv, device=device, tensorboard_log=str(self.out / "tensorboard"),
-                                   **self._hyperparameters())
+            if cfg.value_state:
+                model = self._asymmetric(venv, device)
+            else:
+                # this run's hyperparameters, not those the warm start was saved with
+                model = algorithm.load(bc_path, env=venv, device=device,
+                                       tensorboard_log=str(self.out / "tensorboard"), **self._hyperparameters())
             # SB3's load seeds nothing: without this, action sampling and the envs' first reset drew from
             # fresh entropy and a warm-started run gave another policy each time
             model.set_random_seed(cfg.seed)
