@@ -103,8 +103,8 @@ class StateExtractor(BaseFeaturesExtractor):
         dim = observation_space["agent_pos"].shape[0] + observation_space[VALUE_STATE_KEY].shape[0]
         self.register_buffer("mean", _standardiser(mean, dim, 0.0, "StateExtractor's mean"))
         self.register_buffer("std", _standardiser(std, dim, 1.0, "StateExtractor's std").clamp_min(min_std))
-        self.net = nn.Sequential(nn.Linear(dim, features_dim), nn.SiLU(), nn.Linear(features_dim, features_dim),
-                                 nn.SiLU())
+        self.net = nn.Sequential(nn.Linear(dim, features_dim), nn.SiLU(),
+                                 nn.Linear(features_dim, features_dim), nn.SiLU())
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         state = torch.cat([observations["agent_pos"], observations[VALUE_STATE_KEY]], dim=1)

@@ -399,6 +399,12 @@ class WallClock(BaseCallback):
         return path
 
 
+def value_parameter(name: str) -> bool:
+    """A parameter of PPO's value function: value_net, mlp_extractor.value_net, and an asymmetric critic's own
+    extractor (vf_features_extractor; a shared extractor's parameters are named features_extractor)."""
+    return "value" in name or name.startswith("vf_features_extractor.")
+
+
 class ValueWarmup(BaseCallback):
     """PPO/A2C: for the first `steps` env steps only the value function learns (the actor, its log-std and
     the shared extractor are frozen), so the warm-started actor is not pushed around by a critic that has
@@ -412,9 +418,8 @@ class ValueWarmup(BaseCallback):
     def _on_rollout_end(self) -> None:  # runs just before each update
         warming = self.num_timesteps <= self.steps
         if warming and not self._frozen:
-            # value_net, mlp_extractor.value_net (and an asymmetric critic's own extractor) learn
             self._frozen = [p for name, p in self.model.policy.named_parameters()
-                            if p.requires_grad and "value" not in name and not name.startswith("vf_")]
+                            if p.requires_grad and not value_parameter(name)]
             for parameter in self._frozen:
                 parameter.requires_grad_(False)
         elif not warming and self._frozen:
@@ -451,7 +456,7 @@ class BCRegularizer(BaseCallback):
     def _on_rollout_start(self) -> None:  # runs after each update (and once before the first rollout)
         if self.optimizer is None:
             self.optimizer = torch.optim.AdamW(
-                [p for name, p in self.model.policy.named_parameters() if "value" not in name],
+                [p for name, p in self.model.policy.named_parameters() if not value_parameter(name)],
                 lr=self.lr, weight_decay=self.config.weight_decay)
             return
         data = self._dataset()
@@ -630,7 +635,7 @@ class PolicyTrainer:
         if cfg.freeze_features:
             for name, parameter in model.policy.named_parameters():
                 # PPO's shared one, SAC's actor's and critic's; an asymmetric critic's state MLP still learns
-                if "features_extractor" in name and not name.startswith("vf_"):
+                if "features_extractor" in name and not value_parameter(name):
                     parameter.requires_grad_(False)
         remaining = cfg.total_timesteps - model.num_timesteps
         learn = remaining > 0 and not (clock.max_seconds and clock.spent >= clock.max_seconds)
@@ -669,7 +674,8 @@ class PolicyTrainer:
         the critic starts fresh (value_warmup_steps lets it learn before the actor moves)."""
         cfg = self.config
         warm = PPO.load(self.out / "bc.zip", device=device)
-        kwargs = {name: value for name, value in warm.policy_kwargs.items() if name != "share_features_extractor"}
+        kwargs = {name: value for name, value in warm.policy_kwargs.items()
+                  if name != "share_features_extractor"}
         kwargs["value_extractor_kwargs"] = value_state_statistics(cfg.bc.datasets, venv.observation_space)
         model = PPO(AsymmetricActorCriticPolicy, venv, policy_kwargs=kwargs, seed=cfg.seed, device=device,
                     tensorboard_log=str(self.out / "tensorboard"), **self._hyperparameters())
@@ -717,8 +723,8 @@ class PolicyTrainer:
             return model, read_state(self.out).get("bc")
         bc_path = self.out / "bc.zip"
         if cfg.value_state and (cfg.algo != "ppo" or cfg.init is None):
-            raise ValueError("value_state (an asymmetric critic) fine-tunes a warm start with PPO: set algo=ppo "
-                             "and init= (a shipped policy folder or an SB3 zip)")
+            raise ValueError("value_state (an asymmetric critic) fine-tunes a warm start with PPO: set "
+                             "algo=ppo and init= (a shipped policy folder or an SB3 zip)")
         # the warm start reads the policy's keys; an asymmetric run's env also hands over the object state
         policy_env = KeepKeys(venv, POLICY_KEYS) if cfg.value_state else venv
         if cfg.init is not None and not bc_path.exists():  # a shared warm start: this run's bc.zip
@@ -743,7 +749,8 @@ class PolicyTrainer:
             else:
                 # this run's hyperparameters, not those the warm start was saved with
                 model = algorithm.load(bc_path, env=venv, device=device,
-                                       tensorboard_log=str(self.out / "tensorboard"), **self._hyperparameters())
+                                       tensorboard_log=str(self.out / "tensorboard"),
+                                       **self._hyperparameters())
             # SB3's load seeds nothing: without this, action sampling and the envs' first reset drew from
             # fresh entropy and a warm-started run gave another policy each time
             model.set_random_seed(cfg.seed)

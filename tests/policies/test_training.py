@@ -296,6 +296,66 @@ def test_value_warmup_freezes_the_actor_and_bc_steps_keep_cloning(tmp_path, robo
     assert not torch.equal(after["action_net.weight"], initial["action_net.weight"]), "the layers after learn"
 
 
+def test_an_asymmetric_critic_reads_the_object_state_and_final_zip_keeps_the_actor(tmp_path, robot_env,
+                                                                                    lift_data):
+    """value_state: in imagination, PPO's value function reads agent_pos + the imagined object state, the
+    actor pixels + agent_pos; checkpoints resume as asymmetric policies and final.zip is the actor alone in
+    the warm start's standard policy."""
+    from wow_gym.data import DatasetReader
+    from wow_gym.policies.features import AsymmetricActorCriticPolicy, StateExtractor
+
+    start = PPO("MultiInputPolicy", robot_env, policy_kwargs=policy_kwargs(features_dim=32, net_arch=(32,)),
+                n_steps=16, batch_size=16, seed=3, device="cpu")
+    start.save(tmp_path / "start.zip")
+    initial = {k: v.clone() for k, v in start.policy.state_dict().items()}
+    bc = BCConfig(datasets=[str(lift_data)], epochs=0)
+    quiet = SimEvalConfig(every_steps=0, episodes=1, max_steps=2)
+    warm = PolicyTrainer(_tiny(tmp_path / "warm", init=str(tmp_path / "start.zip"), value_state=True,
+                               value_warmup_steps=100, bc_steps_per_update=2, eval=quiet,
+                               bc=BCConfig(datasets=[str(lift_data)], successful_only=False, batch_size=8))).run()
+    final = PPO.load(warm["final"], device="cpu")
+    assert type(final.policy) is not AsymmetricActorCriticPolicy
+    assert set(final.observation_space.spaces) == set(POLICY_KEYS), "final.zip reads what a robot gives"
+    after = final.policy.state_dict()
+    actor = [k for k in initial if not k.startswith(("value_net", "mlp_extractor.value"))]
+    assert all(torch.equal(after[k], initial[k]) for k in actor), "the warmed-up actor, copied both ways"
+
+    trained = PolicyTrainer(_tiny(tmp_path / "rl", init=str(tmp_path / "start.zip"), value_state=True, bc=bc,
+                                  ppo=PPOConfig(n_steps=4, batch_size=8, n_epochs=2, learning_rate=1e-3),
+                                  eval=quiet)).run()
+    checkpoint = PPO.load(latest_checkpoint(tmp_path / "rl"), device="cpu")
+    policy = checkpoint.policy
+    assert isinstance(policy, AsymmetricActorCriticPolicy)
+    assert isinstance(policy.vf_features_extractor, StateExtractor)
+    assert set(checkpoint.observation_space.spaces) == {*POLICY_KEYS, "environment_state"}
+    stats = DatasetReader(lift_data).stats()
+    expected = stats["observation.state"]["mean"] + stats["observation.environment_state"]["mean"]
+    assert np.allclose(policy.vf_features_extractor.mean.numpy(), expected, atol=1e-6), "the data's stats"
+    final = PPO.load(trained["final"], device="cpu").policy.state_dict()
+    moved = [k for k in initial if k.startswith("action_net") and not torch.equal(final[k], initial[k])]
+    assert moved, "PPO moved the actor"
+    source = policy.state_dict()
+    for name in ("action_net.weight", "log_std", "mlp_extractor.policy_net.0.weight",
+                 "features_extractor.cnn.0.weight"):
+        assert torch.equal(final[name], source[name]), name
+
+    observation = {"pixels": torch.zeros(2, 3, 64, 64), "agent_pos": torch.zeros(2, 9),
+                   "environment_state": torch.zeros(2, 10)}
+    moved_object = {**observation, "environment_state": torch.tensor([[0.0] * 10, [0.1] * 10])}
+    with torch.no_grad():
+        values = policy.predict_values(moved_object).squeeze(1)
+        actions = [policy.get_distribution(o).distribution.mean for o in (observation, moved_object)]
+    assert values[0] != values[1], "the value reads the object state"
+    assert torch.equal(actions[0], actions[1]), "the actor does not"
+    resumed = PolicyTrainer(_tiny(tmp_path / "rl", init=str(tmp_path / "start.zip"), value_state=True, bc=bc,
+                                  total_timesteps=24, eval=quiet)).run()
+    assert resumed["timesteps"] == 24, "an asymmetric run resumes from its checkpoint"
+    for bad in ({"algo": "sac"}, {"init": None}):
+        with pytest.raises(ValueError, match="value_state .* fine-tunes a warm start with PPO"):
+            PolicyTrainer(_tiny(tmp_path / "bad", value_state=True,
+                                **{"init": str(tmp_path / "start.zip"), **bad})).run()
+
+
 def test_self_imitation_clones_only_finished_successful_episodes(robot_env):
     from gymnasium.wrappers import FilterObservation
     from stable_baselines3.common.vec_env import DummyVecEnv
