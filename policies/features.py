@@ -119,10 +119,11 @@ class AsymmetricActorCriticPolicy(MultiInputActorCriticPolicy):
     standard policy), so the exported policy still reads what a real robot gives.
 
     Why: warm-started from BC, PPO's value function must learn returns from 64 px frames; over a 30-minute
-    run its explained variance stayed below 0.45 in both worlds, so the advantages were mostly noise. The
-    object state is in both worlds' observations (the simulator's, and the imagined one the world model
-    carries). SB3 has no asymmetric policy; this builds the critic's extractor on SB3's own
-    non-shared-extractor path."""
+    Lift run its explained variance was at most 0.47 in either world. The object state is in both worlds'
+    observations (the simulator's, and the imagined one the world model carries). With it the explained
+    variance rose (README, `make policy-compare-30-asymmetric`), though that run gained in neither world.
+    SB3 has no asymmetric policy; this builds the critic's extractor on SB3's own non-shared-extractor
+    path."""
 
     actor_keys = POLICY_KEYS  # what predict() needs: the actor's keys only
 
