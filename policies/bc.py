@@ -5,6 +5,9 @@ Datasets are wow_gym LeRobot datasets (expert, noisy-expert, `imagined_verified`
 pairs with action t. PPO/A2C policies are fitted by the Gaussian's negative log-likelihood (mean and
 log-std), SAC/TD3 actors by the squared error of their deterministic action. Frames get DrQ's random shift
 (pad 4, random crop: Kostrikov et al. 2020), which makes a small pixel dataset go much further.
+With `aux_state_weight`, the actor's features also predict the simulator's object state through a linear head
+that is dropped after cloning (an auxiliary loss, as in Pinto et al. 2018 and Lee et al. 2019): where the cube
+is must be read from 64 px frames, and the actions alone teach it slowly.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
 from tqdm.auto import tqdm
 
 from wow_gym.data.flat import flatten_episodes, read_episodes
@@ -30,12 +34,14 @@ MIN_AGENT_POS_STD = 1e-2  # quaternion parts barely move in Lift; a tiny std wou
 
 @dataclass
 class BCDataset:
-    """Flat (pixels [N,H,W,3] uint8, agent_pos [N,D], action [N,7]) pairs and the episode each came from."""
+    """Flat (pixels [N,H,W,3] uint8, agent_pos [N,D], action [N,7]) pairs and the episode each came from;
+    `state` [N,S]: the simulator's environment_state at each frame, the auxiliary loss's (None: not read)."""
 
     pixels: np.ndarray
     agent_pos: np.ndarray
     action: np.ndarray
     episode: np.ndarray
+    state: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
@@ -46,9 +52,11 @@ class BCDataset:
 
 
 def load_bc_dataset(roots: Sequence[str | Path], successful_only: bool = True, max_episodes: int | None = None,
-                    image_size: int | None = None, progress: bool = True) -> BCDataset:
+                    image_size: int | None = None, progress: bool = True, with_state: bool = False
+                    ) -> BCDataset:
     """Every (frame, agent_pos, action) of the episodes under `roots`; with successful_only, episodes that
-    never succeed are left out (a noisy expert's failures would teach failing)."""
+    never succeed are left out (a noisy expert's failures would teach failing). with_state: each frame's
+    environment_state too (the auxiliary loss's targets)."""
     keep = (lambda r: r.is_success is None or r.success) if successful_only else None
     episodes = read_episodes(roots, "policy", image_size, max_episodes=max_episodes, keep=keep, progress=progress)
     if not episodes:
@@ -57,7 +65,14 @@ def load_bc_dataset(roots: Sequence[str | Path], successful_only: bool = True, m
     flat = flatten_episodes([r for _, _, r in episodes])
     del episodes  # the decoded episodes: flat holds their frames now
     steps = flat.steps
-    return BCDataset(flat.pixels[steps], flat.agent_pos[steps], flat.action[steps], flat.episode_of[steps])
+    state = None
+    if with_state:
+        if flat.environment_state is None:
+            raise ValueError(f"bc.aux_state_weight needs environment_state in every episode of "
+                             f"{[str(r) for r in roots]}; `wow-gym collect` records it")
+        state = flat.environment_state[steps]
+    return BCDataset(flat.pixels[steps], flat.agent_pos[steps], flat.action[steps], flat.episode_of[steps],
+                     state)
 
 
 @dataclass
@@ -73,6 +88,9 @@ class BCConfig:
     shift: int = 4  # pixels of DrQ random shift
     val_fraction: float = 0.1  # held-out episodes for the validation loss
     max_episodes: int | None = None  # per dataset; None: all
+    # > 0: the actor's features also predict the standardised environment_state through a linear head
+    # (dropped after cloning), this weight times its squared error added to the BC loss; PPO/A2C policies
+    aux_state_weight: float = 0.0
 
 
 def random_shift(pixels: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -122,8 +140,11 @@ def behaviour_clone(model: BaseAlgorithm, data: BCDataset, config: BCConfig, wri
     val_episodes = rng.choice(episodes, size=int(round(config.val_fraction * len(episodes))), replace=False)
     is_val = np.isin(data.episode, val_episodes)
     train_index, val_index = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-    parameters = (policy.actor.parameters() if hasattr(policy, "actor") else
-                  [p for name, p in policy.named_parameters() if not name.startswith("value_net")])
+    parameters = list(policy.actor.parameters() if hasattr(policy, "actor") else
+                      [p for name, p in policy.named_parameters() if not name.startswith("value_net")])
+    auxiliary = StateHead(policy, data) if config.aux_state_weight > 0 else None
+    if auxiliary is not None:
+        parameters += list(auxiliary.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_index) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
@@ -136,9 +157,15 @@ def behaviour_clone(model: BaseAlgorithm, data: BCDataset, config: BCConfig, wri
     bar = tqdm(total=config.epochs * steps_per_epoch, desc="behaviour cloning", unit="batch", disable=not progress)
     for epoch in range(config.epochs):
         order = rng.permutation(train_index)
-        losses = []
+        losses, aux_losses = [], []
         for step in range(steps_per_epoch):
-            loss = bc_loss(model, *batch(order[step * config.batch_size:(step + 1) * config.batch_size], True))
+            index = order[step * config.batch_size:(step + 1) * config.batch_size]
+            pixels, agent_pos, action = batch(index, True)
+            loss = bc_loss(model, pixels, agent_pos, action)
+            if auxiliary is not None:
+                aux = auxiliary.loss(pixels, agent_pos, index)
+                aux_losses.append(aux.item())
+                loss = loss + config.aux_state_weight * aux
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(optimizer.param_groups[0]["params"]), 1.0)
@@ -148,6 +175,8 @@ def behaviour_clone(model: BaseAlgorithm, data: BCDataset, config: BCConfig, wri
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         result = {"bc/train_loss": float(np.mean(losses)), **evaluate_bc(model, data, val_index, batch)}
+        if aux_losses:  # train_loss includes it; its own share, for TensorBoard
+            result["bc/aux_state_loss"] = float(np.mean(aux_losses))
         if writer is not None:
             for name, value in result.items():
                 writer.add_scalar(name, value, epoch + 1)
@@ -155,6 +184,36 @@ def behaviour_clone(model: BaseAlgorithm, data: BCDataset, config: BCConfig, wri
     bar.close()
     policy.set_training_mode(False)
     return result
+
+
+class StateHead:
+    """The auxiliary loss's head: the actor's features -> the standardised environment_state (its mean and
+    std over the dataset; a std below MIN_AGENT_POS_STD is raised to it). Hand-written: SB3 has no auxiliary
+    losses."""
+
+    def __init__(self, policy: torch.nn.Module, data: BCDataset) -> None:
+        if not isinstance(policy, ActorCriticPolicy):
+            raise ValueError("bc.aux_state_weight is for PPO/A2C policies (their actor's feature extractor); "
+                             f"got a {type(policy).__name__}: set bc.aux_state_weight=0")
+        if data.state is None:
+            raise ValueError("bc.aux_state_weight > 0 needs the dataset's environment_state "
+                             "(load_bc_dataset(..., with_state=True))")
+        self.policy, self.data = policy, data
+        self.mean = data.state.mean(0)
+        self.std = np.maximum(data.state.std(0), MIN_AGENT_POS_STD)
+        self.linear = torch.nn.Linear(policy.features_dim, data.state.shape[1]).to(policy.device)
+
+    def parameters(self) -> list[torch.nn.Parameter]:  # the head's own; the policy's are the optimizer's
+        return list(self.linear.parameters())
+
+    def loss(self, pixels: torch.Tensor, agent_pos: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+        policy = self.policy
+        observation = preprocess_obs({"pixels": pixels, "agent_pos": agent_pos}, policy.observation_space,
+                                     normalize_images=policy.normalize_images)
+        features = policy.pi_features_extractor(observation)
+        target = torch.as_tensor((self.data.state[index] - self.mean) / self.std, dtype=torch.float32,
+                                 device=features.device)
+        return F.mse_loss(self.linear(features), target)
 
 
 @torch.no_grad()

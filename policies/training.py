@@ -758,7 +758,8 @@ class PolicyTrainer:
         data = None
         if cfg.bc.epochs > 0 and cfg.bc.datasets:
             data = load_bc_dataset(cfg.bc.datasets, cfg.bc.successful_only, cfg.bc.max_episodes,
-                                   image_size=venv.observation_space["pixels"].shape[1], progress=cfg.progress)
+                                   image_size=venv.observation_space["pixels"].shape[1],
+                                   progress=cfg.progress, with_state=cfg.bc.aux_state_weight > 0)
         mean, std = data.agent_pos_stats() if data is not None else (None, None)
         hyper = self._hyperparameters()
         model = algorithm("MultiInputPolicy", venv, policy_kwargs=policy_kwargs(mean, std, algo=cfg.algo),

@@ -96,6 +96,32 @@ def test_bc_data_errors(lift_data, tmp_path):
         load_bc_dataset([tmp_path / "nothing"], progress=False)
 
 
+def test_bc_with_the_auxiliary_state_loss_learns_where_the_cube_is(lift_data, robot_env):
+    """bc.aux_state_weight: the actor's features also predict the simulator's environment_state through a
+    head that is not part of the policy; its loss falls, and the policy keeps its own parameters only."""
+    data = load_bc_dataset([lift_data], successful_only=False, progress=False, with_state=True)
+    assert data.state is not None and data.state.shape == (24, 10)
+    assert load_bc_dataset([lift_data], successful_only=False, progress=False).state is None
+    kwargs = policy_kwargs(*data.agent_pos_stats(), features_dim=64, net_arch=(64,))
+    model = PPO("MultiInputPolicy", robot_env, policy_kwargs=kwargs, seed=0, n_steps=16, batch_size=16,
+                device="cpu")
+    names = set(model.policy.state_dict())
+    aux = [behaviour_clone(model, data, BCConfig(epochs=e, batch_size=8, val_fraction=0.0, shift=0,
+                                                 aux_state_weight=1.0), progress=False)["bc/aux_state_loss"]
+           for e in (1, 15)]
+    assert aux[1] < 0.7 * aux[0], aux
+    assert set(model.policy.state_dict()) == names, "the head is dropped: the policy exports as before"
+    plain = behaviour_clone(model, data, BCConfig(epochs=1, batch_size=8, val_fraction=0.0), progress=False)
+    assert "bc/aux_state_loss" not in plain
+    with pytest.raises(ValueError, match="needs the dataset's environment_state"):
+        behaviour_clone(model, load_bc_dataset([lift_data], successful_only=False, progress=False),
+                        BCConfig(epochs=1, aux_state_weight=1.0), progress=False)
+    kwargs = policy_kwargs(*data.agent_pos_stats(), features_dim=32, net_arch=(32,), algo="sac")
+    sac = SAC("MultiInputPolicy", robot_env, policy_kwargs=kwargs, buffer_size=100, seed=0, device="cpu")
+    with pytest.raises(ValueError, match="is for PPO/A2C policies"):
+        behaviour_clone(sac, data, BCConfig(epochs=1, aux_state_weight=1.0), progress=False)
+
+
 def test_sac_is_cloned_through_its_deterministic_actor(lift_data, robot_env):
     data = load_bc_dataset([lift_data], successful_only=False, progress=False)
     model = SAC("MultiInputPolicy", robot_env, policy_kwargs=policy_kwargs(*data.agent_pos_stats(), features_dim=32,
