@@ -91,6 +91,9 @@ class BCConfig:
     # > 0: the actor's features also predict the standardised environment_state through a linear head
     # (dropped after cloning), this weight times its squared error added to the BC loss; PPO/A2C policies
     aux_state_weight: float = 0.0
+    # which environment_state entries the head predicts (None: all). Lift's [0, 1, 2, 7, 8, 9] are the cube's
+    # position and the gripper-to-cube offset; its quaternion (3-6) is ambiguous under the cube's symmetry
+    aux_state_dims: list[int] | None = None
 
 
 def random_shift(pixels: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -142,7 +145,7 @@ def behaviour_clone(model: BaseAlgorithm, data: BCDataset, config: BCConfig, wri
     train_index, val_index = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     parameters = list(policy.actor.parameters() if hasattr(policy, "actor") else
                       [p for name, p in policy.named_parameters() if not name.startswith("value_net")])
-    auxiliary = StateHead(policy, data) if config.aux_state_weight > 0 else None
+    auxiliary = StateHead(policy, data, config.aux_state_dims) if config.aux_state_weight > 0 else None
     if auxiliary is not None:
         parameters += list(auxiliary.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -191,17 +194,22 @@ class StateHead:
     std over the dataset; a std below MIN_AGENT_POS_STD is raised to it). Hand-written: SB3 has no auxiliary
     losses."""
 
-    def __init__(self, policy: torch.nn.Module, data: BCDataset) -> None:
+    def __init__(self, policy: torch.nn.Module, data: BCDataset, dims: Sequence[int] | None = None) -> None:
         if not isinstance(policy, ActorCriticPolicy):
             raise ValueError("bc.aux_state_weight is for PPO/A2C policies (their actor's feature extractor); "
                              f"got a {type(policy).__name__}: set bc.aux_state_weight=0")
         if data.state is None:
             raise ValueError("bc.aux_state_weight > 0 needs the dataset's environment_state "
                              "(load_bc_dataset(..., with_state=True))")
-        self.policy, self.data = policy, data
-        self.mean = data.state.mean(0)
-        self.std = np.maximum(data.state.std(0), MIN_AGENT_POS_STD)
-        self.linear = torch.nn.Linear(policy.features_dim, data.state.shape[1]).to(policy.device)
+        width = data.state.shape[1]
+        self.dims = list(range(width)) if dims is None else [int(d) for d in dims]
+        if not self.dims or any(not 0 <= d < width for d in self.dims):
+            raise ValueError(f"bc.aux_state_dims must be indices into the {width} environment_state entries, "
+                             f"got {dims}")
+        self.policy, self.state = policy, data.state[:, self.dims]
+        self.mean = self.state.mean(0)
+        self.std = np.maximum(self.state.std(0), MIN_AGENT_POS_STD)
+        self.linear = torch.nn.Linear(policy.features_dim, len(self.dims)).to(policy.device)
 
     def parameters(self) -> list[torch.nn.Parameter]:  # the head's own; the policy's are the optimizer's
         return list(self.linear.parameters())
@@ -211,7 +219,7 @@ class StateHead:
         observation = preprocess_obs({"pixels": pixels, "agent_pos": agent_pos}, policy.observation_space,
                                      normalize_images=policy.normalize_images)
         features = policy.pi_features_extractor(observation)
-        target = torch.as_tensor((self.data.state[index] - self.mean) / self.std, dtype=torch.float32,
+        target = torch.as_tensor((self.state[index] - self.mean) / self.std, dtype=torch.float32,
                                  device=features.device)
         return F.mse_loss(self.linear(features), target)
 

@@ -111,6 +111,11 @@ def test_bc_with_the_auxiliary_state_loss_learns_where_the_cube_is(lift_data, ro
            for e in (1, 15)]
     assert aux[1] < 0.7 * aux[0], aux
     assert set(model.policy.state_dict()) == names, "the head is dropped: the policy exports as before"
+    some = BCConfig(epochs=1, batch_size=8, val_fraction=0.0, aux_state_weight=1.0,
+                    aux_state_dims=[0, 1, 2, 7, 8, 9])
+    assert behaviour_clone(model, data, some, progress=False)["bc/aux_state_loss"] > 0
+    with pytest.raises(ValueError, match="must be indices into the 10 environment_state entries"):
+        behaviour_clone(model, data, dataclasses.replace(some, aux_state_dims=[10]), progress=False)
     plain = behaviour_clone(model, data, BCConfig(epochs=1, batch_size=8, val_fraction=0.0), progress=False)
     assert "bc/aux_state_loss" not in plain
     with pytest.raises(ValueError, match="needs the dataset's environment_state"):
