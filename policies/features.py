@@ -150,29 +150,19 @@ class AsymmetricActorCriticPolicy(MultiInputActorCriticPolicy):
         return data
 
 
-ACTOR_PREFIXES = ("features_extractor.", "pi_features_extractor.", "mlp_extractor.policy_net.", "action_net.",
-                  "log_std")
+# the actor's parameters; SB3 names the actor's extractor features_extractor whether or not it is shared
+# (pi_features_extractor is the same module under a second name)
+ACTOR_PREFIXES = ("features_extractor.", "mlp_extractor.policy_net.", "action_net.", "log_std")
 
 
 def copy_actor(source: nn.Module, target: nn.Module) -> None:
     """Copy the actor (extractor, policy MLP, action head, log-std) of one SB3 actor-critic policy into
     another, shared or asymmetric; the target's value function is left as it is."""
-    names = {"pi_features_extractor.": "features_extractor."}  # the same module under SB3's two names
-    weights = source.state_dict()
-    actor = {}
-    for name, value in weights.items():
-        if name.startswith(ACTOR_PREFIXES):
-            actor[name] = value
-            for alias, other in names.items():
-                if name.startswith(alias):
-                    actor.setdefault(other + name[len(alias):], value)
-                elif name.startswith(other):
-                    actor.setdefault(alias + name[len(other):], value)
+    actor = {name: value for name, value in source.state_dict().items() if name.startswith(ACTOR_PREFIXES)}
     wanted = {name for name in target.state_dict() if name.startswith(ACTOR_PREFIXES)}
-    missing = wanted - set(actor)
-    if missing:
-        raise ValueError(f"the source policy has no {sorted(missing)[:4]}: it is not the same actor")
-    target.load_state_dict({name: actor[name] for name in wanted}, strict=False)
+    if set(actor) != wanted:
+        raise ValueError(f"the policies' actors differ: {sorted(set(actor) ^ wanted)[:4]}")
+    target.load_state_dict(actor, strict=False)
 
 
 def _check_space(space: gym.spaces.Space) -> tuple[gym.spaces.Box, gym.spaces.Box]:
