@@ -168,3 +168,45 @@ def test_deliberate_failures_fail(task: str) -> None:
     evaluation = evaluate_expert(task, seeds=range(10), noise=ExpertNoiseConfig(failure_prob=1.0),
                                  progress=False)
     assert evaluation.success_rate <= 0.2, list(zip(evaluation.failures, evaluation.successes))
+
+
+def _teach(env: gym.Env, observation: dict, teacher, steps: int) -> bool:
+    """Run the teacher on the env's own observations; whether the episode succeeds within `steps`."""
+    for _ in range(steps):
+        action = teacher(observation["agent_pos"][None], observation["environment_state"][None])[0]
+        assert action.shape == (7,) and np.all(np.abs(action) <= 1)
+        observation, _, _, _, info = env.step(action)
+        if info["is_success"]:
+            return True
+    return False
+
+
+def test_the_teacher_reads_the_script_off_the_observation_and_recovers_from_a_miss() -> None:
+    """PickTeacher acts from agent_pos and environment_state alone (no simulator access, no memory): it
+    solves Lift from a fresh start, and from a state no expert episode visits (the gripper closed beside
+    the cube), where it opens, goes back above the cube and lifts it."""
+    from wow_gym.envs.experts.teacher import PickTeacher
+
+    teacher = PickTeacher("lift")
+    env = gym.make("WoW/Lift-v0", use_camera=False)
+    try:
+        for seed in (0, 1):
+            observation, _ = env.reset(seed=seed)
+            first = teacher(observation["agent_pos"][None], observation["environment_state"][None])[0]
+            assert first[6] == -1.0, "the gripper stays open on the way to the cube"
+            assert _teach(env, observation, teacher, 100), f"seed {seed}"
+        observation, _ = env.reset(seed=2)
+        expert = make_expert("Lift", ExpertNoiseConfig(failure_prob=1.0, failure_kinds=(NEAR_MISS,)),
+                             np.random.default_rng(4))
+        expert.reset(env)
+        while expert.index < 3:  # the near miss up to its "lift": the fingers closed beside the cube
+            observation, *_ = env.step(expert.act(observation)[0])
+        assert observation["agent_pos"][7] - observation["agent_pos"][8] < 0.03, "closed on nothing"
+        assert observation["environment_state"][2] < 0.83, "the cube still on the table"
+        assert _teach(env, observation, teacher, 120), "the teacher regrasps where the expert missed"
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="not 'Stack'"):
+        PickTeacher("stack")
+    with pytest.raises(ValueError, match=r"agent_pos \[B, 9\] and environment_state \[B, E\]"):
+        teacher(np.zeros(9), np.zeros(10))
