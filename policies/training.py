@@ -45,7 +45,6 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from wow_gym.data import DatasetReader
 from wow_gym.devices import resolve_device
-from wow_gym.envs.experts.teacher import PickTeacher
 from wow_gym.envs.imagined_starts import check_start_steps
 from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
 from wow_gym.policies.bc import BCConfig, BCDataset, bc_batch, bc_loss, behaviour_clone, load_bc_dataset
@@ -145,13 +144,6 @@ class TrainPolicyConfig:
     self_imitation_steps: int = 0
     self_imitation_frames: int = 20_000
     self_imitation_lr: float = 1e-4
-    # On-policy imitation of a privileged teacher (TeacherImitation): after every RL update, BC gradient steps
-    # on the run's own newest `teacher_frames` training frames, each labelled with the scripted expert's
-    # action for the state it shows (read off agent_pos and environment_state: in an imagined env, the
-    # imagined object). Needs value_state (the training observations then carry the object state). 0: off.
-    teacher_steps: int = 0
-    teacher_frames: int = 20_000
-    teacher_lr: float = 1e-4
     # Keep the image + proprio feature extractor as the warm start left it: RL (and its BC steps) train only
     # the layers after it, so training on imagined frames cannot tune the features to the imagination's
     # rendering instead of the simulator's.
@@ -545,60 +537,6 @@ class SelfImitation(BCRegularizer):
         return self.data
 
 
-class TeacherImitation(BCRegularizer):
-    """BCRegularizer's steps on the run's own training frames, each labelled with the scripted expert's
-    action for that state (PickTeacher: the expert's script read off agent_pos and environment_state):
-    on-policy imitation (DAgger, Ross et al. 2011) with a privileged teacher (Chen et al. 2019), alternated
-    with the RL updates. In an imagined env the teacher reads the object where the world model imagines it,
-    so a run learns only from imagination; in the simulator, from the simulator's state. The actor still
-    reads pixels and agent_pos. The newest `frames` frames are kept in a ring buffer, not saved: a resumed
-    run starts it empty. SB3 has no such thing."""
-
-    name = "teacher"
-
-    def __init__(self, task: str, steps: int, frames: int, lr: float, config: BCConfig, seed: int) -> None:
-        if steps < 0 or frames < 1 or not lr > 0:
-            raise ValueError(f"teacher_steps must be >= 0, teacher_frames >= 1 and teacher_lr > 0, got "
-                             f"{steps}, {frames}, {lr}")
-        super().__init__(None, config, steps, seed, lr)
-        self.teacher, self.frames = PickTeacher(task), frames
-        self.filled = self.next = 0
-        self.agreement: list[float] = []  # per step: how close the policy's action came to the teacher's
-
-    def _on_step(self) -> bool:
-        obs = self.model._last_obs
-        if VALUE_STATE_KEY not in obs:
-            raise ValueError("teacher_steps needs the object state in the training observations "
-                             "(value_state=true)")
-        labels = self.teacher(obs["agent_pos"], obs[VALUE_STATE_KEY])
-        pixels = np.ascontiguousarray(obs["pixels"].transpose(0, 2, 3, 1))  # SB3's channel-first frames
-        if self.data is None:
-            self.data = BCDataset(np.zeros((self.frames, *pixels.shape[1:]), np.uint8),
-                                  np.zeros((self.frames, obs["agent_pos"].shape[1]), np.float32),
-                                  np.zeros((self.frames, labels.shape[1]), np.float32),
-                                  np.zeros(self.frames, np.int64))
-        rows = (self.next + np.arange(len(labels))) % self.frames
-        self.data.pixels[rows], self.data.agent_pos[rows] = pixels, obs["agent_pos"]
-        self.data.action[rows] = labels
-        self.next = int((rows[-1] + 1) % self.frames)
-        self.filled = min(self.filled + len(labels), self.frames)
-        actions = np.clip(np.asarray(self.locals["actions"], np.float32), -1, 1)
-        self.agreement.append(float(np.abs(actions - labels).mean()))
-        return True
-
-    def _on_rollout_end(self) -> None:
-        if self.agreement:
-            self.logger.record("train/teacher_action_error", float(np.mean(self.agreement)))
-            self.agreement = []
-
-    def _dataset(self) -> BCDataset | None:
-        if not self.filled:
-            return None
-        d = self.data
-        return BCDataset(d.pixels[:self.filled], d.agent_pos[:self.filled], d.action[:self.filled],
-                         d.episode[:self.filled])
-
-
 class KeepKeys(VecEnvWrapper):
     """A Dict-observation VecEnv seen through some of its keys: how an asymmetric run loads a warm start
     that reads only the policy's keys onto an env that also hands over the object state. SB3's
@@ -769,12 +707,6 @@ class PolicyTrainer:
         if cfg.self_imitation_steps > 0:
             callbacks.append(SelfImitation(cfg.self_imitation_steps, cfg.self_imitation_frames,
                                            cfg.self_imitation_lr, cfg.bc, cfg.seed))
-        if cfg.teacher_steps > 0:
-            if not cfg.value_state:
-                raise ValueError("teacher_steps labels the training frames from the object state, which the "
-                                 "training observations carry with value_state=true; set it")
-            callbacks.append(TeacherImitation(parse_env_id(cfg.env)[0], cfg.teacher_steps, cfg.teacher_frames,
-                                              cfg.teacher_lr, cfg.bc, cfg.seed))
         return callbacks
 
     def _model(self, venv: VecEnv) -> tuple[BaseAlgorithm, dict[str, float] | None]:

@@ -21,7 +21,6 @@ from wow_gym.policies.training import (
     PolicyTrainer,
     PPOConfig,
     SelfImitation,
-    TeacherImitation,
     TrainPolicyConfig,
     latest_checkpoint,
     make_train_env,
@@ -436,60 +435,6 @@ def test_self_imitation_clones_only_finished_successful_episodes(robot_env):
         SelfImitation(steps=1, frames=0, lr=1e-4, config=BCConfig(), seed=0)
     venv.envs[1].close()
 
-
-
-def test_teacher_imitation_clones_the_experts_action_on_the_runs_own_frames(tmp_path):
-    """TeacherImitation labels every training frame with PickTeacher's action for the state the frame's
-    observation carries, keeps the newest `frames`, and clones them into the actor, not the critic; a run
-    without the object state in its observations is refused."""
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from wow_gym.envs.experts.teacher import PickTeacher
-    from wow_gym.policies.features import AsymmetricActorCriticPolicy
-
-    venv = DummyVecEnv([lambda: gym.make("WoW/Lift-v0") for _ in range(2)])  # pixels, agent_pos and the state
-    kwargs = policy_kwargs(features_dim=32, net_arch=(32,))
-    model = PPO(AsymmetricActorCriticPolicy, venv, policy_kwargs=kwargs, n_steps=4, batch_size=8, seed=0,
-                device="cpu")
-    model.set_logger(configure(None, []))
-    callback = TeacherImitation("Lift", steps=3, frames=5, lr=1e-2, config=BCConfig(batch_size=4), seed=0)
-    callback.init_callback(model)
-    callback.on_rollout_start()  # the first call only builds the optimizer
-    assert callback._dataset() is None, "no frames yet"
-    env = model.get_env()  # channel-first, as SB3 wraps image envs
-    model._last_obs = env.reset()
-    teacher, seen = PickTeacher("Lift"), []
-    for step in range(3):
-        obs = model._last_obs
-        labels = teacher(obs["agent_pos"], obs["environment_state"])
-        seen.append(({k: v.copy() for k, v in obs.items()}, labels))
-        actions = np.zeros((2, 7), np.float32)
-        actions[:, 2] = -0.5 * (step + 1)  # move down: the next frames differ
-        callback.update_locals({"actions": actions})
-        assert callback.on_step()
-        model._last_obs, *_ = env.step(actions)
-    data = callback._dataset()
-    assert len(data) == 5, "the newest 5 of 6 frames"
-    # the ring: step 2's frames overwrote step 0's first row, so rows hold (step, env) as below
-    for row, (step, env) in enumerate([(2, 1), (0, 1), (1, 0), (1, 1), (2, 0)]):
-        obs, labels = seen[step]
-        np.testing.assert_array_equal(data.pixels[row], obs["pixels"][env].transpose(1, 2, 0))
-        np.testing.assert_array_equal(data.agent_pos[row], obs["agent_pos"][env])
-        np.testing.assert_allclose(data.action[row], labels[env])
-    assert np.all(data.action[:, 6] == -1.0), "the teacher keeps the gripper open on the way to the cube"
-    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
-    callback.on_rollout_start()
-    after = model.policy.state_dict()
-    assert not torch.equal(after["action_net.weight"], before["action_net.weight"]), "the labels are cloned"
-    assert torch.equal(after["value_net.weight"], before["value_net.weight"]), "the critic is left alone"
-    model._last_obs = {k: v for k, v in model._last_obs.items() if k != "environment_state"}
-    with pytest.raises(ValueError, match="needs the object state"):
-        callback.on_step()
-    with pytest.raises(ValueError, match="teacher_frames >= 1"):
-        TeacherImitation("Lift", steps=1, frames=0, lr=1e-4, config=BCConfig(), seed=0)
-    with pytest.raises(ValueError, match="teacher_steps labels the training frames"):
-        PolicyTrainer(_tiny(tmp_path / "bad", teacher_steps=2)).run()
-    venv.close()
 
 class _StartLifted(gym.Wrapper):
     """Every episode starts from one stored simulator state (the env's own sim_state reset option)."""
