@@ -269,15 +269,10 @@ critic-near-miss: lift-data lift-bc-data
 	$(WG) eval-critic task=lift checkpoint=null $(ON_BC) out=outputs/eval-critic/bc-shipped
 	$(WG) eval-critic task=lift checkpoint=outputs/critic/lift-nearmiss/checkpoint $(ON_BC) out=outputs/eval-critic/bc-nearmiss
 
-# The shipped Lift policy: behaviour cloning from pixels on the expert and noisy-expert data (5-15 min)
-# with the auxiliary state loss (the actor's features also predict the cube's position and its offset from
-# the gripper, through a head dropped after cloning: higher sim success than plain BC at each of three
-# training seeds, README), evaluated on 20 held-out sim seeds, shipped as policies/checkpoints/lift-policy.
-# The policy shipped before 2026-12-05 was plain BC with 10% of the episodes held out for validation
-# (`make policy POLICY_BC=`).
-POLICY_BC := bc.aux_state_weight=1.0 "bc.aux_state_dims=[0,1,2,7,8,9]" bc.val_fraction=0
+# The shipped Lift policy: behaviour cloning from pixels on the expert and noisy-expert data (about 15 min),
+# evaluated on 20 held-out sim seeds, shipped as policies/checkpoints/lift-policy.
 policy: lift-data
-	$(WG) train-policy out=outputs/policies/lift-bc total_timesteps=0 eval.episodes=20 $(POLICY_BC)
+	$(WG) train-policy out=outputs/policies/lift-bc total_timesteps=0 eval.episodes=20
 	$(WG) ship-policy checkpoint=outputs/policies/lift-bc/bc.zip task=lift
 
 # BC + PPO in imagination against the same recipe in the simulator, 15 min of RL each from the same warm
