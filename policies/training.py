@@ -682,6 +682,16 @@ class PolicyTrainer:
         copy_actor(warm.policy, model.policy)
         return model
 
+    def _bc_world_model(self) -> Any:
+        """The world model that imagines bc.datasets' episodes for bc.imagined: the task's (world_model=, else
+        the shipped checkpoint) with world_model_options, whichever world the run trains in."""
+        from wow_gym.world_models.video.imagination import load_world_model
+
+        cfg = self.config
+        options = {name: value for name, value in cfg.world_model_options.items() if value is not None}
+        return load_world_model(parse_env_id(cfg.env)[0], cfg.world_model, device=resolve_device(cfg.device),
+                                options=options)
+
     def _deployable(self, model: BaseAlgorithm) -> BaseAlgorithm:
         """The model final.zip holds: as trained, or for an asymmetric critic its actor in the warm start's
         standard policy (pixels and agent_pos only, as evaluate, ship-policy and export read it)."""
@@ -759,7 +769,8 @@ class PolicyTrainer:
         if cfg.bc.epochs > 0 and cfg.bc.datasets:
             data = load_bc_dataset(cfg.bc.datasets, cfg.bc.successful_only, cfg.bc.max_episodes,
                                    image_size=venv.observation_space["pixels"].shape[1],
-                                   progress=cfg.progress, with_state=cfg.bc.aux_state_weight > 0)
+                                   progress=cfg.progress, with_state=cfg.bc.aux_state_weight > 0,
+                                   imagined_by=self._bc_world_model() if cfg.bc.imagined else None)
         mean, std = data.agent_pos_stats() if data is not None else (None, None)
         hyper = self._hyperparameters()
         model = algorithm("MultiInputPolicy", venv, policy_kwargs=policy_kwargs(mean, std, algo=cfg.algo),

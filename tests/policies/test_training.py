@@ -127,6 +127,33 @@ def test_bc_with_the_auxiliary_state_loss_learns_where_the_cube_is(lift_data, ro
         behaviour_clone(sac, data, BCConfig(epochs=1, aux_state_weight=1.0), progress=False)
 
 
+
+def test_bc_can_clone_each_episode_as_the_world_model_imagines_it_too(lift_data):
+    """bc.imagined: load_bc_dataset(imagined_by=<world model>) adds, after the recorded pairs, each episode
+    imagined from its first frame under its recorded actions: imagined frame t with its imagined agent_pos
+    and object state, labelled with the recorded action t, in episodes of their own."""
+    from wow_gym.data.flat import read_episodes
+    from wow_gym.world_models.video.imagination import load_world_model
+
+    wm = load_world_model("Lift")
+    real = load_bc_dataset([lift_data], successful_only=False, progress=False, with_state=True)
+    both = load_bc_dataset([lift_data], successful_only=False, progress=False, with_state=True,
+                           imagined_by=wm)
+    episodes = [r for _, _, r in read_episodes([lift_data], "test", progress=False)]
+    n = len(real)
+    assert len(both) == n + sum(r.num_steps - 1 for r in episodes) == 2 * 24 - 2
+    for key in ("pixels", "agent_pos", "action", "episode", "state"):
+        np.testing.assert_array_equal(getattr(both, key)[:n], getattr(real, key), err_msg=key)
+    imagined = slice(n, None)
+    assert set(both.episode[imagined]).isdisjoint(both.episode[:n]), "imagined episodes are their own"
+    first = episodes[0]
+    np.testing.assert_array_equal(both.action[n:n + first.num_steps - 1], first.action[1:])
+    assert not np.array_equal(both.pixels[n], first.pixels[1]), "imagined frames, not the recorded ones"
+    assert np.abs(both.agent_pos[n] - first.agent_pos[1]).max() < 0.02, "the imagined arm follows the actions"
+    assert np.abs(both.state[n, :3] - first.environment_state[1, :3]).max() < 0.03, "the cube where it was"
+    plain = load_bc_dataset([lift_data], successful_only=False, progress=False, imagined_by=wm)
+    assert plain.state is None and len(plain) == len(both)
+
 def test_sac_is_cloned_through_its_deterministic_actor(lift_data, robot_env):
     data = load_bc_dataset([lift_data], successful_only=False, progress=False)
     model = SAC("MultiInputPolicy", robot_env, policy_kwargs=policy_kwargs(*data.agent_pos_stats(), features_dim=32,
