@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from tqdm.auto import tqdm
 
 from wow_gym.data.flat import flatten_episodes, read_episodes
 from wow_gym.rollout import ACTION_DIM, Rollout
+
+if TYPE_CHECKING:  # imported where used: loading BC data without imagining needs no world model
+    from wow_gym.world_models.video.model import WorldModel
 
 logger = logging.getLogger(__name__)
 MIN_AGENT_POS_STD = 1e-2  # quaternion parts barely move in Lift; a tiny std would blow up unseen poses
@@ -59,7 +62,7 @@ class BCDataset:
 
 def load_bc_dataset(roots: Sequence[str | Path], successful_only: bool = True, max_episodes: int | None = None,
                     image_size: int | None = None, progress: bool = True, with_state: bool = False,
-                    imagined_by: Any = None) -> BCDataset:
+                    imagined_by: WorldModel | None = None) -> BCDataset:
     """Every (frame, agent_pos, action) of the episodes under `roots`; with successful_only, episodes that
     never succeed are left out (a noisy expert's failures would teach failing). with_state: each frame's
     environment_state too (the auxiliary loss's targets). imagined_by: a WorldModel; the same episodes as it
@@ -90,7 +93,7 @@ def load_bc_dataset(roots: Sequence[str | Path], successful_only: bool = True, m
                        for k in ("pixels", "agent_pos", "action", "episode", "state")))
 
 
-def imagined_pairs(wm: Any, rollouts: Sequence[Rollout], with_state: bool = False, progress: bool = True
+def imagined_pairs(wm: WorldModel, rollouts: Sequence[Rollout], with_state: bool = False, progress: bool = True
                    ) -> BCDataset:
     """The episodes as world model `wm` imagines them whole from their first frame under their recorded
     actions: imagined frame t (t >= 1) with its imagined agent_pos (and object state, with_state) paired with

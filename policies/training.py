@@ -61,7 +61,7 @@ from wow_gym.provenance import atomic_write_text
 from wow_gym.registry import TASKS
 from wow_gym.sb3_vec_env import SB3VecEnv
 from wow_gym.world_models.plots import line_plot, save_png
-from wow_gym.world_models.video.model import checkpoint_options
+from wow_gym.world_models.video.model import WorldModel, checkpoint_options
 
 logger = logging.getLogger(__name__)
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
@@ -682,7 +682,7 @@ class PolicyTrainer:
         copy_actor(warm.policy, model.policy)
         return model
 
-    def _bc_world_model(self) -> Any:
+    def _bc_world_model(self) -> WorldModel:
         """The world model that imagines bc.datasets' episodes for bc.imagined: the task's (world_model=, else
         the shipped checkpoint) with world_model_options, whichever world the run trains in."""
         from wow_gym.world_models.video.imagination import load_world_model
