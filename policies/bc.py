@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from wow_gym.data.flat import flatten_episodes, read_episodes
 from wow_gym.rollout import ACTION_DIM, Rollout
+from wow_gym.tasks import task_info
 
 if TYPE_CHECKING:  # imported where used: loading BC data without imagining needs no world model
     from wow_gym.world_models.video.model import WorldModel
@@ -129,11 +130,20 @@ class BCConfig:
     # > 0: the actor's features also predict the standardised environment_state through a linear head
     # (dropped after cloning), this weight times its squared error added to the BC loss; PPO/A2C policies
     aux_state_weight: float = 0.0
-    # which environment_state entries the head predicts (None: all). Lift's [0, 1, 2, 7, 8, 9] are the cube's
-    # position and the gripper-to-cube offset; its quaternion (3-6) is ambiguous under the cube's symmetry
-    aux_state_dims: list[int] | None = None
+    # which environment_state entries the head predicts (None: all; "object": the task's object position and
+    # gripper-to-object offset, object_state_dims). Lift's are [0, 1, 2, 7, 8, 9]; its quaternion (3-6) is
+    # ambiguous under the cube's symmetry
+    aux_state_dims: list[int] | str | None = None
     # also clone every episode as the task's world model imagines it (imagined_pairs); PPO/SAC alike
     imagined: bool = False
+
+
+def object_state_dims(task: str) -> list[int]:
+    """The environment_state entries of `task` that say where its object is: its position and its offset from
+    the gripper (the Task's object_position and gripper_offset), for bc.aux_state_dims=object."""
+    info = task_info(task)
+    return [*range(info.object_position.start, info.object_position.stop),
+            *range(info.gripper_offset.start, info.gripper_offset.stop)]
 
 
 def random_shift(pixels: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -242,6 +252,9 @@ class StateHead:
             raise ValueError("bc.aux_state_weight > 0 needs the dataset's environment_state "
                              "(load_bc_dataset(..., with_state=True))")
         width = data.state.shape[1]
+        if isinstance(dims, str):
+            raise ValueError(f"bc.aux_state_dims={dims!r} names the task's dims: resolve it with "
+                             "object_state_dims(task) first (train-policy does)")
         self.dims = list(range(width)) if dims is None else [int(d) for d in dims]
         if not self.dims or any(not 0 <= d < width for d in self.dims):
             raise ValueError(f"bc.aux_state_dims must be indices into the {width} environment_state entries, "

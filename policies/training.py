@@ -21,7 +21,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,15 @@ from wow_gym.data import DatasetReader
 from wow_gym.devices import resolve_device
 from wow_gym.envs.imagined_starts import check_start_steps
 from wow_gym.envs.wrappers import DomainRandomizationConfig, RandomizeDomain
-from wow_gym.policies.bc import BCConfig, BCDataset, bc_batch, bc_loss, behaviour_clone, load_bc_dataset
+from wow_gym.policies.bc import (
+    BCConfig,
+    BCDataset,
+    bc_batch,
+    bc_loss,
+    behaviour_clone,
+    load_bc_dataset,
+    object_state_dims,
+)
 from wow_gym.policies.features import (
     VALUE_STATE_KEY,
     AsymmetricActorCriticPolicy,
@@ -603,8 +611,14 @@ class PolicyTrainer:
         if config.n_envs < 1 or config.total_timesteps < 0:
             raise ValueError(f"n_envs must be >= 1 and total_timesteps >= 0, got {config.n_envs}, "
                              f"{config.total_timesteps}")
-        self.config = config
         self.task, self.imagined = parse_env_id(config.env)
+        if isinstance(config.bc.aux_state_dims, str):
+            if config.bc.aux_state_dims != "object":
+                raise ValueError(f"bc.aux_state_dims must be a list of environment_state indices, null (all) or "
+                                 f"'object' (the task's object position and offset), got "
+                                 f"{config.bc.aux_state_dims!r}")
+            config = replace(config, bc=replace(config.bc, aux_state_dims=object_state_dims(self.task)))
+        self.config = config
         if not self.imagined and (config.imagined_starts or config.imagined_horizon is not None):
             raise ValueError("imagined_starts and imagined_horizon shape the imagined env's episodes; "
                              f"{config.env} is the simulator (use WoW/{self.task}-Imagined-v0)")

@@ -11,7 +11,7 @@ import torch
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.logger import configure
 
-from wow_gym.policies.bc import BCConfig, behaviour_clone, load_bc_dataset, random_shift
+from wow_gym.policies.bc import BCConfig, behaviour_clone, load_bc_dataset, object_state_dims, random_shift
 from wow_gym.policies.export import check_parity, export_policy
 from wow_gym.policies.features import ImageProprioExtractor, SpatialSoftArgmax, policy_kwargs
 from wow_gym.policies.shipped import load_policy
@@ -192,6 +192,19 @@ def test_env_ids_are_checked():
         parse_env_id("WoW/Lift-v9")
     with pytest.raises(ValueError, match="algo must be one of"):
         PolicyTrainer(TrainPolicyConfig(algo="dqn", out="/tmp/unused"))
+
+
+def test_bc_aux_state_dims_object_names_each_task_s_object(tmp_path):
+    """bc.aux_state_dims=object: the task's object position and gripper-to-object offset, per task."""
+    assert object_state_dims("lift") == [0, 1, 2, 7, 8, 9]
+    assert object_state_dims("Stack") == [0, 1, 2, 17, 18, 19]
+    assert object_state_dims("door") == [3, 4, 5, 10, 11, 12]
+    assert object_state_dims("pickplacecan") == [7, 8, 9, 0, 1, 2]
+    bc = BCConfig(aux_state_weight=1.0, aux_state_dims="object")
+    trainer = PolicyTrainer(TrainPolicyConfig(env="WoW/Stack-v0", out=str(tmp_path), bc=bc))
+    assert trainer.config.bc.aux_state_dims == [0, 1, 2, 17, 18, 19]
+    with pytest.raises(ValueError, match="'object' \\(the task's object position"):
+        PolicyTrainer(TrainPolicyConfig(out=str(tmp_path), bc=dataclasses.replace(bc, aux_state_dims="cube")))
 
 
 def test_simulators_in_subprocesses_step_as_the_in_process_ones():
