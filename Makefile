@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -269,11 +269,42 @@ critic-near-miss: lift-data lift-bc-data
 	$(WG) eval-critic task=lift checkpoint=null $(ON_BC) out=outputs/eval-critic/bc-shipped
 	$(WG) eval-critic task=lift checkpoint=outputs/critic/lift-nearmiss/checkpoint $(ON_BC) out=outputs/eval-critic/bc-nearmiss
 
-# The shipped Lift policy: behaviour cloning from pixels on the expert and noisy-expert data (about 15 min),
-# evaluated on 20 held-out sim seeds, shipped as policies/checkpoints/lift-policy.
+# The shipped Lift policy: behaviour cloning from pixels on the expert and noisy-expert data, each episode
+# also as the shipped world model imagines it (bc.imagined, so that the policy works on the DiT's frames),
+# with the auxiliary state loss (the actor's features also predict the cube's position and its offset from
+# the gripper, through a head dropped after cloning), about 20 min on one thread; evaluated on 50 held-out
+# sim seeds and shipped as policies/checkpoints/lift-policy. The recipe's three training seeds are in the
+# README; the shipped one is seed 1. The plain BC policy shipped before 2026-12-05 (`make policy POLICY_BC=
+# POLICY_EVAL=eval.episodes=20`) is in git: `git checkout f921a1e -- policies/checkpoints/lift-policy`.
+POLICY_BC := bc.aux_state_weight=1.0 bc.aux_state_dims=object bc.val_fraction=0 bc.imagined=true \
+	seed=1 threads=1
+POLICY_EVAL := eval.episodes=50 eval.every_steps=0
 policy: lift-data
-	$(WG) train-policy out=outputs/policies/lift-bc total_timesteps=0 eval.episodes=20
+	$(WG) train-policy out=outputs/policies/lift-bc total_timesteps=0 $(POLICY_EVAL) $(POLICY_BC)
 	$(WG) ship-policy checkpoint=outputs/policies/lift-bc/bc.zip task=lift
+
+# The other three tasks (Stack, Door, PickPlaceCan): each one's expert and noisy-expert demonstrations on the
+# training seeds Lift's use (held-out seeds start at 900000), then a BC policy per task with the shipped Lift
+# recipe's auxiliary state loss on the task's own object (no world model imagines these tasks yet, so no
+# bc.imagined), judged on 50 held-out sim seeds and shipped as policies/checkpoints/<task>-policy.
+OTHER_TASKS := stack door pickplacecan
+tasks-data: $(STAMP)
+	$(foreach t,$(OTHER_TASKS),\
+		$(WG) collect task=$(t) policy=expert episodes=80 seed=0 root=data/$(t)/train-expert && \
+		$(WG) collect task=$(t) policy=expert episodes=80 seed=10000 $(NOISY) root=data/$(t)/train-noisy && ) true
+TASK_BC := total_timesteps=0 eval.episodes=50 eval.every_steps=0 bc.aux_state_weight=1.0 \
+	bc.aux_state_dims=object bc.val_fraction=0 threads=1
+policy-tasks: tasks-data
+	$(WG) train-policy env=WoW/Stack-v0 "bc.datasets=[data/stack/train-expert,data/stack/train-noisy]" \
+		out=outputs/policies/stack-bc $(TASK_BC)
+	$(WG) ship-policy checkpoint=outputs/policies/stack-bc/bc.zip task=stack
+	$(WG) train-policy env=WoW/Door-v0 "bc.datasets=[data/door/train-expert,data/door/train-noisy]" \
+		out=outputs/policies/door-bc $(TASK_BC)
+	$(WG) ship-policy checkpoint=outputs/policies/door-bc/bc.zip task=door
+	$(WG) train-policy env=WoW/PickPlaceCan-v0 \
+		"bc.datasets=[data/pickplacecan/train-expert,data/pickplacecan/train-noisy]" \
+		out=outputs/policies/pickplacecan-bc $(TASK_BC)
+	$(WG) ship-policy checkpoint=outputs/policies/pickplacecan-bc/bc.zip task=pickplacecan
 
 # BC + PPO in imagination against the same recipe in the simulator, 15 min of RL each from the same warm
 # start, both judged in the sim twin on 20 held-out seeds (curves.png, summary.json in each run folder).
