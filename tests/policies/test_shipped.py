@@ -1,4 +1,4 @@
-"""Shipped policies: safetensors + JSON, rebuilt into the same SB3 algorithm; the shipped Lift policy loads."""
+"""Shipped policies: safetensors + JSON, rebuilt into the same SB3 algorithm; each task's shipped policy loads."""
 
 import json
 
@@ -8,6 +8,7 @@ from stable_baselines3 import PPO
 
 from wow_gym.policies.features import policy_kwargs
 from wow_gym.policies.shipped import load_policy, save_policy, shipped_policy
+from wow_gym.tasks import task_info
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -49,3 +50,20 @@ def test_the_shipped_lift_policy_loads_on_the_simulator(robot_env, sim_observati
     model = load_policy(task="lift", env=robot_env)
     action, _ = model.predict(sim_observations[0], deterministic=True)
     assert action.shape == (7,) and np.all(np.abs(action) <= 1)
+
+
+@pytest.mark.parametrize("task", ["stack", "door", "pickplacecan"])
+def test_each_other_task_s_shipped_policy_acts_in_its_own_simulator(task):
+    """make policy-tasks ships one BC policy per task: it loads on the task's simulator (load_policy builds
+    it) and acts there, reading that task's frames and agent_pos."""
+    if not (shipped_policy(task) / "model.safetensors").is_file():
+        pytest.fail(f"no shipped {task} policy: `make policy-tasks` ships policies/checkpoints/{task}-policy")
+    assert json.loads((shipped_policy(task) / "config.json").read_text())["task"] == task_info(task).name
+    model = load_policy(task=task)
+    env = model.get_env()
+    try:
+        observation = env.reset()
+        action, _ = model.predict(observation, deterministic=True)
+        assert action.shape == (1, 7) and np.all(np.abs(action) <= 1) and np.any(action != 0)
+    finally:
+        env.close()
