@@ -1,5 +1,6 @@
 """`wow-gym demo` on a tiny budget: every stage runs and the report is one self-contained page."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -9,6 +10,7 @@ import pytest
 
 from wow_gym.experiments.demo import policy_folder
 from wow_gym.policies.shipped import shipped_policy
+from wow_gym.tasks import register_task, task_info, unregister_task
 
 TINY = ["tasks=[lift,door]", "episodes_per_task=1", "max_steps=10", "horizons=[1,4]", "idm_horizon=8",
         "refine_rounds=2", "threads=1", "workers=1", "progress=false", "fine_tune.total_timesteps=16",
@@ -72,7 +74,12 @@ def _check_policy_outputs(out):
 
 def test_policy_folder_takes_the_override_only_for_its_task(tmp_path):
     assert policy_folder("lift", None) == shipped_policy("lift")
-    assert policy_folder("door", None) is None
+    assert policy_folder("door", None) == shipped_policy("door")
+    register_task(dataclasses.replace(task_info("lift"), name="LiftWithoutPolicy"))
+    try:
+        assert policy_folder("liftwithoutpolicy", None) is None  # a task with no shipped policy
+    finally:
+        unregister_task("LiftWithoutPolicy")
     (tmp_path / "config.json").write_text(json.dumps({"task": "Lift"}))
     assert policy_folder("lift", str(tmp_path)) == tmp_path and policy_folder("door", str(tmp_path)) is None
     with pytest.raises(SystemExit, match="holds no config.json"):
