@@ -701,10 +701,9 @@ class PolicyTrainer:
         the shipped checkpoint) with world_model_options, whichever world the run trains in."""
         from wow_gym.world_models.video.imagination import load_world_model
 
-        cfg = self.config
-        options = {name: value for name, value in cfg.world_model_options.items() if value is not None}
-        return load_world_model(parse_env_id(cfg.env)[0], cfg.world_model, device=resolve_device(cfg.device),
-                                options=options)
+        cfg = self.config  # set_options keeps the checkpoint's switch wherever an option is None
+        return load_world_model(self.task, cfg.world_model, device=resolve_device(cfg.device),
+                                options=cfg.world_model_options)
 
     def _deployable(self, model: BaseAlgorithm) -> BaseAlgorithm:
         """The model final.zip holds: as trained, or for an asymmetric critic its actor in the warm start's

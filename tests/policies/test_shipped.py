@@ -56,8 +56,6 @@ def test_the_shipped_lift_policy_loads_on_the_simulator(robot_env, sim_observati
 def test_each_other_task_s_shipped_policy_acts_in_its_own_simulator(task):
     """make policy-tasks ships one BC policy per task: it loads on the task's simulator (load_policy builds
     it) and acts there, reading that task's frames and agent_pos."""
-    if not (shipped_policy(task) / "model.safetensors").is_file():
-        pytest.fail(f"no shipped {task} policy: `make policy-tasks` ships policies/checkpoints/{task}-policy")
     assert json.loads((shipped_policy(task) / "config.json").read_text())["task"] == task_info(task).name
     model = load_policy(task=task)
     env = model.get_env()

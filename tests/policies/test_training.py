@@ -127,7 +127,6 @@ def test_bc_with_the_auxiliary_state_loss_learns_where_the_cube_is(lift_data, ro
         behaviour_clone(sac, data, BCConfig(epochs=1, aux_state_weight=1.0), progress=False)
 
 
-
 def test_bc_can_clone_each_episode_as_the_world_model_imagines_it_too(lift_data):
     """bc.imagined: load_bc_dataset(imagined_by=<world model>) adds, after the recorded pairs, each episode
     imagined from its first frame under its recorded actions: imagined frame t with its imagined agent_pos
@@ -153,6 +152,7 @@ def test_bc_can_clone_each_episode_as_the_world_model_imagines_it_too(lift_data)
     assert np.abs(both.state[n, :3] - first.environment_state[1, :3]).max() < 0.03, "the cube where it was"
     plain = load_bc_dataset([lift_data], successful_only=False, progress=False, imagined_by=wm)
     assert plain.state is None and len(plain) == len(both)
+
 
 def test_sac_is_cloned_through_its_deterministic_actor(lift_data, robot_env):
     data = load_bc_dataset([lift_data], successful_only=False, progress=False)
