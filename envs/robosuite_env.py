@@ -280,11 +280,23 @@ class RobosuiteEnv(gym.Env):
         return slice(1, 1 + self.model.nq)
 
     def object_qpos_index(self) -> np.ndarray:
-        """Indices into a sim_state of the task object's free-joint pose (x, y, z, qw, qx, qy, qz)."""
-        free = [j for j in range(self.model.njnt) if self.model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
-        if not free:
-            raise ValueError(f"the {self.task} scene has no free-moving object")
-        return self.qpos_slice.start + self.model.jnt_qposadr[free[0]] + np.arange(7)
+        """Indices into a sim_state of the task object's joint (Task.object_joint): its free-joint pose
+        (x, y, z, qw, qx, qy, qz), or the one angle of a hinge (the door's)."""
+        name = task_info(self.task).object_joint
+        if name is None:
+            free = [j for j in range(self.model.njnt) if self.model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+            if not free:
+                raise ValueError(f"the {self.task} scene has no free-moving object; name its object_joint")
+            joint = free[0]
+        else:
+            joint = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, name)
+            if joint < 0:
+                raise ValueError(f"the {self.task} scene has no joint {name!r} (its Task.object_joint)")
+        size = {mujoco.mjtJoint.mjJNT_FREE: 7, mujoco.mjtJoint.mjJNT_HINGE: 1,
+                mujoco.mjtJoint.mjJNT_SLIDE: 1}.get(mujoco.mjtJoint(self.model.jnt_type[joint]))
+        if size is None:
+            raise ValueError(f"the {self.task} object joint must be free, hinge or slide")
+        return self.qpos_slice.start + self.model.jnt_qposadr[joint] + np.arange(size)
 
     def _posed(self, sim_states: np.ndarray, render: Any) -> np.ndarray:
         states = np.asarray(sim_states, dtype=np.float64)

@@ -109,8 +109,12 @@ def corrupt(env: Any, rollout: Rollout, episode: int, end: int, kind: str, lengt
     pose = env.object_qpos_index()
     later = np.arange(start, length)
     steps = (later - start + 1)[:, None]
-    grasped = labels["stage"][index] >= task.stage_index("grasped")
-    if kind == "teleport":
+    # held: grasped; on a hinged object (the door) the gripper at its handle, where it may be pulling it
+    grasped = labels["stage"][index] >= task.stage_index("grasped" if len(pose) > 1 else "at_object")
+    if len(pose) == 1 and kind in ("teleport", "vanish", "levitate", "sink"):
+        if not _swing(env, kind, states, int(pose[0]), later, grasped, rng):
+            return None
+    elif kind == "teleport":
         angle = rng.uniform(0, 2 * np.pi)
         states[later[:, None], pose[:2]] += rng.uniform(0.06, 0.12) * np.array([np.cos(angle), np.sin(angle)])
     elif kind == "vanish":
@@ -137,6 +141,26 @@ def corrupt(env: Any, rollout: Rollout, episode: int, end: int, kind: str, lengt
     edited = frames.copy()
     edited[later] = env.render_states(states[later])
     return Clip(edited, kind, episode, index, smoothness(eef))
+
+
+def _swing(env: Any, kind: str, states: np.ndarray, column: int, later: np.ndarray, held: np.ndarray,
+           rng: np.random.Generator) -> bool:
+    """corrupt()'s edits of an object on a hinge (in place; False where the kind does not fit the clip): teleport
+    swings it 0.3-0.6 rad at once, levitate opens and sink closes it by itself while not held; a door cannot
+    vanish."""
+    joint = int(np.flatnonzero(env.model.jnt_qposadr == column - env.qpos_slice.start)[0])
+    low, high = env.model.jnt_range[joint]
+    angle = states[:, column]
+    if kind == "teleport":
+        angle[later] += rng.uniform(0.3, 0.6) * (1 if angle[later[0]] < (low + high) / 2 else -1)
+    elif kind in ("levitate", "sink"):
+        if held.any() or (kind == "sink" and angle[later[0]] - low < 0.2):
+            return False
+        angle[later] += (0.03 if kind == "levitate" else -0.03) * (later - later[0] + 1)
+    else:
+        return False
+    states[:, column] = np.clip(angle, low, high)
+    return True
 
 
 def corrupted_bank(env: Any, rollouts: list[Rollout], kinds: list[str], per_kind: int, length: int,

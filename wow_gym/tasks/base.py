@@ -60,6 +60,9 @@ class Task:
     # where environment_state holds the object's full pose (position 3, quaternion 4), when the world model can
     # carry it with learned dynamics (world_models/video/dynamics.py ObjectDynamics); None: it cannot yet
     object_pose: slice | None = field(default=None, hash=False)
+    # the MuJoCo joint that moves the task object (a free joint, or a hinge such as the door's): the critic's
+    # corruptions pose the object through it; None: the scene's first free joint
+    object_joint: str | None = None
     state_reward: StateReward | None = field(default=None, compare=False)
     # Support and gravity for an object carried as state: it rests at `rest_height` (its centre, metres) and
     # can rise more than `lean` above it only while held, i.e. within `grasp_reach` of the gripper with the

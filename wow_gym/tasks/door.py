@@ -24,6 +24,7 @@ TASK = Task(
     steps=("reach the door handle", "grasp the handle", "turn the handle", "pull the door open"),
     object_position=OBJECT_POSITION,
     gripper_offset=GRIPPER_OFFSET,
+    object_joint="Door_hinge",
     critic_stages=STAGES,
     stage_labels=stages_by_distance(GRIPPER_OFFSET, NEAR, len(STAGES)),
     failure_hints={

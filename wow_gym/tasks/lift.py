@@ -69,6 +69,7 @@ TASK = Task(
     grasp_gap=GRASP_GAP,
     object_extents=CUBE_HALF_EXTENTS,
     table_height=TABLE_HEIGHT,
+    object_joint="cube_joint0",
     critic_stages=STAGES,
     stage_labels=stage_labels,
     failure_hints={

@@ -24,6 +24,7 @@ TASK = Task(
            "release it into the bin"),
     object_position=OBJECT_POSITION,
     gripper_offset=GRIPPER_OFFSET,
+    object_joint="Can_joint0",
     critic_stages=STAGES,
     stage_labels=stages_by_distance(GRIPPER_OFFSET, NEAR, len(STAGES)),
     failure_hints={

@@ -25,6 +25,7 @@ TASK = Task(
            "lower it onto the green cube and release"),
     object_position=OBJECT_POSITION,
     gripper_offset=GRIPPER_OFFSET,
+    object_joint="cubeA_joint0",
     critic_stages=STAGES,
     stage_labels=stages_by_distance(GRIPPER_OFFSET, NEAR, len(STAGES)),
     failure_hints={

@@ -13,6 +13,7 @@ from wow_gym.data import DatasetReader
 from wow_gym.envs.robosuite_env import RobosuiteEnv
 from wow_gym.envs.wrappers import CriticReward
 from wow_gym.sophia import SCORE_NAMES, Critique
+from wow_gym.tasks import task_info
 from wow_gym.world_models import CheckpointError
 from wow_gym.world_models.critic.config import CriticConfig
 from wow_gym.world_models.critic.data import CORRUPTIONS, corrupt, frame_labels, smoothness
@@ -204,3 +205,34 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
         LearnedCritic.load(tmp_path / "c")
     with pytest.raises(CheckpointError, match="no critic is shipped for Door"):
         LearnedCritic.load(task="door")
+
+
+def test_each_task_s_corruptions_pose_its_own_object():
+    """PickPlaceCan's scene holds four free objects: the corruptions move the can (Task.object_joint), not the
+    first of them. The door hangs on a hinge: teleport swings it, and it cannot vanish."""
+    from wow_gym.envs.collection import CollectConfig, make_env, make_policy, record_episode
+
+    can = RobosuiteEnv("PickPlaceCan", image_size=64)
+    try:
+        observation, _ = can.reset(seed=3)
+        pose = can.object_qpos_index()
+        assert pose.size == 7
+        where = task_info("pickplacecan").object_position
+        assert np.allclose(can.get_sim_state()[pose[:3]], observation["environment_state"][where], atol=1e-6)
+    finally:
+        can.close()
+    config = CollectConfig(task="door", policy="expert", max_steps=12)
+    env = make_env(config)
+    try:
+        episode = record_episode(env, make_policy(config, np.random.default_rng(0)), seed=4)
+        door = env.unwrapped
+        hinge = door.object_qpos_index()
+        assert hinge.size == 1
+        clip = corrupt(door, episode, 0, episode.num_steps, "teleport", 8, np.random.default_rng(0))
+        assert clip is not None and clip.kind == "teleport"
+        original = episode.pixels[episode.num_steps - 7:]
+        changed = np.abs(clip.frames.astype(int) - original).reshape(8, -1).max(axis=1) > 0
+        assert changed.any() and not changed[:2].any(), "the door swings from the edited frame on"
+        assert corrupt(door, episode, 0, episode.num_steps, "vanish", 8, np.random.default_rng(0)) is None
+    finally:
+        env.close()
