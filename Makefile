@@ -288,10 +288,16 @@ policy: lift-data
 # recipe's auxiliary state loss on the task's own object (no world model imagines these tasks yet, so no
 # bc.imagined), judged on 50 held-out sim seeds and shipped as policies/checkpoints/<task>-policy.
 OTHER_TASKS := stack door pickplacecan
+# Lift's seeds and noise: the BC demonstrations, then the random walks FM-IDM and the critic also train on, and
+# the held-out sets eval-idm and eval-critic read (50 expert episodes from 940000 for FM-IDM's replay figure).
 tasks-data: $(STAMP)
 	$(foreach t,$(OTHER_TASKS),\
 		$(WG) collect task=$(t) policy=expert episodes=80 seed=0 root=data/$(t)/train-expert && \
-		$(WG) collect task=$(t) policy=expert episodes=80 seed=10000 $(NOISY) root=data/$(t)/train-noisy && ) true
+		$(WG) collect task=$(t) policy=expert episodes=80 seed=10000 $(NOISY) root=data/$(t)/train-noisy && \
+		$(WG) collect task=$(t) policy=walk episodes=50 seed=20000 root=data/$(t)/train-walk && \
+		$(WG) collect task=$(t) policy=expert episodes=12 seed=900000 root=data/$(t)/heldout-expert && \
+		$(WG) collect task=$(t) policy=expert episodes=12 seed=910000 $(NOISY) root=data/$(t)/heldout-noisy && \
+		$(WG) collect task=$(t) policy=expert episodes=50 seed=940000 root=data/$(t)/heldout-replay-expert && ) true
 TASK_BC := total_timesteps=0 eval.episodes=50 eval.every_steps=0 bc.aux_state_weight=1.0 \
 	bc.aux_state_dims=object bc.val_fraction=0 threads=1
 policy-tasks: tasks-data
