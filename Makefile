@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -297,6 +297,7 @@ tasks-data: $(STAMP)
 		$(WG) collect task=$(t) policy=walk episodes=50 seed=20000 root=data/$(t)/train-walk && \
 		$(WG) collect task=$(t) policy=expert episodes=12 seed=900000 root=data/$(t)/heldout-expert && \
 		$(WG) collect task=$(t) policy=expert episodes=12 seed=910000 $(NOISY) root=data/$(t)/heldout-noisy && \
+		$(WG) collect task=$(t) policy=walk episodes=12 seed=920000 root=data/$(t)/heldout-walk && \
 		$(WG) collect task=$(t) policy=expert episodes=50 seed=940000 root=data/$(t)/heldout-replay-expert && ) true
 TASK_BC := total_timesteps=0 eval.episodes=50 eval.every_steps=0 bc.aux_state_weight=1.0 \
 	bc.aux_state_dims=object bc.val_fraction=0 threads=1
@@ -311,6 +312,32 @@ policy-tasks: tasks-data
 		"bc.datasets=[data/pickplacecan/train-expert,data/pickplacecan/train-noisy]" \
 		out=outputs/policies/pickplacecan-bc $(TASK_BC)
 	$(WG) ship-policy checkpoint=outputs/policies/pickplacecan-bc/bc.zip task=pickplacecan
+
+# FM-IDM and SOPHIA's critic for Stack, Door and PickPlaceCan, one of each per task, shipped as <task>-idm and
+# <task>-critic. No world model imagines these tasks yet, so FM-IDM trains on simulator video alone and the
+# critic on real and corrupted clips (corruptions pose the task's own object: wow_gym/tasks, object_joint).
+# eval-tasks: FM-IDM's replay success from ground-truth video against the oracle's (50 held-out expert
+# episodes per task), and the critic's success verdicts on held-out episodes and its plausibility AUC.
+TASK_IDM := 'variants=[fm-idm]' imagined_fraction=0 threads=1
+TASK_CRITIC_DATA = [{root: data/$(1)/train-expert}, {root: data/$(1)/train-noisy}, \
+	{root: data/$(1)/train-walk, instruction: "move the arm around"}]
+idm-tasks critic-tasks eval-tasks: tasks-data
+idm-tasks:
+	$(foreach t,$(OTHER_TASKS),\
+		$(WG) train-idm task=$(t) $(TASK_IDM) && \
+		$(call ship,outputs/idm/$(t),$(t)-idm) && ) true
+critic-tasks:
+	$(foreach t,$(OTHER_TASKS),\
+		$(WG) train-critic task=$(t) 'datasets=$(call TASK_CRITIC_DATA,$(t))' world_model=none train.steps=1200 threads=1 && \
+		$(call ship,outputs/critic/$(t),$(t)-critic) && ) true
+eval-tasks:
+	$(foreach t,$(OTHER_TASKS),\
+		$(WG) eval-idm task=$(t) variants_dir=null imagine_dataset=null plans=false \
+			'datasets=[data/$(t)/heldout-expert,data/$(t)/heldout-noisy,data/$(t)/heldout-walk]' \
+			out=outputs/eval-idm/$(t) && \
+		$(WG) eval-critic task=$(t) imagined=false refine_dataset=null 'unseen_datasets=[]' \
+			'datasets=[data/$(t)/heldout-expert,data/$(t)/heldout-noisy,data/$(t)/heldout-walk,data/$(t)/heldout-replay-expert]' \
+			out=outputs/eval-critic/$(t) && ) true
 
 # BC + PPO in imagination against the same recipe in the simulator, 15 min of RL each from the same warm
 # start, both judged in the sim twin on 20 held-out seeds (curves.png, summary.json in each run folder).

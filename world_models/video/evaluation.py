@@ -472,8 +472,9 @@ def load_heldout(roots: list[str], image_size: int, max_episodes: int | None = N
     missing = [r for r in roots if not (Path(r) / "meta" / "info.json").is_file()]
     if missing:
         raise EvaluationError(f"held-out dataset(s) {missing} not found (no meta/info.json); collect them "
-                              "with `wow-gym collect task=lift policy=... seed=<unused seeds> root=<dir>` "
-                              "or pass datasets=[...] with existing roots")
+                              "with `wow-gym collect task=<task> policy=... seed=<unused seeds> root=<dir>` "
+                              "(`make lift-data` and `make tasks-data` collect the default sets) or pass "
+                              "datasets=[...] with existing roots")
     for root in roots:  # from the metadata, before any video is decoded
         reader = DatasetReader(root)
         shape = reader.info["features"][reader.video_key]["shape"]
