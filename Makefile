@@ -319,6 +319,7 @@ policy-tasks: tasks-data
 # eval-tasks: FM-IDM's replay success from ground-truth video against the oracle's (50 held-out expert
 # episodes per task), and the critic's success verdicts on held-out episodes and its plausibility AUC.
 TASK_IDM := 'variants=[fm-idm]' imagined_fraction=0 threads=1
+TASK_CRITIC := world_model=none train.steps=1200 threads=1   # Lift's critic trains 3,000 steps
 TASK_CRITIC_DATA = [{root: data/$(1)/train-expert}, {root: data/$(1)/train-noisy}, \
 	{root: data/$(1)/train-walk, instruction: "move the arm around"}]
 idm-tasks critic-tasks eval-tasks: tasks-data
@@ -328,7 +329,7 @@ idm-tasks:
 		$(call ship,outputs/idm/$(t),$(t)-idm) && ) true
 critic-tasks:
 	$(foreach t,$(OTHER_TASKS),\
-		$(WG) train-critic task=$(t) 'datasets=$(call TASK_CRITIC_DATA,$(t))' world_model=none train.steps=1200 threads=1 && \
+		$(WG) train-critic task=$(t) 'datasets=$(call TASK_CRITIC_DATA,$(t))' $(TASK_CRITIC) && \
 		$(call ship,outputs/critic/$(t),$(t)-critic) && ) true
 eval-tasks:
 	$(foreach t,$(OTHER_TASKS),\
@@ -336,8 +337,8 @@ eval-tasks:
 			'datasets=[data/$(t)/heldout-expert,data/$(t)/heldout-noisy,data/$(t)/heldout-walk]' \
 			out=outputs/eval-idm/$(t) && \
 		$(WG) eval-critic task=$(t) imagined=false refine_dataset=null 'unseen_datasets=[]' \
-			'datasets=[data/$(t)/heldout-expert,data/$(t)/heldout-noisy,data/$(t)/heldout-walk,data/$(t)/heldout-replay-expert]' \
-			out=outputs/eval-critic/$(t) && ) true
+			'datasets=[data/$(t)/heldout-expert,data/$(t)/heldout-noisy,data/$(t)/heldout-walk,$\
+			data/$(t)/heldout-replay-expert]' out=outputs/eval-critic/$(t) && ) true
 
 # BC + PPO in imagination against the same recipe in the simulator, 15 min of RL each from the same warm
 # start, both judged in the sim twin on 20 held-out seeds (curves.png, summary.json in each run folder).
