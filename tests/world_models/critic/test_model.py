@@ -2,6 +2,7 @@
 shipped critic on fresh sim episodes, streaming = batch readings, the reward model in the imagined env and
 beside the sim reward, checkpoints and bad input."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import gymnasium as gym
@@ -13,7 +14,7 @@ from wow_gym.data import DatasetReader
 from wow_gym.envs.robosuite_env import RobosuiteEnv
 from wow_gym.envs.wrappers import CriticReward
 from wow_gym.sophia import SCORE_NAMES, Critique
-from wow_gym.tasks import task_info
+from wow_gym.tasks import register_task, task_info, unregister_task
 from wow_gym.world_models import CheckpointError
 from wow_gym.world_models.critic.config import CriticConfig
 from wow_gym.world_models.critic.data import CORRUPTIONS, corrupt, frame_labels, smoothness
@@ -203,8 +204,12 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     (tmp_path / "c" / "config.json").write_text('{"format_version": 99}')
     with pytest.raises(CheckpointError, match="train-critic"):
         LearnedCritic.load(tmp_path / "c")
-    with pytest.raises(CheckpointError, match="no critic is shipped for Door"):
-        LearnedCritic.load(task="door")
+    register_task(dataclasses.replace(task_info("lift"), name="LiftWithoutCritic"))
+    try:
+        with pytest.raises(CheckpointError, match="no critic is shipped for LiftWithoutCritic"):
+            LearnedCritic.load(task="liftwithoutcritic")
+    finally:
+        unregister_task("LiftWithoutCritic")
 
 
 def test_each_task_s_corruptions_pose_its_own_object():
