@@ -279,24 +279,37 @@ class RobosuiteEnv(gym.Env):
         """Where a sim_state vector holds MuJoCo's qpos (after the time), e.g. to pose an object by hand."""
         return slice(1, 1 + self.model.nq)
 
-    def object_qpos_index(self) -> np.ndarray:
-        """Indices into a sim_state of the task object's joint (Task.object_joint): its free-joint pose
-        (x, y, z, qw, qx, qy, qz), or the one angle of a hinge (the door's)."""
+    def _object_joint(self) -> int:
+        """The MuJoCo id of the task object's joint: Task.object_joint, else the scene's first free joint."""
         name = task_info(self.task).object_joint
         if name is None:
             free = [j for j in range(self.model.njnt) if self.model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
             if not free:
                 raise ValueError(f"the {self.task} scene has no free-moving object; name its object_joint")
-            joint = free[0]
-        else:
-            joint = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, name)
-            if joint < 0:
-                raise ValueError(f"the {self.task} scene has no joint {name!r} (its Task.object_joint)")
+            return free[0]
+        joint = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, name)
+        if joint < 0:
+            raise ValueError(f"the {self.task} scene has no joint {name!r} (its Task.object_joint)")
+        return joint
+
+    def object_qpos_index(self) -> np.ndarray:
+        """Indices into a sim_state of the task object's joint (Task.object_joint): its free-joint pose
+        (x, y, z, qw, qx, qy, qz), or the one angle of a hinge (the door's)."""
+        joint = self._object_joint()
         size = {mujoco.mjtJoint.mjJNT_FREE: 7, mujoco.mjtJoint.mjJNT_HINGE: 1,
                 mujoco.mjtJoint.mjJNT_SLIDE: 1}.get(mujoco.mjtJoint(self.model.jnt_type[joint]))
         if size is None:
             raise ValueError(f"the {self.task} object joint must be free, hinge or slide")
         return self.qpos_slice.start + self.model.jnt_qposadr[joint] + np.arange(size)
+
+    def object_joint_range(self) -> tuple[float, float]:
+        """The limits of the task object's joint (radians for a hinge: how far the door opens); infinite
+        where the joint has none."""
+        joint = self._object_joint()
+        if not self.model.jnt_limited[joint]:
+            return -np.inf, np.inf
+        low, high = self.model.jnt_range[joint]
+        return float(low), float(high)
 
     def _posed(self, sim_states: np.ndarray, render: Any) -> np.ndarray:
         states = np.asarray(sim_states, dtype=np.float64)

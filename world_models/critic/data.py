@@ -148,11 +148,10 @@ def _swing(env: Any, kind: str, states: np.ndarray, column: int, later: np.ndarr
     """corrupt()'s edits of an object on a hinge (in place; False where the kind does not fit the clip): teleport
     swings it 0.3-0.6 rad at once, levitate opens and sink closes it by itself while not held; a door cannot
     vanish."""
-    joint = int(np.flatnonzero(env.model.jnt_qposadr == column - env.qpos_slice.start)[0])
-    low, high = env.model.jnt_range[joint]
+    low, high = env.object_joint_range()
     angle = states[:, column]
     if kind == "teleport":
-        angle[later] += rng.uniform(0.3, 0.6) * (1 if angle[later[0]] < (low + high) / 2 else -1)
+        angle[later] += rng.uniform(0.3, 0.6) * (1 if high - angle[later[0]] > angle[later[0]] - low else -1)
     elif kind in ("levitate", "sink"):
         if held.any() or (kind == "sink" and angle[later[0]] - low < 0.2):
             return False
