@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -242,6 +242,12 @@ idm: lift-data
 	$(WG) train-idm task=lift
 	$(call ship,outputs/idm/lift,lift-idm)
 
+# The shipped Lift FM-IDM's pose head (what tracking a video needs: eval-idm's fm-idm-tracked), trained onto the
+# shipped checkpoint without retraining its mask head or network (`make idm` trains one in the same run).
+idm-pose-lift: lift-data
+	$(WG) train-idm task=lift 'variants=[fm-idm]' init=world_models/checkpoints/lift-idm out=outputs/idm/lift-pose
+	$(call ship,outputs/idm/lift-pose,lift-idm)
+
 eval-idm: lift-data
 	$(WG) eval-idm task=lift
 
@@ -289,7 +295,9 @@ policy: lift-data
 # bc.imagined), judged on 50 held-out sim seeds and shipped as policies/checkpoints/<task>-policy.
 OTHER_TASKS := stack door pickplacecan
 # Lift's seeds and noise: the BC demonstrations, then the random walks FM-IDM and the critic also train on, and
-# the held-out sets eval-idm and eval-critic read (50 expert episodes from 940000 for FM-IDM's replay figure).
+# the held-out sets eval-idm and eval-critic read (50 expert episodes from 940000 for FM-IDM's replay figure),
+# and a tuning split of 20 expert episodes from 960000 (FM-IDM's tracking gain is chosen on it:
+# tune-idm-tasks).
 tasks-data: $(STAMP)
 	$(foreach t,$(OTHER_TASKS),\
 		$(WG) collect task=$(t) policy=expert episodes=80 seed=0 root=data/$(t)/train-expert && \
@@ -298,7 +306,8 @@ tasks-data: $(STAMP)
 		$(WG) collect task=$(t) policy=expert episodes=12 seed=900000 root=data/$(t)/heldout-expert && \
 		$(WG) collect task=$(t) policy=expert episodes=12 seed=910000 $(NOISY) root=data/$(t)/heldout-noisy && \
 		$(WG) collect task=$(t) policy=walk episodes=12 seed=920000 root=data/$(t)/heldout-walk && \
-		$(WG) collect task=$(t) policy=expert episodes=50 seed=940000 root=data/$(t)/heldout-replay-expert && ) true
+		$(WG) collect task=$(t) policy=expert episodes=50 seed=940000 root=data/$(t)/heldout-replay-expert && \
+		$(WG) collect task=$(t) policy=expert episodes=20 seed=960000 root=data/$(t)/tune-replay-expert && ) true
 TASK_BC := total_timesteps=0 eval.episodes=50 eval.every_steps=0 bc.aux_state_weight=1.0 \
 	bc.aux_state_dims=object bc.val_fraction=0 threads=1
 policy-tasks: tasks-data
@@ -322,7 +331,7 @@ TASK_IDM := 'variants=[fm-idm]' imagined_fraction=0 threads=1
 TASK_CRITIC := world_model=none train.steps=1200 threads=1   # Lift's critic trains 3,000 steps
 TASK_CRITIC_DATA = [{root: data/$(1)/train-expert}, {root: data/$(1)/train-noisy}, \
 	{root: data/$(1)/train-walk, instruction: "move the arm around"}]
-idm-tasks critic-tasks eval-tasks: tasks-data
+idm-tasks critic-tasks eval-tasks tune-idm-tasks: tasks-data
 idm-tasks:
 	$(foreach t,$(OTHER_TASKS),\
 		$(WG) train-idm task=$(t) $(TASK_IDM) && \
@@ -331,6 +340,14 @@ critic-tasks:
 	$(foreach t,$(OTHER_TASKS),\
 		$(WG) train-critic task=$(t) 'datasets=$(call TASK_CRITIC_DATA,$(t))' $(TASK_CRITIC) && \
 		$(call ship,outputs/critic/$(t),$(t)-critic) && ) true
+# FM-IDM's tracking gain (eval_idm.yaml track_gain) on the tuning split, never on the held-out seeds: replay
+# success per gain in outputs/eval-idm/tune-<task>-gain<g>/results.json (gain 0 is the open-loop replay).
+TRACK_GAINS := 0.5 1.0 1.5
+tune-idm-tasks:
+	$(foreach t,$(OTHER_TASKS),$(foreach g,$(TRACK_GAINS),\
+		$(WG) eval-idm task=$(t) variants_dir=null imagine_dataset=null plans=false track_gain=$(g) \
+			'datasets=[data/$(t)/tune-replay-expert]' 'headline_sources=[tune-replay-expert]' \
+			'replay_datasets=[data/$(t)/tune-replay-expert]' out=outputs/eval-idm/tune-$(t)-gain$(g) && )) true
 eval-tasks:
 	$(foreach t,$(OTHER_TASKS),\
 		$(WG) eval-idm task=$(t) variants_dir=null imagine_dataset=null plans=false \

@@ -6,6 +6,11 @@ replayed episodes are compared step by step: PSNR/SSIM of the frames, end-effect
 error (mean distance, dynamic time warping, discrete Fréchet distance) and whether both agree on success.
 Rollouts that agree within `VerifyThresholds` count as verified (source=imagined_verified).
 
+Open-loop replay integrates every decoded step's small error into drift. With `track` (end-effector
+positions the video shows, read off its frames by FM-IDM's pose head), the replay instead adds to each decoded
+action a proportional correction toward where the video shows the end effector at that step, from the
+executing arm's own proprioception (the simulator's agent_pos here; a real arm's joint encoders there).
+
 `physics_checks` checks many rollouts at once: FM-IDM decodes them here, the replays run on Ray actors when
 `ray.address` is set (each keeping its sim env), and each replay starts from its own state, so the figures
 are those of checking the rollouts one by one.
@@ -23,6 +28,7 @@ import numpy as np
 
 from wow_gym.checks import check_actions
 from wow_gym.metrics import dtw_distance, frechet_distance, psnr, ssim
+from wow_gym.registry import MAX_POSITION_STEP
 from wow_gym.rollout import Rollout
 from wow_gym.scale import RayConfig, map_ordered
 from wow_gym.tasks import task_info
@@ -38,15 +44,32 @@ class VerifyThresholds:
     eef_mm: float = 60.0  # checked only where the rollout imagined the end effector
 
 
-def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = True) -> Rollout:
-    """Run `actions` [T, 7] in a RobosuiteEnv from `sim_state`; the resulting simulated Rollout."""
+def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = True,
+           track: np.ndarray | None = None, gain: float = 1.0) -> Rollout:
+    """Run `actions` [T, 7] in a RobosuiteEnv from `sim_state`; the resulting simulated Rollout.
+
+    With `track` [T+1, 3] (world positions of the end effector, one per frame of the video the actions came
+    from), each step's position command gains gain * (track[t] - end effector now) / MAX_POSITION_STEP,
+    clipped to [-1, 1], and the Rollout records the actions executed."""
     actions = check_actions(actions, ("T", 7), "replay actions")
+    if track is not None:
+        track = np.asarray(track, np.float32)
+        if track.shape != (len(actions) + 1, 3):
+            raise ValueError(f"track must be end-effector positions [T+1, 3] = [{len(actions) + 1}, 3] for "
+                             f"{len(actions)} actions, got shape {track.shape}")
+        if gain < 0:
+            raise ValueError(f"the tracking gain must be >= 0, got {gain}")
     obs, info = env.reset(options={"sim_state": sim_state})
     keep = render and "pixels" in obs
     frames, poses, states, sims = [obs["pixels"]] if keep else [], [obs["agent_pos"]], [obs["environment_state"]], [
         env.get_sim_state()]
-    rewards, success = [], []
-    for action in actions:
+    rewards, success, executed = [], [], []
+    for t, action in enumerate(actions):
+        if track is not None:
+            action = action.copy()
+            correction = gain * (track[t] - obs["agent_pos"][:3]) / MAX_POSITION_STEP
+            action[:3] = np.clip(action[:3] + correction, -1.0, 1.0)
+        executed.append(action)
         obs, reward, _, _, info = env.step(action)
         if keep:
             frames.append(obs["pixels"])
@@ -59,31 +82,34 @@ def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = 
     size = env.observation_space["pixels"].shape[0] if "pixels" in env.observation_space.spaces else 1
     pixels = np.stack(frames) if keep else np.zeros((steps + 1, size, size, 3), np.uint8)
     return Rollout(pixels=pixels, agent_pos=np.stack(poses).astype(np.float32),
-                   action=actions, reward=np.asarray(rewards, np.float32), terminated=np.zeros(steps, bool),
+                   action=np.stack(executed).astype(np.float32) if steps else actions,
+                   reward=np.asarray(rewards, np.float32), terminated=np.zeros(steps, bool),
                    truncated=np.zeros(steps, bool), source="sim", task=getattr(env, "task", ""),
                    is_success=np.asarray(success), environment_state=np.stack(states).astype(np.float32),
                    sim_state=np.stack(sims))
 
 
 class Replayer:
-    """A worker that keeps one sim env and replays (sim_state, actions) jobs in it."""
+    """A worker that keeps one sim env and replays (sim_state, actions) or (sim_state, actions, track)
+    jobs in it (`replay`'s arguments; tracked with `gain`)."""
 
-    def __init__(self, make_env: Callable[[], Any], render: bool = True) -> None:
-        self.env, self.render = make_env(), render
+    def __init__(self, make_env: Callable[[], Any], render: bool = True, gain: float = 1.0) -> None:
+        self.env, self.render, self.gain = make_env(), render, gain
 
-    def __call__(self, job: tuple[np.ndarray, np.ndarray]) -> Rollout:
-        sim_state, actions = job
-        return replay(self.env, sim_state, actions, self.render)
+    def __call__(self, job: tuple[np.ndarray, ...]) -> Rollout:
+        sim_state, actions, *track = job
+        return replay(self.env, sim_state, actions, self.render, track[0] if track else None, self.gain)
 
     def close(self) -> None:
         self.env.close()
 
 
-def replay_all(make_env: Callable[[], Any], jobs: Sequence[tuple[np.ndarray, np.ndarray]],
-               ray: RayConfig | None = None, render: bool = True) -> list[Rollout]:
-    """Replay each (sim_state, actions [T, 7]) job from its state: in one env here, or on Ray actors when
-    ray.address is set; the replays in the order of the jobs. `make_env` must be picklable for Ray."""
-    return list(map_ordered(partial(Replayer, make_env, render), jobs, ray))
+def replay_all(make_env: Callable[[], Any], jobs: Sequence[tuple[np.ndarray, ...]],
+               ray: RayConfig | None = None, render: bool = True, gain: float = 1.0) -> list[Rollout]:
+    """Replay each (sim_state, actions [T, 7]) or (sim_state, actions, track [T+1, 3]) job from its state: in
+    one env here, or on Ray actors when ray.address is set; the replays in the order of the jobs. `make_env`
+    must be picklable for Ray."""
+    return list(map_ordered(partial(Replayer, make_env, render, gain), jobs, ray))
 
 
 def trajectory_errors(imagined: np.ndarray, replayed: np.ndarray) -> dict[str, float]:
@@ -128,20 +154,31 @@ class PhysicsCheck:
 
 
 def physics_check(imagined: Rollout, sim_state: np.ndarray, idm: Any, env: Any,
-                  thresholds: VerifyThresholds | None = None, actions: np.ndarray | None = None) -> PhysicsCheck:
+                  thresholds: VerifyThresholds | None = None, actions: np.ndarray | None = None,
+                  gain: float = 0.0) -> PhysicsCheck:
     """Decode `imagined`'s frames with `idm` (or take `actions`), replay them in `env` from `sim_state`
-    (the state the imagination started from) and compare. Sets imagined.idm_action and imagined.physics."""
+    (the state the imagination started from) and compare. Sets imagined.idm_action and imagined.physics.
+    gain > 0 tracks the video with the IDM's pose head (idm_action: the actions executed)."""
     decoded = idm.predict(imagined.pixels) if actions is None else np.asarray(actions, np.float32)
+    if gain > 0:
+        replayed = replay(env, sim_state, decoded, track=idm.eef_positions(imagined.pixels), gain=gain)
+        return compare_replay(imagined, replayed.action, replayed, thresholds)
     return compare_replay(imagined, decoded, replay(env, sim_state, decoded), thresholds)
 
 
 def physics_checks(imagined: Sequence[Rollout], sim_states: Sequence[np.ndarray], idm: Any,
                    make_env: Callable[[], Any], thresholds: VerifyThresholds | None = None,
-                   ray: RayConfig | None = None) -> list[PhysicsCheck]:
+                   ray: RayConfig | None = None, gain: float = 0.0) -> list[PhysicsCheck]:
     """physics_check of each rollout from its start state: FM-IDM decodes here, the replays run through
-    replay_all (on Ray when ray.address is set) in envs made by `make_env`."""
+    replay_all (on Ray when ray.address is set) in envs made by `make_env`. gain > 0 tracks each video with
+    FM-IDM's pose head (`replay`'s track); the rollouts then carry the executed actions as idm_action."""
     decoded = [idm.predict(rollout.pixels) for rollout in imagined]
-    replayed = replay_all(make_env, list(zip(sim_states, decoded)), ray)
+    if gain > 0:
+        jobs = [(s, a, idm.eef_positions(r.pixels)) for s, a, r in zip(sim_states, decoded, imagined)]
+        replayed = replay_all(make_env, jobs, ray, gain=gain)
+        decoded = [r.action for r in replayed]
+    else:
+        replayed = replay_all(make_env, list(zip(sim_states, decoded)), ray)
     return [compare_replay(r, a, p, thresholds) for r, a, p in zip(imagined, decoded, replayed)]
 
 

@@ -6,10 +6,13 @@ import gymnasium as gym
 
 from wow_gym.tasks import IMAGINED_VERSION, SIM_VERSION, TASKS, task_info
 
-__all__ = ["CONTROL_FREQ", "IMAGINED_VERSION", "SIM_VERSION", "TASKS", "imagined_env_ids", "register_envs",
+__all__ = ["CONTROL_FREQ", "IMAGINED_VERSION", "MAX_POSITION_STEP", "MAX_ROTATION_STEP", "SIM_VERSION",
+           "TASKS", "imagined_env_ids", "register_envs",
            "sim_env_ids", "task_info"]
 
 CONTROL_FREQ = 20  # Hz; one dataset frame per control step
+MAX_POSITION_STEP = 0.05  # metres per action at |a| = 1 (the OSC_POSE controller's output_max)
+MAX_ROTATION_STEP = 0.5  # radians per action at |a| = 1
 
 
 def sim_env_ids() -> list[str]:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-MAX_POSITION_STEP = 0.05  # metres per action at |a| = 1 (OSC_POSE output_max)
-MAX_ROTATION_STEP = 0.5  # radians per action at |a| = 1
+from wow_gym.registry import MAX_POSITION_STEP, MAX_ROTATION_STEP
 OPEN, CLOSE = -1.0, 1.0  # gripper commands
 UP = np.array([0.0, 0.0, 1.0])
 

@@ -258,7 +258,8 @@ def test_train_idm_then_eval_idm_tiny_budget(tmp_path):
     _wow_gym(["collect", "task=lift", "policy=expert", "episodes=1", "max_steps=10", "workers=1",
               "progress=false", f"root={data}"], tmp_path)
     out = _wow_gym(["train-idm", f"datasets=[{data}]", f"out={tmp_path / 'idm'}", "width=8",
-                    "mask_head={steps: 2, batch_size: 2}", "idm={steps: 2, batch_size: 2}", "progress=false"],
+                    "mask_head={steps: 2, batch_size: 2}", "idm={steps: 2, batch_size: 2}",
+                    "pose_head={steps: 2, batch_size: 2}", "progress=false"],
                    tmp_path)
     assert "checkpoint:" in out and (tmp_path / "idm" / "run.json").exists()
     world_model = WorldModel.random("dit-test", env_state_dim=10).save(tmp_path / "wm")
@@ -268,6 +269,7 @@ def test_train_idm_then_eval_idm_tiny_budget(tmp_path):
                     "thresholds={require_success: false, object_mm: 1.0e6, eef_mm: 1.0e6}", "progress=false",
                     f"out={tmp_path / 'eval'}"], tmp_path)
     assert "replay success from ground-truth video (expert, 1 episodes)" in out
+    assert "tracking the video with the pose head" in out  # the checkpoint has one, so fm-idm-tracked runs
     assert "normalised action RMSE" in out and "plain" in out and "fm-idm" in out
     for name in ("report.md", "results.json", "action_nrmse.png", "actions_0.gif", "plan_0.gif", "run.json"):
         assert (tmp_path / "eval" / name).exists(), name

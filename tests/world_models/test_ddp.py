@@ -120,8 +120,9 @@ def test_idm_and_critic_train_on_two_processes_like_one(tmp_path, lift_data):
     init = WorldModel.random("dit-test", env_state_dim=10).save(tmp_path / "wm")
     runs = {
         "train-idm": ([f"datasets=[{lift_data}]", f"world_model={init}", "width=8", "variants=[plain,fm-idm]",
-                       "mask_head={steps: 4, batch_size: 4}", "idm={steps: 6, batch_size: 8}"],
-                      ("mask_head", "idm-plain", "idm-fm-idm")),
+                       "mask_head={steps: 4, batch_size: 4}", "idm={steps: 6, batch_size: 8}",
+                       "pose_head={steps: 4, batch_size: 8}"],
+                      ("mask_head", "idm-plain", "idm-fm-idm", "pose_head")),
         "train-critic": ([f"datasets=[{{root: {lift_data}}}]", f"world_model={init}", "width=32", "layers=1",
                           "per_kind=2", "train={steps: 10, batch_size: 8}"], ("critic",)),
     }

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from wow_gym.envs.collection import CollectConfig, make_env, make_policy, record_episode
+from wow_gym.envs.robosuite_env import RobosuiteEnv
+from wow_gym.physics_check import replay
 from wow_gym.world_models import shipped_checkpoint
 from wow_gym.world_models.critic.model import LearnedCritic
 from wow_gym.world_models.idm.model import InverseDynamics
@@ -48,3 +50,24 @@ def test_each_task_s_shipped_idm_decodes_its_expert_video(expert_episode):
     moving = np.abs(episode.action[:, :3]) > 0.2  # position commands the expert gives clearly
     agree = np.sign(decoded[:, :3][moving]) == np.sign(episode.action[:, :3][moving])
     assert moving.sum() >= 10 and agree.mean() >= 0.8, f"signs agree on {agree.mean():.0%} of {moving.sum()}"
+
+
+def test_each_task_s_shipped_idm_tracks_its_expert_video_in_the_simulator(expert_episode):
+    """The pose head reads where the video shows the end effector, and tracking it keeps the replayed arm on
+    the video's path, which open-loop replay of the same decoded actions drifts off."""
+    task, episode = expert_episode
+    idm = InverseDynamics.load(shipped_checkpoint(task, "idm"))
+    read = idm.eef_positions(episode.pixels)
+    true = episode.agent_pos[:, :3]
+    error_mm = 1000 * np.linalg.norm(read - true, axis=1)
+    assert np.median(error_mm) < 20, f"median pose-head error {np.median(error_mm):.1f} mm"
+    decoded = idm.predict(episode.pixels)
+    env = RobosuiteEnv(task, image_size=64, use_camera=False)
+    try:
+        open_loop = replay(env, episode.sim_state[0], decoded, render=False)
+        tracked = replay(env, episode.sim_state[0], decoded, render=False, track=read)
+    finally:
+        env.close()
+    drift = {name: 1000 * np.linalg.norm(r.agent_pos[:, :3] - true, axis=1).mean()
+             for name, r in (("open loop", open_loop), ("tracked", tracked))}
+    assert drift["tracked"] < 25 and drift["tracked"] < drift["open loop"], drift

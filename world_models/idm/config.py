@@ -28,6 +28,8 @@ class IDMConfig:
     future: int = 0
     # smooth-L1 weight of each normalised action dimension (x, y, z, roll, pitch, yaw, gripper)
     loss_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 1.0])
+    # a pose head that reads the end effector's world position off one frame (what tracking a video needs)
+    pose_head: bool = False
     version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:

@@ -5,11 +5,14 @@ imagined video.
    held-out ground-truth frames.
 2. Replay from ground truth: each held-out episode's actions decoded from its own video, replayed in the
    simulator from the episode's first state; task success against replaying the recorded actions (the
-   oracle).
+   oracle). With a pose head, FM-IDM also tracks the video (`fm-idm-tracked`): the same decoded actions,
+   each corrected toward the end-effector position the pose head reads off the video's frame
+   (wow_gym/physics_check.py, `track_gain`).
 3. Imagined video: the world model imagines from each held-out start, (a) under the recorded actions and
    (b) as an instruction-conditioned plan; FM-IDM decodes the video, MuJoCo replays it (the physics check),
-   and the success of those replays is counted. Rollouts that agree with physics are written to a dataset
-   with source=imagined_verified.
+   and the success of those replays is counted; with a pose head, also tracked (modes `actions-tracked`,
+   `plan-tracked`). Rollouts whose open-loop replay agrees with physics are written to a dataset with
+   source=imagined_verified.
 
 The MuJoCo replays of (2) and (3) run on Ray actors when `ray.address` is set (FM-IDM and the world model
 stay in this process); every replay starts from its own recorded state, so the figures are the serial run's.
@@ -17,6 +20,7 @@ stay in this process); every replay starts from its own recorded state, so the f
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +63,7 @@ class EvalIDMConfig:
     imagine_episodes: int = 12
     imagine_horizon: int = 60
     plans: bool = True
+    track_gain: float = 1.0  # fm-idm-tracked's proportional gain (0: open-loop replay only)
     sampling_steps: int | None = None
     thresholds: VerifyThresholds = field(default_factory=VerifyThresholds)
     write_verified: bool = True
@@ -73,13 +78,15 @@ class EvalIDMConfig:
             self.thresholds = VerifyThresholds(**self.thresholds)
         if isinstance(self.ray, dict):
             self.ray = RayConfig(**self.ray)
+        if self.track_gain < 0:
+            raise ValueError(f"track_gain must be >= 0 (0: no tracked replay), got {self.track_gain}")
 
 
 @dataclass
 class ImaginedCase:
     """One imagined rollout from a held-out start and its physics check."""
 
-    mode: str  # "actions" (the recorded actions) or "plan" (instruction only)
+    mode: str  # "actions" (the recorded actions) or "plan" (instruction only); "-tracked": replayed tracking
     episode: int
     rollout: Rollout = field(repr=False, metadata={"json": False})
     check: PhysicsCheck = field(repr=False, metadata={"json": False})
@@ -121,12 +128,12 @@ def action_nrmse(decoded: list[np.ndarray], episodes: list[Rollout]) -> np.ndarr
     return np.sqrt(((pred - true) ** 2).mean(0)) / np.maximum(true.std(0), 1e-3)
 
 
-def replay_successes(make_env: Callable[[], Any], episodes: list[Rollout], actions: list[np.ndarray],
-                     ray: RayConfig | None = None, desc: str = "replay", progress: bool = False) -> list[bool]:
-    """Whether replaying each action sequence from its episode's first state solves the task (in envs made by
-    `make_env`, on Ray when ray.address is set)."""
-    jobs = [(e.sim_state[0], a) for e, a in zip(episodes, actions)]
-    replays = replay_all(make_env, jobs, ray, render=False)
+def replay_successes(make_env: Callable[[], Any], jobs: list[tuple[np.ndarray, ...]],
+                     ray: RayConfig | None = None, desc: str = "replay", progress: bool = False,
+                     gain: float = 1.0) -> list[bool]:
+    """Whether replaying each (sim_state, actions) or (sim_state, actions, track) job solves the task (in envs
+    made by `make_env`, on Ray when ray.address is set; tracked jobs with `gain`)."""
+    replays = replay_all(make_env, jobs, ray, render=False, gain=gain)
     return [r.success for r in tqdm(replays, total=len(jobs), desc=desc, disable=not progress)]
 
 
@@ -184,14 +191,19 @@ def evaluate_idm(config: EvalIDMConfig, out: Path, make_sim: SimFactory) -> IDMR
 
     blind_sim = partial(make_sim, config.task, image_size=config.image_size, use_camera=False)
     replay_groups = grouped(config.replay_datasets)
-    actions = {(source, name): [e.action if name == "oracle" else decoded[id(e)][name] for e in eps]
-               for source, eps in replay_groups.items() for name in ["oracle", *models]}
+    tracked = fm.pose_head is not None and config.track_gain > 0
+    names = ["oracle", *models, *(["fm-idm-tracked"] if tracked else [])]
+    jobs = {(source, name): [(e.sim_state[0], e.action) if name == "oracle"
+                             else (e.sim_state[0], decoded[id(e)][name]) if name != "fm-idm-tracked"
+                             else (e.sim_state[0], decoded[id(e)]["fm-idm"], fm.eef_positions(e.pixels))
+                             for e in eps]
+            for source, eps in replay_groups.items() for name in names}
     # one map over every (source, variant): each worker builds its simulator once
-    episodes = [e for source, name in actions for e in replay_groups[source]]
-    solved = iter(replay_successes(blind_sim, episodes, [a for group in actions.values() for a in group],
-                                   config.ray, desc="replay held-out actions", progress=config.progress))
+    solved = iter(replay_successes(blind_sim, [job for group in jobs.values() for job in group], config.ray,
+                                   desc="replay held-out actions", progress=config.progress,
+                                   gain=config.track_gain))
     replays = {source: {"episodes": float(len(eps))} for source, eps in replay_groups.items()}
-    for (source, name), group in actions.items():
+    for (source, name), group in jobs.items():
         replays[source][name] = float(np.mean([next(solved) for _ in group]))
     cases: list[ImaginedCase] = []
     verified: list[Rollout] = []
@@ -206,12 +218,18 @@ def evaluate_idm(config: EvalIDMConfig, out: Path, make_sim: SimFactory) -> IDMR
         for mode in tqdm(("actions", "plan") if config.plans else ("actions",), desc="physics check",
                          disable=not config.progress):
             rollouts = imagine_cases(wm, start_eps, mode, config.imagine_horizon, generator, config.sampling_steps)
-            checks = physics_checks(rollouts, [e.sim_state[0] for e in start_eps], fm, camera_sim,
-                                    config.thresholds, config.ray)
-            for i, (rollout, check) in enumerate(zip(rollouts, checks)):
-                cases.append(ImaginedCase(mode, i, rollout, check, check.summary()))
-                if check.verified:
-                    verified.append(verified_rollout(rollout, check))
+            states = [e.sim_state[0] for e in start_eps]
+            checked = [(mode, rollouts, physics_checks(rollouts, states, fm, camera_sim, config.thresholds,
+                                                         config.ray))]
+            if tracked:  # the same videos, tracked; copies keep each check's idm_action and physics apart
+                copies = [dataclasses.replace(r) for r in rollouts]
+                checked.append((f"{mode}-tracked", copies, physics_checks(
+                    copies, states, fm, camera_sim, config.thresholds, config.ray, gain=config.track_gain)))
+            for name, group, checks in checked:
+                for i, (rollout, check) in enumerate(zip(group, checks)):
+                    cases.append(ImaginedCase(name, i, rollout, check, check.summary()))
+                    if check.verified and name == mode:  # the open-loop checks, as without a pose head
+                        verified.append(verified_rollout(rollout, check))
     root = out / "imagined_verified"
     if verified and config.write_verified:
         writer = DatasetWriter(root, fps=CONTROL_FREQ, camera=task_info(config.task).camera)

@@ -7,6 +7,11 @@ downloaded weights). Masks come from a small mask head trained on MuJoCo's exact
 evaluation the mask head supplies the mask of every frame, ground-truth and imagined alike, so nothing
 simulator-only leaks into a comparison.
 
+An optional pose head (a spatial-softmax PixelProbe) reads the end effector's world position off a single
+frame. Open-loop replay of decoded actions drifts, since each step's small error is integrated; with the
+pose head, `track` in wow_gym/physics_check.py steers the executing arm back toward where the video shows
+the end effector, using the arm's own proprioception.
+
 The variants of the paper's ablation share one network and differ only in their input channels:
 plain (frames), flow (+ flow), mask (+ masks), fm-idm (+ flow + masks + the flow inside the arm mask).
 """
@@ -30,6 +35,7 @@ from wow_gym.world_models.checkpoint import (
     save_checkpoint,
 )
 from wow_gym.world_models.idm.config import FORMAT_VERSION, IDMConfig
+from wow_gym.world_models.video.dynamics import PixelProbe
 
 TRAIN_COMMAND = "wow-gym train-idm"
 FLOW_SCALE = 0.5  # flow in pixels per step is ~0-4 at 64 px; this brings it near unit scale
@@ -109,10 +115,12 @@ class InverseDynamics(nn.Module):
         self.config = config
         self.mask_head = MaskHead()
         self.net = IDMNet(config)
-        stats = stats or {"action_mean": [0.0] * config.action_dim, "action_std": [1.0] * config.action_dim}
+        self.pose_head = PixelProbe(3) if config.pose_head else None
+        stats = {"action_mean": [0.0] * config.action_dim, "action_std": [1.0] * config.action_dim,
+                 "eef_mean": [0.0] * 3, "eef_std": [1.0] * 3, **(stats or {})}
         self.stats = {k: [float(x) for x in v] for k, v in stats.items()}
-        self.register_buffer("_action_mean", torch.tensor(self.stats["action_mean"]), persistent=False)
-        self.register_buffer("_action_std", torch.tensor(self.stats["action_std"]), persistent=False)
+        for name in ("action_mean", "action_std", "eef_mean", "eef_std"):
+            self.register_buffer(f"_{name}", torch.tensor(self.stats[name]), persistent=False)
 
     @property
     def device(self) -> torch.device:
@@ -183,6 +191,20 @@ class InverseDynamics(nn.Module):
                 None if masks is None else masks[i:i + batch])
             out.append(self.denormalize(self.net(x)))
         return torch.cat(out).clamp(-1, 1).cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def eef_positions(self, frames: Any, batch: int = 256) -> np.ndarray:
+        """The pose head's end-effector world position [T, 3] (metres) in each frame of [T, H, W, 3]."""
+        if self.pose_head is None:
+            raise CheckpointError(f"this FM-IDM ({self.config.task}) has no pose head, so it cannot track a "
+                                  f"video; add one with `{TRAIN_COMMAND} task={self.config.task.lower()} "
+                                  "variants=[fm-idm] init=<this checkpoint>` (pose_head.steps > 0) or replay "
+                                  "open loop")
+        frames = check_frames(frames, "frames to read the end effector from", size=self.config.image_size,
+                              min_frames=1)
+        out = [self.pose_head(to_images(torch.as_tensor(frames[i:i + batch], device=self.device)))
+               for i in range(0, len(frames), batch)]
+        return (torch.cat(out) * self._eef_std + self._eef_mean).cpu().numpy().astype(np.float32)
 
     def normalize(self, actions: torch.Tensor) -> torch.Tensor:
         return (actions - self._action_mean) / self._action_std

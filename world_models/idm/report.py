@@ -25,6 +25,10 @@ def acceptance_lines(results: IDMResults) -> list[str]:
         ratio = fm / oracle if oracle else float("nan")
         lines.append(f"replay success from ground-truth video ({source}, {int(row['episodes'])} episodes): "
                      f"FM-IDM {100 * fm:.1f}% vs oracle {100 * oracle:.1f}% ({100 * ratio:.1f}% of the oracle)")
+        if "fm-idm-tracked" in row:
+            tracked = row["fm-idm-tracked"]
+            lines.append(f"  tracking the video with the pose head: {100 * tracked:.1f}% "
+                         f"({100 * (tracked / oracle if oracle else float('nan')):.1f}% of the oracle)")
     for mode, figures in results.imagined.items():
         lines.append(f"success of FM-IDM actions decoded from imagined {results.task} video ({mode}, {int(figures['cases'])} "
                      f"starts), executed in MuJoCo: {100 * figures.get('replay_success', float('nan')):.1f}%")
@@ -76,8 +80,11 @@ def write_idm_report(results: IDMResults, config: dict, out_dir: str | Path) -> 
     lines += ["", "![action_nrmse.png](action_nrmse.png)", "",
               "## Replay in MuJoCo from ground-truth video", "",
               "Each held-out episode's actions decoded from its own frames, replayed from its first simulator "
-              "state; the oracle replays the recorded actions.", ""]
-    names = ["oracle", *results.action_nrmse]
+              "state; the oracle replays the recorded actions. fm-idm-tracked: FM-IDM's actions, each "
+              "corrected toward the end-effector position its pose head reads off the video "
+              "(wow_gym/physics_check.py).", ""]
+    names = ["oracle", *results.action_nrmse, *(["fm-idm-tracked"] if any(
+        "fm-idm-tracked" in row for row in results.replay.values()) else [])]
     lines += ["| source | episodes | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
     for source, row in results.replay.items():
         lines.append(f"| {source} | {int(row['episodes'])} | "

@@ -10,6 +10,12 @@
    to read the world model's video as well as the simulator's. The mask head learns real frames only.
 4. Each variant (plain, flow, mask, fm-idm) is trained with the same data, steps and seed; the
    finished models land in <out>/<variant>/ and fm-idm also in <out>/checkpoint.
+5. The pose head (pose_head.steps > 0) learns the end effector's world position from single real frames
+   (the episodes' agent_pos); it is shared by every variant's checkpoint, as the mask head is. A run
+   finished without one gains it when started again with the same `out`: the other stages are done.
+   `init` (a finished FM-IDM checkpoint, e.g. a shipped one) does the same without the run that made it:
+   its mask head, network and action statistics are kept, and only the pose head trains, on real frames
+   (no arm masks, flow or imagined video are prepared).
 Stages checkpoint through world_models/staged.py, so rerunning with the same `out` resumes.
 """
 
@@ -52,11 +58,13 @@ class TrainIDMConfig(RunSettings):
     future: int = 1  # frames after t+1 each IDM reads
     loss_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 1.0])
     mask_head: StageConfig = field(default_factory=lambda: StageConfig(800, 32, 2e-3))
+    pose_head: StageConfig = field(default_factory=lambda: StageConfig(6000, 64, 2e-3))  # steps 0: none
     idm: StageConfig = field(default_factory=lambda: StageConfig(3000, 64, 1e-3))
     shift: int = 3  # random-shift augmentation of the IDM inputs, up to this many pixels (0: off)
     imagined_fraction: float = 0.25  # share of each IDM batch read from world-model video (0: none)
     world_model: str | None = None  # the world model that imagines it; None: the task's shipped model
     sampling_steps: int | None = None  # its flow steps; None: the checkpoint's default
+    init: str | None = None  # a finished FM-IDM checkpoint to add a pose head to (only that stage trains)
 
     def __post_init__(self) -> None:
         task_info(self.task)
@@ -69,9 +77,13 @@ class TrainIDMConfig(RunSettings):
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown or not self.variants:
             raise ValueError(f"variants must be a non-empty subset of {list(VARIANTS)}, got {self.variants}")
-        for name in ("mask_head", "idm"):
+        for name in ("mask_head", "pose_head", "idm"):
             if isinstance(getattr(self, name), dict):
                 setattr(self, name, StageConfig(**getattr(self, name)))
+        if self.init is not None and (self.variants != ["fm-idm"] or self.pose_head.steps <= 0):
+            raise ValueError("init adds a pose head to a finished FM-IDM checkpoint: set variants=[fm-idm] "
+                             f"and pose_head.steps > 0 (got variants={self.variants}, "
+                             f"pose_head.steps={self.pose_head.steps})")
 
 
 def episode_flow(pixels: np.ndarray) -> np.ndarray:
@@ -110,16 +122,22 @@ class IDMData:
     """Frames, actions, flows and simulator arm masks of every episode, flattened with episode offsets."""
 
     def __init__(self, roots: list[str], task: str, image_size: int, cache: Path, make_sim: SimFactory,
-                 progress: bool = True) -> None:
+                 progress: bool = True, frames_only: bool = False) -> None:
+        """frames_only: no optical flow or arm masks (only the pose head trains: `init`)."""
         episodes = read_episodes(roots, "FM-IDM", image_size, progress=progress)
         flat = flatten_episodes([ep for _, _, ep in episodes])
         self.frames = torch.from_numpy(flat.pixels)
         self.actions = torch.from_numpy(flat.action)  # action taken at frame i
-        flows = [episode_flow(ep.pixels) for _, _, ep in tqdm(episodes, desc="optical flow", disable=not progress)]
-        self.flows = torch.from_numpy(np.concatenate(flows))  # flow from frame i to i+1 (zero at the last)
-        masks = arm_masks(episodes, task, image_size, cache, make_sim)
-        self.sim_masks: torch.Tensor | None = torch.from_numpy(np.concatenate(masks))
+        self.flows: torch.Tensor | None = None  # flow from frame i to i+1 (zero at the last)
+        self.sim_masks: torch.Tensor | None = None
+        if not frames_only:
+            flows = [episode_flow(ep.pixels)
+                     for _, _, ep in tqdm(episodes, desc="optical flow", disable=not progress)]
+            self.flows = torch.from_numpy(np.concatenate(flows))
+            masks = arm_masks(episodes, task, image_size, cache, make_sim)
+            self.sim_masks = torch.from_numpy(np.concatenate(masks))
         self.first_pose = flat.agent_pos[flat.starts]  # agent_pos at each episode's first frame
+        self.eef = torch.from_numpy(flat.agent_pos[:, :3].astype(np.float32))  # end effector, per frame
         self.instructions = [ep.instruction or None for _, _, ep in episodes]
         self.masks: torch.Tensor | None = None  # the mask head's, filled after its stage
         self.lengths = torch.from_numpy(flat.lengths)
@@ -141,7 +159,8 @@ class IDMData:
 
     def action_stats(self) -> dict[str, list[float]]:
         a = self.actions[self.steps]
-        return {"action_mean": a.mean(0).tolist(), "action_std": a.std(0).clamp_min(1e-3).tolist()}
+        return {"action_mean": a.mean(0).tolist(), "action_std": a.std(0).clamp_min(1e-3).tolist(),
+                "eef_mean": self.eef.mean(0).tolist(), "eef_std": self.eef.std(0).clamp_min(1e-3).tolist()}
 
     def batch(self, idx: torch.Tensor, future: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Frames [B,n,H,W,3] (t-1, t, t+1 and `future` more), the flows between them [B,n-1,H,W,2] and
@@ -165,36 +184,57 @@ class IDMTrainer(StagedTrainer):
     def __init__(self, config: TrainIDMConfig, make_sim: SimFactory) -> None:
         super().__init__(config.out, config)
         self.config = config
-        self.stages = ("mask_head", *(f"idm-{v}" for v in VARIANTS))
+        self.stages = ("mask_head", *(f"idm-{v}" for v in VARIANTS), "pose_head")  # new stages go last
         info = task_info(config.task)
+        init = InverseDynamics.load(config.init, self.device) if config.init else None
+        if init is not None:
+            init.check_compatible(config.image_size, source=config.init)
+            if init.config.task != info.name:
+                raise ValueError(f"init {config.init} is {init.config.task}'s FM-IDM; this run trains "
+                                 f"{info.name}")
         with self.main_first():  # rank 0 renders the arm masks and imagines the video into the caches
             self.data = IDMData(config.datasets, info.name, config.image_size, self.out / "masks", make_sim,
-                                self.progress)
-            frames = self._imagine() if config.imagined_fraction else None
+                                self.progress, frames_only=init is not None)
+            frames = self._imagine() if config.imagined_fraction and init is None else None
         self.stats = self.data.action_stats()
+        if init is not None:  # its network was trained on its own action statistics
+            self.stats |= {k: init.stats[k] for k in ("action_mean", "action_std")}
         self.imagined = self.data.with_frames(frames, self.progress) if frames is not None else None
-        self.models = {v: self._build(v) for v in config.variants}
-        # One mask head, shared by every variant's checkpoint.
-        self.mask_head = self.models[config.variants[0]].mask_head
+        self.models = {v: self._build(v, init) for v in config.variants}
+        self.init = init
+        # One mask head and one pose head, shared by every variant's checkpoint.
+        first = self.models[config.variants[0]]
+        self.mask_head, self.pose_head = first.mask_head, first.pose_head
         for model in self.models.values():
-            model.mask_head = self.mask_head
+            model.mask_head, model.pose_head = self.mask_head, self.pose_head
 
-    def _build(self, variant: str) -> InverseDynamics:
+    def _build(self, variant: str, init: InverseDynamics | None = None) -> InverseDynamics:
         torch.manual_seed(self.config.seed)
+        pose_head = self.config.pose_head.steps > 0
+        if init is not None:  # its shape, inputs and weights; a fresh pose head
+            cfg = IDMConfig(**{**init.config.to_dict(), "pose_head": pose_head})
+            model = InverseDynamics(cfg, self.stats)
+            model.mask_head.load_state_dict(init.mask_head.state_dict())
+            model.net.load_state_dict(init.net.state_dict())
+            return model.to(self.device)
         cfg = IDMConfig(variant=variant, task=task_info(self.config.task).name, image_size=self.config.image_size,
                         width=self.config.width, future=self.config.future,
-                        loss_weights=list(self.config.loss_weights))
+                        loss_weights=list(self.config.loss_weights), pose_head=pose_head)
         return InverseDynamics(cfg, self.stats).to(self.device)
 
     def extra_state(self) -> dict:
         return {"stats": self.stats}
 
     def run(self) -> dict[str, Path]:
-        self._train_mask_head()
-        self._predict_masks()
         written = {}
+        if self.init is None:  # init brings a trained mask head and network
+            self._train_mask_head()
+            self._predict_masks()
+            for variant, model in self.models.items():
+                self._train_variant(variant, model)
+        if self.pose_head is not None:
+            self._train_pose_head()
         for variant, model in self.models.items():
-            self._train_variant(variant, model)
             written[variant] = self._save(model, variant)
         if "fm-idm" in self.models:
             written["checkpoint"] = self._save(self.models["fm-idm"], "checkpoint")
@@ -245,6 +285,20 @@ class IDMTrainer(StagedTrainer):
             return loss, {"bce": bce.item(), "iou": iou.item()}
 
         self._loop("mask_head", {"model": head}, list(head.parameters()), self.config.mask_head, loss_fn)
+
+    def _train_pose_head(self) -> None:
+        data, head = self.data, self.pose_head
+        mean, std = (torch.tensor(self.stats[k], device=self.device) for k in ("eef_mean", "eef_std"))
+
+        def loss_fn(batch: int, g: torch.Generator):
+            idx = self.shard.take(torch.randint(len(data.frames), (batch,), generator=g))
+            pred = head(to_images(data.frames[idx].to(self.device)))
+            target = (data.eef[idx].to(self.device) - mean) / std
+            loss = F.mse_loss(pred, target)
+            error_mm = 1000 * ((pred - target) * std).norm(dim=-1).mean()
+            return loss, {"mse": loss.item(), "error_mm": error_mm.item()}
+
+        self._loop("pose_head", {"model": head}, list(head.parameters()), self.config.pose_head, loss_fn)
 
     def _predict_masks(self) -> None:
         """The mask head's probabilities for every frame: what the IDMs train on."""

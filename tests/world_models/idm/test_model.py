@@ -88,6 +88,69 @@ def test_replaying_recorded_actions_reproduces_the_episode_and_the_check_says_so
         replay(camera_env, episode.sim_state[0], np.full((3, 7), np.nan))
 
 
+def test_tracking_the_video_s_end_effector_corrects_the_drift_of_open_loop_actions(lift_data):
+    episode = DatasetReader(lift_data)[1]
+    env = RobosuiteEnv("Lift", image_size=64, use_camera=False)
+    try:
+        still = episode.action.copy()
+        still[:, :6] = 0.0  # actions that leave the arm where it starts: open loop cannot follow the video
+        open_loop = replay(env, episode.sim_state[0], still, render=False)
+        tracked = replay(env, episode.sim_state[0], still, render=False, track=episode.agent_pos[:, :3])
+        with pytest.raises(ValueError, match=r"end-effector positions \[T\+1, 3\] = \[13, 3\].*\(12, 3\)"):
+            replay(env, episode.sim_state[0], still, track=episode.agent_pos[1:, :3])
+        with pytest.raises(ValueError, match="gain must be >= 0"):
+            replay(env, episode.sim_state[0], still, track=episode.agent_pos[:, :3], gain=-1.0)
+    finally:
+        env.close()
+
+    def drift(rollout):
+        return np.linalg.norm(rollout.agent_pos[1:, :3] - episode.agent_pos[1:, :3], axis=1).mean()
+
+    assert drift(open_loop) > 0.01  # the expert moves the arm by centimetres in these 12 steps
+    assert drift(tracked) < 0.5 * drift(open_loop)
+    np.testing.assert_array_equal(open_loop.action, still)  # open loop executes what it was given
+    assert not np.allclose(tracked.action[:, :3], 0.0)  # the Rollout records the corrected actions
+    np.testing.assert_array_equal(tracked.action[:, 3:], still[:, 3:])  # rotation and gripper as given
+    assert np.abs(tracked.action).max() <= 1.0
+
+
+def test_pose_head_reads_the_end_effector_and_a_run_finished_without_one_gains_it(tmp_path, lift_data):
+    stages = dict(mask_head=StageConfig(2, 4), idm=StageConfig(3, 4), checkpoint_every=2, log_every=2)
+    config = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "run"), width=8,
+                            variants=["fm-idm"], imagined_fraction=0.0, pose_head=StageConfig(0, 4),
+                            progress=False, **stages)
+    episode = DatasetReader(lift_data)[0]
+    first = IDMTrainer(config, RobosuiteEnv).run()["checkpoint"]
+    without = InverseDynamics.load(first)
+    assert not without.config.pose_head and without.pose_head is None
+    with pytest.raises(CheckpointError, match="no pose head.*pose_head.steps > 0"):
+        without.eef_positions(episode.pixels)
+    config.pose_head = StageConfig(40, 8)
+    fresh = IDMTrainer(config, RobosuiteEnv)  # the seeded head the rerun starts from
+    before = fresh.models["fm-idm"].eef_positions(episode.pixels)
+    fresh.close()
+    rerun = InverseDynamics.load(IDMTrainer(config, RobosuiteEnv).run()["checkpoint"])  # same out: resumes
+    from_init = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "init"), variants=["fm-idm"],
+                               init=str(first), pose_head=StageConfig(40, 8), progress=False, **stages)
+    added = InverseDynamics.load(IDMTrainer(from_init, RobosuiteEnv).run()["checkpoint"])
+    assert not (tmp_path / "init" / "masks").exists()  # init prepares no arm masks
+    true = episode.agent_pos[:, :3]
+    for model in (rerun, added):
+        assert model.config.pose_head
+        # the finished stages were not trained again: the decoded actions are the same network's
+        np.testing.assert_array_equal(model.predict(episode.pixels), without.predict(episode.pixels))
+        read = model.eef_positions(episode.pixels)
+        assert read.shape == (13, 3) and read.dtype == np.float32
+        assert np.linalg.norm(read - true, axis=1).mean() < np.linalg.norm(before - true, axis=1).mean()
+    with pytest.raises(ValueError, match=r"\(T, 64, 64, 3\)"):
+        added.eef_positions(np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="init adds a pose head.*variants=\\[fm-idm\\]"):
+        TrainIDMConfig(datasets=["x"], init=str(first), variants=["plain", "fm-idm"])
+    with pytest.raises(ValueError, match="Lift's FM-IDM; this run trains Stack"):
+        IDMTrainer(TrainIDMConfig(task="stack", datasets=[str(lift_data)], out=str(tmp_path / "x"),
+                                  variants=["fm-idm"], init=str(first)), RobosuiteEnv)
+
+
 def _golden_model():
     torch.manual_seed(0)
     return InverseDynamics(IDMConfig(width=8)).eval()
@@ -143,8 +206,8 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path):
 
 def test_training_every_variant_resumes_after_interruption(tmp_path, lift_data, monkeypatch):
     config = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "run"), width=8, shift=1, imagined_fraction=0.0,
-                            mask_head=StageConfig(4, 4), idm=StageConfig(6, 4), checkpoint_every=2, log_every=2,
-                            progress=False)
+                            mask_head=StageConfig(4, 4), idm=StageConfig(6, 4), pose_head=StageConfig(0, 4),
+                            checkpoint_every=2, log_every=2, progress=False)
     calls = {"n": 0}
     real = StagedTrainer._loop
 
@@ -186,7 +249,7 @@ def test_training_every_variant_resumes_after_interruption(tmp_path, lift_data, 
 def test_training_on_imagined_video_reads_the_world_models_frames_with_the_recorded_actions(tmp_path, lift_data):
     config = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "run"), width=8, variants=["fm-idm"],
                             imagined_fraction=0.5, mask_head=StageConfig(2, 4), idm=StageConfig(3, 4),
-                            checkpoint_every=2, log_every=2, progress=False)
+                            pose_head=StageConfig(0, 4), checkpoint_every=2, log_every=2, progress=False)
     trainer = IDMTrainer(config, RobosuiteEnv)
     real, imagined = trainer.data, trainer.imagined
     starts = real.starts
@@ -238,3 +301,6 @@ def test_the_shipped_lift_idm_loads_with_no_arguments_and_decodes_expert_video(l
     assert moving.sum() >= 10 and agree.mean() >= 0.8, f"signs agree on {agree.mean():.0%} of {moving.sum()}"
     gripper = np.abs(true[:, 6]) > 0.5
     assert (np.sign(decoded[gripper, 6]) == np.sign(true[gripper, 6])).mean() >= 0.8
+    read = np.concatenate([idm.eef_positions(e.pixels) for e in episodes])  # the pose head tracking needs
+    error_mm = 1000 * np.linalg.norm(read - np.concatenate([e.agent_pos[:, :3] for e in episodes]), axis=1)
+    assert np.median(error_mm) < 20, f"median pose-head error {np.median(error_mm):.1f} mm"
