@@ -154,25 +154,22 @@ class PhysicsCheck:
 
 
 def physics_check(imagined: Rollout, sim_state: np.ndarray, idm: Any, env: Any,
-                  thresholds: VerifyThresholds | None = None, actions: np.ndarray | None = None,
-                  gain: float = 0.0) -> PhysicsCheck:
+                  thresholds: VerifyThresholds | None = None, actions: np.ndarray | None = None) -> PhysicsCheck:
     """Decode `imagined`'s frames with `idm` (or take `actions`), replay them in `env` from `sim_state`
-    (the state the imagination started from) and compare. Sets imagined.idm_action and imagined.physics.
-    gain > 0 tracks the video with the IDM's pose head (idm_action: the actions executed)."""
+    (the state the imagination started from) and compare. Sets imagined.idm_action and imagined.physics."""
     decoded = idm.predict(imagined.pixels) if actions is None else np.asarray(actions, np.float32)
-    if gain > 0:
-        replayed = replay(env, sim_state, decoded, track=idm.eef_positions(imagined.pixels), gain=gain)
-        return compare_replay(imagined, replayed.action, replayed, thresholds)
     return compare_replay(imagined, decoded, replay(env, sim_state, decoded), thresholds)
 
 
 def physics_checks(imagined: Sequence[Rollout], sim_states: Sequence[np.ndarray], idm: Any,
                    make_env: Callable[[], Any], thresholds: VerifyThresholds | None = None,
-                   ray: RayConfig | None = None, gain: float = 0.0) -> list[PhysicsCheck]:
-    """physics_check of each rollout from its start state: FM-IDM decodes here, the replays run through
-    replay_all (on Ray when ray.address is set) in envs made by `make_env`. gain > 0 tracks each video with
-    FM-IDM's pose head (`replay`'s track); the rollouts then carry the executed actions as idm_action."""
-    decoded = [idm.predict(rollout.pixels) for rollout in imagined]
+                   ray: RayConfig | None = None, gain: float = 0.0,
+                   actions: Sequence[np.ndarray] | None = None) -> list[PhysicsCheck]:
+    """physics_check of each rollout from its start state: FM-IDM decodes here (or `actions` are given), the
+    replays run through replay_all (on Ray when ray.address is set) in envs made by `make_env`. gain > 0
+    tracks each video with FM-IDM's pose head (`replay`'s track); the rollouts then carry the executed
+    actions as idm_action."""
+    decoded = [idm.predict(rollout.pixels) for rollout in imagined] if actions is None else list(actions)
     if gain > 0:
         jobs = [(s, a, idm.eef_positions(r.pixels)) for s, a, r in zip(sim_states, decoded, imagined)]
         replayed = replay_all(make_env, jobs, ray, gain=gain)

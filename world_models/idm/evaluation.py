@@ -193,13 +193,18 @@ def evaluate_idm(config: EvalIDMConfig, out: Path, make_sim: SimFactory) -> IDMR
     replay_groups = grouped(config.replay_datasets)
     tracked = fm.pose_head is not None and config.track_gain > 0
     names = ["oracle", *models, *(["fm-idm-tracked"] if tracked else [])]
-    jobs = {(source, name): [(e.sim_state[0], e.action) if name == "oracle"
-                             else (e.sim_state[0], decoded[id(e)][name]) if name != "fm-idm-tracked"
-                             else (e.sim_state[0], decoded[id(e)]["fm-idm"], fm.eef_positions(e.pixels))
-                             for e in eps]
+
+    def job(e: Rollout, name: str) -> tuple[np.ndarray, ...]:
+        if name == "oracle":
+            return e.sim_state[0], e.action
+        if name == "fm-idm-tracked":
+            return e.sim_state[0], decoded[id(e)]["fm-idm"], fm.eef_positions(e.pixels)
+        return e.sim_state[0], decoded[id(e)][name]
+
+    jobs = {(source, name): [job(e, name) for e in eps]
             for source, eps in replay_groups.items() for name in names}
     # one map over every (source, variant): each worker builds its simulator once
-    solved = iter(replay_successes(blind_sim, [job for group in jobs.values() for job in group], config.ray,
+    solved = iter(replay_successes(blind_sim, [j for group in jobs.values() for j in group], config.ray,
                                    desc="replay held-out actions", progress=config.progress,
                                    gain=config.track_gain))
     replays = {source: {"episodes": float(len(eps))} for source, eps in replay_groups.items()}
@@ -221,10 +226,11 @@ def evaluate_idm(config: EvalIDMConfig, out: Path, make_sim: SimFactory) -> IDMR
             states = [e.sim_state[0] for e in start_eps]
             checked = [(mode, rollouts, physics_checks(rollouts, states, fm, camera_sim, config.thresholds,
                                                          config.ray))]
-            if tracked:  # the same videos, tracked; copies keep each check's idm_action and physics apart
+            if tracked:  # the same videos and decoded actions, tracked; copies keep the two checks apart
                 copies = [dataclasses.replace(r) for r in rollouts]
                 checked.append((f"{mode}-tracked", copies, physics_checks(
-                    copies, states, fm, camera_sim, config.thresholds, config.ray, gain=config.track_gain)))
+                    copies, states, fm, camera_sim, config.thresholds, config.ray, gain=config.track_gain,
+                    actions=[r.idm_action for r in rollouts])))
             for name, group, checks in checked:
                 for i, (rollout, check) in enumerate(zip(group, checks)):
                     cases.append(ImaginedCase(name, i, rollout, check, check.summary()))

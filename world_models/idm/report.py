@@ -22,13 +22,15 @@ def acceptance_lines(results: IDMResults) -> list[str]:
         f"{k} {v:.3f}" for k, v in results.action_nrmse_mean.items())]
     for source, row in results.replay.items():
         oracle, fm = row["oracle"], row.get("fm-idm", float("nan"))
-        ratio = fm / oracle if oracle else float("nan")
+
+        def of_oracle(rate: float) -> str:
+            return f"{100 * (rate / oracle if oracle else float('nan')):.1f}% of the oracle"
+
         lines.append(f"replay success from ground-truth video ({source}, {int(row['episodes'])} episodes): "
-                     f"FM-IDM {100 * fm:.1f}% vs oracle {100 * oracle:.1f}% ({100 * ratio:.1f}% of the oracle)")
+                     f"FM-IDM {100 * fm:.1f}% vs oracle {100 * oracle:.1f}% ({of_oracle(fm)})")
         if "fm-idm-tracked" in row:
-            tracked = row["fm-idm-tracked"]
-            lines.append(f"  tracking the video with the pose head: {100 * tracked:.1f}% "
-                         f"({100 * (tracked / oracle if oracle else float('nan')):.1f}% of the oracle)")
+            lines.append(f"  tracking the video with the pose head: {100 * row['fm-idm-tracked']:.1f}% "
+                         f"({of_oracle(row['fm-idm-tracked'])})")
     for mode, figures in results.imagined.items():
         lines.append(f"success of FM-IDM actions decoded from imagined {results.task} video ({mode}, {int(figures['cases'])} "
                      f"starts), executed in MuJoCo: {100 * figures.get('replay_success', float('nan')):.1f}%")
