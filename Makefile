@@ -340,14 +340,19 @@ critic-tasks:
 	$(foreach t,$(OTHER_TASKS),\
 		$(WG) train-critic task=$(t) 'datasets=$(call TASK_CRITIC_DATA,$(t))' $(TASK_CRITIC) && \
 		$(call ship,outputs/critic/$(t),$(t)-critic) && ) true
-# FM-IDM's tracking gain (eval_idm.yaml track_gain) on the tuning split, never on the held-out seeds: replay
-# success per gain in outputs/eval-idm/tune-<task>-gain<g>/results.json (gain 0 is the open-loop replay).
+# FM-IDM's tracking gain (eval_idm.yaml track_gain) and its wait for each grasp (wait_for_grasp) on the
+# tuning split, never on the held-out seeds: replay success per gain in
+# outputs/eval-idm/tune-<task>-gain<g>/results.json (gain 0 is the open-loop replay), and at gain 1.0
+# without the wait in tune-<task>-gain1.0-nowait.
 TRACK_GAINS := 0.5 1.0 1.5
+TUNE_IDM = $(WG) eval-idm task=$(1) variants_dir=null imagine_dataset=null plans=false \
+	'datasets=[data/$(1)/tune-replay-expert]' 'headline_sources=[tune-replay-expert]' \
+	'replay_datasets=[data/$(1)/tune-replay-expert]'
 tune-idm-tasks:
-	$(foreach t,$(OTHER_TASKS),$(foreach g,$(TRACK_GAINS),\
-		$(WG) eval-idm task=$(t) variants_dir=null imagine_dataset=null plans=false track_gain=$(g) \
-			'datasets=[data/$(t)/tune-replay-expert]' 'headline_sources=[tune-replay-expert]' \
-			'replay_datasets=[data/$(t)/tune-replay-expert]' out=outputs/eval-idm/tune-$(t)-gain$(g) && )) true
+	$(foreach t,$(OTHER_TASKS),\
+		$(foreach g,$(TRACK_GAINS),\
+			$(call TUNE_IDM,$(t)) track_gain=$(g) out=outputs/eval-idm/tune-$(t)-gain$(g) && )\
+		$(call TUNE_IDM,$(t)) wait_for_grasp=false out=outputs/eval-idm/tune-$(t)-gain1.0-nowait && ) true
 eval-tasks:
 	$(foreach t,$(OTHER_TASKS),\
 		$(WG) eval-idm task=$(t) variants_dir=null imagine_dataset=null plans=false \

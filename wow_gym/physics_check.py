@@ -10,6 +10,10 @@ Open-loop replay integrates every decoded step's small error into drift. With `t
 positions the video shows, read off its frames by FM-IDM's pose head), the replay instead adds to each decoded
 action a proportional correction toward where the video shows the end effector at that step, from the
 executing arm's own proprioception (the simulator's agent_pos here; a real arm's joint encoders there).
+A tracked replay also waits for each grasp: while the fingers are still closing on a close command, the arm
+holds still and the video waits. A grasp barely shows at 64 px (on PickPlaceCan's can the fingers travel
+about a centimetre), so FM-IDM often decodes the close only when the video's arm starts to lift; without the
+wait the arm then lifts an object its fingers have not yet gripped.
 
 `physics_checks` checks many rollouts at once: FM-IDM decodes them here, the replays run on Ray actors when
 `ray.address` is set (each keeping its sim env), and each replay starts from its own state, so the figures
@@ -44,13 +48,25 @@ class VerifyThresholds:
     eef_mm: float = 60.0  # checked only where the rollout imagined the end effector
 
 
+GRASP_SETTLED = 1e-3  # metres per step: fingers closing more slowly than this rest on an object (or are shut)
+MAX_GRASP_HOLD = 15  # steps a tracked replay holds the arm still for one grasp at most
+
+
+def finger_opening(agent_pos: np.ndarray) -> float:
+    """The gap between the two fingers (metres) from agent_pos's gripper joints."""
+    return float(agent_pos[7] - agent_pos[8])
+
+
 def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = True,
-           track: np.ndarray | None = None, gain: float = 1.0) -> Rollout:
+           track: np.ndarray | None = None, gain: float = 1.0, wait_for_grasp: bool = True) -> Rollout:
     """Run `actions` [T, 7] in a RobosuiteEnv from `sim_state`; the resulting simulated Rollout.
 
     With `track` [T+1, 3] (world positions of the end effector, one per frame of the video the actions came
     from), each step's position command gains gain * (track[t] - end effector now) / MAX_POSITION_STEP,
-    clipped to [-1, 1], and the Rollout records the actions executed."""
+    clipped to [-1, 1], and the Rollout records the actions executed. With `wait_for_grasp` too, while a
+    close command's fingers still close by more than GRASP_SETTLED per step, the arm holds still (zero motion,
+    gripper closing) and the video waits, for at most MAX_GRASP_HOLD steps per close; the replay still runs
+    T steps, so the video's last steps go unexecuted by as many steps as the arm waited."""
     actions = check_actions(actions, ("T", 7), "replay actions")
     if track is not None:
         track = np.asarray(track, np.float32)
@@ -64,11 +80,23 @@ def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = 
     frames, poses, states, sims = [obs["pixels"]] if keep else [], [obs["agent_pos"]], [obs["environment_state"]], [
         env.get_sim_state()]
     rewards, success, executed = [], [], []
-    for t, action in enumerate(actions):
+    t, held, opening = 0, 0, finger_opening(obs["agent_pos"])  # t: the video's step being executed
+    for _ in range(len(actions)):
+        action = actions[t]
         if track is not None:
             action = action.copy()
-            correction = gain * (track[t] - obs["agent_pos"][:3]) / MAX_POSITION_STEP
-            action[:3] = np.clip(action[:3] + correction, -1.0, 1.0)
+            before, opening = opening, finger_opening(obs["agent_pos"])
+            if (wait_for_grasp and action[6] > 0 and before - opening > GRASP_SETTLED
+                    and held < MAX_GRASP_HOLD):
+                action[:6] = 0.0  # the fingers are still closing: hold the arm, the video waits
+                held += 1
+            else:
+                held = held if action[6] > 0 else 0  # each close command gets its own wait
+                correction = gain * (track[t] - obs["agent_pos"][:3]) / MAX_POSITION_STEP
+                action[:3] = np.clip(action[:3] + correction, -1.0, 1.0)
+                t += 1
+        else:
+            t += 1
         executed.append(action)
         obs, reward, _, _, info = env.step(action)
         if keep:
@@ -91,25 +119,28 @@ def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = 
 
 class Replayer:
     """A worker that keeps one sim env and replays (sim_state, actions) or (sim_state, actions, track)
-    jobs in it (`replay`'s arguments; tracked with `gain`)."""
+    jobs in it (`replay`'s arguments; tracked with `gain` and `wait_for_grasp`)."""
 
-    def __init__(self, make_env: Callable[[], Any], render: bool = True, gain: float = 1.0) -> None:
-        self.env, self.render, self.gain = make_env(), render, gain
+    def __init__(self, make_env: Callable[[], Any], render: bool = True, gain: float = 1.0,
+                 wait_for_grasp: bool = True) -> None:
+        self.env, self.render, self.gain, self.wait_for_grasp = make_env(), render, gain, wait_for_grasp
 
     def __call__(self, job: tuple[np.ndarray, ...]) -> Rollout:
         sim_state, actions, *track = job
-        return replay(self.env, sim_state, actions, self.render, track[0] if track else None, self.gain)
+        return replay(self.env, sim_state, actions, self.render, track[0] if track else None, self.gain,
+                      self.wait_for_grasp)
 
     def close(self) -> None:
         self.env.close()
 
 
 def replay_all(make_env: Callable[[], Any], jobs: Sequence[tuple[np.ndarray, ...]],
-               ray: RayConfig | None = None, render: bool = True, gain: float = 1.0) -> list[Rollout]:
+               ray: RayConfig | None = None, render: bool = True, gain: float = 1.0,
+               wait_for_grasp: bool = True) -> list[Rollout]:
     """Replay each (sim_state, actions [T, 7]) or (sim_state, actions, track [T+1, 3]) job from its state: in
     one env here, or on Ray actors when ray.address is set; the replays in the order of the jobs. `make_env`
     must be picklable for Ray."""
-    return list(map_ordered(partial(Replayer, make_env, render, gain), jobs, ray))
+    return list(map_ordered(partial(Replayer, make_env, render, gain, wait_for_grasp), jobs, ray))
 
 
 def trajectory_errors(imagined: np.ndarray, replayed: np.ndarray) -> dict[str, float]:
@@ -164,15 +195,16 @@ def physics_check(imagined: Rollout, sim_state: np.ndarray, idm: Any, env: Any,
 def physics_checks(imagined: Sequence[Rollout], sim_states: Sequence[np.ndarray], idm: Any,
                    make_env: Callable[[], Any], thresholds: VerifyThresholds | None = None,
                    ray: RayConfig | None = None, gain: float = 0.0,
-                   actions: Sequence[np.ndarray] | None = None) -> list[PhysicsCheck]:
+                   actions: Sequence[np.ndarray] | None = None,
+                   wait_for_grasp: bool = True) -> list[PhysicsCheck]:
     """physics_check of each rollout from its start state: FM-IDM decodes here (or `actions` are given), the
     replays run through replay_all (on Ray when ray.address is set) in envs made by `make_env`. gain > 0
-    tracks each video with FM-IDM's pose head (`replay`'s track); the rollouts then carry the executed
-    actions as idm_action."""
+    tracks each video with FM-IDM's pose head (`replay`'s track, with `wait_for_grasp`); the rollouts then
+    carry the executed actions as idm_action."""
     decoded = [idm.predict(rollout.pixels) for rollout in imagined] if actions is None else list(actions)
     if gain > 0:
         jobs = [(s, a, idm.eef_positions(r.pixels)) for s, a, r in zip(sim_states, decoded, imagined)]
-        replayed = replay_all(make_env, jobs, ray, gain=gain)
+        replayed = replay_all(make_env, jobs, ray, gain=gain, wait_for_grasp=wait_for_grasp)
         decoded = [r.action for r in replayed]
     else:
         replayed = replay_all(make_env, list(zip(sim_states, decoded)), ray)

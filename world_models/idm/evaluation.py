@@ -6,8 +6,8 @@ imagined video.
 2. Replay from ground truth: each held-out episode's actions decoded from its own video, replayed in the
    simulator from the episode's first state; task success against replaying the recorded actions (the
    oracle). With a pose head, FM-IDM also tracks the video (`fm-idm-tracked`): the same decoded actions,
-   each corrected toward the end-effector position the pose head reads off the video's frame
-   (wow_gym/physics_check.py, `track_gain`).
+   each corrected toward the end-effector position the pose head reads off the video's frame, the arm
+   holding still while a grasp closes (wow_gym/physics_check.py, `track_gain`, `wait_for_grasp`).
 3. Imagined video: the world model imagines from each held-out start, (a) under the recorded actions and
    (b) as an instruction-conditioned plan; FM-IDM decodes the video, MuJoCo replays it (the physics check),
    and the success of those replays is counted; with a pose head, also tracked (modes `actions-tracked`,
@@ -64,6 +64,7 @@ class EvalIDMConfig:
     imagine_horizon: int = 60
     plans: bool = True
     track_gain: float = 1.0  # fm-idm-tracked's proportional gain (0: open-loop replay only)
+    wait_for_grasp: bool = True  # fm-idm-tracked holds the arm still while the fingers close
     sampling_steps: int | None = None
     thresholds: VerifyThresholds = field(default_factory=VerifyThresholds)
     write_verified: bool = True
@@ -130,10 +131,10 @@ def action_nrmse(decoded: list[np.ndarray], episodes: list[Rollout]) -> np.ndarr
 
 def replay_successes(make_env: Callable[[], Any], jobs: list[tuple[np.ndarray, ...]],
                      ray: RayConfig | None = None, desc: str = "replay", progress: bool = False,
-                     gain: float = 1.0) -> list[bool]:
+                     gain: float = 1.0, wait_for_grasp: bool = True) -> list[bool]:
     """Whether replaying each (sim_state, actions) or (sim_state, actions, track) job solves the task (in envs
-    made by `make_env`, on Ray when ray.address is set; tracked jobs with `gain`)."""
-    replays = replay_all(make_env, jobs, ray, render=False, gain=gain)
+    made by `make_env`, on Ray when ray.address is set; tracked jobs with `gain` and `wait_for_grasp`)."""
+    replays = replay_all(make_env, jobs, ray, render=False, gain=gain, wait_for_grasp=wait_for_grasp)
     return [r.success for r in tqdm(replays, total=len(jobs), desc=desc, disable=not progress)]
 
 
@@ -206,7 +207,7 @@ def evaluate_idm(config: EvalIDMConfig, out: Path, make_sim: SimFactory) -> IDMR
     # one map over every (source, variant): each worker builds its simulator once
     solved = iter(replay_successes(blind_sim, [j for group in jobs.values() for j in group], config.ray,
                                    desc="replay held-out actions", progress=config.progress,
-                                   gain=config.track_gain))
+                                   gain=config.track_gain, wait_for_grasp=config.wait_for_grasp))
     replays = {source: {"episodes": float(len(eps))} for source, eps in replay_groups.items()}
     for (source, name), group in jobs.items():
         replays[source][name] = float(np.mean([next(solved) for _ in group]))
@@ -230,7 +231,7 @@ def evaluate_idm(config: EvalIDMConfig, out: Path, make_sim: SimFactory) -> IDMR
                 copies = [dataclasses.replace(r) for r in rollouts]
                 checked.append((f"{mode}-tracked", copies, physics_checks(
                     copies, states, fm, camera_sim, config.thresholds, config.ray, gain=config.track_gain,
-                    actions=[r.idm_action for r in rollouts])))
+                    actions=[r.idm_action for r in rollouts], wait_for_grasp=config.wait_for_grasp)))
             for name, group, checks in checked:
                 for i, (rollout, check) in enumerate(zip(group, checks)):
                     cases.append(ImaginedCase(name, i, rollout, check, check.summary()))

@@ -9,6 +9,8 @@ import torch
 from wow_gym.data import DatasetReader
 from wow_gym.envs.robosuite_env import RobosuiteEnv
 from wow_gym.physics_check import (
+    GRASP_SETTLED,
+    MAX_GRASP_HOLD,
     VerifyThresholds,
     dtw_distance,
     frechet_distance,
@@ -112,6 +114,31 @@ def test_tracking_the_video_s_end_effector_corrects_the_drift_of_open_loop_actio
     assert not np.allclose(tracked.action[:, :3], 0.0)  # the Rollout records the corrected actions
     np.testing.assert_array_equal(tracked.action[:, 3:], still[:, 3:])  # rotation and gripper as given
     assert np.abs(tracked.action).max() <= 1.0
+
+
+def test_a_tracked_replay_holds_the_arm_still_while_the_fingers_close(lift_data):
+    episode = DatasetReader(lift_data)[0]
+    rise = np.zeros((12, 7), np.float32)
+    rise[:, 2], rise[:, 6] = 0.6, 1.0  # rise while closing the half-open gripper on nothing
+    env = RobosuiteEnv("Lift", image_size=64, use_camera=False)
+    try:
+        track = replay(env, episode.sim_state[0], rise, render=False).agent_pos[:, :3]  # where it goes
+        waits = replay(env, episode.sim_state[0], rise, render=False, track=track)
+        rushes = replay(env, episode.sim_state[0], rise, render=False, track=track, wait_for_grasp=False)
+    finally:
+        env.close()
+    held = np.all(waits.action[:, :6] == 0.0, axis=1)
+    opening = waits.agent_pos[:, 7] - waits.agent_pos[:, 8]
+    assert 1 <= held.sum() <= MAX_GRASP_HOLD and not held[0]  # a close shows in the fingers a step later
+    first, last = np.flatnonzero(held)[[0, -1]]
+    assert held[first:last + 1].all()  # one wait, while the fingers closed ...
+    assert np.all(opening[first - 1:last] - opening[first:last + 1] > GRASP_SETTLED)
+    assert opening[last] - opening[last + 1] <= GRASP_SETTLED  # ... and it ended once they had settled
+    rise_mm = 1000 * np.diff(waits.agent_pos[:, 2])
+    assert np.all(np.abs(rise_mm[first + 1:last + 1]) < 3.0)  # the arm held still
+    assert not np.any(np.all(rushes.action[:, :6] == 0.0, axis=1))  # without the wait it never holds
+    assert rushes.agent_pos[last + 1, 2] - waits.agent_pos[last + 1, 2] > 0.01  # and had already risen
+    np.testing.assert_array_equal(waits.action[:, 6], rise[:, 6])  # the gripper closes throughout
 
 
 def test_pose_head_reads_the_end_effector_and_a_run_finished_without_one_gains_it(tmp_path, lift_data):
