@@ -10,12 +10,14 @@
    to read the world model's video as well as the simulator's. The mask head learns real frames only.
 4. Each variant (plain, flow, mask, fm-idm) is trained with the same data, steps and seed; the
    finished models land in <out>/<variant>/ and fm-idm also in <out>/checkpoint.
-5. The pose head (pose_head.steps > 0) learns the end effector's world position from single real frames
-   (the episodes' agent_pos); it is shared by every variant's checkpoint, as the mask head is. A run
-   finished without one gains it when started again with the same `out`: the other stages are done.
-   `init` (a finished FM-IDM checkpoint, e.g. a shipped one) does the same without the run that made it:
-   its mask head, network and action statistics are kept, and only the pose head trains, on real frames
-   (no arm masks, flow or imagined video are prepared).
+5. The pose head (pose_head.steps > 0) learns the end effector's world position from single frames: real
+   ones labelled with the episodes' agent_pos and, with `imagined_fraction` > 0, that share of each batch
+   imagined ones labelled with the world model's own pose state (where it drew the arm). It is shared by
+   every variant's checkpoint, as the mask head is. A run finished without one gains it when started again
+   with the same `out`: the other stages are done. `init` (a finished FM-IDM checkpoint, e.g. a shipped one)
+   does the same without the run that made it: its mask head, network and action statistics are kept, and
+   only the pose head trains (no arm masks or flow are prepared; the imagined video is, when
+   imagined_fraction > 0).
 Stages checkpoint through world_models/staged.py, so rerunning with the same `out` resumes.
 """
 
@@ -145,15 +147,17 @@ class IDMData:
         self.episode_of = torch.from_numpy(flat.episode_of)
         self.steps = torch.from_numpy(flat.steps)  # frames t that have an action and a t+1
 
-    def with_frames(self, frames: torch.Tensor, progress: bool = True) -> IDMData:
+    def with_frames(self, frames: torch.Tensor, eef: torch.Tensor, progress: bool = True) -> IDMData:
         """The same episodes, steps and actions seen through other frames (imagined video of the same
-        layout): their own optical flow, no simulator masks (the mask head's fill them in)."""
+        layout) showing the end effector at `eef` [N, 3]: their own optical flow (none where this data has
+        none: frames_only), no simulator masks (the mask head's fill them in)."""
         other = copy.copy(self)
-        other.frames = frames
-        spans = list(zip(self.starts.tolist(), self.lengths.tolist()))
-        flows = [episode_flow(frames[s:s + n].numpy())
-                 for s, n in tqdm(spans, desc="flow of imagined video", disable=not progress)]
-        other.flows = torch.from_numpy(np.concatenate(flows))
+        other.frames, other.eef = frames, eef
+        if self.flows is not None:
+            spans = list(zip(self.starts.tolist(), self.lengths.tolist()))
+            flows = [episode_flow(frames[s:s + n].numpy())
+                     for s, n in tqdm(spans, desc="flow of imagined video", disable=not progress)]
+            other.flows = torch.from_numpy(np.concatenate(flows))
         other.sim_masks, other.masks = None, None
         return other
 
@@ -195,11 +199,11 @@ class IDMTrainer(StagedTrainer):
         with self.main_first():  # rank 0 renders the arm masks and imagines the video into the caches
             self.data = IDMData(config.datasets, info.name, config.image_size, self.out / "masks", make_sim,
                                 self.progress, frames_only=init is not None)
-            frames = self._imagine() if config.imagined_fraction and init is None else None
+            imagined = self._imagine() if config.imagined_fraction else None
         self.stats = self.data.action_stats()
         if init is not None:  # its network was trained on its own action statistics
             self.stats |= {k: init.stats[k] for k in ("action_mean", "action_std")}
-        self.imagined = self.data.with_frames(frames, self.progress) if frames is not None else None
+        self.imagined = self.data.with_frames(*imagined, self.progress) if imagined is not None else None
         self.models = {v: self._build(v, init) for v in config.variants}
         self.init = init
         # One mask head and one pose head, shared by every variant's checkpoint.
@@ -249,9 +253,9 @@ class IDMTrainer(StagedTrainer):
         model.to(self.device)
         return path
 
-    def _imagine(self) -> torch.Tensor:
-        """World-model video of every training episode (cached in <out>/imagined/ per model weights, data,
-        sampling steps and seed)."""
+    def _imagine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """World-model video of every training episode and the end effector where the model drew it
+        (imagine_training_video; cached in <out>/imagined/ per model weights, data, sampling steps and seed)."""
         cfg, data = self.config, self.data
         path = world_model_path(cfg.task, cfg.world_model)
         wm = load_world_model(cfg.task, path, device=str(self.device))
@@ -262,13 +266,15 @@ class IDMTrainer(StagedTrainer):
         cached = self.out / "imagined" / (f"{digest}-{len(data.lengths)}-{len(data.frames)}-"
                                             f"{cfg.sampling_steps or 'default'}-{cfg.seed}.npz")
         if cached.is_file():
-            return torch.from_numpy(np.load(cached)["frames"])
-        frames = imagine_training_video(wm, data, cfg.sampling_steps, cfg.seed, progress=cfg.progress)
+            stored = np.load(cached)
+            if "eef" in stored:  # a cache from before the pose head read imagined frames is imagined again
+                return torch.from_numpy(stored["frames"]), torch.from_numpy(stored["eef"])
+        frames, eef = imagine_training_video(wm, data, cfg.sampling_steps, cfg.seed, progress=cfg.progress)
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, frames=frames.numpy())
+        np.savez_compressed(buffer, frames=frames.numpy(), eef=eef.numpy())
         cached.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cached, buffer.getvalue())
-        return frames
+        return frames, eef
 
     def _train_mask_head(self) -> None:
         data, head = self.data, self.mask_head
@@ -291,9 +297,14 @@ class IDMTrainer(StagedTrainer):
         mean, std = (torch.tensor(self.stats[k], device=self.device) for k in ("eef_mean", "eef_std"))
 
         def loss_fn(batch: int, g: torch.Generator):
-            idx = self.shard.take(torch.randint(len(data.frames), (batch,), generator=g))
-            pred = head(to_images(data.frames[idx].to(self.device)))
-            target = (data.eef[idx].to(self.device) - mean) / std
+            idx = torch.randint(len(data.frames), (batch,), generator=g)
+            n_imagined = 0 if self.imagined is None else round(batch * self.config.imagined_fraction)
+            imagined = self.shard.take(torch.arange(batch) >= batch - n_imagined)  # the batch's last rows
+            idx = self.shard.take(idx)
+            sources = [(data, idx[~imagined])] + ([(self.imagined, idx[imagined])] if imagined.any() else [])
+            frames = torch.cat([source.frames[i] for source, i in sources]).to(self.device)
+            pred = head(to_images(frames))
+            target = (torch.cat([source.eef[i] for source, i in sources]).to(self.device) - mean) / std
             loss = F.mse_loss(pred, target)
             error_mm = 1000 * ((pred - target) * std).norm(dim=-1).mean()
             return loss, {"mse": loss.item(), "error_mm": error_mm.item()}
@@ -339,12 +350,13 @@ class IDMTrainer(StagedTrainer):
 
 @torch.no_grad()
 def imagine_training_video(wm: WorldModel, data: IDMData, sampling_steps: int | None = None, seed: int = 0,
-                           batch_size: int = 64, progress: bool = True) -> torch.Tensor:
+                           batch_size: int = 64, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Frames [N, H, W, 3] uint8 laid out as data.frames: each episode's first frame real, the rest imagined
-    open loop from it under the episode's recorded actions (eval-idm's imagined rollouts start the same way)."""
+    open loop from it under the episode's recorded actions (eval-idm's imagined rollouts start the same way);
+    and the end effector [N, 3] where the model drew it (its pose state; the recorded one at first frames)."""
     g = torch.Generator(device=wm.device).manual_seed(seed)
     starts, lengths = data.starts.tolist(), data.lengths.tolist()
-    out = data.frames.clone()
+    out, eef = data.frames.clone(), data.eef.clone()
     first = np.stack([data.frames[s:s + 1].numpy() for s in starts])
     start = Start(first, np.asarray(data.first_pose)[:, None], list(data.instructions))
     actions = np.zeros((len(starts), max(lengths) - 1, data.actions.shape[1]), np.float32)  # zero past an end
@@ -353,9 +365,13 @@ def imagine_training_video(wm: WorldModel, data: IDMData, sampling_steps: int | 
     batches = imagine_batches(wm, start, actions, np.array(lengths) - 1, g, sampling_steps, batch_size,
                               progress, "imagine training episodes")
     for lo, imagined in batches:
-        for i, steps, frames in zip(range(lo, lo + len(imagined.steps)), imagined.steps, imagined.pixels):
+        for i, steps, frames, poses in zip(range(lo, lo + len(imagined.steps)), imagined.steps, imagined.pixels,
+                                           imagined.agent_pos):
             out[starts[i] + 1:starts[i] + 1 + steps] = torch.from_numpy(frames[:steps])
-    return out
+            drawn = torch.from_numpy(poses[:steps, :3].astype(np.float32))
+            where = slice(starts[i] + 1, starts[i] + 1 + steps)
+            eef[where] = torch.where(torch.isfinite(drawn), drawn, eef[where])  # a model without pose state
+    return out, eef
 
 
 def random_shift(x: torch.Tensor, pad: int, g: torch.Generator, keep: slice | None = None,

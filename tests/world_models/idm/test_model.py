@@ -158,9 +158,16 @@ def test_pose_head_reads_the_end_effector_and_a_run_finished_without_one_gains_i
     fresh.close()
     rerun = InverseDynamics.load(IDMTrainer(config, RobosuiteEnv).run()["checkpoint"])  # same out: resumes
     from_init = TrainIDMConfig(datasets=[str(lift_data)], out=str(tmp_path / "init"), variants=["fm-idm"],
-                               init=str(first), pose_head=StageConfig(40, 8), progress=False, **stages)
+                               init=str(first), pose_head=StageConfig(40, 8), imagined_fraction=0.5,
+                               progress=False, **stages)
     added = InverseDynamics.load(IDMTrainer(from_init, RobosuiteEnv).run()["checkpoint"])
     assert not (tmp_path / "init" / "masks").exists()  # init prepares no arm masks
+    # ... but imagines the episodes, with the end effector where the shipped world model drew it
+    stored = np.load(next((tmp_path / "init" / "imagined").glob("*.npz")))
+    recorded = np.concatenate([e.agent_pos[:, :3] for e in DatasetReader(lift_data)])
+    assert stored["frames"].shape == (len(recorded), 64, 64, 3) and stored["eef"].shape == recorded.shape
+    np.testing.assert_array_equal(stored["eef"][[0, 13]], recorded[[0, 13]])  # each first frame is real
+    assert 0 < np.abs(stored["eef"] - recorded).max() < 0.03
     true = episode.agent_pos[:, :3]
     for model in (rerun, added):
         assert model.config.pose_head
