@@ -243,7 +243,8 @@ idm: lift-data
 	$(call ship,outputs/idm/lift,lift-idm)
 
 # The shipped Lift FM-IDM's pose head (what tracking a video needs: eval-idm's fm-idm-tracked), trained onto the
-# shipped checkpoint without retraining its mask head or network (`make idm` trains one in the same run).
+# shipped checkpoint without retraining its mask head or network (`make idm` trains one in the same run), on
+# simulator frames and on the shipped world model's video of the same episodes (imagined_fraction).
 idm-pose-lift: lift-data
 	$(WG) train-idm task=lift 'variants=[fm-idm]' init=world_models/checkpoints/lift-idm out=outputs/idm/lift-pose
 	$(call ship,outputs/idm/lift-pose,lift-idm)
