@@ -278,8 +278,8 @@ def _physics_section(report: Report, shipped: Shipped, episodes: list, env: Any,
     report.add(f"Physics check ({task}): FM-IDM's actions replayed in MuJoCo",
                Text(f"FM-IDM (`{_shown(shipped_checkpoint(task, 'idm'))}`) decodes each episode's video into actions, "
                     "which MuJoCo replays from the episode's first state (\"from sim video\"; \"tracked\": "
-                    "each action corrected toward the end effector FM-IDM's pose head reads off the video); "
-                    "then the "
+                    "each action corrected toward the end effector FM-IDM's pose head reads off the video, "
+                    "the arm holding still while a grasp closes); then the "
                     f"world model imagines {imagined[0].num_steps} steps from that state under the expert's "
                     "actions, FM-IDM decodes the imagined video and MuJoCo replays it (\"from imagined "
                     "video\"), compared step by step."),

@@ -36,6 +36,7 @@ from wow_gym.registry import MAX_POSITION_STEP
 from wow_gym.rollout import Rollout
 from wow_gym.scale import RayConfig, map_ordered
 from wow_gym.tasks import task_info
+from wow_gym.tasks.base import finger_gap
 
 
 @dataclass
@@ -50,11 +51,6 @@ class VerifyThresholds:
 
 GRASP_SETTLED = 1e-3  # metres per step: fingers closing more slowly than this rest on an object (or are shut)
 MAX_GRASP_HOLD = 15  # steps a tracked replay holds the arm still for one grasp at most
-
-
-def finger_opening(agent_pos: np.ndarray) -> float:
-    """The gap between the two fingers (metres) from agent_pos's gripper joints."""
-    return float(agent_pos[7] - agent_pos[8])
 
 
 def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = True,
@@ -80,12 +76,12 @@ def replay(env: Any, sim_state: np.ndarray, actions: np.ndarray, render: bool = 
     frames, poses, states, sims = [obs["pixels"]] if keep else [], [obs["agent_pos"]], [obs["environment_state"]], [
         env.get_sim_state()]
     rewards, success, executed = [], [], []
-    t, held, opening = 0, 0, finger_opening(obs["agent_pos"])  # t: the video's step being executed
+    t, held, opening = 0, 0, float(finger_gap(obs["agent_pos"]))  # t: the video's step being executed
     for _ in range(len(actions)):
         action = actions[t]
         if track is not None:
             action = action.copy()
-            before, opening = opening, finger_opening(obs["agent_pos"])
+            before, opening = opening, float(finger_gap(obs["agent_pos"]))
             if (wait_for_grasp and action[6] > 0 and before - opening > GRASP_SETTLED
                     and held < MAX_GRASP_HOLD):
                 action[:6] = 0.0  # the fingers are still closing: hold the arm, the video waits

@@ -30,6 +30,7 @@ from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.metrics import psnr
 from wow_gym.rollout import Rollout
 from wow_gym.tasks import task_info
+from wow_gym.tasks.base import finger_gap
 from wow_gym.world_models.critic.model import KINDS, OFFSET_SCALE, OPENING_SCALE
 from wow_gym.world_models.video.imagination import Start, imagine, probe_object_state
 from wow_gym.world_models.video.model import WorldModel
@@ -51,7 +52,7 @@ def frame_labels(rollout: Rollout) -> dict[str, np.ndarray]:
     success = np.concatenate([[False], rollout.is_success]).astype(bool)
     offset = state[:, task.gripper_offset]
     stage = task.stage_labels(state, reward, success)
-    opening = rollout.agent_pos[:, 7] - rollout.agent_pos[:, 8]
+    opening = finger_gap(rollout.agent_pos)
     return {"success": success, "progress": np.clip(reward, 0, 1), "stage": stage.astype(np.int64),
             "offset": (offset / OFFSET_SCALE).astype(np.float32), "opening": (opening / OPENING_SCALE).astype(np.float32)}
 

@@ -292,15 +292,19 @@ class IDMTrainer(StagedTrainer):
 
         self._loop("mask_head", {"model": head}, list(head.parameters()), self.config.mask_head, loss_fn)
 
+    def _imagined_rows(self, batch: int) -> torch.Tensor:
+        """Which of this process's rows of a global batch read imagined frames: the batch's last
+        imagined_fraction (none without imagined video)."""
+        n_imagined = 0 if self.imagined is None else round(batch * self.config.imagined_fraction)
+        return self.shard.take(torch.arange(batch) >= batch - n_imagined)
+
     def _train_pose_head(self) -> None:
         data, head = self.data, self.pose_head
         mean, std = (torch.tensor(self.stats[k], device=self.device) for k in ("eef_mean", "eef_std"))
 
         def loss_fn(batch: int, g: torch.Generator):
-            idx = torch.randint(len(data.frames), (batch,), generator=g)
-            n_imagined = 0 if self.imagined is None else round(batch * self.config.imagined_fraction)
-            imagined = self.shard.take(torch.arange(batch) >= batch - n_imagined)  # the batch's last rows
-            idx = self.shard.take(idx)
+            idx = self.shard.take(torch.randint(len(data.frames), (batch,), generator=g))
+            imagined = self._imagined_rows(batch)
             sources = [(data, idx[~imagined])] + ([(self.imagined, idx[imagined])] if imagined.any() else [])
             frames = torch.cat([source.frames[i] for source, i in sources]).to(self.device)
             pred = head(to_images(frames))
@@ -327,10 +331,8 @@ class IDMTrainer(StagedTrainer):
         coord_channels = slice(3 * model.config.frames, 3 * model.config.frames + 2)  # see stack_inputs
 
         def loss_fn(batch: int, g: torch.Generator):
-            idx = data.steps[torch.randint(len(data.steps), (batch,), generator=g)]
-            n_imagined = 0 if self.imagined is None else round(batch * self.config.imagined_fraction)
-            imagined = self.shard.take(torch.arange(batch) >= batch - n_imagined)  # the batch's last rows
-            idx = self.shard.take(idx)
+            idx = self.shard.take(data.steps[torch.randint(len(data.steps), (batch,), generator=g)])
+            imagined = self._imagined_rows(batch)
             parts = [data.batch(idx[~imagined], model.config.future)]
             if imagined.any():  # the same steps' actions, seen through the world model's frames
                 parts.append(self.imagined.batch(idx[imagined], model.config.future))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import torch
 
+from wow_gym.tasks.base import finger_gap
 from wow_gym.world_models.video.contact import TIP_AHEAD, TIP_HALF_WIDTH
 from wow_gym.world_models.video.object_layer import quat_matrix
 
@@ -144,8 +145,8 @@ def push_between(now: torch.Tensor, pose: torch.Tensor, objects: torch.Tensor, h
     with torch.autocast(pose.device.type, enabled=False):
         now, pose, objects = now.float(), pose.float(), objects.float()
         half_extents = half_extents.float()
-        gap = pose[:, 7] - pose[:, 8]
-        gripping = _gripping(now[:, 7] - now[:, 8], half_extents)
+        gap = finger_gap(pose)
+        gripping = _gripping(finger_gap(now), half_extents)
         local, rotation, sweep = _box_in_gripper(pose, objects, half_extents, gripping)
         x, y, z = local.unbind(-1)
         left, right = pose[:, 7], -pose[:, 8]

@@ -20,7 +20,7 @@ from torch import nn
 from wow_gym.checks import check_actions, check_frames, check_poses
 from wow_gym.devices import check_compilable
 from wow_gym.registry import task_info
-from wow_gym.tasks.base import grasped
+from wow_gym.tasks.base import finger_gap, grasped
 from wow_gym.world_models.checkpoint import (
     CONFIG_FILE,
     CheckpointError,
@@ -464,7 +464,7 @@ class WorldModel(nn.Module):
         fingers' gap inside the task's grasp range."""
         _, _, reach, low, high = self.support
         distance = (objects[:, :3] - pose[:, :3]).norm(dim=-1)
-        return grasped(distance, pose[:, 7] - pose[:, 8], reach, (low, high))
+        return grasped(distance, finger_gap(pose), reach, (low, high))
 
     def _supported(self, moved: torch.Tensor, before: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
         """Support and gravity (the task's rest height, lean and grasp test) on the learned step from `before`

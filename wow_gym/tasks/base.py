@@ -23,9 +23,14 @@ StageLabeller = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 StateReward = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
+def finger_gap(agent_pos: ArrayT) -> ArrayT:
+    """The fingers' gap (metres) from agent_pos [..., P]'s gripper joints, on arrays or tensors."""
+    return agent_pos[..., 7] - agent_pos[..., 8]
+
+
 def grasped(distance: ArrayT, gap: ArrayT, reach: float, gap_range: tuple[float, float]) -> ArrayT:
     """The grasp test on arrays or tensors alike: the object within `reach` metres of the gripper (`distance`)
-    and the fingers' gap (agent_pos[7] - agent_pos[8]) strictly inside `gap_range`. The one definition the
+    and the fingers' gap (finger_gap) strictly inside `gap_range`. The one definition the
     tasks' shaped rewards and the world model's support rule share."""
     return (distance < reach) & (gap > gap_range[0]) & (gap < gap_range[1])
 

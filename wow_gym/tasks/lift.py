@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wow_gym.tasks.base import CriticStage, Task, grasped
+from wow_gym.tasks.base import CriticStage, Task, finger_gap, grasped
 
 OBJECT_POSITION = slice(0, 3)  # environment_state: cube_pos (3), cube_quat (4), gripper_to_cube_pos (3)
 GRIPPER_OFFSET = slice(7, 10)  # cube minus gripper
@@ -38,7 +38,7 @@ def shaped_reward(state: np.ndarray, agent_pos: np.ndarray, success: np.ndarray)
     """robosuite Lift's shaped reward on (imagined) state: reach 1 - tanh(10 d) and 0.25 for a grasp, or 2.25
     on success, all / 2.25. robosuite checks the grasp by finger contact; here the fingers' gap stands in."""
     distance = np.linalg.norm(state[:, GRIPPER_OFFSET], axis=1)
-    gap = agent_pos[:, 7] - agent_pos[:, 8]
+    gap = finger_gap(agent_pos)
     held = grasped(distance, gap, GRASP_REACH, GRASP_GAP)
     reach = np.where(success, 0.0, 1 - np.tanh(10 * distance)) / 2.25
     grasp = np.where(success, 0.0, 0.25 * held) / 2.25
