@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -251,6 +251,18 @@ idm-pose-lift: lift-data
 
 eval-idm: lift-data
 	$(WG) eval-idm task=lift
+
+# How eval-idm's arm layer (world_model_options.arm_layer: the robot's arm drawn where the imagined pose state
+# has it) was chosen: FM-IDM on imagined video of 20 expert episodes on tuning seeds (870000+), with and
+# without it.
+tune-idm-imagined: $(STAMP)
+	$(WG) collect task=lift policy=expert episodes=20 seed=870000 root=data/lift/tune-imagine-expert
+	for layer in true false; do \
+		$(WG) eval-idm task=lift variants_dir=null "datasets=[data/lift/tune-imagine-expert]" \
+			"headline_sources=[tune-imagine-expert]" "replay_datasets=[]" imagine_episodes=20 plans=false \
+			imagine_dataset=data/lift/tune-imagine-expert world_model_options.arm_layer=$$layer \
+			out=outputs/eval-idm/tune-imagined-layer-$$layer || exit 1; \
+	done
 
 # SOPHIA's critic: trains into outputs/critic/lift (rerun to resume), ships it as the default reward.
 critic: lift-data

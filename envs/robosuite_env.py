@@ -8,9 +8,7 @@ for truncation, robosuite's RNGs reseeded from the Gymnasium RNG on every reset,
 
 from __future__ import annotations
 
-import atexit
 import os
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,32 +21,11 @@ from gymnasium import spaces  # noqa: E402
 
 from wow_gym.checks import check_actions  # noqa: E402
 from wow_gym.registry import CONTROL_FREQ, task_info  # noqa: E402
-from wow_gym.simulator import make_robosuite  # noqa: E402
+from wow_gym.simulator import arm_geoms, arm_pixels, make_robosuite, scene_renderer  # noqa: E402
 
 AGENT_POS_DIM = 9  # end-effector position (3), orientation quaternion xyzw (4), gripper finger joints (2)
 _STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 _GRIPPER_STATE = 2  # the Panda gripper's integrated finger command
-_LIVE_RENDERERS: "weakref.WeakSet[mujoco.Renderer]" = weakref.WeakSet()
-
-
-def _close_renderers() -> None:
-    """Free GL contexts before EGL shuts down; left to the garbage collector they raise at exit.
-
-    Registered with atexit when the first renderer exists, after mujoco's EGL module has registered its
-    own shutdown, so that this runs first (atexit runs last-registered first).
-    """
-    for renderer in list(_LIVE_RENDERERS):
-        renderer.close()
-
-
-def _track_renderer(renderer: mujoco.Renderer) -> mujoco.Renderer:
-    if not _LIVE_RENDERERS and not getattr(_track_renderer, "registered", False):
-        atexit.register(_close_renderers)
-        _track_renderer.registered = True
-    _LIVE_RENDERERS.add(renderer)
-    return renderer
-
-
 @dataclass(frozen=True)
 class RenderConfig:
     """How frames are rendered. The defaults are tuned for CPU rendering (about 3x faster than robosuite's)."""
@@ -233,13 +210,8 @@ class RobosuiteEnv(gym.Env):
         cameras = [self.model.camera(i).name for i in range(self.model.ncam)]
         if cfg.camera not in cameras:
             raise ValueError(f"camera {cfg.camera!r} is not in the {self.task} scene; expected one of {cameras}")
-        self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, cfg.image_size)
-        self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, cfg.image_size)
-        renderer = mujoco.Renderer(self.model, cfg.image_size, cfg.image_size)
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = cfg.shadows
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = cfg.reflections
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = cfg.skybox
-        return _track_renderer(renderer)
+        return scene_renderer(self.model, cfg.image_size, shadows=cfg.shadows, reflections=cfg.reflections,
+                              skybox=cfg.skybox)
 
     def render_frame(self) -> np.ndarray:
         """Render the task camera now, as uint8 HxWx3."""
@@ -252,17 +224,10 @@ class RobosuiteEnv(gym.Env):
         """bool HxW: the task camera's pixels that show the robot arm or its gripper, from MuJoCo's
         segmentation rendering (exact, so FM-IDM's mask head can learn from it)."""
         if self._segmenter is None:
-            size = self.render_config.image_size
-            self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, size)
-            self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, size)
-            self._segmenter = _track_renderer(mujoco.Renderer(self.model, size, size))
-            self._segmenter.enable_segmentation_rendering()
-            bodies = [self.model.body(self.model.geom_bodyid[g]).name for g in range(self.model.ngeom)]
-            self._arm_geoms = np.array([b.startswith(("robot0_", "gripper0_")) for b in bodies] + [False])
+            self._segmenter = scene_renderer(self.model, self.render_config.image_size, segmentation=True)
+            self._arm_geoms = arm_geoms(self.model)
         self._segmenter.update_scene(self.data, camera=self.render_config.camera)
-        seg = self._segmenter.render()
-        geom = np.where(seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM, seg[..., 0], -1)
-        return self._arm_geoms[geom]  # index -1 (not a geom) reads the trailing False
+        return arm_pixels(self._segmenter.render(), self._arm_geoms)
 
     def arm_masks(self, sim_states: np.ndarray) -> np.ndarray:
         """bool [T, H, W] arm masks of stored states [T, S] (an episode's `sim_state`), rendered by setting

@@ -254,7 +254,13 @@ def _physics_section(report: Report, shipped: Shipped, episodes: list, env: Any,
 
     task = shipped.task
     generator = torch.Generator().manual_seed(cfg.seed)
-    imagined = imagine_cases(shipped.wm, episodes, "actions", cfg.idm_horizon, generator)
+    before = shipped.wm.config.arm_layer
+    shipped.wm.set_options({"arm_layer": True})  # the robot's arm drawn where the imagined pose has it
+    try:
+        imagined = imagine_cases(shipped.wm, episodes, "actions", cfg.idm_horizon, generator)
+    finally:
+        shipped.wm.set_options({"arm_layer": before})
+    gain = 1.0 if shipped.idm.pose_head is not None else 0.0  # tracked, as eval-idm checks imagined video
     rows, videos, checks = [], [], []
     for i, (episode, rollout) in enumerate(zip(episodes, imagined)):
         decoded = shipped.idm.predict(episode.pixels)
@@ -262,7 +268,7 @@ def _physics_section(report: Report, shipped: Shipped, episodes: list, env: Any,
         tracked = "no pose head" if shipped.idm.pose_head is None else _yes(replay(
             env, episode.sim_state[0], decoded, render=False,
             track=shipped.idm.eef_positions(episode.pixels)).success)
-        check = physics_check(rollout, episode.sim_state[0], shipped.idm, env)
+        check = physics_check(rollout, episode.sim_state[0], shipped.idm, env, gain=gain)
         f = check.summary()
         rows.append([str(i), _yes(episode.success), _yes(from_truth.success), tracked,
                      _yes(check.replay_success),
@@ -281,8 +287,9 @@ def _physics_section(report: Report, shipped: Shipped, episodes: list, env: Any,
                     "each action corrected toward the end effector FM-IDM's pose head reads off the video, "
                     "the arm holding still while a grasp closes); then the "
                     f"world model imagines {imagined[0].num_steps} steps from that state under the expert's "
-                    "actions, FM-IDM decodes the imagined video and MuJoCo replays it (\"from imagined "
-                    "video\"), compared step by step."),
+                    "actions, drawing the robot's arm where its pose state has it (the arm layer), FM-IDM "
+                    "decodes the imagined video and MuJoCo replays it" + (", tracked" if gain else "") +
+                    " (\"from imagined video\"), compared step by step."),
                Table(["episode", "expert solved", "solved from sim video", "solved from sim video, tracked",
                       "solved from imagined video",
                       "PSNR imagined vs replay (dB)", "eef error (mm)", "object error (mm)",

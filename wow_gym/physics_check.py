@@ -181,11 +181,16 @@ class PhysicsCheck:
 
 
 def physics_check(imagined: Rollout, sim_state: np.ndarray, idm: Any, env: Any,
-                  thresholds: VerifyThresholds | None = None, actions: np.ndarray | None = None) -> PhysicsCheck:
+                  thresholds: VerifyThresholds | None = None, actions: np.ndarray | None = None,
+                  gain: float = 0.0, wait_for_grasp: bool = True) -> PhysicsCheck:
     """Decode `imagined`'s frames with `idm` (or take `actions`), replay them in `env` from `sim_state`
-    (the state the imagination started from) and compare. Sets imagined.idm_action and imagined.physics."""
+    (the state the imagination started from) and compare. gain > 0 tracks the video with FM-IDM's pose head
+    (`replay`'s track, with `wait_for_grasp`), and the rollout carries the executed actions. Sets
+    imagined.idm_action and imagined.physics."""
     decoded = idm.predict(imagined.pixels) if actions is None else np.asarray(actions, np.float32)
-    return compare_replay(imagined, decoded, replay(env, sim_state, decoded), thresholds)
+    track = idm.eef_positions(imagined.pixels) if gain > 0 else None
+    replayed = replay(env, sim_state, decoded, track=track, gain=gain, wait_for_grasp=wait_for_grasp)
+    return compare_replay(imagined, decoded if track is None else replayed.action, replayed, thresholds)
 
 
 def physics_checks(imagined: Sequence[Rollout], sim_states: Sequence[np.ndarray], idm: Any,

@@ -54,8 +54,10 @@ class EvalIDMConfig:
     checkpoint: str | None = None
     variants_dir: str | None = None
     world_model: str | None = None
-    # its imagination switches (WorldModel.set_options; None keeps the checkpoint's)
-    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)
+    # its imagination switches (WorldModel.set_options; None keeps the checkpoint's); the arm layer on: FM-IDM
+    # reads the robot's arm where the imagined pose state has it (chosen on a tuning split)
+    world_model_options: dict[str, Any] = field(
+        default_factory=lambda: checkpoint_options() | {"arm_layer": True})
     datasets: list[str] = field(default_factory=list)
     headline_sources: list[str] = field(default_factory=lambda: ["expert", "noisy"])
     replay_datasets: list[str] = field(default_factory=list)

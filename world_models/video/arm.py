@@ -228,13 +228,13 @@ class PhysicsArm:
         out = np.zeros((b, STATE_DIM))
         out[:, POSTURE] = self.rest_posture
         for i, pose in enumerate(both[:, -1]):
-            out[i, :ARM_JOINTS] = self._joints(pose)
+            out[i, :ARM_JOINTS] = self.joints(pose)
             out[i, ARM_JOINTS:2 * ARM_JOINTS] = self._average_velocity(out[i, :ARM_JOINTS], both[i], dt)
         if last_action is None:
             return torch.as_tensor(out, dtype=torch.float64, device=poses.device)
         start = out.copy()
         for i in range(b):
-            start[i, :ARM_JOINTS] = self._joints(both[i, 0])
+            start[i, :ARM_JOINTS] = self.joints(both[i, 0])
             start[i, ARM_JOINTS:2 * ARM_JOINTS] = self._average_velocity(start[i, :ARM_JOINTS], both[i], dt)
         action = torch.as_tensor(last_action.detach().double().cpu().numpy())
         fingers = torch.as_tensor(both[:, 0, 7:9])
@@ -261,7 +261,7 @@ class PhysicsArm:
         out[hit, :2 * ARM_JOINTS] = landed[hit, :2 * ARM_JOINTS]
         return torch.as_tensor(out, dtype=torch.float64, device=poses.device)
 
-    def _joints(self, pose: np.ndarray) -> np.ndarray:
+    def joints(self, pose: np.ndarray) -> np.ndarray:
         """[7] joints that put the hand at agent_pos `pose`: from the first seed that gets there, else the
         nearest."""
         data = self._pool(1)[0]

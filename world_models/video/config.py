@@ -70,6 +70,10 @@ class WorldModelConfig:
     # (world_models/video/arm.py) instead of the pose dynamics' learned step; the fingers stay the finger
     # rule's or the pose dynamics', the contact stop still stops the hand.
     arm_physics: bool = False
+    # Every imagined frame shows the robot's own arm (robosuite's Panda MJCF, through the task camera) where
+    # the imagined pose state has it (world_models/video/arm_layer.py): a render per frame, so an option for
+    # evaluations and physics checks, off in the shipped checkpoint.
+    arm_layer: bool = False
     # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
     # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.
     one_step: bool = False

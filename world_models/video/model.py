@@ -29,8 +29,9 @@ from wow_gym.world_models.checkpoint import (
     save_checkpoint,
 )
 from wow_gym.world_models.text import embed_instructions
+from wow_gym.world_models.video.arm import ARM_JOINTS, PhysicsArm, shared_arm
 from wow_gym.world_models.video.arm import STATE_DIM as ARM_STATE_DIM
-from wow_gym.world_models.video.arm import PhysicsArm, shared_arm
+from wow_gym.world_models.video.arm_layer import shared_arm_layer
 from wow_gym.world_models.video.autoencoder import (
     AutoencoderConfig,
     build_autoencoder,
@@ -60,7 +61,7 @@ FALL = 0.04  # metres an unheld object falls per control step (20 Hz: about free
 # The config switches that change how a trained model imagines and nothing it learned: an evaluation, the
 # imagined env or an RL run may set them on a loaded checkpoint (WorldModel.set_options).
 OPTIONS = ("residual_deadband", "object_layer", "object_layer_pushes", "arm_contact", "finger_rule",
-           "arm_physics")
+           "arm_physics", "arm_layer")
 
 
 def checkpoint_options() -> dict[str, Any]:
@@ -623,10 +624,11 @@ class WorldModel(nn.Module):
         state.actions = torch.cat([state.actions, action[:, None]], dim=1)[:, 1:]
         return self._observe(latent, next_pose, state)
 
-    def _pixels(self, latents: torch.Tensor, state: ImaginationState, objects: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def _pixels(self, latents: torch.Tensor, state: ImaginationState, objects: torch.Tensor | None = None,
+                pose: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 frames of latents [B,...,C,h,w]: decoded on each row's residual anchor, the deadband applied;
-        with `objects` [B,7] (frames [B,C,h,w] only) and the object layer on, the object drawn there."""
+        with `objects` [B,7] (frames [B,C,h,w] only) and the object layer on, the object drawn there; with
+        `pose` [B,P] (the same frames) and the arm layer on, the robot's arm drawn there."""
         decoded = self.decode(latents).float()
         shape = (state.frame.shape[0], *[1] * (decoded.dim() - 4), *state.frame.shape[1:])
         real, change = state.frame.view(shape), decoded - state.reference.view(shape)
@@ -639,7 +641,11 @@ class WorldModel(nn.Module):
         if objects is not None and self.config.object_layer:
             drawn = self._drawn_pose(objects, state.anchor)
             frames = self.layer(frames, real, state.anchor, drawn, band or LAYER_BAND)
-        return frames.round().clamp(0, 255).to(torch.uint8)
+        frames = frames.round().clamp(0, 255).to(torch.uint8)
+        if pose is not None and self.config.arm_layer:
+            joints = state.arm[:, :ARM_JOINTS] if state.arm.shape[1] == ARM_STATE_DIM else None
+            frames = shared_arm_layer(self.config.task, self.config.image_size)(frames, pose, joints)
+        return frames
 
     def _drawn_pose(self, objects: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
         """Where the object layer draws the object: its carried pose [B,7], except where it rests on its
@@ -653,12 +659,14 @@ class WorldModel(nn.Module):
         return torch.where(resting[:, None], anchor, objects)
 
     @torch.no_grad()
-    def _observe(self, latent: torch.Tensor, pose: torch.Tensor, state: ImaginationState) -> StepOutput:
+    def _observe(self, latent: torch.Tensor, pose: torch.Tensor, state: ImaginationState,
+                 imagined: bool = True) -> StepOutput:
         """The step's frame, pose, object state (carried, or the latent probe's reading) and reward heads;
-        success is the carried object's height where the model carries it and the task has one."""
+        success is the carried object's height where the model carries it and the task has one. The layers
+        draw imagined frames only, not the context's."""
         with self._autocast():
             carried = state.objects if self.config.object_dims is not None else None
-            pixels = self._pixels(latent, state, carried)
+            pixels = self._pixels(latent, state, carried, pose if imagined else None)
             if self.config.object_dims is not None:
                 env_state = self.environment_state(state.objects, pose)
             elif self.config.pixel_probe:
@@ -677,7 +685,7 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def observe_context(self, state: ImaginationState) -> StepOutput:
         """The heads' reading of the newest context frame (what reset returns)."""
-        return self._observe(state.latents[:, -1], state.poses[:, -1], state)
+        return self._observe(state.latents[:, -1], state.poses[:, -1], state, imagined=False)
 
     @torch.no_grad()
     def generate(self, pixels: np.ndarray, agent_pos: np.ndarray, instruction: str | list[str] | None,

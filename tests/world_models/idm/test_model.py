@@ -84,6 +84,16 @@ def test_replaying_recorded_actions_reproduces_the_episode_and_the_check_says_so
     assert verified.source == "imagined_verified" and np.array_equal(verified.sim_state, replayed.sim_state)
     strict = physics_check(episode, episode.sim_state[0], None, camera_env, actions=episode.action)
     assert not strict.verified  # the default thresholds need the replay to solve the task
+    # tracked (gain > 0): the shipped FM-IDM's pose head reads the video, and the rollout carries the
+    # corrected actions the replay executed, not the ones it was given
+    still = episode.action.copy()
+    still[:, :6] = 0.0
+    idm = InverseDynamics.load(shipped_checkpoint("lift", "idm"))
+    tracked = physics_check(episode, episode.sim_state[0], idm, camera_env, actions=still, gain=1.0)
+    np.testing.assert_array_equal(episode.idm_action, tracked.replayed.action)
+    assert not np.allclose(episode.idm_action[:, :3], 0.0)
+    assert tracked.eef["mean"] < physics_check(episode, episode.sim_state[0], idm, camera_env,
+                                               actions=still).eef["mean"]
     with pytest.raises(ValueError, match="did not pass its physics check"):
         verified_rollout(episode, strict)
     with pytest.raises(ValueError, match="NaN"):

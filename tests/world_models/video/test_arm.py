@@ -71,7 +71,7 @@ def test_a_pose_far_from_the_rest_posture_is_solved(arm):
     """A twisted posture near the joints' limits, where the search from the rest posture alone stalls."""
     joints = np.clip(arm.rest_posture + np.array([0.3, 0.6, 0.5, -0.35, 2.6, -1.2, -2.6]), *arm.joint_range)
     pose = np.concatenate([hand_of(arm, np.concatenate([joints, np.zeros(14)])), [0.02, -0.02]])
-    solved = arm._joints(pose)
+    solved = arm.joints(pose)
     reached = hand_of(arm, np.concatenate([solved, np.zeros(14)]))
     np.testing.assert_allclose(reached[:3], pose[:3], atol=1e-6)
     assert turn_degrees(reached[3:7], pose[3:7]) < 1e-3
