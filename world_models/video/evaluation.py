@@ -296,7 +296,9 @@ class InteractionResult:
     success_agreement (% of episodes whose imagined env success, ever, matches the simulator's); and the
     object position error in mm at h = 16 and at the episode's end of the state, the video and copy-last
     (the object stays where it started). For a model without carried object state, state is the probe's
-    reading of each imagined latent (what its env reported).
+    reading of each imagined latent (what its env reported). For a task without a success height (Stack,
+    Door, PickPlaceCan), sim_lifts counts the episodes the simulator calls successes and state is the
+    imagined env's success (its success head), with no video reading (the critic reads the video there).
     """
 
     horizon_error: int
@@ -312,8 +314,9 @@ def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sam
     known_state: start the carried object state from the simulator's instead of the probe's reading.
     critic: a LearnedCritic of the task that reads each imagined video (first frame and imagined ones) too."""
     info = task_info(wm.config.task)
-    if info.success_height is None:
-        raise EvaluationError(f"task {info.name} has no success height; the interaction evaluation reads lifts")
+    # Lift reads lifts off the object's height, in the state and in the video; a task without a success height
+    # (Stack, Door, PickPlaceCan) compares the simulator's success with the imagined env's and the critic's
+    lifts = info.success_height is not None
     episodes = [(source, e) for source, group in rollouts.items() for e in group if e.environment_state is not None]
     if not episodes:
         raise EvaluationError("the interaction evaluation needs episodes that record environment_state")
@@ -335,15 +338,17 @@ def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sam
     for i, e in enumerate(eps):
         t = int(steps[i])
         truth = e.environment_state[1:t + 1]
+        env_success = bool(imagined.success[i, :t].any())
         rows.append({
-            "sim": bool((truth[:, z] > info.success_height).any()),
-            "state": bool((imagined.environment_state[i, :t, z] > info.success_height).any()),
-            "video": bool((video[i, :t, z] > info.success_height).any()),
+            **({"sim": bool((truth[:, z] > info.success_height).any()),
+                "state": bool((imagined.environment_state[i, :t, z] > info.success_height).any()),
+                "video": bool((video[i, :t, z] > info.success_height).any())} if lifts
+               else {"sim": e.success, "state": env_success}),
             **({} if critic is None else {"critic": critic.critique(np.concatenate(
                 [e.pixels[:1], imagined.pixels[i, :t]]), e.instruction or info.instruction).success}),
             **({} if under_arm is None else {"arm": bool((under_arm[i, :t, 2] > info.success_height).any())}),
             "sim_success": e.success if e.is_success is not None else None,
-            "env_success": bool(imagined.success[i, :t].any()),
+            "env_success": env_success,
             **{f"{name}_{at}": float(1000 * np.linalg.norm(reading[k] - truth[k, where]))
                for name, reading in (("state", imagined.environment_state[i, :t, where]),
                                      ("video", video[i, :t, where]),
@@ -389,8 +394,9 @@ def _interaction_figures(rows: list[dict]) -> dict[str, float]:
 
     known = [r for r in rows if r["sim_success"] is not None]
     out = {"episodes": float(len(rows)), "sim_lifts": float(len(lifts)),
-           "seen_state": pct(lifts, "state"), "seen_video": pct(lifts, "video"),
-           "false_state": pct(still, "state"), "false_video": pct(still, "video"),
+           "seen_state": pct(lifts, "state"), "false_state": pct(still, "state"),
+           **({"seen_video": pct(lifts, "video"), "false_video": pct(still, "video")}
+              if "video" in rows[0] else {}),
            **({"seen_critic": pct(lifts, "critic"), "false_critic": pct(still, "critic")}
               if "critic" in rows[0] else {}),
            **({"seen_sim_arm": pct(lifts, "arm"), "false_sim_arm": pct(still, "arm")} if "arm" in rows[0] else {}),
@@ -467,9 +473,10 @@ def policy_source(root: str | Path) -> str:
     return name.removeprefix("heldout-") or name
 
 
-def load_heldout(roots: list[str], image_size: int, max_episodes: int | None = None
+def load_heldout(roots: list[str], image_size: int, max_episodes: int | None = None, task: str | None = None
                  ) -> dict[str, list[Rollout]]:
-    """The episodes of each held-out dataset, grouped by policy source; clear errors for unusable roots."""
+    """The episodes of each held-out dataset, grouped by policy source; clear errors for unusable roots
+    (and, with `task`, for episodes of another task)."""
     missing = [r for r in roots if not (Path(r) / "meta" / "info.json").is_file()]
     if missing:
         raise EvaluationError(f"held-out dataset(s) {missing} not found (no meta/info.json); collect them "
@@ -486,6 +493,9 @@ def load_heldout(roots: list[str], image_size: int, max_episodes: int | None = N
     grouped: dict[str, list[Rollout]] = {}
     for root, _, episode in read_episodes(roots, "held-out", image_size, max_episodes=max_episodes,
                                           progress=False):
+        if task is not None and episode.task and task_info(episode.task).name != task_info(task).name:
+            raise EvaluationError(f"dataset {root} holds {episode.task} episodes, but the world model imagines "
+                                  f"{task_info(task).name}; pass datasets of that task")
         grouped.setdefault(policy_source(root), []).append(episode)
     return grouped
 
@@ -523,7 +533,7 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
         wm.set_options({name: getattr(config, name) for name in OPTIONS})
     except ValueError as error:
         raise EvaluationError(f"{path}: {error}") from None
-    rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes)
+    rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes, wm.config.task)
     common = {"seed": config.seed, "batch_size": config.batch_size, "progress": config.progress}
     open_loop = evaluate_open_loop(wm, rollouts, tuple(config.horizons), config.sampling_steps,
                                    config.starts_per_episode, examples=config.examples, **common)
@@ -534,7 +544,8 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
                                  config.starts_per_episode, **common)
     interaction = None
     if config.interaction_datasets:
-        whole = load_heldout(list(config.interaction_datasets), wm.config.image_size, config.max_episodes)
+        whole = load_heldout(list(config.interaction_datasets), wm.config.image_size, config.max_episodes,
+                             wm.config.task)
         critic = _video_critic(config.critic, wm)
         interaction = evaluate_interaction(wm, whole, config.sampling_steps, critic=critic, **common)
     sources: dict[str, list[str]] = {}

@@ -104,13 +104,15 @@ def acceptance_lines(figures: dict[str, float]) -> list[str]:
                          f"{fmt(a - b)} dB{spread} |")
     if "interaction_seen_state" in figures:
         f = {k.removeprefix("interaction_"): v for k, v in figures.items() if k.startswith("interaction_")}
-        critic = "seen_critic" in f  # the critic's reading of the imagined video, in the third column
-        lines += [(f"| lifts seen in imagination, of {f['sim_lifts']:.0f} simulated lifts (%): state / video"
-                   f"{' / critic' if critic else ''} | {fmt(f['seen_state'], 1, 1)} | "
-                   f"{fmt(f['seen_video'], 1, 1)} | {fmt(f['seen_critic'], 1, 1) if critic else ''} |"),
-                  (f"| false lifts, of {f['episodes'] - f['sim_lifts']:.0f} episodes without one (%): state / "
-                   f"video{' / critic' if critic else ''} | {fmt(f['false_state'], 1, 1)} | "
-                   f"{fmt(f['false_video'], 1, 1)} | {fmt(f['false_critic'], 1, 1) if critic else ''} |"),
+        # columns: the imagined state, then the probe on the video (Lift) and the critic, where read
+        kinds = [k for k in ("state", "video", "critic") if f"seen_{k}" in f]
+        event = "lifts" if "seen_video" in f else "successes"
+        cells = {side: " | ".join(fmt(f[f"{side}_{k}"], 1, 1) for k in kinds) + " |" * (3 - len(kinds))
+                 for side in ("seen", "false")}
+        lines += [(f"| {event} seen in imagination, of {f['sim_lifts']:.0f} simulated {event} (%): "
+                   f"{' / '.join(kinds)} | {cells['seen']}"),
+                  (f"| false {event}, of {f['episodes'] - f['sim_lifts']:.0f} episodes without one (%): "
+                   f"{' / '.join(kinds)} | {cells['false']}"),
                   (f"| imagined env success agrees with the simulator's (% of {f['episodes']:.0f} episodes) | "
                    f"{fmt(f['success_agreement'], 1, 1)} | | |")]
         for at in ("h16", "end"):

@@ -230,6 +230,9 @@ def test_unusable_heldout_data_fails_with_clear_messages(tmp_path, checkpoint, h
     DatasetWriter(tmp_path / "heldout-small").write(random_rollout(steps=6, image_size=(32, 32)))
     with pytest.raises(EvaluationError, match=r"32x32.*64x64"):
         load_heldout([str(tmp_path / "heldout-small")], image_size=64)
+    assert load_heldout([str(heldout[0])], image_size=64, task="lift")  # Lift episodes for a Lift model
+    with pytest.raises(EvaluationError, match="holds Lift episodes, but the world model imagines Stack"):
+        load_heldout([str(heldout[0])], image_size=64, task="stack")
     with pytest.raises(EvaluationError, match="reference_horizon 8 must be one of"):
         evaluate_world_model(EvalWorldModelConfig(checkpoint=str(checkpoint), datasets=[str(heldout[0])],
                                                   horizons=[1, 2], reference_horizon=8, interaction_datasets=[]))
@@ -300,3 +303,42 @@ def test_the_shipped_object_dynamics_lifts_the_cube_only_under_an_arm_that_grasp
     missed = objects_under_sim_arm(wm, [episode, beside], known_state=True)
     np.testing.assert_allclose(missed[0], lifted[0], atol=1e-5)  # batched alongside another: the same
     assert missed[1, :, 2].max() < episode.environment_state[0, 2] + 0.01
+
+
+@pytest.fixture(scope="module")
+def stack_episodes():
+    """A scripted-expert Stack episode that stacks the cubes, and the first 12 steps of another (no stack)."""
+    from wow_gym.envs.collection import CollectConfig, make_env, make_policy, record_episode
+
+    episodes = {}
+    for name, steps, seed in (("stacked", 110, 987654), ("short", 12, 987655)):
+        config = CollectConfig(task="stack", policy="expert", max_steps=steps)
+        env = make_env(config)
+        try:
+            episodes[name] = [record_episode(env, make_policy(config, np.random.default_rng(0)), seed=seed)]
+        finally:
+            env.close()
+    assert episodes["stacked"][0].success and not episodes["short"][0].success
+    return episodes
+
+
+@pytest.mark.parametrize("verdict", [True, False])
+def test_interaction_evaluation_reads_success_on_a_task_without_a_success_height(stack_episodes, verdict):
+    """Stack has no success height: the simulator's success is compared with the imagined env's (its success
+    head, forced here to always or never succeed), and no lift is read off the video."""
+    from wow_gym.world_models.video.evaluation import evaluate_interaction
+
+    dim = stack_episodes["short"][0].environment_state.shape[1]
+    model = WorldModel.random("dit-test", task="Stack", instruction="stack the red cube on the green cube",
+                              env_state_dim=dim)
+    with torch.no_grad():  # the success logit (the reward head's second output) pinned far to one side
+        model.reward.mlp[-1].weight.zero_()
+        model.reward.mlp[-1].bias[1] = 50.0 if verdict else -50.0
+    result = evaluate_interaction(model, stack_episodes, horizon_error=4)
+    every, stacked, short = result.figures["all"], result.figures["stacked"], result.figures["short"]
+    assert every["episodes"] == 2 and every["sim_lifts"] == 1  # the simulator's success, not a height
+    assert stacked["seen_state"] == (100.0 if verdict else 0.0)
+    assert short["false_state"] == (100.0 if verdict else 0.0)
+    assert every["success_agreement"] == 50.0
+    assert "seen_video" not in every and "false_video" not in every
+    assert stacked["object_error_copy_last_end_mm"] > 30  # the expert carried the red cube onto the green one
