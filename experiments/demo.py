@@ -1,10 +1,11 @@
 """wow-gym demo: the main job on the shipped defaults (`make demo`): imagine -> critique -> act -> verify.
 
 1. Collect a few scripted-expert episodes of each task into LeRobot v3.0 datasets and read them back.
-2. For each task with a shipped world model (Lift): imagine those episodes open loop beside the simulator
-   (sim | imagined | difference, PSNR per horizon against copy-last-frame and shuffled actions); decode the
-   imagined video with FM-IDM and replay it in MuJoCo (the physics check); SOPHIA's critic on the sim and
-   imagined clips; one plan -> critique -> refine loop whose every plan FM-IDM decodes and MuJoCo verifies.
+2. For each task with a shipped world model (Lift, Stack): imagine those episodes open loop beside the
+   simulator (sim | imagined | difference, PSNR per horizon against copy-last-frame and shuffled actions);
+   decode the imagined video with FM-IDM and replay it in MuJoCo (the physics check); SOPHIA's critic on the
+   sim and imagined clips; one plan -> critique -> refine loop whose every plan FM-IDM decodes and MuJoCo
+   verifies.
 3. With the shipped policy: a short PPO fine-tune in imagination, judged in the sim twin before and after;
    both policies' paired rollouts in the imagined env and the sim twin from the same start states;
    imagined vs simulated steps/s; ONNX export of the fine-tuned policy with its parity check, and a shadow
@@ -61,10 +62,14 @@ def main(argv: list[str]) -> int:
     with clock("collecting expert episodes"):
         episodes = _collect_section(report, cfg, out, headline)
     data = report.sections.pop()  # the page leads with imagination; the data it started from comes after
-    for task in cfg.tasks:
-        shipped = _load_shipped(task, cfg.policy)
-        if shipped is not None:
-            _world_model_sections(report, shipped, episodes[task], cfg, out, clock, headline)
+    loaded = {task: _load_shipped(task, cfg.policy) for task in cfg.tasks}
+    imagined = {task: shipped for task, shipped in loaded.items() if shipped is not None}
+    for task, shipped in imagined.items():
+        figures: list[tuple[str, str]] = []
+        _world_model_sections(report, shipped, episodes[task], cfg, out, clock, figures)
+        # one column per figure and task when more than one task is imagined
+        headline += [(f"{name} ({shipped.task})" if len(imagined) > 1 else name, value)
+                     for name, value in figures]
     report.sections.append(data)
     commit = git_commit()
     headline.append(("demo wall-clock", f"{clock.elapsed():.0f} s"))
@@ -163,10 +168,11 @@ def _world_model_sections(report: Report, shipped: Shipped, episodes: list, cfg:
             return
         with clock(f"SOPHIA's critic and the refinement loop on {task}"):
             _critic_section(report, shipped, episodes, imagined, env, cfg, headline)
+        runs = out / task.lower()  # each task's runs (wowbench, fine-tune, paired, export) in its own folder
         with clock(f"ranking world models against MuJoCo on {task} (wowbench)"):
-            _wowbench_section(report, shipped, cfg, out, headline)
+            _wowbench_section(report, shipped, cfg, runs, headline)
         if shipped.policy is not None:
-            policy_sections(report, shipped, env, cfg, out, clock, headline)
+            policy_sections(report, shipped, env, cfg, runs, clock, headline)
     finally:
         env.close()
 
@@ -366,7 +372,8 @@ def _wowbench_section(report: Report, shipped: Shipped, cfg: Any, out: Path,
     blocks: list[Any] = [Text(f"Every world-model backend from the same {len(config.kinds) * config.episodes} "
                               f"held-out simulator starts (seeds {config.seed}+; {', '.join(config.kinds)}), scored "
                               "against MuJoCo with 95 % bootstrap intervals; `make wowbench` runs the full budget "
-                              "(README, World-model backends). Full tables: wowbench/leaderboard.md.")]
+                              "(README, World-model backends). Full tables: "
+                              f"{out.name}/wowbench/leaderboard.md.")]
     for family in FAMILIES:
         ok = "holds" if results.order["none"][family] else "does not hold"
         blocks += [Text(f"{family}: the expected order {ok}"), Table(*leaderboard(results, "none", family))]

@@ -83,7 +83,7 @@ def _fine_tune_section(report: Report, shipped: Shipped, start: Path, cfg: Any, 
                     f"{summary['rl_seconds']:.0f} s (budget {f.total_timesteps} steps or {f.max_minutes} "
                     f"min). Before and after, the deterministic policy runs {f.eval_episodes} held-out "
                     f"episodes (seeds {f.eval_seed}..) of {f.eval_max_steps} steps in the simulator. "
-                    "`fine-tune/` holds the run, as `wow-gym train-policy` writes it."),
+                    f"`{out.name}/fine-tune/` holds the run, as `wow-gym train-policy` writes it."),
                Table(["PPO steps", "sim success", "sim return", "imagined success (critic)",
                       "imagined return", "imagined episodes"], rows),
                *plots)
@@ -129,7 +129,7 @@ def _paired_sections(report: Report, shipped: Shipped, policies: dict[str, tuple
         envs.close()
     atomic_write_json(out / "paired.json", to_json(results))
     _paired_blocks(report, shipped, results, p, headline)
-    _throughput_section(report, rates, p.episodes, fine_tune, headline)
+    _throughput_section(report, shipped.task, rates, p.episodes, fine_tune, headline)
 
 
 def _paired_blocks(report: Report, shipped: Shipped, results: list, p: Any,
@@ -163,7 +163,7 @@ def _paired_blocks(report: Report, shipped: Shipped, results: list, p: Any,
                       "sim return (shaped)", "exploitability", "agreement"], rows), *pictures, *videos)
 
 
-def _throughput_section(report: Report, rates: dict[str, float], n: int, fine_tune: dict[str, Any],
+def _throughput_section(report: Report, task: str, rates: dict[str, float], n: int, fine_tune: dict[str, Any],
                         headline: list[tuple[str, str]]) -> None:
     ratio = rates["imagined"] / rates["sim"]
     training = fine_tune["timesteps"] / max(fine_tune["rl_seconds"], 1e-9)
@@ -173,7 +173,7 @@ def _throughput_section(report: Report, rates: dict[str, float], n: int, fine_tu
             [f"sim twin ({n} MuJoCo envs, one process)", f"{rates['sim']:.1f}"],
             ["imagined / sim", f"{ratio:.1f}×"],
             ["PPO fine-tune in imagination, updates included", f"{training:.1f}"]]
-    report.add("Throughput, measured in this run",
+    report.add(f"Throughput, measured in this run ({task})",
                Text(f"Random actions through the two worlds the paired rollouts used, {n} envs each, both "
                     "with the critic's reward: the imagined env steps its envs as one world-model batch, the "
                     "sim twin steps its MuJoCo envs (64 px camera) in turn in this process."),
@@ -216,12 +216,13 @@ def _deploy_section(report: Report, shipped: Shipped, model: Any, checkpoint: st
             [f"deadline misses at {RobotConfig().control_freq} Hz", str(summary["deadline_misses"])],
             ["inference ms, mean / max", f"{np.nanmean(inference):.2f} / {np.nanmax(inference):.2f}"],
             ["shield interventions", ", ".join(f"{k} {v}" for k, v in interventions.items()) or "none"]]
-    report.add("Export and a shadow run on the simulated arm",
+    report.add(f"Export and a shadow run on the simulated arm ({shipped.task})",
                Text("`export_policy` writes the fine-tuned policy's deterministic actor as "
-                    "`export/policy.onnx` with its spec `export/policy.json`; onnxruntime must reproduce "
-                    "SB3's predict. The deployment runner then drives the simulated arm at the control rate "
-                    "through the safety shield in shadow mode: every action is computed, shielded and logged "
-                    "(`export/steps.jsonl`), none is sent."),
+                    f"`{out.name}/export/policy.onnx` with its spec `policy.json` beside it; onnxruntime "
+                    "must reproduce SB3's predict. The deployment runner then drives the simulated arm at "
+                    "the control rate through the safety shield in shadow mode: every action is computed, "
+                    "shielded and logged "
+                    f"(`{out.name}/export/steps.jsonl`), none is sent."),
                Table(["check", "result"], rows),
                Code((folder / "policy.json").read_text(), summary="policy.json"))
 

@@ -12,7 +12,7 @@ from wow_gym.experiments.demo import policy_folder
 from wow_gym.policies.shipped import shipped_policy
 from wow_gym.tasks import register_task, task_info, unregister_task
 
-TINY = ["tasks=[lift,door]", "episodes_per_task=1", "max_steps=10", "horizons=[1,4]", "idm_horizon=8",
+TINY = ["tasks=[lift,stack,door]", "episodes_per_task=1", "max_steps=10", "horizons=[1,4]", "idm_horizon=8",
         "refine_rounds=2", "threads=1", "workers=1", "progress=false", "fine_tune.total_timesteps=16",
         "fine_tune.n_envs=2", "fine_tune.ppo.n_steps=8", "fine_tune.ppo.batch_size=16",
         "fine_tune.eval_episodes=1", "fine_tune.eval_max_steps=5", "paired.episodes=1", "paired.max_steps=5",
@@ -21,6 +21,7 @@ TINY = ["tasks=[lift,door]", "episodes_per_task=1", "max_steps=10", "horizons=[1
         "wowbench.episodes=1", "wowbench.episode_steps=6", "wowbench.horizons=[1,4]", "wowbench.plans=1",
         "wowbench.plan_horizon=4", "wowbench.bootstrap=20"]
 SECTIONS = ("At a glance", "Expert episodes", "Imagined Lift beside the simulator", "Physics check (Lift)",
+            "Imagined Stack beside the simulator", "Physics check (Stack)",
             "SOPHIA's critic (Lift)", "Which world model to trust (Lift): every backend against MuJoCo",
             "Fine-tuning in imagination (Lift)",
             "Policies in imagination and in the sim twin (Lift)", "Throughput, measured in this run",
@@ -39,7 +40,8 @@ def test_demo_tiny_budget(tmp_path):
                   "ONNX export and a shadow run"):
         assert stage in done.stdout, stage
     _check_report(out)
-    _check_policy_outputs(out)
+    for task in ("lift", "stack"):  # each imagined task's runs in its own folder
+        _check_policy_outputs(out / task)
 
 
 def _check_report(out):
@@ -55,20 +57,27 @@ def _check_report(out):
                  "| 0 | lift the red cube |", "| solved from sim video, tracked |"):
         assert line in markdown, line
     assert "no pose head" not in markdown  # the shipped Lift FM-IDM has one, so the demo tracks its video
+    # Lift and Stack have shipped world models, Door not yet: one column per figure and imagined task
+    glance = markdown.split("## At a glance")[1].split("\n## ")[0]
+    for task in ("Lift", "Stack"):
+        assert f"| PSNR at h=4: world model / copy-last ({task}) |" in glance, task
+    assert "Imagined Door" not in page
     for name in ("lift.gif", "door.gif", "contact_sheet.png", "physics_lift_0.gif", "refine_lift.gif",
-                 "config.yaml", "run.json", "wowbench/leaderboard.md", "wowbench/results.json"):
+                 "imagined_stack_0.gif", "physics_stack_0.gif", "config.yaml", "run.json",
+                 "lift/wowbench/leaderboard.md", "lift/wowbench/results.json",
+                 "stack/wowbench/leaderboard.md"):
         assert (out / name).exists(), name
 
 
-def _check_policy_outputs(out):
-    curves = json.loads((out / "fine-tune" / "curves.json").read_text())
+def _check_policy_outputs(task_out):
+    curves = json.loads((task_out / "fine-tune" / "curves.json").read_text())
     assert [c["timesteps"] for c in curves] == [0, 16]  # the sim twin before and after the fine-tune
-    paired = json.loads((out / "paired.json").read_text())
+    paired = json.loads((task_out / "paired.json").read_text())
     assert [p["name"] for p in paired] == ["shipped", "fine-tuned"]
     assert all(len(p["episodes"]) == 1 and p["episodes"][0]["start_psnr"] > 30 for p in paired)  # same starts
-    spec = json.loads((out / "export" / "policy.json").read_text())
-    assert spec["source_checkpoint"].endswith("final.zip") and (out / "export" / "policy.onnx").is_file()
-    steps = [json.loads(line) for line in (out / "export" / "steps.jsonl").read_text().splitlines()]
+    spec = json.loads((task_out / "export" / "policy.json").read_text())
+    assert spec["source_checkpoint"].endswith("final.zip") and (task_out / "export" / "policy.onnx").is_file()
+    steps = [json.loads(line) for line in (task_out / "export" / "steps.jsonl").read_text().splitlines()]
     moves = [s for s in steps if s["event"] == "step"]
     assert moves and "action" in moves[0] and not any(s["sent"] for s in moves)  # shadow: never sent
 
