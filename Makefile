@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -374,6 +374,49 @@ eval-tasks:
 		$(WG) eval-critic task=$(t) imagined=false refine_dataset=null 'unseen_datasets=[]' \
 			'datasets=[data/$(t)/heldout-expert,data/$(t)/heldout-noisy,data/$(t)/heldout-walk,$\
 			data/$(t)/heldout-replay-expert]' out=outputs/eval-critic/$(t) && ) true
+
+# The Stack world model, the first of the other tasks in imagination (WoW/Stack-Imagined-v0): a dit-mini DiT
+# (width 128, the Lift model's other parts) on Stack's 80 expert, 80 noisy-expert and 50 random-walk training
+# episodes, no object state yet (Stack has no object_pose; the success head and the latent probe give the
+# imagined env's success and environment_state), shipped as world_models/checkpoints/stack. Door and
+# PickPlaceCan wait for a model shared across the tasks: three per-task models do not fit the 60 MB budget.
+world-model-stack: tasks-data
+	$(WG) train-world-model task=stack preset=dit-mini object_dynamics=false pixel_probe=false \
+		'datasets=$(call TASK_CRITIC_DATA,stack)' dit.steps=5000 motion_weight=2.0 threads=1 \
+		out=outputs/world-models/stack
+	$(call ship,outputs/world-models/stack,stack)
+# Held-out open loop (expert, noisy, walk) with and without the deadband, whole episodes imagined from their
+# first frame (the 86 held-out episodes: successes seen by the success head and the critic), SOPHIA's critic
+# on imagined clips against the simulator's verdict, and imagined steps/s at batch 32 against Stack's sim.
+EVAL_WM_TASK = $(WG) eval-world-model task=$(1) 'datasets=[data/$(1)/heldout-expert,data/$(1)/heldout-noisy,$\
+	data/$(1)/heldout-walk]'
+HELDOUT_TASK = data/$(1)/heldout-expert,data/$(1)/heldout-noisy,data/$(1)/heldout-walk,data/$(1)/heldout-replay-expert
+# A kind of action absent from the world model's training: the pausing expert of lift-data (seeds 975000+).
+stack-unseen-data: $(STAMP)
+	$(WG) collect task=stack policy=expert episodes=20 seed=975000 $(PAUSING) root=data/stack/heldout-pausing
+eval-world-model-stack: tasks-data stack-unseen-data
+	$(call EVAL_WM_TASK,stack) 'interaction_datasets=[$(call HELDOUT_TASK,stack)]' out=outputs/eval-world-model/stack
+	$(WG) eval-world-model task=stack 'datasets=[data/stack/heldout-pausing]' \
+		'interaction_datasets=[data/stack/heldout-pausing]' plan_horizon=0 out=outputs/eval-world-model/stack-pausing
+	$(WG) eval-world-model task=stack 'datasets=[data/stack/heldout-pausing]' residual_deadband=0 \
+		'interaction_datasets=[]' plan_horizon=0 out=outputs/eval-world-model/stack-pausing-band0
+	$(call EVAL_WM_TASK,stack) residual_deadband=0 'interaction_datasets=[]' plan_horizon=0 \
+		out=outputs/eval-world-model/stack-band0
+	$(WG) eval-critic task=stack refine_dataset=null 'unseen_datasets=[]' 'datasets=[$(call HELDOUT_TASK,stack)]' \
+		out=outputs/eval-critic/stack-imagined
+	$(WG) bench imagine task=stack 'batch_sizes=[32]' 'sampling_steps=[2]' steps=50 repeats=3 sim_num_envs=1 \
+		out=outputs/bench-imagine/stack
+# Paired agreement on Stack: 10 policies (random, still, the shipped Stack BC policy with 0 to 1.0 action
+# noise), 16 held-out starts each (seeds 970000+, which no Stack dataset uses), 150 steps; the imagined env's
+# success is SOPHIA's Stack critic reading the imagined frames (the model carries no object state).
+TASK_POLICIES := {name: random, kind: random}, {name: zero, kind: zero}, {name: bc, kind: shipped}, \
+	{name: bc-noise-0.1, kind: shipped, noise_std: 0.1}, {name: bc-noise-0.15, kind: shipped, noise_std: 0.15}, \
+	{name: bc-noise-0.2, kind: shipped, noise_std: 0.2}, {name: bc-noise-0.3, kind: shipped, noise_std: 0.3}, \
+	{name: bc-noise-0.45, kind: shipped, noise_std: 0.45}, {name: bc-noise-0.6, kind: shipped, noise_std: 0.6}, \
+	{name: bc-noise-1.0, kind: shipped, noise_std: 1.0}
+evaluate-stack: $(STAMP)
+	$(WG) evaluate task=stack n_episodes=16 seed=970000 max_steps=150 'policies=[$(TASK_POLICIES)]' \
+		out=outputs/evaluate/stack
 
 # BC + PPO in imagination against the same recipe in the simulator, 15 min of RL each from the same warm
 # start, both judged in the sim twin on 20 held-out seeds (curves.png, summary.json in each run folder).

@@ -14,6 +14,7 @@ from wow_gym.envs.imagined_starts import StartPool
 from wow_gym.envs.robosuite_env import RobosuiteEnv
 from wow_gym.registry import imagined_env_ids
 from wow_gym.world_models import CheckpointError, WorldModel, shipped_checkpoint
+from wow_gym.world_models.checkpoint import shipped_tasks
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
@@ -369,15 +370,19 @@ def test_vector_reset_mask_restarts_only_the_masked_envs_from_given_frames(lift_
     venv.close()
 
 
-# -- the shipped Lift model ------------------------------------------------------------------------------
+# -- the shipped models -----------------------------------------------------------------------------------
 
 
-def test_the_shipped_lift_model_loads_with_no_arguments_and_follows_actions():
-    path = shipped_checkpoint("Lift", "world-model")
+@pytest.mark.parametrize("task", shipped_tasks("world-model"))
+def test_a_shipped_model_loads_with_no_arguments_and_follows_actions(task):
+    path = shipped_checkpoint(task, "world-model")
     assert sum(f.stat().st_size for f in path.iterdir()) < 40 * 2**20
-    env = gym.make("WoW/Lift-Imagined-v0")
+    env = gym.make(TASKS[task].imagined_env_id)
     try:
-        assert env.unwrapped.model.config.task == "Lift"
+        assert env.unwrapped.model.config.task == task
+        twin = RobosuiteEnv(task=task)
+        assert env.observation_space == twin.observation_space and env.action_space == twin.action_space
+        twin.close()
         start, _ = env.reset(seed=3)
         assert start in env.observation_space
         ends = {}

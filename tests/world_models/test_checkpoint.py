@@ -24,6 +24,19 @@ def test_every_kind_of_lift_model_is_shipped(kind):
     assert "Lift" in shipped_tasks(kind)
 
 
+def test_the_shipped_checkpoints_stay_within_the_size_budget():
+    """Every shipped model lives in git (each version stays in its history): all of them together stay
+    under 60 MB."""
+    from wow_gym.policies import shipped
+    from wow_gym.world_models import checkpoint
+
+    files = [f for root in (checkpoint.CHECKPOINT_ROOT, shipped.CHECKPOINT_ROOT) for f in root.rglob("*")
+             if f.is_file()]
+    assert any(f.name == "model.safetensors" for f in files)
+    total = sum(f.stat().st_size for f in files)
+    assert total < 60e6, f"shipped checkpoints weigh {total / 1e6:.1f} MB, over the 60 MB budget"
+
+
 def test_the_shipped_policy_follows_the_same_rule():
     path = shipped_policy("lift")
     assert path.name == "lift-policy" and (path / CONFIG_FILE).is_file()

@@ -28,6 +28,7 @@ from wow_gym.world_models.video.pose_map import FEATURES as POSE_MAP_FEATURES
 # Named sizes; one code path. dit-test is for unit tests only.
 PRESETS: dict[str, dict[str, int]] = {
     "dit-test": {"width": 32, "depth": 2, "heads": 2},
+    "dit-mini": {"width": 128, "depth": 6, "heads": 4},  # per-task models within the checkpoint budget
     "dit-tiny": {"width": 192, "depth": 6, "heads": 6},
     "dit-small": {"width": 384, "depth": 10, "heads": 6},
     "dit-base": {"width": 768, "depth": 12, "heads": 12},
