@@ -174,7 +174,7 @@ def test_plan_generation_from_an_instruction(tiny_model, lift_data):
         tiny_model.generate(ep.pixels[None, :1], ep.agent_pos[None, :1], None, horizon=0)
 
 
-def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift_data, monkeypatch):
+def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift_data, monkeypatch, caplog):
     config = TrainWorldModelConfig(
         datasets=[{"root": str(lift_data)}], out=str(tmp_path / "run"), preset="dit-test", latent_channels=4,
         autoencoder=StageConfig(6, 4), pose=StageConfig(4, 8), heads=StageConfig(4, 8), dit=StageConfig(6, 4),
@@ -215,6 +215,7 @@ def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift
                                      "motion_weight": 2.0, "residual_deadband": 8.0})
     start = WorldModel.load(final)
     again = WorldModel.load(Trainer(tuned, RobosuiteEnv).run())
+    assert "from scratch" not in caplog.text  # motion weighting that fine-tunes a trained DiT is the recipe
     assert not (tmp_path / "tuned" / "stages" / "autoencoder.pt").exists()
     assert torch.load(tmp_path / "tuned" / "stages" / "dit.pt", weights_only=False)["done"]
     assert again.stats == start.stats and again.config.residual_deadband == 8.0
@@ -224,6 +225,12 @@ def test_training_runs_every_stage_and_resumes_after_interruption(tmp_path, lift
     assert any(not torch.allclose(a, b) for a, b in zip(start.dit.parameters(), again.dit.parameters()))
     with pytest.raises(FileNotFoundError, match="is not a world-model checkpoint"):
         TrainWorldModelConfig(datasets=[{"root": str(lift_data)}], init=str(tmp_path / "nothing"))
+    # ... from scratch it can stall the DiT (Stack): the run says so before its DiT steps
+    scratch = Trainer(TrainWorldModelConfig(**{**vars(config), "out": str(tmp_path / "scratch"),
+                                               "motion_weight": 2.0}), RobosuiteEnv)
+    monkeypatch.setattr(scratch, "_loop", lambda *args, **kwargs: None)
+    scratch._train_dit()
+    assert "motion_weight=2.0 on a DiT trained from scratch" in caplog.text
     with pytest.raises(ValueError, match="motion_weight must be >= 0"):
         TrainWorldModelConfig(datasets=[{"root": str(lift_data)}], motion_weight=-1.0)
 
