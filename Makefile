@@ -304,7 +304,7 @@ policy: lift-data
 
 # The other three tasks (Stack, Door, PickPlaceCan): each one's expert and noisy-expert demonstrations on the
 # training seeds Lift's use (held-out seeds start at 900000), then a BC policy per task with the shipped Lift
-# recipe's auxiliary state loss on the task's own object (no world model imagines these tasks yet, so no
+# recipe's auxiliary state loss on the task's own object (trained before any world model imagined them, so no
 # bc.imagined), judged on 50 held-out sim seeds and shipped as policies/checkpoints/<task>-policy.
 OTHER_TASKS := stack door pickplacecan
 # Lift's seeds and noise: the BC demonstrations, then the random walks FM-IDM and the critic also train on, and
@@ -336,7 +336,7 @@ policy-tasks: tasks-data
 	$(WG) ship-policy checkpoint=outputs/policies/pickplacecan-bc/bc.zip task=pickplacecan
 
 # FM-IDM and SOPHIA's critic for Stack, Door and PickPlaceCan, one of each per task, shipped as <task>-idm and
-# <task>-critic. No world model imagines these tasks yet, so FM-IDM trains on simulator video alone and the
+# <task>-critic, trained before any world model imagined these tasks: FM-IDM on simulator video alone, the
 # critic on real and corrupted clips (corruptions pose the task's own object: wow_gym/tasks, object_joint).
 # eval-tasks: FM-IDM's replay success from ground-truth video against the oracle's (50 held-out expert
 # episodes per task), and the critic's success verdicts on held-out episodes and its plausibility AUC.
