@@ -78,6 +78,13 @@ def horizon_table(metrics: dict[str, dict[str, list[float]]], horizons: list[int
     return lines
 
 
+def _readings(figures: dict[str, float]) -> tuple[list[str], str]:
+    """The readings an interaction result holds (the state, then the video and the critic where read) and
+    what they count: lifts (Lift: the object's height) or successes (a task without a success height)."""
+    kinds = [k for k in ("state", "video", "critic") if f"seen_{k}" in figures]
+    return kinds, "lifts" if "seen_video" in figures else "successes"
+
+
 def _percent_lower(value: float) -> str:
     if not math.isfinite(value):
         return "-"
@@ -104,9 +111,7 @@ def acceptance_lines(figures: dict[str, float]) -> list[str]:
                          f"{fmt(a - b)} dB{spread} |")
     if "interaction_seen_state" in figures:
         f = {k.removeprefix("interaction_"): v for k, v in figures.items() if k.startswith("interaction_")}
-        # columns: the imagined state, then the probe on the video (Lift) and the critic, where read
-        kinds = [k for k in ("state", "video", "critic") if f"seen_{k}" in f]
-        event = "lifts" if "seen_video" in f else "successes"
+        kinds, event = _readings(f)
         cells = {side: " | ".join(fmt(f[f"{side}_{k}"], 1, 1) for k in kinds) + " |" * (3 - len(kinds))
                  for side in ("seen", "false")}
         lines += [(f"| {event} seen in imagination, of {f['sim_lifts']:.0f} simulated {event} (%): "
@@ -134,9 +139,8 @@ def _sections(results: EvalResults) -> list[str]:
         title = "All sources" if group == "all" else f"Source: {group} ({roots})"
         lines += [f"### {title}: {ol.starts[group]} starts", "", *horizon_table(metrics, ol.horizons), ""]
     if results.interaction is not None:
-        first = next(iter(results.interaction.figures.values()))
-        kinds = " / ".join(k for k in ("state", "video", "critic") if f"seen_{k}" in first)
-        event = "lifts" if "seen_video" in first else "successes"  # a task without a success height
+        kinds, event = _readings(next(iter(results.interaction.figures.values())))
+        read = " / ".join(kinds)
         lines += ["## Interaction: whole episodes from their first frame", "",
                   ("Each held-out episode imagined from its first frame under its recorded actions, the object "
                    "state read off that frame by the probe (as the imagined env starts). *seen*: % of the "
@@ -149,14 +153,14 @@ def _sections(results: EvalResults) -> list[str]:
                    "made the lift). Object error in mm against the simulator's true state. A task without a "
                    "success height (Stack, Door, PickPlaceCan) counts successes instead: the simulator's "
                    "against the imagined env's success head (state) and the critic's verdict."), "",
-                  (f"| source | episodes | sim {event} | seen {kinds} % | false {kinds} % | seen / false "
+                  (f"| source | episodes | sim {event} | seen {read} % | false {read} % | seen / false "
                    "with the simulated arm % | success agrees % | object mm h=16 state / video / copy-last | "
                    "object mm end state / video / copy-last |"), "|---|" + "---:|" * 8]
         for group, f in results.interaction.figures.items():
             err = {at: " / ".join(fmt(f[f"object_error_{p}_{at}_mm"], 1, 1) for p in ("state", "video", "copy_last"))
                    for at in ("h16", "end")}
-            seen, false = (" / ".join(fmt(f[f"{kind}_{p}"], 1, 1) for p in ("state", "video", "critic")
-                                      if f"{kind}_{p}" in f) for kind in ("seen", "false"))
+            seen, false = (" / ".join(fmt(f[f"{side}_{k}"], 1, 1) for k in kinds)
+                           for side in ("seen", "false"))
             arm = (f"{fmt(f['seen_sim_arm'], 1, 1)} / {fmt(f['false_sim_arm'], 1, 1)}" if "seen_sim_arm" in f
                    else "-")
             lines.append(f"| {group} | {f['episodes']:.0f} | {f['sim_lifts']:.0f} | {seen} | {false} | {arm} | "
