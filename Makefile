@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-lift-tasks evaluate-pooled idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -417,6 +417,14 @@ TASK_POLICIES := {name: random, kind: random}, {name: zero, kind: zero}, {name: 
 evaluate-stack: $(STAMP)
 	$(WG) evaluate task=stack n_episodes=16 seed=970000 max_steps=150 'policies=[$(TASK_POLICIES)]' \
 		out=outputs/evaluate/stack
+# The same 10 policies on Lift (the shipped Lift BC policy; seeds 960000+, Lift's held-out evaluation
+# starts, 100 steps; imagined success from the model's object state), then the agreement pooled over every
+# task with an imagined env: Pearson, Spearman and MMRV per task and over all points, one scatter coloured
+# by task (outputs/agreement/tasks).
+evaluate-lift-tasks: $(STAMP)
+	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=[$(TASK_POLICIES)]' out=outputs/evaluate/lift-tasks
+evaluate-pooled: evaluate-lift-tasks evaluate-stack
+	$(WG) agreement 'runs=[outputs/evaluate/lift-tasks,outputs/evaluate/stack]' out=outputs/agreement/tasks
 
 # BC + PPO in imagination against the same recipe in the simulator, 15 min of RL each from the same warm
 # start, both judged in the sim twin on 20 held-out seeds (curves.png, summary.json in each run folder).

@@ -47,8 +47,11 @@ def correlation_lines(results: EvaluateResults) -> list[str]:
 
 
 def scatter_plot(points: dict[str, tuple[float, float]], title: str, x_label: str, y_label: str,
-                 bounds: tuple[float, float] | None = None, size: int = 460) -> Any:
-    """A square scatter of named (x, y) points over the y = x diagonal, each point numbered in the legend."""
+                 bounds: tuple[float, float] | None = None, size: int = 460,
+                 groups: list[str] | None = None) -> Any:
+    """A square scatter of named (x, y) points over the y = x diagonal, each point numbered in the legend.
+    With `groups` (one label per point, e.g. its task) the points are coloured by group, unnumbered, and the
+    legend names the groups: for more points than a legend can list."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=12)
@@ -74,6 +77,17 @@ def scatter_plot(points: dict[str, tuple[float, float]], title: str, x_label: st
     draw.text(((left + right) / 2, 6), title, fill="black", font=font, anchor="mt")
     draw.text(((left + right) / 2, size - 8), x_label, fill="black", font=font, anchor="mb")
     draw.text((6, top - 18), y_label, fill="black", font=font)
+    if groups is not None:
+        if len(groups) != len(points):
+            raise ValueError(f"groups must label each of the {len(points)} points, got {len(groups)}")
+        names = list(dict.fromkeys(groups))
+        for (x, y), group in zip(points.values(), groups):
+            color, (px, py) = COLORS[names.index(group) % len(COLORS)], at(x, y)
+            draw.ellipse([px - 4, py - 4, px + 4, py + 4], outline=color, width=2)
+        for i, group in enumerate(names):
+            draw.text((size, top + 16 * i), f"o {group} ({groups.count(group)})"[:32],
+                      fill=COLORS[i % len(COLORS)], font=font)
+        return image
     for i, (name, (x, y)) in enumerate(points.items()):
         color, (px, py) = COLORS[i % len(COLORS)], at(x, y)
         draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=color)

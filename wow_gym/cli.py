@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ship-policy": ("ship_policy", "an SB3 zip from train-policy as the task's shipped policy (safetensors + JSON)"),
     "export-policy": ("export_policy", "an SB3 policy to ONNX + policy.json, parity-checked in the simulator"),
     "evaluate": ("evaluate", "policies in the imagined env and its sim twin from the same starts: success, returns, ranking"),
+    "agreement": ("agreement", "paired agreement pooled over tasks: evaluate runs, one scatter coloured by task"),
     "wowbench": ("wowbench", "rank world-model backends against MuJoCo: prediction, trajectory, physical law, planning"),
     "convert-wow": ("convert_wow", "the released WoW weights (DiT-2B .pt, Wan-14B + WoW_video_dit.pt) into diffusers folders"),
     "replay-check": ("replay_check", "a policy's imagined actions replayed in the simulator: false successes, drift"),
