@@ -311,7 +311,7 @@ def stack_episodes():
     from wow_gym.envs.collection import CollectConfig, make_env, make_policy, record_episode
 
     episodes = {}
-    for name, steps, seed in (("stacked", 110, 987654), ("short", 12, 987655)):
+    for name, steps, seed in (("stacked", 80, 987654), ("short", 12, 987655)):  # stacked from step 74
         config = CollectConfig(task="stack", policy="expert", max_steps=steps)
         env = make_env(config)
         try:
