@@ -54,7 +54,7 @@ from wow_gym.world_models.video.imagination import load_world_model
 from wow_gym.world_models.video.model import checkpoint_options
 
 POLICY_KINDS = ("random", "zero", "sb3", "run", "shipped")
-IMAGINED_REWARDS = ("auto", "critic", "state")
+IMAGINED_REWARDS = ("auto", "critic", "state", "heads")
 _STEPS_IN_NAME = re.compile(r"_(\d+)_steps$")
 
 
@@ -105,7 +105,8 @@ class EvaluateConfig:
     critic: str | None = None
     sampling_steps: int | None = None
     # the imagined env's reward and success: critic (SOPHIA on the imagined frames), state (the simulator's
-    # shaped reward on the imagined object state) or auto (state for a model that carries it, else critic)
+    # shaped reward on the imagined object state), heads (the world model's reward and success heads, which
+    # read the imagined latents and arm pose) or auto (state for a model that carries it, else critic)
     imagined_reward: str = "auto"
     parallel: int = 8  # simulators (and imagined envs) at a time; episodes run in waves of this many
     gifs: bool = True
@@ -378,7 +379,7 @@ class EvaluateResults:
     success: Correlation  # success rates, imagined vs sim
     returns: Correlation  # imagined return vs the simulator's return
     seconds: float
-    imagined_reward: str = "critic"  # the imagined env's reward and success: critic or state
+    imagined_reward: str = "critic"  # the imagined env's reward and success: critic, state or heads
     cpu_seconds: float = 0.0  # this process's CPU time, all its threads (not Ray's workers): cores busy = / seconds
 
 
@@ -437,13 +438,14 @@ def sim_vector_env(config: EvaluateConfig, image_size: int) -> gym.vector.SyncVe
 
 
 def imagined_vector_env(config: EvaluateConfig, model: Any, critic: Any) -> ImaginedVectorEnv:
-    """A wave's imagined envs: one world-model batch, rewarded by the critic or by the imagined state."""
+    """A wave's imagined envs: one world-model batch, rewarded by the critic, by the imagined state or by the
+    world model's own reward and success heads."""
     reward = imagined_reward(config.imagined_reward, model)
     if critic is None and reward == "critic":
         raise ValueError("the critic reward needs a critic; pass one or imagined_reward=state")
     # One step past max_steps: the episodes end where we stop stepping, never in a same-step autoreset.
     return ImaginedVectorEnv(num_envs=wave_size(config), task=task_info(config.task).name, model=model,
-                             reward_model=CriticRewardModel(critic=critic) if reward == "critic" else "state",
+                             reward_model=CriticRewardModel(critic=critic) if reward == "critic" else reward,
                              sampling_steps=config.sampling_steps, max_episode_steps=config.max_steps + 1)
 
 

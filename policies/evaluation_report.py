@@ -14,13 +14,14 @@ from wow_gym.policies.evaluation import EvaluateResults
 from wow_gym.provenance import atomic_write_text, git_commit
 from wow_gym.world_models.plots import COLORS, fmt, panel, save_png, to_json
 
-NOTES = """Success: any step's `is_success` (imagined: SOPHIA's critic on the imagined frames, or with the
-state reward the imagined object above the task's height; sim: the simulator). Returns are sums over the
-episode: imagined = the imagined env's reward (the critic's on imagined frames, or the simulator's shaped
-reward computed on the imagined object state), sim = the simulator's shaped reward, sim critic = the critic's
-reward on the simulator's own frames. Exploitability = mean(imagined return - the same reward on the
-simulator's episode: sim critic return, or sim return with the state reward): what the imagined env pays
-beyond what the same policy earns on real physics. Agreement = the fraction of start states where imagined and sim success agree.
+NOTES = """Success: any step's `is_success` (imagined: SOPHIA's critic on the imagined frames, with the
+state reward the imagined object above the task's height, with the heads reward the world model's success
+head; sim: the simulator). Returns are sums over the episode: imagined = the imagined env's reward (the
+critic's on imagined frames, the simulator's shaped reward computed on the imagined object state, or the
+world model's reward head), sim = the simulator's shaped reward, sim critic = the critic's reward on the
+simulator's own frames. Exploitability = mean(imagined return - the same reward on the simulator's episode:
+sim critic return with the critic reward, else sim return): what the imagined env pays beyond what the same
+policy earns on real physics. Agreement = the fraction of start states where imagined and sim success agree.
 MMRV (mean maximum rank violation, SIMPLER) = (1/N) sum_i max_j |s_i - s_j| 1[(v_i < v_j) != (s_i < s_j)],
 s = sim, v = imagined: 0 is a perfect ranking. Domain randomization, if any, is on the simulator side only;
 the imagined episode starts from the nominal rendering of the same physical state."""

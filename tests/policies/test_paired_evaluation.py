@@ -186,6 +186,21 @@ def test_episodes_run_in_waves_of_parallel_simulators_with_the_same_outcomes():
         EvaluateConfig(parallel=0)
 
 
+def test_the_world_model_s_own_heads_can_pay_the_imagined_env():
+    """imagined_reward=heads, on Stack's model, which carries no object state (the state reward refuses it):
+    the reward and success heads pay the imagined env, and exploitability is measured against the
+    simulator's reward."""
+    with pytest.raises(ValueError, match=r"one of \['auto', 'critic', 'state', 'heads'\]"):
+        EvaluateConfig(imagined_reward="head")
+    config = EvaluateConfig(task="stack", policies=[{"name": "zero", "kind": "zero"}], n_episodes=1,
+                            max_steps=3, imagined_reward="heads", gifs=False, progress=False)
+    results = evaluate(config)
+    (policy,) = results.policies
+    (episode,) = policy.episodes
+    assert results.imagined_reward == "heads" and episode.imagined_return != 0.0
+    assert policy.exploitability == pytest.approx(episode.imagined_return - episode.sim_return)
+
+
 def test_per_policy_figures_are_consistent(evaluated):
     results, _ = evaluated
     for p in results.policies:
