@@ -120,7 +120,7 @@ def _load_shipped(task: str, policy: str | None) -> Shipped | None:
     from wow_gym.world_models.idm.model import InverseDynamics
 
     try:
-        wm = WorldModel.load(shipped_checkpoint(task, "world-model"))
+        wm = WorldModel.load(shipped_checkpoint(task, "world-model"), task=task)
     except CheckpointError:
         return None
     try:

@@ -18,6 +18,9 @@ from wow_gym.registry import TASKS, task_info
 CHECKPOINT_ROOT = Path(__file__).resolve().parent / "checkpoints"  # the shipped models
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+# one world model for several tasks (world_models/video/shared.py): the tasks without a world model of their
+# own imagine with it
+SHARED_WORLD_MODEL = "tasks"
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,21 @@ def shipped_tasks(kind: str, root: Path = CHECKPOINT_ROOT) -> list[str]:
 
 
 def shipped_path(task: str, kind: str, root: Path = CHECKPOINT_ROOT) -> Path:
-    """Where the shipped checkpoint of `kind` for `task` lives under `root`, whether or not it is there."""
-    return root / f"{task_info(task).name.lower()}{_kind(kind).suffix}"
+    """Where the shipped checkpoint of `kind` for `task` lives under `root`, whether or not it is there: the
+    task's own folder, or for a world model without one, the shared world model's if that holds the task."""
+    own = root / f"{task_info(task).name.lower()}{_kind(kind).suffix}"
+    shared = root / SHARED_WORLD_MODEL
+    if kind == "world-model" and not (own / CONFIG_FILE).is_file():
+        return shared if task_info(task).name in _tasks_in(shared) else own
+    return own
+
+
+def _tasks_in(directory: Path) -> list[str]:
+    """The tasks a shared (multi-task) checkpoint holds; [] where there is none or it is unreadable."""
+    try:
+        return list(json.loads((directory / CONFIG_FILE).read_text()).get("tasks", {}))
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def shipped_checkpoint(task: str, kind: str, root: Path = CHECKPOINT_ROOT) -> Path:
@@ -71,15 +87,17 @@ def _kind(kind: str) -> ShippedKind:
     return SHIPPED_KINDS[kind]
 
 
-def save_checkpoint(directory: str | Path, module: torch.nn.Module, meta: dict[str, Any],
-                    dtype: torch.dtype = torch.float16) -> Path:
-    """Write the module's state_dict (floats as `dtype`) and `meta` as JSON, each atomically."""
+def save_checkpoint(directory: str | Path, module: torch.nn.Module | dict[str, torch.Tensor],
+                    meta: dict[str, Any], dtype: torch.dtype = torch.float16) -> Path:
+    """Write the module's state_dict (or these named tensors; floats as `dtype`) and `meta` as JSON, each
+    atomically."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    state = module if isinstance(module, dict) else module.state_dict()
     tensors = {k: v.detach().cpu().to(dtype if v.is_floating_point() else v.dtype).contiguous()
-               for k, v in module.state_dict().items()}
+               for k, v in state.items()}
     tmp = directory / f".{WEIGHTS_FILE}.tmp"
     save_file(tensors, str(tmp))
     atomic_write_bytes(directory / WEIGHTS_FILE, tmp.read_bytes())
@@ -109,17 +127,26 @@ def read_meta(directory: str | Path, what: str, train_command: str, version: int
     return meta
 
 
-def load_weights(directory: str | Path, module: torch.nn.Module, train_command: str) -> None:
-    """Load model.safetensors into `module` (cast to its dtypes), checking every tensor name and shape."""
+def read_weights(directory: str | Path, train_command: str) -> dict[str, torch.Tensor]:
+    """Every tensor of model.safetensors; CheckpointError for a corrupt or truncated file."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     weights_path = Path(directory) / WEIGHTS_FILE
     try:
-        tensors = load_file(str(weights_path))
+        return load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights_path} is corrupt or truncated ({exc}); restore it from git or "
                               f"retrain with `{train_command}`") from None
+
+
+def load_weights(directory: str | Path, module: torch.nn.Module, train_command: str,
+                 tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """Load model.safetensors (or `tensors` read from it) into `module` (cast to its dtypes), checking every
+    tensor name and shape."""
+    weights_path = Path(directory) / WEIGHTS_FILE
+    if tensors is None:
+        tensors = read_weights(directory, train_command)
     expected = module.state_dict()
     bad = [k for k, v in expected.items() if k not in tensors or tuple(tensors[k].shape) != tuple(v.shape)]
     extra = sorted(set(tensors) - set(expected))

@@ -58,6 +58,9 @@ class WorldModelConfig:
     pose_objects: bool = False
     # Hidden width of the pose dynamics' MLP (PoseDynamics). 256 for the checkpoints before this key existed.
     pose_width: int = 256
+    # Conv width of the latent heads (the environment_state probe, reward and success): a shared model keeps
+    # a pair per task, so narrower heads keep it within the checkpoint budget (48: a third of the weights)
+    head_width: int = 128
     # The imagined gripper stops where its fingertips meet the table or the carried object's top face
     # (world_models/video/contact.py), as the simulated one does (needs object_dims and the task's
     # object_extents and table_height).
@@ -118,6 +121,8 @@ class WorldModelConfig:
                              "residual_decoding")
         if self.pose_width < 1:
             raise ValueError(f"pose_width must be >= 1, got {self.pose_width}")
+        if self.head_width < 1:
+            raise ValueError(f"head_width must be >= 1, got {self.head_width}")
         if self.distill_steps < 2:
             raise ValueError(f"distill_steps must be >= 2 (the teacher's steps), got {self.distill_steps}")
         if not self.residual_deadband >= 0:

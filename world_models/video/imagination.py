@@ -44,7 +44,7 @@ def load_world_model(task: str, checkpoint: str | Path | None = None, *, model: 
     too); CheckpointError when it cannot serve this task, these sizes or these options."""
     if model is None:
         source = str(world_model_path(task, checkpoint))
-        model = WorldModel.load(source, device=resolve_device(device))
+        model = WorldModel.load(source, device=resolve_device(device), task=task)
         model.autocast = resolve_autocast(autocast, model.device)
     else:
         source = "the model passed in"

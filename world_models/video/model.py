@@ -26,6 +26,7 @@ from wow_gym.world_models.checkpoint import (
     CheckpointError,
     load_weights,
     read_meta,
+    read_weights,
     save_checkpoint,
 )
 from wow_gym.world_models.text import embed_instructions
@@ -148,7 +149,8 @@ class WorldModel(nn.Module):
         self.pose = PoseDynamics(p, config.action_dim, width=config.pose_width,
                                  object_features=OBJECT_FEATURES if config.pose_objects else 0)
         self.probe = (PixelProbe(config.env_state_dim) if config.pixel_probe
-                      else LatentHead(ae.latent_channels, ae.latent_size, config.env_state_dim))
+                      else LatentHead(ae.latent_channels, ae.latent_size, config.env_state_dim,
+                                      width=config.head_width))
         if config.object_dims is not None:
             self.objects = ObjectDynamics(p, len(config.object_dims), config.action_dim)
             self.register_buffer("_object_index", torch.tensor(config.object_dims), persistent=False)
@@ -159,7 +161,7 @@ class WorldModel(nn.Module):
         # (rest height, lean, grasp reach, grasp gap low, high): numbers, not the Task, so the model deep-copies
         self.support = ((info.rest_height, info.lean, info.grasp_reach, *info.grasp_gap)
                         if info.rest_height is not None and info.grasp_gap is not None else None)
-        self.reward = LatentHead(ae.latent_channels, ae.latent_size, 2, pose_dim=p)
+        self.reward = LatentHead(ae.latent_channels, ae.latent_size, 2, pose_dim=p, width=config.head_width)
         self.stats: dict[str, list[float]] = {}
         self.set_stats(stats or default_stats(config))
         self.autocast = False  # bf16 autocast on CPU: faster on CPUs with bf16 units
@@ -255,16 +257,23 @@ class WorldModel(nn.Module):
         return save_checkpoint(directory, self, meta, dtype)
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> WorldModel:
-        """Load a checkpoint directory; every problem raises CheckpointError saying what to do."""
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu",
+             task: str | None = None) -> WorldModel:
+        """Load a checkpoint directory; every problem raises CheckpointError saying what to do. A world model
+        shared by several tasks (world_models/video/shared.py) loads as `task`'s model."""
         meta = read_meta(directory, "world-model", TRAIN_COMMAND, FORMAT_VERSION)
+        tensors = None
+        if "tasks" in meta:
+            from wow_gym.world_models.video.shared import select_task
+
+            meta, tensors = select_task(directory, meta, task, read_weights(directory, TRAIN_COMMAND))
         try:
             config = WorldModelConfig(**meta["config"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{Path(directory) / CONFIG_FILE} does not describe a world model ({exc}); "
                                   "retrain it") from None
         model = cls(config, meta.get("stats"))
-        load_weights(directory, model, TRAIN_COMMAND)
+        load_weights(directory, model, TRAIN_COMMAND, tensors)
         return model.to(device).eval()
 
     def check_compatible(self, *, image_size: int | None = None, action_dim: int | None = None,

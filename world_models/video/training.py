@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,15 @@ from wow_gym.data.flat import flatten_episodes, read_episodes
 from wow_gym.registry import task_info
 from wow_gym.simulator import SimFactory
 from wow_gym.world_models.checkpoint import CheckpointError
-from wow_gym.world_models.staged import RunSettings, StageConfig, StagedTrainer
+from wow_gym.world_models.staged import LossFn, RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
-from wow_gym.world_models.video.config import WorldModelConfig, default_stats
+from wow_gym.world_models.video.config import FORMAT_VERSION, WorldModelConfig, default_stats
 from wow_gym.world_models.video.dit import DiTConfig
 from wow_gym.world_models.video.flow import euler_sample, flow_pair, sample_time
 from wow_gym.world_models.video.model import WorldModel
 from wow_gym.world_models.video.pose_map import project
+from wow_gym.world_models.video.shared import save_shared
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class TrainWorldModelConfig(RunSettings):
     """See experiments/conf/train_world_model.yaml for the meaning of each key."""
 
     task: str = "lift"
+    # One world model for these tasks (shared autoencoder, DiT and pose dynamics; per-task camera, statistics
+    # and heads: world_models/video/shared.py). Each dataset's episodes name their task. None: `task` alone.
+    tasks: list[str] | None = None
     datasets: list[DatasetSpec] = field(default_factory=list)
     out: str = "outputs/world-models/lift"
     preset: str = "dit-tiny"
@@ -109,6 +113,7 @@ class TrainWorldModelConfig(RunSettings):
     # Hidden width of the pose dynamics (WorldModelConfig.pose_width). null: 256, or the init checkpoint's;
     # a width other than the init's starts the pose dynamics fresh (train stage pose).
     pose_width: int | None = None
+    head_width: int = 128  # conv width of the latent heads (WorldModelConfig.head_width); a new model only
     object_unroll: int = 8  # object dynamics is trained on open-loop rollouts of this many steps ...
     object_drift: float = 0.01  # ... with the arm displaced by up to this many metres (std) over the rollout
     object_still: float = 0.001  # metres: an object that moves less in a step is still (the moving gate's label)
@@ -150,9 +155,49 @@ class TrainWorldModelConfig(RunSettings):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.motion_weight >= 0:
             raise ValueError(f"motion_weight must be >= 0, got {self.motion_weight}")
+        if self.tasks is not None:
+            self._check_shared()
         if self.init is not None and not (Path(self.init) / "config.json").is_file():
             raise FileNotFoundError(f"init={self.init} is not a world-model checkpoint (no config.json there); "
                                     "give a folder written by train-world-model, e.g. world_models/checkpoints/lift")
+
+
+    def _check_shared(self) -> None:
+        """What a world model shared by several tasks takes (and what it does not do yet)."""
+        if not self.tasks:
+            raise ValueError("tasks is empty; name the tasks the shared world model imagines, e.g. "
+                             "tasks=[stack,door,pickplacecan], or leave it null for one task")
+        self.tasks = [task_info(t).name for t in self.tasks]
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks names a task twice: {self.tasks}")
+        if self.object_dynamics or self.object_map:
+            raise ValueError("a shared world model carries no object state yet: set object_dynamics=false "
+                             "(and object_map=false)")
+        if self.init is not None:
+            raise ValueError("a shared world model trains from scratch (init is for one task's model)")
+        if {"distill", "objects"} & set(self.stages or []):
+            raise ValueError("a shared world model trains the stages autoencoder, pose, heads, probe and dit")
+
+
+def datasets_by_task(specs: list[DatasetSpec], tasks: list[str]) -> dict[str, list[DatasetSpec]]:
+    """The datasets of each task (read off their episodes' metadata), in the order of `tasks`; ValueError for
+    a dataset of another task, of mixed tasks, or a task without data."""
+    from wow_gym.data.dataset_reader import DatasetReader
+
+    grouped: dict[str, list[DatasetSpec]] = {name: [] for name in tasks}
+    for spec in specs:
+        names = {task_info(e.task_name).name for e in DatasetReader(spec.root).episodes if e.task_name}
+        if len(names) != 1:
+            raise ValueError(f"dataset {spec.root} holds episodes of {sorted(names) or 'no named task'}; a "
+                             "shared world model needs each dataset's episodes to name one task")
+        (name,) = names
+        if name not in grouped:
+            raise ValueError(f"dataset {spec.root} holds {name} episodes, but tasks={tasks}")
+        grouped[name].append(spec)
+    empty = [name for name, group in grouped.items() if not group]
+    if empty:
+        raise ValueError(f"no dataset for {empty}; give each task in tasks at least one dataset")
+    return grouped
 
 
 def task_camera(make_sim: SimFactory, task: str, image_size: int) -> list[list[float]]:
@@ -263,7 +308,7 @@ class Trainer(StagedTrainer):
         dims, offset = (object_dims(info.name, self.data.env_states.shape[1]) if config.object_dynamics
                         else (None, None))
         if config.init is not None:
-            self.model = self._extend(WorldModel.load(config.init), dims, offset)
+            self.model = self._extend(WorldModel.load(config.init, task=config.task), dims, offset)
         else:
             wm_config = WorldModelConfig(
                 task=info.name, instruction=info.instruction, image_size=config.image_size,
@@ -275,7 +320,7 @@ class Trainer(StagedTrainer):
                 camera=task_camera(make_sim, info.name, config.image_size) if config.pose_map else None,
                 object_dims=dims, object_offset_dims=offset, pixel_probe=config.pixel_probe,
                 object_map=config.object_map, pose_objects=config.pose_objects and dims is not None,
-                pose_width=config.pose_width or WorldModelConfig.pose_width,
+                pose_width=config.pose_width or WorldModelConfig.pose_width, head_width=config.head_width,
                 object_layer=self._layered(dims is not None, config.pose_map),
                 arm_contact=self._contact(dims is not None),
                 finger_rule=self._grips(dims is not None),
@@ -363,6 +408,9 @@ class Trainer(StagedTrainer):
 
     # -- stage bookkeeping -------------------------------------------------------------------------------
 
+    def num_parameters(self) -> dict[str, int]:
+        return self.model.num_parameters()
+
     def extra_state(self) -> dict[str, Any]:
         return {"stats": self.model.stats}
 
@@ -386,6 +434,12 @@ class Trainer(StagedTrainer):
     # -- stages ------------------------------------------------------------------------------------------
 
     def _train_autoencoder(self) -> None:
+        ae = self.model.autoencoder
+        self._loop("autoencoder", {"model": ae}, list(ae.parameters()), self.config.autoencoder,
+                   self.autoencoder_loss_fn())
+
+    def autoencoder_loss_fn(self) -> LossFn:
+        """The autoencoder stage's loss on this trainer's frames (a shared model's trainer mixes tasks')."""
         ae, data = self.model.autoencoder, self.data
 
         def loss_fn(batch: int, g: torch.Generator):
@@ -395,7 +449,7 @@ class Trainer(StagedTrainer):
             # in one process, not the same draws
             return autoencoder_loss(ae, images, latent_noise=self.config.latent_noise, generator=g)
 
-        self._loop("autoencoder", {"model": ae}, list(ae.parameters()), self.config.autoencoder, loss_fn)
+        return loss_fn
 
     def _encode_latents(self) -> None:
         """Encode every frame once with the trained autoencoder; set the latent statistics."""
@@ -422,6 +476,11 @@ class Trainer(StagedTrainer):
         self.data.latents = ((raw - mean) / std).to(self.device)
 
     def _train_pose(self) -> None:
+        pose = self.model.pose
+        self._loop("pose", {"model": pose}, list(pose.parameters()), self.config.pose, self.pose_loss_fn())
+
+    def pose_loss_fn(self) -> LossFn:
+        """The pose dynamics stage's loss: open-loop rollouts of `pose_unroll` steps of this task's data."""
         m, data, unroll = self.model, self.data, self.config.pose_unroll
 
         def loss_fn(batch: int, g: torch.Generator):
@@ -445,7 +504,7 @@ class Trainer(StagedTrainer):
             eef = (nxt[:, :3] - target[:, :3]).norm(dim=-1).mean()
             return loss, {"loss": loss.item(), f"eef_err_h{steps}_mm": 1000 * eef.item()}
 
-        self._loop("pose", {"model": m.pose}, list(m.pose.parameters()), self.config.pose, loss_fn)
+        return loss_fn
 
     def _train_objects(self) -> None:
         """Object dynamics on open-loop rollouts of the object under the simulator's arm, displaced by a drift
@@ -573,6 +632,13 @@ class Trainer(StagedTrainer):
                            "train with plain MSE first, then weight motion with init=<that checkpoint>, as "
                            "`make world-model` does", self.config.motion_weight)
         ema = AveragedModel(m.dit, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay))
+        self._loop("dit", {"model": m.dit}, list(m.dit.parameters()), self.config.dit, self.dit_loss_fn(),
+                   ema=ema)
+        m.dit.load_state_dict(ema.module.state_dict())
+
+    def dit_loss_fn(self) -> LossFn:
+        """The DiT stage's flow-matching loss on this trainer's windows (its camera draws the gripper map)."""
+        m = self.model
 
         def loss_fn(batch: int, g: torch.Generator):
             b = self.dit_batch(batch, g)
@@ -590,8 +656,7 @@ class Trainer(StagedTrainer):
             loss = (weight * error).mean()
             return loss, {"loss": loss.item(), "mse": error.mean().item()}
 
-        self._loop("dit", {"model": m.dit}, list(m.dit.parameters()), self.config.dit, loss_fn, ema=ema)
-        m.dit.load_state_dict(ema.module.state_dict())
+        return loss_fn
 
 
     def _train_distill(self) -> None:
@@ -624,3 +689,78 @@ class Trainer(StagedTrainer):
         self._loop("distill", {"model": m.one_step_dit}, list(m.one_step_dit.parameters()), self.config.distill,
                    loss_fn, ema=ema)
         m.one_step_dit.load_state_dict(ema.module.state_dict())
+
+
+class SharedTrainer(StagedTrainer):
+    """One world model for `config.tasks` (world_models/video/shared.py). A Trainer per task holds that task's
+    data and model (its camera, statistics and heads, in <out>/tasks/<task>/); the task models are built on
+    one autoencoder, DiT and pose dynamics, trained here on every task's data: each step draws its batch from
+    one task, chosen in proportion to the tasks' frames. The heads train per task. `run()` resumes."""
+
+    stages = STAGES
+
+    def __init__(self, config: TrainWorldModelConfig, make_sim: SimFactory) -> None:
+        super().__init__(config.out, config)
+        self.config = config
+        self.trainers: dict[str, Trainer] = {}
+        for name, specs in datasets_by_task(config.datasets, config.tasks or []).items():
+            out = str(Path(config.out) / "tasks" / name.lower())
+            own = replace(config, task=name, tasks=None, datasets=specs, out=out)
+            self.trainers[name] = Trainer(own, make_sim)
+        self.model = next(iter(self.trainers.values())).model  # holds the shared parts
+        for trainer in self.trainers.values():
+            for part in ("autoencoder", "dit", "one_step_dit", "pose"):
+                setattr(trainer.model, part, getattr(self.model, part))
+        frames = torch.tensor([float(t.data.num_frames) for t in self.trainers.values()])
+        self.share = frames / frames.sum()
+
+    def weight_decay(self, stage: str) -> float:
+        return 0.01 if stage == "dit" else 0.0
+
+    def num_parameters(self) -> dict[str, int]:
+        """Parameters per part: the shared ones once, each task's heads."""
+        counts = {part: sum(p.numel() for p in getattr(self.model, part).parameters())
+                  for part in ("autoencoder", "dit", "pose")}
+        for name, trainer in self.trainers.items():
+            counts[f"{name} heads"] = sum(p.numel() for p in trainer.model.parameters()) - sum(
+                counts[part] for part in ("autoencoder", "dit", "pose"))
+        return counts
+
+    def _mixed(self, loss_of: Any) -> LossFn:
+        """One loss for the shared parts: each step, the loss of one task's batch (drawn by its frames)."""
+        losses = [loss_of(trainer) for trainer in self.trainers.values()]
+
+        def loss_fn(batch: int, g: torch.Generator):
+            return losses[int(torch.multinomial(self.share, 1, generator=g))](batch, g)
+
+        return loss_fn
+
+    def run(self) -> Path:
+        stages, m = self.config.train_stages, self.model
+        if "autoencoder" in stages:
+            self._loop("autoencoder", {"model": m.autoencoder}, list(m.autoencoder.parameters()),
+                       self.config.autoencoder, self._mixed(lambda t: t.autoencoder_loss_fn()))
+        for trainer in self.trainers.values():
+            with self.main_first():  # as Trainer.run: rank 0 encodes and caches each task's latents
+                trainer._encode_latents()
+        if "pose" in stages:
+            self._loop("pose", {"model": m.pose}, list(m.pose.parameters()), self.config.pose,
+                       self._mixed(lambda t: t.pose_loss_fn()))
+        for stage in ("heads", "probe"):
+            if stage in stages:
+                for trainer in self.trainers.values():
+                    getattr(trainer, f"_train_{stage}")()
+        if "dit" in stages:
+            ema = AveragedModel(m.dit, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay))
+            self._loop("dit", {"model": m.dit}, list(m.dit.parameters()), self.config.dit,
+                       self._mixed(lambda t: t.dit_loss_fn()), ema=ema)
+            m.dit.load_state_dict(ema.module.state_dict())
+        final = self.out / "checkpoint"
+        if self.shard.is_main:
+            models = {name: trainer.model.cpu() for name, trainer in self.trainers.items()}
+            save_shared(models, final, FORMAT_VERSION)
+        for trainer in self.trainers.values():
+            trainer.model.to(self.device)
+            trainer.tb.close()
+        self.close()
+        return final

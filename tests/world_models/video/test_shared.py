@@ -1,0 +1,103 @@
+"""One world model shared by several tasks: trained on each task's real episodes, one checkpoint, loaded as
+each task's own model (its camera, statistics and heads), found for a task without a model of its own, and
+imagining that task's env with its twin's spaces."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from wow_gym.envs.collection import CollectConfig, collect
+from wow_gym.envs.robosuite_env import RobosuiteEnv
+from wow_gym.world_models import WorldModel
+from wow_gym.world_models.checkpoint import CheckpointError, shipped_checkpoint, shipped_tasks
+from wow_gym.world_models.video.shared import save_shared
+from wow_gym.world_models.video.training import SharedTrainer, TrainWorldModelConfig
+
+TINY = {"autoencoder": {"steps": 3, "batch_size": 4}, "pose": {"steps": 3, "batch_size": 4},
+        "heads": {"steps": 2, "batch_size": 4}, "probe": {"steps": 2, "batch_size": 4},
+        "dit": {"steps": 3, "batch_size": 4}}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, lift_data):
+    """A shared Lift + Door model trained a few steps on real episodes of each."""
+    root = tmp_path_factory.mktemp("shared")
+    door = root / "door-expert"
+    collect(CollectConfig(task="door", episodes=1, policy="expert", root=str(door), seed=5, workers=1,
+                          max_steps=10, progress=False))
+    datasets = [{"root": str(lift_data)}, {"root": str(door)}]
+    config = TrainWorldModelConfig(task="lift", tasks=["lift", "door"], preset="dit-test", latent_channels=4,
+                                   object_dynamics=False, datasets=datasets, out=str(root / "wm"),
+                                   progress=False, checkpoint_every=2, **TINY)
+    trainer = SharedTrainer(config, RobosuiteEnv)
+    return trainer, trainer.run()
+
+
+def test_one_checkpoint_holds_the_shared_parts_once_and_each_task_s_heads(shared):
+    trainer, path = shared
+    meta = json.loads((path / "config.json").read_text())
+    assert list(meta["tasks"]) == ["Lift", "Door"] and meta["shared"] == ["autoencoder", "dit", "pose"]
+    from safetensors import safe_open
+
+    with safe_open(str(path / "model.safetensors"), "pt") as handle:
+        names = list(handle.keys())
+    assert any(n.startswith("dit.") for n in names)
+    assert not any(n.startswith("tasks.Lift.dit.") for n in names)  # held once
+    assert any(n.startswith("tasks.Door.reward.") for n in names) and any(n.startswith("tasks.Lift.probe.")
+                                                                        for n in names)
+    lift, door = WorldModel.load(path, task="lift"), WorldModel.load(path, task="Door")
+    assert (lift.config.task, door.config.task) == ("Lift", "Door")
+    dims = {name: RobosuiteEnv(name, use_camera=False) for name in ("Lift", "Door")}
+    try:
+        assert door.config.env_state_dim == dims["Door"].observation_space["environment_state"].shape[0]
+        assert lift.config.env_state_dim == dims["Lift"].observation_space["environment_state"].shape[0]
+    finally:
+        for env in dims.values():
+            env.close()
+    assert lift.config.camera != door.config.camera  # each task's camera draws its gripper map
+    for name, weight in lift.dit.state_dict().items():  # one DiT
+        torch.testing.assert_close(weight, door.dit.state_dict()[name])
+    assert not torch.equal(lift.reward.mlp[-1].weight, door.reward.mlp[-1].weight)  # its own heads
+    # the trained task models, written in float16, are what loads
+    own = trainer.trainers["Door"].model.reward.mlp[-1].weight.half().float()
+    torch.testing.assert_close(door.reward.mlp[-1].weight, own)
+
+
+def test_a_shared_checkpoint_says_which_tasks_it_holds(shared, tmp_path):
+    _, path = shared
+    with pytest.raises(CheckpointError, match=r"shared by \['Door', 'Lift'\]: say which task"):
+        WorldModel.load(path)
+    with pytest.raises(CheckpointError, match=r"holds \['Door', 'Lift'\], not Stack"):
+        WorldModel.load(path, task="stack")
+    lift, door = WorldModel.random("dit-test", task="Lift"), WorldModel.random("dit-test", task="Door")
+    with pytest.raises(ValueError, match="Door model's autoencoder is not the shared one"):
+        save_shared({"Lift": lift, "Door": door}, tmp_path / "mixed", 1)
+
+
+def test_a_task_without_its_own_model_imagines_with_the_shared_one(shared, tmp_path):
+    import shutil
+
+    _, path = shared
+    root = tmp_path / "checkpoints"
+    shutil.copytree(path, root / "tasks")
+    (root / "lift").mkdir()  # Lift's own model (a stand-in folder with a config) comes first
+    (root / "lift" / "config.json").write_text("{}")
+    assert shipped_checkpoint("door", "world-model", root) == root / "tasks"
+    assert shipped_checkpoint("lift", "world-model", root) == root / "lift"
+    assert shipped_tasks("world-model", root) == ["Lift", "Door"]
+    with pytest.raises(CheckpointError, match="no world model is shipped for Stack"):
+        shipped_checkpoint("stack", "world-model", root)
+
+    env = gym.make("WoW/Door-Imagined-v0", checkpoint=str(path), reward_model="heads", device="cpu")
+    twin = gym.make("WoW/Door-v0")
+    try:
+        assert env.observation_space == twin.observation_space and env.action_space == twin.action_space
+        observation, _ = env.reset(seed=0)
+        moved, reward, *_ = env.step(np.ones(7, np.float32) * 0.5)
+        assert moved["pixels"].shape == observation["pixels"].shape and np.isfinite(reward)
+    finally:
+        env.close()
+        twin.close()
