@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,6 @@ class TrainWorldModelConfig(RunSettings):
         if self.init is not None and not (Path(self.init) / "config.json").is_file():
             raise FileNotFoundError(f"init={self.init} is not a world-model checkpoint (no config.json there); "
                                     "give a folder written by train-world-model, e.g. world_models/checkpoints/lift")
-
 
     def _check_shared(self) -> None:
         """What a world model shared by several tasks takes (and what it does not do yet)."""
@@ -698,6 +698,7 @@ class SharedTrainer(StagedTrainer):
     one task, chosen in proportion to the tasks' frames. The heads train per task. `run()` resumes."""
 
     stages = STAGES
+    weight_decay = Trainer.weight_decay
 
     def __init__(self, config: TrainWorldModelConfig, make_sim: SimFactory) -> None:
         super().__init__(config.out, config)
@@ -714,9 +715,6 @@ class SharedTrainer(StagedTrainer):
         frames = torch.tensor([float(t.data.num_frames) for t in self.trainers.values()])
         self.share = frames / frames.sum()
 
-    def weight_decay(self, stage: str) -> float:
-        return 0.01 if stage == "dit" else 0.0
-
     def num_parameters(self) -> dict[str, int]:
         """Parameters per part: the shared ones once, each task's heads."""
         counts = {part: sum(p.numel() for p in getattr(self.model, part).parameters())
@@ -726,7 +724,7 @@ class SharedTrainer(StagedTrainer):
                 counts[part] for part in ("autoencoder", "dit", "pose"))
         return counts
 
-    def _mixed(self, loss_of: Any) -> LossFn:
+    def _mixed(self, loss_of: Callable[[Trainer], LossFn]) -> LossFn:
         """One loss for the shared parts: each step, the loss of one task's batch (drawn by its frames)."""
         losses = [loss_of(trainer) for trainer in self.trainers.values()]
 
