@@ -20,8 +20,11 @@ def _trainer(cfg):
     from wow_gym.envs.robosuite_env import RobosuiteEnv
     from wow_gym.world_models.video.training import SharedTrainer, Trainer, TrainWorldModelConfig
 
-    config = to_dataclass(TrainWorldModelConfig, cfg)
-    return (Trainer if config.tasks is None else SharedTrainer)(config, RobosuiteEnv)
+    try:  # bad input (an empty dataset list, a dataset of another task, ...): its message, no traceback
+        config = to_dataclass(TrainWorldModelConfig, cfg)
+        return (Trainer if config.tasks is None else SharedTrainer)(config, RobosuiteEnv)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"wow-gym train-world-model: {error}") from None
 
 
 def main(argv: list[str]) -> int:

@@ -66,6 +66,19 @@ def test_one_checkpoint_holds_the_shared_parts_once_and_each_task_s_heads(shared
     torch.testing.assert_close(door.reward.mlp[-1].weight, own)
 
 
+def test_a_dataset_of_a_task_not_named_is_refused_from_the_command_line(shared, tmp_path):
+    import subprocess
+    import sys
+
+    trainer, _ = shared
+    door = trainer.trainers["Door"].config.datasets[0].root
+    done = subprocess.run([sys.executable, "-m", "wow_gym.cli", "train-world-model", "tasks=[lift]",
+                           "object_dynamics=false", f"datasets=[{{root: {door}}}]", f"out={tmp_path / 'wm'}"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "holds Door episodes, but tasks=['Lift']" in done.stderr
+
+
 def test_a_shared_checkpoint_says_which_tasks_it_holds(shared, tmp_path):
     _, path = shared
     with pytest.raises(CheckpointError, match=r"shared by \['Door', 'Lift'\]: say which task"):
