@@ -44,7 +44,8 @@ MAPPINGS = [
 # Configs that are scripts of their own, with no dataclass behind their keys.
 UNMAPPED = {"export_policy": "experiments/export_policy.py reads its keys directly",
             "ship_policy": "experiments/ship_policy.py reads its keys directly",
-            "compare_runs": "experiments/compare_runs.py reads its keys directly"}
+            "compare_runs": "experiments/compare_runs.py reads its keys directly",
+            "agreement": "experiments/agreement.py reads its keys directly"}
 # YAML values that are deliberately run-level choices, not the library's defaults: (config, key path) -> why.
 _DATA = "where the data lives is a run-level choice; the dataclass asks for it (empty or None)"
 RUN_LEVEL = {
