@@ -19,7 +19,8 @@ import torch
 from wow_gym.registry import task_info
 from wow_gym.world_models.checkpoint import CONFIG_FILE, CheckpointError, save_checkpoint
 
-SHARED_PARTS = ("autoencoder.", "dit.", "one_step_dit.", "pose.")  # state_dict prefixes held once
+SHARED_MODULES = ("autoencoder", "dit", "one_step_dit", "pose")  # one of each for every task
+SHARED_PARTS = tuple(f"{name}." for name in SHARED_MODULES)  # their state_dict prefixes, held once
 TASK_PREFIX = "tasks.{task}."
 
 
@@ -35,7 +36,7 @@ def save_shared(models: dict[str, Any], directory: str | Path, format_version: i
         raise ValueError("save_shared needs at least one task model")
     first = next(iter(models.values()))
     for name, model in models.items():
-        for part in ("autoencoder", "dit", "one_step_dit", "pose"):
+        for part in SHARED_MODULES:
             if getattr(model, part) is not getattr(first, part):
                 raise ValueError(f"the {name} model's {part} is not the shared one: a shared checkpoint "
                                  "holds one of each; build the task models on the same modules (as "

@@ -33,7 +33,7 @@ from wow_gym.world_models.video.dit import DiTConfig
 from wow_gym.world_models.video.flow import euler_sample, flow_pair, sample_time
 from wow_gym.world_models.video.model import WorldModel
 from wow_gym.world_models.video.pose_map import project
-from wow_gym.world_models.video.shared import save_shared
+from wow_gym.world_models.video.shared import SHARED_MODULES, save_shared
 
 logger = logging.getLogger(__name__)
 
@@ -710,7 +710,7 @@ class SharedTrainer(StagedTrainer):
             self.trainers[name] = Trainer(own, make_sim)
         self.model = next(iter(self.trainers.values())).model  # holds the shared parts
         for trainer in self.trainers.values():
-            for part in ("autoencoder", "dit", "one_step_dit", "pose"):
+            for part in SHARED_MODULES:
                 setattr(trainer.model, part, getattr(self.model, part))
         frames = torch.tensor([float(t.data.num_frames) for t in self.trainers.values()])
         self.share = frames / frames.sum()
