@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-lift-tasks evaluate-pooled world-model-tasks world-model-door eval-world-model-door idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-lift-tasks evaluate-pooled evaluate-door evaluate-pickplacecan world-model-tasks world-model-door-own eval-world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -376,16 +376,14 @@ eval-tasks:
 			'datasets=[data/$(t)/heldout-expert,data/$(t)/heldout-noisy,data/$(t)/heldout-walk,$\
 			data/$(t)/heldout-replay-expert]' out=outputs/eval-critic/$(t) && ) true
 
-# The Stack world model, the first of the other tasks in imagination (WoW/Stack-Imagined-v0): a dit-mini DiT
-# (width 128, the Lift model's other parts) on Stack's 80 expert, 80 noisy-expert and 50 random-walk training
-# episodes, plain MSE (motion weighting from scratch stalled the DiT), no object state yet (Stack has no
-# object_pose; the success head and the latent probe give the imagined env's success and environment_state),
-# shipped as world_models/checkpoints/stack. Door and PickPlaceCan wait for a model shared across the tasks:
-# three per-task models do not fit the 60 MB budget.
+# The per-task Stack world model, the first of the other tasks in imagination, shipped until the shared model
+# below replaced it (stop 47): a dit-mini DiT (width 128, the Lift model's other parts) on Stack's 80 expert,
+# 80 noisy-expert and 50 random-walk training episodes, plain MSE (motion weighting from scratch stalled the
+# DiT), no object state (the success head and the latent probe give the imagined env's success and
+# environment_state). Kept to measure the shared model against: eval-world-model-stack checkpoint=... .
 world-model-stack: tasks-data
 	$(WG) train-world-model task=stack preset=dit-mini object_dynamics=false pixel_probe=false \
 		'datasets=$(call TASK_CRITIC_DATA,stack)' dit.steps=5000 threads=2 out=outputs/world-models/stack
-	$(call ship,outputs/world-models/stack,stack)
 # Held-out open loop (expert, noisy, walk) with and without the deadband, whole episodes imagined from their
 # first frame (the 86 held-out episodes: successes seen by the success head and the critic), SOPHIA's critic
 # on imagined clips against the simulator's verdict, and imagined steps/s at batch 32 against Stack's sim.
@@ -393,20 +391,30 @@ EVAL_WM_TASK = $(WG) eval-world-model task=$(1) 'datasets=[data/$(1)/heldout-exp
 	data/$(1)/heldout-walk]'
 HELDOUT_TASK = data/$(1)/heldout-expert,data/$(1)/heldout-noisy,data/$(1)/heldout-walk,data/$(1)/heldout-replay-expert
 # A kind of action absent from the world model's training: the pausing expert of lift-data (seeds 975000+).
-stack-unseen-data: $(STAMP)
-	$(WG) collect task=stack policy=expert episodes=20 seed=975000 $(PAUSING) root=data/stack/heldout-pausing
-eval-world-model-stack: tasks-data stack-unseen-data
-	$(call EVAL_WM_TASK,stack) 'interaction_datasets=[$(call HELDOUT_TASK,stack)]' out=outputs/eval-world-model/stack
-	$(WG) eval-world-model task=stack 'datasets=[data/stack/heldout-pausing]' \
-		'interaction_datasets=[data/stack/heldout-pausing]' plan_horizon=0 out=outputs/eval-world-model/stack-pausing
-	$(WG) eval-world-model task=stack 'datasets=[data/stack/heldout-pausing]' residual_deadband=0 \
-		'interaction_datasets=[]' plan_horizon=0 out=outputs/eval-world-model/stack-pausing-band0
-	$(call EVAL_WM_TASK,stack) residual_deadband=0 'interaction_datasets=[]' plan_horizon=0 \
-		out=outputs/eval-world-model/stack-band0
-	$(WG) eval-critic task=stack refine_dataset=null 'unseen_datasets=[]' 'datasets=[$(call HELDOUT_TASK,stack)]' \
-		out=outputs/eval-critic/stack-imagined
-	$(WG) bench imagine task=stack 'batch_sizes=[32]' 'sampling_steps=[2]' steps=50 repeats=3 sim_num_envs=1 \
-		out=outputs/bench-imagine/stack
+tasks-unseen-data: $(STAMP)
+	$(foreach t,$(OTHER_TASKS),[ -d data/$(t)/heldout-pausing ] || \
+		$(WG) collect task=$(t) policy=expert episodes=20 seed=975000 $(PAUSING) \
+			root=data/$(t)/heldout-pausing && ) true
+stack-unseen-data: tasks-unseen-data
+# The shipped model of each task (Stack, Door, PickPlaceCan: the shared model, world_models/checkpoints/tasks).
+# eval-world-model-<task>, then its figures in outputs/eval-world-model/<task>*, outputs/eval-critic/<task>-imagined.
+eval-world-model-stack eval-world-model-door eval-world-model-pickplacecan: eval-world-model-%: tasks-data \
+		tasks-unseen-data
+	$(call EVAL_WM_TASK,$*) 'interaction_datasets=[$(call HELDOUT_TASK,$*)]' out=outputs/eval-world-model/$*
+	$(WG) eval-world-model task=$* 'datasets=[data/$*/heldout-pausing]' \
+		'interaction_datasets=[data/$*/heldout-pausing]' plan_horizon=0 out=outputs/eval-world-model/$*-pausing
+	$(WG) eval-world-model task=$* 'datasets=[data/$*/heldout-pausing]' residual_deadband=0 \
+		'interaction_datasets=[]' plan_horizon=0 out=outputs/eval-world-model/$*-pausing-band0
+	$(call EVAL_WM_TASK,$*) residual_deadband=0 'interaction_datasets=[]' plan_horizon=0 \
+		out=outputs/eval-world-model/$*-band0
+	$(WG) eval-critic task=$* refine_dataset=null 'unseen_datasets=[]' 'datasets=[$(call HELDOUT_TASK,$*)]' \
+		out=outputs/eval-critic/$*-imagined
+eval-world-model-tasks: eval-world-model-stack eval-world-model-door eval-world-model-pickplacecan
+# Imagined steps/s at batch 32 against each task's sim (64 px camera), one task at a time on a quiet machine.
+bench-imagine-tasks: $(STAMP)
+	$(foreach t,$(OTHER_TASKS),\
+		$(WG) bench imagine task=$(t) 'batch_sizes=[32]' 'sampling_steps=[2]' steps=50 repeats=3 sim_num_envs=1 \
+			out=outputs/bench-imagine/$(t) && ) true
 # One world model shared by Stack, Door and PickPlaceCan (world_models/video/shared.py): autoencoder, DiT
 # (dit-mini) and pose dynamics trained on the three tasks' expert, noisy-expert and walk episodes (each step
 # one task's batch, drawn by frames), each task's own camera, statistics and heads (48 wide: 8.8 MB in all).
@@ -415,17 +423,18 @@ world-model-tasks: tasks-data
 	$(WG) train-world-model 'tasks=[stack,door,pickplacecan]' task=stack preset=dit-mini object_dynamics=false \
 		pixel_probe=false head_width=48 'datasets=$(SHARED_DATA)' dit.steps=5000 threads=2 \
 		out=outputs/world-models/tasks
-# A per-task Door model on Stack's recipe, measured against the shared model to come, not shipped (with
-# Lift's and Stack's it would pass the 60 MB budget): held-out open loop with and without the deadband, and
-# whole held-out episodes (the door opened: success head and critic).
-world-model-door: tasks-data
+	$(call ship,outputs/world-models/tasks,tasks)
+# A per-task Door model on Stack's recipe, measured against the shared model, not shipped (with Lift's and
+# the shared one it would pass the 60 MB budget): held-out open loop with and without the deadband, and whole
+# held-out episodes (the door opened: success head and critic).
+world-model-door-own: tasks-data
 	$(WG) train-world-model task=door preset=dit-mini object_dynamics=false pixel_probe=false \
 		'datasets=$(call TASK_CRITIC_DATA,door)' dit.steps=5000 threads=2 out=outputs/world-models/door
-eval-world-model-door: tasks-data
+eval-world-model-door-own: tasks-data
 	$(call EVAL_WM_TASK,door) checkpoint=outputs/world-models/door/checkpoint \
-		'interaction_datasets=[$(call HELDOUT_TASK,door)]' out=outputs/eval-world-model/door
+		'interaction_datasets=[$(call HELDOUT_TASK,door)]' out=outputs/eval-world-model/door-own
 	$(call EVAL_WM_TASK,door) checkpoint=outputs/world-models/door/checkpoint residual_deadband=0 \
-		'interaction_datasets=[]' plan_horizon=0 out=outputs/eval-world-model/door-band0
+		'interaction_datasets=[]' plan_horizon=0 out=outputs/eval-world-model/door-own-band0
 # Paired agreement on Stack: 10 policies (random, still, the shipped Stack BC policy with 0 to 1.0 action
 # noise), 16 held-out starts each (seeds 970000+, which no Stack dataset uses), 150 steps; the imagined env's
 # success is SOPHIA's Stack critic reading the imagined frames (the model carries no object state).
@@ -448,8 +457,20 @@ evaluate-stack-heads: $(STAMP)
 # by task (outputs/agreement/tasks).
 evaluate-lift-tasks: $(STAMP)
 	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=[$(TASK_POLICIES)]' out=outputs/evaluate/lift-tasks
-evaluate-pooled: evaluate-lift-tasks evaluate-stack
-	$(WG) agreement 'runs=[outputs/evaluate/lift-tasks,outputs/evaluate/stack]' out=outputs/agreement/tasks
+# Door and PickPlaceCan the same way on the shared model (150 and 200 steps: their experts succeed at about
+# step 75 and 115), the imagined env's success SOPHIA's critic of the task on the imagined frames.
+evaluate-door: $(STAMP)
+	$(WG) evaluate task=door n_episodes=16 seed=970000 max_steps=150 'policies=[$(TASK_POLICIES)]' \
+		out=outputs/evaluate/door
+evaluate-pickplacecan: $(STAMP)
+	$(WG) evaluate task=pickplacecan n_episodes=16 seed=970000 max_steps=200 'policies=[$(TASK_POLICIES)]' \
+		out=outputs/evaluate/pickplacecan
+EVALUATED_TASKS := lift-tasks stack door pickplacecan
+comma := ,
+space := $(subst ,, )
+evaluate-pooled: $(foreach t,$(EVALUATED_TASKS),evaluate-$(t))
+	$(WG) agreement 'runs=[$(subst $(space),$(comma),$(foreach t,$(EVALUATED_TASKS),outputs/evaluate/$(t)))]' \
+		out=outputs/agreement/tasks
 
 # BC + PPO in imagination against the same recipe in the simulator, 15 min of RL each from the same warm
 # start, both judged in the sim twin on 20 held-out seeds (curves.png, summary.json in each run folder).

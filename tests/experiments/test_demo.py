@@ -41,30 +41,33 @@ def _run_demo(tmp_path, tasks):
 
 
 def test_demo_tiny_budget(tmp_path):
-    """One run (the demo is the slow part; one test, so that pytest-xdist never runs it twice). Lift is
-    imagined, Door (no shipped world model) is collected only."""
-    out = _run_demo(tmp_path, ["lift", "door"])
+    """One run (the demo is the slow part; one test, so that pytest-xdist never runs it twice): Lift alone."""
+    out = _run_demo(tmp_path, ["lift"])
     page = _check_report(out)
     glance = (out / "report.md").read_text().split("## At a glance")[1].split("\n## ")[0]
     assert "| PSNR at h=4: world model / copy-last |" in glance  # one imagined task: no task in the names
     assert "Imagined Stack" not in page and not (out / "stack").exists()
+    assert "Imagined Door" not in page and not (out / "door.gif").exists()  # only the tasks asked for
     _check_policy_outputs(out / "lift")
 
 
 @pytest.mark.slow
 def test_demo_imagines_every_task_with_a_shipped_world_model(tmp_path):
-    """Lift and Stack imagined side by side (Door has no world model): a column per figure and task in the
-    headline, each task's sections, and each task's runs in their own folder."""
-    out = _run_demo(tmp_path, ["lift", "stack", "door"])
+    """The four tasks imagined side by side (Lift on its own model, the others on the shared one): a column
+    per figure and task in the headline, each task's sections, and each task's runs in their own folder."""
+    out = _run_demo(tmp_path, ["lift", "stack", "door", "pickplacecan"])
     page = _check_report(out)
-    for title in ("Imagined Stack beside the simulator", "Physics check (Stack)"):
-        assert f"<h2>{title}" in page, title
+    for name in ("Stack", "Door", "PickPlaceCan"):
+        for title in (f"Imagined {name} beside the simulator", f"Physics check ({name})"):
+            assert f"<h2>{title}" in page, title
     glance = (out / "report.md").read_text().split("## At a glance")[1].split("\n## ")[0]
-    for task in ("Lift", "Stack"):
-        assert f"| PSNR at h=4: world model / copy-last ({task}) |" in glance, task
-    for name in ("imagined_stack_0.gif", "physics_stack_0.gif", "stack/wowbench/leaderboard.md"):
-        assert (out / name).exists(), name
-    for task in ("lift", "stack"):  # each imagined task's runs in its own folder
+    for name in ("Lift", "Stack", "Door", "PickPlaceCan"):
+        assert f"| PSNR at h=4: world model / copy-last ({name}) |" in glance, name
+    for task in ("stack", "door", "pickplacecan"):
+        for name in (f"{task}.gif", f"imagined_{task}_0.gif", f"physics_{task}_0.gif",
+                     f"{task}/wowbench/leaderboard.md"):
+            assert (out / name).exists(), name
+    for task in ("lift", "stack", "door", "pickplacecan"):  # each imagined task's runs in its own folder
         _check_policy_outputs(out / task)
 
 
@@ -81,8 +84,7 @@ def _check_report(out):
                  "| 0 | lift the red cube |", "| solved from sim video, tracked |"):
         assert line in markdown, line
     assert "no pose head" not in markdown  # the shipped Lift FM-IDM has one, so the demo tracks its video
-    assert "Imagined Door" not in page  # Door has no shipped world model
-    for name in ("lift.gif", "door.gif", "contact_sheet.png", "physics_lift_0.gif", "refine_lift.gif",
+    for name in ("lift.gif", "contact_sheet.png", "physics_lift_0.gif", "refine_lift.gif",
                  "config.yaml", "run.json", "lift/wowbench/leaderboard.md", "lift/wowbench/results.json"):
         assert (out / name).exists(), name
     return page.replace("&#x27;", "'")
