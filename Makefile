@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-lift-tasks evaluate-pooled evaluate-door evaluate-pickplacecan world-model-tasks world-model-door-own eval-world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-lift-tasks evaluate-pooled evaluate-door evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -396,19 +396,24 @@ tasks-unseen-data: $(STAMP)
 		$(WG) collect task=$(t) policy=expert episodes=20 seed=975000 $(PAUSING) \
 			root=data/$(t)/heldout-pausing && ) true
 stack-unseen-data: tasks-unseen-data
-# The shipped model of each task (Stack, Door, PickPlaceCan: the shared model, world_models/checkpoints/tasks).
-# eval-world-model-<task>, then its figures in outputs/eval-world-model/<task>*, outputs/eval-critic/<task>-imagined.
+# The shipped model of each task (Stack, Door, PickPlaceCan: the shared model, world_models/checkpoints/tasks),
+# or another one: make eval-world-model-door WM_CHECKPOINT=outputs/world-models/door/checkpoint WM_TAG=-own.
+# Figures in outputs/eval-world-model/<task><tag>*, outputs/eval-critic/<task><tag>-imagined.
+WM_CHECKPOINT :=
+WM_TAG :=
+EVAL_WM_ONE = $(WG) eval-world-model task=$(1) $(if $(WM_CHECKPOINT),checkpoint=$(WM_CHECKPOINT))
 eval-world-model-stack eval-world-model-door eval-world-model-pickplacecan: eval-world-model-%: tasks-data \
 		tasks-unseen-data
-	$(call EVAL_WM_TASK,$*) 'interaction_datasets=[$(call HELDOUT_TASK,$*)]' out=outputs/eval-world-model/$*
-	$(WG) eval-world-model task=$* 'datasets=[data/$*/heldout-pausing]' \
-		'interaction_datasets=[data/$*/heldout-pausing]' plan_horizon=0 out=outputs/eval-world-model/$*-pausing
-	$(WG) eval-world-model task=$* 'datasets=[data/$*/heldout-pausing]' residual_deadband=0 \
-		'interaction_datasets=[]' plan_horizon=0 out=outputs/eval-world-model/$*-pausing-band0
-	$(call EVAL_WM_TASK,$*) residual_deadband=0 'interaction_datasets=[]' plan_horizon=0 \
-		out=outputs/eval-world-model/$*-band0
-	$(WG) eval-critic task=$* refine_dataset=null 'unseen_datasets=[]' 'datasets=[$(call HELDOUT_TASK,$*)]' \
-		out=outputs/eval-critic/$*-imagined
+	$(call EVAL_WM_TASK,$*) $(if $(WM_CHECKPOINT),checkpoint=$(WM_CHECKPOINT)) \
+		'interaction_datasets=[$(call HELDOUT_TASK,$*)]' out=outputs/eval-world-model/$*$(WM_TAG)
+	$(call EVAL_WM_ONE,$*) 'datasets=[data/$*/heldout-pausing]' 'interaction_datasets=[data/$*/heldout-pausing]' \
+		plan_horizon=0 out=outputs/eval-world-model/$*$(WM_TAG)-pausing
+	$(call EVAL_WM_ONE,$*) 'datasets=[data/$*/heldout-pausing]' residual_deadband=0 'interaction_datasets=[]' \
+		plan_horizon=0 out=outputs/eval-world-model/$*$(WM_TAG)-pausing-band0
+	$(call EVAL_WM_TASK,$*) $(if $(WM_CHECKPOINT),checkpoint=$(WM_CHECKPOINT)) residual_deadband=0 \
+		'interaction_datasets=[]' plan_horizon=0 out=outputs/eval-world-model/$*$(WM_TAG)-band0
+	$(WG) eval-critic task=$* $(if $(WM_CHECKPOINT),world_model=$(WM_CHECKPOINT)) refine_dataset=null \
+		'unseen_datasets=[]' 'datasets=[$(call HELDOUT_TASK,$*)]' out=outputs/eval-critic/$*$(WM_TAG)-imagined
 eval-world-model-tasks: eval-world-model-stack eval-world-model-door eval-world-model-pickplacecan
 # Imagined steps/s at batch 32 against each task's sim (64 px camera), one task at a time on a quiet machine.
 bench-imagine-tasks: $(STAMP)
@@ -426,18 +431,16 @@ world-model-tasks: tasks-data
 	$(call ship,outputs/world-models/tasks,tasks)
 # A per-task Door model on Stack's recipe, measured against the shared model, not shipped (with Lift's and
 # the shared one it would pass the 60 MB budget): held-out open loop with and without the deadband, and whole
-# held-out episodes (the door opened: success head and critic).
+# held-out episodes (the door opened: success head and critic): eval-world-model-door with WM_CHECKPOINT (above).
 world-model-door-own: tasks-data
 	$(WG) train-world-model task=door preset=dit-mini object_dynamics=false pixel_probe=false \
 		'datasets=$(call TASK_CRITIC_DATA,door)' dit.steps=5000 threads=2 out=outputs/world-models/door
-eval-world-model-door-own: tasks-data
-	$(call EVAL_WM_TASK,door) checkpoint=outputs/world-models/door/checkpoint \
-		'interaction_datasets=[$(call HELDOUT_TASK,door)]' out=outputs/eval-world-model/door-own
-	$(call EVAL_WM_TASK,door) checkpoint=outputs/world-models/door/checkpoint residual_deadband=0 \
-		'interaction_datasets=[]' plan_horizon=0 out=outputs/eval-world-model/door-own-band0
 # Paired agreement on Stack: 10 policies (random, still, the shipped Stack BC policy with 0 to 1.0 action
 # noise), 16 held-out starts each (seeds 970000+, which no Stack dataset uses), 150 steps; the imagined env's
 # success is SOPHIA's Stack critic reading the imagined frames (the model carries no object state).
+# WM_CHECKPOINT, WM_TAG (above): another world model than the shipped one, e.g. Stack's own
+# (make evaluate-stack WM_CHECKPOINT=outputs/world-models/stack/checkpoint WM_TAG=-own).
+WM_EVALUATE = $(if $(WM_CHECKPOINT),world_model=$(WM_CHECKPOINT))
 TASK_POLICIES := {name: random, kind: random}, {name: zero, kind: zero}, {name: bc, kind: shipped}, \
 	{name: bc-noise-0.1, kind: shipped, noise_std: 0.1}, {name: bc-noise-0.15, kind: shipped, noise_std: 0.15}, \
 	{name: bc-noise-0.2, kind: shipped, noise_std: 0.2}, {name: bc-noise-0.3, kind: shipped, noise_std: 0.3}, \
@@ -445,12 +448,13 @@ TASK_POLICIES := {name: random, kind: random}, {name: zero, kind: zero}, {name: 
 	{name: bc-noise-1.0, kind: shipped, noise_std: 1.0}
 evaluate-stack: $(STAMP)
 	$(WG) evaluate task=stack n_episodes=16 seed=970000 max_steps=150 'policies=[$(TASK_POLICIES)]' \
-		out=outputs/evaluate/stack
+		$(WM_EVALUATE) out=outputs/evaluate/stack$(WM_TAG)
 # The same with the imagined env's reward and success from the Stack model's own heads (imagined_reward=heads:
-# they read the imagined latents and arm pose; the success head saw 43% of held-out stacks, the critic 6%).
+# they read the imagined latents and arm pose; with Stack's own model the success head saw 43% of held-out
+# stacks, the critic 6%).
 evaluate-stack-heads: $(STAMP)
 	$(WG) evaluate task=stack n_episodes=16 seed=970000 max_steps=150 'policies=[$(TASK_POLICIES)]' \
-		imagined_reward=heads out=outputs/evaluate/stack-heads
+		imagined_reward=heads $(WM_EVALUATE) out=outputs/evaluate/stack$(WM_TAG)-heads
 # The same 10 policies on Lift (the shipped Lift BC policy; seeds 960000+, Lift's held-out evaluation
 # starts, 100 steps; imagined success from the model's object state), then the agreement pooled over every
 # task with an imagined env: Pearson, Spearman and MMRV per task and over all points, one scatter coloured
@@ -461,10 +465,10 @@ evaluate-lift-tasks: $(STAMP)
 # step 75 and 115), the imagined env's success SOPHIA's critic of the task on the imagined frames.
 evaluate-door: $(STAMP)
 	$(WG) evaluate task=door n_episodes=16 seed=970000 max_steps=150 'policies=[$(TASK_POLICIES)]' \
-		out=outputs/evaluate/door
+		$(WM_EVALUATE) out=outputs/evaluate/door$(WM_TAG)
 evaluate-pickplacecan: $(STAMP)
 	$(WG) evaluate task=pickplacecan n_episodes=16 seed=970000 max_steps=200 'policies=[$(TASK_POLICIES)]' \
-		out=outputs/evaluate/pickplacecan
+		$(WM_EVALUATE) out=outputs/evaluate/pickplacecan$(WM_TAG)
 EVALUATED_TASKS := lift-tasks stack door pickplacecan
 comma := ,
 space := $(subst ,, )
