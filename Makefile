@@ -380,13 +380,14 @@ eval-tasks:
 # below replaced it (stop 47): a dit-mini DiT (width 128, the Lift model's other parts) on Stack's 80 expert,
 # 80 noisy-expert and 50 random-walk training episodes, plain MSE (motion weighting from scratch stalled the
 # DiT), no object state (the success head and the latent probe give the imagined env's success and
-# environment_state). Kept to measure the shared model against: eval-world-model-stack checkpoint=... .
+# environment_state). Kept to measure the shared model against:
+# make eval-world-model-stack WM_CHECKPOINT=outputs/world-models/stack/checkpoint WM_TAG=-own.
 world-model-stack: tasks-data
 	$(WG) train-world-model task=stack preset=dit-mini object_dynamics=false pixel_probe=false \
 		'datasets=$(call TASK_CRITIC_DATA,stack)' dit.steps=5000 threads=2 out=outputs/world-models/stack
 # Held-out open loop (expert, noisy, walk) with and without the deadband, whole episodes imagined from their
 # first frame (the 86 held-out episodes: successes seen by the success head and the critic), SOPHIA's critic
-# on imagined clips against the simulator's verdict, and imagined steps/s at batch 32 against Stack's sim.
+# on imagined clips against the simulator's verdict.
 EVAL_WM_TASK = $(WG) eval-world-model task=$(1) 'datasets=[data/$(1)/heldout-expert,data/$(1)/heldout-noisy,$\
 	data/$(1)/heldout-walk]'
 HELDOUT_TASK = data/$(1)/heldout-expert,data/$(1)/heldout-noisy,data/$(1)/heldout-walk,data/$(1)/heldout-replay-expert
