@@ -397,7 +397,7 @@ tasks-unseen-data: $(STAMP)
 		$(WG) collect task=$(t) policy=expert episodes=20 seed=975000 $(PAUSING) \
 			root=data/$(t)/heldout-pausing && ) true
 stack-unseen-data: tasks-unseen-data
-# The shipped model of each task (Stack, Door, PickPlaceCan: the shared model, world_models/checkpoints/tasks),
+# The shipped model of each task (Stack, Door, PickPlaceCan: the shared one, world_models/checkpoints/tasks),
 # or another one: make eval-world-model-door WM_CHECKPOINT=outputs/world-models/door/checkpoint WM_TAG=-own.
 # Figures in outputs/eval-world-model/<task><tag>*, outputs/eval-critic/<task><tag>-imagined.
 WM_CHECKPOINT :=
@@ -407,8 +407,8 @@ eval-world-model-stack eval-world-model-door eval-world-model-pickplacecan: eval
 		tasks-unseen-data
 	$(call EVAL_WM_TASK,$*) $(if $(WM_CHECKPOINT),checkpoint=$(WM_CHECKPOINT)) \
 		'interaction_datasets=[$(call HELDOUT_TASK,$*)]' out=outputs/eval-world-model/$*$(WM_TAG)
-	$(call EVAL_WM_ONE,$*) 'datasets=[data/$*/heldout-pausing]' 'interaction_datasets=[data/$*/heldout-pausing]' \
-		plan_horizon=0 out=outputs/eval-world-model/$*$(WM_TAG)-pausing
+	$(call EVAL_WM_ONE,$*) 'datasets=[data/$*/heldout-pausing]' \
+		'interaction_datasets=[data/$*/heldout-pausing]' plan_horizon=0 out=outputs/eval-world-model/$*$(WM_TAG)-pausing
 	$(call EVAL_WM_ONE,$*) 'datasets=[data/$*/heldout-pausing]' residual_deadband=0 'interaction_datasets=[]' \
 		plan_horizon=0 out=outputs/eval-world-model/$*$(WM_TAG)-pausing-band0
 	$(call EVAL_WM_TASK,$*) $(if $(WM_CHECKPOINT),checkpoint=$(WM_CHECKPOINT)) residual_deadband=0 \
@@ -432,7 +432,7 @@ world-model-tasks: tasks-data
 	$(call ship,outputs/world-models/tasks,tasks)
 # A per-task Door model on Stack's recipe, measured against the shared model, not shipped (with Lift's and
 # the shared one it would pass the 60 MB budget): held-out open loop with and without the deadband, and whole
-# held-out episodes (the door opened: success head and critic): eval-world-model-door with WM_CHECKPOINT (above).
+# held-out episodes (the door opened: success head and critic): eval-world-model-door with WM_CHECKPOINT.
 world-model-door-own: tasks-data
 	$(WG) train-world-model task=door preset=dit-mini object_dynamics=false pixel_probe=false \
 		'datasets=$(call TASK_CRITIC_DATA,door)' dit.steps=5000 threads=2 out=outputs/world-models/door
