@@ -408,7 +408,8 @@ eval-world-model-stack eval-world-model-door eval-world-model-pickplacecan: eval
 	$(call EVAL_WM_TASK,$*) $(if $(WM_CHECKPOINT),checkpoint=$(WM_CHECKPOINT)) \
 		'interaction_datasets=[$(call HELDOUT_TASK,$*)]' out=outputs/eval-world-model/$*$(WM_TAG)
 	$(call EVAL_WM_ONE,$*) 'datasets=[data/$*/heldout-pausing]' \
-		'interaction_datasets=[data/$*/heldout-pausing]' plan_horizon=0 out=outputs/eval-world-model/$*$(WM_TAG)-pausing
+		'interaction_datasets=[data/$*/heldout-pausing]' plan_horizon=0 \
+		out=outputs/eval-world-model/$*$(WM_TAG)-pausing
 	$(call EVAL_WM_ONE,$*) 'datasets=[data/$*/heldout-pausing]' residual_deadband=0 'interaction_datasets=[]' \
 		plan_horizon=0 out=outputs/eval-world-model/$*$(WM_TAG)-pausing-band0
 	$(call EVAL_WM_TASK,$*) $(if $(WM_CHECKPOINT),checkpoint=$(WM_CHECKPOINT)) residual_deadband=0 \
