@@ -402,17 +402,18 @@ stack-unseen-data: tasks-unseen-data
 # Figures in outputs/eval-world-model/<task><tag>*, outputs/eval-critic/<task><tag>-imagined.
 WM_CHECKPOINT :=
 WM_TAG :=
-EVAL_WM_ONE = $(WG) eval-world-model task=$(1) $(if $(WM_CHECKPOINT),checkpoint=$(WM_CHECKPOINT))
+WM_ARG = $(if $(WM_CHECKPOINT),checkpoint=$(WM_CHECKPOINT))
+EVAL_WM_ONE = $(WG) eval-world-model task=$(1) $(WM_ARG)
 eval-world-model-stack eval-world-model-door eval-world-model-pickplacecan: eval-world-model-%: tasks-data \
 		tasks-unseen-data
-	$(call EVAL_WM_TASK,$*) $(if $(WM_CHECKPOINT),checkpoint=$(WM_CHECKPOINT)) \
+	$(call EVAL_WM_TASK,$*) $(WM_ARG) \
 		'interaction_datasets=[$(call HELDOUT_TASK,$*)]' out=outputs/eval-world-model/$*$(WM_TAG)
 	$(call EVAL_WM_ONE,$*) 'datasets=[data/$*/heldout-pausing]' \
 		'interaction_datasets=[data/$*/heldout-pausing]' plan_horizon=0 \
 		out=outputs/eval-world-model/$*$(WM_TAG)-pausing
 	$(call EVAL_WM_ONE,$*) 'datasets=[data/$*/heldout-pausing]' residual_deadband=0 'interaction_datasets=[]' \
 		plan_horizon=0 out=outputs/eval-world-model/$*$(WM_TAG)-pausing-band0
-	$(call EVAL_WM_TASK,$*) $(if $(WM_CHECKPOINT),checkpoint=$(WM_CHECKPOINT)) residual_deadband=0 \
+	$(call EVAL_WM_TASK,$*) $(WM_ARG) residual_deadband=0 \
 		'interaction_datasets=[]' plan_horizon=0 out=outputs/eval-world-model/$*$(WM_TAG)-band0
 	$(WG) eval-critic task=$* $(if $(WM_CHECKPOINT),world_model=$(WM_CHECKPOINT)) refine_dataset=null \
 		'unseen_datasets=[]' 'datasets=[$(call HELDOUT_TASK,$*)]' out=outputs/eval-critic/$*$(WM_TAG)-imagined
