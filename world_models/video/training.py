@@ -9,6 +9,7 @@ the DiT) is written to <out>/checkpoint as safetensors + config.json with the da
 from __future__ import annotations
 
 import io
+import json
 import logging
 from dataclasses import dataclass, field, replace
 from collections.abc import Callable
@@ -156,11 +157,11 @@ class TrainWorldModelConfig(RunSettings):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.motion_weight >= 0:
             raise ValueError(f"motion_weight must be >= 0, got {self.motion_weight}")
-        if self.tasks is not None:
-            self._check_shared()
         if self.init is not None and not (Path(self.init) / "config.json").is_file():
             raise FileNotFoundError(f"init={self.init} is not a world-model checkpoint (no config.json there); "
                                     "give a folder written by train-world-model, e.g. world_models/checkpoints/lift")
+        if self.tasks is not None:
+            self._check_shared()
 
     def _check_shared(self) -> None:
         """What a world model shared by several tasks takes (and what it does not do yet)."""
@@ -173,8 +174,15 @@ class TrainWorldModelConfig(RunSettings):
         if self.object_dynamics or self.object_map:
             raise ValueError("a shared world model carries no object state yet: set object_dynamics=false "
                              "(and object_map=false)")
-        if self.init is not None:
-            raise ValueError("a shared world model trains from scratch (init is for one task's model)")
+        if self.init is not None:  # each task's model starts from its section of a shared checkpoint
+            held = json.loads((Path(self.init) / "config.json").read_text()).get("tasks")
+            if not isinstance(held, dict):
+                raise ValueError(f"init={self.init} is one task's world model; a shared world model "
+                                 "starts from scratch or from a shared one (world_models/checkpoints/tasks)")
+            missing = sorted(set(self.tasks) - set(held))
+            if missing:
+                raise ValueError(f"init={self.init} holds {sorted(held)}, not {missing}; a shared init "
+                                 "must hold every task in tasks")
         if {"distill", "objects"} & set(self.stages or []):
             raise ValueError("a shared world model trains the stages autoencoder, pose, heads, probe and dit")
 
@@ -695,7 +703,9 @@ class SharedTrainer(StagedTrainer):
     """One world model for `config.tasks` (world_models/video/shared.py). A Trainer per task holds that task's
     data and model (its camera, statistics and heads, in <out>/tasks/<task>/); the task models are built on
     one autoencoder, DiT and pose dynamics, trained here on every task's data: each step draws its batch from
-    one task, chosen in proportion to the tasks' frames. The heads train per task. `run()` resumes."""
+    one task, chosen in proportion to the tasks' frames. The heads train per task. With init (a shared
+    checkpoint), each task's model starts from its section, and only `stages` (the DiT by default) train on.
+    `run()` resumes."""
 
     stages = STAGES
     weight_decay = Trainer.weight_decay

@@ -110,3 +110,32 @@ def test_a_task_without_its_own_model_imagines_with_the_shared_one(shared, tmp_p
     finally:
         env.close()
         twin.close()
+
+
+def test_a_shared_model_trains_on_from_a_shared_checkpoint(shared, tmp_path):
+    trainer, path = shared
+    datasets = [{"root": trainer.trainers[name].config.datasets[0].root} for name in ("Lift", "Door")]
+    base = {"task": "lift", "preset": "dit-test", "latent_channels": 4, "object_dynamics": False,
+            "datasets": datasets, "progress": False, **TINY}
+    config = TrainWorldModelConfig(**base, tasks=["lift", "door"], init=str(path), motion_weight=2.0,
+                                   out=str(tmp_path / "on"))
+    assert config.train_stages == ["dit"]
+    tuned = SharedTrainer(config, RobosuiteEnv).run()
+    before, after = WorldModel.load(path, task="door"), WorldModel.load(tuned, task="door")
+    for name, weight in before.reward.state_dict().items():  # the heads are the init's
+        torch.testing.assert_close(after.reward.state_dict()[name], weight)
+    assert before.stats == after.stats and before.config.camera == after.config.camera
+    changed = [n for n, w in before.dit.state_dict().items() if not torch.equal(w, after.dit.state_dict()[n])]
+    assert changed  # the DiT trained on
+    lift = WorldModel.load(tuned, task="lift")
+    for name, weight in lift.dit.state_dict().items():  # still one DiT
+        torch.testing.assert_close(weight, after.dit.state_dict()[name])
+
+    one_task = tmp_path / "lift-only"
+    save_shared({"Lift": WorldModel.load(path, task="lift")}, one_task, 1)
+    with pytest.raises(ValueError, match=r"holds \['Lift'\], not \['Door'\]"):
+        TrainWorldModelConfig(**base, tasks=["lift", "door"], init=str(one_task), out=str(tmp_path / "x"))
+    single = tmp_path / "single"
+    WorldModel.load(path, task="lift").save(single)
+    with pytest.raises(ValueError, match="is one task's world model"):
+        TrainWorldModelConfig(**base, tasks=["lift", "door"], init=str(single), out=str(tmp_path / "y"))
