@@ -12,7 +12,10 @@ themselves where the robot's own arm steps them, arm_physics) with the imagined 
 the task camera with the sim twin's look (wow_gym.simulator.scene_renderer) and pastes its pixels, found by
 MuJoCo's segmentation, over the imagined frame. The task's objects are moved out of the render's sight:
 what the world does stays the world model's (the object layer draws the object), and the DiT's blur
-around the pasted arm stays.
+around the pasted arm stays. The DiT also leaves the arm of the frame it started from where it was (a ghost
+beside the pasted arm, 1.6 dB below copy-last on Door's held-out open loop); with `arm_erase` the pixels that
+showed the arm at the start frame's pose and do not show it now get the cell behind the arm, rendered once
+from the same scene with the arm swung out of the way.
 
 It costs a render per imagined frame (tens of milliseconds on a CPU, as much as the sim twin's camera), so
 it is an option for evaluations and physics checks (`arm_layer`), off in the RL env by default.
@@ -33,6 +36,10 @@ from wow_gym.simulator import arm_geoms, arm_pixels, scene_renderer
 from wow_gym.world_models.video.arm import ARM_JOINTS, PhysicsArm, shared_arm
 
 OUT_OF_SIGHT = -10.0  # metres: where the layer's scene keeps the task's free objects (below the floor)
+# radians added to the first joint (the base's turn) from the rest posture: the arm swung to each side and
+# behind, so that together the renders show every pixel of the cell the arm can hide, except its fixed base
+CELL_TURNS = (0.0, 1.6, -1.6, 3.1)
+MASK_CACHE = 4096  # arm masks kept per layer, by pose: a start frame's pose is erased at every step
 
 
 @functools.cache
@@ -58,13 +65,38 @@ class ArmLayer:
         self.colour = scene_renderer(model, image_size)
         self.segment = scene_renderer(model, image_size, segmentation=True)
         self.geoms = arm_geoms(model)
+        self._masks: dict[bytes, np.ndarray] = {}
+
+    @functools.cached_property
+    def cell(self) -> tuple[np.ndarray, np.ndarray]:
+        """The cell behind the arm, rendered once: uint8 colour [H, W, 3] and where it is known [H, W] (pixels
+        some CELL_TURNS render shows without the arm)."""
+        colour = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+        known = np.zeros((self.image_size, self.image_size), bool)
+        for turn in CELL_TURNS:
+            joints = self.arm.park[:ARM_JOINTS].copy()
+            joints[0] += turn
+            render, arm = self.render(np.full(9, np.nan), joints)
+            fresh = ~arm & ~known
+            colour[fresh], known[fresh] = render[fresh], True
+        return colour, known
+
+    def mask(self, pose: np.ndarray) -> np.ndarray:
+        """bool [H, W]: the arm's pixels at agent_pos `pose` [9], kept (MASK_CACHE) for poses seen before."""
+        key = np.asarray(pose, np.float64).tobytes()
+        if key not in self._masks:
+            if len(self._masks) >= MASK_CACHE:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[key] = self.render(pose)[1]
+        return self._masks[key]
 
     def render(self, pose: np.ndarray, joints: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The arm at agent_pos `pose` [9] (its hand by inverse kinematics unless `joints` [7] are given):
         uint8 colour [H, W, 3] and its bool pixels [H, W]."""
         model, data = self.arm.model, self.data
         data.qpos[:ARM_JOINTS] = self.arm.joints(pose) if joints is None else joints
-        data.qpos[self.arm.finger_qpos] = pose[7:9]
+        if np.all(np.isfinite(pose[7:9])):  # else the fingers stay as they were
+            data.qpos[self.arm.finger_qpos] = pose[7:9]
         mujoco.mj_kinematics(model, data)
         mujoco.mj_comPos(model, data)
         mujoco.mj_camlight(model, data)  # the cameras and lights where the scene puts them
@@ -72,17 +104,24 @@ class ArmLayer:
         self.segment.update_scene(data, camera=self.camera)
         return self.colour.render(), arm_pixels(self.segment.render(), self.geoms)
 
-    def __call__(self, frames: torch.Tensor, poses: torch.Tensor, joints: torch.Tensor | None = None
-                 ) -> torch.Tensor:
+    def __call__(self, frames: torch.Tensor, poses: torch.Tensor, joints: torch.Tensor | None = None,
+                 shown: torch.Tensor | None = None) -> torch.Tensor:
+        """frames with the arm pasted at `poses` [B, P]; with `shown` [B, P] (the poses of the arm the frames
+        already show), the pixels that showed it there and do not show it now are the cell behind it."""
         if frames.shape[1:] != (self.image_size, self.image_size, 3):
             raise ValueError(f"the arm layer draws {self.image_size} px frames [B, H, W, 3], got "
                              f"{tuple(frames.shape)}")
         out = frames.cpu().numpy().copy()
         pose_rows = poses.detach().double().cpu().numpy()
         joint_rows = None if joints is None else joints.detach().double().cpu().numpy()
+        shown_rows = None if shown is None else shown.detach().double().cpu().numpy()
         for i, pose in enumerate(pose_rows):
             if not np.all(np.isfinite(pose)):
                 continue  # no pose state (a plan): the DiT's drawing stays
             colour, pixels = self.render(pose, None if joint_rows is None else joint_rows[i, :ARM_JOINTS])
+            if shown_rows is not None and np.all(np.isfinite(shown_rows[i])):
+                cell, known = self.cell
+                gone = self.mask(shown_rows[i]) & ~pixels & known
+                out[i][gone] = cell[gone]
             out[i][pixels] = colour[pixels]
         return torch.from_numpy(out).to(frames.device)

@@ -77,6 +77,9 @@ class WorldModelConfig:
     # the imagined pose state has it (world_models/video/arm_layer.py): a render per frame, so an option for
     # evaluations and physics checks, off in the shipped checkpoint.
     arm_layer: bool = False
+    # With the arm layer: the pixels that showed the arm at the start frame's pose and do not show it at the
+    # imagined one get the cell behind the arm (arm_layer.py), instead of the DiT's ghost of the start arm
+    arm_erase: bool = False
     # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
     # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.
     one_step: bool = False

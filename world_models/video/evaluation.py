@@ -431,6 +431,7 @@ class EvalWorldModelConfig:
     finger_rule: bool | None = None  # fingers by gripper command and object between them; None: checkpoint's
     arm_physics: bool | None = None  # the robot's own arm, in MuJoCo (arm.py); None: the checkpoint's
     arm_layer: bool | None = None  # the robot's arm drawn at the imagined pose (arm_layer.py); None: the ckpt's
+    arm_erase: bool | None = None  # with the arm layer, the start frame's arm erased; None: the checkpoint's
     critic: str | None = None  # a critic that reads the whole imagined episodes too; None: shipped; "none"
     steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     # whole episodes imagined from their first frame (lifts seen, object error); [] skips it
@@ -465,6 +466,7 @@ class EvalResults:
     arm_contact: bool = False  # the model's, as evaluated (WorldModelConfig.arm_contact)
     finger_rule: bool = False  # the model's, as evaluated (WorldModelConfig.finger_rule)
     arm_physics: bool = False  # the model's, as evaluated (WorldModelConfig.arm_physics)
+    arm_layer: str = "off"  # the model's, as evaluated: off, on, or on with the start frame's arm erased
 
 
 def policy_source(root: str | Path) -> str:
@@ -505,6 +507,13 @@ def layer_mode(config: WorldModelConfig) -> str:
     if not config.object_layer:
         return "off"
     return "on, pushes too" if config.object_layer_pushes else "on"
+
+
+def arm_layer_mode(config: WorldModelConfig) -> str:
+    """The arm layer as the report names it: off, on, or on with the start frame's arm erased."""
+    if not config.arm_layer:
+        return "off"
+    return "on, start arm erased" if config.arm_erase else "on"
 
 
 def _video_critic(name: str | None, wm: WorldModel) -> LearnedCritic | None:
@@ -558,7 +567,7 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
     return EvalResults(str(path), wm.config.task, sources, episodes, open_loop, plan, sweep, acceptance,
                        time.perf_counter() - begin, wm.config.residual_deadband, interaction,
                        layer_mode(wm.config), wm.config.arm_contact, wm.config.finger_rule,
-                       wm.config.arm_physics)
+                       wm.config.arm_physics, arm_layer_mode(wm.config))
 
 
 def compare_action_gain(first: str | Path, second: str | Path, horizon: int = 8, source: str | None = None

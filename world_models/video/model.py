@@ -62,7 +62,7 @@ FALL = 0.04  # metres an unheld object falls per control step (20 Hz: about free
 # The config switches that change how a trained model imagines and nothing it learned: an evaluation, the
 # imagined env or an RL run may set them on a loaded checkpoint (WorldModel.set_options).
 OPTIONS = ("residual_deadband", "object_layer", "object_layer_pushes", "arm_contact", "finger_rule",
-           "arm_physics", "arm_layer")
+           "arm_physics", "arm_layer", "arm_erase")
 
 
 def checkpoint_options() -> dict[str, Any]:
@@ -83,7 +83,8 @@ class ImaginationState:
     [B,7] the object's state in `frame` (where the object layer finds it); gripper [B,3] the gripper's command
     and its fingers' opening velocities where the finger rule moves the fingers ([B,0] elsewhere); arm
     [B,arm.STATE_DIM] float64 the arm's joints, their velocities and the controller's posture target where
-    the robot's own arm moves it (arm_physics; [B,0] elsewhere).
+    the robot's own arm moves it (arm_physics; [B,0] elsewhere); frame_pose [B,P] the raw agent_pos in
+    `frame` (where the arm layer's arm_erase finds the arm the frame shows).
     """
 
     latents: torch.Tensor
@@ -97,6 +98,7 @@ class ImaginationState:
     anchor: torch.Tensor
     gripper: torch.Tensor
     arm: torch.Tensor
+    frame_pose: torch.Tensor
 
     @property
     def batch_size(self) -> int:
@@ -429,7 +431,8 @@ class WorldModel(nn.Module):
         if self.config.arm_physics:
             arm = self.physics_arm.solve(poses, torch.as_tensor(actions[:, -1]) if k > 1 else None)
         return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, newest, reference,
-                                objects, objects.clone(), gripper.contiguous(), arm.contiguous())
+                                objects, objects.clone(), gripper.contiguous(), arm.contiguous(),
+                                poses[:, -1].clone())
 
     def _object_features(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """[B,8]: the object's normalised height and orientation and its offset from the gripper."""
@@ -653,7 +656,8 @@ class WorldModel(nn.Module):
         frames = frames.round().clamp(0, 255).to(torch.uint8)
         if pose is not None and self.config.arm_layer:
             joints = state.arm[:, :ARM_JOINTS] if state.arm.shape[1] == ARM_STATE_DIM else None
-            frames = shared_arm_layer(self.config.task, self.config.image_size)(frames, pose, joints)
+            shown = state.frame_pose if self.config.arm_erase and self.config.residual_decoding else None
+            frames = shared_arm_layer(self.config.task, self.config.image_size)(frames, pose, joints, shown)
         return frames
 
     def _drawn_pose(self, objects: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:

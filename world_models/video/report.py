@@ -220,7 +220,7 @@ def write_report(results: EvalResults, out_dir: str | Path, examples: list[Examp
          f"{ol.sampling_steps} sampling steps, residual deadband {results.residual_deadband:g} levels, "
          f"object layer {results.object_layer}, arm contact {'on' if results.arm_contact else 'off'}, "
          f"finger rule {'on' if results.finger_rule else 'off'}, "
-         f"robot arm in MuJoCo {'on' if results.arm_physics else 'off'}, "
+         f"robot arm in MuJoCo {'on' if results.arm_physics else 'off'}, arm layer {results.arm_layer}, "
          f"{sum(results.episodes.values())} held-out episodes "
          f"({', '.join(f'{s} {n}' for s, n in results.episodes.items())}), {results.seconds:.0f} s"), "",
         "## Headline figures (all sources)", "", *acceptance_lines(results.acceptance), "",

@@ -69,3 +69,30 @@ def test_the_layer_checks_its_frames_and_skips_rows_without_a_pose(layer, lift_e
         layer(torch.zeros(1, 32, 32, 3, dtype=torch.uint8), poses[:1])
     with pytest.raises(ValueError, match="camera 'nowhere' is not in the task scene"):
         ArmLayer(shared_arm("Lift"), "nowhere", 64)
+
+
+def test_the_start_frame_s_arm_is_erased_where_the_arm_has_left(layer, lift_expert_episode):
+    """The start frame (step 0, above the table) with the arm moved to step 35's pose (at the cube): where
+    the old arm was and the new one is not, the erased frame shows what the simulator shows there."""
+    ep, now = lift_expert_episode, 35
+    start = torch.as_tensor(ep.pixels[None, 0])
+    pose, shown = (torch.as_tensor(ep.agent_pos[None, t].astype(float)) for t in (now, 0))
+    kept, erased = layer(start, pose)[0].numpy(), layer(start, pose, shown=shown)[0].numpy()
+    cell, known = layer.cell
+    assert known.mean() > 0.95  # the swung arm's renders show nearly all of the Lift cell
+    arm_now = layer.render(ep.agent_pos[now].astype(float))[1]
+    gone = layer.mask(ep.agent_pos[0].astype(float)) & ~arm_now
+    assert gone.sum() > 30
+    np.testing.assert_array_equal(erased[~gone], kept[~gone])  # nothing else changes
+    truth = ep.pixels[now].astype(int)
+    before, after = (np.abs(x[gone].astype(int) - truth[gone]).mean() for x in (kept, erased))
+    # (the cell has no cube: where the truth shows it behind the old arm, the erased frame shows table)
+    assert after < 15 and after < before / 4, f"erased pixels {after:.1f} levels off the truth ({before:.1f})"
+
+
+def test_arm_erase_is_an_option_of_a_trained_model():
+    model = WorldModel.random("dit-test", env_state_dim=10)
+    model.set_options({"arm_layer": True, "arm_erase": True})
+    assert model.config.arm_layer and model.config.arm_erase
+    with pytest.raises(ValueError, match="arm_erase must be true or false"):
+        model.set_options({"arm_erase": 1})
