@@ -261,17 +261,17 @@ class PhysicsArm:
         out[hit, :2 * ARM_JOINTS] = landed[hit, :2 * ARM_JOINTS]
         return torch.as_tensor(out, dtype=torch.float64, device=poses.device)
 
-    def joints(self, pose: np.ndarray) -> np.ndarray:
-        """[7] joints that put the hand at agent_pos `pose`: from the first seed that gets there, else the
-        nearest."""
+    def joints(self, pose: np.ndarray, tolerance: float = IK_TOLERANCE) -> np.ndarray:
+        """[7] joints that put the hand at agent_pos `pose` within `tolerance` (metres, radians): from the
+        first seed that gets there, else the nearest."""
         data = self._pool(1)[0]
         want = Rotation.from_quat(pose[3:7]).as_matrix()
         best, miss = None, np.inf
         for seed in self.seeds:
-            error = self._reach(data, seed, pose, want)
+            error = self._reach(data, seed, pose, want, tolerance)
             if error < miss:
                 best, miss = data.qpos[:ARM_JOINTS].copy(), error
-            if error < IK_TOLERANCE:
+            if error < tolerance:
                 break
         return best
 
@@ -286,7 +286,8 @@ class PhysicsArm:
         twist = np.concatenate([poses[1, :3] - poses[0, :3], turn.as_rotvec()]) / dt
         return np.linalg.pinv(self._jacobian(data)) @ twist
 
-    def _reach(self, data: mujoco.MjData, seed: np.ndarray, pose: np.ndarray, want: np.ndarray) -> float:
+    def _reach(self, data: mujoco.MjData, seed: np.ndarray, pose: np.ndarray, want: np.ndarray,
+               tolerance: float = IK_TOLERANCE) -> float:
         """Joints in `data` that put the hand at `pose` (want: its rotation matrix), by damped least squares
         from `seed`, at first also pulled toward the rest posture within the pose's nullspace (the branch
         robosuite's nullspace term keeps the arm on), inside the joints' range. Returns the largest error left
@@ -296,7 +297,7 @@ class PhysicsArm:
             mujoco.mj_kinematics(self.model, data)
             mujoco.mj_comPos(self.model, data)
             error = self._pose_error(data, pose, want)
-            if np.abs(error).max() < IK_TOLERANCE:
+            if np.abs(error).max() < tolerance:
                 return float(np.abs(error).max())
             jac = self._jacobian(data)
             inverse = jac.T @ np.linalg.inv(jac @ jac.T + 1e-6 * np.eye(6))
