@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-lift-tasks evaluate-pooled evaluate-door evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-lift-tasks evaluate-pooled evaluate-door evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -418,6 +418,18 @@ eval-world-model-stack eval-world-model-door eval-world-model-pickplacecan: eval
 	$(WG) eval-critic task=$* $(if $(WM_CHECKPOINT),world_model=$(WM_CHECKPOINT)) refine_dataset=null \
 		'unseen_datasets=[]' 'datasets=[$(call HELDOUT_TASK,$*)]' out=outputs/eval-critic/$*$(WM_TAG)-imagined
 eval-world-model-tasks: eval-world-model-stack eval-world-model-door eval-world-model-pickplacecan
+# The held-out open loop with the robot's arm drawn at the imagined pose (arm_layer.py) and the start frame's
+# arm erased where the arm has left (ARM_ERASE=false keeps the DiT's ghost of it): with and without the
+# deadband, and on the pausing episodes. A render per frame: about 25 min per line on the two cores.
+ARM_ERASE := true
+ARM_OUT = outputs/eval-world-model/$(1)$(WM_TAG)-arm$(if $(filter true,$(ARM_ERASE)),erase,layer)
+ARM_ARGS = $(WM_ARG) arm_layer=true arm_erase=$(ARM_ERASE) 'interaction_datasets=[]' plan_horizon=0
+eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan: eval-arm-layer-%: tasks-data \
+		tasks-unseen-data
+	$(call EVAL_WM_TASK,$*) $(ARM_ARGS) out=$(call ARM_OUT,$*)
+	$(call EVAL_WM_TASK,$*) $(ARM_ARGS) residual_deadband=0 out=$(call ARM_OUT,$*)-band0
+	$(call EVAL_WM_ONE,$*) 'datasets=[data/$*/heldout-pausing]' $(ARM_ARGS) out=$(call ARM_OUT,$*)-pausing
+eval-arm-layer-tasks: eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan
 # Imagined steps/s at batch 32 against each task's sim (64 px camera), one task at a time on a quiet machine.
 bench-imagine-tasks: $(STAMP)
 	$(foreach t,$(OTHER_TASKS),\
