@@ -80,14 +80,27 @@ def test_the_start_frame_s_arm_is_erased_where_the_arm_has_left(layer, lift_expe
     kept, erased = layer(start, pose)[0].numpy(), layer(start, pose, shown=shown)[0].numpy()
     cell, known = layer.cell
     assert known.mean() > 0.95  # the swung arm's renders show nearly all of the Lift cell
-    arm_now = layer.render(ep.agent_pos[now].astype(float))[1]
-    gone = layer.mask(ep.agent_pos[0].astype(float)) & ~arm_now
-    assert gone.sum() > 30
-    np.testing.assert_array_equal(erased[~gone], kept[~gone])  # nothing else changes
+    colour_now, arm_now = layer.render(ep.agent_pos[now].astype(float))
+    colour_then, arm_then = layer.drawn(ep.agent_pos[0].astype(float))
+    gone = arm_then & ~arm_now
+    still = arm_now & arm_then & (np.abs(colour_now.astype(int) - colour_then).max(-1) <= 8)
+    assert gone.sum() > 30  # the hand moved down to the cube
+    np.testing.assert_array_equal(erased[still], ep.pixels[0][still])  # the frame's own arm where it stays
+    rest = ~gone & ~still
+    np.testing.assert_array_equal(erased[rest], kept[rest])  # the moved arm pasted, nothing else changes
     truth = ep.pixels[now].astype(int)
     before, after = (np.abs(x[gone].astype(int) - truth[gone]).mean() for x in (kept, erased))
     # (the cell has no cube: where the truth shows it behind the old arm, the erased frame shows table)
     assert after < 15 and after < before / 4, f"erased pixels {after:.1f} levels off the truth ({before:.1f})"
+
+
+def test_an_arm_that_has_not_moved_leaves_the_frame_as_it_is(layer, lift_expert_episode):
+    """Where the imagined pose is the start frame's, the layer with erase keeps the real frame: its own arm
+    beats a render of a solved posture (without erase, that render is pasted over it)."""
+    ep, t = lift_expert_episode, 20
+    frame, pose = torch.as_tensor(ep.pixels[None, t]), torch.as_tensor(ep.agent_pos[None, t].astype(float))
+    np.testing.assert_array_equal(layer(frame, pose, shown=pose)[0].numpy(), ep.pixels[t])
+    assert not np.array_equal(layer(frame, pose)[0].numpy(), ep.pixels[t])
 
 
 def test_arm_erase_is_an_option_of_a_trained_model():
