@@ -90,7 +90,7 @@ class ArmLayer:
         return colour, known
 
     def drawn(self, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """render(pose) (int colour), kept (MASK_CACHE) for poses seen before: a start frame's at every step."""
+        """render(pose) (int colour), kept (MASK_CACHE) for poses seen before: a start frame's, every step."""
         key = np.asarray(pose, np.float64).tobytes()
         if key not in self._masks:
             if len(self._masks) >= MASK_CACHE:
