@@ -420,7 +420,7 @@ eval-world-model-stack eval-world-model-door eval-world-model-pickplacecan: eval
 eval-world-model-tasks: eval-world-model-stack eval-world-model-door eval-world-model-pickplacecan
 # The held-out open loop with the robot's arm drawn at the imagined pose (arm_layer.py) and the start frame's
 # arm erased where the arm has left (ARM_ERASE=false keeps the DiT's ghost of it): with and without the
-# deadband, and on the pausing episodes. A render per frame: about 25 min per line on the two cores.
+# deadband, and on the pausing episodes. A render per frame: Door's first line took 21 min beside another.
 ARM_ERASE := true
 ARM_OUT = outputs/eval-world-model/$(1)$(WM_TAG)-arm$(if $(filter true,$(ARM_ERASE)),erase,layer)
 ARM_ARGS = $(WM_ARG) arm_layer=true arm_erase=$(ARM_ERASE) 'interaction_datasets=[]' plan_horizon=0
