@@ -17,8 +17,8 @@ beside the pasted arm, 1.6 dB below copy-last on Door's held-out open loop). Wit
 the arm's motion since the start frame: the pixels that showed the arm at the start frame's pose and do not
 show it now get the cell behind the arm (rendered once from the same scene with the arm swung out of the
 way), and where the drawn arm looks as it did at the start pose, the frame's own arm stays (the solved
-posture is not the real one: on Door's held-out expert starts this kept 26.2 / 24.3 / 22.2 dB at h = 4 / 8 /
-16 against 22.7 / 21.9 / 20.7 pasting the whole drawn arm; growing the erased region by a pixel lost 2 dB).
+posture is not the real one: on Door's held-out expert starts, `make eval-arm-layer-door`, 26.2 / 24.3 /
+22.2 dB at h = 4 / 8 / 16; pasting the whole drawn arm, as commit 032a69e did, 22.7 / 21.9 / 20.7).
 
 It costs a render per imagined frame (tens of milliseconds on a CPU, as much as the sim twin's camera), so
 it is an option for evaluations and physics checks (`arm_layer`), off in the RL env by default.
@@ -47,7 +47,7 @@ CELL_TURNS = (0.0, 1.6, -1.6, 3.1)
 # against 0.5 ms (a millimetre's tolerance stopped before the posture settled: colours 4.3 levels off)
 LAYER_IK_TOLERANCE = 1e-6
 SAME_LEVELS = 8  # a drawn arm pixel within this many levels of its start-pose drawing has not moved
-MASK_CACHE = 4096  # arm masks kept per layer, by pose: a start frame's pose is erased at every step
+MASK_CACHE = 4096  # arm renders kept per layer, by pose: a start frame's is needed at every step
 
 
 @functools.cache
