@@ -128,3 +128,68 @@ def test_a_task_without_a_hint_for_a_failure_is_refused():
         Task(name="X", robosuite_env="Lift", instruction="x", object_name="x", steps=("x",),
              object_position=slice(0, 3), gripper_offset=slice(7, 10), critic_stages=stages,
              stage_labels=stages_by_distance(slice(7, 10), 0.03, 2), failure_hints={}, distractors=())
+
+
+def test_stack_success_and_derived_offsets_on_state_match_the_simulator():
+    """Stack's success test on state and its derived offsets, against robosuite's own on poses set in MuJoCo:
+    the red cube resting on the green one (success), beside it on the table and held above it (no success)."""
+    task = TASKS["Stack"]
+    env = RobosuiteEnv("Stack", use_camera=False)
+    try:
+        env.reset(seed=4)
+        start, cube = env.get_sim_state(), env.object_qpos_index()
+        green = env.robosuite.sim.data.body_xpos[env.robosuite.cubeB_body_id].copy()
+        verdicts = []
+        for place, offset in (("on", (0.0, 0.0, 0.0449)), ("beside", (0.08, 0.0, -0.005)),
+                              ("above", (0.0, 0.0, 0.12))):
+            sim_state = start.copy()
+            sim_state[cube[:3]] = green + np.asarray(offset)
+            env._restore(sim_state)
+            observation = env._refresh()  # robosuite's relative observables read its cache of the last pass
+            state = np.asarray(observation["object-state"], np.float32)[None]
+            agent_pos = env._observation(observation)["agent_pos"][None]
+            simulated = bool(env.robosuite._check_success())
+            verdicts.append((place, simulated, bool(task.state_success(state, agent_pos)[0])))
+            derived = state.copy()
+            derived[:, 14:17] = derived[:, 20:23] = 0.0
+            np.testing.assert_allclose(task.derive_state(derived, agent_pos), state, atol=1e-5)
+    finally:
+        env.close()
+    assert verdicts == [("on", True, True), ("beside", False, False), ("above", False, False)]
+
+
+def test_pickplacecan_success_and_derived_offsets_on_state_match_the_simulator(rng):
+    """PickPlaceCan's success test on state and its can-in-the-gripper's-frame entries, against robosuite's on
+    states set in MuJoCo (the gripper turned by random actions): the can in its bin, in the bin with the
+    gripper at it, beside the bin."""
+    task = TASKS["PickPlaceCan"]
+    env = RobosuiteEnv("PickPlaceCan", use_camera=False)
+    try:
+        env.reset(seed=4)
+        for _ in range(5):
+            env.step(rng.uniform(-1, 1, 7).astype(np.float32))
+        start, can = env.get_sim_state(), env.object_qpos_index()
+        verdicts = []
+        for place in ("in the bin", "held in the bin", "beside the bin"):
+            sim_state = start.copy()
+            if place == "held in the bin":
+                eef = env.robosuite.sim.data.site_xpos[env.robosuite.robots[0].eef_site_id["right"]]
+                sim_state[can[:3]] = eef + np.array([0.0, 0.0, -0.02])
+            else:
+                sim_state[can[:3]] = (0.2, 0.40 if place == "in the bin" else 0.0, 0.86)
+            env._restore(sim_state)
+            observation = env._refresh()  # robosuite's relative observables read its cache of the last pass
+            simulated = bool(env.robosuite._check_success())
+            state = np.asarray(observation["object-state"], np.float32)[None]
+            agent_pos = env._observation(observation)["agent_pos"][None]
+            verdicts.append((place, simulated, bool(task.state_success(state, agent_pos)[0])))
+            derived = state.copy()
+            derived[:, :7] = 0.0
+            derived = task.derive_state(derived, agent_pos)
+            np.testing.assert_allclose(derived[:, :3], state[:, :3], atol=1e-5)
+            sign = np.sign((derived[:, 3:7] * state[:, 3:7]).sum())  # q and -q: one rotation
+            np.testing.assert_allclose(sign * derived[:, 3:7], state[:, 3:7], atol=1e-5)
+    finally:
+        env.close()
+    assert verdicts == [("in the bin", True, True), ("held in the bin", False, False),
+                        ("beside the bin", False, False)]

@@ -107,9 +107,9 @@ class WorldModelConfig:
             if len(self.object_dims) != 7 or len(self.object_offset_dims or []) != 3:
                 raise ValueError("object_dims must name 7 environment_state entries (position, quaternion) and "
                                  f"object_offset_dims 3, got {self.object_dims} and {self.object_offset_dims}")
-            if sorted(dims) != list(range(self.env_state_dim)):
-                raise ValueError(f"object_dims + object_offset_dims must cover environment_state's "
-                                 f"{self.env_state_dim} entries once each, got {dims}")
+            if len(set(dims)) != len(dims) or not all(0 <= d < self.env_state_dim for d in dims):
+                raise ValueError(f"object_dims + object_offset_dims must name distinct entries of "
+                                 f"environment_state's {self.env_state_dim}, got {dims}")
         if self.pose_objects and self.object_dims is None:
             raise ValueError("pose_objects needs object_dims (the carried object state)")
         if self.arm_contact and self.object_dims is None:

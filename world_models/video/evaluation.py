@@ -298,7 +298,9 @@ class InteractionResult:
     (the object stays where it started). For a model without carried object state, state is the probe's
     reading of each imagined latent (what its env reported). For a task without a success height (Stack,
     Door, PickPlaceCan), sim_lifts counts the episodes the simulator calls successes and state is the
-    imagined env's success (its success head), with no video reading (the critic reads the video there).
+    imagined env's success (the task's success test on the carried state where it has one, else its success
+    head); video is that test on the probe's reading of the imagined video, where the model carries the state
+    (else the critic reads the video).
     """
 
     horizon_error: int
@@ -333,7 +335,10 @@ def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sam
     seconds = time.perf_counter() - begin
     where, z = info.object_position, info.object_position.start + 2
     video = probe_object_state(wm, imagined.pixels)  # [N, T, E] (padding frames read too; masked below)
-    under_arm = None if wm.config.object_dims is None else objects_under_sim_arm(wm, eps, known_state)
+    under_arm = (objects_under_sim_arm(wm, eps, known_state) if wm.config.object_dims is not None and lifts
+                 else None)
+    # a task whose success the carried state shows (Stack) reads it off the video too
+    tested = None if wm.state_success is None or lifts else wm.state_success(video, imagined.agent_pos)
     rows = []
     for i, e in enumerate(eps):
         t = int(steps[i])
@@ -343,7 +348,8 @@ def evaluate_interaction(wm: WorldModel, rollouts: dict[str, list[Rollout]], sam
             **({"sim": bool((truth[:, z] > info.success_height).any()),
                 "state": bool((imagined.environment_state[i, :t, z] > info.success_height).any()),
                 "video": bool((video[i, :t, z] > info.success_height).any())} if lifts
-               else {"sim": e.success, "state": env_success}),
+               else {"sim": e.success, "state": env_success,
+                     **({} if tested is None else {"video": bool(tested[i, :t].any())})}),
             **({} if critic is None else {"critic": critic.critique(np.concatenate(
                 [e.pixels[:1], imagined.pixels[i, :t]]), e.instruction or info.instruction).success}),
             **({} if under_arm is None else {"arm": bool((under_arm[i, :t, 2] > info.success_height).any())}),

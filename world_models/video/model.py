@@ -84,7 +84,9 @@ class ImaginationState:
     and its fingers' opening velocities where the finger rule moves the fingers ([B,0] elsewhere); arm
     [B,arm.STATE_DIM] float64 the arm's joints, their velocities and the controller's posture target where
     the robot's own arm moves it (arm_physics; [B,0] elsewhere); frame_pose [B,P] the raw agent_pos in
-    `frame` (where the arm layer's arm_erase finds the arm the frame shows).
+    `frame` (where the arm layer's arm_erase finds the arm the frame shows); base [B,E] the start's raw
+    environment_state, whose entries the carried object does not move stay as they were (the green cube
+    of Stack; [B,0] for a model without carried object state).
     """
 
     latents: torch.Tensor
@@ -99,6 +101,7 @@ class ImaginationState:
     gripper: torch.Tensor
     arm: torch.Tensor
     frame_pose: torch.Tensor
+    base: torch.Tensor
 
     @property
     def batch_size(self) -> int:
@@ -160,6 +163,9 @@ class WorldModel(nn.Module):
         # success read off the carried object state: its centre above the task's height (None: the head)
         info = task_info(config.task)
         self.success_height = info.success_height if config.object_dims is not None else None
+        # ... or the task's success test on the carried state (functions, not the Task: the model deep-copies)
+        self.state_success = info.state_success if config.object_dims is not None else None
+        self.derive_state = info.derive_state
         # (rest height, lean, grasp reach, grasp gap low, high): numbers, not the Task, so the model deep-copies
         self.support = ((info.rest_height, info.lean, info.grasp_reach, *info.grasp_gap)
                         if info.rest_height is not None and info.grasp_gap is not None else None)
@@ -415,13 +421,15 @@ class WorldModel(nn.Module):
         else:
             newest = reference = torch.zeros_like(newest)
         if self.config.object_dims is None:
-            objects = torch.zeros(b, 0, device=self.device)
+            base = torch.zeros(b, 0, device=self.device)
+            objects = base
         else:
             if environment_state is None:
                 environment_state = self.read_state(pixels[:, -1])
             environment_state = check_poses(environment_state, (b, self.config.env_state_dim),
                                             "start environment_state")
-            objects = torch.as_tensor(np.asarray(environment_state), device=self.device)[:, self._object_index]
+            base = torch.as_tensor(np.asarray(environment_state), device=self.device).float()
+            objects = base[:, self._object_index]
         objects = objects.float().contiguous()
         gripper = torch.zeros(b, 0, device=self.device)
         if self.config.finger_rule:
@@ -432,7 +440,7 @@ class WorldModel(nn.Module):
             arm = self.physics_arm.solve(poses, torch.as_tensor(actions[:, -1]) if k > 1 else None)
         return ImaginationState(latents.contiguous(), poses.contiguous(), acts, text, keep, newest, reference,
                                 objects, objects.clone(), gripper.contiguous(), arm.contiguous(),
-                                poses[:, -1].clone())
+                                poses[:, -1].clone(), base.contiguous())
 
     def _object_features(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """[B,8]: the object's normalised height and orientation and its offset from the gripper."""
@@ -509,12 +517,18 @@ class WorldModel(nn.Module):
         rest, task_lean = self.support[:2]
         return objects[:, 2] <= rest + lean * task_lean
 
-    def environment_state(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-        """Raw environment_state [B,E] of carried object states [B,7] and agent_pos [B,P]."""
-        state = torch.empty(objects.shape[0], self.config.env_state_dim, device=objects.device)
+    def environment_state(self, objects: torch.Tensor, pose: torch.Tensor,
+                          base: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw environment_state [B,E] of carried object states [B,7] and agent_pos [B,P]: the start's state
+        `base` [B,E] (where the task's state holds more than the object's pose and offset) with the object,
+        its offset from the gripper and what the task derives from them (Task.derive_state) set."""
+        if base is not None and base.shape[1] == self.config.env_state_dim:
+            state = base.clone().float()
+        else:
+            state = torch.zeros(objects.shape[0], self.config.env_state_dim, device=objects.device)
         state[:, self._object_index] = objects
         state[:, self._offset_index] = objects[:, :3] - pose[:, :3]
-        return state
+        return state if self.derive_state is None else self.derive_state(state, pose)
 
     def compile_samplers(self) -> None:
         """torch.compile the DiTs that imagination samples with, in place, for inference: the weights are
@@ -681,7 +695,7 @@ class WorldModel(nn.Module):
             carried = state.objects if self.config.object_dims is not None else None
             pixels = self._pixels(latent, state, carried, pose if imagined else None)
             if self.config.object_dims is not None:
-                env_state = self.environment_state(state.objects, pose)
+                env_state = self.environment_state(state.objects, pose, state.base)
             elif self.config.pixel_probe:
                 env_state = self.probe(pixels_to_tensor(pixels)).float() * self._env_state_std + self._env_state_mean
             else:
@@ -691,6 +705,8 @@ class WorldModel(nn.Module):
         success = out[:, 1] > 0
         if self.success_height is not None:
             success = state.objects[:, 2] > self.success_height
+        elif self.state_success is not None:
+            success = self.state_success(env_state, pose.float())
         return StepOutput(pixels.cpu().numpy(), pose.cpu().numpy().astype(np.float32),
                           env_state.cpu().numpy().astype(np.float32), reward.cpu().numpy().astype(np.float32),
                           success.cpu().numpy(), latent)

@@ -147,7 +147,7 @@ class TrainWorldModelConfig(RunSettings):
         unknown = sorted(set(self.stages or []) - set(STAGES))
         if unknown:
             raise ValueError(f"stages {unknown} do not exist; choose from {list(RUN_ORDER)}")
-        if self.object_dynamics and task_info(self.task).object_pose is None:
+        if self.object_dynamics and self.tasks is None and task_info(self.task).object_pose is None:
             raise ValueError(f"task {self.task!r} has no object_pose in wow_gym/tasks, so its object cannot be "
                              "carried as state; set object_dynamics=false (and object_map=false)")
         if self.object_map and not (self.object_dynamics and self.pose_map):
@@ -171,9 +171,11 @@ class TrainWorldModelConfig(RunSettings):
         self.tasks = [task_info(t).name for t in self.tasks]
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"tasks names a task twice: {self.tasks}")
-        if self.object_dynamics or self.object_map:
-            raise ValueError("a shared world model carries no object state yet: set object_dynamics=false "
-                             "(and object_map=false)")
+        # each task with an object_pose carries its object with its own object dynamics (a per-task part); the
+        # parts that read the object state are shared, and not every task has one to give them
+        if self.object_map or self.pose_objects:
+            raise ValueError("a shared world model's DiT and pose dynamics read no object state: set "
+                             "object_map=false and pose_objects=false")
         if self.init is not None:  # each task's model starts from its section of a shared checkpoint
             held = json.loads((Path(self.init) / "config.json").read_text()).get("tasks")
             if not isinstance(held, dict):
@@ -183,8 +185,9 @@ class TrainWorldModelConfig(RunSettings):
             if missing:
                 raise ValueError(f"init={self.init} holds {sorted(held)}, not {missing}; a shared init "
                                  "must hold every task in tasks")
-        if {"distill", "objects"} & set(self.stages or []):
-            raise ValueError("a shared world model trains the stages autoencoder, pose, heads, probe and dit")
+        if "distill" in (self.stages or []):
+            raise ValueError("a shared world model trains the stages autoencoder, pose, heads, objects, "
+                             "probe and dit")
 
 
 def datasets_by_task(specs: list[DatasetSpec], tasks: list[str]) -> dict[str, list[DatasetSpec]]:
@@ -703,7 +706,8 @@ class SharedTrainer(StagedTrainer):
     """One world model for `config.tasks` (world_models/video/shared.py). A Trainer per task holds that task's
     data and model (its camera, statistics and heads, in <out>/tasks/<task>/); the task models are built on
     one autoencoder, DiT and pose dynamics, trained here on every task's data: each step draws its batch from
-    one task, chosen in proportion to the tasks' frames. The heads train per task. With init (a shared
+    one task, chosen in proportion to the tasks' frames. The heads, the probe and the object dynamics (of the
+    tasks whose object_pose lets them carry their object) train per task. With init (a shared
     checkpoint), each task's model starts from its section, and only `stages` (the DiT by default) train on.
     `run()` resumes."""
 
@@ -716,7 +720,8 @@ class SharedTrainer(StagedTrainer):
         self.trainers: dict[str, Trainer] = {}
         for name, specs in datasets_by_task(config.datasets, config.tasks or []).items():
             out = str(Path(config.out) / "tasks" / name.lower())
-            own = replace(config, task=name, tasks=None, datasets=specs, out=out)
+            carries = config.object_dynamics and task_info(name).object_pose is not None
+            own = replace(config, task=name, tasks=None, datasets=specs, out=out, object_dynamics=carries)
             self.trainers[name] = Trainer(own, make_sim)
         self.model = next(iter(self.trainers.values())).model  # holds the shared parts
         for trainer in self.trainers.values():
@@ -754,7 +759,7 @@ class SharedTrainer(StagedTrainer):
         if "pose" in stages:
             self._loop("pose", {"model": m.pose}, list(m.pose.parameters()), self.config.pose,
                        self._mixed(lambda t: t.pose_loss_fn()))
-        for stage in ("heads", "probe"):
+        for stage in ("heads", "objects", "probe"):
             if stage in stages:
                 for trainer in self.trainers.values():
                     getattr(trainer, f"_train_{stage}")()

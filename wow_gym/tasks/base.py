@@ -21,6 +21,12 @@ StageLabeller = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 # environment_state [N, E], agent_pos [N, P] and success [N] -> the simulator's shaped reward as named terms
 # [N] each (their sum is the reward), for a world model that imagines the object state
 StateReward = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
+# environment_state [N, E] and agent_pos [N, P], numpy arrays or torch tensors -> success [N] (bool), read off
+# the (imagined) state where the world model carries the task object
+StateSuccess = Callable[[ArrayT, ArrayT], ArrayT]
+# environment_state [N, E] and agent_pos [N, P] -> the same state with the entries that follow from the
+# carried object's position and the gripper's (offsets to other objects) recomputed, in place
+DeriveState = Callable[[ArrayT, ArrayT], ArrayT]
 
 
 def finger_gap(agent_pos: ArrayT) -> ArrayT:
@@ -69,6 +75,12 @@ class Task:
     # corruptions pose the object through it; None: the scene's first free joint
     object_joint: str | None = None
     state_reward: StateReward | None = field(default=None, compare=False)
+    # success read off a carried object's state (Stack: the red cube resting on the green one), where no
+    # success_height says it; None: the world model's success head
+    state_success: StateSuccess | None = field(default=None, compare=False)
+    # environment_state entries beyond object_pose and gripper_offset that move with the carried object or
+    # the gripper (Stack: the red cube's and the gripper's offsets to the green cube); None: none
+    derive_state: DeriveState | None = field(default=None, compare=False)
     # Support and gravity for an object carried as state: it rests at `rest_height` (its centre, metres) and
     # can rise more than `lean` above it only while held, i.e. within `grasp_reach` of the gripper with the
     # fingers' gap (agent_pos[7] - agent_pos[8]) inside `grasp_gap`; unheld above that, it falls.

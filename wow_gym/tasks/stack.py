@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from wow_gym.tasks.base import CriticStage, Task, stages_by_distance
+from wow_gym.tasks.base import ArrayT, CriticStage, Task, finger_gap, grasped, stages_by_distance
 
 # environment_state: cubeA_pos (3), cubeA_quat (4), cubeB_pos (3), cubeB_quat (4), cubeA_to_cubeB (3),
 # gripper_to_cubeA (3), gripper_to_cubeB (3); cubeA is the red cube the gripper moves.
 OBJECT_POSITION = slice(0, 3)
+OBJECT_POSE = slice(0, 7)  # the red cube's position, quaternion
 GRIPPER_OFFSET = slice(17, 20)  # red cube minus gripper
+BASE_POSITION = slice(7, 10)  # the green cube's position
+CUBE_HALF_EXTENTS = (0.02, 0.02, 0.02)  # robosuite Stack's red cube (fixed size; the green one is 0.025)
+# The success test on state, chosen on the training split (train-expert, -noisy, -walk: 42,000 frames, 99.2 %
+# of frames agree with the simulator's verdict, 1 false success): the red cube's centre within 2.5 cm of the
+# green cube's across and 4-5 cm above it (resting on it: 0.045 m), and not held (the fingers' gap round a
+# 4 cm cube with the cube within reach; robosuite asks for no finger contact).
+STACK_ACROSS = 0.025
+STACK_HEIGHT = (0.04, 0.05)
+GRASP_GAP = (0.034, 0.05)
+GRASP_REACH = 0.04
 NEAR = 0.03  # metres: the gripper is at the red cube
 STAGES = (
     CriticStage("approach", "no_reach", "the gripper stays {distance:.0f} cm from the red cube"),
@@ -15,6 +26,28 @@ STAGES = (
     CriticStage("grasped", "no_stack", "the red cube is grasped but not put on the green cube"),
     CriticStage("stacked", "", "the red cube stands on the green cube"),
 )
+
+
+
+def _length(x: ArrayT) -> ArrayT:
+    return (x * x).sum(-1) ** 0.5  # on arrays and tensors alike
+
+
+def stacked(state: ArrayT, agent_pos: ArrayT) -> ArrayT:
+    """Success on (imagined) environment_state [N, E] and agent_pos [N, P]: the red cube rests on the green
+    one and the gripper does not hold it."""
+    offset = state[..., OBJECT_POSITION] - state[..., BASE_POSITION]
+    held = grasped(_length(state[..., GRIPPER_OFFSET]), finger_gap(agent_pos), GRASP_REACH, GRASP_GAP)
+    return ((_length(offset[..., :2]) < STACK_ACROSS) & (offset[..., 2] > STACK_HEIGHT[0])
+            & (offset[..., 2] < STACK_HEIGHT[1]) & ~held)
+
+
+def derive_state(state: ArrayT, agent_pos: ArrayT) -> ArrayT:
+    """The offsets to the green cube, from the red cube's and the gripper's positions (in place)."""
+    state[..., 14:17] = state[..., BASE_POSITION] - state[..., OBJECT_POSITION]  # cubeA_to_cubeB
+    state[..., 20:23] = state[..., BASE_POSITION] - agent_pos[..., :3]  # gripper_to_cubeB
+    return state
+
 
 TASK = Task(
     name="Stack",
@@ -25,6 +58,10 @@ TASK = Task(
            "lower it onto the green cube and release"),
     object_position=OBJECT_POSITION,
     gripper_offset=GRIPPER_OFFSET,
+    object_pose=OBJECT_POSE,
+    state_success=stacked,
+    derive_state=derive_state,
+    object_extents=CUBE_HALF_EXTENTS,
     object_joint="cubeA_joint0",
     critic_stages=STAGES,
     stage_labels=stages_by_distance(GRIPPER_OFFSET, NEAR, len(STAGES)),

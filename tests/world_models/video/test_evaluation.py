@@ -342,3 +342,25 @@ def test_interaction_evaluation_reads_success_on_a_task_without_a_success_height
     assert every["success_agreement"] == 50.0
     assert "seen_video" not in every and "false_video" not in every
     assert stacked["object_error_copy_last_end_mm"] > 30  # the expert carried the red cube onto the green one
+
+
+def test_a_model_carrying_the_red_cube_reads_stack_success_off_the_state_and_the_video(stack_episodes):
+    """A Stack model that carries the red cube: its success is the task's test on the carried state, not its
+    success head (pinned here to always succeed), and the video is read with the same test (seen_video).
+    Its cube never moves here, so no stack is seen in the state, though the simulator stacks."""
+    from wow_gym.world_models.video.evaluation import evaluate_interaction
+
+    dim = stack_episodes["short"][0].environment_state.shape[1]
+    model = WorldModel.random("dit-test", task="Stack", instruction="stack the red cube on the green cube",
+                              env_state_dim=dim, object_dims=list(range(7)), object_offset_dims=[17, 18, 19])
+    with torch.no_grad():
+        model.reward.mlp[-1].weight.zero_()
+        model.reward.mlp[-1].bias[1] = 50.0
+        model.objects.net[-1].weight.zero_()
+        model.objects.net[-1].bias.fill_(-10.0)  # the moving gate shut: the cube stays where it started
+    result = evaluate_interaction(model, stack_episodes, horizon_error=4, known_state=True)
+    every = result.figures["all"]
+    assert every["sim_lifts"] == 1 and every["seen_state"] == 0.0 and every["false_state"] == 0.0
+    assert 0.0 <= every["seen_video"] <= 100.0 and 0.0 <= every["false_video"] <= 100.0
+    stayed = every["object_error_copy_last_h16_mm"]  # the cube stayed where it started
+    assert every["object_error_state_h16_mm"] == pytest.approx(stayed, abs=1e-3)

@@ -359,3 +359,37 @@ def test_imagination_switches_are_set_on_a_loaded_model_and_bad_ones_change_noth
     assert loaded.config.arm_physics and not loaded.config.finger_rule
     with pytest.raises(CheckpointError, match=r"world model \(.*wm\): unknown world-model option"):
         load_world_model("Lift", tmp_path / "wm", options={"physics": True})
+
+
+def test_a_model_carrying_stack_s_red_cube_keeps_the_green_one_and_reads_success_off_the_state():
+    """A Stack model carries the red cube only: the rest of its environment_state (the green cube) stays the
+    start's, the offsets that follow from the red cube are derived, and success is the task's test on that
+    state (the red cube resting on the green one, set in MuJoCo, where robosuite says success too)."""
+    from wow_gym.tasks.stack import TASK
+
+    env = RobosuiteEnv("Stack", use_camera=False)
+    try:
+        env.reset(seed=4)
+        sim_state, cube = env.get_sim_state(), env.object_qpos_index()
+        green = env.robosuite.sim.data.body_xpos[env.robosuite.cubeB_body_id]
+        sim_state[cube[:3]] = green + np.array([0.0, 0.0, 0.0449])
+        raw = env._restore(sim_state)
+        assert env.robosuite._check_success()
+        observation = env._observation(raw)
+    finally:
+        env.close()
+    start = observation["environment_state"][None]
+    wm = WorldModel.random("dit-test", task="Stack", env_state_dim=start.shape[1], object_dims=list(range(7)),
+                           object_offset_dims=[17, 18, 19])
+    with torch.no_grad():  # object dynamics that never moves the cube: the gate's logit far below zero
+        wm.objects.net[-1].weight.zero_()
+        wm.objects.net[-1].bias.fill_(-10.0)
+    frames = np.zeros((1, 1, 64, 64, 3), np.uint8)
+    state = wm.start(frames, observation["agent_pos"][None, None], environment_state=start)
+    out = wm.step(state, np.zeros((1, 7), np.float32))
+    imagined = out.environment_state[0]
+    np.testing.assert_allclose(imagined[:14], start[0, :14], atol=1e-6)  # both cubes where they were
+    np.testing.assert_allclose(imagined[14:17], start[0, 7:10] - start[0, :3], atol=1e-6)
+    np.testing.assert_allclose(imagined[17:20], start[0, :3] - out.agent_pos[0, :3], atol=1e-6)
+    np.testing.assert_allclose(imagined[20:23], start[0, 7:10] - out.agent_pos[0, :3], atol=1e-6)
+    assert bool(out.success[0]) == bool(TASK.state_success(imagined[None], out.agent_pos)[0]) is True

@@ -91,8 +91,11 @@ def test_carried_object_state_follows_its_dynamics_and_sets_success(lift_data):
 def test_object_config_is_checked(camera):
     with pytest.raises(ValueError, match="pose_objects needs object_dims"):
         WorldModelConfig(env_state_dim=10, pose_objects=True)
-    with pytest.raises(ValueError, match="cover environment_state"):
-        WorldModelConfig(env_state_dim=12, **OBJECTS)
+    with pytest.raises(ValueError, match="distinct entries of environment_state's 8"):
+        WorldModelConfig(env_state_dim=8, **OBJECTS)
+    with pytest.raises(ValueError, match="distinct entries"):
+        WorldModelConfig(env_state_dim=10, object_dims=list(range(7)), object_offset_dims=[6, 7, 8])
+    WorldModelConfig(env_state_dim=12, **OBJECTS)  # a state with more than the object (Stack's green cube)
     with pytest.raises(ValueError, match="7 environment_state entries"):
         WorldModelConfig(env_state_dim=10, object_dims=[0, 1, 2], object_offset_dims=[7, 8, 9])
     with pytest.raises(ValueError, match="object_map needs"):

@@ -139,3 +139,34 @@ def test_a_shared_model_trains_on_from_a_shared_checkpoint(shared, tmp_path):
     WorldModel.load(path, task="lift").save(single)
     with pytest.raises(ValueError, match="is one task's world model"):
         TrainWorldModelConfig(**base, tasks=["lift", "door"], init=str(single), out=str(tmp_path / "y"))
+
+
+def test_a_shared_model_carries_the_object_of_each_task_that_has_one(shared, tmp_path):
+    """object_dynamics on a shared init: the tasks with an object_pose (Lift here) get object dynamics of
+    their own, trained on their data; the others (Door) and the shared parts stay as they were."""
+    trainer, path = shared
+    datasets = [{"root": trainer.trainers[name].config.datasets[0].root} for name in ("Lift", "Door")]
+    base = {"task": "lift", "tasks": ["lift", "door"], "preset": "dit-test", "latent_channels": 4,
+            "datasets": datasets, "progress": False, "pixel_probe": False, **TINY}
+    with pytest.raises(ValueError, match="object_map=false and pose_objects=false"):
+        TrainWorldModelConfig(**base, object_map=True, out=str(tmp_path / "x"))
+    with pytest.raises(ValueError, match=r"stages=\['objects'\]"):
+        SharedTrainer(TrainWorldModelConfig(**base, init=str(path), out=str(tmp_path / "y")), RobosuiteEnv)
+    config = TrainWorldModelConfig(**base, init=str(path), stages=["objects"],
+                                   objects={"steps": 3, "batch_size": 4}, out=str(tmp_path / "objects"))
+    carried = SharedTrainer(config, RobosuiteEnv).run()
+    lift, door = WorldModel.load(carried, task="lift"), WorldModel.load(carried, task="door")
+    assert lift.config.object_dims == list(range(7)) and door.config.object_dims is None
+    assert "object_mean" in lift.stats and not hasattr(door, "objects")
+    before = WorldModel.load(path, task="door")
+    for part in ("dit", "reward", "pose"):  # nothing else trained
+        for name, weight in getattr(before, part).state_dict().items():
+            torch.testing.assert_close(getattr(door, part).state_dict()[name], weight)
+    episode = trainer.trainers["Lift"].data
+    state = lift.start(episode.pixels[None, :1].numpy(), episode.poses[None, :1].numpy(),
+                       environment_state=episode.env_states[:1].numpy())
+    out = lift.step(state, np.zeros((1, 7), np.float32))
+    # the carried cube (the gripper stands still, so it stays), with its offset from the gripper
+    np.testing.assert_allclose(out.environment_state[0, :3], episode.env_states[0, :3].numpy(), atol=0.02)
+    np.testing.assert_allclose(out.environment_state[0, 7:10],
+                               out.environment_state[0, :3] - out.agent_pos[0, :3], atol=1e-5)
