@@ -9,7 +9,6 @@ the DiT) is written to <out>/checkpoint as safetensors + config.json with the da
 from __future__ import annotations
 
 import io
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from collections.abc import Callable
@@ -25,14 +24,14 @@ from wow_gym.data.atomic import atomic_write_bytes
 from wow_gym.data.flat import flatten_episodes, read_episodes
 from wow_gym.registry import task_info
 from wow_gym.simulator import SimFactory
-from wow_gym.world_models.checkpoint import CheckpointError
+from wow_gym.world_models.checkpoint import CheckpointError, read_meta
 from wow_gym.world_models.staged import LossFn, RunSettings, StageConfig, StagedTrainer
 from wow_gym.world_models.text import embed_instructions
 from wow_gym.world_models.video.autoencoder import AutoencoderConfig, autoencoder_loss, pixels_to_tensor
 from wow_gym.world_models.video.config import FORMAT_VERSION, WorldModelConfig, default_stats
 from wow_gym.world_models.video.dit import DiTConfig
 from wow_gym.world_models.video.flow import euler_sample, flow_pair, sample_time
-from wow_gym.world_models.video.model import WorldModel
+from wow_gym.world_models.video.model import TRAIN_COMMAND, WorldModel
 from wow_gym.world_models.video.pose_map import project
 from wow_gym.world_models.video.shared import SHARED_MODULES, save_shared
 
@@ -177,7 +176,7 @@ class TrainWorldModelConfig(RunSettings):
             raise ValueError("a shared world model's DiT and pose dynamics read no object state: set "
                              "object_map=false and pose_objects=false")
         if self.init is not None:  # each task's model starts from its section of a shared checkpoint
-            held = json.loads((Path(self.init) / "config.json").read_text()).get("tasks")
+            held = read_meta(self.init, "world-model", TRAIN_COMMAND, FORMAT_VERSION).get("tasks")
             if not isinstance(held, dict):
                 raise ValueError(f"init={self.init} is one task's world model; a shared world model "
                                  "starts from scratch or from a shared one (world_models/checkpoints/tasks)")
