@@ -187,7 +187,8 @@ def test_episodes_run_in_waves_of_parallel_simulators_with_the_same_outcomes():
 
 
 def test_the_world_model_s_own_heads_can_pay_the_imagined_env():
-    """imagined_reward=heads, on Stack's model, which carries no object state (the state reward refuses it):
+    """imagined_reward=heads, on Stack's model, whose task has no shaped reward on state (the state reward
+    refuses it):
     the reward and success heads pay the imagined env, and exploitability is measured against the
     simulator's reward."""
     with pytest.raises(ValueError, match=r"one of \['auto', 'critic', 'state', 'heads'\]"):
@@ -250,3 +251,18 @@ def test_cli_runs_a_tiny_budget_under_unseen_randomization(ppo_zip, tmp_path, ca
     assert (out / "config.yaml").exists() and (out / "run.json").exists() and not list(out.glob("*.gif"))
     with pytest.raises(SystemExit, match="n_episodes must be >= 1"):
         main(["evaluate", "n_episodes=0", f"out={tmp_path / 'bad'}"])
+
+
+def test_auto_pays_the_shaped_reward_on_state_only_where_the_task_has_one():
+    """imagined_reward=auto: the shaped reward on the carried state for Lift; the critic for a Stack model that
+    carries its red cube but whose task has no shaped reward on state."""
+    from wow_gym.policies.evaluation import imagined_reward
+    from wow_gym.world_models import WorldModel
+
+    carried = {"object_dims": list(range(7))}
+    lift = WorldModel.random("dit-test", env_state_dim=10, object_offset_dims=[7, 8, 9], **carried)
+    stack = WorldModel.random("dit-test", task="Stack", env_state_dim=23, object_offset_dims=[17, 18, 19],
+                              **carried)
+    plain = WorldModel.random("dit-test", env_state_dim=10)
+    assert [imagined_reward("auto", m) for m in (lift, stack, plain)] == ["state", "critic", "critic"]
+    assert imagined_reward("heads", stack) == "heads"
