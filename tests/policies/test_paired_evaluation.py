@@ -254,8 +254,8 @@ def test_cli_runs_a_tiny_budget_under_unseen_randomization(ppo_zip, tmp_path, ca
 
 
 def test_auto_pays_the_shaped_reward_on_state_only_where_the_task_has_one():
-    """imagined_reward=auto: the shaped reward on the carried state for Lift; the critic for a Stack model that
-    carries its red cube but whose task has no shaped reward on state."""
+    """imagined_reward=auto: the shaped reward on the carried state for Lift; the critic for a Stack model
+    that carries its red cube but whose task has no shaped reward on state."""
     from wow_gym.policies.evaluation import imagined_reward
     from wow_gym.world_models import WorldModel
 
