@@ -444,6 +444,9 @@ class EvalWorldModelConfig:
     interaction_datasets: list[str] = field(default_factory=lambda: [
         f"data/lift/heldout-{s}" for s in ("expert", "noisy", "walk", "random", "replay-expert", "heavy-noise", "shaky",
                                            "pausing", "bc", "bc-noisy")])
+    # whole episodes start the carried object state from the simulator's recorded one, not the probe's
+    # reading of the first frame: the probe's start error apart from the dynamics' (no-op without one)
+    known_state: bool = False
     plan_horizon: int = 16
     examples: int = 4
     batch_size: int = 256
@@ -473,6 +476,7 @@ class EvalResults:
     finger_rule: bool = False  # the model's, as evaluated (WorldModelConfig.finger_rule)
     arm_physics: bool = False  # the model's, as evaluated (WorldModelConfig.arm_physics)
     arm_layer: str = "off"  # the model's, as evaluated: off, on, or on with the start frame's arm erased
+    known_state: bool = False  # whole episodes from the simulator's object state (EvalWorldModelConfig)
 
 
 def policy_source(root: str | Path) -> str:
@@ -562,7 +566,8 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
         whole = load_heldout(list(config.interaction_datasets), wm.config.image_size, config.max_episodes,
                              wm.config.task)
         critic = _video_critic(config.critic, wm)
-        interaction = evaluate_interaction(wm, whole, config.sampling_steps, critic=critic, **common)
+        interaction = evaluate_interaction(wm, whole, config.sampling_steps, critic=critic,
+                                           known_state=config.known_state, **common)
     sources: dict[str, list[str]] = {}
     for root in config.datasets:
         sources.setdefault(policy_source(root), []).append(str(root))
@@ -573,7 +578,8 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
     return EvalResults(str(path), wm.config.task, sources, episodes, open_loop, plan, sweep, acceptance,
                        time.perf_counter() - begin, wm.config.residual_deadband, interaction,
                        layer_mode(wm.config), wm.config.arm_contact, wm.config.finger_rule,
-                       wm.config.arm_physics, arm_layer_mode(wm.config))
+                       wm.config.arm_physics, arm_layer_mode(wm.config),
+                       config.known_state and wm.config.object_dims is not None)
 
 
 def compare_action_gain(first: str | Path, second: str | Path, horizon: int = 8, source: str | None = None

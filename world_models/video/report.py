@@ -214,6 +214,7 @@ def write_report(results: EvalResults, out_dir: str | Path, examples: list[Examp
     plots = _plots(results, out_dir)
     gifs = write_gifs(examples, out_dir)
     ol = results.open_loop
+    start = "the simulator's object state" if results.known_state else "the probe's reading"
     lines = [
         f"# World-model evaluation: {results.task}", "",
         (f"checkpoint `{results.checkpoint}`, commit `{git_commit()['commit']}`, "
@@ -221,6 +222,7 @@ def write_report(results: EvalResults, out_dir: str | Path, examples: list[Examp
          f"object layer {results.object_layer}, arm contact {'on' if results.arm_contact else 'off'}, "
          f"finger rule {'on' if results.finger_rule else 'off'}, "
          f"robot arm in MuJoCo {'on' if results.arm_physics else 'off'}, arm layer {results.arm_layer}, "
+         f"whole episodes start from {start}, "
          f"{sum(results.episodes.values())} held-out episodes "
          f"({', '.join(f'{s} {n}' for s, n in results.episodes.items())}), {results.seconds:.0f} s"), "",
         "## Headline figures (all sources)", "", *acceptance_lines(results.acceptance), "",

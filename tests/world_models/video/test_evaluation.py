@@ -364,3 +364,27 @@ def test_a_model_carrying_the_red_cube_reads_stack_success_off_the_state_and_the
     assert 0.0 <= every["seen_video"] <= 100.0 and 0.0 <= every["false_video"] <= 100.0
     stayed = every["object_error_copy_last_h16_mm"]  # the cube stayed where it started
     assert every["object_error_state_h16_mm"] == pytest.approx(stayed, abs=1e-3)
+
+
+def test_whole_episodes_can_start_from_the_simulator_s_object_state(tmp_path, heldout):
+    """known_state=true: the whole episodes start the carried object from the recorded state, not the probe's
+    reading of the first frame; the report says which. A model without carried state ignores it."""
+    wm = WorldModel.random("dit-test", env_state_dim=10, object_dims=list(range(7)),
+                           object_offset_dims=[7, 8, 9])
+    path = wm.save(tmp_path / "wm", dtype=torch.float32)
+    runs = {known: evaluate_world_model(EvalWorldModelConfig(
+        checkpoint=str(path), datasets=[str(heldout[0])], horizons=[1, 2], reference_horizon=2,
+        starts_per_episode=1, steps_sweep=[1], plan_horizon=0, examples=0, known_state=known,
+        interaction_datasets=[str(heldout[0])], critic="none", progress=False)) for known in (True, False)}
+    assert runs[True].known_state and not runs[False].known_state
+    errors = {k: r.interaction.figures["all"]["object_error_state_h16_mm"] for k, r in runs.items()}
+    assert errors[True] != errors[False]  # the random probe's reading is not the recorded state
+    write_report(runs[True], tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "whole episodes start from the simulator's object state" in report
+    plain = WorldModel.random("dit-test", env_state_dim=10).save(tmp_path / "plain", dtype=torch.float32)
+    result = evaluate_world_model(EvalWorldModelConfig(
+        checkpoint=str(plain), datasets=[str(heldout[0])], horizons=[1, 2], reference_horizon=2,
+        starts_per_episode=1, steps_sweep=[1], plan_horizon=0, examples=0, known_state=True,
+        interaction_datasets=[], progress=False))
+    assert not result.known_state
