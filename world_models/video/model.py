@@ -517,15 +517,11 @@ class WorldModel(nn.Module):
         rest, task_lean = self.support[:2]
         return objects[:, 2] <= rest + lean * task_lean
 
-    def environment_state(self, objects: torch.Tensor, pose: torch.Tensor,
-                          base: torch.Tensor | None = None) -> torch.Tensor:
+    def environment_state(self, objects: torch.Tensor, pose: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """Raw environment_state [B,E] of carried object states [B,7] and agent_pos [B,P]: the start's state
         `base` [B,E] (where the task's state holds more than the object's pose and offset) with the object,
         its offset from the gripper and what the task derives from them (Task.derive_state) set."""
-        if base is not None and base.shape[1] == self.config.env_state_dim:
-            state = base.clone().float()
-        else:
-            state = torch.zeros(objects.shape[0], self.config.env_state_dim, device=objects.device)
+        state = base.clone()
         state[:, self._object_index] = objects
         state[:, self._offset_index] = objects[:, :3] - pose[:, :3]
         return state if self.derive_state is None else self.derive_state(state, pose)
