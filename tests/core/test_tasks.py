@@ -193,3 +193,36 @@ def test_pickplacecan_success_and_derived_offsets_on_state_match_the_simulator(r
         env.close()
     assert verdicts == [("in the bin", True, True), ("held in the bin", False, False),
                         ("beside the bin", False, False)]
+
+
+def test_door_success_reward_and_derived_offset_on_state_match_the_simulator():
+    """Door's success test, shaped reward and derived door offset on state, against robosuite's own on hinge
+    and handle angles set in MuJoCo: shut, the handle turned, ajar below the success angle and open."""
+    task = TASKS["Door"]
+    env = RobosuiteEnv("Door", use_camera=False)
+    try:
+        env.reset(seed=4)
+        start, hinge = env.get_sim_state(), env.object_qpos_index()[0]
+        handle = env.qpos_slice.start + env.robosuite.handle_qpos_addr
+        verdicts = []
+        for place, angles in (("shut", (0.0, 0.0)), ("turned", (0.0, 1.2)), ("ajar", (0.2, 1.2)),
+                              ("open", (0.4, 0.3))):
+            sim_state = start.copy()
+            sim_state[[hinge, handle]] = angles
+            env._restore(sim_state)
+            observation = env._refresh()  # robosuite's relative observables read its cache of the last pass
+            state = np.asarray(observation["object-state"], np.float32)[None]
+            agent_pos = env._observation(observation)["agent_pos"][None]
+            simulated = bool(env.robosuite._check_success())
+            success = task.state_success(state, agent_pos)
+            verdicts.append((place, simulated, bool(success[0])))
+            terms = task.state_reward(state, agent_pos, success)
+            reward = sum(float(v[0]) for v in terms.values())
+            assert reward == pytest.approx(env.robosuite.reward(None), abs=1e-5)
+            derived = state.copy()
+            derived[:, 7:10] = 0.0
+            np.testing.assert_allclose(task.derive_state(derived, agent_pos), state, atol=1e-5)
+    finally:
+        env.close()
+    assert verdicts == [("shut", False, False), ("turned", False, False), ("ajar", False, False),
+                        ("open", True, True)]

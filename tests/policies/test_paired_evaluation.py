@@ -254,8 +254,8 @@ def test_cli_runs_a_tiny_budget_under_unseen_randomization(ppo_zip, tmp_path, ca
 
 
 def test_auto_pays_the_shaped_reward_on_state_only_where_the_task_has_one():
-    """imagined_reward=auto: the shaped reward on the carried state for Lift; the critic for a Stack model
-    that carries its red cube but whose task has no shaped reward on state."""
+    """imagined_reward=auto: the shaped reward on the carried state for Lift and Door; the critic for a Stack
+    model that carries its red cube but whose task has no shaped reward on state."""
     from wow_gym.policies.evaluation import imagined_reward
     from wow_gym.world_models import WorldModel
 
@@ -263,6 +263,9 @@ def test_auto_pays_the_shaped_reward_on_state_only_where_the_task_has_one():
     lift = WorldModel.random("dit-test", env_state_dim=10, object_offset_dims=[7, 8, 9], **carried)
     stack = WorldModel.random("dit-test", task="Stack", env_state_dim=23, object_offset_dims=[17, 18, 19],
                               **carried)
+    door = WorldModel.random("dit-test", task="Door", env_state_dim=14, object_dims=[3, 4, 5, 0, 1, 2, 6, 13],
+                             object_quaternion=False, object_offset_dims=[10, 11, 12])
     plain = WorldModel.random("dit-test", env_state_dim=10)
-    assert [imagined_reward("auto", m) for m in (lift, stack, plain)] == ["state", "critic", "critic"]
+    assert [imagined_reward("auto", m) for m in (lift, stack, door, plain)] == ["state", "critic", "state",
+                                                                               "critic"]
     assert imagined_reward("heads", stack) == "heads"

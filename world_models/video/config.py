@@ -39,10 +39,13 @@ class WorldModelConfig:
     # gripper is in the picture (world_models/pose_map.py). None: the pose is a global condition only.
     camera: list[list[float]] | None = None
     # Object state carried with its own dynamics (world_models/video/dynamics.py ObjectDynamics): the
-    # environment_state entries of the task object's position (3) then orientation quaternion (4), and those
-    # holding its position minus the gripper's. None: the object state is the probe's reading of each frame.
+    # environment_state entries of the task object's position (3) then orientation quaternion (4), or with
+    # object_quaternion false its position then the rest of its state (Door: the door's position, hinge and
+    # handle angles), and those holding its position minus the gripper's. None: the object state is the
+    # probe's reading of each frame.
     object_dims: list[int] | None = None
     object_offset_dims: list[int] | None = None
+    object_quaternion: bool = True
     # The object probe reads uint8 frames (PixelProbe) instead of the frame latent (LatentHead).
     pixel_probe: bool = False
     # The DiT is also told where the object is in the picture (needs camera and object_dims).
@@ -104,9 +107,12 @@ class WorldModelConfig:
         self.dit.object_map = self.object_map
         if self.object_dims is not None:
             dims = list(self.object_dims) + list(self.object_offset_dims or [])
-            if len(self.object_dims) != 7 or len(self.object_offset_dims or []) != 3:
-                raise ValueError("object_dims must name 7 environment_state entries (position, quaternion) and "
-                                 f"object_offset_dims 3, got {self.object_dims} and {self.object_offset_dims}")
+            if len(self.object_offset_dims or []) != 3 or (
+                    len(self.object_dims) != 7 if self.object_quaternion else len(self.object_dims) < 4):
+                shape = ("7 environment_state entries (position, quaternion)" if self.object_quaternion
+                         else "at least 4 environment_state entries (position, then the rest of its state)")
+                raise ValueError(f"object_dims must name {shape} and object_offset_dims 3, got "
+                                 f"{self.object_dims} and {self.object_offset_dims}")
             if len(set(dims)) != len(dims) or not all(0 <= d < self.env_state_dim for d in dims):
                 raise ValueError(f"object_dims + object_offset_dims must name distinct entries of "
                                  f"environment_state's {self.env_state_dim}, got {dims}")

@@ -12,8 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# WorldModel._object_features of a 7-D object pose: height, orientation quaternion and offset from the gripper
-OBJECT_FEATURES = 8
+
+
+def object_features(object_dim: int) -> int:
+    """How many numbers WorldModel._object_features gives for a carried object state of `object_dim`: all
+    but its x, y (height, orientation or joint angles, ...) and its offset from the gripper (3)."""
+    return object_dim - 2 + 3
 
 
 class PoseDynamics(nn.Module):
@@ -65,7 +69,9 @@ class LatentHead(nn.Module):
 
 
 class ObjectDynamics(nn.Module):
-    """Predicts the normalised change of the task object's pose (position, quaternion) over one control step.
+    """Predicts the normalised change of the task object's state over one control step: its pose (position,
+    quaternion), or its position and the rest of its state (Door: the door's position, the hinge's and the
+    handle's angles).
 
     Inputs (normalised): the gripper now and its change to the next step (agent_pos: position, orientation,
     finger joints), the object's height and orientation (not its x, y: pushing and carrying look the same
@@ -80,7 +86,7 @@ class ObjectDynamics(nn.Module):
     def __init__(self, pose_dim: int = 9, object_dim: int = 7, action_dim: int = 7, width: int = 256) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(2 * pose_dim + (object_dim - 2) + 3 + action_dim, width), nn.SiLU(),
+            nn.Linear(2 * pose_dim + object_features(object_dim) + action_dim, width), nn.SiLU(),
             nn.Linear(width, width), nn.SiLU(),
             nn.Linear(width, width), nn.SiLU(),
             nn.Linear(width, object_dim + 1),
@@ -88,7 +94,7 @@ class ObjectDynamics(nn.Module):
 
     def forward(self, pose: torch.Tensor, pose_change: torch.Tensor, object_features: torch.Tensor,
                 action: torch.Tensor) -> torch.Tensor:
-        """object_features [B, object_dim + 1]: the object's normalised height and orientation, its offset.
+        """object_features [B, object_dim + 1]: the object's normalised state but x, y, and its offset.
         Returns [B, object_dim + 1]: the normalised change, then the moving logit."""
         return self.net(torch.cat([pose, pose_change, object_features, action], dim=-1))
 

@@ -43,11 +43,11 @@ from wow_gym.world_models.video.config import FORMAT_VERSION, WorldModelConfig, 
 from wow_gym.world_models.video.contact import contact_stop
 from wow_gym.world_models.video.dit import DiTConfig, VideoDiT
 from wow_gym.world_models.video.dynamics import (
-    OBJECT_FEATURES,
     LatentHead,
     ObjectDynamics,
     PixelProbe,
     PoseDynamics,
+    object_features,
 )
 from wow_gym.world_models.video.fingers import finger_step, infer_gripper, push_between
 from wow_gym.world_models.video.flow import euler_sample, guided
@@ -74,19 +74,19 @@ def checkpoint_options() -> dict[str, Any]:
 class ImaginationState:
     """A batch of imagined episodes in flight (torch tensors on the model's device).
 
-    latents [B,K,C,h,w] normalised latents of the last K frames, oldest first; poses [B,2,P] raw agent_pos
-    of the last two steps; actions [B,H-1,A] the previous actions of the chunk; text [B,384]; keep_text [B];
+    latents [B,K,C,h,w] normalised latents of the last K frames, oldest first; poses [B,2,P] raw agent_pos of
+    the last two steps; actions [B,H-1,A] the previous actions of the chunk; text [B,384]; keep_text [B];
     frame [B,H,W,3] the newest real context frame and reference [B,H,W,3] its own decoding (float): a
-    residually decoded imagined frame is frame + (decoding - reference), and the residual deadband falls
-    back to frame (both zeros when the model does not decode residually); objects [B,7] the raw object
-    state (position, quaternion) carried by the object dynamics ([B,0] for a model without it), and anchor
-    [B,7] the object's state in `frame` (where the object layer finds it); gripper [B,3] the gripper's command
-    and its fingers' opening velocities where the finger rule moves the fingers ([B,0] elsewhere); arm
-    [B,arm.STATE_DIM] float64 the arm's joints, their velocities and the controller's posture target where
-    the robot's own arm moves it (arm_physics; [B,0] elsewhere); frame_pose [B,P] the raw agent_pos in
-    `frame` (where the arm layer's arm_erase finds the arm the frame shows); base [B,E] the start's raw
-    environment_state, whose entries the carried object does not move stay as they were (the green cube
-    of Stack; [B,0] for a model without carried object state).
+    residually decoded imagined frame is frame + (decoding - reference), and the residual deadband falls back
+    to frame (both zeros when the model does not decode residually); objects [B,O] the raw object state
+    (position, then quaternion or the rest of its state) carried by the object dynamics ([B,0] for a model
+    without it), and anchor [B,O] the object's state in `frame` (where the object layer finds it); gripper
+    [B,3] the gripper's command and its fingers' opening velocities where the finger rule moves the fingers
+    ([B,0] elsewhere); arm [B,arm.STATE_DIM] float64 the arm's joints, their velocities and the controller's
+    posture target where the robot's own arm moves it (arm_physics; [B,0] elsewhere); frame_pose [B,P] the raw
+    agent_pos in `frame` (where the arm layer's arm_erase finds the arm the frame shows); base [B,E] the
+    start's raw environment_state, whose entries the carried object does not move stay as they were (the green
+    cube of Stack; [B,0] for a model without carried object state).
     """
 
     latents: torch.Tensor
@@ -152,7 +152,8 @@ class WorldModel(nn.Module):
         # the distilled one-step sampler (train stage "distill"), used when imagining at 1 sampling step
         self.one_step_dit = VideoDiT(config.dit) if config.one_step else None
         self.pose = PoseDynamics(p, config.action_dim, width=config.pose_width,
-                                 object_features=OBJECT_FEATURES if config.pose_objects else 0)
+                                 object_features=object_features(len(config.object_dims))
+                                 if config.pose_objects else 0)
         self.probe = (PixelProbe(config.env_state_dim) if config.pixel_probe
                       else LatentHead(ae.latent_channels, ae.latent_size, config.env_state_dim,
                                       width=config.head_width))
@@ -443,7 +444,8 @@ class WorldModel(nn.Module):
                                 poses[:, -1].clone(), base.contiguous())
 
     def _object_features(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-        """[B,8]: the object's normalised height and orientation and its offset from the gripper."""
+        """[B,O+1] (dynamics.object_features): the object's normalised state but its x, y (height and
+        orientation, or joint angles) and its offset from the gripper."""
         return torch.cat([self._norm(objects, "object")[:, 2:], (objects[:, :3] - pose[:, :3]) / self._offset_std], 1)
 
     def _pose_step(self, poses: torch.Tensor, action: torch.Tensor, prev: torch.Tensor,
@@ -464,7 +466,7 @@ class WorldModel(nn.Module):
 
     def _object_step(self, poses: torch.Tensor, objects: torch.Tensor, action: torch.Tensor,
                      with_logit: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Raw object states [B,7] one step on, given raw agent_pos [B,2,P] (now, next) and actions [B,A]: the
+        """Raw object states [B,O] one step on, given raw agent_pos [B,2,P] (now, next) and actions [B,A]: the
         predicted change where the dynamics says the object moves, none elsewhere (with_logit: and the
         moving logit [B]; the gate passes gradients straight through)."""
         now, nxt = poses[:, 0], poses[:, 1]
@@ -474,8 +476,9 @@ class WorldModel(nn.Module):
         soft = torch.sigmoid(logit)
         gate = ((logit > 0).float() - soft).detach() + soft
         moved = objects + gate[:, None] * out[:, :-1] * self._dobject_std
-        quat = moved[:, QUAT]
-        moved = torch.cat([moved[:, :3], quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-6)], dim=1)
+        if self.config.object_quaternion:
+            quat = moved[:, QUAT]
+            moved = torch.cat([moved[:, :3], quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-6)], dim=1)
         if self.support is not None:
             moved = self._supported(moved, objects, poses)
         return (moved, logit) if with_logit else moved
@@ -518,7 +521,7 @@ class WorldModel(nn.Module):
         return objects[:, 2] <= rest + lean * task_lean
 
     def environment_state(self, objects: torch.Tensor, pose: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-        """Raw environment_state [B,E] of carried object states [B,7] and agent_pos [B,P]: the start's state
+        """Raw environment_state [B,E] of carried object states [B,O] and agent_pos [B,P]: the start's state
         `base` [B,E] (where the task's state holds more than the object's pose and offset) with the object,
         its offset from the gripper and what the task derives from them (Task.derive_state) set."""
         state = base.clone()

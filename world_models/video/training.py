@@ -264,10 +264,13 @@ class TrainingData:
 
 
 def object_dims(task: str, env_state_dim: int) -> tuple[list[int], list[int]]:
-    """The environment_state entries of the task object's pose and of its offset from the gripper."""
+    """The environment_state entries of the task object's carried state (Task.object_pose) and of its offset
+    from the gripper."""
     info = task_info(task)
-    pose = list(range(env_state_dim))[info.object_pose]
-    offset = list(range(env_state_dim))[info.gripper_offset]
+    entries = list(range(env_state_dim))
+    pose = (entries[info.object_pose] if isinstance(info.object_pose, slice)
+            else [entries[i] for i in info.object_pose])
+    offset = entries[info.gripper_offset]
     return pose, offset
 
 
@@ -328,7 +331,8 @@ class Trainer(StagedTrainer):
                 autoencoder=AutoencoderConfig(image_size=config.image_size, latent_channels=config.latent_channels),
                 dit=DiTConfig(preset=config.preset, patch=config.patch),
                 camera=task_camera(make_sim, info.name, config.image_size) if config.pose_map else None,
-                object_dims=dims, object_offset_dims=offset, pixel_probe=config.pixel_probe,
+                object_dims=dims, object_offset_dims=offset, object_quaternion=info.object_quaternion,
+                pixel_probe=config.pixel_probe,
                 object_map=config.object_map, pose_objects=config.pose_objects and dims is not None,
                 pose_width=config.pose_width or WorldModelConfig.pose_width, head_width=config.head_width,
                 object_layer=self._layered(dims is not None, config.pose_map),
@@ -369,6 +373,7 @@ class Trainer(StagedTrainer):
         added = []
         if dims is not None and old.object_dims is None:
             new.object_dims, new.object_offset_dims = dims, offset
+            new.object_quaternion = task_info(old.task).object_quaternion
             added.append("objects")
         if cfg.pixel_probe and not old.pixel_probe:
             new.pixel_probe = True
@@ -542,9 +547,10 @@ class Trainer(StagedTrainer):
                 moving = ((truth[:, :3] - before[:, :3]).norm(dim=-1) > cfg.object_still).float()
                 gate_loss = gate_loss + F.binary_cross_entropy_with_logits(logit, moving)
                 error = (objects - truth) / m._dobject_std
-                flipped = (objects[:, 3:] + truth[:, 3:]) / m._dobject_std[3:]  # q and -q: one rotation
-                object_loss = object_loss + torch.cat([error[:, :3].pow(2), torch.minimum(
-                    error[:, 3:].pow(2), flipped.pow(2))], 1).mean()
+                if m.config.object_quaternion:
+                    flipped = (objects[:, 3:] + truth[:, 3:]) / m._dobject_std[3:]  # q and -q: one rotation
+                    error = torch.cat([error[:, :3], torch.minimum(error[:, 3:].abs(), flipped.abs())], 1)
+                object_loss = object_loss + error.pow(2).mean()
             loss = (object_loss + gate_loss) / steps
             position = (objects[:, :3] - truth[:, :3]).norm(dim=-1).mean()
             return loss, {"loss": loss.item(), "moving_bce": gate_loss.item() / steps,

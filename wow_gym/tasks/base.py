@@ -69,8 +69,11 @@ class Task:
     object_position: slice = field(hash=False)
     gripper_offset: slice = field(hash=False)
     # where environment_state holds the object's full pose (position 3, quaternion 4), when the world model can
-    # carry it with learned dynamics (world_models/video/dynamics.py ObjectDynamics); None: it cannot yet
-    object_pose: slice | None = field(default=None, hash=False)
+    # carry it with learned dynamics (world_models/video/dynamics.py ObjectDynamics); None: it cannot yet. An
+    # object that is not one free body (Door) gives, with object_quaternion false, the entries of its position
+    # (3) then of the rest of its state (a slice, or indices in order)
+    object_pose: slice | tuple[int, ...] | None = field(default=None, hash=False)
+    object_quaternion: bool = True
     # the MuJoCo joint that moves the task object (a free joint, or a hinge such as the door's): the critic's
     # corruptions pose the object through it; None: the scene's first free joint
     object_joint: str | None = None

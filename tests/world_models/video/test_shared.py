@@ -142,8 +142,9 @@ def test_a_shared_model_trains_on_from_a_shared_checkpoint(shared, tmp_path):
 
 
 def test_a_shared_model_carries_the_object_of_each_task_that_has_one(shared, tmp_path):
-    """object_dynamics on a shared init: the tasks with an object_pose (Lift here) get object dynamics of
-    their own, trained on their data; the others (Door) and the shared parts stay as they were."""
+    """object_dynamics on a shared init: each task gets object dynamics of its own, trained on its data (Lift
+    its cube's pose; Door its handle's and door's positions and the hinge's and handle's angles, no
+    quaternion); the shared parts and the heads stay as they were."""
     trainer, path = shared
     datasets = [{"root": trainer.trainers[name].config.datasets[0].root} for name in ("Lift", "Door")]
     base = {"task": "lift", "tasks": ["lift", "door"], "preset": "dit-test", "latent_channels": 4,
@@ -156,8 +157,9 @@ def test_a_shared_model_carries_the_object_of_each_task_that_has_one(shared, tmp
                                    objects={"steps": 3, "batch_size": 4}, out=str(tmp_path / "objects"))
     carried = SharedTrainer(config, RobosuiteEnv).run()
     lift, door = WorldModel.load(carried, task="lift"), WorldModel.load(carried, task="door")
-    assert lift.config.object_dims == list(range(7)) and door.config.object_dims is None
-    assert "object_mean" in lift.stats and not hasattr(door, "objects")
+    assert lift.config.object_dims == list(range(7)) and lift.config.object_quaternion
+    assert door.config.object_dims == [3, 4, 5, 0, 1, 2, 6, 13] and not door.config.object_quaternion
+    assert "object_mean" in lift.stats and len(door.stats["object_mean"]) == 8
     before = WorldModel.load(path, task="door")
     for part in ("dit", "reward", "pose"):  # nothing else trained
         for name, weight in getattr(before, part).state_dict().items():
@@ -170,3 +172,30 @@ def test_a_shared_model_carries_the_object_of_each_task_that_has_one(shared, tmp
     np.testing.assert_allclose(out.environment_state[0, :3], episode.env_states[0, :3].numpy(), atol=0.02)
     np.testing.assert_allclose(out.environment_state[0, 7:10],
                                out.environment_state[0, :3] - out.agent_pos[0, :3], atol=1e-5)
+    data = trainer.trainers["Door"].data  # the door's state carried, its offsets from the gripper derived
+    start = data.env_states[:1].repeat(2, 1).numpy()
+    start[1, 6] = 0.5  # the second door starts open
+    state = door.start(data.pixels[:1].repeat(2, 1, 1, 1, 1).numpy(), data.poses[:1].repeat(2, 1, 1).numpy(),
+                       environment_state=start)
+    out = door.step(state, np.zeros((2, 7), np.float32))
+    carried = out.environment_state
+    np.testing.assert_allclose(carried[:, [6, 13]], start[:, [6, 13]], atol=0.05)
+    np.testing.assert_allclose(carried[:, 7:10], carried[:, 0:3] - out.agent_pos[:, :3], atol=1e-5)
+    np.testing.assert_allclose(carried[:, 10:13], carried[:, 3:6] - out.agent_pos[:, :3], atol=1e-5)
+    assert out.success.tolist() == [False, True]  # the hinge's angle decides, not the success head
+
+    from wow_gym.data.dataset_reader import DatasetReader
+    from wow_gym.tasks.door import shaped_reward
+
+    episode = DatasetReader(trainer.trainers["Door"].config.datasets[0].root)[0]
+    env = gym.make("WoW/Door-Imagined-v0", model=door, reward_model="state")  # robosuite's reward on state
+    try:
+        env.reset(seed=0, options={"episode": episode, "start": 1})
+        observation, reward, _, _, info = env.step(episode.action[1])
+    finally:
+        env.close()
+    terms = {k: info[f"reward_state_{k}"] for k in ("reach", "turn", "open")}
+    expected = shaped_reward(observation["environment_state"][None], observation["agent_pos"][None],
+                             np.array([info["is_success"]]))
+    assert terms == pytest.approx({k: float(v[0]) for k, v in expected.items()})
+    assert reward == pytest.approx(sum(terms.values())) and 0 < reward <= 1
