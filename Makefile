@@ -445,11 +445,12 @@ bench-imagine-tasks: $(STAMP)
 			out=outputs/bench-imagine/$(t) && ) true
 # One world model shared by Stack, Door and PickPlaceCan (world_models/video/shared.py): autoencoder, DiT
 # (dit-mini) and pose dynamics trained on the three tasks' expert, noisy-expert and walk episodes (each step
-# one task's batch, drawn by frames), each task's own camera, statistics and heads (48 wide: 8.8 MB in all).
-# Then, on that model, Stack's red cube and PickPlaceCan's can carried as state with object dynamics of their
-# own (Task.object_pose) and drawn by the object layer, and each task's pixel probe (the start state off a
-# frame), trained on more placements of the two objects (tasks-placements); the DiT and the rest stay as
-# trained.
+# one task's batch, drawn by frames), each task's own camera, statistics and heads (48 wide; 9.0 MB in all
+# with the objects below).
+# Then, on that model, Stack's red cube, PickPlaceCan's can (both drawn by the object layer) and Door's
+# handle, door, hinge and handle angles carried as state with object dynamics of their own (Task.object_pose),
+# and each task's pixel probe (the start state off a frame), trained on more placements of the two objects
+# (tasks-placements); the DiT and the rest stay as trained.
 SHARED_DATA = [$(call TASK_TRAIN,stack), $(call TASK_TRAIN,door), $(call TASK_TRAIN,pickplacecan)]
 PLACED_DATA = [$(call TASK_TRAIN,stack), $(call TASK_TRAIN,door), $(call TASK_TRAIN,pickplacecan), \
 	{root: data/stack/train-placements}, {root: data/pickplacecan/train-placements}]

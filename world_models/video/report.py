@@ -152,7 +152,9 @@ def _sections(results: EvalResults) -> list[str]:
                    "of the imagined one (where the state lifts and this does not, the imagined arm's drift "
                    "made the lift). Object error in mm against the simulator's true state. A task without a "
                    "success height (Stack, Door, PickPlaceCan) counts successes instead: the simulator's "
-                   "against the imagined env's success head (state) and the critic's verdict."), "",
+                   "against the imagined env's (state: the task's test on the carried state, or the success "
+                   "head of a model that carries none), the task's test on the probe's reading of the "
+                   "imagined video (video) and the critic's verdict."), "",
                   (f"| source | episodes | sim {event} | seen {read} % | false {read} % | seen / false "
                    "with the simulated arm % | success agrees % | object mm h=16 state / video / copy-last | "
                    "object mm end state / video / copy-last |"), "|---|" + "---:|" * 8]
