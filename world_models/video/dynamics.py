@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 
-
 def object_features(object_dim: int) -> int:
     """How many numbers WorldModel._object_features gives for a carried object state of `object_dim`: all
     but its x, y (height, orientation or joint angles, ...) and its offset from the gripper (3)."""

@@ -98,6 +98,11 @@ def test_object_config_is_checked(camera):
     WorldModelConfig(env_state_dim=12, **OBJECTS)  # a state with more than the object (Stack's green cube)
     with pytest.raises(ValueError, match="7 environment_state entries"):
         WorldModelConfig(env_state_dim=10, object_dims=[0, 1, 2], object_offset_dims=[7, 8, 9])
+    # an object that is not one free body (Door): its position, then the rest of its state, no quaternion
+    door = {"env_state_dim": 14, "object_offset_dims": [10, 11, 12], "object_quaternion": False}
+    WorldModelConfig(object_dims=[3, 4, 5, 0, 1, 2, 6, 13], **door)
+    with pytest.raises(ValueError, match="at least 4 environment_state entries"):
+        WorldModelConfig(object_dims=[3, 4, 5], **door)
     with pytest.raises(ValueError, match="object_map needs"):
         WorldModelConfig(env_state_dim=10, object_map=True, camera=camera)
 
