@@ -267,11 +267,9 @@ def object_dims(task: str, env_state_dim: int) -> tuple[list[int], list[int]]:
     """The environment_state entries of the task object's carried state (Task.object_pose) and of its offset
     from the gripper."""
     info = task_info(task)
-    entries = list(range(env_state_dim))
-    pose = (entries[info.object_pose] if isinstance(info.object_pose, slice)
-            else [entries[i] for i in info.object_pose])
-    offset = entries[info.gripper_offset]
-    return pose, offset
+    entries = range(env_state_dim)
+    pose = entries[info.object_pose] if isinstance(info.object_pose, slice) else info.object_pose
+    return list(pose), list(entries[info.gripper_offset])
 
 
 def object_stats(data: TrainingData, dims: list[int], offset: list[int]) -> dict[str, list[float]]:

@@ -10,20 +10,20 @@ from wow_gym.tasks.base import ArrayT, CriticStage, Task, stages_by_distance
 # handle_qpos (1). The handle is what the gripper moves; the door body swings with the hinge.
 DOOR_POSITION = slice(0, 3)
 OBJECT_POSITION = slice(3, 6)
-HINGE = 6
+HINGE_ANGLE = 6
 DOOR_OFFSET = slice(7, 10)  # door minus gripper
 GRIPPER_OFFSET = slice(10, 13)  # handle minus gripper
-HANDLE = 13
+HANDLE_ANGLE = 13
 # What the world model carries of the door (world_models/video/dynamics.py ObjectDynamics): the handle's
 # position, the door body's, the hinge's and the handle's angles; the offsets to the gripper follow
-CARRIED = (3, 4, 5, 0, 1, 2, HINGE, HANDLE)
+CARRIED = (3, 4, 5, 0, 1, 2, HINGE_ANGLE, HANDLE_ANGLE)
 OPEN = 0.3  # radians: robosuite Door's success, the hinge turned past this
 NEAR = 0.03  # metres: the gripper is at the handle
 
 
 def opened(state: ArrayT, agent_pos: ArrayT) -> ArrayT:
     """robosuite Door's success on (imagined) environment_state [N, E]: the hinge turned past 0.3 rad."""
-    return state[..., HINGE] > OPEN
+    return state[..., HINGE_ANGLE] > OPEN
 
 
 def derive_state(state: ArrayT, agent_pos: ArrayT) -> ArrayT:
@@ -37,7 +37,7 @@ def shaped_reward(state: np.ndarray, agent_pos: np.ndarray, success: np.ndarray)
     handle and 0.25 |handle angle| / (pi / 2), at most 0.25, or 1 on success."""
     distance = np.linalg.norm(state[:, GRIPPER_OFFSET], axis=1)
     reach = np.where(success, 0.0, 0.25 * (1 - np.tanh(10 * distance)))
-    turn = np.where(success, 0.0, np.clip(0.25 * np.abs(state[:, HANDLE] / (0.5 * np.pi)), -0.25, 0.25))
+    turn = np.where(success, 0.0, np.minimum(0.25 * np.abs(state[:, HANDLE_ANGLE]) / (0.5 * np.pi), 0.25))
     return {"reach": reach.astype(np.float32), "turn": turn.astype(np.float32),
             "open": success.astype(np.float32)}
 
