@@ -451,8 +451,7 @@ def imagined_vector_env(config: EvaluateConfig, model: Any, critic: Any) -> Imag
 
 def imagined_reward(name: str, model: Any) -> str:
     """critic or state: `name`, or for auto the state where the model carries the object state and its task
-    has a shaped reward on it (Task.state_reward: Lift, Door; Stack and PickPlaceCan carry their object
-    without one)."""
+    has a shaped reward on it (Task.state_reward: every shipped task has one), else the critic."""
     if name == "auto":
         carries = model.config.object_dims is not None
         return "state" if carries and task_info(model.config.task).state_reward is not None else "critic"

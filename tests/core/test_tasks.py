@@ -2,6 +2,7 @@
 with, the environment_state slices true to the simulator, and a task added from outside registering."""
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 
@@ -130,9 +131,10 @@ def test_a_task_without_a_hint_for_a_failure_is_refused():
              stage_labels=stages_by_distance(slice(7, 10), 0.03, 2), failure_hints={}, distractors=())
 
 
-def test_stack_success_and_derived_offsets_on_state_match_the_simulator():
-    """Stack's success test on state and its derived offsets, against robosuite's own on poses set in MuJoCo:
-    the red cube resting on the green one (success), beside it on the table and held above it (no success)."""
+def test_stack_success_reward_and_derived_offsets_on_state_match_the_simulator():
+    """Stack's success test, shaped reward and derived offsets on state, against robosuite's own on poses set
+    in MuJoCo: the red cube resting on the green one (success), beside it on the table, held above it and
+    held up off to the side (no success)."""
     task = TASKS["Stack"]
     env = RobosuiteEnv("Stack", use_camera=False)
     try:
@@ -141,7 +143,7 @@ def test_stack_success_and_derived_offsets_on_state_match_the_simulator():
         green = env.robosuite.sim.data.body_xpos[env.robosuite.cubeB_body_id].copy()
         verdicts = []
         for place, offset in (("on", (0.0, 0.0, 0.0449)), ("beside", (0.08, 0.0, -0.005)),
-                              ("above", (0.0, 0.0, 0.12))):
+                              ("above", (0.0, 0.0, 0.12)), ("aside", (0.15, -0.1, 0.1))):
             sim_state = start.copy()
             sim_state[cube[:3]] = green + np.asarray(offset)
             env._restore(sim_state)
@@ -149,19 +151,23 @@ def test_stack_success_and_derived_offsets_on_state_match_the_simulator():
             state = np.asarray(observation["object-state"], np.float32)[None]
             agent_pos = env._observation(observation)["agent_pos"][None]
             simulated = bool(env.robosuite._check_success())
-            verdicts.append((place, simulated, bool(task.state_success(state, agent_pos)[0])))
+            success = task.state_success(state, agent_pos)
+            verdicts.append((place, simulated, bool(success[0])))
+            terms = task.state_reward(state, agent_pos, success)
+            assert sum(float(v[0]) for v in terms.values()) == pytest.approx(env.robosuite.reward(None), abs=1e-5)
             derived = state.copy()
             derived[:, 14:17] = derived[:, 20:23] = 0.0
             np.testing.assert_allclose(task.derive_state(derived, agent_pos), state, atol=1e-5)
     finally:
         env.close()
-    assert verdicts == [("on", True, True), ("beside", False, False), ("above", False, False)]
+    assert verdicts == [("on", True, True), ("beside", False, False), ("above", False, False),
+                        ("aside", False, False)]
 
 
-def test_pickplacecan_success_and_derived_offsets_on_state_match_the_simulator(rng):
-    """PickPlaceCan's success test on state and its can-in-the-gripper's-frame entries, against robosuite's on
-    states set in MuJoCo (the gripper turned by random actions): the can in its bin, in the bin with the
-    gripper at it, beside the bin."""
+def test_pickplacecan_success_reward_and_derived_offsets_on_state_match_the_simulator(rng):
+    """PickPlaceCan's success test, shaped reward and can-in-the-gripper's-frame entries on state, against
+    robosuite's on states set in MuJoCo (the gripper turned by random actions): the can in its bin, in the bin
+    with the gripper at it, beside the bin, and up in the air above the bin."""
     task = TASKS["PickPlaceCan"]
     env = RobosuiteEnv("PickPlaceCan", use_camera=False)
     try:
@@ -169,20 +175,29 @@ def test_pickplacecan_success_and_derived_offsets_on_state_match_the_simulator(r
         for _ in range(5):
             env.step(rng.uniform(-1, 1, 7).astype(np.float32))
         start, can = env.get_sim_state(), env.object_qpos_index()
+        # robosuite parks the three other objects at z = 10 m, whence they fall to the floor by about step 30;
+        # until then its lifting stage counts them as lifted (shaped_reward leaves that out): land them
+        for other in env.robosuite.objects[:3]:
+            joint = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_JOINT, other.joints[0])
+            start[env.qpos_slice.start + env.model.jnt_qposadr[joint] + 2] = 0.05
         verdicts = []
-        for place in ("in the bin", "held in the bin", "beside the bin"):
+        places = {"in the bin": (0.2, 0.40, 0.86), "beside the bin": (0.2, 0.0, 0.86), "above the bin": (0.2, 0.35, 1.0)}
+        for place in ("in the bin", "held in the bin", "beside the bin", "above the bin"):
             sim_state = start.copy()
             if place == "held in the bin":
                 eef = env.robosuite.sim.data.site_xpos[env.robosuite.robots[0].eef_site_id["right"]]
                 sim_state[can[:3]] = eef + np.array([0.0, 0.0, -0.02])
             else:
-                sim_state[can[:3]] = (0.2, 0.40 if place == "in the bin" else 0.0, 0.86)
+                sim_state[can[:3]] = places[place]
             env._restore(sim_state)
             observation = env._refresh()  # robosuite's relative observables read its cache of the last pass
             simulated = bool(env.robosuite._check_success())
             state = np.asarray(observation["object-state"], np.float32)[None]
             agent_pos = env._observation(observation)["agent_pos"][None]
-            verdicts.append((place, simulated, bool(task.state_success(state, agent_pos)[0])))
+            success = task.state_success(state, agent_pos)
+            verdicts.append((place, simulated, bool(success[0])))
+            terms = task.state_reward(state, agent_pos, success)
+            assert sum(float(v[0]) for v in terms.values()) == pytest.approx(env.robosuite.reward(None), abs=1e-5), place
             derived = state.copy()
             derived[:, :7] = 0.0
             derived = task.derive_state(derived, agent_pos)
@@ -192,7 +207,7 @@ def test_pickplacecan_success_and_derived_offsets_on_state_match_the_simulator(r
     finally:
         env.close()
     assert verdicts == [("in the bin", True, True), ("held in the bin", False, False),
-                        ("beside the bin", False, False)]
+                        ("beside the bin", False, False), ("above the bin", False, False)]
 
 
 def test_door_success_reward_and_derived_offset_on_state_match_the_simulator():

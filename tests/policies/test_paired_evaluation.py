@@ -187,10 +187,8 @@ def test_episodes_run_in_waves_of_parallel_simulators_with_the_same_outcomes():
 
 
 def test_the_world_model_s_own_heads_can_pay_the_imagined_env():
-    """imagined_reward=heads, on Stack's model, whose task has no shaped reward on state (the state reward
-    refuses it):
-    the reward and success heads pay the imagined env, and exploitability is measured against the
-    simulator's reward."""
+    """imagined_reward=heads, on the shipped shared model's Stack: the reward and success heads pay the
+    imagined env, and exploitability is measured against the simulator's reward."""
     with pytest.raises(ValueError, match=r"one of \['auto', 'critic', 'state', 'heads'\]"):
         EvaluateConfig(imagined_reward="head")
     config = EvaluateConfig(task="stack", policies=[{"name": "zero", "kind": "zero"}], n_episodes=1,
@@ -254,9 +252,13 @@ def test_cli_runs_a_tiny_budget_under_unseen_randomization(ppo_zip, tmp_path, ca
 
 
 def test_auto_pays_the_shaped_reward_on_state_only_where_the_task_has_one():
-    """imagined_reward=auto: the shaped reward on the carried state for Lift and Door; the critic for a Stack
-    model that carries its red cube but whose task has no shaped reward on state."""
+    """imagined_reward=auto: the shaped reward on the carried state for every shipped task (Lift, Stack, Door,
+    PickPlaceCan); the critic for a model that reads its object off frames, and for a task registered
+    without a shaped reward on state."""
+    import dataclasses
+
     from wow_gym.policies.evaluation import imagined_reward
+    from wow_gym.tasks import TASKS, register_task, unregister_task
     from wow_gym.world_models import WorldModel
 
     carried = {"object_dims": list(range(7))}
@@ -265,7 +267,15 @@ def test_auto_pays_the_shaped_reward_on_state_only_where_the_task_has_one():
                               **carried)
     door = WorldModel.random("dit-test", task="Door", env_state_dim=14, object_dims=[3, 4, 5, 0, 1, 2, 6, 13],
                              object_quaternion=False, object_offset_dims=[10, 11, 12])
+    can = WorldModel.random("dit-test", task="PickPlaceCan", env_state_dim=14, object_offset_dims=[0, 1, 2],
+                            object_dims=list(range(7, 14)))
     plain = WorldModel.random("dit-test", env_state_dim=10)
-    assert [imagined_reward("auto", m) for m in (lift, stack, door, plain)] == ["state", "critic", "state",
-                                                                               "critic"]
+    assert [imagined_reward("auto", m) for m in (lift, stack, door, can, plain)] == ["state"] * 4 + ["critic"]
+    register_task(dataclasses.replace(TASKS["Stack"], name="StackUnpaid", state_reward=None))
+    try:
+        unpaid = WorldModel.random("dit-test", task="StackUnpaid", env_state_dim=23,
+                                   object_offset_dims=[17, 18, 19], **carried)
+        assert imagined_reward("auto", unpaid) == "critic"
+    finally:
+        unregister_task("StackUnpaid")
     assert imagined_reward("heads", stack) == "heads"
