@@ -241,3 +241,35 @@ def test_door_success_reward_and_derived_offset_on_state_match_the_simulator():
         env.close()
     assert verdicts == [("shut", False, False), ("turned", False, False), ("ajar", False, False),
                         ("open", True, True)]
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_the_shaped_reward_on_state_follows_the_simulator_along_a_noisy_expert_episode(name):
+    """Each task's state_reward on the simulator's own state, step by step along one noisy-expert episode
+    (grasps, carries, releases; misses where the noise fails them), against robosuite's reward: equal to
+    5e-3 on at least 90% of the steps. The remainder: the fingers' gap standing in for robosuite's contact
+    test for a grasp, and its success against the task's state_success."""
+    from wow_gym.envs.experts.catalog import make_expert
+    from wow_gym.envs.experts.scripted import ExpertNoiseConfig
+
+    task = TASKS[name]
+    env = RobosuiteEnv(name, use_camera=False)
+    noise = ExpertNoiseConfig(action_std=0.15, pause_prob=0.03, target_jitter=0.02)
+    expert = make_expert(name, noise, np.random.default_rng(0))
+    try:
+        observation, _ = env.reset(seed=5001)
+        expert.reset(env)
+        equal, success_seen = [], False
+        for _ in range(task.max_episode_steps):
+            action, _ = expert.act(observation)
+            observation, reward, _, _, info = env.step(action)
+            state, agent_pos = observation["environment_state"][None], observation["agent_pos"][None]
+            success = (task.state_success(state, agent_pos) if task.state_success is not None
+                       else state[:, task.object_position.stop - 1] > task.success_height)
+            terms = task.state_reward(state, agent_pos, success)
+            equal.append(abs(sum(float(v[0]) for v in terms.values()) - reward) < 5e-3)
+            success_seen |= bool(info["is_success"])
+    finally:
+        env.close()
+    assert success_seen, f"the {name} expert episode should succeed; pick another seed"
+    assert np.mean(equal) >= 0.9, f"{name}: the state reward equals the simulator's on {np.mean(equal):.1%}"

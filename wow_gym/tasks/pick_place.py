@@ -26,9 +26,9 @@ BIN_TARGET = (0.1975, 0.4025)
 ABOVE_BIN = (0.39 / 4, 0.49 / 4)
 LIFT_TARGET = 1.05  # metres: robosuite's lifting target for the can (the bin's floor + 0.25)
 # The grasp test standing in for robosuite's finger contact: the can within 4 cm of the gripper with the
-# fingers' gap in this range. Chosen on 10 expert and noisy-expert episodes (seeds 5000-5009, which no dataset
-# uses): it agreed with robosuite's contact test on 96.3% of their 2,000 steps (the gaps round the can, held
-# in any orientation, run from 3.4 to 7.1 cm; fully open is 8 cm).
+# fingers' gap in this range. Chosen against robosuite's contact test on 10 expert and noisy-expert episodes
+# (seeds 5000-5009, which no dataset uses): the gaps round the can, held in any orientation, run from 3.4 to
+# 7.1 cm; fully open is 8 cm. tests/core/test_tasks.py checks the reward along a noisy-expert episode.
 GRASP_GAP = (0.03, 0.072)
 GRASP_REACH = 0.04
 STAGES = (
