@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-lift-tasks evaluate-pooled evaluate-door evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-lift-tasks evaluate-pooled evaluate-door replay-check-door evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -471,7 +471,8 @@ world-model-door-own: tasks-data
 		'datasets=$(call TASK_CRITIC_DATA,door)' dit.steps=5000 threads=2 out=outputs/world-models/door
 # Paired agreement on Stack: 10 policies (random, still, the shipped Stack BC policy with 0 to 1.0 action
 # noise), 16 held-out starts each (seeds 970000+, which no Stack dataset uses), 150 steps; the imagined env's
-# success is SOPHIA's Stack critic reading the imagined frames (the model carries no object state).
+# reward and success are robosuite's on the carried state (imagined_reward=auto; before 2026-12-07, and on a
+# model that carries no object state, SOPHIA's Stack critic reading the imagined frames).
 # WM_CHECKPOINT, WM_TAG (above): another world model than the shipped one, e.g. Stack's own
 # (make evaluate-stack WM_CHECKPOINT=outputs/world-models/stack/checkpoint WM_TAG=-own).
 WM_EVALUATE = $(if $(WM_CHECKPOINT),world_model=$(WM_CHECKPOINT))
@@ -496,10 +497,15 @@ evaluate-stack-heads: $(STAMP)
 evaluate-lift-tasks: $(STAMP)
 	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=[$(TASK_POLICIES)]' out=outputs/evaluate/lift-tasks
 # Door and PickPlaceCan the same way on the shared model (150 and 200 steps: their experts succeed at about
-# step 75 and 115), the imagined env's success SOPHIA's critic of the task on the imagined frames.
+# step 75 and 115), the imagined env's reward and success robosuite's on the carried state.
 evaluate-door: $(STAMP)
 	$(WG) evaluate task=door n_episodes=16 seed=970000 max_steps=150 'policies=[$(TASK_POLICIES)]' \
 		$(WM_EVALUATE) out=outputs/evaluate/door$(WM_TAG)
+# Why no policy opens the imagined door: the shipped Door BC policy acts in the imagined env from 16 held-out
+# starts (seeds 960000+) for 150 steps, and the actions it chose are replayed in the simulator.
+replay-check-door: $(STAMP)
+	$(WG) replay-check task=door "policy={name: bc, kind: shipped}" max_steps=150 \
+		"horizons=[1,8,16,32,64,100,150]" progress=false $(WM_EVALUATE) out=outputs/replay-check/door$(WM_TAG)
 evaluate-pickplacecan: $(STAMP)
 	$(WG) evaluate task=pickplacecan n_episodes=16 seed=970000 max_steps=200 'policies=[$(TASK_POLICIES)]' \
 		$(WM_EVALUATE) out=outputs/evaluate/pickplacecan$(WM_TAG)

@@ -62,6 +62,11 @@ class ReplayCheckResult:
     object_error: np.ndarray = field(repr=False)
     horizons: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    # [2, episode, step] metres, imagined then replayed: each world's finger gap and gripper-object distance
+    # (where the errors above say the worlds part, these say which one does what: closes on the object or
+    # through it, holds it or pulls free)
+    gap: np.ndarray | None = field(default=None, repr=False)
+    reach: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def figures(self) -> dict[str, float]:
@@ -73,6 +78,10 @@ class ReplayCheckResult:
             out[f"eef_error_h{h}_mm"] = 1000 * float(self.eef_error[:, h - 1].mean())
             out[f"gap_error_h{h}_mm"] = 1000 * float(self.gap_error[:, h - 1].mean())
             out[f"object_error_h{h}_mm"] = 1000 * float(self.object_error[:, h - 1].mean())
+            for name, values in (("gap", self.gap), ("reach", self.reach)):
+                if values is not None:
+                    for world, row in zip(("imagined", "replayed"), values):
+                        out[f"{name}_{world}_h{h}_mm"] = 1000 * float(row[:, h - 1].mean())
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -81,7 +90,9 @@ class ReplayCheckResult:
                 "replay_success": self.replay_success,
                 "eef_error_mm": (1000 * self.eef_error).round(2).tolist(),
                 "gap_error_mm": (1000 * self.gap_error).round(2).tolist(),
-                "object_error_mm": (1000 * self.object_error).round(2).tolist()}
+                "object_error_mm": (1000 * self.object_error).round(2).tolist(),
+                **{f"{name}_mm": (1000 * values).round(2).tolist() for name, values in
+                   (("gap", self.gap), ("reach", self.reach)) if values is not None}}
 
 
 def _gap(agent_pos: np.ndarray) -> np.ndarray:
@@ -98,8 +109,9 @@ def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
                                      seed=config.seed, parallel=config.parallel, imagined_reward="state",
                                      policies=[config.policy]), model, critic=None)
     policy = make_policy(config.policy, envs.imagined.single_observation_space, info.name)
-    position = info.object_position
+    position, offset = info.object_position, info.gripper_offset
     imagined_success, replay_success, errors = [], [], {"eef": [], "gap": [], "object": []}
+    worlds: dict[str, list[np.ndarray]] = {"gap": [], "reach": []}
     bar = tqdm(total=2 * config.episodes * config.max_steps, desc="replay check", unit="step",
                disable=not config.progress)
     try:
@@ -130,12 +142,16 @@ def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
                 errors["eef"].append(np.linalg.norm(poses[j, :, :3] - real_pose[:, :3], axis=1))
                 errors["gap"].append(np.abs(_gap(poses[j]) - _gap(real_pose)))
                 errors["object"].append(np.linalg.norm(env_states[j, :, position] - real_state[:, position], axis=1))
+                worlds["gap"].append(np.stack([_gap(poses[j]), _gap(real_pose)]))
+                worlds["reach"].append(np.linalg.norm(np.stack([env_states[j, :, offset], real_state[:, offset]]),
+                                                      axis=-1))
     finally:
         bar.close()
         envs.close()
     return ReplayCheckResult(config.policy.name, config.episodes, imagined_success, replay_success,
                              np.stack(errors["eef"]), np.stack(errors["gap"]), np.stack(errors["object"]),
-                             list(config.horizons), time.monotonic() - started)
+                             list(config.horizons), time.monotonic() - started,
+                             np.stack(worlds["gap"], 1), np.stack(worlds["reach"], 1))
 
 
 def report_lines(result: ReplayCheckResult) -> list[str]:
@@ -149,6 +165,13 @@ def report_lines(result: ReplayCheckResult) -> list[str]:
              row, "", "| step | gripper error (mm) | finger-gap error (mm) | object error (mm) |", "|---|---|---|---|"]
     lines += [f"| {h} | {f[f'eef_error_h{h}_mm']:.1f} | {f[f'gap_error_h{h}_mm']:.1f} | "
               f"{f[f'object_error_h{h}_mm']:.1f} |" for h in result.horizons]
+    if result.gap is not None:
+        lines += ["", "Each world on its own (means over episodes): the fingers' gap and the gripper's distance to "
+                  "the object.", "", "| step | gap imagined (mm) | gap replayed (mm) | gripper-object imagined (mm) "
+                  "| gripper-object replayed (mm) |", "|---|---|---|---|---|"]
+        lines += [f"| {h} | {f[f'gap_imagined_h{h}_mm']:.1f} | {f[f'gap_replayed_h{h}_mm']:.1f} | "
+                  f"{f[f'reach_imagined_h{h}_mm']:.1f} | {f[f'reach_replayed_h{h}_mm']:.1f} |"
+                  for h in result.horizons]
     return lines
 
 
