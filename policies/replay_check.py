@@ -143,8 +143,8 @@ def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
                 errors["gap"].append(np.abs(_gap(poses[j]) - _gap(real_pose)))
                 errors["object"].append(np.linalg.norm(env_states[j, :, position] - real_state[:, position], axis=1))
                 worlds["gap"].append(np.stack([_gap(poses[j]), _gap(real_pose)]))
-                worlds["reach"].append(np.linalg.norm(np.stack([env_states[j, :, offset], real_state[:, offset]]),
-                                                      axis=-1))
+                both = np.stack([env_states[j, :, offset], real_state[:, offset]])
+                worlds["reach"].append(np.linalg.norm(both, axis=-1))
     finally:
         bar.close()
         envs.close()
@@ -166,9 +166,9 @@ def report_lines(result: ReplayCheckResult) -> list[str]:
     lines += [f"| {h} | {f[f'eef_error_h{h}_mm']:.1f} | {f[f'gap_error_h{h}_mm']:.1f} | "
               f"{f[f'object_error_h{h}_mm']:.1f} |" for h in result.horizons]
     if result.gap is not None:
-        lines += ["", "Each world on its own (means over episodes): the fingers' gap and the gripper's distance to "
-                  "the object.", "", "| step | gap imagined (mm) | gap replayed (mm) | gripper-object imagined (mm) "
-                  "| gripper-object replayed (mm) |", "|---|---|---|---|---|"]
+        lines += ["", "Each world on its own (means over episodes): the fingers' gap and the gripper's "
+                  "distance to the object.", "", "| step | gap imagined (mm) | gap replayed (mm) | "
+                  "gripper-object imagined (mm) | gripper-object replayed (mm) |", "|---|---|---|---|---|"]
         lines += [f"| {h} | {f[f'gap_imagined_h{h}_mm']:.1f} | {f[f'gap_replayed_h{h}_mm']:.1f} | "
                   f"{f[f'reach_imagined_h{h}_mm']:.1f} | {f[f'reach_replayed_h{h}_mm']:.1f} |"
                   for h in result.horizons]

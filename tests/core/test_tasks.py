@@ -154,7 +154,8 @@ def test_stack_success_reward_and_derived_offsets_on_state_match_the_simulator()
             success = task.state_success(state, agent_pos)
             verdicts.append((place, simulated, bool(success[0])))
             terms = task.state_reward(state, agent_pos, success)
-            assert sum(float(v[0]) for v in terms.values()) == pytest.approx(env.robosuite.reward(None), abs=1e-5)
+            reward = sum(float(v[0]) for v in terms.values())
+            assert reward == pytest.approx(env.robosuite.reward(None), abs=1e-5), place
             derived = state.copy()
             derived[:, 14:17] = derived[:, 20:23] = 0.0
             np.testing.assert_allclose(task.derive_state(derived, agent_pos), state, atol=1e-5)
@@ -181,7 +182,8 @@ def test_pickplacecan_success_reward_and_derived_offsets_on_state_match_the_simu
             joint = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_JOINT, other.joints[0])
             start[env.qpos_slice.start + env.model.jnt_qposadr[joint] + 2] = 0.05
         verdicts = []
-        places = {"in the bin": (0.2, 0.40, 0.86), "beside the bin": (0.2, 0.0, 0.86), "above the bin": (0.2, 0.35, 1.0)}
+        places = {"in the bin": (0.2, 0.40, 0.86), "beside the bin": (0.2, 0.0, 0.86),
+                  "above the bin": (0.2, 0.35, 1.0)}
         for place in ("in the bin", "held in the bin", "beside the bin", "above the bin"):
             sim_state = start.copy()
             if place == "held in the bin":
@@ -197,7 +199,8 @@ def test_pickplacecan_success_reward_and_derived_offsets_on_state_match_the_simu
             success = task.state_success(state, agent_pos)
             verdicts.append((place, simulated, bool(success[0])))
             terms = task.state_reward(state, agent_pos, success)
-            assert sum(float(v[0]) for v in terms.values()) == pytest.approx(env.robosuite.reward(None), abs=1e-5), place
+            reward = sum(float(v[0]) for v in terms.values())
+            assert reward == pytest.approx(env.robosuite.reward(None), abs=1e-5), place
             derived = state.copy()
             derived[:, :7] = 0.0
             derived = task.derive_state(derived, agent_pos)
