@@ -62,11 +62,12 @@ class ReplayCheckResult:
     object_error: np.ndarray = field(repr=False)
     horizons: list[int] = field(default_factory=list)
     seconds: float = 0.0
-    # [2, episode, step] metres, imagined then replayed: each world's finger gap and gripper-object distance
-    # (where the errors above say the worlds part, these say which one does what: closes on the object or
-    # through it, holds it or pulls free)
+    # [2, episode, step] metres, imagined then replayed: each world's finger gap, gripper-object distance and
+    # object height (where the errors above say the worlds part, these say which one does what: closes on the
+    # object or through it, holds it or pulls free, lifts it or leaves it)
     gap: np.ndarray | None = field(default=None, repr=False)
     reach: np.ndarray | None = field(default=None, repr=False)
+    height: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def figures(self) -> dict[str, float]:
@@ -78,7 +79,7 @@ class ReplayCheckResult:
             out[f"eef_error_h{h}_mm"] = 1000 * float(self.eef_error[:, h - 1].mean())
             out[f"gap_error_h{h}_mm"] = 1000 * float(self.gap_error[:, h - 1].mean())
             out[f"object_error_h{h}_mm"] = 1000 * float(self.object_error[:, h - 1].mean())
-            for name, values in (("gap", self.gap), ("reach", self.reach)):
+            for name, values in self.worlds.items():
                 if values is not None:
                     for world, row in zip(("imagined", "replayed"), values):
                         out[f"{name}_{world}_h{h}_mm"] = 1000 * float(row[:, h - 1].mean())
@@ -91,8 +92,12 @@ class ReplayCheckResult:
                 "eef_error_mm": (1000 * self.eef_error).round(2).tolist(),
                 "gap_error_mm": (1000 * self.gap_error).round(2).tolist(),
                 "object_error_mm": (1000 * self.object_error).round(2).tolist(),
-                **{f"{name}_mm": (1000 * values).round(2).tolist() for name, values in
-                   (("gap", self.gap), ("reach", self.reach)) if values is not None}}
+                **{f"{name}_mm": (1000 * values).round(2).tolist() for name, values in self.worlds.items()
+                   if values is not None}}
+
+    @property
+    def worlds(self) -> dict[str, np.ndarray | None]:
+        return {"gap": self.gap, "reach": self.reach, "height": self.height}
 
 
 def _gap(agent_pos: np.ndarray) -> np.ndarray:
@@ -111,7 +116,7 @@ def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
     policy = make_policy(config.policy, envs.imagined.single_observation_space, info.name)
     position, offset = info.object_position, info.gripper_offset
     imagined_success, replay_success, errors = [], [], {"eef": [], "gap": [], "object": []}
-    worlds: dict[str, list[np.ndarray]] = {"gap": [], "reach": []}
+    worlds: dict[str, list[np.ndarray]] = {"gap": [], "reach": [], "height": []}
     bar = tqdm(total=2 * config.episodes * config.max_steps, desc="replay check", unit="step",
                disable=not config.progress)
     try:
@@ -145,13 +150,15 @@ def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
                 worlds["gap"].append(np.stack([_gap(poses[j]), _gap(real_pose)]))
                 both = np.stack([env_states[j, :, offset], real_state[:, offset]])
                 worlds["reach"].append(np.linalg.norm(both, axis=-1))
+                z = position.stop - 1
+                worlds["height"].append(np.stack([env_states[j, :, z], real_state[:, z]]))
     finally:
         bar.close()
         envs.close()
     return ReplayCheckResult(config.policy.name, config.episodes, imagined_success, replay_success,
                              np.stack(errors["eef"]), np.stack(errors["gap"]), np.stack(errors["object"]),
                              list(config.horizons), time.monotonic() - started,
-                             np.stack(worlds["gap"], 1), np.stack(worlds["reach"], 1))
+                             *(np.stack(worlds[name], 1) for name in ("gap", "reach", "height")))
 
 
 def report_lines(result: ReplayCheckResult) -> list[str]:
@@ -166,12 +173,14 @@ def report_lines(result: ReplayCheckResult) -> list[str]:
     lines += [f"| {h} | {f[f'eef_error_h{h}_mm']:.1f} | {f[f'gap_error_h{h}_mm']:.1f} | "
               f"{f[f'object_error_h{h}_mm']:.1f} |" for h in result.horizons]
     if result.gap is not None:
-        lines += ["", "Each world on its own (means over episodes): the fingers' gap and the gripper's "
-                  "distance to the object.", "", "| step | gap imagined (mm) | gap replayed (mm) | "
-                  "gripper-object imagined (mm) | gripper-object replayed (mm) |", "|---|---|---|---|---|"]
-        lines += [f"| {h} | {f[f'gap_imagined_h{h}_mm']:.1f} | {f[f'gap_replayed_h{h}_mm']:.1f} | "
-                  f"{f[f'reach_imagined_h{h}_mm']:.1f} | {f[f'reach_replayed_h{h}_mm']:.1f} |"
-                  for h in result.horizons]
+        lines += ["", "Each world on its own (means over episodes), imagined / replayed: the fingers' gap, "
+                  "the gripper's distance to the object and the object's height.", "",
+                  "| step | finger gap (mm) | gripper-object (mm) | object height (mm) |",
+                  "|---|---|---|---|"]
+        for h in result.horizons:
+            cells = [f"{f[f'{name}_imagined_h{h}_mm']:.1f} / {f[f'{name}_replayed_h{h}_mm']:.1f}"
+                     for name in ("gap", "reach", "height")]
+            lines.append(f"| {h} | {' | '.join(cells)} |")
     return lines
 
 

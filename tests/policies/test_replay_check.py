@@ -22,8 +22,9 @@ def test_replay_check_replays_the_imagined_actions_in_the_simulator(tmp_path):
         assert errors.shape == (3, 3) and np.isfinite(errors).all() and (errors >= 0).all()
     # each world's own finger gap and gripper-object distance, [imagined / replayed, episode, step]: the gap
     # error is their difference
-    gap, reach = np.array(results["gap_mm"]), np.array(results["reach_mm"])
-    assert gap.shape == reach.shape == (2, 3, 3) and (reach > 0).all()
+    gap, reach, height = (np.array(results[f"{name}_mm"]) for name in ("gap", "reach", "height"))
+    assert gap.shape == reach.shape == height.shape == (2, 3, 3) and (reach > 0).all()
+    assert 800 < height.min() and height.max() < 900  # the cube's centre on Lift's table (0.8 m) or above
     np.testing.assert_allclose(np.abs(gap[0] - gap[1]), results["gap_error_mm"], atol=0.02)
     # one step of the learned pose dynamics under the same action lands near the simulator's gripper
     assert 0 < np.array(results["eef_error_mm"])[:, 0].mean() < 20
@@ -31,7 +32,7 @@ def test_replay_check_replays_the_imagined_actions_in_the_simulator(tmp_path):
     assert figures["agreement"] == pytest.approx(1 - (figures["false_successes"] + figures["missed_successes"]) / 3)
     assert figures["eef_error_h3_mm"] == pytest.approx(np.array(results["eef_error_mm"])[:, 2].mean(), abs=0.01)
     report = (tmp_path / "report.md").read_text()
-    assert "imagined successes physics rejects" in report and "gripper-object replayed" in report
+    assert "imagined successes physics rejects" in report and "object height (mm)" in report
     assert (tmp_path / "errors.png").stat().st_size > 0 and (tmp_path / "config.yaml").exists()
 
 
