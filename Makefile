@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-lift-tasks evaluate-pooled evaluate-door replay-check-door replay-check-stack evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-lift-tasks evaluate-pooled evaluate-door replay-check-door replay-check-stack replay-check-pickplacecan evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -514,6 +514,11 @@ replay-check-stack: $(STAMP)
 	$(WG) replay-check task=stack "policy={name: bc-noise-1.0, kind: shipped, noise_std: 1.0}" max_steps=150 \
 		"horizons=[1,8,16,32,64,100,150]" progress=false $(WM_EVALUATE) \
 		out=outputs/replay-check/stack-bc-noise-1.0$(WM_TAG)
+# And on PickPlaceCan for its shipped BC policy, over its evaluation's 200 steps.
+replay-check-pickplacecan: $(STAMP)
+	$(WG) replay-check task=pickplacecan "policy={name: bc, kind: shipped}" max_steps=200 \
+		"horizons=[1,8,16,32,64,100,150,200]" progress=false $(WM_EVALUATE) \
+		out=outputs/replay-check/pickplacecan-bc$(WM_TAG)
 evaluate-pickplacecan: $(STAMP)
 	$(WG) evaluate task=pickplacecan n_episodes=16 seed=970000 max_steps=200 'policies=[$(TASK_POLICIES)]' \
 		$(WM_EVALUATE) out=outputs/evaluate/pickplacecan$(WM_TAG)
