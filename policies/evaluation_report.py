@@ -16,9 +16,9 @@ from wow_gym.world_models.plots import COLORS, fmt, panel, save_png, to_json
 
 NOTES = """Success: any step's `is_success` (imagined: SOPHIA's critic on the imagined frames; with the
 state or heads reward the world model's success: the task's test on the imagined object state where the model
-carries it (Lift: the object above the task's height; Door: the hinge past its angle), else its success head;
-sim: the simulator). Returns are sums over the episode: imagined = the imagined env's reward (the
-critic's on imagined frames, the simulator's shaped reward computed on the imagined object state, or the
+carries it (Lift: the object above the task's height; Stack, Door, PickPlaceCan: `Task.state_success`), else
+its success head; sim: the simulator). Returns are sums over the episode: imagined = the imagined env's reward
+(the critic's on imagined frames, the simulator's shaped reward computed on the imagined object state, or the
 world model's reward head), sim = the simulator's shaped reward, sim critic = the critic's reward on the
 simulator's own frames. Exploitability = mean(imagined return - the same reward on the simulator's episode:
 sim critic return with the critic reward, else sim return): what the imagined env pays beyond what the same

@@ -56,18 +56,26 @@ class ReplayCheckResult:
     episodes: int
     imagined_success: list[bool]
     replay_success: list[bool]
-    # [episode, step] metres: imagined minus replayed gripper position, finger gap and object position
+    # [episode, step] metres: imagined minus replayed gripper position and object position
     eef_error: np.ndarray = field(repr=False)
-    gap_error: np.ndarray = field(repr=False)
     object_error: np.ndarray = field(repr=False)
+    # [2, episode, step] metres, imagined then replayed: each world's finger gap, gripper-object distance and
+    # object height (where the errors say the worlds part, these say which one does what: closes on the
+    # object or through it, holds it or pulls free, lifts it or leaves it)
+    gap: np.ndarray = field(repr=False)
+    reach: np.ndarray = field(repr=False)
+    height: np.ndarray = field(repr=False)
     horizons: list[int] = field(default_factory=list)
     seconds: float = 0.0
-    # [2, episode, step] metres, imagined then replayed: each world's finger gap, gripper-object distance and
-    # object height (where the errors above say the worlds part, these say which one does what: closes on the
-    # object or through it, holds it or pulls free, lifts it or leaves it)
-    gap: np.ndarray | None = field(default=None, repr=False)
-    reach: np.ndarray | None = field(default=None, repr=False)
-    height: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def gap_error(self) -> np.ndarray:
+        """[episode, step] metres: the imagined finger gap's distance from the replayed one."""
+        return np.abs(self.gap[0] - self.gap[1])
+
+    @property
+    def worlds(self) -> dict[str, np.ndarray]:
+        return {"gap": self.gap, "reach": self.reach, "height": self.height}
 
     @property
     def figures(self) -> dict[str, float]:
@@ -80,9 +88,8 @@ class ReplayCheckResult:
             out[f"gap_error_h{h}_mm"] = 1000 * float(self.gap_error[:, h - 1].mean())
             out[f"object_error_h{h}_mm"] = 1000 * float(self.object_error[:, h - 1].mean())
             for name, values in self.worlds.items():
-                if values is not None:
-                    for world, row in zip(("imagined", "replayed"), values):
-                        out[f"{name}_{world}_h{h}_mm"] = 1000 * float(row[:, h - 1].mean())
+                for world, row in zip(("imagined", "replayed"), values):
+                    out[f"{name}_{world}_h{h}_mm"] = 1000 * float(row[:, h - 1].mean())
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -92,12 +99,7 @@ class ReplayCheckResult:
                 "eef_error_mm": (1000 * self.eef_error).round(2).tolist(),
                 "gap_error_mm": (1000 * self.gap_error).round(2).tolist(),
                 "object_error_mm": (1000 * self.object_error).round(2).tolist(),
-                **{f"{name}_mm": (1000 * values).round(2).tolist() for name, values in self.worlds.items()
-                   if values is not None}}
-
-    @property
-    def worlds(self) -> dict[str, np.ndarray | None]:
-        return {"gap": self.gap, "reach": self.reach, "height": self.height}
+                **{f"{name}_mm": (1000 * values).round(2).tolist() for name, values in self.worlds.items()}}
 
 
 def _gap(agent_pos: np.ndarray) -> np.ndarray:
@@ -115,7 +117,7 @@ def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
                                      policies=[config.policy]), model, critic=None)
     policy = make_policy(config.policy, envs.imagined.single_observation_space, info.name)
     position, offset = info.object_position, info.gripper_offset
-    imagined_success, replay_success, errors = [], [], {"eef": [], "gap": [], "object": []}
+    imagined_success, replay_success, errors = [], [], {"eef": [], "object": []}
     worlds: dict[str, list[np.ndarray]] = {"gap": [], "reach": [], "height": []}
     bar = tqdm(total=2 * config.episodes * config.max_steps, desc="replay check", unit="step",
                disable=not config.progress)
@@ -145,7 +147,6 @@ def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
                 imagined_success.append(bool(success[j]))
                 replay_success.append(replayed)
                 errors["eef"].append(np.linalg.norm(poses[j, :, :3] - real_pose[:, :3], axis=1))
-                errors["gap"].append(np.abs(_gap(poses[j]) - _gap(real_pose)))
                 errors["object"].append(np.linalg.norm(env_states[j, :, position] - real_state[:, position], axis=1))
                 worlds["gap"].append(np.stack([_gap(poses[j]), _gap(real_pose)]))
                 both = np.stack([env_states[j, :, offset], real_state[:, offset]])
@@ -156,9 +157,9 @@ def replay_check(config: ReplayCheckConfig) -> ReplayCheckResult:
         bar.close()
         envs.close()
     return ReplayCheckResult(config.policy.name, config.episodes, imagined_success, replay_success,
-                             np.stack(errors["eef"]), np.stack(errors["gap"]), np.stack(errors["object"]),
-                             list(config.horizons), time.monotonic() - started,
-                             *(np.stack(worlds[name], 1) for name in ("gap", "reach", "height")))
+                             np.stack(errors["eef"]), np.stack(errors["object"]),
+                             *(np.stack(worlds[name], 1) for name in ("gap", "reach", "height")),
+                             horizons=list(config.horizons), seconds=time.monotonic() - started)
 
 
 def report_lines(result: ReplayCheckResult) -> list[str]:
@@ -172,15 +173,13 @@ def report_lines(result: ReplayCheckResult) -> list[str]:
              row, "", "| step | gripper error (mm) | finger-gap error (mm) | object error (mm) |", "|---|---|---|---|"]
     lines += [f"| {h} | {f[f'eef_error_h{h}_mm']:.1f} | {f[f'gap_error_h{h}_mm']:.1f} | "
               f"{f[f'object_error_h{h}_mm']:.1f} |" for h in result.horizons]
-    if result.gap is not None:
-        lines += ["", "Each world on its own (means over episodes), imagined / replayed: the fingers' gap, "
-                  "the gripper's distance to the object and the object's height.", "",
-                  "| step | finger gap (mm) | gripper-object (mm) | object height (mm) |",
-                  "|---|---|---|---|"]
-        for h in result.horizons:
-            cells = [f"{f[f'{name}_imagined_h{h}_mm']:.1f} / {f[f'{name}_replayed_h{h}_mm']:.1f}"
-                     for name in ("gap", "reach", "height")]
-            lines.append(f"| {h} | {' | '.join(cells)} |")
+    lines += ["", "Each world on its own (means over episodes), imagined / replayed: the fingers' gap, "
+              "the gripper's distance to the object and the object's height.", "",
+              "| step | finger gap (mm) | gripper-object (mm) | object height (mm) |", "|---|---|---|---|"]
+    for h in result.horizons:
+        cells = [f"{f[f'{name}_imagined_h{h}_mm']:.1f} / {f[f'{name}_replayed_h{h}_mm']:.1f}"
+                 for name in ("gap", "reach", "height")]
+        lines.append(f"| {h} | {' | '.join(cells)} |")
     return lines
 
 
