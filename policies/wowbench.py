@@ -242,8 +242,9 @@ def law_violations(task: str, state: np.ndarray) -> dict[str, bool]:
     if info.rest_height is None:
         out["interpenetration"] = out["gravity"] = False
         return out
-    out["interpenetration"] = bool(obj[:, 2].min() < info.rest_height - SINK)
-    floating = (obj[:, 2] > info.rest_height + FLOAT) & (reach > info.grasp_reach + FLOAT)
+    rest = info.rest_heights(obj, state)  # the table's, or what stands under the object (Stack)
+    out["interpenetration"] = bool((obj[:, 2] < rest - SINK).any())
+    floating = (obj[:, 2] > rest + FLOAT) & (reach > info.grasp_reach + FLOAT)
     runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], floating.astype(int), [0]]))))[::2]
     out["gravity"] = bool(runs.max(initial=0) >= FLOAT_STEPS)
     return out

@@ -1,6 +1,8 @@
 """The task records: every task complete, the Lift record equal to what the shipped models were trained
 with, the environment_state slices true to the simulator, and a task added from outside registering."""
 
+import dataclasses
+
 import gymnasium as gym
 import mujoco
 import numpy as np
@@ -18,6 +20,7 @@ from wow_gym.tasks import (
     task_info,
     unregister_task,
 )
+from wow_gym.tasks.base import finger_gap, grasped
 from wow_gym.world_models.critic.model import LearnedCritic
 from wow_gym.world_models.video.config import WorldModelConfig
 
@@ -129,6 +132,10 @@ def test_a_task_without_a_hint_for_a_failure_is_refused():
         Task(name="X", robosuite_env="Lift", instruction="x", object_name="x", steps=("x",),
              object_position=slice(0, 3), gripper_offset=slice(7, 10), critic_stages=stages,
              stage_labels=stages_by_distance(slice(7, 10), 0.03, 2), failure_hints={}, distractors=())
+    with pytest.raises(ValueError, match="rest_on needs the table's rest_height"):
+        dataclasses.replace(_twin(), rest_on=TASKS["Stack"].rest_on)
+    with pytest.raises(ValueError, match="has no rest height"):
+        _twin().rest_heights(np.zeros((1, 3)), np.zeros((1, 10)))
 
 
 def test_stack_success_reward_and_derived_offsets_on_state_match_the_simulator():
@@ -159,6 +166,9 @@ def test_stack_success_reward_and_derived_offsets_on_state_match_the_simulator()
             derived = state.copy()
             derived[:, 14:17] = derived[:, 20:23] = 0.0
             np.testing.assert_allclose(task.derive_state(derived, agent_pos), state, atol=1e-5)
+            if place == "on":  # resting on the green cube's top
+                rest = task.rest_heights(state[:, task.object_position], state)
+                assert rest[0] == pytest.approx(state[0, task.object_position.stop - 1], abs=2e-3), place
     finally:
         env.close()
     assert verdicts == [("on", True, True), ("beside", False, False), ("above", False, False),
@@ -207,6 +217,9 @@ def test_pickplacecan_success_reward_and_derived_offsets_on_state_match_the_simu
             np.testing.assert_allclose(derived[:, :3], state[:, :3], atol=1e-5)
             sign = np.sign((derived[:, 3:7] * state[:, 3:7]).sum())  # q and -q: one rotation
             np.testing.assert_allclose(sign * derived[:, 3:7], state[:, 3:7], atol=1e-5)
+            if place == "in the bin":  # standing on the bin's floor, as it starts in the other bin
+                rest = task.rest_heights(state[:, task.object_position], state)
+                assert rest[0] == pytest.approx(state[0, task.object_position.stop - 1], abs=2e-3)
     finally:
         env.close()
     assert verdicts == [("in the bin", True, True), ("held in the bin", False, False),
@@ -247,11 +260,14 @@ def test_door_success_reward_and_derived_offset_on_state_match_the_simulator():
 
 
 @pytest.mark.parametrize("name", list(TASKS))
-def test_the_shaped_reward_on_state_follows_the_simulator_along_a_noisy_expert_episode(name):
+def test_the_shaped_reward_and_support_on_state_follow_the_simulator_along_a_noisy_expert_episode(name):
     """Each task's state_reward on the simulator's own state, step by step along one noisy-expert episode
     (grasps, carries, releases; misses where the noise fails them), against robosuite's reward: equal to
     5e-3 on at least 90% of the steps. The remainder: the fingers' gap standing in for robosuite's contact
-    test for a grasp, and its success against the task's state_success."""
+    test for a grasp, and its success against the task's state_success. And the support rule the world model
+    holds a carried object to (Task.rest_heights, lean, grasp test), where the task has one: the simulator's
+    object stands higher than its rest height + lean without the grasp test holding it, and does not fall in
+    the next step, on at most 2% of the steps (an object tipped on an edge or against open fingers)."""
     from wow_gym.envs.experts.catalog import make_expert
     from wow_gym.envs.experts.scripted import ExpertNoiseConfig
 
@@ -263,6 +279,7 @@ def test_the_shaped_reward_on_state_follows_the_simulator_along_a_noisy_expert_e
         observation, _ = env.reset(seed=5001)
         expert.reset(env)
         equal, success_seen = [], False
+        states, poses = [observation["environment_state"]], [observation["agent_pos"]]
         for _ in range(task.max_episode_steps):
             action, _ = expert.act(observation)
             observation, reward, _, _, info = env.step(action)
@@ -272,7 +289,18 @@ def test_the_shaped_reward_on_state_follows_the_simulator_along_a_noisy_expert_e
             terms = task.state_reward(state, agent_pos, success)
             equal.append(abs(sum(float(v[0]) for v in terms.values()) - reward) < 5e-3)
             success_seen |= bool(info["is_success"])
+            states.append(state[0])
+            poses.append(agent_pos[0])
     finally:
         env.close()
     assert success_seen, f"the {name} expert episode should succeed; pick another seed"
     assert np.mean(equal) >= 0.9, f"{name}: the state reward equals the simulator's on {np.mean(equal):.1%}"
+    if task.rest_height is None:
+        return
+    state, agent_pos = np.stack(states), np.stack(poses)
+    position = state[:, task.object_position]
+    reach = np.linalg.norm(position - agent_pos[:, :3], axis=1)
+    held = grasped(reach, finger_gap(agent_pos), task.grasp_reach, task.grasp_gap)
+    unsupported = (position[:-1, 2] > task.rest_heights(position, state)[:-1] + task.lean) & ~held[:-1]
+    stays = position[1:, 2] > position[:-1, 2] - 0.005  # not falling
+    assert (unsupported & stays).mean() <= 0.02, f"{name}: the rule would drop a supported object"

@@ -381,12 +381,13 @@ def objects_under_sim_arm(wm: WorldModel, episodes: list[Rollout], known_state: 
     actions = np.stack([np.pad(e.action, ((0, horizon - e.num_steps), (0, 0))) for e in episodes])
     first = (np.stack([e.environment_state[0] for e in episodes]) if known_state
              else wm.read_state(np.stack([e.pixels[0] for e in episodes])))
-    objects = torch.as_tensor(np.asarray(first), device=wm.device)[:, wm._object_index].float()
+    scene = torch.as_tensor(np.asarray(first), device=wm.device).float()
+    objects = scene[:, wm._object_index]
     poses = torch.as_tensor(poses, device=wm.device).float()
     actions = torch.as_tensor(actions, device=wm.device).float()
     out = []
     for t in range(horizon):
-        objects = wm._object_step(poses[:, t:t + 2], objects, actions[:, t])
+        objects = wm._object_step(poses[:, t:t + 2], objects, actions[:, t], base=scene)
         out.append(objects[:, :3].cpu().numpy())
     return np.stack(out, 1)
 

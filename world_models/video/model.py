@@ -20,7 +20,7 @@ from torch import nn
 from wow_gym.checks import check_actions, check_frames, check_poses
 from wow_gym.devices import check_compilable
 from wow_gym.registry import task_info
-from wow_gym.tasks.base import finger_gap, grasped
+from wow_gym.tasks.base import finger_gap, grasped, rest_level
 from wow_gym.world_models.checkpoint import (
     CONFIG_FILE,
     CheckpointError,
@@ -59,6 +59,7 @@ TRAIN_COMMAND = "wow-gym train-world-model"
 QUAT = slice(3, 7)  # agent_pos[3:7] is the end-effector quaternion; object state [3:7] the object's
 LAYER_BAND = 24.0  # levels: a change this large in the old object's place is the DiT's drawing (no deadband)
 FALL = 0.04  # metres an unheld object falls per control step (20 Hz: about free fall over a short drop)
+PUSH = 0.05  # metres across: a resting object moved less than this from its start is drawn there (a push)
 # The config switches that change how a trained model imagines and nothing it learned: an evaluation, the
 # imagined env or an RL run may set them on a loaded checkpoint (WorldModel.set_options).
 OPTIONS = ("residual_deadband", "object_layer", "object_layer_pushes", "arm_contact", "finger_rule",
@@ -170,6 +171,7 @@ class WorldModel(nn.Module):
         # (rest height, lean, grasp reach, grasp gap low, high): numbers, not the Task, so the model deep-copies
         self.support = ((info.rest_height, info.lean, info.grasp_reach, *info.grasp_gap)
                         if info.rest_height is not None and info.grasp_gap is not None else None)
+        self.rest_on = info.rest_on  # where more than the table holds the object up (Stack: the green cube)
         self.reward = LatentHead(ae.latent_channels, ae.latent_size, 2, pose_dim=p, width=config.head_width)
         self.stats: dict[str, list[float]] = {}
         self.set_stats(stats or default_stats(config))
@@ -465,10 +467,12 @@ class WorldModel(nn.Module):
         return torch.cat([nxt[:, :3], quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-6), nxt[:, 7:]], dim=1)
 
     def _object_step(self, poses: torch.Tensor, objects: torch.Tensor, action: torch.Tensor,
-                     with_logit: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                     with_logit: bool = False, base: torch.Tensor | None = None
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Raw object states [B,O] one step on, given raw agent_pos [B,2,P] (now, next) and actions [B,A]: the
         predicted change where the dynamics says the object moves, none elsewhere (with_logit: and the
-        moving logit [B]; the gate passes gradients straight through)."""
+        moving logit [B]; the gate passes gradients straight through). `base` [B,E]: the scene's
+        environment_state, which a task whose object rests on more than the table needs (Task.rest_on)."""
         now, nxt = poses[:, 0], poses[:, 1]
         features = self._object_features(objects, now)
         out = self.objects(self._norm(now, "pose"), (nxt - now) / self._dpose_std, features, action).float()
@@ -480,7 +484,7 @@ class WorldModel(nn.Module):
             quat = moved[:, QUAT]
             moved = torch.cat([moved[:, :3], quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-6)], dim=1)
         if self.support is not None:
-            moved = self._supported(moved, objects, poses)
+            moved = self._supported(moved, objects, poses, base)
         return (moved, logit) if with_logit else moved
 
     def _held(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
@@ -490,35 +494,46 @@ class WorldModel(nn.Module):
         distance = (objects[:, :3] - pose[:, :3]).norm(dim=-1)
         return grasped(distance, finger_gap(pose), reach, (low, high))
 
-    def _supported(self, moved: torch.Tensor, before: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+    def _supported(self, moved: torch.Tensor, before: torch.Tensor, poses: torch.Tensor,
+                   base: torch.Tensor | None = None) -> torch.Tensor:
         """Support and gravity (the task's rest height, lean and grasp test) on the learned step from `before`
-        to `moved` (objects [B,7]) while the gripper goes from poses[:, 0] to poses[:, 1]. An object is held
-        where the gripper holds it both before and after the step. One that is not held goes no higher than its
-        rest height + lean or, if it was higher, than where it was less a fall (FALL metres a step), keeping x,
-        y and orientation. A learned regression alone lets an untouched object drift up to a false lift, or
-        jump to a closed gripper centimetres away and ride it up."""
-        rest, lean = self.support[:2]
+        to `moved` (objects [B,7]) while the gripper goes from poses[:, 0] to poses[:, 1], in the scene `base`
+        [B,E]. An object is held where the gripper holds it both before and after the step. One that is not
+        held goes no higher than its rest height where it ends (the table, or what stands under it there) +
+        lean or, if it was higher, than where it was less a fall (FALL metres a step), keeping x, y and
+        orientation. A learned regression alone lets an untouched object drift up to a false lift, or jump
+        to a closed gripper centimetres away and ride it up."""
+        lean = self.support[1]
         held = self._held(before, poses[:, 0]) & self._held(moved, poses[:, 1])
-        ceiling = torch.full_like(moved[:, 2], rest + lean)
+        ceiling = self._rest(moved, base) + lean
         fallen = torch.maximum(before[:, 2] - FALL, ceiling).minimum(moved[:, 2])
         z = torch.where(held, moved[:, 2], fallen)
         return torch.cat([moved[:, :2], z[:, None], moved[:, 3:]], dim=1)
 
-    def _settled(self, objects: torch.Tensor) -> torch.Tensor:
+    def _rest(self, objects: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
+        """[B]: the height objects [B,7] rest at where they are, in the scene `base` [B,E] (Task.rest_on; a
+        model with support numbers only)."""
+        if self.rest_on is not None and base is None:
+            raise ValueError(f"{self.config.task}'s object rests on more than the table; pass the scene's "
+                             "environment_state (base) to find what stands under it")
+        return rest_level(self.support[0], self.rest_on, objects[:, :3],
+                          None if base is None else base.to(objects.dtype))
+
+    def _settled(self, objects: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
         """Objects [B,7] with those resting on their support (no higher than rest height + lean) at their
         rest height: the learned step lets an untouched object drift up to the lean, and the finger rule asks
         how far the object's top stands above the fingertips."""
         if self.support is None:
             return objects
-        rest = torch.full_like(objects[:, 2], self.support[0])
-        z = torch.where(self._resting(objects), rest, objects[:, 2])
+        rest = self._rest(objects, base)
+        z = torch.where(objects[:, 2] <= rest + self.support[1], rest, objects[:, 2])
         return torch.cat([objects[:, :2], z[:, None], objects[:, 3:]], dim=1)
 
-    def _resting(self, objects: torch.Tensor, lean: float = 1.0) -> torch.Tensor:
-        """[B]: objects [B,7] no higher than their rest height + `lean` times the task's lean (a model with
-        support numbers only)."""
-        rest, task_lean = self.support[:2]
-        return objects[:, 2] <= rest + lean * task_lean
+    def _resting(self, objects: torch.Tensor, base: torch.Tensor | None = None, lean: float = 1.0
+                 ) -> torch.Tensor:
+        """[B]: objects [B,7] no higher than their rest height in the scene `base` + `lean` times the task's
+        lean (a model with support numbers only)."""
+        return objects[:, 2] <= self._rest(objects, base) + lean * self.support[1]
 
     def environment_state(self, objects: torch.Tensor, pose: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """Raw environment_state [B,E] of carried object states [B,O] and agent_pos [B,P]: the start's state
@@ -616,7 +631,7 @@ class WorldModel(nn.Module):
                     raise ValueError("this state was started without the finger rule's gripper state; "
                                      "start it again with finger_rule on")
                 next_pose, gripper = finger_step(state.poses[:, -1], next_pose, state.gripper, action[:, -1],
-                                                 self._settled(state.objects), self._extents)
+                                                 self._settled(state.objects, state.base), self._extents)
             if self.config.arm_contact:
                 stepped = next_pose
                 next_pose = contact_stop(state.poses[:, -1], next_pose, state.objects, self._extents,
@@ -632,9 +647,9 @@ class WorldModel(nn.Module):
             gripper_map = self.pose_map(both)
             objects = state.objects
             if self.config.object_dims is not None:
-                objects = self._object_step(both, state.objects, action).float()
+                objects = self._object_step(both, state.objects, action, base=state.base).float()
             if self.config.finger_rule:  # the push as the rule sees the object (settled), applied to it
-                settled = self._settled(objects)
+                settled = self._settled(objects, state.base)
                 pushed = push_between(state.poses[:, -1], next_pose, settled, self._extents)
                 objects = objects + (pushed - settled)
             object_map = self.object_map(torch.stack([state.objects, objects], dim=1))
@@ -664,7 +679,7 @@ class WorldModel(nn.Module):
             change = change * F.max_pool2d(flat, 3, stride=1, padding=1).reshape(moved.shape)[..., None]
         frames = real + change
         if objects is not None and self.config.object_layer:
-            drawn = self._drawn_pose(objects, state.anchor)
+            drawn = self._drawn_pose(objects, state.anchor, state.base)
             frames = self.layer(frames, real, state.anchor, drawn, band or LAYER_BAND)
         frames = frames.round().clamp(0, 255).to(torch.uint8)
         if pose is not None and self.config.arm_layer:
@@ -673,15 +688,21 @@ class WorldModel(nn.Module):
             frames = shared_arm_layer(self.config.task, self.config.image_size)(frames, pose, joints, shown)
         return frames
 
-    def _drawn_pose(self, objects: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    def _drawn_pose(self, objects: torch.Tensor, anchor: torch.Tensor, base: torch.Tensor | None = None
+                    ) -> torch.Tensor:
         """Where the object layer draws the object: its carried pose [B,7], except where it rests on its
-        support (no higher than rest height + lean) and its anchor did too (within another lean: a start's
-        height is read off one view), where it stays at the anchor's place. Chosen on the tuning episodes
-        (seeds 800000+; `make tune-object-layer`): drawing pushes on the table as well (`object_layer_pushes`)
-        cost open-loop PSNR."""
+        support in the scene `base` [B,E] (no higher than rest height + lean), its anchor did too (within
+        another lean: a start's height is read off one view) and it is still where the anchor was (less than
+        PUSH across, within two leans up or down: pushed, not carried to another place or onto another
+        surface), where it stays at the anchor's place. Chosen on the tuning episodes (seeds 800000+;
+        `make tune-object-layer`): drawing pushes on the table as well (`object_layer_pushes`) cost open-loop
+        PSNR."""
         if self.support is None or self.config.object_layer_pushes:
             return objects
-        resting = self._resting(objects) & self._resting(anchor, lean=2.0)
+        lean = self.support[1]
+        pushed = (((objects[:, :2] - anchor[:, :2]).norm(dim=-1) < PUSH)
+                  & ((objects[:, 2] - anchor[:, 2]).abs() <= 2 * lean))
+        resting = self._resting(objects, base) & self._resting(anchor, base, lean=2.0) & pushed
         return torch.where(resting[:, None], anchor, objects)
 
     @torch.no_grad()

@@ -533,13 +533,15 @@ class Trainer(StagedTrainer):
             steps = int(min(unroll, remaining.min().item()))
             drift = (cfg.object_drift * torch.randn(batch, 3, generator=g)).to(self.device)
             idx, drift = self.shard.take(idx), self.shard.take(drift)
-            objects = data.env_states[idx][:, dims].to(self.device)
+            scene = data.env_states[idx].to(self.device)  # the start's, as imagination keeps it
+            objects = scene[:, dims]
             object_loss, gate_loss = 0.0, 0.0
             for k in range(steps):
                 arm = torch.stack([data.poses[idx + k], data.poses[idx + k + 1]], 1).to(self.device)
                 shift = torch.stack([drift * k / unroll, drift * (k + 1) / unroll], 1)
                 objects, logit = m._object_step(torch.cat([arm[..., :3] + shift, arm[..., 3:]], -1), objects,
-                                                data.actions[idx + k].to(self.device), with_logit=True)
+                                                data.actions[idx + k].to(self.device), with_logit=True,
+                                                base=scene)
                 truth = data.env_states[idx + k + 1][:, dims].to(self.device)
                 before = data.env_states[idx + k][:, dims].to(self.device)
                 moving = ((truth[:, :3] - before[:, :3]).norm(dim=-1) > cfg.object_still).float()

@@ -27,6 +27,9 @@ StateSuccess = Callable[[ArrayT, ArrayT], ArrayT]
 # environment_state [N, E] and agent_pos [N, P] -> the same state with the entries that follow from the
 # carried object's position and the gripper's (offsets to other objects) recomputed, in place
 DeriveState = Callable[[ArrayT, ArrayT], ArrayT]
+# an object's position [N, 3] and the scene's environment_state [N, E], arrays or tensors -> the height [N]
+# its centre rests at there (metres): what stands under it besides the table (Stack: the green cube's top)
+RestOn = Callable[[ArrayT, ArrayT], ArrayT]
 
 
 def finger_gap(agent_pos: ArrayT) -> ArrayT:
@@ -39,6 +42,14 @@ def grasped(distance: ArrayT, gap: ArrayT, reach: float, gap_range: tuple[float,
     and the fingers' gap (finger_gap) strictly inside `gap_range`. The one definition the
     tasks' shaped rewards and the world model's support rule share."""
     return (distance < reach) & (gap > gap_range[0]) & (gap < gap_range[1])
+
+
+def rest_level(table: float, rest_on: RestOn | None, position: ArrayT, state: ArrayT) -> ArrayT:
+    """[N]: where an object at `position` [N, 3] rests (Task.rest_height `table`, or `rest_on` where the task
+    has one), on arrays or tensors alike; the world model holds the numbers and the function, not the Task."""
+    if rest_on is not None:
+        return rest_on(position, state)
+    return position[..., 2] * 0 + table
 
 
 @dataclass(frozen=True)
@@ -86,8 +97,11 @@ class Task:
     derive_state: DeriveState | None = field(default=None, compare=False)
     # Support and gravity for an object carried as state: it rests at `rest_height` (its centre, metres) and
     # can rise more than `lean` above it only while held, i.e. within `grasp_reach` of the gripper with the
-    # fingers' gap (agent_pos[7] - agent_pos[8]) inside `grasp_gap`; unheld above that, it falls.
+    # fingers' gap (agent_pos[7] - agent_pos[8]) inside `grasp_gap`; unheld above that, it falls. Where more
+    # than the table can hold it, `rest_on` gives the rest height at the object's place (`rest_height` stays
+    # the table's); None: the table everywhere.
     rest_height: float | None = None
+    rest_on: RestOn | None = field(default=None, compare=False)
     lean: float = 0.01
     grasp_reach: float = 0.03
     grasp_gap: tuple[float, float] | None = None
@@ -116,6 +130,15 @@ class Task:
                                  f"no hint; add it to failure_hints")
         if not self.steps:
             raise ValueError(f"task {self.name!r} needs its sub-steps")
+        if self.rest_on is not None and self.rest_height is None:
+            raise ValueError(f"task {self.name!r}: rest_on needs the table's rest_height")
+
+    def rest_heights(self, position: ArrayT, state: ArrayT) -> ArrayT:
+        """[N]: the height (metres) the object's centre rests at, at `position` [N, 3] in the scene of
+        environment_state [N, E]; needs `rest_height`."""
+        if self.rest_height is None:
+            raise ValueError(f"task {self.name!r} has no rest height")
+        return rest_level(self.rest_height, self.rest_on, position, state)
 
     @property
     def env_id(self) -> str:

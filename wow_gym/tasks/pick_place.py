@@ -31,6 +31,9 @@ LIFT_TARGET = 1.05  # metres: robosuite's lifting target for the can (the bin's 
 # 7.1 cm; fully open is 8 cm. tests/core/test_tasks.py checks the reward along a noisy-expert episode.
 GRASP_GAP = (0.03, 0.072)
 GRASP_REACH = 0.04
+# the can's centre standing on either bin's floor, measured in robosuite PickPlaceCan (expert episodes, seeds
+# 5000-5005: 0.8603 m at the start and placed); lying down it is lower
+REST_HEIGHT = 0.86
 STAGES = (
     CriticStage("approach", "no_reach", "the gripper stays {distance:.0f} cm from the can"),
     CriticStage("at_object", "no_grasp", "the gripper reaches the can but does not close on it"),
@@ -111,6 +114,9 @@ TASK = Task(
     state_reward=shaped_reward,
     state_success=placed,
     derive_state=derive_state,
+    rest_height=REST_HEIGHT,
+    grasp_reach=GRASP_REACH,
+    grasp_gap=GRASP_GAP,
     object_extents=CAN_HALF_EXTENTS,
     object_joint="Can_joint0",
     critic_stages=STAGES,

@@ -22,6 +22,12 @@ STACK_HEIGHT = (0.04, 0.05)
 GRASP_GAP = (0.034, 0.05)
 GRASP_REACH = 0.04
 NEAR = 0.03  # metres: the gripper is at the red cube
+# Where the red cube rests, measured in robosuite Stack (expert episodes, seeds 5000-5005): its centre at
+# 0.818 m on the table, 0.045 m above the green cube's centre on it; on it means its centre over the green
+# cube's top (half-extent 0.025 m each way across: further out it tips off)
+REST_HEIGHT = 0.818
+ON_GREEN = 0.045
+GREEN_HALF = 0.025
 LIFTED = 0.84  # metres: robosuite Stack's lifting test, the red cube's centre above the table (0.8) + 0.04
 STAGES = (
     CriticStage("approach", "no_reach", "the gripper stays {distance:.0f} cm from the red cube"),
@@ -43,6 +49,15 @@ def stacked(state: ArrayT, agent_pos: ArrayT) -> ArrayT:
     held = grasped(_length(state[..., GRIPPER_OFFSET]), finger_gap(agent_pos), GRASP_REACH, GRASP_GAP)
     return ((_length(offset[..., :2]) < STACK_ACROSS) & (offset[..., 2] > STACK_HEIGHT[0])
             & (offset[..., 2] < STACK_HEIGHT[1]) & ~held)
+
+
+def rest_on(position: ArrayT, state: ArrayT) -> ArrayT:
+    """[N]: the height the red cube's centre rests at, at `position` [N, 3] in the scene of
+    environment_state [N, E] (the green cube's position): on the green cube's top over it, else on the
+    table."""
+    offset = position - state[..., BASE_POSITION]
+    over = (abs(offset[..., 0]) < GREEN_HALF) & (abs(offset[..., 1]) < GREEN_HALF)
+    return REST_HEIGHT + over * (state[..., BASE_POSITION.stop - 1] + ON_GREEN - REST_HEIGHT)
 
 
 def derive_state(state: ArrayT, agent_pos: ArrayT) -> ArrayT:
@@ -85,6 +100,10 @@ TASK = Task(
     state_reward=shaped_reward,
     state_success=stacked,
     derive_state=derive_state,
+    rest_height=REST_HEIGHT,
+    rest_on=rest_on,
+    grasp_reach=GRASP_REACH,
+    grasp_gap=GRASP_GAP,
     object_extents=CUBE_HALF_EXTENTS,
     object_joint="cubeA_joint0",
     critic_stages=STAGES,

@@ -347,7 +347,8 @@ def test_interaction_evaluation_reads_success_on_a_task_without_a_success_height
 def test_a_model_carrying_the_red_cube_reads_stack_success_off_the_state_and_the_video(stack_episodes):
     """A Stack model that carries the red cube: its success is the task's test on the carried state, not its
     success head (pinned here to always succeed), and the video is read with the same test (seen_video).
-    Its cube never moves here, so no stack is seen in the state, though the simulator stacks."""
+    Its cube never moves here (but to settle on the table), so no stack is seen in the state, though the
+    simulator stacks."""
     from wow_gym.world_models.video.evaluation import evaluate_interaction
 
     dim = stack_episodes["short"][0].environment_state.shape[1]
@@ -362,8 +363,10 @@ def test_a_model_carrying_the_red_cube_reads_stack_success_off_the_state_and_the
     every = result.figures["all"]
     assert every["sim_lifts"] == 1 and every["seen_state"] == 0.0 and every["false_state"] == 0.0
     assert 0.0 <= every["seen_video"] <= 100.0 and 0.0 <= every["false_video"] <= 100.0
-    stayed = every["object_error_copy_last_h16_mm"]  # the cube stayed where it started
-    assert every["object_error_state_h16_mm"] == pytest.approx(stayed, abs=1e-3)
+    # the cube stayed where it started but for the support rule, which lowers it to the table's rest height +
+    # lean (robosuite's reset drops the cubes from a few millimetres up): a little nearer the simulator's
+    stayed = every["object_error_copy_last_h16_mm"]
+    assert stayed - 3.0 < every["object_error_state_h16_mm"] <= stayed + 1e-3
 
 
 def test_whole_episodes_can_start_from_the_simulator_s_object_state(tmp_path, heldout):

@@ -107,8 +107,8 @@ def test_the_world_model_draws_its_carried_object(camera, lift_expert_episode):
     up = centre(red(lifted_frame(True)))
     assert up[1] < rest[1] - 2  # 5 cm up is several pixels up the picture
     assert np.abs(centre(red(lifted_frame(False))) - rest).max() < 1.0  # the untrained DiT leaves it be
-    # pushed along the table the object is drawn where it stood; lifted, or dropped from a lifted start, where
-    # it is carried to
+    # pushed along the table (less than PUSH) the object is drawn where it stood; lifted, dropped from a
+    # lifted start, or set down further away, where it is carried to
     anchor = pose(ep, REST)
     pushed = anchor + torch.tensor([0, 0.03, 0, 0, 0, 0, 0])
     raised = anchor + torch.tensor([0, 0, 0.05, 0, 0, 0, 0])
@@ -116,6 +116,8 @@ def test_the_world_model_draws_its_carried_object(camera, lift_expert_episode):
     torch.testing.assert_close(model._drawn_pose(pushed, anchor), anchor)
     torch.testing.assert_close(model._drawn_pose(raised, anchor), raised)
     torch.testing.assert_close(model._drawn_pose(anchor, raised), anchor)
+    carried = anchor + torch.tensor([0.10, 0, 0, 0, 0, 0, 0])  # set down 10 cm away: drawn where it is now
+    torch.testing.assert_close(model._drawn_pose(carried, anchor), carried)
 
 
 def test_the_object_layer_is_checked(camera):

@@ -7,6 +7,7 @@ import torch
 
 from wow_gym.data import DatasetReader
 from wow_gym.envs.robosuite_env import RobosuiteEnv
+from wow_gym.registry import task_info
 from wow_gym.world_models import WorldModel
 from wow_gym.world_models.video.config import WorldModelConfig
 from wow_gym.world_models.video.training import StageConfig, Trainer, TrainWorldModelConfig
@@ -86,6 +87,49 @@ def test_carried_object_state_follows_its_dynamics_and_sets_success(lift_data):
     with pytest.raises(ValueError, match="environment_state"):
         model.start(ep.pixels[None, :2], ep.agent_pos[None, :2], ep.action[None, :1],
                     environment_state=np.zeros((1, 4), np.float32))
+
+
+def test_the_red_cube_rests_on_the_green_cube_or_the_table():
+    """Stack's support rule: the unheld red cube over the green cube's top goes no higher than that top +
+    lean, and falls onto it from higher up, not through it to the table; beside it, onto the table. The rule
+    reads the green cube off the scene's state (the start's, kept by the imagination), which it needs."""
+    stack = task_info("stack")
+    model = WorldModel.random("dit-test", task="Stack", instruction=stack.instruction, env_state_dim=23,
+                              object_dims=list(range(7)), object_offset_dims=[17, 18, 19])
+    with torch.no_grad():  # object dynamics that lift the red cube 5 cm a step, the moving gate open
+        model.objects.net[-1].weight.zero_()
+        rise = torch.tensor([0, 0, 0.05, 0, 0, 0, 0]) / model._dobject_std
+        model.objects.net[-1].bias.copy_(torch.cat([rise, torch.ones(1)]))
+    scene = torch.zeros(1, 23)
+    scene[0, 7:10] = torch.tensor([0.05, -0.02, 0.823])  # the green cube
+    scene[0, 10:14] = torch.tensor([0, 0, 0, 1.0])
+    top = 0.823 + 0.045  # the red cube's centre on the green cube
+    far = torch.tensor([[0.0, 0.3, 1.2, 0, 0, 0, 1.0, 0.04, -0.04]])  # fingers open, far away
+    arm = torch.stack([far, far], 1)
+
+    def cube(x: float, y: float, z: float) -> torch.Tensor:
+        return torch.tensor([[x, y, z, 0, 0, 0, 1.0]])
+
+    on = model._object_step(arm, cube(0.06, -0.01, top), torch.zeros(1, 7), base=scene)
+    assert on[0, 2].item() == pytest.approx(top + stack.lean, abs=1e-5)
+    dropped = cube(0.06, -0.01, top + 0.06)  # released 6 cm above the green cube's top
+    heights = []
+    for _ in range(3):
+        dropped = model._object_step(arm, dropped, torch.zeros(1, 7), base=scene)
+        heights.append(dropped[0, 2].item())
+    assert heights == pytest.approx([top + 0.02, top + stack.lean, top + stack.lean], abs=1e-5)
+    beside = model._object_step(arm, cube(0.12, -0.02, top), torch.zeros(1, 7), base=scene)
+    assert beside[0, 2].item() == pytest.approx(stack.rest_height + stack.lean, abs=1e-5)
+    with pytest.raises(ValueError, match="environment_state"):
+        model._object_step(arm, cube(0.06, -0.01, top), torch.zeros(1, 7))
+
+    # imagination keeps the start's scene: a step falls onto the green cube where the start put it
+    scene[0, :7] = cube(0.06, -0.01, top + 0.06)[0]
+    state = model.start(np.zeros((1, 2, 64, 64, 3), np.uint8), far[None].repeat(1, 2, 1).numpy(),
+                        np.zeros((1, 1, 7), np.float32), environment_state=scene.numpy())
+    out = model.step(state, np.zeros((1, 7), np.float32), torch.Generator().manual_seed(0))
+    assert out.environment_state[0, 2] == pytest.approx(top + 0.02, abs=1e-5)
+    assert not out.success[0]  # 2 cm above the green cube's top: not yet resting on it
 
 
 def test_object_config_is_checked(camera):
