@@ -363,10 +363,9 @@ def test_a_model_carrying_the_red_cube_reads_stack_success_off_the_state_and_the
     every = result.figures["all"]
     assert every["sim_lifts"] == 1 and every["seen_state"] == 0.0 and every["false_state"] == 0.0
     assert 0.0 <= every["seen_video"] <= 100.0 and 0.0 <= every["false_video"] <= 100.0
-    # the cube stayed where it started but for the support rule, which lowers it to the table's rest height +
-    # lean (robosuite's reset drops the cubes from a few millimetres up): a little nearer the simulator's
-    stayed = every["object_error_copy_last_h16_mm"]
-    assert stayed - 3.0 < every["object_error_state_h16_mm"] <= stayed + 1e-3
+    # the cube stayed where it started but for the support rule, which sets it on the table as the simulator's
+    # settles (robosuite's reset drops the cubes from 1 cm up); 16 steps in the expert has not moved it yet
+    assert every["object_error_state_h16_mm"] < 3.0 and every["object_error_copy_last_h16_mm"] > 9.0
 
 
 def test_whole_episodes_can_start_from_the_simulator_s_object_state(tmp_path, heldout):
