@@ -64,7 +64,7 @@ def test_carried_object_state_follows_its_dynamics_and_sets_success(lift_data):
     fell = model._object_step(torch.stack([far, far], 1), cube, torch.zeros(1, 7))
     assert fell[0, 2].item() == pytest.approx(0.95 - 0.04, abs=1e-5)  # from where it was, whatever the step says
     resting = cube.clone()
-    resting[0, 2] = 0.828  # nudged up past rest + lean (0.83): it goes no higher, and rests at its rest height
+    resting[0, 2] = 0.828  # nudged up past rest + lean (0.83): no higher, and it rests at its rest height
     assert model._object_step(torch.stack([far, far], 1), resting, torch.zeros(1, 7))[0, 2].item() == \
         pytest.approx(0.82, abs=1e-5)
     holding = torch.tensor([[0.0, 0.0, 0.95, 0, 0, 0, 1.0, 0.021, -0.021]])  # gap 0.042 around the cube
@@ -257,8 +257,8 @@ def test_interaction_evaluation_scores_lifts_and_object_error(lift_data, lift_ex
     assert every["episodes"] == 2 and every["sim_lifts"] == 1  # the 70-step expert lifts; 12 steps do not
     assert lifted["seen_state"] == 0.0 and still["false_state"] == 0.0
     assert every["success_agreement"] == 50.0  # the imagined env never succeeds; the expert episode does
-    for at in ("h16", "end"):  # a cube that stays where it started is the copy-last baseline, but that support
-        # sets the freshly spawned cube (robosuite drops it from 1 cm up) on the table, as the simulator does
+    for at in ("h16", "end"):  # a cube that stays where it started is the copy-last baseline, but that
+        # support sets the freshly spawned cube (robosuite drops it from 1 cm up) on the table, as the sim does
         state, copy_last = (still[f"object_error_{kind}_{at}_mm"] for kind in ("state", "copy_last"))
         assert state < 1.0 and copy_last > 9.0
         state, copy_last = (lifted[f"object_error_{kind}_{at}_mm"] for kind in ("state", "copy_last"))
