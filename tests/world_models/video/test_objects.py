@@ -258,7 +258,7 @@ def test_interaction_evaluation_scores_lifts_and_object_error(lift_data, lift_ex
     assert lifted["seen_state"] == 0.0 and still["false_state"] == 0.0
     assert every["success_agreement"] == 50.0  # the imagined env never succeeds; the expert episode does
     for at in ("h16", "end"):  # a cube that stays where it started is the copy-last baseline, but that
-        # support sets the freshly spawned cube (robosuite drops it from 1 cm up) on the table, as the sim does
+        # support sets the freshly spawned cube (robosuite drops it from 1 cm up) on the table as the sim does
         state, copy_last = (still[f"object_error_{kind}_{at}_mm"] for kind in ("state", "copy_last"))
         assert state < 1.0 and copy_last > 9.0
         state, copy_last = (lifted[f"object_error_{kind}_{at}_mm"] for kind in ("state", "copy_last"))
