@@ -388,7 +388,12 @@ def test_a_model_carrying_stack_s_red_cube_keeps_the_green_one_and_reads_success
     state = wm.start(frames, observation["agent_pos"][None, None], environment_state=start)
     out = wm.step(state, np.zeros((1, 7), np.float32))
     imagined = out.environment_state[0]
-    np.testing.assert_allclose(imagined[:14], start[0, :14], atol=1e-6)  # both cubes where they were
+    # both cubes where they were, but that the support rule sets the red one at its rest height on the green
+    # one (0.045 m above its centre: 0.1 mm above where the test put it)
+    assert imagined[2] == pytest.approx(start[0, 9] + 0.045, abs=1e-6)
+    assert imagined[2] == pytest.approx(start[0, 2], abs=2e-4)
+    start[0, 2] = imagined[2]
+    np.testing.assert_allclose(imagined[:14], start[0, :14], atol=1e-6)
     np.testing.assert_allclose(imagined[14:17], start[0, 7:10] - start[0, :3], atol=1e-6)
     np.testing.assert_allclose(imagined[17:20], start[0, :3] - out.agent_pos[0, :3], atol=1e-6)
     np.testing.assert_allclose(imagined[20:23], start[0, 7:10] - out.agent_pos[0, :3], atol=1e-6)
