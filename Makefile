@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-lift-tasks evaluate-pooled evaluate-door replay-check-door replay-check-stack replay-check-pickplacecan evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks policy-stack-imagined idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-stack-imagined-bc evaluate-lift-tasks evaluate-pooled evaluate-door replay-check-door replay-check-stack replay-check-pickplacecan evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -342,6 +342,14 @@ policy-tasks: tasks-data
 		"bc.datasets=[data/pickplacecan/train-expert,data/pickplacecan/train-noisy]" \
 		out=outputs/policies/pickplacecan-bc $(TASK_BC)
 	$(WG) ship-policy checkpoint=outputs/policies/pickplacecan-bc/bc.zip task=pickplacecan
+# Stack's BC policy with Lift's recipe: the same demonstrations also as the shared world model imagines them
+# (bc.imagined), with the robot's arm drawn at the imagined pose (the paired run's arm layer), so that the
+# policy that stacks on the simulator's frames also stacks on the imagined ones; judged on the same 50 held-out
+# sim seeds. It is shipped only where `make evaluate-stack` (with the arm layer) and the sim figure say so.
+IMAGINED_ARM := world_model_options.arm_layer=true world_model_options.arm_erase=true
+policy-stack-imagined: tasks-data
+	$(WG) train-policy env=WoW/Stack-v0 "bc.datasets=[data/stack/train-expert,data/stack/train-noisy]" \
+		out=outputs/policies/stack-bc-imagined $(TASK_BC) bc.imagined=true $(IMAGINED_ARM)
 
 # FM-IDM and SOPHIA's critic for Stack, Door and PickPlaceCan, one of each per task, shipped as <task>-idm and
 # <task>-critic, trained before any world model imagined these tasks: FM-IDM on simulator video alone, the
@@ -475,15 +483,26 @@ world-model-door-own: tasks-data
 # model that carries no object state, SOPHIA's Stack critic reading the imagined frames).
 # WM_CHECKPOINT, WM_TAG (above): another world model than the shipped one, e.g. Stack's own
 # (make evaluate-stack WM_CHECKPOINT=outputs/world-models/stack/checkpoint WM_TAG=-own).
-WM_EVALUATE = $(if $(WM_CHECKPOINT),world_model=$(WM_CHECKPOINT))
-TASK_POLICIES := {name: random, kind: random}, {name: zero, kind: zero}, {name: bc, kind: shipped}, \
-	{name: bc-noise-0.1, kind: shipped, noise_std: 0.1}, {name: bc-noise-0.15, kind: shipped, noise_std: 0.15}, \
-	{name: bc-noise-0.2, kind: shipped, noise_std: 0.2}, {name: bc-noise-0.3, kind: shipped, noise_std: 0.3}, \
-	{name: bc-noise-0.45, kind: shipped, noise_std: 0.45}, {name: bc-noise-0.6, kind: shipped, noise_std: 0.6}, \
-	{name: bc-noise-1.0, kind: shipped, noise_std: 1.0}
+# ARM=1: the robot's arm drawn at the imagined pose ($(IMAGINED_ARM)); name the run with WM_TAG
+# (make evaluate-stack ARM=1 WM_TAG=-armlayer-support).
+WM_EVALUATE = $(if $(WM_CHECKPOINT),world_model=$(WM_CHECKPOINT)) $(if $(ARM),$(IMAGINED_ARM))
+# The 10 policies around one BC policy ($(1): its kind, and path; commas as $(comma)).
+TASK_POLICIES_OF = {name: random, kind: random}, {name: zero, kind: zero}, {name: bc, $(1)}, \
+	{name: bc-noise-0.1, $(1), noise_std: 0.1}, {name: bc-noise-0.15, $(1), noise_std: 0.15}, \
+	{name: bc-noise-0.2, $(1), noise_std: 0.2}, {name: bc-noise-0.3, $(1), noise_std: 0.3}, \
+	{name: bc-noise-0.45, $(1), noise_std: 0.45}, {name: bc-noise-0.6, $(1), noise_std: 0.6}, \
+	{name: bc-noise-1.0, $(1), noise_std: 1.0}
+TASK_POLICIES := $(call TASK_POLICIES_OF,kind: shipped)
 evaluate-stack: $(STAMP)
 	$(WG) evaluate task=stack n_episodes=16 seed=970000 max_steps=150 'policies=[$(TASK_POLICIES)]' \
 		$(WM_EVALUATE) out=outputs/evaluate/stack$(WM_TAG)
+# The same 10 policies around the Stack BC policy cloned also on imagined frames (make policy-stack-imagined),
+# with the arm drawn as it was cloned; the shipped policy's run to set beside it:
+# make evaluate-stack ARM=1 WM_TAG=-armlayer-support.
+evaluate-stack-imagined-bc: $(STAMP)
+	$(WG) evaluate task=stack n_episodes=16 seed=970000 max_steps=150 \
+		'policies=[$(call TASK_POLICIES_OF,kind: sb3$(comma) path: outputs/policies/stack-bc-imagined/bc.zip)]' \
+		$(IMAGINED_ARM) out=outputs/evaluate/stack-bc-imagined
 # The same with the imagined env's reward and success from the Stack model's own heads (imagined_reward=heads:
 # they read the imagined latents and arm pose; with Stack's own model the success head saw 43% of held-out
 # stacks, the critic 6%).

@@ -183,10 +183,10 @@ def make_train_env(config: TrainPolicyConfig, world_model: Any = None) -> VecEnv
     hands the policy pixels and agent_pos only."""
     task, imagined = parse_env_id(config.env)
     options = {name: value for name, value in config.world_model_options.items() if value is not None}
-    if options and not imagined:
-        raise ValueError(f"world_model_options {sorted(options)} set the imagined env's world model; "
-                         f"{config.env} is the simulator (train in WoW/<Task>-Imagined-v0, or leave them "
-                         "null)")
+    if options and not imagined and not config.bc.imagined:
+        raise ValueError(f"world_model_options {sorted(options)} set the imagined env's world model (or the "
+                         f"one bc.imagined clones through); {config.env} is the simulator (train in "
+                         "WoW/<Task>-Imagined-v0, set bc.imagined=true, or leave them null)")
     if imagined:
         if config.randomize:
             raise ValueError("randomize=true perturbs the simulator's scene; the imagined env has none to "

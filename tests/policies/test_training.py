@@ -530,3 +530,10 @@ def test_world_model_options_are_refused_for_a_simulator_run():
                                world_model_options={"arm_physics": True, "finger_rule": None})
     with pytest.raises(ValueError, match=r"options \['arm_physics'\] set the imagined env's world model"):
         make_train_env(config)
+    # ... unless bc.imagined clones the demonstrations through that world model: the simulator run is built
+    config.bc, config.n_envs = BCConfig(imagined=True), 1
+    venv = make_train_env(config)
+    try:
+        assert venv.num_envs == config.n_envs
+    finally:
+        venv.close()
