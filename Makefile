@@ -344,8 +344,8 @@ policy-tasks: tasks-data
 	$(WG) ship-policy checkpoint=outputs/policies/pickplacecan-bc/bc.zip task=pickplacecan
 # Stack's BC policy with Lift's recipe: the same demonstrations also as the shared world model imagines them
 # (bc.imagined), with the robot's arm drawn at the imagined pose (the paired run's arm layer), so that the
-# policy that stacks on the simulator's frames also stacks on the imagined ones; judged on the same 50 held-out
-# sim seeds. It is shipped only where `make evaluate-stack` (with the arm layer) and the sim figure say so.
+# policy that stacks on the simulator's frames also stacks on the imagined ones; judged on the same 50
+# held-out sim seeds. Shipped only where evaluate-stack-imagined-bc and the sim figure say so.
 IMAGINED_ARM := world_model_options.arm_layer=true world_model_options.arm_erase=true
 policy-stack-imagined: tasks-data
 	$(WG) train-policy env=WoW/Stack-v0 "bc.datasets=[data/stack/train-expert,data/stack/train-noisy]" \
