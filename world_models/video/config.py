@@ -83,6 +83,10 @@ class WorldModelConfig:
     # With the arm layer: the pixels that showed the arm at the start frame's pose and do not show it at the
     # imagined one get the cell behind the arm (arm_layer.py), instead of the DiT's ghost of the start arm
     arm_erase: bool = False
+    # Every imagined frame draws the task's still object (Stack's green cube: Task.scene_pose) again where the
+    # start's scene has it, from the anchor frame (object_layer.py), over the DiT's fading of it; under the
+    # arm layer's arm. An option for evaluations, off in the shipped checkpoint.
+    scene_layer: bool = False
     # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
     # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.
     one_step: bool = False

@@ -63,7 +63,7 @@ PUSH = 0.05  # metres across: a resting object moved less than this from its sta
 # The config switches that change how a trained model imagines and nothing it learned: an evaluation, the
 # imagined env or an RL run may set them on a loaded checkpoint (WorldModel.set_options).
 OPTIONS = ("residual_deadband", "object_layer", "object_layer_pushes", "arm_contact", "finger_rule",
-           "arm_physics", "arm_layer", "arm_erase")
+           "arm_physics", "arm_layer", "arm_erase", "scene_layer")
 
 
 def checkpoint_options() -> dict[str, Any]:
@@ -182,6 +182,11 @@ class WorldModel(nn.Module):
         self.layer = None
         if config.object_dims is not None and config.camera is not None and info.object_extents is not None:
             self.layer = ObjectLayer(torch.tensor(config.camera), info.object_extents, config.image_size)
+        # the still object (Stack's green cube), drawn where the start's scene has it where config.scene_layer
+        # says: built wherever the task names one and the camera is known
+        self.scene_layer, self.scene_pose = None, info.scene_pose
+        if config.camera is not None and info.scene_pose is not None:
+            self.scene_layer = ObjectLayer(torch.tensor(config.camera), info.scene_extents, config.image_size)
         # arm contact: possible wherever the task allows, used where config.arm_contact says (an evaluation
         # may switch it)
         self.table_height = info.table_height
@@ -193,7 +198,7 @@ class WorldModel(nn.Module):
         if self.can_grip:
             self.register_buffer("_extents", torch.tensor(info.object_extents), persistent=False)
         self._check_possible({name: getattr(config, name) for name in ("object_layer", "arm_contact",
-                                                                        "finger_rule")})
+                                                                        "finger_rule", "scene_layer")})
 
     def set_options(self, options: dict[str, Any]) -> None:
         """Set imagination switches (OPTIONS, in WorldModelConfig) on this model, in place; a None value keeps
@@ -223,7 +228,9 @@ class WorldModel(nn.Module):
                  "arm_contact": (self.can_contact, "a model that carries the object state and a task with "
                                  "object_extents and table_height"),
                  "finger_rule": (self.can_grip, "a model that carries the object state and a task with "
-                                 "object_extents")}
+                                 "object_extents"),
+                 "scene_layer": (self.scene_layer is not None, "a task with a still object (scene_pose, "
+                                 "scene_extents) and a model that knows its camera")}
         for name, (possible, what) in needs.items():
             if switches.get(name) and not possible:
                 raise ValueError(f"{name}=true needs {what}; this {self.config.task} model cannot")
@@ -683,6 +690,8 @@ class WorldModel(nn.Module):
             flat = moved.reshape(-1, 1, *moved.shape[-2:])
             change = change * F.max_pool2d(flat, 3, stride=1, padding=1).reshape(moved.shape)[..., None]
         frames = real + change
+        if objects is not None and self.config.scene_layer:
+            frames = self.draw_scene(frames, real, state.base, band or LAYER_BAND)
         if objects is not None and self.config.object_layer:
             drawn = self._drawn_pose(objects, state.anchor, state.base)
             frames = self.layer(frames, real, state.anchor, drawn, band or LAYER_BAND)
@@ -692,6 +701,21 @@ class WorldModel(nn.Module):
             shown = state.frame_pose if self.config.arm_erase and self.config.residual_decoding else None
             frames = shared_arm_layer(self.config.task, self.config.image_size)(frames, pose, joints, shown)
         return frames
+
+    def draw_scene(self, frames: torch.Tensor, real: torch.Tensor, base: torch.Tensor | None,
+                   band: float = LAYER_BAND) -> torch.Tensor:
+        """Imagined frames [B, H, W, 3] (float, 0-255) with the task's still object drawn again from the real
+        anchor frames `real` where the start's scene `base` [B, E] (raw environment_state) has it: the DiT
+        fades a still object the arm passes near (Stack's green cube), and a policy aiming at it then sees
+        less of it. ValueError without the scene."""
+        if self.scene_layer is None:
+            raise ValueError(f"the {self.config.task} task has no still object to draw (Task.scene_pose)")
+        if base is None or base.shape[1] < self.scene_pose.stop:
+            raise ValueError("the scene layer draws the still object where the start's scene has it; this "
+                             "imagination has no scene (ImaginationState.base: a model that carries the "
+                             "environment_state)")
+        still = base[:, self.scene_pose].to(frames.device)
+        return self.scene_layer(frames, real, still, still, band)
 
     def _drawn_pose(self, objects: torch.Tensor, anchor: torch.Tensor, base: torch.Tensor | None = None
                     ) -> torch.Tensor:

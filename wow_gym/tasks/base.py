@@ -108,6 +108,11 @@ class Task:
     # the object's half-extents as a box (metres, in its own frame): the world model's object layer draws it
     # where its carried pose says (world_models/video/object_layer.py); None: the picture is the DiT's alone
     object_extents: tuple[float, float, float] | None = None
+    # a still object the task's object is put on or beside (Stack's green cube): its raw pose (position,
+    # quaternion) in environment_state and its half-extents; the world model's scene layer draws it where
+    # the start's scene has it (world_models/video/model.py, scene_layer); None: no such object
+    scene_pose: slice | None = None
+    scene_extents: tuple[float, float, float] | None = None
     # the table's top (metres): where the world model's arm contact stops the imagined fingertips
     table_height: float | None = None
     critic_stages: tuple[CriticStage, ...]
@@ -132,6 +137,12 @@ class Task:
             raise ValueError(f"task {self.name!r} needs its sub-steps")
         if self.rest_on is not None and self.rest_height is None:
             raise ValueError(f"task {self.name!r}: rest_on needs the table's rest_height")
+        if (self.scene_pose is None) != (self.scene_extents is None):
+            raise ValueError(f"task {self.name!r}: scene_pose and scene_extents go together (the still "
+                             "object's pose in environment_state and its half-extents)")
+        if self.scene_pose is not None and len(range(99)[self.scene_pose]) != 7:
+            raise ValueError(f"task {self.name!r}: scene_pose must take 7 entries (position, quaternion), "
+                             f"got {self.scene_pose}")
 
     def rest_heights(self, position: ArrayT, state: ArrayT) -> ArrayT:
         """[N]: the height (metres) the object's centre rests at, at `position` [N, 3] in the scene of

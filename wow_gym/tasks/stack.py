@@ -12,6 +12,7 @@ OBJECT_POSITION = slice(0, 3)
 OBJECT_POSE = slice(0, 7)  # the red cube's position, quaternion
 GRIPPER_OFFSET = slice(17, 20)  # red cube minus gripper
 BASE_POSITION = slice(7, 10)  # the green cube's position
+BASE_POSE = slice(7, 14)  # ... and its quaternion
 CUBE_HALF_EXTENTS = (0.02, 0.02, 0.02)  # robosuite Stack's red cube (fixed size; the green one is 0.025)
 # The success test on state, its thresholds chosen on the training split (train-expert, -noisy, -walk): the
 # red cube's centre within 2.5 cm of the green cube's across and 4-5 cm above it (resting on it: 0.045 m),
@@ -28,6 +29,7 @@ NEAR = 0.03  # metres: the gripper is at the red cube
 REST_HEIGHT = 0.818
 ON_GREEN = 0.045
 GREEN_HALF = 0.025
+GREEN_HALF_EXTENTS = (GREEN_HALF,) * 3
 LIFTED = 0.84  # metres: robosuite Stack's lifting test, the red cube's centre above the table (0.8) + 0.04
 STAGES = (
     CriticStage("approach", "no_reach", "the gripper stays {distance:.0f} cm from the red cube"),
@@ -105,6 +107,8 @@ TASK = Task(
     grasp_reach=GRASP_REACH,
     grasp_gap=GRASP_GAP,
     object_extents=CUBE_HALF_EXTENTS,
+    scene_pose=BASE_POSE,
+    scene_extents=GREEN_HALF_EXTENTS,
     object_joint="cubeA_joint0",
     critic_stages=STAGES,
     stage_labels=stages_by_distance(GRIPPER_OFFSET, NEAR, len(STAGES)),

@@ -132,3 +132,44 @@ def test_the_object_layer_is_checked(camera):
     with pytest.raises(ValueError, match="64 px"):
         ObjectLayer(torch.tensor(camera), CUBE_HALF_EXTENTS, 64)(
             torch.zeros(1, 32, 32, 3), torch.zeros(1, 32, 32, 3), torch.zeros(1, 7), torch.ones(1, 7))
+
+
+def test_stack_s_green_cube_is_drawn_again_where_the_scene_has_it():
+    """The scene layer (scene_layer): the DiT fades Stack's still green cube where the arm passes near it;
+    each imagined frame draws it again from the start frame where the start's scene has it. Checked on the
+    real simulator's frame and state, through a model's step, against the same step without the layer."""
+    env = RobosuiteEnv("Stack")
+    try:
+        observation, _ = env.reset(seed=5000)
+        camera = env.camera_matrix()
+    finally:
+        env.close()
+    frame, start = observation["pixels"], observation["environment_state"][None]
+    wm = WorldModel.random("dit-test", task="Stack", env_state_dim=start.shape[1], object_dims=list(range(7)),
+                           object_offset_dims=[17, 18, 19], camera=camera.tolist())
+    # the layer's outline of the green cube is where the simulator draws it
+    outline = wm.scene_layer.outline(torch.as_tensor(start[:, 7:14]))[0].numpy()
+    px = frame.astype(int)
+    # the green cube's top and its darker sides, below the robot's base
+    green = (px[..., 1] - np.maximum(px[..., 0], px[..., 2]) > 12) & (np.arange(64)[:, None] > 16)
+    assert (outline & green).sum() / (outline | green).sum() > 0.6
+    # an untrained DiT: without the layer the imagined frame does not keep the green cube's pixels ...
+    action = np.zeros((1, 7), np.float32)
+    frames = frame[None, None]
+    torch.manual_seed(0)  # the same DiT noise for both steps
+    plain = wm.step(wm.start(frames, observation["agent_pos"][None, None], environment_state=start), action)
+    assert np.abs(plain.pixels[0].astype(int) - px)[green].mean() > 3
+    # ... with it, every pixel of it is the start frame's again, and the frame away from it is the DiT's
+    wm.set_options({"scene_layer": True})
+    torch.manual_seed(0)
+    drawn = wm.step(wm.start(frames, observation["agent_pos"][None, None], environment_state=start), action)
+    assert np.abs(drawn.pixels[0].astype(int) - px)[green].max() <= 1
+    away = torch.nn.functional.max_pool2d(torch.as_tensor(outline)[None, None].float(), 9, 1, 4)[0, 0] == 0
+    np.testing.assert_array_equal(drawn.pixels[0][away.numpy()], plain.pixels[0][away.numpy()])
+    # it needs the scene, and a task with a still object
+    with pytest.raises(ValueError, match="no scene"):
+        wm.draw_scene(torch.as_tensor(frame)[None].float(), torch.as_tensor(frame)[None].float(), None)
+    lift = WorldModel.random("dit-test", task="Lift", env_state_dim=10, object_dims=list(range(7)),
+                             object_offset_dims=[7, 8, 9], camera=camera.tolist())
+    with pytest.raises(ValueError, match="scene_layer=true needs a task with a still object"):
+        lift.set_options({"scene_layer": True})
