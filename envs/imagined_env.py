@@ -33,7 +33,8 @@ from gymnasium.vector.utils import batch_space
 
 from wow_gym.backends import BackendStep, WorldModelBackend, make_backend, require, require_env_backend
 from wow_gym.checks import check_actions
-from wow_gym.envs.imagined_starts import Context, ContextSource, StartPool, split_options, stack_contexts
+from wow_gym.envs.imagined_starts import (Context, ContextSource, StartPool, known_states, split_options,
+                                          stack_contexts)
 from wow_gym.envs.robosuite_env import AGENT_POS_DIM
 from wow_gym.registry import CONTROL_FREQ, task_info
 from wow_gym.rollout import ACTION_DIM
@@ -184,7 +185,11 @@ class ImaginedBatch:
         if not (every or self.started):
             raise RuntimeError("start every row (reset without reset_mask) before restarting some of them")
         instructions = [self.instruction] * len(rows)
-        self.backend.start(pixels, agent_pos, actions, instructions, **({} if every else {"rows": rows}))
+        extra = {} if every else {"rows": rows}
+        states = known_states(contexts) if self.backend.capabilities.starts_from_state else None
+        if states is not None:  # the backend decides whether to use them (the DiT's known_state option)
+            extra["environment_state"] = states
+        self.backend.start(pixels, agent_pos, actions, instructions, **extra)
         self.started = True
         output = self.backend.observe(None if every else rows)
         _, success, _ = self._judge(output, rows, batch_size)

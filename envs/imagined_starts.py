@@ -30,11 +30,13 @@ OPTION_KEYS = {"sim_state": set(), "episode": {"start"}, "pixels": {"agent_pos",
 
 @dataclass
 class Context:
-    """The real frames an imagined episode starts from: pixels [k,H,W,3], agent_pos [k,P], actions [k-1,A]."""
+    """The real frames an imagined episode starts from: pixels [k,H,W,3], agent_pos [k,P], actions [k-1,A],
+    and the newest frame's environment_state [E] where the reset knows it (None: from pixels)."""
 
     pixels: np.ndarray
     agent_pos: np.ndarray
     actions: np.ndarray
+    environment_state: np.ndarray | None = None
 
 
 def start_kind(options: Mapping[str, Any]) -> str | None:
@@ -125,7 +127,8 @@ class ContextSource:
         options = None if sim_state is None else {"sim_state": sim_state}
         observation, _ = self._twin().reset(seed=seed, options=options)
         no_actions = np.zeros((0, ACTION_DIM), np.float32)
-        return Context(observation["pixels"][None], observation["agent_pos"][None], no_actions)
+        return Context(observation["pixels"][None], observation["agent_pos"][None], no_actions,
+                       observation["environment_state"])
 
     def from_episode(self, episode: Rollout, start: int = 0) -> Context:
         """Up to K frames of a stored episode ending at step `start`, and the actions between them."""
@@ -136,8 +139,11 @@ class ContextSource:
             raise ValueError(f"options['start'] must be a step in 0..{episode.num_steps} of the episode, "
                              f"got {start!r}")
         first = max(0, int(start) - self.context_frames + 1)
-        return self.from_frames(episode.pixels[first:start + 1], episode.agent_pos[first:start + 1],
-                                episode.action[first:start])
+        context = self.from_frames(episode.pixels[first:start + 1], episode.agent_pos[first:start + 1],
+                                   episode.action[first:start])
+        if episode.environment_state is not None:
+            context.environment_state = np.asarray(episode.environment_state[start], np.float32)
+        return context
 
     def from_frames(self, pixels: np.ndarray, agent_pos: np.ndarray,
                     actions: np.ndarray | None = None) -> Context:
@@ -169,6 +175,13 @@ class ContextSource:
         if self.twin is not None:
             self.twin.close()
             self.twin = None
+
+
+def known_states(contexts: Sequence[Context]) -> np.ndarray | None:
+    """The contexts' environment_state [n, E] where every one knows it, else None (the probe reads all)."""
+    if any(c.environment_state is None for c in contexts):
+        return None
+    return np.stack([c.environment_state for c in contexts]).astype(np.float32)
 
 
 def stack_contexts(contexts: Sequence[Context], context_frames: int

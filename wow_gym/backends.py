@@ -41,6 +41,9 @@ class Capabilities:
     predicts_state: bool = False  # step() also returns agent_pos, object state and success
     state_dims: tuple[int, int] | None = None  # (agent_pos, environment_state) sizes when it predicts them
     context_frames: int = 1  # real frames it starts from (the newest last)
+    # start() also takes environment_state [B, E]: the object state where the reset knows it (a simulator
+    # state or a stored episode), None where it starts from pixels alone
+    starts_from_state: bool = False
 
     def __post_init__(self) -> None:
         if self.predicts_state and self.state_dims is None:

@@ -33,7 +33,7 @@ class DiTBackend:
         self.capabilities = Capabilities(steps_under_actions=True, plans_from_instruction=True,
                                          resolution=(size, size), fps=float(CONTROL_FREQ), predicts_state=True,
                                          state_dims=(config.agent_pos_dim, config.env_state_dim),
-                                         context_frames=config.context_frames)
+                                         context_frames=config.context_frames, starts_from_state=True)
         self.imagination = Imagination(self.wm, torch.Generator(device=self.wm.device).manual_seed(seed), steps)
 
     def seed(self, seed: int) -> None:
@@ -42,7 +42,11 @@ class DiTBackend:
     def start(self, pixels: np.ndarray, agent_pos: np.ndarray, actions: np.ndarray | None,
               instructions: list[str], rows: np.ndarray | None = None,
               environment_state: np.ndarray | None = None) -> None:
-        """Start every row, or restart only `rows`; the object state is read off the frames unless given."""
+        """Start every row, or restart only `rows`; the object state is read off the frames (the probe), or
+        taken from `environment_state` [n, E] (the reset's known state) where the model's known_state
+        option is on."""
+        if not self.wm.config.known_state:
+            environment_state = None
         self.imagination.start(pixels, agent_pos, actions, list(instructions), rows, environment_state)
 
     def observe(self, rows: np.ndarray | None = None) -> BackendStep:

@@ -87,6 +87,10 @@ class WorldModelConfig:
     # start's scene has it, from the anchor frame (object_layer.py), over the DiT's fading of it; under the
     # arm layer's arm. An option for evaluations, off in the shipped checkpoint.
     scene_layer: bool = False
+    # An imagined env reset from a simulator state or a stored episode starts the carried object state from
+    # that known environment_state instead of the probe's reading of the frame (the probe reads Stack's red
+    # cube about 2 cm off, where the stacking test allows 2.5 cm across); a reset from pixels reads the probe.
+    known_state: bool = False
     # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
     # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.
     one_step: bool = False

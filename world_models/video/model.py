@@ -63,7 +63,7 @@ PUSH = 0.05  # metres across: a resting object moved less than this from its sta
 # The config switches that change how a trained model imagines and nothing it learned: an evaluation, the
 # imagined env or an RL run may set them on a loaded checkpoint (WorldModel.set_options).
 OPTIONS = ("residual_deadband", "object_layer", "object_layer_pushes", "arm_contact", "finger_rule",
-           "arm_physics", "arm_layer", "arm_erase", "scene_layer")
+           "arm_physics", "arm_layer", "arm_erase", "scene_layer", "known_state")
 
 
 def checkpoint_options() -> dict[str, Any]:
