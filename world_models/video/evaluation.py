@@ -440,7 +440,6 @@ class EvalWorldModelConfig:
     arm_layer: bool | None = None  # the robot's arm drawn at the imagined pose (arm_layer.py); None: the ckpt's
     arm_erase: bool | None = None  # with the arm layer, the start frame's arm erased; None: the checkpoint's
     scene_layer: bool | None = None  # the still object (Stack's green cube) drawn again; None: the ckpt's
-    known_state: bool | None = None  # imagined env resets start from the known state (no effect here)
     critic: str | None = None  # a critic that reads the whole imagined episodes too; None: shipped; "none"
     steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     # whole episodes imagined from their first frame (lifts seen, object error); [] skips it
@@ -552,7 +551,9 @@ def evaluate_world_model(config: EvalWorldModelConfig) -> EvalResults:
     path = world_model_path(config.task, config.checkpoint)
     wm = load_world_model(config.task, path, device=config.device, autocast=config.autocast)
     try:  # the imagination switches this evaluation sets (None: the checkpoint's)
-        wm.set_options({name: getattr(config, name) for name in OPTIONS})
+        # (known_state here is this evaluation's own: its whole episodes start from the simulator's state;
+        # the model's switch of that name is the imagined env's, which this evaluation does not reset)
+        wm.set_options({name: getattr(config, name) for name in OPTIONS if name != "known_state"})
     except ValueError as error:
         raise EvaluationError(f"{path}: {error}") from None
     rollouts = load_heldout(list(config.datasets), wm.config.image_size, config.max_episodes, wm.config.task)
