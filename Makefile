@@ -681,8 +681,11 @@ SHIPPED_POLICIES := {name: random, kind: random}, {name: zero, kind: zero}, {nam
 	{name: bc-noise-0.45, kind: shipped, noise_std: 0.45}, {name: bc-noise-0.6, kind: shipped, noise_std: 0.6}, \
 	{name: bc-noise-1.0, kind: shipped, noise_std: 1.0}
 SHIPPED_SET := [$(SHIPPED_POLICIES)]
+# WM_EVALUATE's switches (ARM=1, KNOWN=1, WM_CHECKPOINT) and WM_TAG as on evaluate-stack:
+# make evaluate-shipped KNOWN=1 WM_TAG=-known.
 evaluate-shipped: $(STAMP)
-	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(SHIPPED_SET)' out=outputs/evaluate/lift-shipped
+	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(SHIPPED_SET)' $(WM_EVALUATE) \
+		out=outputs/evaluate/lift-shipped$(WM_TAG)
 
 # The 10-policy agreement over an RL pair: the 8 shipped policies and the final policies of the two runs
 # outputs/policies/lift-<pair>-imagined and -sim; $(call EVALUATE_PAIR,<pair>,<options>,<out>).

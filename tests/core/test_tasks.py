@@ -136,6 +136,11 @@ def test_a_task_without_a_hint_for_a_failure_is_refused():
         dataclasses.replace(_twin(), rest_on=TASKS["Stack"].rest_on)
     with pytest.raises(ValueError, match="has no rest height"):
         _twin().rest_heights(np.zeros((1, 3)), np.zeros((1, 10)))
+    stack = TASKS["Stack"]
+    with pytest.raises(ValueError, match="scene_pose and scene_extents go together"):
+        dataclasses.replace(stack, scene_extents=None)
+    with pytest.raises(ValueError, match="scene_pose must take 7 entries"):
+        dataclasses.replace(stack, scene_pose=slice(7, 10))
 
 
 def test_stack_success_reward_and_derived_offsets_on_state_match_the_simulator():

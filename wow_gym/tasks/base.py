@@ -140,7 +140,8 @@ class Task:
         if (self.scene_pose is None) != (self.scene_extents is None):
             raise ValueError(f"task {self.name!r}: scene_pose and scene_extents go together (the still "
                              "object's pose in environment_state and its half-extents)")
-        if self.scene_pose is not None and len(range(99)[self.scene_pose]) != 7:
+        # how many entries the slice takes of any environment_state long enough to hold it
+        if self.scene_pose is not None and len(range(*self.scene_pose.indices(1 << 16))) != 7:
             raise ValueError(f"task {self.name!r}: scene_pose must take 7 entries (position, quaternion), "
                              f"got {self.scene_pose}")
 
