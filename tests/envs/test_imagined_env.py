@@ -32,7 +32,8 @@ def lift_episode(lift_env):
     return Rollout(pixels=np.stack([o["pixels"] for o in observations]),
                    agent_pos=np.stack([o["agent_pos"] for o in observations]), action=actions,
                    reward=np.zeros(n, np.float32), terminated=np.zeros(n, bool), truncated=np.zeros(n, bool),
-                   task="Lift", sim_state=np.stack(states))
+                   task="Lift", sim_state=np.stack(states),
+                   environment_state=np.stack([o["environment_state"] for o in observations]))
 
 
 class DistanceReward:
@@ -140,10 +141,11 @@ def test_reset_from_sim_state_starts_from_that_frame_and_never_steps_the_simulat
     env.close()
 
 
-def test_known_state_starts_the_object_from_the_reset_s_state_and_pixels_from_the_probe(lift_env):
-    """world_model_options.known_state: a reset from a simulator state starts the carried cube where that
-    state has it (the support rule may still set it on the table, within lean); without the option, and on
-    a reset from pixels alone, the probe reads it off the frame."""
+def test_known_state_starts_the_object_from_the_reset_s_state_and_pixels_from_the_probe(lift_env,
+                                                                                        lift_episode):
+    """world_model_options.known_state: a reset from a simulator state, or from a stored episode, starts
+    the carried cube where that state has it (the support rule may still set it on the table, within lean);
+    without the option, and on a reset from pixels alone, the probe reads it off the frame."""
     dim = lift_env.observation_space["environment_state"].shape[0]
     model = WorldModel.random("dit-test", env_state_dim=dim, object_dims=list(range(7)),
                               object_offset_dims=[7, 8, 9])  # an untrained probe: far off
@@ -156,9 +158,11 @@ def test_known_state_starts_the_object_from_the_reset_s_state_and_pixels_from_th
         known = env.reset(options={"sim_state": sim_state})[0]["environment_state"]
         from_pixels = env.reset(options={"pixels": observation["pixels"][None],
                                          "agent_pos": observation["agent_pos"][None]})[0]["environment_state"]
+        from_episode = env.reset(options={"episode": lift_episode, "start": 3})[0]["environment_state"]
     finally:
         env.close()
     np.testing.assert_allclose(known[:2], true[:2], atol=1e-5)
+    np.testing.assert_allclose(from_episode[:2], lift_episode.environment_state[3][:2], atol=1e-5)
     assert abs(known[2] - true[2]) <= model.support[1] + 1e-6
     assert np.abs(probed[:3] - true[:3]).max() > 1e-3, "the probe's reading is not the state"
     np.testing.assert_allclose(from_pixels, probed, atol=1e-5)
