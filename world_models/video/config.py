@@ -91,6 +91,11 @@ class WorldModelConfig:
     # that known environment_state instead of the probe's reading of the frame (the probe reads Stack's red
     # cube about 2 cm off, where the stacking test allows 2.5 cm across); a reset from pixels reads the probe.
     known_state: bool = False
+    # A held object (the task's grasp test before and after the step, as the support rule asks) moves with the
+    # gripper, by the gripper's own translation, instead of the learned step's: the learned carry lags the
+    # hand by about a millimetre a step, and after 20-30 steps of carrying the lag is past the grasp reach
+    # and the cube drops (Stack's replay check with the robot's own arm). Its orientation stays learned.
+    carry_rule: bool = False
     # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
     # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.
     one_step: bool = False

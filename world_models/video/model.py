@@ -63,7 +63,7 @@ PUSH = 0.05  # metres across: a resting object moved less than this from its sta
 # The config switches that change how a trained model imagines and nothing it learned: an evaluation, the
 # imagined env or an RL run may set them on a loaded checkpoint (WorldModel.set_options).
 OPTIONS = ("residual_deadband", "object_layer", "object_layer_pushes", "arm_contact", "finger_rule",
-           "arm_physics", "arm_layer", "arm_erase", "scene_layer", "known_state")
+           "arm_physics", "arm_layer", "arm_erase", "scene_layer", "known_state", "carry_rule")
 
 
 def checkpoint_options() -> dict[str, Any]:
@@ -230,7 +230,10 @@ class WorldModel(nn.Module):
                  "finger_rule": (self.can_grip, "a model that carries the object state and a task with "
                                  "object_extents"),
                  "scene_layer": (self.scene_layer is not None, "a task with a still object (scene_pose, "
-                                 "scene_extents) and a model that knows its camera")}
+                                 "scene_extents) and a model that knows its camera"),
+                 "carry_rule": (self.support is not None and self.config.object_dims is not None,
+                                "a model that carries the object state and a task with a grasp test "
+                                "(rest_height, grasp_reach, grasp_gap)")}
         for name, (possible, what) in needs.items():
             if switches.get(name) and not possible:
                 raise ValueError(f"{name}=true needs {what}; this {self.config.task} model cannot")
@@ -512,8 +515,14 @@ class WorldModel(nn.Module):
         lets an untouched object drift up to a false lift, or jump to a closed gripper centimetres away and
         ride it up; and it places an object set down in the simulator's heights, not on the support as this
         scene has it (Stack: the probe reads the green cube's height a few millimetres off, and the success
-        test asks for the red cube within 5 mm of resting on it)."""
+        test asks for the red cube within 5 mm of resting on it). With the carry rule, a held object's
+        position moves by the gripper's translation, not the learned step's (WorldModelConfig.carry_rule)."""
         lean = self.support[1]
+        if self.config.carry_rule:
+            carried = before[:, :3] + poses[:, 1, :3] - poses[:, 0, :3]
+            with_hand = torch.cat([carried, moved[:, 3:]], dim=1)
+            holds = self._held(before, poses[:, 0]) & self._held(with_hand, poses[:, 1])
+            moved = torch.where(holds[:, None], with_hand, moved)
         held = self._held(before, poses[:, 0]) & self._held(moved, poses[:, 1])
         rest = self._rest(moved, base)
         ceiling = rest + lean

@@ -352,6 +352,8 @@ def test_imagination_switches_are_set_on_a_loaded_model_and_bad_ones_change_noth
     plain = WorldModel.random("dit-test", env_state_dim=10)  # carries no object state
     with pytest.raises(ValueError, match="finger_rule=true needs a model that carries the object state"):
         plain.set_options({"finger_rule": True})
+    with pytest.raises(ValueError, match="carry_rule=true needs a model that carries the object state"):
+        plain.set_options({"carry_rule": True})
     plain.set_options(checkpoint_options())  # every switch None: nothing changes
     assert set(checkpoint_options()) == set(OPTIONS) and plain.config.finger_rule is False
     carrying.save(tmp_path / "wm")

@@ -70,6 +70,17 @@ def test_carried_object_state_follows_its_dynamics_and_sets_success(lift_data):
     holding = torch.tensor([[0.0, 0.0, 0.95, 0, 0, 0, 1.0, 0.021, -0.021]])  # gap 0.042 around the cube
     carried = model._object_step(torch.stack([holding, holding], 1), cube, torch.zeros(1, 7))
     assert carried[0, 2].item() == pytest.approx(0.95 + rise, abs=1e-5)
+    # the carry rule: a held object moves by the gripper's translation, not by the learned step; an unheld
+    # one falls as before
+    model.set_options({"carry_rule": True})
+    hand = torch.tensor([0.01, -0.02, 0.03])
+    moved_hand = holding.clone()
+    moved_hand[0, :3] += hand
+    rigid = model._object_step(torch.stack([holding, moved_hand], 1), cube, torch.zeros(1, 7))
+    torch.testing.assert_close(rigid[0, :3], cube[0, :3] + hand)
+    assert model._object_step(torch.stack([far, far], 1), cube, torch.zeros(1, 7))[0, 2].item() == \
+        pytest.approx(0.95 - 0.04, abs=1e-5)
+    model.set_options({"carry_rule": False})
     # a step that takes a resting object up to a closed gripper 3 cm to the side and 5 cm above it: in reach
     # after the step but not before, so it is not held and stays down
     with torch.no_grad():
