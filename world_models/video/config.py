@@ -94,7 +94,8 @@ class WorldModelConfig:
     # A held object (the task's grasp test before and after the step, as the support rule asks) moves with the
     # gripper, by the gripper's own translation, instead of the learned step's: the learned carry lags the
     # hand by about a millimetre a step, and after 20-30 steps of carrying the lag is past the grasp reach
-    # and the cube drops (Stack's replay check with the robot's own arm). Its orientation stays learned.
+    # and the cube drops (Stack's replay check with the robot's own arm). Its orientation stays learned. A
+    # held object goes no lower than its rest height (Stack: set on the green cube, not pushed into it).
     carry_rule: bool = False
     # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
     # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.

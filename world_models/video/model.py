@@ -516,7 +516,9 @@ class WorldModel(nn.Module):
         ride it up; and it places an object set down in the simulator's heights, not on the support as this
         scene has it (Stack: the probe reads the green cube's height a few millimetres off, and the success
         test asks for the red cube within 5 mm of resting on it). With the carry rule, a held object's
-        position moves by the gripper's translation, not the learned step's (WorldModelConfig.carry_rule)."""
+        position moves by the gripper's translation, not the learned step's, and goes no lower than its rest
+        height where it ends: a hand lowering it onto the green cube does not push it into that cube
+        (WorldModelConfig.carry_rule)."""
         lean = self.support[1]
         if self.config.carry_rule:
             carried = before[:, :3] + poses[:, 1, :3] - poses[:, 0, :3]
@@ -528,7 +530,8 @@ class WorldModel(nn.Module):
         ceiling = rest + lean
         fallen = torch.maximum(before[:, 2] - FALL, ceiling).minimum(moved[:, 2])
         fallen = torch.where((fallen <= ceiling) & (fallen >= rest - lean), rest, fallen)
-        z = torch.where(held, moved[:, 2], fallen)
+        carried_z = moved[:, 2].maximum(rest) if self.config.carry_rule else moved[:, 2]
+        z = torch.where(held, carried_z, fallen)
         return torch.cat([moved[:, :2], z[:, None], moved[:, 3:]], dim=1)
 
     def _rest(self, objects: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:

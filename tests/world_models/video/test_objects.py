@@ -78,6 +78,13 @@ def test_carried_object_state_follows_its_dynamics_and_sets_success(lift_data):
     moved_hand[0, :3] += hand
     rigid = model._object_step(torch.stack([holding, moved_hand], 1), cube, torch.zeros(1, 7))
     torch.testing.assert_close(rigid[0, :3], cube[0, :3] + hand)
+    at_cube = torch.tensor([[0.0, 0.0, 0.83, 0, 0, 0, 1.0, 0.021, -0.021]])  # holding it 1 cm above its rest
+    lower = at_cube.clone()
+    lower[0, 2] -= 0.03  # ... and going 3 cm down
+    low = cube.clone()
+    low[0, 2] = 0.83
+    pushed = model._object_step(torch.stack([at_cube, lower], 1), low, torch.zeros(1, 7))
+    assert pushed[0, 2].item() == pytest.approx(0.82, abs=1e-5)  # set on the table, not pushed through it
     assert model._object_step(torch.stack([far, far], 1), cube, torch.zeros(1, 7))[0, 2].item() == \
         pytest.approx(0.95 - 0.04, abs=1e-5)
     model.set_options({"carry_rule": False})
