@@ -684,8 +684,8 @@ SHIPPED_POLICIES := {name: random, kind: random}, {name: zero, kind: zero}, {nam
 	{name: bc-noise-0.45, kind: shipped, noise_std: 0.45}, {name: bc-noise-0.6, kind: shipped, noise_std: 0.6}, \
 	{name: bc-noise-1.0, kind: shipped, noise_std: 1.0}
 SHIPPED_SET := [$(SHIPPED_POLICIES)]
-# WM_EVALUATE's switches (ARM=1, KNOWN=1, WM_CHECKPOINT) and WM_TAG as on evaluate-stack:
-# make evaluate-shipped KNOWN=1 WM_TAG=-known.
+# WM_EVALUATE's switches (ARM=1, KNOWN=1, PHYS=1, CARRY=1, WM_CHECKPOINT) and WM_TAG as on
+# evaluate-stack: make evaluate-shipped PHYS=1 KNOWN=1 CARRY=1 WM_TAG=-physics-known-carry.
 evaluate-shipped: $(STAMP)
 	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=$(SHIPPED_SET)' $(WM_EVALUATE) \
 		out=outputs/evaluate/lift-shipped$(WM_TAG)

@@ -520,12 +520,13 @@ class WorldModel(nn.Module):
         height where it ends: a hand lowering it onto the green cube does not push it into that cube
         (WorldModelConfig.carry_rule)."""
         lean = self.support[1]
+        held_before = self._held(before, poses[:, 0])
         if self.config.carry_rule:
             carried = before[:, :3] + poses[:, 1, :3] - poses[:, 0, :3]
             with_hand = torch.cat([carried, moved[:, 3:]], dim=1)
-            holds = self._held(before, poses[:, 0]) & self._held(with_hand, poses[:, 1])
+            holds = held_before & self._held(with_hand, poses[:, 1])
             moved = torch.where(holds[:, None], with_hand, moved)
-        held = self._held(before, poses[:, 0]) & self._held(moved, poses[:, 1])
+        held = held_before & self._held(moved, poses[:, 1])
         rest = self._rest(moved, base)
         ceiling = rest + lean
         fallen = torch.maximum(before[:, 2] - FALL, ceiling).minimum(moved[:, 2])
