@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks policy-stack-imagined idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-stack-imagined-bc evaluate-lift-tasks evaluate-pooled evaluate-door replay-check-door replay-check-stack replay-check-pickplacecan evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-compare-30-switches policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing evaluate-lift-30-switches policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks policy-stack-imagined idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-stack-imagined-bc evaluate-lift-tasks evaluate-pooled evaluate-door replay-check-door replay-check-stack replay-check-pickplacecan evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-compare-30-switches policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing evaluate-lift-30-switches lift-bc-gap policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -726,6 +726,13 @@ evaluate-lift-30-absorbing: policy-compare-30-absorbing
 # ... and with every switch of policy-compare-30-switches, over its two runs.
 evaluate-lift-30-switches: policy-compare-30-switches
 	$(call EVALUATE_PAIR,rl30-switches,$(ARM_OPTIONS) $(SWITCH_OPTIONS),lift-30-switches)
+# Where imagination over-rates the shipped BC policy with every switch, on 50 held-out starts: the policy in
+# imagination against the policy in the simulator, then its imagined actions replayed in MuJoCo.
+lift-bc-gap: $(STAMP)
+	$(WG) evaluate task=lift n_episodes=50 seed=960000 'policies=[{name: bc, kind: shipped}]' progress=false \
+		$(ARM_OPTIONS) $(SWITCH_OPTIONS) out=outputs/evaluate/lift-bc50-switches
+	$(WG) replay-check task=lift "policy={name: bc, kind: shipped}" episodes=50 $(RC) $(ARM_OPTIONS) \
+		$(SWITCH_OPTIONS) out=outputs/replay-check/lift-bc50-switches
 
 # Sim-to-real: `make policy-dr` trains the sim recipe under domain randomization. evaluate-unseen judges the BC
 # and sim-RL policies in the simulator under randomizations never seen in training (wider light, colour,
