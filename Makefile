@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks policy-stack-imagined idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-stack-imagined-bc evaluate-lift-tasks evaluate-pooled evaluate-door replay-check-door replay-check-stack replay-check-pickplacecan evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-compare-30-switches policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing evaluate-lift-30-switches lift-bc-gap policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks policy-stack-imagined idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-stack-imagined-bc evaluate-lift-tasks evaluate-pooled evaluate-door replay-check-door replay-check-stack replay-check-stack-paired replay-check-pickplacecan evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-compare-30-switches policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing evaluate-lift-30-switches lift-bc-gap policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -539,6 +539,14 @@ replay-check-stack: $(STAMP)
 	$(WG) replay-check task=stack "policy={name: bc-noise-1.0, kind: shipped, noise_std: 1.0}" max_steps=150 \
 		"horizons=[1,8,16,32,64,100,150]" progress=false $(WM_EVALUATE) \
 		out=outputs/replay-check/stack-bc-noise-1.0$(WM_TAG)
+# The same on the paired run's 16 starts (seeds 970000+, those of evaluate-stack) for BC and its 0.1-noise
+# copy: imagined stacks the replay rejects, and replayed stacks the imagination missed.
+STACK_PAIRED_RC = max_steps=150 seed=970000 "horizons=[1,8,16,32,64,100,150]" progress=false $(WM_EVALUATE)
+replay-check-stack-paired: $(STAMP)
+	$(WG) replay-check task=stack "policy={name: bc, kind: shipped}" $(STACK_PAIRED_RC) \
+		out=outputs/replay-check/stack-bc-970000$(WM_TAG)
+	$(WG) replay-check task=stack "policy={name: bc-noise-0.1, kind: shipped, noise_std: 0.1}" $(STACK_PAIRED_RC) \
+		out=outputs/replay-check/stack-bc-noise-0.1-970000$(WM_TAG)
 # And on PickPlaceCan for its shipped BC policy, over its evaluation's 200 steps.
 replay-check-pickplacecan: $(STAMP)
 	$(WG) replay-check task=pickplacecan "policy={name: bc, kind: shipped}" max_steps=200 \
