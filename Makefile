@@ -533,15 +533,15 @@ replay-check-door: $(STAMP)
 		"horizons=[1,8,16,32,64,100,150]" progress=false $(WM_EVALUATE) out=outputs/replay-check/door$(WM_TAG)
 # The same on Stack for the shipped Stack BC policy and its 1.0-noise copy: which world steers the gripper
 # away from the red cube, and which lifts it.
+STACK_RC = max_steps=150 "horizons=[1,8,16,32,64,100,150]" progress=false $(WM_EVALUATE)
 replay-check-stack: $(STAMP)
-	$(WG) replay-check task=stack "policy={name: bc, kind: shipped}" max_steps=150 \
-		"horizons=[1,8,16,32,64,100,150]" progress=false $(WM_EVALUATE) out=outputs/replay-check/stack-bc$(WM_TAG)
-	$(WG) replay-check task=stack "policy={name: bc-noise-1.0, kind: shipped, noise_std: 1.0}" max_steps=150 \
-		"horizons=[1,8,16,32,64,100,150]" progress=false $(WM_EVALUATE) \
+	$(WG) replay-check task=stack "policy={name: bc, kind: shipped}" $(STACK_RC) \
+		out=outputs/replay-check/stack-bc$(WM_TAG)
+	$(WG) replay-check task=stack "policy={name: bc-noise-1.0, kind: shipped, noise_std: 1.0}" $(STACK_RC) \
 		out=outputs/replay-check/stack-bc-noise-1.0$(WM_TAG)
 # The same on the paired run's 16 starts (seeds 970000+, those of evaluate-stack) for BC and its 0.1-noise
 # copy: imagined stacks the replay rejects, and replayed stacks the imagination missed.
-STACK_PAIRED_RC = max_steps=150 seed=970000 "horizons=[1,8,16,32,64,100,150]" progress=false $(WM_EVALUATE)
+STACK_PAIRED_RC = $(STACK_RC) seed=970000
 replay-check-stack-paired: $(STAMP)
 	$(WG) replay-check task=stack "policy={name: bc, kind: shipped}" $(STACK_PAIRED_RC) \
 		out=outputs/replay-check/stack-bc-970000$(WM_TAG)
@@ -628,9 +628,8 @@ policy-compare-30-asymmetric: $(STAMP)
 # self-imitation (32 BC steps on the run's own successful episodes after every PPO update at lr 1e-5), the
 # feature extractor frozen so that imagined frames cannot retune it; side by side with the same recipe in the
 # simulator (outputs/compare/lift-rl30-switches).
-RL30_SWITCHES := init=policies/checkpoints/lift-policy total_timesteps=1000000 max_minutes=30 eval.episodes=50 \
-	value_warmup_steps=4096 self_imitation_steps=32 self_imitation_lr=3e-4 ppo.learning_rate=1e-5 \
-	freeze_features=true threads=1 progress=false autocast=false
+RL30_SWITCHES := $(filter-out bc_steps_per_update=%,$(RL30_RECIPE)) self_imitation_steps=32 \
+	self_imitation_lr=3e-4 ppo.learning_rate=1e-5 freeze_features=true
 SWITCH_OPTIONS := world_model_options.known_state=true world_model_options.carry_rule=true
 policy-compare-30-switches: $(STAMP)
 	$(call POLICY_PAIR,rl30-switches,$(RL30_SWITCHES),$(SWITCH_OPTIONS))
