@@ -134,6 +134,8 @@ def test_a_task_without_a_hint_for_a_failure_is_refused():
              stage_labels=stages_by_distance(slice(7, 10), 0.03, 2), failure_hints={}, distractors=())
     with pytest.raises(ValueError, match="rest_on needs the table's rest_height"):
         dataclasses.replace(_twin(), rest_on=TASKS["Stack"].rest_on)
+    with pytest.raises(ValueError, match="scene_rest_height needs the still object's scene_pose"):
+        dataclasses.replace(_twin(), scene_rest_height=0.825)
     with pytest.raises(ValueError, match="has no rest height"):
         _twin().rest_heights(np.zeros((1, 3)), np.zeros((1, 10)))
     stack = TASKS["Stack"]

@@ -381,7 +381,7 @@ def objects_under_sim_arm(wm: WorldModel, episodes: list[Rollout], known_state: 
     actions = np.stack([np.pad(e.action, ((0, horizon - e.num_steps), (0, 0))) for e in episodes])
     first = (np.stack([e.environment_state[0] for e in episodes]) if known_state
              else wm.read_state(np.stack([e.pixels[0] for e in episodes])))
-    scene = torch.as_tensor(np.asarray(first), device=wm.device).float()
+    scene = wm.settle_scene(torch.as_tensor(np.asarray(first), device=wm.device).float())
     objects = scene[:, wm._object_index]
     poses = torch.as_tensor(poses, device=wm.device).float()
     actions = torch.as_tensor(actions, device=wm.device).float()

@@ -185,6 +185,9 @@ class WorldModel(nn.Module):
         # the still object (Stack's green cube), drawn where the start's scene has it where config.scene_layer
         # says: built wherever the task names one and the camera is known
         self.scene_layer, self.scene_pose = None, info.scene_pose
+        # (index of its height in environment_state, its rest height, the task's lean): settle_scene
+        self.scene_rest = (None if info.scene_rest_height is None or config.object_dims is None else
+                           (info.scene_pose.start + 2, info.scene_rest_height, info.lean))
         if config.camera is not None and info.scene_pose is not None:
             self.scene_layer = ObjectLayer(torch.tensor(config.camera), info.scene_extents, config.image_size)
         # arm contact: possible wherever the task allows, used where config.arm_contact says (an evaluation
@@ -442,6 +445,7 @@ class WorldModel(nn.Module):
             environment_state = check_poses(environment_state, (b, self.config.env_state_dim),
                                             "start environment_state")
             base = torch.as_tensor(np.asarray(environment_state), device=self.device).float()
+            base = self.settle_scene(base)
             objects = base[:, self._object_index]
         objects = objects.float().contiguous()
         gripper = torch.zeros(b, 0, device=self.device)
@@ -553,6 +557,19 @@ class WorldModel(nn.Module):
         rest = self._rest(objects, base)
         z = torch.where(objects[:, 2] <= rest + self.support[1], rest, objects[:, 2])
         return torch.cat([objects[:, :2], z[:, None], objects[:, 3:]], dim=1)
+
+    def settle_scene(self, base: torch.Tensor) -> torch.Tensor:
+        """The scene `base` [B,E] with the task's still object (Stack's green cube, Task.scene_pose) at its
+        rest height where it stands within two leans above or one below it. A reset's state has the object
+        where robosuite drops it from (1 cm up); the imagined scene never moves, so a start from there kept
+        it up there, and with it where the carried object rests on it and the task's success test."""
+        if self.scene_rest is None:
+            return base
+        index, rest, lean = self.scene_rest
+        z = base[:, index]
+        base = base.clone()
+        base[:, index] = torch.where((z <= rest + 2 * lean) & (z >= rest - lean), torch.full_like(z, rest), z)
+        return base
 
     def _resting(self, objects: torch.Tensor, base: torch.Tensor | None = None, lean: float = 1.0
                  ) -> torch.Tensor:

@@ -533,7 +533,7 @@ class Trainer(StagedTrainer):
             steps = int(min(unroll, remaining.min().item()))
             drift = (cfg.object_drift * torch.randn(batch, 3, generator=g)).to(self.device)
             idx, drift = self.shard.take(idx), self.shard.take(drift)
-            scene = data.env_states[idx].to(self.device)  # the start's, as imagination keeps it
+            scene = m.settle_scene(data.env_states[idx].to(self.device))  # the start's, as imagined
             objects = scene[:, dims]
             object_loss, gate_loss = 0.0, 0.0
             for k in range(steps):

@@ -113,6 +113,9 @@ class Task:
     # the start's scene has it (world_models/video/model.py, scene_layer); None: no such object
     scene_pose: slice | None = None
     scene_extents: tuple[float, float, float] | None = None
+    # where that still object's centre rests on the table (metres): robosuite drops it from 1 cm above at a
+    # reset, so a reset's state has it there until the first physics step; the world model starts it at rest
+    scene_rest_height: float | None = None
     # the table's top (metres): where the world model's arm contact stops the imagined fingertips
     table_height: float | None = None
     critic_stages: tuple[CriticStage, ...]
@@ -140,6 +143,8 @@ class Task:
         if (self.scene_pose is None) != (self.scene_extents is None):
             raise ValueError(f"task {self.name!r}: scene_pose and scene_extents go together (the still "
                              "object's pose in environment_state and its half-extents)")
+        if self.scene_rest_height is not None and self.scene_pose is None:
+            raise ValueError(f"task {self.name!r}: scene_rest_height needs the still object's scene_pose")
         # how many entries the slice takes of any environment_state long enough to hold it
         if self.scene_pose is not None and len(range(*self.scene_pose.indices(1 << 16))) != 7:
             raise ValueError(f"task {self.name!r}: scene_pose must take 7 entries (position, quaternion), "

@@ -30,6 +30,11 @@ REST_HEIGHT = 0.818
 ON_GREEN = 0.045
 GREEN_HALF = 0.025
 GREEN_HALF_EXTENTS = (GREEN_HALF,) * 3
+# The green cube's centre resting on the table: robosuite puts it at 0.835 m at a reset and it settles to
+# 0.8249 m within the first step (seeds 5000-5019, 5 zero-action steps). Started at 0.835, the imagined green
+# cube stood 1 cm high for the whole episode: a red cube set on it was 3.4 cm above its centre, under the
+# stacking test's 4 cm (stop 56's closing note).
+GREEN_REST = 0.825
 LIFTED = 0.84  # metres: robosuite Stack's lifting test, the red cube's centre above the table (0.8) + 0.04
 STAGES = (
     CriticStage("approach", "no_reach", "the gripper stays {distance:.0f} cm from the red cube"),
@@ -109,6 +114,7 @@ TASK = Task(
     object_extents=CUBE_HALF_EXTENTS,
     scene_pose=BASE_POSE,
     scene_extents=GREEN_HALF_EXTENTS,
+    scene_rest_height=GREEN_REST,
     object_joint="cubeA_joint0",
     critic_stages=STAGES,
     stage_labels=stages_by_distance(GRIPPER_OFFSET, NEAR, len(STAGES)),

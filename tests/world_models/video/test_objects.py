@@ -160,6 +160,50 @@ def test_the_red_cube_rests_on_the_green_cube_or_the_table():
     assert not out.success[0]  # 2 cm above the green cube's top: not yet resting on it
 
 
+def test_a_start_sets_the_green_cube_down_where_a_reset_drops_it_from():
+    """A Stack reset's state has the green cube 1 cm above the table (robosuite drops it; it settles in the
+    first physics step). Imagination never moves it, so its start sets it at rest: a red cube set on it then
+    stacks as in the simulator, and the state's offsets to it follow. One held clear of the table stays."""
+    stack = task_info("stack")
+    env = RobosuiteEnv("Stack", use_camera=False)
+    try:
+        reset, _ = env.reset(seed=970002)
+        settled = reset
+        for _ in range(5):
+            settled, *_ = env.step(np.zeros(7, np.float32))
+    finally:
+        env.close()
+    green_z = stack.scene_pose.start + 2
+    assert reset["environment_state"][green_z] > stack.scene_rest_height + 0.008  # dropped from above
+    assert settled["environment_state"][green_z] == pytest.approx(stack.scene_rest_height, abs=5e-4)
+    model = WorldModel.random("dit-test", task="Stack", instruction=stack.instruction, env_state_dim=23,
+                              object_dims=list(range(7)), object_offset_dims=[17, 18, 19])
+    with torch.no_grad():  # the learned step leaves the red cube be (moving gate shut)
+        model.objects.net[-1].weight.zero_()
+        model.objects.net[-1].bias.zero_()
+        model.objects.net[-1].bias[-1] = -1.0
+    far = np.array([[0.0, 0.3, 1.2, 0, 0, 0, 1.0, 0.04, -0.04]], np.float32)  # fingers open, far away
+    scene = reset["environment_state"][None].copy()
+    scene[0, :3] = scene[0, 7:10] + [0.01, -0.005, 0.0]  # the red cube over the green one ...
+    scene[0, 2] = stack.scene_rest_height + 0.045  # ... resting on its top as the simulator has it
+
+    def started(state: np.ndarray):
+        start = model.start(np.zeros((1, 2, 64, 64, 3), np.uint8), far[None].repeat(2, 1),
+                            np.zeros((1, 1, 7), np.float32), environment_state=state)
+        return start, model.step(start, np.zeros((1, 7), np.float32), torch.Generator().manual_seed(0))
+
+    start, out = started(scene)
+    assert start.base[0, green_z].item() == pytest.approx(stack.scene_rest_height, abs=1e-6)
+    assert out.environment_state[0, green_z] == pytest.approx(stack.scene_rest_height, abs=1e-6)
+    assert out.environment_state[0, 16] == pytest.approx(-0.045, abs=1e-5)  # cubeA_to_cubeB's height
+    assert out.success[0]  # stacked
+    lifted = scene.copy()
+    lifted[0, green_z] = stack.scene_rest_height + 0.05  # 5 cm up: not a reset's drop; left where it is
+    start, out = started(lifted)
+    assert start.base[0, green_z].item() == pytest.approx(stack.scene_rest_height + 0.05, abs=1e-6)
+    assert not out.success[0]
+
+
 def test_object_config_is_checked(camera):
     with pytest.raises(ValueError, match="pose_objects needs object_dims"):
         WorldModelConfig(env_state_dim=10, pose_objects=True)
