@@ -515,11 +515,11 @@ class WorldModel(nn.Module):
         [B,E]. An object is held where the gripper holds it both before and after the step. One that is not
         held goes no higher than its rest height where it ends (the table, or what stands under it there) +
         lean or, if it was higher, than where it was less a fall (FALL metres a step), keeping x, y and
-        orientation; and one that ends within lean of its rest height rests at it. A learned regression alone
-        lets an untouched object drift up to a false lift, or jump to a closed gripper centimetres away and
-        ride it up; and it places an object set down in the simulator's heights, not on the support as this
-        scene has it (Stack: the probe reads the green cube's height a few millimetres off, and the success
-        test asks for the red cube within 5 mm of resting on it). With the carry rule, a held object's
+        orientation, and no lower than its rest height (or where it was, if lower); one that ends within lean
+        of its rest height rests at it. A learned regression alone lets an untouched object drift up to a
+        false lift, or jump to a closed gripper centimetres away and ride it up; and it places an object set
+        down in the simulator's heights, not on the support as this scene has it (Stack: the success test
+        asks for the red cube within 5 mm of resting on the green one). With the carry rule, a held object's
         position moves by the gripper's translation, not the learned step's, and goes no lower than its rest
         height where it ends: a hand lowering it onto the green cube does not push it into that cube
         (WorldModelConfig.carry_rule)."""
@@ -534,6 +534,9 @@ class WorldModel(nn.Module):
         rest = self._rest(moved, base)
         ceiling = rest + lean
         fallen = torch.maximum(before[:, 2] - FALL, ceiling).minimum(moved[:, 2])
+        # onto its support, not through it: a learned step that takes a falling or released object lower
+        # than its rest height stops there (one already lower, a can lying down, stays as low as it was)
+        fallen = fallen.maximum(torch.minimum(rest, before[:, 2]))
         fallen = torch.where((fallen <= ceiling) & (fallen >= rest - lean), rest, fallen)
         carried_z = moved[:, 2].maximum(rest) if self.config.carry_rule else moved[:, 2]
         z = torch.where(held, carried_z, fallen)

@@ -148,6 +148,14 @@ def test_the_red_cube_rests_on_the_green_cube_or_the_table():
     assert heights == pytest.approx([top + 0.02, top, top], abs=1e-5)
     beside = model._object_step(arm, cube(0.12, -0.02, top), torch.zeros(1, 7), base=scene)
     assert beside[0, 2].item() == pytest.approx(stack.rest_height, abs=1e-5)
+    with torch.no_grad():  # a learned step that drops the red cube 5 cm: onto its support, not through it
+        model.objects.net[-1].bias[2] = -0.05 / model._dobject_std[2]
+    released = model._object_step(arm, cube(0.06, -0.01, top + 0.01), torch.zeros(1, 7), base=scene)
+    assert released[0, 2].item() == pytest.approx(top, abs=1e-5)
+    on_table = model._object_step(arm, cube(0.12, -0.02, stack.rest_height), torch.zeros(1, 7), base=scene)
+    assert on_table[0, 2].item() == pytest.approx(stack.rest_height, abs=1e-5)
+    with torch.no_grad():
+        model.objects.net[-1].bias[2] = rise[2]
     with pytest.raises(ValueError, match="environment_state"):
         model._object_step(arm, cube(0.06, -0.01, top), torch.zeros(1, 7))
 
