@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from wow_gym.experiments.replay_check import main
-from wow_gym.policies.replay_check import ReplayCheckConfig
+from wow_gym.policies.replay_check import ReplayCheckConfig, ReplayCheckResult, report_lines
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -31,9 +31,32 @@ def test_replay_check_replays_the_imagined_actions_in_the_simulator(tmp_path):
     figures = results["figures"]
     assert figures["agreement"] == pytest.approx(1 - (figures["false_successes"] + figures["missed_successes"]) / 3)
     assert figures["eef_error_h3_mm"] == pytest.approx(np.array(results["eef_error_mm"])[:, 2].mean(), abs=0.01)
+    # the first step each world calls a success (0: none), and the task's test on the replayed states
+    first = np.array(results["first_success"])
+    assert first.shape == (2, 3) and ((first >= 0) & (first <= 3)).all()
+    assert list(first[0] > 0) == results["imagined_success"] and list(first[1] > 0) == results["replay_success"]
+    assert len(results["replay_state_success"]) == 3 and results["seed"] == 960000
+    assert 0 <= figures["state_test_agreement"] <= 1
     report = (tmp_path / "report.md").read_text()
     assert "imagined successes physics rejects" in report and "object height (mm)" in report
     assert (tmp_path / "errors.png").stat().st_size > 0 and (tmp_path / "config.yaml").exists()
+
+
+def test_the_report_shows_where_the_worlds_part():
+    """An episode physics calls a success at step 2 and imagination never does: its row shows each world at
+    that step, and whether the task's test on the replayed state agrees with the simulator."""
+    steps = np.arange(1, 4) / 1000
+    result = ReplayCheckResult(
+        "bc", 2, [True, False], [True, True], np.zeros((2, 3)), np.zeros((2, 3)),
+        gap=np.stack([np.full((2, 3), 0.04), np.full((2, 3), 0.05)]),
+        reach=np.stack([np.full((2, 3), 0.01), np.full((2, 3), 0.02)]),
+        height=np.stack([0.85 + np.tile(steps, (2, 1)), 0.87 + np.tile(steps, (2, 1))]), horizons=[1, 3],
+        first_success=np.array([[1, 0], [1, 2]]), replay_state_success=[True, False], seed=970000)
+    assert result.figures["state_test_agreement"] == 0.5
+    lines = report_lines(result)
+    assert any(line.endswith("agrees with the simulator's verdict in 50.0% of the episodes.") for line in lines)
+    assert "| 1 (970001) | simulator | 2 | no success | 852.0 / 872.0 | 10.0 / 20.0 | 40.0 / 50.0 |" in lines
+    assert not any(line.startswith("| 0 (970000)") for line in lines)  # both worlds agree on episode 0
 
 
 def test_replay_check_config_is_checked():

@@ -157,6 +157,14 @@ class Task:
             raise ValueError(f"task {self.name!r} has no rest height")
         return rest_level(self.rest_height, self.rest_on, position, state)
 
+    def success_on_state(self, state: ArrayT, agent_pos: ArrayT) -> ArrayT | None:
+        """[N] bool: the task's success test on environment_state [N, E] and agent_pos [N, P] (the object's
+        centre above `success_height`, or `state_success`), as the imagined env calls success on its carried
+        state; None for a task with neither."""
+        if self.success_height is not None:
+            return state[..., self.object_position.stop - 1] > self.success_height
+        return None if self.state_success is None else self.state_success(state, agent_pos)
+
     @property
     def env_id(self) -> str:
         return f"WoW/{self.name}-v{SIM_VERSION}"
