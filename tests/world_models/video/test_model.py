@@ -366,7 +366,8 @@ def test_imagination_switches_are_set_on_a_loaded_model_and_bad_ones_change_noth
 def test_a_model_carrying_stack_s_red_cube_keeps_the_green_one_and_reads_success_off_the_state():
     """A Stack model carries the red cube only: the rest of its environment_state (the green cube) stays the
     start's, the offsets that follow from the red cube are derived, and success is the task's test on that
-    state (the red cube resting on the green one, set in MuJoCo, where robosuite says success too)."""
+    state (the red cube resting on the green one, set in MuJoCo, where robosuite says success too). The
+    green cube starts at its rest height (WorldModel.settle_scene)."""
     from wow_gym.tasks.stack import TASK
 
     env = RobosuiteEnv("Stack", use_camera=False)
@@ -390,11 +391,13 @@ def test_a_model_carrying_stack_s_red_cube_keeps_the_green_one_and_reads_success
     state = wm.start(frames, observation["agent_pos"][None, None], environment_state=start)
     out = wm.step(state, np.zeros((1, 7), np.float32))
     imagined = out.environment_state[0]
-    # both cubes where they were, but that the support rule sets the red one at its rest height on the green
-    # one (0.045 m above its centre: 0.1 mm above where the test put it)
-    assert imagined[2] == pytest.approx(start[0, 9] + 0.045, abs=1e-6)
-    assert imagined[2] == pytest.approx(start[0, 2], abs=2e-4)
-    start[0, 2] = imagined[2]
+    # both cubes where they were, but that the start sets the green one at its rest on the table (a reset's
+    # state has it 1 cm up, where robosuite drops it from) and the support rule the red one at its rest
+    # height on the green one (0.045 m above its centre)
+    assert start[0, 9] == pytest.approx(TASK.scene_rest_height + 0.01, abs=1e-3)
+    assert imagined[9] == pytest.approx(TASK.scene_rest_height, abs=1e-6)
+    assert imagined[2] == pytest.approx(TASK.scene_rest_height + 0.045, abs=1e-6)
+    start[0, 2], start[0, 9] = imagined[2], imagined[9]
     np.testing.assert_allclose(imagined[:14], start[0, :14], atol=1e-6)
     np.testing.assert_allclose(imagined[14:17], start[0, 7:10] - start[0, :3], atol=1e-6)
     np.testing.assert_allclose(imagined[17:20], start[0, :3] - out.agent_pos[0, :3], atol=1e-6)
