@@ -20,7 +20,7 @@ from torch import nn
 from wow_gym.checks import check_actions, check_frames, check_poses
 from wow_gym.devices import check_compilable
 from wow_gym.registry import task_info
-from wow_gym.tasks.base import finger_gap, grasped, rest_level
+from wow_gym.tasks.base import finger_gap, grasped, rest_level, success_on_state
 from wow_gym.world_models.checkpoint import (
     CONFIG_FILE,
     CheckpointError,
@@ -785,10 +785,10 @@ class WorldModel(nn.Module):
             out = self.reward(latent, self._norm(pose, "pose")).float()
         reward = out[:, 0] * self._reward_std + self._reward_mean
         success = out[:, 1] > 0
-        if self.success_height is not None:
-            success = state.objects[:, 2] > self.success_height
-        elif self.state_success is not None:
-            success = self.state_success(env_state, pose.float())
+        if self.config.object_dims is not None:  # the task's test on the carried state, where it has one
+            tested = success_on_state(env_state, pose.float(), self.success_height,
+                                      self.config.object_dims[2], self.state_success)
+            success = success if tested is None else tested
         return StepOutput(pixels.cpu().numpy(), pose.cpu().numpy().astype(np.float32),
                           env_state.cpu().numpy().astype(np.float32), reward.cpu().numpy().astype(np.float32),
                           success.cpu().numpy(), latent)

@@ -44,6 +44,17 @@ def grasped(distance: ArrayT, gap: ArrayT, reach: float, gap_range: tuple[float,
     return (distance < reach) & (gap > gap_range[0]) & (gap < gap_range[1])
 
 
+def success_on_state(state: ArrayT, agent_pos: ArrayT, height: float | None, height_index: int,
+                     test: StateSuccess | None) -> ArrayT | None:
+    """[N] bool on environment_state [N, E] and agent_pos [N, P], arrays or tensors: the object's centre
+    (state[..., height_index]) above `height` where the task has a success height (Lift), else the task's
+    `test` (Task.state_success); None with neither. Numbers and a function, not the Task: the world model
+    holds them and deep-copies."""
+    if height is not None:
+        return state[..., height_index] > height
+    return None if test is None else test(state, agent_pos)
+
+
 def rest_level(table: float, rest_on: RestOn | None, position: ArrayT, state: ArrayT) -> ArrayT:
     """[N]: where an object at `position` [N, 3] rests (Task.rest_height `table`, or `rest_on` where the task
     has one), on arrays or tensors alike; the world model holds the numbers and the function, not the Task."""
@@ -158,12 +169,10 @@ class Task:
         return rest_level(self.rest_height, self.rest_on, position, state)
 
     def success_on_state(self, state: ArrayT, agent_pos: ArrayT) -> ArrayT | None:
-        """[N] bool: the task's success test on environment_state [N, E] and agent_pos [N, P] (the object's
-        centre above `success_height`, or `state_success`), as the imagined env calls success on its carried
-        state; None for a task with neither."""
-        if self.success_height is not None:
-            return state[..., self.object_position.stop - 1] > self.success_height
-        return None if self.state_success is None else self.state_success(state, agent_pos)
+        """[N] bool: the task's success test on environment_state [N, E] and agent_pos [N, P], as the imagined
+        env calls success on its carried state (success_on_state); None for a task with neither test."""
+        return success_on_state(state, agent_pos, self.success_height, self.object_position.stop - 1,
+                                self.state_success)
 
     @property
     def env_id(self) -> str:
