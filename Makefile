@@ -487,11 +487,13 @@ world-model-door-own: tasks-data
 # again where the start's scene has it (world_model_options.scene_layer=true); KNOWN=1: imagined starts
 # take the simulator state's objects, not the probe's reading (world_model_options.known_state=true);
 # PHYS=1: the robot's own arm stepped in MuJoCo and the finger rule ($(ARM_OPTIONS)); CARRY=1: a held
-# object moves by the gripper's translation (world_model_options.carry_rule=true); name the run with
-# WM_TAG (make evaluate-stack ARM=1 WM_TAG=-armlayer-support).
+# object moves by the gripper's translation (world_model_options.carry_rule=true); TURN=1 (with PHYS=1): the
+# finger rule grips a turned cube only on its faces' band (world_model_options.grip_turn=true); name the
+# run with WM_TAG (make evaluate-stack ARM=1 WM_TAG=-armlayer-support).
 WM_EVALUATE = $(if $(WM_CHECKPOINT),world_model=$(WM_CHECKPOINT)) $(if $(ARM),$(IMAGINED_ARM)) \
 	$(if $(SCENE),world_model_options.scene_layer=true) $(if $(KNOWN),world_model_options.known_state=true) \
-	$(if $(PHYS),$(ARM_OPTIONS)) $(if $(CARRY),world_model_options.carry_rule=true)
+	$(if $(PHYS),$(ARM_OPTIONS)) $(if $(CARRY),world_model_options.carry_rule=true) \
+	$(if $(TURN),world_model_options.grip_turn=true)
 # The 10 policies around one BC policy ($(1): its kind, and path; commas as $(comma)).
 TASK_POLICIES_OF = {name: random, kind: random}, {name: zero, kind: zero}, {name: bc, $(1)}, \
 	{name: bc-noise-0.1, $(1), noise_std: 0.1}, {name: bc-noise-0.15, $(1), noise_std: 0.15}, \
@@ -631,6 +633,9 @@ policy-compare-30-asymmetric: $(STAMP)
 RL30_SWITCHES := $(filter-out bc_steps_per_update=%,$(RL30_RECIPE)) self_imitation_steps=32 \
 	self_imitation_lr=3e-4 ppo.learning_rate=1e-5 freeze_features=true
 SWITCH_OPTIONS := world_model_options.known_state=true world_model_options.carry_rule=true
+# TURN=1 on the Lift evaluations below: the finger rule takes the cube's turn too (grip_turn), in runs named -turn
+TURN_OPTIONS = $(if $(TURN),world_model_options.grip_turn=true)
+TURN_TAG = $(if $(TURN),-turn)
 policy-compare-30-switches: $(STAMP)
 	$(call POLICY_PAIR,rl30-switches,$(RL30_SWITCHES),$(SWITCH_OPTIONS))
 	$(call COMPARE_PAIR,rl30-switches)
@@ -732,14 +737,14 @@ evaluate-lift-30-absorbing: policy-compare-30-absorbing
 	$(call EVALUATE_PAIR,rl30-absorbing,$(ARM_OPTIONS),lift-30-absorbing)
 # ... and with every switch of policy-compare-30-switches, over its two runs.
 evaluate-lift-30-switches: policy-compare-30-switches
-	$(call EVALUATE_PAIR,rl30-switches,$(ARM_OPTIONS) $(SWITCH_OPTIONS),lift-30-switches)
+	$(call EVALUATE_PAIR,rl30-switches,$(ARM_OPTIONS) $(SWITCH_OPTIONS) $(TURN_OPTIONS),lift-30-switches$(TURN_TAG))
 # Where imagination over-rates the shipped BC policy with every switch, on 50 held-out starts: the policy in
 # imagination against the policy in the simulator, then its imagined actions replayed in MuJoCo.
 lift-bc-gap: $(STAMP)
 	$(WG) evaluate task=lift n_episodes=50 seed=960000 'policies=[{name: bc, kind: shipped}]' progress=false \
-		$(ARM_OPTIONS) $(SWITCH_OPTIONS) out=outputs/evaluate/lift-bc50-switches
+		$(ARM_OPTIONS) $(SWITCH_OPTIONS) $(TURN_OPTIONS) out=outputs/evaluate/lift-bc50-switches$(TURN_TAG)
 	$(WG) replay-check task=lift "policy={name: bc, kind: shipped}" episodes=50 $(RC) $(ARM_OPTIONS) \
-		$(SWITCH_OPTIONS) out=outputs/replay-check/lift-bc50-switches
+		$(SWITCH_OPTIONS) $(TURN_OPTIONS) out=outputs/replay-check/lift-bc50-switches$(TURN_TAG)
 
 # Sim-to-real: `make policy-dr` trains the sim recipe under domain randomization. evaluate-unseen judges the BC
 # and sim-RL policies in the simulator under randomizations never seen in training (wider light, colour,

@@ -97,6 +97,12 @@ class WorldModelConfig:
     # and the cube drops (Stack's replay check with the robot's own arm). Its orientation stays learned. A
     # held object goes no lower than its rest height (Stack: set on the green cube, not pushed into it).
     carry_rule: bool = False
+    # With the finger rule, a square box (Task.square_object) turned about the approach stops the closing
+    # fingers at its width across the pads, up to its diagonal (fingers.py, box_across), as the simulated
+    # fingers stop, instead of at its side; fingers stopped there hold it (the support rule's grasp test).
+    # The turn is the carried state's: an option for runs with known_state (the probe reads a start's turn
+    # only up to the cube's symmetry).
+    grip_turn: bool = False
     # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
     # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.
     one_step: bool = False
@@ -112,6 +118,8 @@ class WorldModelConfig:
             self.dit = DiTConfig(**self.dit)
         if self.autoencoder.image_size != self.image_size:
             raise ValueError(f"autoencoder.image_size {self.autoencoder.image_size} != image_size {self.image_size}")
+        if self.grip_turn and not self.finger_rule:
+            raise ValueError("grip_turn=true turns the finger rule's box; turn finger_rule on too")
         self.dit.latent_channels = self.autoencoder.latent_channels
         self.dit.latent_size = self.autoencoder.latent_size
         self.dit.context_frames = self.context_frames

@@ -19,6 +19,13 @@ taught it the difference. The fingers are simple enough to write down instead:
   pushes it over to the other (a resting cube slides under 20 N), so the gap stops at the width. A box that
   overlaps the pads too little is squeezed out past their edge. Elsewhere the fingers close on nothing, fully.
   Fingers already gripping a box stay where they found it.
+- The turn (WorldModelConfig.grip_turn, a square box: Task.square_object). Unless the state's turn is
+  trusted the box is taken square to the pads. A cube turned about the approach stops the fingers at its
+  width across the pads' span, up to its diagonal at 45 degrees, not at its side: the simulated fingers
+  close on Lift's cube turned 30, 40 and 45 degrees 54-58 mm apart and lift it (test_fingers.py), where
+  the rule square to the pads stopped them at 42 mm. The width matters to a policy that reads the fingers:
+  the shipped Stack policy, cloned on grips square to the cube, waits with its fingers that wide instead of
+  lifting.
 
 It is not the default (WorldModelConfig.finger_rule): the imagined arm drifts from the simulated one, the
 rule then grips cubes the simulated fingers missed, and on held-out episodes imagination saw more lifts but
@@ -61,6 +68,8 @@ OVERLAP_ACROSS = 0.005
 OVERLAP_DOWN = 0.010
 # Fingers whose gap is within this of the box's width grip it already
 GRIPPING = 0.003
+# Fingers slower than this (m/s; a free finger closing moves at up to 0.2) are at rest on what they grip
+REST_SPEED = 0.001
 # A box in the sweep is between the fingers where its centre lies between their inner faces before the step,
 # or this far outside one
 BETWEEN = 0.003
@@ -91,47 +100,73 @@ def servo(opening: torch.Tensor, velocity: torch.Tensor, command: torch.Tensor
     return opening, velocity
 
 
-def _gripping(gap: torch.Tensor, half_extents: torch.Tensor) -> torch.Tensor:
-    """[B]: fingers `gap` [B] apart grip the box already (their gap within GRIPPING of its width)."""
-    return (gap - 2 * half_extents[1]).abs() < GRIPPING
+def _gripping(gap: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """[B]: fingers `gap` [B] apart grip the box already (their gap within GRIPPING of its width [B])."""
+    return (gap - width).abs() < GRIPPING
 
 
-def _box_in_gripper(pose: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor,
-                    gripping: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The box's centre in the gripper frame [B, 3], the gripper's rotation [B, 3, 3] and whether the box is
-    in the pads' closing sweep [B]: overlapping them across and along the approach. The box is taken square to
-    the pads and upright, as squeezing turns it: a carried box's imagined turn is often tens of degrees off
-    (the probe reads a start's turn only up to the box's symmetry). Fingers already `gripping` [B] the box
-    keep it with any overlap: squeezed, friction holds it where a new grasp would push it out."""
+def box_across(pose: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor, turned: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The box `objects` [B, 7] as the pads of raw agent_pos `pose` [B, P] meet it: its centre in the gripper
+    frame [B, 3], the gripper's rotation [B, 3, 3], its width across the pads' span [B] (what stops the
+    fingers) and how far it reaches from its centre along the pads' width [B]. The box is taken upright and,
+    unless `turned`, square to the pads (its side, and half of it): without known_state its turn is often
+    tens of degrees off (the probe reads a start's turn only up to the box's symmetry). `turned` (a square
+    footprint): its turn about the approach, from the box axis lying most in the pads' plane."""
     rotation = quat_matrix(pose[:, 3:7])  # gripper -> world
     local = torch.einsum("bji,bj->bi", rotation, objects[:, :3] - pose[:, :3])
+    if not turned:
+        return (local, rotation, (2 * half_extents[1]).expand_as(local[:, 0]),
+                half_extents[0].expand_as(local[:, 0]))
+    axes = torch.einsum("bji,bjk->bik", rotation, quat_matrix(objects[:, 3:7]))[:, :2, :]  # [B, 2, 3]
+    axis = axes.gather(2, axes.norm(dim=1).argmax(-1)[:, None, None].expand(-1, 2, 1))[..., 0]  # [B, 2]
+    # the turn folded into (0, 90) degrees (the square's symmetry), off its ends so that both faces' bounds
+    # below stay finite
+    turn = torch.atan2(axis[:, 1].abs(), axis[:, 0].abs()).clamp(1e-4, torch.pi / 2 - 1e-4)
+    c, s, h = torch.cos(turn), torch.sin(turn), half_extents[0]
+    # the turned square in its centre's frame (gripper axes): |x c + y s| <= h and |y c - x s| <= h, so at
+    # x its top is the lower of (h - x c) / s and (h + x s) / c, highest at its corner x = h (c - s); its
+    # bottom the mirror. The pads span TIP_HALF_WIDTH either side of the gripper's centre line.
+    low, high = -local[:, 0] - TIP_HALF_WIDTH, -local[:, 0] + TIP_HALF_WIDTH
+    x = torch.minimum(torch.maximum(h * (c - s), low), high)
+    top = torch.minimum((h - x * c) / s, (h + x * s) / c)
+    x = torch.minimum(torch.maximum(-h * (c - s), low), high)
+    bottom = torch.maximum((-h - x * c) / s, (-h + x * s) / c)
+    return local, rotation, (top - bottom).clamp_min(0), h * (c + s)
+
+
+def _sweep(local: torch.Tensor, reach: torch.Tensor, half_extents: torch.Tensor, gripping: torch.Tensor
+           ) -> torch.Tensor:
+    """[B]: the box (centre `local` [B, 3] in the gripper frame, reaching `reach` [B] along the pads' width)
+    is in the pads' closing sweep: overlapping them across and along the approach. Fingers already
+    `gripping` [B] the box keep it with any overlap: squeezed, friction holds it where a new grasp would
+    push it out."""
     x, _, z = local.unbind(-1)
     across = torch.where(gripping, 0.0, OVERLAP_ACROSS)
     down = torch.where(gripping, 0.0, OVERLAP_DOWN)
-    sweep = ((x.abs() < TIP_HALF_WIDTH + half_extents[0] - across)
-             & (z - half_extents[2] < TIP_AHEAD - down)
-             & (z + half_extents[2] > TIP_AHEAD - FINGER_LENGTH))
-    return local, rotation, sweep
+    return ((x.abs() < TIP_HALF_WIDTH + reach - across)
+            & (z - half_extents[2] < TIP_AHEAD - down)
+            & (z + half_extents[2] > TIP_AHEAD - FINGER_LENGTH))
 
 
-def blocking_gap(pose: torch.Tensor, before: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor
-                 ) -> torch.Tensor:
+def blocking_gap(pose: torch.Tensor, before: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor,
+                 turned: bool = False) -> torch.Tensor:
     """[B]: the smallest gap the fingers of raw agent_pos `pose` [B, P] can close to with the box `objects`
     [B, 7] (position, xyzw quaternion; half extents [3]) where it is, or 0 where they close on nothing.
     `before` [B, 2] are the fingers' openings before the step: the box's centre must lie between them, and
     they must be about as wide apart as the box at least. Fingers already closer cannot have it between them
     (a drifted arm, or a start's misread box, puts one inside closed fingers): the rule only ever stops a
-    closing, it never opens the fingers around a box."""
+    closing, it never opens the fingers around a box. `turned`: the box's turn sets its width (box_across)."""
     gap = before.sum(-1)
-    local, _, sweep = _box_in_gripper(pose, objects, half_extents, _gripping(gap, half_extents))
+    local, _, width, reach = box_across(pose, objects, half_extents, turned)
+    sweep = _sweep(local, reach, half_extents, _gripping(gap, width))
     y = local[:, 1]
-    between = ((y < before[:, 0] + BETWEEN) & (y > -before[:, 1] - BETWEEN)
-               & (gap > 2 * half_extents[1] - GRIPPING))
-    return torch.where(sweep & between, 2 * half_extents[1], torch.zeros_like(y))
+    between = (y < before[:, 0] + BETWEEN) & (y > -before[:, 1] - BETWEEN) & (gap > width - GRIPPING)
+    return torch.where(sweep & between, width, torch.zeros_like(y))
 
 
-def push_between(now: torch.Tensor, pose: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor
-                 ) -> torch.Tensor:
+def push_between(now: torch.Tensor, pose: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor,
+                 turned: bool = False) -> torch.Tensor:
     """Raw object states [B, 7] after the fingers going from raw agent_pos `now` [B, P] to `pose` pushed the
     box, as the simulator's do:
     - a box in the sweep whose centre lies between the fingers moves across the gripper until it lies wholly
@@ -141,26 +176,28 @@ def push_between(now: torch.Tensor, pose: torch.Tensor, objects: torch.Tensor, h
     The learned object dynamics does neither: it leaves a box half inside a finger, and draws a box near a
     closing gripper in toward its middle, as in the grasps it learned from. A box the fingers gripped before
     the step stays where the dynamics puts it: held, it is not pushed, and a start's box is where the probe
-    read it (re-centring it between the fingers would draw the probe's error into the picture)."""
+    read it (re-centring it between the fingers would draw the probe's error into the picture). `turned`: the
+    box's turn sets its width and reach across the pads (box_across)."""
     with torch.autocast(pose.device.type, enabled=False):
         now, pose, objects = now.float(), pose.float(), objects.float()
         half_extents = half_extents.float()
         gap = finger_gap(pose)
-        gripping = _gripping(finger_gap(now), half_extents)
-        local, rotation, sweep = _box_in_gripper(pose, objects, half_extents, gripping)
+        local, rotation, width, reach = box_across(pose, objects, half_extents, turned)
+        gripping = _gripping(finger_gap(now), width)
+        sweep = _sweep(local, reach, half_extents, gripping)
         x, y, z = local.unbind(-1)
         left, right = pose[:, 7], -pose[:, 8]
         between = (y < left + BETWEEN) & (y > -right - BETWEEN)
-        room = ((left + right) / 2 - half_extents[1]).clamp_min(0)  # how far the centre may stray from middle
+        room = ((left + right - width) / 2).clamp_min(0)  # how far the centre may stray from the middle
         middle = (left - right) / 2
         pushed = torch.minimum(torch.maximum(y, middle - room), middle + room)
         across = torch.where(sweep & between & ~gripping, pushed - y, torch.zeros_like(y))
         # the pads' edge: the box overlaps them across, too little to hold, and the fingers closed past its
         # width
-        edge = TIP_HALF_WIDTH + half_extents[0]
+        edge = TIP_HALF_WIDTH + reach
         level = ((z - half_extents[2] < TIP_AHEAD - OVERLAP_DOWN)
                  & (z + half_extents[2] > TIP_AHEAD - FINGER_LENGTH))
-        slips = (level & between & ~gripping & (gap < 2 * half_extents[1]) & (x.abs() < edge)
+        slips = (level & between & ~gripping & (gap < width) & (x.abs() < edge)
                  & (x.abs() >= edge - OVERLAP_ACROSS))
         out = torch.where(slips, torch.sign(x) * edge - x, torch.zeros_like(x))
         moved = objects[:, :3] + rotation[:, :, 1] * across[:, None] + rotation[:, :, 0] * out[:, None]
@@ -168,22 +205,26 @@ def push_between(now: torch.Tensor, pose: torch.Tensor, objects: torch.Tensor, h
 
 
 def finger_step(now: torch.Tensor, nxt: torch.Tensor, gripper: torch.Tensor, grip_action: torch.Tensor,
-                objects: torch.Tensor, half_extents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                objects: torch.Tensor, half_extents: torch.Tensor, turned: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """The next raw agent_pos [B, P] with its fingers (entries 7, 8) set by the rule, and the next gripper
     state [B, 3] (command, both fingers' opening velocities). `now` [B, P] is the pose before the step, `nxt`
     after it (its arm), `gripper` [B, 3] the gripper state before, grip_action [B] the action's last entry,
-    objects [B, 7] the carried box before the step. In float32 under bf16 autocast too: a finger's travel is
-    millimetres."""
+    objects [B, 7] the carried box before the step (`turned`: its turn sets its width, box_across). In float32
+    under bf16 autocast too: a finger's travel is millimetres."""
     with torch.autocast(now.device.type, enabled=False):
         now, nxt, gripper = now.float(), nxt.float(), gripper.float()
         command = command_step(gripper[:, 0], grip_action.float())
         before = torch.stack([now[:, 7], -now[:, 8]], dim=1)  # each finger's opening
         opening, velocity = servo(before, gripper[:, 1:], command)
         half_extents = half_extents.float()
-        floor = blocking_gap(now, before, objects.float(), half_extents)
+        floor = blocking_gap(now, before, objects.float(), half_extents, turned)
         # fingers gripping the box stay where they found it: its true size (the task's boxes vary about their
-        # nominal extents) is what they show
-        gripping = (floor > 0) & _gripping(before.sum(-1), half_extents)
+        # nominal extents) is what they show. Gripping is at rest there: fingers still closing that come
+        # within GRIPPING of the box close onto it (stopped on the way in, a turned cube's grip stood 3 mm
+        # wide)
+        resting = (gripper[:, 1:].abs() < REST_SPEED).all(-1)
+        gripping = (floor > 0) & _gripping(before.sum(-1), floor) & resting
         floor = torch.where(gripping, before.sum(-1), floor)
         short = (floor - opening.sum(-1)).clamp_min(0)  # [B]: how far the free fingers overshoot the box
         opening = torch.where((gripping & (short > 0))[:, None], before, opening + short[:, None] / 2)

@@ -49,7 +49,7 @@ from wow_gym.world_models.video.dynamics import (
     PoseDynamics,
     object_features,
 )
-from wow_gym.world_models.video.fingers import finger_step, infer_gripper, push_between
+from wow_gym.world_models.video.fingers import GRIPPING, box_across, finger_step, infer_gripper, push_between
 from wow_gym.world_models.video.flow import euler_sample, guided
 from wow_gym.world_models.video.object_layer import ObjectLayer
 from wow_gym.world_models.video.pose_map import FEATURES as POSE_MAP_FEATURES
@@ -63,7 +63,7 @@ PUSH = 0.05  # metres across: a resting object moved less than this from its sta
 # The config switches that change how a trained model imagines and nothing it learned: an evaluation, the
 # imagined env or an RL run may set them on a loaded checkpoint (WorldModel.set_options).
 OPTIONS = ("residual_deadband", "object_layer", "object_layer_pushes", "arm_contact", "finger_rule",
-           "arm_physics", "arm_layer", "arm_erase", "scene_layer", "known_state", "carry_rule")
+           "arm_physics", "arm_layer", "arm_erase", "scene_layer", "known_state", "carry_rule", "grip_turn")
 
 
 def checkpoint_options() -> dict[str, Any]:
@@ -198,10 +198,12 @@ class WorldModel(nn.Module):
         # the finger rule: possible wherever the model carries a box-shaped object (an evaluation may switch
         # it)
         self.can_grip = config.object_dims is not None and info.object_extents is not None
+        self.square_object = info.square_object
         if self.can_grip:
             self.register_buffer("_extents", torch.tensor(info.object_extents), persistent=False)
         self._check_possible({name: getattr(config, name) for name in ("object_layer", "arm_contact",
-                                                                        "finger_rule", "scene_layer")})
+                                                                        "finger_rule", "scene_layer",
+                                                                        "grip_turn")})
 
     def set_options(self, options: dict[str, Any]) -> None:
         """Set imagination switches (OPTIONS, in WorldModelConfig) on this model, in place; a None value keeps
@@ -236,7 +238,10 @@ class WorldModel(nn.Module):
                                  "scene_extents) and a model that knows its camera"),
                  "carry_rule": (self.support is not None and self.config.object_dims is not None,
                                 "a model that carries the object state and a task with a grasp test "
-                                "(rest_height, grasp_reach, grasp_gap)")}
+                                "(rest_height, grasp_reach, grasp_gap)"),
+                 "grip_turn": (self.can_grip and self.square_object, "the finger rule's box with a square "
+                               "footprint (a model that carries the object state and a task with "
+                               "object_extents and square_object)")}
         for name, (possible, what) in needs.items():
             if switches.get(name) and not possible:
                 raise ValueError(f"{name}=true needs {what}; this {self.config.task} model cannot")
@@ -503,10 +508,16 @@ class WorldModel(nn.Module):
 
     def _held(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """[B] bool: the task's grasp test, objects [B,7] within reach of the gripper pose [B,P] and the
-        fingers' gap inside the task's grasp range."""
+        fingers' gap inside the task's grasp range; with grip_turn also fingers stopped at the turned box's
+        width (a cube gripped across its diagonal, wider than the range)."""
         _, _, reach, low, high = self.support
         distance = (objects[:, :3] - pose[:, :3]).norm(dim=-1)
-        return grasped(distance, finger_gap(pose), reach, (low, high))
+        gap = finger_gap(pose)
+        held = grasped(distance, gap, reach, (low, high))
+        if self.config.grip_turn:
+            width = box_across(pose.float(), objects.float(), self._extents.float(), turned=True)[2]
+            held = held | ((distance < reach) & ((gap - width).abs() < GRIPPING))
+        return held
 
     def _supported(self, moved: torch.Tensor, before: torch.Tensor, poses: torch.Tensor,
                    base: torch.Tensor | None = None) -> torch.Tensor:
@@ -676,7 +687,8 @@ class WorldModel(nn.Module):
                     raise ValueError("this state was started without the finger rule's gripper state; "
                                      "start it again with finger_rule on")
                 next_pose, gripper = finger_step(state.poses[:, -1], next_pose, state.gripper, action[:, -1],
-                                                 self._settled(state.objects, state.base), self._extents)
+                                                 self._settled(state.objects, state.base), self._extents,
+                                                 self.config.grip_turn)
             if self.config.arm_contact:
                 stepped = next_pose
                 next_pose = contact_stop(state.poses[:, -1], next_pose, state.objects, self._extents,
@@ -695,7 +707,8 @@ class WorldModel(nn.Module):
                 objects = self._object_step(both, state.objects, action, base=state.base).float()
             if self.config.finger_rule:  # the push as the rule sees the object (settled), applied to it
                 settled = self._settled(objects, state.base)
-                pushed = push_between(state.poses[:, -1], next_pose, settled, self._extents)
+                pushed = push_between(state.poses[:, -1], next_pose, settled, self._extents,
+                                      self.config.grip_turn)
                 objects = objects + (pushed - settled)
             object_map = self.object_map(torch.stack([state.objects, objects], dim=1))
             velocity = self._velocity_fn(state, chunk, pose_cond, True, guidance, 1.0, gripper_map, object_map,

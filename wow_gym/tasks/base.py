@@ -119,6 +119,9 @@ class Task:
     # the object's half-extents as a box (metres, in its own frame): the world model's object layer draws it
     # where its carried pose says (world_models/video/object_layer.py); None: the picture is the DiT's alone
     object_extents: tuple[float, float, float] | None = None
+    # the object is a box with a square footprint (Lift's and Stack's cubes; not PickPlaceCan's round can):
+    # the finger rule may take its turn about the approach (WorldModelConfig.grip_turn)
+    square_object: bool = False
     # a still object the task's object is put on or beside (Stack's green cube): its raw pose (position,
     # quaternion) in environment_state and its half-extents; the world model's scene layer draws it where
     # the start's scene has it (world_models/video/model.py, scene_layer); None: no such object

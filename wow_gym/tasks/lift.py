@@ -68,6 +68,7 @@ TASK = Task(
     grasp_reach=GRASP_REACH,
     grasp_gap=GRASP_GAP,
     object_extents=CUBE_HALF_EXTENTS,
+    square_object=True,
     table_height=TABLE_HEIGHT,
     object_joint="cube_joint0",
     critic_stages=STAGES,

@@ -112,6 +112,7 @@ TASK = Task(
     grasp_reach=GRASP_REACH,
     grasp_gap=GRASP_GAP,
     object_extents=CUBE_HALF_EXTENTS,
+    square_object=True,
     scene_pose=BASE_POSE,
     scene_extents=GREEN_HALF_EXTENTS,
     scene_rest_height=GREEN_REST,

@@ -226,3 +226,68 @@ def test_a_resting_object_reads_at_its_rest_height_for_the_rule(lift_data):
         wm.step(plain, np.zeros((1, 7), np.float32))
     state.replace([0], state.select([0]))  # rows carry their gripper state
     assert state.gripper.shape == (1, 3)
+
+
+def _turned_square_width(turn: float, offset: float, half: float) -> float:
+    """The width across the pads' span (TIP_HALF_WIDTH either side of a line `offset` from the square's
+    centre) of a square of half-size `half` turned `turn` radians: its boundary sampled densely, the points
+    within the span, their spread across. Independent of box_across's closed form."""
+    corners = np.array([[half, half], [-half, half], [-half, -half], [half, -half]])
+    c, s = np.cos(turn), np.sin(turn)
+    corners = corners @ np.array([[c, s], [-s, c]])
+    t = np.linspace(0, 1, 20001)[:, None]
+    boundary = np.concatenate([a + t * (b - a) for a, b in zip(corners, np.roll(corners, -1, 0))])
+    inside = np.abs(boundary[:, 0] - offset) <= fingers.TIP_HALF_WIDTH
+    return float(np.ptp(boundary[inside, 1]))
+
+
+@pytest.mark.parametrize("turn_deg, offset", [(0, 0.0), (30, 0.0), (45, 0.0), (40, 0.01), (20, -0.017),
+                                              (35, 0.005), (80, 0.012)])
+def test_a_turned_cube_is_as_wide_across_the_pads_as_its_outline_there(turn_deg, offset):
+    pose = torch.zeros(1, 9)
+    pose[0, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # pointing down: local x = world x, local y = -world y
+    turn = np.radians(turn_deg)
+    cube = torch.tensor([[-offset, 0.0, 0.0, 0.0, 0.0, np.sin(turn / 2), np.cos(turn / 2)]],
+                        dtype=torch.float32)
+    _, _, width, reach = fingers.box_across(pose, cube, EXTENTS, turned=True)
+    half = CUBE_HALF_EXTENTS[0]
+    assert width.item() == pytest.approx(_turned_square_width(turn, offset, half), abs=2e-5)
+    folded = min(turn_deg % 90, 90 - turn_deg % 90)
+    folded = np.radians(folded)
+    assert reach.item() == pytest.approx(half * (np.cos(folded) + np.sin(folded)), abs=1e-5)
+    # square to the pads unless turned: the cube's side
+    _, _, side, _ = fingers.box_across(pose, cube, EXTENTS)
+    assert side.item() == pytest.approx(2 * CUBE_HALF_EXTENTS[1])
+
+
+def test_the_fingers_stop_on_a_turned_cube_where_the_simulated_ones_do(lift_physics):
+    # robosuite's fingers close on Lift's cube turned about the vertical at its width across the pads, up to
+    # its diagonal, and lift it; the rule with the turn stops them there, without it at the cube's side
+    robosuite = lift_physics.robosuite
+    for turn, offset in ((30.0, 0.0), (40.0, 0.01), (45.0, 0.0)):
+        lift_physics.reset(seed=3)
+        qpos = robosuite.sim.data.get_joint_qpos("cube_joint0").copy()  # position, wxyz
+        pose, _ = observe(lift_physics.step(np.zeros(7, np.float32))[0])
+        gripper = quat_matrix(pose[:, 3:7])[0].numpy()
+        yaw = np.arctan2(gripper[1, 0], gripper[0, 0]) + np.radians(turn)  # the pads' width axis, turned
+        qpos[3:7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        robosuite.sim.data.set_joint_qpos("cube_joint0", qpos)
+        robosuite.sim.forward()
+        obs = lift_physics.step(np.zeros(7, np.float32))[0]
+        pose, cube = observe(obs)
+        beside = cube[0, :3].numpy() + quat_matrix(pose[:, 3:7])[0, :, 0].numpy() * offset
+        obs, poses, actions = drive(lift_physics, obs, beside + np.array([0.0, 0.0, 0.06]), [-1.0] * 25)
+        obs, down, more = drive(lift_physics, obs, beside, [-1.0] * 25 + [1.0] * 15)
+        poses, actions = poses + down[1:], torch.cat([actions, more])
+        simulated = (poses[-1][0, 7] - poses[-1][0, 8]).item()
+        raised, _, _ = drive(lift_physics, obs, beside + np.array([0.0, 0.0, 0.1]), [1.0] * 20)
+        assert raised["environment_state"][2] > cube[0, 2].item() + 0.05, "the simulator lifts the cube"
+        width = fingers.box_across(poses[-1], cube, EXTENTS, turned=True)[2].item()
+        assert simulated > 2 * CUBE_HALF_EXTENTS[1] + 0.005 and simulated == pytest.approx(width, abs=0.003)
+        gripper_state = infer_gripper(poses[0][:, None].expand(-1, 2, -1), None)
+        now = poses[0]
+        for t, arm in enumerate(poses[1:]):
+            now, gripper_state = finger_step(now, arm.clone(), gripper_state, actions[t:t + 1, 6], cube,
+                                             EXTENTS, turned=True)
+        assert (now[0, 7] - now[0, 8]).item() == pytest.approx(simulated, abs=0.004)
+        assert run_rule(poses, actions, cube)[-1].item() < simulated - 0.008  # square to the pads: its side

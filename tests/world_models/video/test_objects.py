@@ -354,3 +354,38 @@ def test_pose_dynamics_can_read_the_object_state(lift_data):
     plain = WorldModel.random("dit-test", env_state_dim=10, **OBJECTS)
     with pytest.raises(ValueError, match="reads 0 object features"):
         plain.pose(torch.zeros(1, 9), torch.zeros(1, 9), torch.zeros(1, 7), torch.zeros(1, 7), torch.zeros(1, 8))
+
+
+def test_fingers_stopped_on_a_turned_cube_hold_it_with_grip_turn():
+    """A cube turned 40 degrees under the gripper stops the fingers across its diagonal (59 mm, wider than
+    Lift's grasp range): with grip_turn the support rule's grasp test holds it there and the carry rule takes
+    it up with the hand; without, the same fingers do not hold it and it falls."""
+    from wow_gym.world_models.video.fingers import box_across
+
+    model = WorldModel.random("dit-test", env_state_dim=10, **OBJECTS)
+    turn = np.radians(40.0)
+    cube = torch.tensor([[0.0, 0.0, 0.95, 0.0, 0.0, np.sin(turn / 2), np.cos(turn / 2)]], dtype=torch.float32)
+    hand = torch.tensor([[0.0, 0.0, 0.95, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # pointing down at its centre
+    width = box_across(hand, cube, model._extents, turned=True)[2].item()
+    assert width > 0.055
+    hand[0, 7], hand[0, 8] = width / 2, -width / 2
+    up = hand.clone()
+    up[0, 2] += 0.03
+    with pytest.raises(ValueError, match="turn finger_rule on too"):
+        model.set_options({"grip_turn": True})
+    model.set_options({"finger_rule": True, "carry_rule": True})
+    assert not model._held(cube, hand).item()
+    fell = model._object_step(torch.stack([hand, up], 1), cube, torch.zeros(1, 7))
+    assert fell[0, 2].item() < 0.95
+    model.set_options({"grip_turn": True})
+    assert model._held(cube, hand).item()
+    carried = model._object_step(torch.stack([hand, up], 1), cube, torch.zeros(1, 7))
+    assert carried[0, 2].item() == pytest.approx(0.98, abs=1e-5)
+    hand[0, 7], hand[0, 8] = 0.035, -0.035  # open wider than the cube across: not held
+    assert not model._held(cube, hand).item()
+    # a round object (PickPlaceCan's can) has no turn to take
+    can = WorldModel.random("dit-test", task="PickPlaceCan",
+                            instruction=task_info("pickplacecan").instruction, env_state_dim=14,
+                            object_dims=list(range(7, 14)), object_offset_dims=[0, 1, 2])
+    with pytest.raises(ValueError, match="grip_turn=true needs"):
+        can.set_options({"finger_rule": True, "grip_turn": True})
