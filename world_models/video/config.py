@@ -99,7 +99,8 @@ class WorldModelConfig:
     carry_rule: bool = False
     # With the finger rule, a square box (Task.square_object) turned about the approach stops the closing
     # fingers at its width across the pads, up to its diagonal (fingers.py, box_across), as the simulated
-    # fingers stop, instead of at its side; fingers stopped there hold it (the support rule's grasp test).
+    # fingers stop, instead of at its side; fingers stopped there hold it (the support rule's grasp test),
+    # and with the carry rule a held cube turns with the hand too, keeping its width in the grip.
     # The turn is the carried state's: an option for runs with known_state (the probe reads a start's turn
     # only up to the cube's symmetry).
     grip_turn: bool = False

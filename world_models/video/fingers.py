@@ -41,7 +41,7 @@ import torch
 
 from wow_gym.tasks.base import finger_gap
 from wow_gym.world_models.video.contact import TIP_AHEAD, TIP_HALF_WIDTH
-from wow_gym.world_models.video.object_layer import quat_matrix
+from wow_gym.world_models.video.object_layer import quat_matrix, quat_product
 
 # robosuite 1.5's Panda gripper (panda_gripper.xml, panda_gripper.py); test_fingers.py checks them against the
 # simulator's model
@@ -73,6 +73,17 @@ REST_SPEED = 0.001
 # A box in the sweep is between the fingers where its centre lies between their inner faces before the step,
 # or this far outside one
 BETWEEN = 0.003
+
+
+def carried_rigidly(objects: torch.Tensor, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """Raw object states [B, 7] (position, xyzw quaternion) held fast in a hand going from raw agent_pos
+    `before` [B, P] to `after`: moved and turned with it, so that its place and turn in the grip stay."""
+    conjugate = before[:, 3:7] * torch.tensor([-1.0, -1.0, -1.0, 1.0], device=before.device)
+    turn = quat_product(after[:, 3:7], conjugate)  # the hand's rotation over the step
+    offset = torch.einsum("bij,bj->bi", quat_matrix(turn), objects[:, :3] - before[:, :3])
+    quaternion = quat_product(turn, objects[:, 3:7])
+    quaternion = quaternion / quaternion.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return torch.cat([after[:, :3] + offset, quaternion], dim=1)
 
 
 def command_step(command: torch.Tensor, grip_action: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,8 @@ from wow_gym.world_models.video.dynamics import (
     PoseDynamics,
     object_features,
 )
-from wow_gym.world_models.video.fingers import GRIPPING, box_across, finger_step, infer_gripper, push_between
+from wow_gym.world_models.video.fingers import (GRIPPING, box_across, carried_rigidly, finger_step,
+                                                infer_gripper, push_between)
 from wow_gym.world_models.video.flow import euler_sample, guided
 from wow_gym.world_models.video.object_layer import ObjectLayer
 from wow_gym.world_models.video.pose_map import FEATURES as POSE_MAP_FEATURES
@@ -533,12 +534,18 @@ class WorldModel(nn.Module):
         asks for the red cube within 5 mm of resting on the green one). With the carry rule, a held object's
         position moves by the gripper's translation, not the learned step's, and goes no lower than its rest
         height where it ends: a hand lowering it onto the green cube does not push it into that cube
-        (WorldModelConfig.carry_rule)."""
+        (WorldModelConfig.carry_rule); with grip_turn too it is held fast, turned with the hand as well."""
         lean = self.support[1]
         held_before = self._held(before, poses[:, 0])
-        if self.config.carry_rule:
+        if self.config.carry_rule and self.config.grip_turn:
+            # its turn in the grip sets the fingers' width (fingers.box_across): held fast, it turns with the
+            # hand; the learned step's turn drifted in the grip and the width with it, and the rule dropped it
+            with_hand = carried_rigidly(before.float(), poses[:, 0].float(),
+                                        poses[:, 1].float()).to(moved.dtype)
+        elif self.config.carry_rule:
             carried = before[:, :3] + poses[:, 1, :3] - poses[:, 0, :3]
             with_hand = torch.cat([carried, moved[:, 3:]], dim=1)
+        if self.config.carry_rule:
             holds = held_before & self._held(with_hand, poses[:, 1])
             moved = torch.where(holds[:, None], with_hand, moved)
         held = held_before & self._held(moved, poses[:, 1])

@@ -46,6 +46,16 @@ def quat_matrix(quat: torch.Tensor) -> torch.Tensor:
     ], dim=-1).reshape(*q.shape[:-1], 3, 3)
 
 
+def quat_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The Hamilton product a b [..., 4] of quaternions in (x, y, z, w) order: rotation b, then a."""
+    ax, ay, az, aw = a.unbind(-1)
+    bx, by, bz, bw = b.unbind(-1)
+    return torch.stack([aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx,
+                        aw * bz + ax * by - ay * bx + az * bw,
+                        aw * bw - ax * bx - ay * by - az * bz], dim=-1)
+
+
 class ObjectLayer(torch.nn.Module):
     """Moves the pictured box-shaped object of `camera` (3x4 projection) frames of `size` pixels."""
 

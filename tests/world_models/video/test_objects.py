@@ -361,6 +361,7 @@ def test_fingers_stopped_on_a_turned_cube_hold_it_with_grip_turn():
     Lift's grasp range): with grip_turn the support rule's grasp test holds it there and the carry rule takes
     it up with the hand; without, the same fingers do not hold it and it falls."""
     from wow_gym.world_models.video.fingers import box_across
+    from wow_gym.world_models.video.object_layer import quat_product
 
     model = WorldModel.random("dit-test", env_state_dim=10, **OBJECTS)
     turn = np.radians(40.0)
@@ -381,6 +382,18 @@ def test_fingers_stopped_on_a_turned_cube_hold_it_with_grip_turn():
     assert model._held(cube, hand).item()
     carried = model._object_step(torch.stack([hand, up], 1), cube, torch.zeros(1, 7))
     assert carried[0, 2].item() == pytest.approx(0.98, abs=1e-5)
+    # held fast: a hand turning 20 degrees about the vertical turns the cube with it, its width in the grip
+    # (the fingers' gap) unchanged, whatever the learned step does to its orientation
+    yaw = np.radians(20.0)
+    turning = up.clone()
+    turning[0, 3:7] = quat_product(torch.tensor([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)]), hand[0, 3:7])
+    rigid = model._object_step(torch.stack([hand, turning], 1), cube, torch.zeros(1, 7))
+    torch.testing.assert_close(rigid[0, :3], turning[0, :3])
+    both = (turn + yaw) / 2  # the cube's turn about the vertical, 40 + 20 degrees
+    torch.testing.assert_close(rigid[0, 3:], torch.tensor([0.0, 0.0, np.sin(both), np.cos(both)]).float(),
+                               atol=1e-5, rtol=0)
+    assert box_across(turning, rigid, model._extents, turned=True)[2].item() == pytest.approx(width, abs=1e-5)
+    assert model._held(rigid, turning).item()
     hand[0, 7], hand[0, 8] = 0.035, -0.035  # open wider than the cube across: not held
     assert not model._held(cube, hand).item()
     # a round object (PickPlaceCan's can) has no turn to take
