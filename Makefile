@@ -633,9 +633,12 @@ policy-compare-30-asymmetric: $(STAMP)
 RL30_SWITCHES := $(filter-out bc_steps_per_update=%,$(RL30_RECIPE)) self_imitation_steps=32 \
 	self_imitation_lr=3e-4 ppo.learning_rate=1e-5 freeze_features=true
 SWITCH_OPTIONS := world_model_options.known_state=true world_model_options.carry_rule=true
-# TURN=1 on the Lift evaluations below: the finger rule takes the cube's turn too (grip_turn), in runs named -turn
+# TURN=1 on the Lift evaluations below: the finger rule takes the cube's turn too (grip_turn), in runs named
+# -turn; ARM=1 on lift-bc-gap: the robot's arm drawn at the imagined pose too ($(IMAGINED_ARM)), -arm
 TURN_OPTIONS = $(if $(TURN),world_model_options.grip_turn=true)
 TURN_TAG = $(if $(TURN),-turn)
+BC_GAP_OPTIONS = $(ARM_OPTIONS) $(SWITCH_OPTIONS) $(TURN_OPTIONS) $(if $(ARM),$(IMAGINED_ARM))
+BC_GAP_TAG = $(if $(ARM),-arm)$(TURN_TAG)
 policy-compare-30-switches: $(STAMP)
 	$(call POLICY_PAIR,rl30-switches,$(RL30_SWITCHES),$(SWITCH_OPTIONS))
 	$(call COMPARE_PAIR,rl30-switches)
@@ -742,9 +745,9 @@ evaluate-lift-30-switches: policy-compare-30-switches
 # imagination against the policy in the simulator, then its imagined actions replayed in MuJoCo.
 lift-bc-gap: $(STAMP)
 	$(WG) evaluate task=lift n_episodes=50 seed=960000 'policies=[{name: bc, kind: shipped}]' progress=false \
-		$(ARM_OPTIONS) $(SWITCH_OPTIONS) $(TURN_OPTIONS) out=outputs/evaluate/lift-bc50-switches$(TURN_TAG)
-	$(WG) replay-check task=lift "policy={name: bc, kind: shipped}" episodes=50 $(RC) $(ARM_OPTIONS) \
-		$(SWITCH_OPTIONS) $(TURN_OPTIONS) out=outputs/replay-check/lift-bc50-switches$(TURN_TAG)
+		$(BC_GAP_OPTIONS) out=outputs/evaluate/lift-bc50-switches$(BC_GAP_TAG)
+	$(WG) replay-check task=lift "policy={name: bc, kind: shipped}" episodes=50 $(RC) $(BC_GAP_OPTIONS) \
+		out=outputs/replay-check/lift-bc50-switches$(BC_GAP_TAG)
 
 # Sim-to-real: `make policy-dr` trains the sim recipe under domain randomization. evaluate-unseen judges the BC
 # and sim-RL policies in the simulator under randomizations never seen in training (wider light, colour,
