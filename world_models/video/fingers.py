@@ -22,10 +22,10 @@ taught it the difference. The fingers are simple enough to write down instead:
 - The turn (WorldModelConfig.grip_turn, a square box: Task.square_object). Unless the state's turn is
   trusted the box is taken square to the pads. A cube turned about the approach stops the fingers at its
   width across the pads' span, up to its diagonal at 45 degrees, not at its side: the simulated fingers
-  close on Lift's cube turned 30, 40 and 45 degrees 54-58 mm apart and lift it (test_fingers.py), where
-  the rule square to the pads stopped them at 42 mm. The width matters to a policy that reads the fingers:
-  the shipped Stack policy, cloned on grips square to the cube, waits with its fingers that wide instead of
-  lifting.
+  close on Lift's cube turned 30, 40 and 45 degrees within 3 mm of that width and lift it, where the rule
+  square to the pads stops them 8 mm or more short (test_fingers.py). The width matters to a policy that
+  reads the fingers: the shipped Stack policy, cloned on grips square to the cube, waits with its fingers
+  that wide instead of lifting.
 
 It is not the default (WorldModelConfig.finger_rule): the imagined arm drifts from the simulated one, the
 rule then grips cubes the simulated fingers missed, and on held-out episodes imagination saw more lifts but

@@ -537,15 +537,16 @@ class WorldModel(nn.Module):
         (WorldModelConfig.carry_rule); with grip_turn too it is held fast, turned with the hand as well."""
         lean = self.support[1]
         held_before = self._held(before, poses[:, 0])
-        if self.config.carry_rule and self.config.grip_turn:
-            # its turn in the grip sets the fingers' width (fingers.box_across): held fast, it turns with the
-            # hand; the learned step's turn drifted in the grip and the width with it, and the rule dropped it
-            with_hand = carried_rigidly(before.float(), poses[:, 0].float(),
-                                        poses[:, 1].float()).to(moved.dtype)
-        elif self.config.carry_rule:
-            carried = before[:, :3] + poses[:, 1, :3] - poses[:, 0, :3]
-            with_hand = torch.cat([carried, moved[:, 3:]], dim=1)
         if self.config.carry_rule:
+            if self.config.grip_turn:
+                # its turn in the grip sets the fingers' width (fingers.box_across): held fast, it turns with
+                # the hand; the learned step's turn drifted in the grip and the width with it, and the rule
+                # dropped it
+                with_hand = carried_rigidly(before.float(), poses[:, 0].float(),
+                                            poses[:, 1].float()).to(moved.dtype)
+            else:
+                carried = before[:, :3] + poses[:, 1, :3] - poses[:, 0, :3]
+                with_hand = torch.cat([carried, moved[:, 3:]], dim=1)
             holds = held_before & self._held(with_hand, poses[:, 1])
             moved = torch.where(holds[:, None], with_hand, moved)
         held = held_before & self._held(moved, poses[:, 1])

@@ -57,13 +57,14 @@ def drive(env: RobosuiteEnv, obs: dict[str, np.ndarray], target: np.ndarray, gri
     return obs, poses, torch.cat(actions)
 
 
-def run_rule(poses: list[torch.Tensor], actions: torch.Tensor, cube: torch.Tensor) -> torch.Tensor:
+def run_rule(poses: list[torch.Tensor], actions: torch.Tensor, cube: torch.Tensor, turned: bool = False
+             ) -> torch.Tensor:
     """The rule's finger gaps [T] along the simulator's arm, open loop from the first pose (an episode's
-    start)."""
+    start); `turned`: the rule takes the cube's turn (grip_turn)."""
     gripper = infer_gripper(poses[0][:, None].expand(-1, 2, -1), None)
     now, gaps = poses[0], []
     for t, arm in enumerate(poses[1:]):
-        now, gripper = finger_step(now, arm.clone(), gripper, actions[t:t + 1, 6], cube, EXTENTS)
+        now, gripper = finger_step(now, arm.clone(), gripper, actions[t:t + 1, 6], cube, EXTENTS, turned)
         gaps.append(now[0, 7] - now[0, 8])
     return torch.stack(gaps)
 
@@ -284,10 +285,5 @@ def test_the_fingers_stop_on_a_turned_cube_where_the_simulated_ones_do(lift_phys
         assert raised["environment_state"][2] > cube[0, 2].item() + 0.05, "the simulator lifts the cube"
         width = fingers.box_across(poses[-1], cube, EXTENTS, turned=True)[2].item()
         assert simulated > 2 * CUBE_HALF_EXTENTS[1] + 0.005 and simulated == pytest.approx(width, abs=0.003)
-        gripper_state = infer_gripper(poses[0][:, None].expand(-1, 2, -1), None)
-        now = poses[0]
-        for t, arm in enumerate(poses[1:]):
-            now, gripper_state = finger_step(now, arm.clone(), gripper_state, actions[t:t + 1, 6], cube,
-                                             EXTENTS, turned=True)
-        assert (now[0, 7] - now[0, 8]).item() == pytest.approx(simulated, abs=0.004)
+        assert run_rule(poses, actions, cube, turned=True)[-1].item() == pytest.approx(simulated, abs=0.004)
         assert run_rule(poses, actions, cube)[-1].item() < simulated - 0.008  # square to the pads: its side
