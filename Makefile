@@ -488,12 +488,14 @@ world-model-door-own: tasks-data
 # take the simulator state's objects, not the probe's reading (world_model_options.known_state=true);
 # PHYS=1: the robot's own arm stepped in MuJoCo and the finger rule ($(ARM_OPTIONS)); CARRY=1: a held
 # object moves by the gripper's translation (world_model_options.carry_rule=true); TURN=1 (with PHYS=1): the
-# finger rule grips a turned cube only on its faces' band (world_model_options.grip_turn=true); name the
-# run with WM_TAG (make evaluate-stack ARM=1 WM_TAG=-armlayer-support).
+# finger rule grips a turned cube only on its faces' band (world_model_options.grip_turn=true); JOINTS=1
+# (with PHYS=1; Door): a gripped lever turns and the door swings by the door's joints
+# (world_model_options.joint_rule=true); name the run with WM_TAG (make evaluate-stack ARM=1
+# WM_TAG=-armlayer-support).
 WM_EVALUATE = $(if $(WM_CHECKPOINT),world_model=$(WM_CHECKPOINT)) $(if $(ARM),$(IMAGINED_ARM)) \
 	$(if $(SCENE),world_model_options.scene_layer=true) $(if $(KNOWN),world_model_options.known_state=true) \
 	$(if $(PHYS),$(ARM_OPTIONS)) $(if $(CARRY),world_model_options.carry_rule=true) \
-	$(if $(TURN),world_model_options.grip_turn=true)
+	$(if $(TURN),world_model_options.grip_turn=true) $(if $(JOINTS),world_model_options.joint_rule=true)
 # The 10 policies around one BC policy ($(1): its kind, and path; commas as $(comma)).
 TASK_POLICIES_OF = {name: random, kind: random}, {name: zero, kind: zero}, {name: bc, $(1)}, \
 	{name: bc-noise-0.1, $(1), noise_std: 0.1}, {name: bc-noise-0.15, $(1), noise_std: 0.15}, \

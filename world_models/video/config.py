@@ -104,6 +104,12 @@ class WorldModelConfig:
     # The turn is the carried state's: an option for runs with known_state (the probe reads a start's turn
     # only up to the cube's symmetry).
     grip_turn: bool = False
+    # An articulated object's joints move by the task's rule under a hand that grips it (Task.joint_step;
+    # Door: the lever turns with the hand and, once it frees the latch, the door swings with it about the
+    # hinge; the door holds the hand on their circles), instead of the learned object step: the learned
+    # step let the hand pull free of the lever, and no imagined door opened. Needs the finger rule (what
+    # grips the lever: Task.grip_box).
+    joint_rule: bool = False
     # A second DiT distilled to take one Euler step to where the DiT's `distill_steps` steps go (the train
     # stage "distill"); imagining at sampling_steps=1 uses it. False: one step of the DiT itself.
     one_step: bool = False
@@ -121,6 +127,9 @@ class WorldModelConfig:
             raise ValueError(f"autoencoder.image_size {self.autoencoder.image_size} != image_size {self.image_size}")
         if self.grip_turn and not self.finger_rule:
             raise ValueError("grip_turn=true turns the finger rule's box; turn finger_rule on too")
+        if self.joint_rule and not self.finger_rule:
+            raise ValueError("joint_rule=true moves the joints under fingers that grip; turn finger_rule on "
+                             "too")
         self.dit.latent_channels = self.autoencoder.latent_channels
         self.dit.latent_size = self.autoencoder.latent_size
         self.dit.context_frames = self.context_frames
@@ -169,11 +178,12 @@ class WorldModelConfig:
 def default_stats(config: WorldModelConfig) -> dict[str, list[float]]:
     """Identity statistics (for a model not yet fitted to data)."""
     c, p, e = config.autoencoder.latent_channels, config.agent_pos_dim, config.env_state_dim
+    o = len(config.object_dims or ())  # the carried object's entries (7 for a free body's pose; Door's 8)
     return {
         "latent_mean": [0.0] * c, "latent_std": [1.0] * c, "delta_std": [1.0] * c,
         "pose_mean": [0.0] * p, "pose_std": [1.0] * p, "dpose_std": [1.0] * p,
         "env_state_mean": [0.0] * e, "env_state_std": [1.0] * e,
         "reward_mean": [0.0], "reward_std": [1.0],
     } | ({} if config.object_dims is None else {
-        "object_mean": [0.0] * 7, "object_std": [1.0] * 7, "dobject_std": [1.0] * 7, "offset_std": [1.0] * 3,
+        "object_mean": [0.0] * o, "object_std": [1.0] * o, "dobject_std": [1.0] * o, "offset_std": [1.0] * 3,
     })

@@ -442,6 +442,7 @@ class EvalWorldModelConfig:
     scene_layer: bool | None = None  # the still object (Stack's green cube) drawn again; None: the ckpt's
     carry_rule: bool | None = None  # a held object moves with the gripper's translation; None: the ckpt's
     grip_turn: bool | None = None  # the finger rule takes a cube's turn about the approach; None: the ckpt's
+    joint_rule: bool | None = None  # a gripped lever and door move by the task's joints; None: the ckpt's
     critic: str | None = None  # a critic that reads the whole imagined episodes too; None: shipped; "none"
     steps_sweep: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     # whole episodes imagined from their first frame (lifts seen, object error); [] skips it

@@ -176,6 +176,19 @@ def blocking_gap(pose: torch.Tensor, before: torch.Tensor, objects: torch.Tensor
     return torch.where(sweep & between, width, torch.zeros_like(y))
 
 
+def gripping_box(pose: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor) -> torch.Tensor:
+    """[B]: the fingers of raw agent_pos `pose` [B, P] grip the box `objects` [B, 7] (square to the pads):
+    it lies in their sweep and between them, and their gap is within GRIPPING of its width."""
+    with torch.autocast(pose.device.type, enabled=False):
+        pose, objects, half_extents = pose.float(), objects.float(), half_extents.float()
+        local, _, width, reach = box_across(pose, objects, half_extents)
+        gap = finger_gap(pose)
+        y = local[:, 1]
+        between = (y < pose[:, 7] + BETWEEN) & (y > pose[:, 8] - BETWEEN)
+        return _sweep(local, reach, half_extents, torch.ones_like(gap, dtype=torch.bool)) & between & (
+            _gripping(gap, width))
+
+
 def push_between(now: torch.Tensor, pose: torch.Tensor, objects: torch.Tensor, half_extents: torch.Tensor,
                  turned: bool = False) -> torch.Tensor:
     """Raw object states [B, 7] after the fingers going from raw agent_pos `now` [B, P] to `pose` pushed the
@@ -216,12 +229,13 @@ def push_between(now: torch.Tensor, pose: torch.Tensor, objects: torch.Tensor, h
 
 
 def finger_step(now: torch.Tensor, nxt: torch.Tensor, gripper: torch.Tensor, grip_action: torch.Tensor,
-                objects: torch.Tensor, half_extents: torch.Tensor, turned: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                objects: torch.Tensor, half_extents: torch.Tensor, turned: bool = False,
+                blocks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The next raw agent_pos [B, P] with its fingers (entries 7, 8) set by the rule, and the next gripper
     state [B, 3] (command, both fingers' opening velocities). `now` [B, P] is the pose before the step, `nxt`
     after it (its arm), `gripper` [B, 3] the gripper state before, grip_action [B] the action's last entry,
-    objects [B, 7] the carried box before the step (`turned`: its turn sets its width, box_across). In float32
+    objects [B, 7] the carried box before the step (`turned`: its turn sets its width, box_across); `blocks`
+    [B] (None: everywhere) where the box can stop the fingers (elsewhere they close as on nothing). In float32
     under bf16 autocast too: a finger's travel is millimetres."""
     with torch.autocast(now.device.type, enabled=False):
         now, nxt, gripper = now.float(), nxt.float(), gripper.float()
@@ -230,6 +244,8 @@ def finger_step(now: torch.Tensor, nxt: torch.Tensor, gripper: torch.Tensor, gri
         opening, velocity = servo(before, gripper[:, 1:], command)
         half_extents = half_extents.float()
         floor = blocking_gap(now, before, objects.float(), half_extents, turned)
+        if blocks is not None:
+            floor = torch.where(blocks, floor, torch.zeros_like(floor))
         # fingers gripping the box stay where they found it: its true size (the task's boxes vary about their
         # nominal extents) is what they show. With the turn, gripping is at rest there: fingers still closing
         # that come within GRIPPING of the box close onto it (stopped on the way in, a turned cube's grip

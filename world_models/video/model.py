@@ -50,7 +50,7 @@ from wow_gym.world_models.video.dynamics import (
     object_features,
 )
 from wow_gym.world_models.video.fingers import (GRIPPING, box_across, carried_rigidly, finger_step,
-                                                infer_gripper, push_between)
+                                                gripping_box, infer_gripper, push_between)
 from wow_gym.world_models.video.flow import euler_sample, guided
 from wow_gym.world_models.video.object_layer import ObjectLayer
 from wow_gym.world_models.video.pose_map import FEATURES as POSE_MAP_FEATURES
@@ -64,7 +64,8 @@ PUSH = 0.05  # metres across: a resting object moved less than this from its sta
 # The config switches that change how a trained model imagines and nothing it learned: an evaluation, the
 # imagined env or an RL run may set them on a loaded checkpoint (WorldModel.set_options).
 OPTIONS = ("residual_deadband", "object_layer", "object_layer_pushes", "arm_contact", "finger_rule",
-           "arm_physics", "arm_layer", "arm_erase", "scene_layer", "known_state", "carry_rule", "grip_turn")
+           "arm_physics", "arm_layer", "arm_erase", "scene_layer", "known_state", "carry_rule", "grip_turn",
+           "joint_rule")
 
 
 def checkpoint_options() -> dict[str, Any]:
@@ -196,15 +197,18 @@ class WorldModel(nn.Module):
         self.table_height = info.table_height
         self.can_contact = (config.object_dims is not None and info.object_extents is not None
                             and info.table_height is not None)
-        # the finger rule: possible wherever the model carries a box-shaped object (an evaluation may switch
-        # it)
-        self.can_grip = config.object_dims is not None and info.object_extents is not None
+        # the finger rule: possible wherever the model carries a box-shaped object, or the state of one the
+        # fingers grip (Door's lever: Task.grip_box) (an evaluation may switch it)
+        # functions, not the Task
+        self.grip_box, self.grip_caged, self.joint_step = info.grip_box, info.grip_caged, info.joint_step
+        extents = info.object_extents if info.grip_box is None else info.grip_extents
+        self.can_grip = config.object_dims is not None and extents is not None
         self.square_object = info.square_object
         if self.can_grip:
-            self.register_buffer("_extents", torch.tensor(info.object_extents), persistent=False)
+            self.register_buffer("_extents", torch.tensor(extents), persistent=False)
         self._check_possible({name: getattr(config, name) for name in ("object_layer", "arm_contact",
                                                                         "finger_rule", "scene_layer",
-                                                                        "grip_turn")})
+                                                                        "grip_turn", "joint_rule")})
 
     def set_options(self, options: dict[str, Any]) -> None:
         """Set imagination switches (OPTIONS, in WorldModelConfig) on this model, in place; a None value keeps
@@ -242,7 +246,9 @@ class WorldModel(nn.Module):
                                 "(rest_height, grasp_reach, grasp_gap)"),
                  "grip_turn": (self.can_grip and self.square_object, "the finger rule's box with a square "
                                "footprint (a model that carries the object state and a task with "
-                               "object_extents and square_object)")}
+                               "object_extents and square_object)"),
+                 "joint_rule": (self.can_grip and self.joint_step is not None, "an articulated object whose "
+                                "state the model carries (a task with joint_step and grip_box: Door)")}
         for name, (possible, what) in needs.items():
             if switches.get(name) and not possible:
                 raise ValueError(f"{name}=true needs {what}; this {self.config.task} model cannot")
@@ -570,6 +576,15 @@ class WorldModel(nn.Module):
         return rest_level(self.support[0], self.rest_on, objects[:, :3],
                           None if base is None else base.to(objects.dtype))
 
+    def _grip_box(self, objects: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """The finger rule's box [B, 7] of carried object states [B, O]: the object settled on its support,
+        or the task's grip box (Door: the lever) where it names one."""
+        return self._settled(objects, base) if self.grip_box is None else self.grip_box(objects.float())
+
+    def _caged(self, objects: torch.Tensor, pose: torch.Tensor) -> torch.Tensor | None:
+        """[B]: the grip box held in the hand without the pads (Task.grip_caged); None for a task without."""
+        return None if self.grip_caged is None else self.grip_caged(objects.float(), pose.float())
+
     def _settled(self, objects: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
         """Objects [B,7] with those resting on their support (no higher than rest height + lean) at their
         rest height: the learned step lets an untouched object drift up to the lean, and the finger rule asks
@@ -694,9 +709,10 @@ class WorldModel(nn.Module):
                 if gripper.shape[1] != 3:
                     raise ValueError("this state was started without the finger rule's gripper state; "
                                      "start it again with finger_rule on")
+                caged = self._caged(state.objects, state.poses[:, -1])
                 next_pose, gripper = finger_step(state.poses[:, -1], next_pose, state.gripper, action[:, -1],
-                                                 self._settled(state.objects, state.base), self._extents,
-                                                 self.config.grip_turn)
+                                                 self._grip_box(state.objects, state.base), self._extents,
+                                                 self.config.grip_turn, None if caged is None else ~caged)
             if self.config.arm_contact:
                 stepped = next_pose
                 next_pose = contact_stop(state.poses[:, -1], next_pose, state.objects, self._extents,
@@ -706,14 +722,31 @@ class WorldModel(nn.Module):
                     arm = arm.clone()
                     held = next_pose[stopped]
                     arm[stopped] = self.physics_arm.follow(arm[stopped], held, held[:, 7:9])
+            ruled = None
+            if self.config.joint_rule:  # the door's joints under a hand gripping the lever; it holds the hand
+                box = self._grip_box(state.objects, state.base)
+                caged = self._caged(state.objects, state.poses[:, -1])
+                held = gripping_box(state.poses[:, -1], box, self._extents)
+                held = (held if caged is None else held | caged) & (
+                    finger_gap(next_pose) < box_across(next_pose, box, self._extents)[2] + GRIPPING)
+                ruled, hand = self.joint_step(state.objects.float(), state.poses[:, -1, :3].float(),
+                                              next_pose[:, :3].float(), held, action[:, :3].float())
+                moved = (hand != next_pose[:, :3]).any(-1)
+                next_pose = torch.cat([hand.to(next_pose.dtype), next_pose[:, 3:]], dim=1)
+                if self.config.arm_physics and moved.any():  # the joints to where the door holds the hand
+                    arm = arm.clone()
+                    arm[moved] = self.physics_arm.follow(arm[moved], next_pose[moved], next_pose[moved, 7:9])
             chunk = torch.cat([state.actions, action[:, None]], dim=1)
             pose_cond = self._norm(torch.stack([state.poses[:, -1], next_pose], dim=1), "pose")
             both = torch.stack([state.poses[:, -1], next_pose], dim=1)
             gripper_map = self.pose_map(both)
             objects = state.objects
-            if self.config.object_dims is not None:
+            if ruled is not None:
+                objects = ruled
+            elif self.config.object_dims is not None:
                 objects = self._object_step(both, state.objects, action, base=state.base).float()
-            if self.config.finger_rule:  # the push as the rule sees the object (settled), applied to it
+            # the push as the rule sees the object (settled), applied to it; a lever (grip_box) is not pushed
+            if self.config.finger_rule and self.grip_box is None:
                 settled = self._settled(objects, state.base)
                 pushed = push_between(state.poses[:, -1], next_pose, settled, self._extents,
                                       self.config.grip_turn)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -119,6 +119,18 @@ class Task:
     # the object's half-extents as a box (metres, in its own frame): the world model's object layer draws it
     # where its carried pose says (world_models/video/object_layer.py); None: the picture is the DiT's alone
     object_extents: tuple[float, float, float] | None = None
+    # the box the fingers close on where it is not the object itself, from the carried object state [B, O]
+    # (tensors) to its pose [B, 7] (Door: the handle's lever), and its half-extents: the finger rule's box
+    grip_box: Callable[[Any], Any] | None = field(default=None, compare=False)
+    grip_extents: tuple[float, float, float] | None = None
+    # (carried state [B, O], agent_pos [B, P]) -> [B] bool: the grip box is held in the hand without the pads
+    # (Door: the turned lever slid toward the palm), where it no longer stops the closing fingers; None: never
+    grip_caged: Callable[[Any, Any], Any] | None = field(default=None, compare=False)
+    # an articulated object's joints under the hand (Door: lever and hinge), the world model's joint rule
+    # (WorldModelConfig.joint_rule): (carried state [B, O], grip site before [B, 3] and after [B, 3] the arm's
+    # step, held [B], the action's position part [B, 3]) -> (carried state after the step, where the hand is
+    # [B, 3]); tensors
+    joint_step: Callable[..., Any] | None = field(default=None, compare=False)
     # the object is a box with a square footprint (Lift's and Stack's cubes; not PickPlaceCan's round can):
     # the finger rule may take its turn about the approach (WorldModelConfig.grip_turn)
     square_object: bool = False
@@ -157,6 +169,12 @@ class Task:
         if (self.scene_pose is None) != (self.scene_extents is None):
             raise ValueError(f"task {self.name!r}: scene_pose and scene_extents go together (the still "
                              "object's pose in environment_state and its half-extents)")
+        if (self.grip_box is None) != (self.grip_extents is None):
+            raise ValueError(f"task {self.name!r}: grip_box and grip_extents go together (the finger "
+                             "rule's box and its half-extents)")
+        if self.joint_step is not None and self.grip_box is None:
+            raise ValueError(f"task {self.name!r}: joint_step needs grip_box (the joint rule asks "
+                             "whether the fingers grip it)")
         if self.scene_rest_height is not None and self.scene_pose is None:
             raise ValueError(f"task {self.name!r}: scene_rest_height needs the still object's scene_pose")
         # how many entries the slice takes of any environment_state long enough to hold it
