@@ -238,7 +238,7 @@ class WorldModel(nn.Module):
                  "arm_contact": (self.can_contact, "a model that carries the object state and a task with "
                                  "object_extents and table_height"),
                  "finger_rule": (self.can_grip, "a model that carries the object state and a task with "
-                                 "object_extents"),
+                                 "object_extents (or grip_extents)"),
                  "scene_layer": (self.scene_layer is not None, "a task with a still object (scene_pose, "
                                  "scene_extents) and a model that knows its camera"),
                  "carry_rule": (self.support is not None and self.config.object_dims is not None,
@@ -729,8 +729,9 @@ class WorldModel(nn.Module):
                 held = gripping_box(state.poses[:, -1], box, self._extents)
                 held = (held if caged is None else held | caged) & (
                     finger_gap(next_pose) < box_across(next_pose, box, self._extents)[2] + GRIPPING)
-                ruled, hand = self.joint_step(state.objects.float(), state.poses[:, -1, :3].float(),
-                                              next_pose[:, :3].float(), held, action[:, :3].float())
+                with torch.autocast(self.device.type, enabled=False):  # angles and millimetres: float32
+                    ruled, hand = self.joint_step(state.objects.float(), state.poses[:, -1, :3].float(),
+                                                  next_pose[:, :3].float(), held, action[:, :3].float())
                 moved = (hand != next_pose[:, :3]).any(-1)
                 next_pose = torch.cat([hand.to(next_pose.dtype), next_pose[:, 3:]], dim=1)
                 if self.config.arm_physics and moved.any():  # the joints to where the door holds the hand

@@ -172,6 +172,8 @@ class Task:
         if (self.grip_box is None) != (self.grip_extents is None):
             raise ValueError(f"task {self.name!r}: grip_box and grip_extents go together (the finger "
                              "rule's box and its half-extents)")
+        if self.grip_caged is not None and self.grip_box is None:
+            raise ValueError(f"task {self.name!r}: grip_caged needs grip_box (what the hand cages)")
         if self.joint_step is not None and self.grip_box is None:
             raise ValueError(f"task {self.name!r}: joint_step needs grip_box (the joint rule asks "
                              "whether the fingers grip it)")

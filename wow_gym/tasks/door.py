@@ -53,13 +53,16 @@ AJAR = 0.01
 # controller's units: it commands the hand's push), and of LATCH_CLEAR_BREAKAWAY with the lever turned past
 # LATCH_CLEAR (the latch no longer rubs the frame): in those episodes, doors held by a lever at 1.2-1.4
 # moved (4 mrad in 3 steps) under none of 442 pulls below 0.4, 35 of 82 at 0.4-0.5, 46 of 133 at 0.5-0.6
-# and 211 of 212 above; with the lever at 1.4-1.6 under 5 of 6 pulls at 0.2-0.3 and all 52 at 0.3-0.4
+# and 211 of 212 above (0.5: the middle of the band where a third to a half moved); with the lever at
+# 1.4-1.6 under 5 of 6 pulls at 0.2-0.3 and all 52 at 0.3-0.4
 BREAKAWAY = 0.5
 LATCH_CLEAR = 1.4
 LATCH_CLEAR_BREAKAWAY = 0.25
 # Turned past CAGE_TURN a gripped lever has slid out of the pads toward the palm (the grip site 26-37 mm
-# from its axis in the expert's and BC's simulated episodes, 2-4 mm before the turn) and the fingers close
-# under it (the expert's to 1-3 mm, BC's to 18-36): the hand holds it caged within CAGE_REACH of its centre
+# from its long axis in the expert's and BC's simulated episodes, 2-4 mm before the turn) and the fingers
+# close under it (the expert's to 1-3 mm, BC's to 18-36): the hand holds it caged. CAGE_REACH: the grip
+# site within this of the lever's centre (the lever is 15 cm long; the rule keeps a held hand where it
+# gripped, 1-3 cm from the centre)
 CAGE_TURN = 1.2
 CAGE_REACH = 0.05
 SOLVE_STEPS = 4  # Gauss-Newton steps of the joint rule's solve (a step moves the angles by a few degrees)
@@ -158,11 +161,13 @@ def joint_step(objects: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
 
     A held lever and the door turn so that the point the hand holds comes as near as their ranges allow to
     where the arm went (a damped least-squares solve over the two angles); the door only under a push along
-    its arc of BREAKAWAY or more, and opens only once the lever is past LATCH_FREE or the door is already
-    ajar (the latch holds it shut). The hand stays on the point it holds:
+    its arc of BREAKAWAY or more (LATCH_CLEAR_BREAKAWAY with the lever past LATCH_CLEAR), and opens only
+    once the lever is past LATCH_FREE or the door is already ajar (the latch holds it shut); a lever
+    gripped further out than SHORT_GRIP stops at LONG_GRIP_STOP. The hand stays on the point it holds:
     the simulator's door holds the hand on the lever's circle and the door's arc while the controller pulls
     elsewhere. A released lever springs back SPRING_BACK a step; a released door drifts shut DOOR_DRIFT a
-    step.
+    step. Nothing else moves the door: a hand that pushes the lever or the door without gripping it does
+    not (the rule replaces the learned object step for every row).
     """
     yaw, anchor = door_frame(objects)
     door, hinge, handle = objects[:, 3:6], objects[:, 6], objects[:, 7]
@@ -175,10 +180,13 @@ def joint_step(objects: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
     z_axis = torch.tensor([0.0, 0.0, 1.0], dtype=p.dtype, device=p.device).expand_as(p)
     arc = torch.linalg.cross(z_axis, p - pivot)
     arc = arc / arc.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    needs = torch.where(handle >= LATCH_CLEAR, LATCH_CLEAR_BREAKAWAY, BREAKAWAY)
+    needs = torch.where(handle >= LATCH_CLEAR, torch.full_like(handle, LATCH_CLEAR_BREAKAWAY),
+                        torch.full_like(handle, BREAKAWAY))
     pulls = (_rotate(push.to(p.dtype), -yaw, "z") * arc).sum(-1).abs() >= needs
     radius = (p - latch)[:, [0, 2]].norm(dim=-1)  # how far out along the lever the hand holds it
-    stop = torch.where(radius < SHORT_GRIP, HANDLE_RANGE[1], LONG_GRIP_STOP)
+    # (a lever already turned past the stop is not snapped back to it)
+    stop = torch.where(radius < SHORT_GRIP, torch.full_like(handle, HANDLE_RANGE[1]),
+                       torch.full_like(handle, LONG_GRIP_STOP).maximum(handle))
     new_handle, new_hinge = handle.clone(), hinge.clone()
     for _ in range(SOLVE_STEPS):  # Gauss-Newton on the two angles, each step kept in range
         turn, swing = new_handle - handle, new_hinge - hinge

@@ -69,7 +69,8 @@ def test_the_carried_door_is_where_the_simulator_puts_it(door_env):
 
 
 def grip_on_lever(state: torch.Tensor) -> torch.Tensor:
-    """A hand (agent_pos [1, 9]) with the lever 1.5 cm in from its tip between its fingers, closed on it."""
+    """A hand (agent_pos [1, 9]) with the lever between its fingers 1.5 cm out from its centre (90 mm from
+    the latch's axis), closed on it."""
     centre = lever_box(state)[:, :3]
     yaw, _ = door_frame(state)
     along = torch.stack([torch.cos(yaw), torch.sin(yaw), torch.zeros_like(yaw)], dim=-1)  # the lever's length
@@ -88,7 +89,8 @@ def grip_on_lever(state: torch.Tensor) -> torch.Tensor:
 
 
 def circle_step(state: torch.Tensor, hand: torch.Tensor, handle: float, hinge: float) -> torch.Tensor:
-    """Where a point held on the lever at `hand` [1, 3] goes with the joints turned by (hinge, handle)."""
+    """Where a point held on the lever at `hand` [1, 3] goes with the lever turned by `handle` and the door
+    by `hinge`."""
     yaw, anchor = door_frame(state)
     before = door_state(yaw - state[:, 6], anchor, state[:, 6], state[:, 7])
     offset = hand - lever_box(before)[:, :3]
@@ -156,6 +158,32 @@ def test_a_gripped_lever_turns_and_past_the_latch_the_door_swings(door_env):
     away = turned_hand.clone()
     away[:, 2] += 0.1
     assert not door.lever_caged(turned_lever, away).item()
+    # with the lever past LATCH_CLEAR the latch no longer rubs: a lighter pull moves the door, a weaker not
+    clear = door.LATCH_CLEAR + 0.05
+    ready = door_state(yaw, anchor, torch.zeros(1, dtype=torch.float64), torch.tensor([clear], dtype=torch.float64))
+    grip = circle_step(state, hand[:, :3], clear, 0.0)
+    pulled = circle_step(ready, grip, 0.0, 0.05)
+    along = (pulled - grip) / (pulled - grip).norm()
+    for push, opens in ((door.LATCH_CLEAR_BREAKAWAY + 0.05, True), (door.LATCH_CLEAR_BREAKAWAY - 0.05, False)):
+        after, _ = joint_step(ready, grip, pulled, held, push * along)
+        assert (after[0, 6].item() > 0.04) == opens
+    # gripped further out than SHORT_GRIP the lever stops at LONG_GRIP_STOP; one already past stays there
+    far = hand.clone()
+    far[:, :3] = hand[:, :3] + 0.02 * (lever_box(state)[:, :3] - hand[:, :3]).neg() / 0.015
+    for start, stop in ((1.2, door.LONG_GRIP_STOP), (1.5, 1.5)):
+        turned_to = door_state(yaw, anchor, torch.zeros(1, dtype=torch.float64),
+                               torch.tensor([start], dtype=torch.float64))
+        grip = circle_step(state, far[:, :3], start, 0.0)
+        deeper = circle_step(turned_to, grip, 0.3, 0.0)
+        after, _ = joint_step(turned_to, grip, deeper, held, still)
+        assert after[0, 7].item() == pytest.approx(stop, abs=1e-6)
+    # a batch: each row by its own grip
+    both = torch.cat([state, state])
+    after, at = joint_step(both, torch.cat([hand[:, :3]] * 2), torch.cat([down] * 2), torch.tensor([True, False]),
+                           torch.cat([still] * 2))
+    torch.testing.assert_close(after[0], turned[0])
+    assert after[1, 7].item() == 0.0
+    torch.testing.assert_close(at[1], down[0])
     # let go: the lever springs back, the door drifts shut, the hand goes where the arm took it
     after, at = joint_step(ajar, grip, out, free, still)
     assert after[0, 7].item() == pytest.approx(1.3 - door.SPRING_BACK)
@@ -207,6 +235,19 @@ def test_imagination_turns_a_gripped_lever_with_the_robot_arm(door_env):
     for _ in range(4):
         out = model.step(imagined, push)
     assert out.environment_state[0, door.HANDLE_ANGLE] > 0.2
+    # the robot's arm follows the hand the lever holds
+    arm = model.physics_arm
+    data = arm._pool(1)[0]
+    arm._load(data, imagined.arm.double().numpy()[0], out.agent_pos[0, 7:9].astype(np.float64))
+    mujoco.mj_kinematics(arm.model, data)
+    assert np.linalg.norm(data.site_xpos[arm.site] - out.agent_pos[0, :3]) < 1e-3
+    # the rule runs in float32 under the DiT's bf16 autocast too: the same state
+    model.autocast = True
+    again = model.start(np.zeros((1, 1, size, size, 3), np.uint8), agent_pos[:, None].astype(np.float32),
+                        environment_state=state[None].astype(np.float32))
+    for _ in range(4):
+        under = model.step(again, push)
+    np.testing.assert_allclose(under.environment_state, out.environment_state, atol=1e-5)
     assert out.environment_state[0, door.HINGE_ANGLE] == 0.0
     assert latch_radius(out.agent_pos[0], out.environment_state[0]) == pytest.approx(
         latch_radius(agent_pos[0], state), abs=1e-3)
