@@ -160,11 +160,13 @@ def test_a_gripped_lever_turns_and_past_the_latch_the_door_swings(door_env):
     assert not door.lever_caged(turned_lever, away).item()
     # with the lever past LATCH_CLEAR the latch no longer rubs: a lighter pull moves the door, a weaker not
     clear = door.LATCH_CLEAR + 0.05
-    ready = door_state(yaw, anchor, torch.zeros(1, dtype=torch.float64), torch.tensor([clear], dtype=torch.float64))
+    ready = door_state(yaw, anchor, torch.zeros(1, dtype=torch.float64),
+                       torch.tensor([clear], dtype=torch.float64))
     grip = circle_step(state, hand[:, :3], clear, 0.0)
     pulled = circle_step(ready, grip, 0.0, 0.05)
     along = (pulled - grip) / (pulled - grip).norm()
-    for push, opens in ((door.LATCH_CLEAR_BREAKAWAY + 0.05, True), (door.LATCH_CLEAR_BREAKAWAY - 0.05, False)):
+    light = door.LATCH_CLEAR_BREAKAWAY
+    for push, opens in ((light + 0.05, True), (light - 0.05, False)):
         after, _ = joint_step(ready, grip, pulled, held, push * along)
         assert (after[0, 6].item() > 0.04) == opens
     # gripped further out than SHORT_GRIP the lever stops at LONG_GRIP_STOP; one already past stays there
@@ -179,8 +181,8 @@ def test_a_gripped_lever_turns_and_past_the_latch_the_door_swings(door_env):
         assert after[0, 7].item() == pytest.approx(stop, abs=1e-6)
     # a batch: each row by its own grip
     both = torch.cat([state, state])
-    after, at = joint_step(both, torch.cat([hand[:, :3]] * 2), torch.cat([down] * 2), torch.tensor([True, False]),
-                           torch.cat([still] * 2))
+    after, at = joint_step(both, torch.cat([hand[:, :3]] * 2), torch.cat([down] * 2),
+                           torch.tensor([True, False]), torch.cat([still] * 2))
     torch.testing.assert_close(after[0], turned[0])
     assert after[1, 7].item() == 0.0
     torch.testing.assert_close(at[1], down[0])
