@@ -36,8 +36,9 @@ HINGE_RANGE = (0.0, 0.4)
 HANDLE_RANGE = (-1.57, 1.57)
 # Gripped further out than SHORT_GRIP from its axis, the lever stops turning at LONG_GRIP_STOP short of its
 # stop: in the shipped BC policy's simulated episodes on tuning seeds (800000-800015; and its actions chosen
-# in imagination, replayed there), the levers gripped within 99 mm of the axis turned to 1.51-1.59, those
-# gripped 101-115 mm out stopped at 1.33-1.41 (3 of 13 further out went on to 1.57)
+# in imagination, replayed there), with the grip site's distance from the axis as the lever passed 0.8 rad,
+# 10 of the 16 levers gripped within 100 mm turned past 1.45 (to 1.51-1.59; the other 6 to 1.37-1.44),
+# 4 of the 16 gripped further out (12 stopped at 1.33-1.41)
 SHORT_GRIP = 0.100
 LONG_GRIP_STOP = 1.38
 # The joint rule's numbers, from the shipped BC policy's simulated episodes on tuning seeds (800000-800015):
