@@ -42,10 +42,11 @@ HANDLE_RANGE = (-1.57, 1.57)
 SHORT_GRIP = 0.100
 LONG_GRIP_STOP = 1.38
 # The joint rule's numbers, from the shipped BC policy's simulated episodes on tuning seeds (800000-800015):
-# the door swings once the lever is turned past LATCH_FREE (it first swung at 1.28; the latch's tip clears
-# the frame past about 1.16 by the XML's geometry); a released lever springs back SPRING_BACK a step (its
-# spring, 1.26 to 0.13 rad in 9 steps); a released door drifts shut DOOR_DRIFT a step (the mean over the
-# released open doors); a door ajar past AJAR has its latch clear of the frame whatever the lever
+# the door swings once the lever is turned past LATCH_FREE (a tenth of the steps where the shut door swung
+# had the lever below 1.28; the latch's tip clears the frame past about 1.16 by the XML's geometry); a
+# released lever springs back SPRING_BACK a step (its spring, 1.26 to 0.13 rad in 9 steps); a released door
+# drifts shut DOOR_DRIFT a step (the mean over the released open doors); a door ajar past AJAR has its
+# latch clear of the frame whatever the lever
 LATCH_FREE = 1.25
 SPRING_BACK = 0.13
 DOOR_DRIFT = 0.005
