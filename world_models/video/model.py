@@ -695,6 +695,7 @@ class WorldModel(nn.Module):
         arm = state.arm
         with self._autocast():
             gripper = state.gripper
+            caged = self._caged(state.objects, state.poses[:, -1])  # the lever in the hand: both rules ask
             if self.config.arm_physics:
                 if arm.shape[1] != ARM_STATE_DIM:
                     raise ValueError("this state was started without the robot arm's state; start it again "
@@ -709,7 +710,6 @@ class WorldModel(nn.Module):
                 if gripper.shape[1] != 3:
                     raise ValueError("this state was started without the finger rule's gripper state; "
                                      "start it again with finger_rule on")
-                caged = self._caged(state.objects, state.poses[:, -1])
                 next_pose, gripper = finger_step(state.poses[:, -1], next_pose, state.gripper, action[:, -1],
                                                  self._grip_box(state.objects, state.base), self._extents,
                                                  self.config.grip_turn, None if caged is None else ~caged)
@@ -725,7 +725,6 @@ class WorldModel(nn.Module):
             ruled = None
             if self.config.joint_rule:  # the door's joints under a hand gripping the lever; it holds the hand
                 box = self._grip_box(state.objects, state.base)
-                caged = self._caged(state.objects, state.poses[:, -1])
                 held = gripping_box(state.poses[:, -1], box, self._extents)
                 held = (held if caged is None else held | caged) & (
                     finger_gap(next_pose) < box_across(next_pose, box, self._extents)[2] + GRIPPING)
