@@ -695,7 +695,8 @@ class WorldModel(nn.Module):
         arm = state.arm
         with self._autocast():
             gripper = state.gripper
-            caged = self._caged(state.objects, state.poses[:, -1])  # the lever in the hand: both rules ask
+            caged = (self._caged(state.objects, state.poses[:, -1])  # the lever in the hand: both rules ask
+                     if self.config.finger_rule or self.config.joint_rule else None)
             if self.config.arm_physics:
                 if arm.shape[1] != ARM_STATE_DIM:
                     raise ValueError("this state was started without the robot arm's state; start it again "
