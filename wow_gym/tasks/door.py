@@ -38,7 +38,9 @@ HANDLE_RANGE = (-1.57, 1.57)
 # stop: in the shipped BC policy's simulated episodes on tuning seeds (800000-800015; and its actions chosen
 # in imagination, replayed there), with the grip site's distance from the axis as the lever passed 0.8 rad,
 # 10 of the 16 levers gripped within 100 mm turned past 1.45 (to 1.51-1.59; the other 6 to 1.37-1.44),
-# 4 of the 16 gripped further out (12 stopped at 1.33-1.41)
+# 4 of the 16 gripped further out (12 stopped at 1.33-1.41). The stop holds only while the door is shut:
+# once it swings, the pull turns the lever on (BC's actions chosen in imagination on those seeds with the
+# door opening slowly, replayed in the simulator: the 11 levers gripped further out all turned past 1.45)
 SHORT_GRIP = 0.100
 LONG_GRIP_STOP = 1.38
 # The joint rule's numbers, from the shipped BC policy's simulated episodes on tuning seeds (800000-800015):
@@ -165,11 +167,11 @@ def joint_step(objects: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
     where the arm went (a damped least-squares solve over the two angles); the door only under a push along
     its arc of BREAKAWAY or more (LATCH_CLEAR_BREAKAWAY with the lever past LATCH_CLEAR), and opens only
     once the lever is past LATCH_FREE or the door is already ajar (the latch holds it shut); a lever
-    gripped further out than SHORT_GRIP stops at LONG_GRIP_STOP. The hand stays on the point it holds:
-    the simulator's door holds the hand on the lever's circle and the door's arc while the controller pulls
-    elsewhere. A released lever springs back SPRING_BACK a step; a released door drifts shut DOOR_DRIFT a
-    step. Nothing else moves the door: a hand that pushes the lever or the door without gripping it does
-    not (the rule replaces the learned object step for every row).
+    gripped further out than SHORT_GRIP stops at LONG_GRIP_STOP while the door is shut. The hand stays on
+    the point it holds: the simulator's door holds the hand on the lever's circle and the door's arc while
+    the controller pulls elsewhere. A released lever springs back SPRING_BACK a step; a released door drifts
+    shut DOOR_DRIFT a step. Nothing else moves the door: a hand that pushes the lever or the door without
+    gripping it does not (the rule replaces the learned object step for every row).
     """
     yaw, anchor = door_frame(objects)
     door, hinge, handle = objects[:, 3:6], objects[:, 6], objects[:, 7]
@@ -187,7 +189,7 @@ def joint_step(objects: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
     pulls = (_rotate(push.to(p.dtype), -yaw, "z") * arc).sum(-1).abs() >= needs
     radius = (p - latch)[:, [0, 2]].norm(dim=-1)  # how far out along the lever the hand holds it
     # (a lever already turned past the stop is not snapped back to it)
-    stop = torch.where(radius < SHORT_GRIP, torch.full_like(handle, HANDLE_RANGE[1]),
+    stop = torch.where((radius < SHORT_GRIP) | (hinge > AJAR), torch.full_like(handle, HANDLE_RANGE[1]),
                        torch.full_like(handle, LONG_GRIP_STOP).maximum(handle))
     new_handle, new_hinge = handle.clone(), hinge.clone()
     for _ in range(SOLVE_STEPS):  # Gauss-Newton on the two angles, each step kept in range

@@ -179,6 +179,12 @@ def test_a_gripped_lever_turns_and_past_the_latch_the_door_swings(door_env):
         deeper = circle_step(turned_to, grip, 0.3, 0.0)
         after, _ = joint_step(turned_to, grip, deeper, held, still)
         assert after[0, 7].item() == pytest.approx(stop, abs=1e-6)
+    # once the door is ajar the pull turns such a lever on past the stop
+    swinging = door_state(yaw, anchor, torch.tensor([0.1], dtype=torch.float64),
+                          torch.tensor([1.2], dtype=torch.float64))
+    grip = circle_step(state, far[:, :3], 1.2, 0.1)
+    after, _ = joint_step(swinging, grip, circle_step(swinging, grip, 0.3, 0.0), held, still)
+    assert after[0, 7].item() > door.LONG_GRIP_STOP + 0.1
     # a batch: each row by its own grip
     both = torch.cat([state, state])
     after, at = joint_step(both, torch.cat([hand[:, :3]] * 2), torch.cat([down] * 2),
