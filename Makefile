@@ -522,9 +522,11 @@ evaluate-stack-heads: $(STAMP)
 # The same 10 policies on Lift (the shipped Lift BC policy; seeds 960000+, Lift's held-out evaluation
 # starts, 100 steps; imagined success from the model's object state), then the agreement pooled over every
 # task with an imagined env: Pearson, Spearman and MMRV per task and over all points, one scatter coloured
-# by task (outputs/agreement/tasks).
+# by task (outputs/agreement/tasks). The switches above apply (make evaluate-lift-tasks KNOWN=1 PHYS=1 CARRY=1
+# WM_TAG=-switches: Lift's every switch).
 evaluate-lift-tasks: $(STAMP)
-	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=[$(TASK_POLICIES)]' out=outputs/evaluate/lift-tasks
+	$(WG) evaluate task=lift n_episodes=16 seed=960000 'policies=[$(TASK_POLICIES)]' $(WM_EVALUATE) \
+		out=outputs/evaluate/lift-tasks$(WM_TAG)
 # Door and PickPlaceCan the same way on the shared model (150 and 200 steps: their experts succeed at about
 # step 75 and 115), the imagined env's reward and success robosuite's on the carried state.
 evaluate-door: $(STAMP)
