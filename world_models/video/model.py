@@ -695,8 +695,10 @@ class WorldModel(nn.Module):
         arm = state.arm
         with self._autocast():
             gripper = state.gripper
-            caged = (self._caged(state.objects, state.poses[:, -1])  # the lever in the hand: both rules ask
-                     if self.config.finger_rule or self.config.joint_rule else None)
+            box = caged = None  # the box the fingers close on and whether the hand cages it: both rules ask
+            if self.config.finger_rule or self.config.joint_rule:
+                box = self._grip_box(state.objects, state.base)
+                caged = self._caged(state.objects, state.poses[:, -1])
             if self.config.arm_physics:
                 if arm.shape[1] != ARM_STATE_DIM:
                     raise ValueError("this state was started without the robot arm's state; start it again "
@@ -712,8 +714,8 @@ class WorldModel(nn.Module):
                     raise ValueError("this state was started without the finger rule's gripper state; "
                                      "start it again with finger_rule on")
                 next_pose, gripper = finger_step(state.poses[:, -1], next_pose, state.gripper, action[:, -1],
-                                                 self._grip_box(state.objects, state.base), self._extents,
-                                                 self.config.grip_turn, None if caged is None else ~caged)
+                                                 box, self._extents, self.config.grip_turn,
+                                                 None if caged is None else ~caged)
             if self.config.arm_contact:
                 stepped = next_pose
                 next_pose = contact_stop(state.poses[:, -1], next_pose, state.objects, self._extents,
@@ -725,7 +727,6 @@ class WorldModel(nn.Module):
                     arm[stopped] = self.physics_arm.follow(arm[stopped], held, held[:, 7:9])
             ruled = None
             if self.config.joint_rule:  # the door's joints under a hand gripping the lever; it holds the hand
-                box = self._grip_box(state.objects, state.base)
                 held = gripping_box(state.poses[:, -1], box, self._extents)
                 held = (held if caged is None else held | caged) & (
                     finger_gap(next_pose) < box_across(next_pose, box, self._extents)[2] + GRIPPING)

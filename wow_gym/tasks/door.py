@@ -39,9 +39,9 @@ HANDLE_RANGE = (-1.57, 1.57)
 # in imagination, replayed there), with the grip site's distance from the axis as the lever passed 0.8 rad,
 # 10 of the 16 levers gripped within 100 mm turned past 1.45 (to 1.51-1.59; the other 6 to 1.37-1.44),
 # 4 of the 16 gripped further out (12 stopped at 1.33-1.41). The stop holds only while the door is shut:
-# once it swings, the pull turns the lever on (BC's actions chosen in imagination on those seeds with an
-# imagined door swinging 0.45 as fast, a variant not kept, replayed in the simulator, where BC kept pulling:
-# the 11 levers gripped further out all turned past 1.45)
+# once it swings, the pull turns the lever on (BC's actions chosen in imagination on those seeds with the
+# imagined door swinging at 0.45 of its speed, a variant not kept, replayed in the simulator, where BC kept
+# pulling: the 11 levers gripped further out all turned past 1.45)
 SHORT_GRIP = 0.100
 LONG_GRIP_STOP = 1.38
 # The joint rule's numbers, from the shipped BC policy's simulated episodes on tuning seeds (800000-800015):
