@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks policy-stack-imagined idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-stack-imagined-bc evaluate-lift-tasks evaluate-pooled evaluate-pooled-switches evaluate-door replay-check-door replay-check-stack replay-check-stack-paired replay-check-pickplacecan evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-compare-30-switches policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing evaluate-lift-30-switches lift-bc-gap policy-dr evaluate-unseen deploy-check clean browser
+.PHONY: install demo test test-slow bench wowbench lift-data lift-bc-data tasks-data policy-tasks policy-stack-imagined idm-tasks critic-tasks eval-tasks tune-idm-tasks world-model-stack stack-unseen-data eval-world-model-stack evaluate-stack evaluate-stack-heads evaluate-stack-imagined-bc evaluate-lift-tasks evaluate-pooled evaluate-pooled-switches bench-imagine-switches bench-imagine-task evaluate-door replay-check-door replay-check-stack replay-check-stack-paired replay-check-pickplacecan evaluate-pickplacecan world-model-tasks world-model-door-own tasks-unseen-data eval-world-model-door eval-world-model-pickplacecan eval-world-model-tasks eval-arm-layer-stack eval-arm-layer-door eval-arm-layer-pickplacecan eval-arm-layer-tasks bench-imagine-tasks idm-pose-lift world-model world-model-pose512 world-model-dagger eval-world-model eval-one-step eval-open-loop-all tune-data tune-deadband tune-object-layer bench-imagine ray-check idm eval-idm tune-idm-imagined critic eval-critic critic-near-miss policy policy-compare policy-compare-keep policy-compare-30 policy-compare-30-arm policy-compare-30-absorbing policy-compare-30-asymmetric policy-compare-30-switches policy-sil-10 lift-bc-starts policy-short-10 world-model-contact replay-check evaluate-lift evaluate-shipped evaluate-lift-30 evaluate-lift-30-arm evaluate-lift-30-absorbing evaluate-lift-30-switches lift-bc-gap policy-dr evaluate-unseen deploy-check clean browser
 
 install: $(STAMP) browser
 
@@ -571,18 +571,35 @@ evaluate-pooled: $(foreach t,$(EVALUATED_TASKS),evaluate-$(t))
 # rows (outputs/agreement/tasks-switches). A run is made only where its folder has no results.json yet, so
 # runs already made are reused (make -B evaluate-pooled-switches redoes all four: about 3 h on 2 cores, one
 # evaluation at a time; two at once each run several times slower on 2 cores).
+# Each task's every switch, as its README row measured it:
+LIFT_SWITCHES := KNOWN=1 PHYS=1 CARRY=1
+STACK_SWITCHES := ARM=1 KNOWN=1 PHYS=1 CARRY=1 SCENE=1 TURN=1
+DOOR_SWITCHES := KNOWN=1 PHYS=1 JOINTS=1
+PICKPLACECAN_SWITCHES := ARM=1 KNOWN=1 PHYS=1 CARRY=1
 SWITCHED_RUNS := lift-tasks-switches stack-settle-scene-turn door-known-physics-joints-ajar pickplacecan-switches
 outputs/evaluate/lift-tasks-switches/results.json:
-	$(MAKE) evaluate-lift-tasks KNOWN=1 PHYS=1 CARRY=1 WM_TAG=-switches
+	$(MAKE) evaluate-lift-tasks $(LIFT_SWITCHES) WM_TAG=-switches
 outputs/evaluate/stack-settle-scene-turn/results.json:
-	$(MAKE) evaluate-stack ARM=1 KNOWN=1 PHYS=1 CARRY=1 SCENE=1 TURN=1 WM_TAG=-settle-scene-turn
+	$(MAKE) evaluate-stack $(STACK_SWITCHES) WM_TAG=-settle-scene-turn
 outputs/evaluate/door-known-physics-joints-ajar/results.json:
-	$(MAKE) evaluate-door KNOWN=1 PHYS=1 JOINTS=1 WM_TAG=-known-physics-joints-ajar
+	$(MAKE) evaluate-door $(DOOR_SWITCHES) WM_TAG=-known-physics-joints-ajar
 outputs/evaluate/pickplacecan-switches/results.json:
-	$(MAKE) evaluate-pickplacecan ARM=1 KNOWN=1 PHYS=1 CARRY=1 WM_TAG=-switches
+	$(MAKE) evaluate-pickplacecan $(PICKPLACECAN_SWITCHES) WM_TAG=-switches
 evaluate-pooled-switches: $(foreach r,$(SWITCHED_RUNS),outputs/evaluate/$(r)/results.json)
 	$(WG) agreement 'runs=[$(subst $(space),$(comma),$(foreach r,$(SWITCHED_RUNS),outputs/evaluate/$(r)))]' \
 		out=outputs/agreement/tasks-switches
+# Imagined steps/s with each task's every switch (those of the runs above: the arm stepped in MuJoCo and, on
+# Stack and PickPlaceCan, drawn by a render per frame), batch 32, 2 sampling steps, against the task's
+# simulator with a 64 px camera (outputs/bench-imagine/<task>-switches). BENCH_STEPS, BENCH_REPEATS: timed
+# steps per row and alternating rounds.
+BENCH_STEPS := 30
+BENCH_REPEATS := 3
+bench-imagine-switches: $(STAMP)
+	$(foreach t,lift stack door pickplacecan,$(MAKE) bench-imagine-task TASK=$(t) \
+		$($(shell echo $(t) | tr a-z A-Z)_SWITCHES) WM_TAG=-switches && ) true
+bench-imagine-task: $(STAMP)
+	$(WG) bench imagine task=$(TASK) 'batch_sizes=[32]' 'sampling_steps=[2]' steps=$(BENCH_STEPS) \
+		repeats=$(BENCH_REPEATS) sim_num_envs=1 $(WM_EVALUATE) out=outputs/bench-imagine/$(TASK)$(WM_TAG)
 
 # BC + PPO in imagination against the same recipe in the simulator, 15 min of RL each from the same warm
 # start, both judged in the sim twin on 20 held-out seeds (curves.png, summary.json in each run folder).

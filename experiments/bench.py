@@ -83,6 +83,7 @@ def _bench_imagine(cfg, out) -> int:
         format_imagine_table,
         max_rss_mb,
         median_rows,
+        switches_on,
     )
     from wow_gym.world_models.video.imagination import load_world_model
 
@@ -92,12 +93,8 @@ def _bench_imagine(cfg, out) -> int:
         raise SystemExit(f"wow-gym bench imagine: {error}") from None
     try:
         wm = load_world_model(config.task, config.checkpoint, device=config.device, autocast=config.autocast,
-                              compile=config.compile)
-    except CheckpointError as error:
-        raise SystemExit(f"wow-gym bench imagine: {error}") from None
-    try:
-        wm.set_options({"arm_physics": config.arm_physics, "finger_rule": config.finger_rule})
-    except ValueError as error:
+                              compile=config.compile, options=config.options())
+    except (CheckpointError, ValueError) as error:
         raise SystemExit(f"wow-gym bench imagine: {error}") from None
     setting = f"{wm.config.image_size}px-fast"  # the default look, at the model's resolution
     if setting not in CAMERA_SETTINGS:
@@ -126,7 +123,7 @@ def _bench_imagine(cfg, out) -> int:
     result = ImagineBenchResult(wm.config.task, wm.config.image_size, str(wm.device),
                                 sum(p.numel() for p in wm.parameters()), sim, median_rows(rounds),
                                 max_rss_mb(), wm.autocast, wm.compiled, config.repeats, wm.config.arm_physics,
-                                wm.config.finger_rule)
+                                wm.config.finger_rule, switches_on(wm))
     table = format_imagine_table(result)
     atomic_write_text(out / "bench_imagine.md", table + "\n")
     atomic_write_text(out / "bench_imagine.json", json.dumps(dataclasses.asdict(result), indent=2))

@@ -219,15 +219,21 @@ def test_bench_imagine_tiny_budget(tmp_path):
     checkpoint, _ = _tiny_world_model_and_heldout(tmp_path)
     out = _wow_gym(["bench", "imagine", f"checkpoint={checkpoint}", "batch_sizes=[1,2]", "sampling_steps=[1]",
                     "steps=2", "warmup_steps=1", "sim_steps=3", "sim_warmup_steps=1", "sim_num_envs=1",
-                    "repeats=2", "progress=false"], tmp_path)
+                    "repeats=2", "progress=false", "world_model_options.residual_deadband=8"], tmp_path)
     assert "the median of 2 alternating rounds" in out
+    assert "switches on: residual_deadband" in out  # timed with the switch given, and says so
     assert "| 64px-fast, 1 proc |" in out
     assert "| WorldModel.step | 2 | 1 |" in out and "| ImaginedVectorEnv | 2 | 1 |" in out
     written = next(Path(tmp_path, "outputs", "bench-imagine").glob("*/bench_imagine.json"))
     result = json.loads(written.read_text())
     assert [r["batch_size"] for r in result["imagined"]] == [1, 1, 2, 2] and result["max_rss_mb"] > 0
     assert [r["reset_ms_per_env"] is not None for r in result["imagined"]] == [False, True] * 2
-    assert result["compiled"] is False and result["repeats"] == 2
+    assert result["compiled"] is False and result["repeats"] == 2 and result["switches"] == ["residual_deadband"]
+    unknown = subprocess.run([sys.executable, "-m", "wow_gym.cli", "bench", "imagine", f"checkpoint={checkpoint}",
+                              "world_model_options.finger_rule=true", "progress=false"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr  # a switch this model cannot honour
+    assert "finger_rule" in unknown.stderr
 
 
 def test_train_world_model_tiny_budget_then_eval(tmp_path, lift_data):

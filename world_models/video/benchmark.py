@@ -16,13 +16,14 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from wow_gym.world_models.video.model import WorldModel
+from wow_gym.world_models.video.model import OPTIONS, WorldModel, checkpoint_options
 
 
 @dataclass
@@ -43,15 +44,29 @@ class ImagineBenchConfig:
     device: str = "auto"
     autocast: bool | str = "auto"
     compile: bool = False
-    arm_physics: bool | None = None
-    finger_rule: bool | None = None
+    arm_physics: bool | None = None  # short for world_model_options.arm_physics
+    finger_rule: bool | None = None  # short for world_model_options.finger_rule
     seed: int = 0
     progress: bool = True
+    world_model_options: dict[str, Any] = field(default_factory=checkpoint_options)
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1 (alternating rounds of simulator and imagined rows), "
                              f"got {self.repeats}")
+
+    def options(self) -> dict[str, Any]:
+        """The imagination switches to set (WorldModel.set_options): world_model_options with the two short
+        forms; ValueError where a short form and world_model_options ask different things."""
+        options = {**checkpoint_options(), **(self.world_model_options or {})}
+        for name in ("arm_physics", "finger_rule"):
+            short = getattr(self, name)
+            if short is not None and options.get(name) not in (None, short):
+                raise ValueError(f"{name}={short} and world_model_options.{name}={options[name]} disagree; "
+                                 f"give one of them")
+            if short is not None:
+                options[name] = short
+        return options
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,12 @@ class ImagineBenchResult:
     repeats: int = 1  # alternating rounds (simulator, then imagined) each rate is the median of
     arm_physics: bool = False  # the imagined arm was the robot's own, in MuJoCo (WorldModelConfig)
     finger_rule: bool = False  # the imagined fingers followed the finger rule (WorldModelConfig)
+    switches: list[str] = field(default_factory=list)  # every imagination switch on (model.OPTIONS)
+
+
+def switches_on(wm: WorldModel) -> list[str]:
+    """The names of the model's imagination switches that are on (a deadband: above 0 levels)."""
+    return [name for name in OPTIONS if getattr(wm.config, name)]
 
 
 def rss_mb() -> float:
@@ -199,8 +220,7 @@ def format_imagine_table(result: ImagineBenchResult) -> str:
     lines = [(f"{result.task}, {result.image_size}x{result.image_size} frames, world model of "
               f"{result.parameters / 1e6:.2f}M parameters on {result.device}"
               f"{', bf16 autocast' if result.autocast else ''}{', torch.compile' if result.compiled else ''}"
-              f"{', the robot arm in MuJoCo' if result.arm_physics else ''}"
-              f"{', the finger rule' if result.finger_rule else ''}"), "",
+              f"{', switches on: ' + ', '.join(result.switches) if result.switches else ''}"), "",
              "| simulator | env steps/s |", "|---|---:|"]
     lines += [f"| {label} | {rate:.1f} |" for label, rate in result.sim.items()]
     ratios = "".join(f" x sim ({label}) |" for label in result.sim)

@@ -262,6 +262,15 @@ def test_repeated_bench_rounds_keep_the_median_rate_and_the_most_memory():
         ImagineBenchConfig(repeats=0)
 
 
+def test_bench_imagine_takes_every_switch_and_the_two_short_forms():
+    options = ImagineBenchConfig(arm_physics=True, world_model_options={"joint_rule": True}).options()
+    assert options["arm_physics"] is True and options["joint_rule"] is True and options["finger_rule"] is None
+    assert ImagineBenchConfig(finger_rule=True,
+                              world_model_options={"finger_rule": True}).options()["finger_rule"] is True
+    with pytest.raises(ValueError, match="disagree"):
+        ImagineBenchConfig(finger_rule=False, world_model_options={"finger_rule": True}).options()
+
+
 def test_bench_imagine_directly_and_through_the_vector_env(checkpoint):
     wm = WorldModel.load(checkpoint)
     sim = bench_sim(SimBenchConfig(tasks=["Lift"], settings=["64px-fast"], vector_settings=[], steps=3,
