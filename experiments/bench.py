@@ -122,8 +122,7 @@ def _bench_imagine(cfg, out) -> int:
     sim = {label: float(statistics.median(r[label] for r in sim_rounds)) for label in sim_rounds[0]}
     result = ImagineBenchResult(wm.config.task, wm.config.image_size, str(wm.device),
                                 sum(p.numel() for p in wm.parameters()), sim, median_rows(rounds),
-                                max_rss_mb(), wm.autocast, wm.compiled, config.repeats, wm.config.arm_physics,
-                                wm.config.finger_rule, switches_on(wm))
+                                max_rss_mb(), wm.autocast, wm.compiled, config.repeats, switches_on(wm))
     table = format_imagine_table(result)
     atomic_write_text(out / "bench_imagine.md", table + "\n")
     atomic_write_text(out / "bench_imagine.json", json.dumps(dataclasses.asdict(result), indent=2))

@@ -99,8 +99,6 @@ class ImagineBenchResult:
     autocast: bool = False  # the model ran under bf16 autocast
     compiled: bool = False  # its DiTs were torch.compiled (WorldModel.compile_samplers)
     repeats: int = 1  # alternating rounds (simulator, then imagined) each rate is the median of
-    arm_physics: bool = False  # the imagined arm was the robot's own, in MuJoCo (WorldModelConfig)
-    finger_rule: bool = False  # the imagined fingers followed the finger rule (WorldModelConfig)
     switches: list[str] = field(default_factory=list)  # every imagination switch on (model.OPTIONS)
 
 
